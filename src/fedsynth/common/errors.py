@@ -1,0 +1,28 @@
+"""Errors a user can act on. Each message names the file, column, row and value involved."""
+
+
+class FedsynthError(Exception):
+    """Base class: the CLI prints these without a traceback."""
+
+
+class SchemaError(FedsynthError):
+    """The schema file itself is malformed or incomplete."""
+
+
+class DataError(FedsynthError):
+    """A table does not match the schema (wrong type, out of bounds, unknown category...)."""
+
+    def __init__(self, message: str, violations: list["Violation"] | None = None) -> None:
+        super().__init__(message)
+        self.violations = violations or []
+
+
+class PrivacyError(FedsynthError):
+    """An impossible or unsafe privacy setting, or a budget that would be exceeded."""
+
+
+class BudgetExhausted(PrivacyError):
+    """The client's ledger has no room for the requested training."""
+
+
+from fedsynth.common.validation_types import Violation  # noqa: E402  (re-export)

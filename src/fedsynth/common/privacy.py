@@ -1,0 +1,139 @@
+"""Privacy accounting: every epsilon fedsynth reports comes out of an Opacus accountant.
+
+The privacy history is a list of Gaussian-mechanism releases ``(noise_multiplier,
+sample_rate, steps)`` exactly as Opacus' accountants store it. DP-SGD steps are entries with
+the Poisson sample rate; a one-off Gaussian release of counts (used for the GAN's noisy
+category frequencies) is an entry with sample rate 1 and one step. Because the history is
+plain data it can be persisted on the client's disk and re-loaded after a restart, so the
+epsilon shown is always over *every* step the client ever took.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from fedsynth.common.errors import PrivacyError
+
+Release = tuple[float, float, int]  # (noise_multiplier, sample_rate, steps)
+ACCOUNTANTS = ("rdp", "prv")
+_MAX_SIGMA = 1e4
+
+
+def _accountant(kind: str):
+    if kind == "rdp":
+        from opacus.accountants import RDPAccountant
+
+        return RDPAccountant()
+    if kind == "prv":
+        from opacus.accountants import PRVAccountant
+
+        return PRVAccountant()
+    raise PrivacyError(f"unknown accountant {kind!r}; choose one of {ACCOUNTANTS}")
+
+
+def epsilon_spent(history: Sequence[Release], delta: float, accountant: str = "rdp") -> float:
+    """Epsilon of the composition of all releases in ``history`` at ``delta``."""
+    releases = [(float(s), float(q), int(n)) for s, q, n in history if int(n) > 0]
+    if not releases:
+        return 0.0
+    acc = _accountant(accountant)
+    acc.history = releases
+    return float(acc.get_epsilon(delta=delta))
+
+
+def check_privacy_params(epsilon: float, delta: float, n_rows: int | None = None) -> None:
+    """Refuse settings that are impossible or give no meaningful guarantee."""
+    if not isinstance(epsilon, (int, float)) or not math.isfinite(epsilon) or epsilon <= 0:
+        raise PrivacyError(f"epsilon must be a finite number > 0, got {epsilon!r}")
+    if not isinstance(delta, (int, float)) or not math.isfinite(delta) or not 0 < delta < 1:
+        raise PrivacyError(f"delta must be in (0, 1), got {delta!r}")
+    if n_rows is not None:
+        if n_rows <= 0:
+            raise PrivacyError("the table has no rows to train on")
+        if delta >= 1.0 / n_rows:
+            raise PrivacyError(
+                f"delta={delta:g} is not below 1/n = 1/{n_rows} = {1.0 / n_rows:.3g}: such a "
+                "delta allows publishing whole records. Choose delta well below 1/n (e.g. 1e-5 "
+                "or 1/n^1.1)."
+            )
+
+
+@dataclass(frozen=True)
+class Calibration:
+    noise_multiplier: float
+    epsilon: float  # what the accountant gives for prior + this plan
+
+
+def calibrate_noise(
+    target_epsilon: float,
+    delta: float,
+    sample_rate: float,
+    steps: int,
+    prior: Sequence[Release] = (),
+    accountant: str = "rdp",
+    tolerance: float = 0.005,
+) -> Calibration:
+    """Smallest noise multiplier (to ``tolerance`` in epsilon) so that ``prior`` plus
+    ``steps`` DP-SGD steps at ``sample_rate`` spend at most ``target_epsilon``.
+
+    The result lands on the target from below: the plan never exceeds it.
+    """
+    check_privacy_params(target_epsilon, delta)
+    if not 0 < sample_rate <= 1:
+        raise PrivacyError(f"sample rate must be in (0, 1], got {sample_rate}")
+    if steps <= 0:
+        raise PrivacyError(f"the plan needs at least one step, got {steps}")
+    prior = list(prior)
+    already = epsilon_spent(prior, delta, accountant)
+    if already >= target_epsilon:
+        raise PrivacyError(
+            f"the budget is already spent: epsilon {already:.3f} of {target_epsilon:.3f}"
+        )
+
+    def eps(sigma: float) -> float:
+        return epsilon_spent(prior + [(sigma, sample_rate, steps)], delta, accountant)
+
+    lo, hi = 0.0, 1.0
+    while eps(hi) > target_epsilon:
+        lo, hi = hi, hi * 2
+        if hi > _MAX_SIGMA:
+            raise PrivacyError(
+                f"cannot reach epsilon={target_epsilon} with {steps} steps at sample rate "
+                f"{sample_rate:.4g}: plan fewer steps or a larger budget"
+            )
+    # bisection on sigma: eps(sigma) is decreasing
+    while True:
+        mid = (lo + hi) / 2
+        if eps(mid) > target_epsilon:
+            lo = mid
+        else:
+            hi = mid
+        e_hi = eps(hi)
+        if target_epsilon - e_hi <= tolerance or hi - lo < 1e-6:
+            return Calibration(hi, e_hi)
+
+
+def gaussian_counts_release(sigma: float) -> Release:
+    """History entry for one Gaussian release with noise multiplier ``sigma``."""
+    return (float(sigma), 1.0, 1)
+
+
+def noisy_frequencies(onehot_blocks: Sequence["np.ndarray"], sigma: float) -> list["np.ndarray"]:
+    """Gaussian-mechanism release of category counts, one block per column, as frequencies.
+
+    Under add/remove-one-row neighbours each row adds 1 to one count in every block, so the
+    L2 sensitivity of all blocks together is sqrt(#blocks); noise std is sigma * that. The
+    caller must add ``gaussian_counts_release(sigma)`` to the privacy history.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(int.from_bytes(__import__("secrets").token_bytes(16), "big"))
+    scale = sigma * math.sqrt(max(1, len(onehot_blocks)))
+    out = []
+    for block in onehot_blocks:
+        counts = np.asarray(block, dtype=float).sum(axis=0) + rng.normal(0.0, scale, block.shape[1])
+        counts = np.clip(counts, 0.0, None) + 1e-3
+        out.append(counts / counts.sum())
+    return out

@@ -1,0 +1,285 @@
+"""The public schema: column types, bounds and categories that every party agrees on.
+
+The schema is *public metadata*. Everything the encoder needs (bounds, category lists,
+point masses, scales) comes from here and never from private rows, so sharing an encoder
+or a model built from it leaks nothing about any institution's table beyond what the DP
+training itself releases.
+
+Two input formats are accepted:
+
+* fedsynth's own JSON (``{"name": ..., "columns": [...], "drop": [...]}``), and
+* SDV's single-table metadata JSON (``{"columns": {"age": {"sdtype": "numerical"}}}``,
+  optionally wrapped in ``{"tables": {...}}``), so SDV users can bring what they have.
+  SDV metadata carries no bounds or category lists, so those must be added
+  (``fedsynth schema validate`` says which are missing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from fedsynth.common.errors import SchemaError
+
+ColumnType = Literal["numerical", "categorical", "boolean", "datetime"]
+COLUMN_TYPES: tuple[str, ...] = ("numerical", "categorical", "boolean", "datetime")
+SCALES: tuple[str, ...] = ("linear", "log")
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of the shared table.
+
+    Attributes:
+        name: column name as it appears in every party's table.
+        type: ``numerical``, ``categorical``, ``boolean`` or ``datetime``.
+        subtype: for numericals, ``int`` or ``float``.
+        min, max: public bounds for numericals (for datetimes: ISO dates).
+        categories: the complete public category list for categoricals.
+        nullable: whether missing values are allowed (they are then modelled explicitly).
+        point_masses: values that carry a lump of probability mass (e.g. capital-gain = 0,
+            a 40-hour week). Public domain knowledge, never read off the rows.
+        scale: ``linear`` or ``log``: the scale the encoder uses between the bounds.
+            ``log`` suits heavy right tails (incomes, sampling weights).
+        bins: number of public bins the encoder splits the range into.
+        description: free text, e.g. where the bounds come from.
+    """
+
+    name: str
+    type: ColumnType
+    subtype: Literal["int", "float"] | None = None
+    min: float | str | None = None
+    max: float | str | None = None
+    categories: tuple[str, ...] | None = None
+    nullable: bool = False
+    point_masses: tuple[float, ...] = ()
+    scale: Literal["linear", "log"] = "linear"
+    bins: int = 12
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": self.type}
+        if self.type == "numerical":
+            out.update(subtype=self.subtype, min=self.min, max=self.max, scale=self.scale,
+                       bins=self.bins)
+            if self.point_masses:
+                out["point_masses"] = list(self.point_masses)
+        elif self.type == "datetime":
+            out.update(min=self.min, max=self.max, bins=self.bins)
+        elif self.type == "categorical":
+            out["categories"] = list(self.categories or ())
+        out["nullable"] = self.nullable
+        if self.description:
+            out["description"] = self.description
+        return out
+
+    @property
+    def is_discrete_int(self) -> bool:
+        """Small integer domains (e.g. education-num 1..16) are encoded exactly, one-hot."""
+        return (
+            self.type == "numerical"
+            and self.subtype == "int"
+            and isinstance(self.min, (int, float))
+            and isinstance(self.max, (int, float))
+            and (self.max - self.min) < MAX_EXACT_INT_LEVELS
+        )
+
+
+MAX_EXACT_INT_LEVELS = 32
+
+
+@dataclass(frozen=True)
+class Schema:
+    """An ordered list of columns plus identifier columns to drop before anything else."""
+
+    columns: tuple[Column, ...]
+    drop: tuple[str, ...] = ()
+    name: str = "table"
+    source: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SchemaError(f"{self.source or 'schema'}: duplicate column names {dupes}")
+        if not self.columns:
+            raise SchemaError(f"{self.source or 'schema'}: no columns")
+        for col in self.columns:
+            _check_column(col, self.source or "schema")
+
+    # ----------------------------------------------------------------- accessors
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(f"column {name!r} is not in the schema (columns: {self.names})")
+
+    # ------------------------------------------------------------- serialisation
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": "fedsynth-schema/1",
+            "name": self.name,
+            "columns": [c.to_json() for c in self.columns],
+            "drop": list(self.drop),
+        }
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), indent=2)
+
+    def hash(self) -> str:
+        """Content hash of the canonical JSON: parties compare it before federating."""
+        canon = json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canon.encode()).hexdigest()[:16]
+
+    def save(self, path: str | Path) -> None:
+        from fedsynth.common.atomic import atomic_write_text
+
+        atomic_write_text(Path(path), self.dumps() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Schema":
+        path = Path(path)
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise SchemaError(f"{path}: schema file not found") from None
+        except json.JSONDecodeError as exc:
+            raise SchemaError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        return cls.from_json(raw, source=str(path))
+
+    @classmethod
+    def from_json(cls, raw: Any, source: str = "schema") -> "Schema":
+        if not isinstance(raw, dict):
+            raise SchemaError(f"{source}: the schema must be a JSON object")
+        if "tables" in raw or isinstance(raw.get("columns"), dict):
+            return _from_sdv(raw, source)
+        cols_raw = raw.get("columns")
+        if not isinstance(cols_raw, list):
+            raise SchemaError(f"{source}: 'columns' must be a list of column objects")
+        columns = tuple(_column_from_json(c, source, i) for i, c in enumerate(cols_raw))
+        drop = tuple(str(d) for d in raw.get("drop", []))
+        return cls(columns=columns, drop=drop, name=str(raw.get("name", "table")), source=source)
+
+
+# --------------------------------------------------------------------------- parsing
+_KNOWN_KEYS = {"name", "type", "subtype", "min", "max", "categories", "nullable",
+               "point_masses", "scale", "bins", "description"}
+
+
+def _column_from_json(raw: Any, source: str, index: int) -> Column:
+    where = f"{source}: column #{index}"
+    if not isinstance(raw, dict):
+        raise SchemaError(f"{where}: must be an object, got {raw!r}")
+    unknown = set(raw) - _KNOWN_KEYS
+    if unknown:
+        raise SchemaError(f"{where} ({raw.get('name')!r}): unknown keys {sorted(unknown)}")
+    if "name" not in raw or "type" not in raw:
+        raise SchemaError(f"{where}: needs 'name' and 'type'")
+    kwargs = dict(raw)
+    if kwargs.get("categories") is not None:
+        kwargs["categories"] = tuple(str(c) for c in kwargs["categories"])
+    kwargs["point_masses"] = tuple(float(v) for v in kwargs.get("point_masses", ()))
+    if kwargs["type"] == "numerical" and kwargs.get("subtype") is None:
+        kwargs["subtype"] = "float"
+    return Column(**kwargs)
+
+
+def _check_column(col: Column, source: str) -> None:
+    where = f"{source}: column {col.name!r}"
+    if col.type not in COLUMN_TYPES:
+        raise SchemaError(f"{where}: type {col.type!r} is not one of {COLUMN_TYPES}")
+    if col.type == "numerical":
+        if col.subtype not in ("int", "float"):
+            raise SchemaError(f"{where}: subtype must be 'int' or 'float', got {col.subtype!r}")
+        for key in ("min", "max"):
+            v = getattr(col, key)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+                raise SchemaError(
+                    f"{where}: needs a finite public '{key}' bound (got {v!r}); bounds must "
+                    "come from public knowledge, not from the private rows"
+                )
+        if not col.min < col.max:  # type: ignore[operator]
+            raise SchemaError(f"{where}: min {col.min} must be below max {col.max}")
+        if col.scale not in SCALES:
+            raise SchemaError(f"{where}: scale must be one of {SCALES}, got {col.scale!r}")
+        for pm in col.point_masses:
+            if not col.min <= pm <= col.max:  # type: ignore[operator]
+                raise SchemaError(f"{where}: point mass {pm} lies outside [{col.min}, {col.max}]")
+    if col.type == "datetime":
+        import pandas as pd
+
+        for key in ("min", "max"):
+            v = getattr(col, key)
+            try:
+                pd.Timestamp(v)
+            except (TypeError, ValueError):
+                raise SchemaError(f"{where}: '{key}' must be an ISO date, got {v!r}") from None
+            if v is None:
+                raise SchemaError(f"{where}: needs a public '{key}' date")
+        if not pd.Timestamp(col.min) < pd.Timestamp(col.max):
+            raise SchemaError(f"{where}: min {col.min} must be before max {col.max}")
+    if col.type == "categorical":
+        if not col.categories:
+            raise SchemaError(
+                f"{where}: needs a non-empty public 'categories' list (the complete list of "
+                "values any party may hold)"
+            )
+        if len(set(col.categories)) != len(col.categories):
+            raise SchemaError(f"{where}: duplicate categories")
+    if not isinstance(col.bins, int) or col.bins < 1:
+        raise SchemaError(f"{where}: bins must be a positive integer, got {col.bins!r}")
+
+
+def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
+    """Translate SDV single-table metadata. SDV has no bounds, so they must be supplied.
+
+    fedsynth reads the extra keys (``min``, ``max``, ``categories``, ``point_masses``,
+    ``scale``) when they are present on an SDV column; otherwise the column is refused with
+    a message saying what to add.
+    """
+    if "tables" in raw:
+        tables = raw["tables"]
+        if len(tables) != 1:
+            raise SchemaError(f"{source}: SDV metadata with {len(tables)} tables; only single-table is supported")
+        name, raw = next(iter(tables.items()))
+    else:
+        name = raw.get("name", "table")
+    cols: list[Column] = []
+    drop: list[str] = []
+    for cname, spec in raw.get("columns", {}).items():
+        sdtype = spec.get("sdtype")
+        extra = {k: spec[k] for k in ("min", "max", "point_masses", "scale", "bins", "nullable",
+                                      "description") if k in spec}
+        if "point_masses" in extra:
+            extra["point_masses"] = tuple(float(v) for v in extra["point_masses"])
+        if sdtype == "id" or spec.get("pii"):
+            drop.append(cname)
+        elif sdtype == "numerical":
+            rep = str(spec.get("computer_representation", "Float"))
+            cols.append(Column(name=cname, type="numerical",
+                               subtype="int" if rep.lower().startswith(("int", "uint")) else "float",
+                               **extra))
+        elif sdtype == "categorical":
+            cats = spec.get("categories")
+            cols.append(Column(name=cname, type="categorical",
+                               categories=tuple(str(c) for c in cats) if cats else None, **extra))
+        elif sdtype == "boolean":
+            cols.append(Column(name=cname, type="boolean", **extra))
+        elif sdtype == "datetime":
+            cols.append(Column(name=cname, type="datetime", **extra))
+        else:
+            raise SchemaError(f"{source}: column {cname!r}: SDV sdtype {sdtype!r} is not supported")
+    return Schema(columns=tuple(cols), drop=tuple(drop), name=str(name), source=source)
+
+
+def schema_summary(schema: Schema) -> list[dict[str, Any]]:
+    """Rows for a human-readable table of the schema."""
+    return [asdict(c) for c in schema.columns]

@@ -1,0 +1,246 @@
+"""Reading tables (CSV or Parquet) and checking them against the public schema.
+
+Every cell is read as text first so that an error can quote the exact value the user has in
+their file. Validation collects *all* violations (up to a cap) rather than stopping at the
+first, so an institution can fix its export in one pass.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.common.errors import DataError
+from fedsynth.common.schema import Column, Schema
+from fedsynth.common.validation_types import Violation
+
+MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
+TRUE_TOKENS = frozenset({"true", "t", "yes", "y", "1"})
+FALSE_TOKENS = frozenset({"false", "f", "no", "n", "0"})
+MAX_REPORTED = 200
+MAX_FIELD_CHARS = 10_000
+
+
+@dataclass
+class ValidationReport:
+    file: str
+    rows: int
+    violations: list[Violation]
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def raise_if_bad(self) -> None:
+        if self.violations:
+            shown = "\n  ".join(str(v) for v in self.violations[:20])
+            more = len(self.violations) - 20
+            tail = f"\n  ... and {more} more" if more > 0 else ""
+            if self.truncated:
+                tail += f" (stopped counting at {MAX_REPORTED})"
+            raise DataError(
+                f"{self.file}: {len(self.violations)} schema violation(s):\n  {shown}{tail}",
+                self.violations,
+            )
+
+
+def read_raw(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
+    """Read a CSV or Parquet file with every cell as a string (Parquet keeps its types).
+
+    Detects the usual export mistakes up front: missing file, empty file, a delimiter other
+    than a comma, ragged (truncated) rows.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder, expected a CSV or Parquet file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    suffix = "".join(path.suffixes[-2:]).lower()
+    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises many kinds
+            raise DataError(f"{path}: cannot read as Parquet ({exc})") from None
+    return _read_csv(path, schema)
+
+
+def _read_csv(path: Path, schema: Schema | None) -> pd.DataFrame:
+    compression = "gzip" if path.suffix == ".gz" else None
+    try:
+        import gzip
+
+        opener = gzip.open if compression else open
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
+            head = fh.read(64_000)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start+1]!r}); "
+            "re-export as UTF-8 CSV"
+        ) from None
+    first_line = head.splitlines()[0] if head.strip() else ""
+    if not first_line.strip():
+        raise DataError(f"{path}: no header line (file is blank)")
+    if "," not in first_line and schema is not None and len(schema.columns) > 1:
+        for delim, name in ((";", "semicolon"), ("\t", "tab"), ("|", "pipe")):
+            if delim in first_line:
+                raise DataError(
+                    f"{path}: the header is split by {name}s, not commas; fedsynth reads "
+                    f"comma-separated files (header: {first_line[:120]!r})"
+                )
+    csv.field_size_limit(MAX_FIELD_CHARS * 10)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
+                         skipinitialspace=True, on_bad_lines="error", compression=compression,
+                         encoding="utf-8")
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{path}: malformed CSV, a row has the wrong number of fields ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    if df.empty:
+        raise DataError(f"{path}: header only, no data rows")
+    # A truncated last line shows up as a row whose trailing fields are empty strings.
+    return df
+
+
+def load_table(path: str | Path, schema: Schema) -> pd.DataFrame:
+    """Read ``path``, validate it against ``schema`` and return typed, schema-ordered columns.
+
+    Raises DataError listing every violation; returns nothing partial.
+    """
+    raw = read_raw(path, schema)
+    df, report = coerce(raw, schema, str(path))
+    report.raise_if_bad()
+    return df
+
+
+def validate_file(path: str | Path, schema: Schema) -> ValidationReport:
+    raw = read_raw(path, schema)
+    return coerce(raw, schema, str(path))[1]
+
+
+def coerce(raw: pd.DataFrame, schema: Schema, file: str = "<table>") -> tuple[pd.DataFrame, ValidationReport]:
+    """Turn a raw frame into typed columns, collecting violations instead of raising."""
+    violations: list[Violation] = []
+    raw = raw.drop(columns=[c for c in schema.drop if c in raw.columns])
+    dup = raw.columns[raw.columns.duplicated()].tolist()
+    for name in dup:
+        violations.append(Violation(file, str(name), None, "", "column appears more than once"))
+    raw = raw.loc[:, ~raw.columns.duplicated()]
+    for name in raw.columns:
+        if name not in schema.names:
+            violations.append(Violation(file, str(name), None, "",
+                                        "column is not in the schema (add it, or list it under 'drop')"))
+    out: dict[str, pd.Series] = {}
+    for col in schema.columns:
+        if col.name not in raw.columns:
+            violations.append(Violation(file, col.name, None, "", "column missing from the table"))
+            continue
+        series, bad = _coerce_column(raw[col.name], col, file)
+        violations.extend(bad)
+        out[col.name] = series
+        if len(violations) > MAX_REPORTED:
+            break
+    truncated = len(violations) > MAX_REPORTED
+    report = ValidationReport(file, len(raw), violations[:MAX_REPORTED], truncated)
+    df = pd.DataFrame(out, index=range(len(raw))) if not violations else pd.DataFrame()
+    return df, report
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    if s.dtype == object or pd.api.types.is_string_dtype(s):
+        return s.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).str.strip()
+    return s.map(lambda v: "" if pd.isna(v) else str(v))
+
+
+def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, list[Violation]]:
+    bad: list[Violation] = []
+    text = _as_text(s).reset_index(drop=True)
+    missing = text.str.lower().isin(MISSING_TOKENS)
+
+    def report(mask: np.ndarray | pd.Series, problem: str) -> None:
+        idx = np.flatnonzero(np.asarray(mask))
+        for i in idx[: MAX_REPORTED // 4]:
+            value = text.iloc[i]
+            shown = value if len(value) <= 80 else value[:77] + "..."
+            bad.append(Violation(file, col.name, int(i) + 1, repr(shown), problem))
+        if len(idx) > MAX_REPORTED // 4:
+            bad.append(Violation(file, col.name, None, f"{len(idx)} rows", problem + " (more rows)"))
+
+    too_long = text.str.len() > MAX_FIELD_CHARS
+    if too_long.any():
+        report(too_long, f"field longer than {MAX_FIELD_CHARS} characters")
+        text = text.where(~too_long, "")
+    if not col.nullable:
+        report(missing, "missing value, but the schema does not allow missing values")
+
+    if col.type == "numerical":
+        values = pd.to_numeric(text.where(~missing, None), errors="coerce")
+        unparsable = values.isna() & ~missing
+        report(unparsable, "not a number")
+        arr = values.to_numpy(dtype=float)
+        infinite = np.isinf(arr)
+        report(infinite, "infinite value")
+        finite = np.isfinite(arr)
+        oob = finite & ((arr < float(col.min)) | (arr > float(col.max)))  # type: ignore[arg-type]
+        report(oob, f"outside the public bounds [{col.min}, {col.max}]")
+        if col.subtype == "int":
+            frac = finite & (np.abs(arr - np.round(arr)) > 1e-9)
+            report(frac, "not an integer, but the schema says int")
+        arr = np.where(infinite, np.nan, arr)
+        return pd.Series(arr, name=col.name), bad
+
+    if col.type == "categorical":
+        cats = set(col.categories or ())
+        unknown = ~missing & ~text.isin(cats)
+        report(unknown, f"unknown category (allowed: {_short(col.categories)})")
+        return pd.Series(text.where(~missing, None).astype(object), name=col.name), bad
+
+    if col.type == "boolean":
+        low = text.str.lower()
+        is_true, is_false = low.isin(TRUE_TOKENS), low.isin(FALSE_TOKENS)
+        report(~missing & ~is_true & ~is_false, "not a boolean (true/false, yes/no, 1/0)")
+        vals = np.where(is_true, True, np.where(is_false, False, None))
+        return pd.Series(vals, name=col.name, dtype=object), bad
+
+    # datetime
+    parsed = pd.to_datetime(text.where(~missing, None), errors="coerce", format="mixed")
+    report(parsed.isna() & ~missing, "not a date/time")
+    lo, hi = pd.Timestamp(col.min), pd.Timestamp(col.max)
+    report(parsed.notna() & ((parsed < lo) | (parsed > hi)), f"outside the public range [{col.min}, {col.max}]")
+    return pd.Series(parsed, name=col.name), bad
+
+
+def _short(cats: tuple[str, ...] | None, n: int = 8) -> str:
+    cats = cats or ()
+    body = ", ".join(cats[:n])
+    return body + (f", ... {len(cats) - n} more" if len(cats) > n else "")
+
+
+def write_table(df: pd.DataFrame, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write CSV or Parquet atomically; Parquet gets ``metadata`` as key-value pairs."""
+    from fedsynth.common.atomic import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df, preserve_index=False)
+            if metadata:
+                meta = dict(table.schema.metadata or {})
+                meta.update({k.encode(): v.encode() for k, v in metadata.items()})
+                table = table.replace_schema_metadata(meta)
+            pq.write_table(table, tmp)
+        else:
+            df.to_csv(tmp, index=False)
