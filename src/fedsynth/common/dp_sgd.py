@@ -15,6 +15,7 @@ classic Opacus path), kept for comparison and for layers ghost clipping lacks.
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,6 +23,8 @@ import torch
 from torch import nn
 
 GRAD_SAMPLE_MODES = ("ghost", "hooks")
+# Opacus' ghost clipping triggers this harmless PyTorch warning on every step.
+warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
 
 def secure_generator() -> torch.Generator:

@@ -226,11 +226,23 @@ def _short(cats: tuple[str, ...] | None, n: int = 8) -> str:
     return body + (f", ... {len(cats) - n} more" if len(cats) > n else "")
 
 
-def write_table(df: pd.DataFrame, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+def for_output(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
+    """Integer columns as nullable integers, so files say ``49``, not ``49.0``."""
+    df = df.copy()
+    for col in schema.columns:
+        if col.name in df and col.type == "numerical" and col.subtype == "int":
+            df[col.name] = pd.array(np.round(df[col.name].to_numpy(dtype=float)), dtype="Float64").astype("Int64")
+    return df
+
+
+def write_table(df: pd.DataFrame, path: str | Path, metadata: dict[str, str] | None = None,
+                schema: Schema | None = None) -> None:
     """Write CSV or Parquet atomically; Parquet gets ``metadata`` as key-value pairs."""
     from fedsynth.common.atomic import atomic_path
 
     path = Path(path)
+    if schema is not None:
+        df = for_output(df, schema)
     with atomic_path(path) as tmp:
         if path.suffix.lower() in (".parquet", ".pq"):
             import pyarrow as pa

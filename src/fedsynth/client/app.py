@@ -1,0 +1,228 @@
+"""The institution's Flower ClientApp.
+
+It answers two kinds of message:
+
+* ``get_properties`` (the coordinator's budget check before each round): can this client
+  afford the round under its own cap, and does its schema match? The reply is a yes/no, the
+  schema hash and the epsilon spent so far rounded to 0.01: nothing about its rows.
+* ``fit`` (inside SecAgg+, via ``secaggplus_mod``): validate, charge the ledger on disk,
+  run the round's DP-SGD steps on the local table, and return the masked, scaled delta.
+
+The table, schema, budget and state folder are configured at the institution only (node
+config in deployment, a resolver in simulation); the coordinator cannot change them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsynth.client.ledger import Ledger
+from fedsynth.common.errors import BudgetExhausted, FedsynthError
+from fedsynth.common.federation import FederationPlan, pack_update
+from fedsynth.common.privacy import calibrate_noise, gaussian_counts_release, noisy_frequencies
+from fedsynth.common.schema import Schema
+
+FREQS_FILE = "category_frequencies.json"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    data: str
+    schema: str
+    state_dir: str
+    epsilon: float
+    delta: float
+    batch_size: int | None = None
+    threads: int = 1
+    accountant: str = "rdp"
+
+
+def settings_from_node_config(node_config: dict[str, Any]) -> ClientSettings:
+    """Deployment: the SuperNode's ``--node-config`` carries the institution's settings."""
+    need = ("data", "schema", "state-dir", "budget-epsilon", "budget-delta")
+    missing = [k for k in need if k not in node_config]
+    if missing:
+        raise FedsynthError(f"client node config lacks {missing}; start it with `fedsynth client`")
+    return ClientSettings(
+        data=str(node_config["data"]), schema=str(node_config["schema"]), state_dir=str(node_config["state-dir"]),
+        epsilon=float(node_config["budget-epsilon"]), delta=float(node_config["budget-delta"]),
+        batch_size=int(node_config["batch-size"]) if node_config.get("batch-size") else None,
+        threads=int(node_config.get("threads", 1)),
+    )
+
+
+_TABLES: dict[tuple[str, float, str], Any] = {}
+
+
+class Institution:
+    """The client's logic, independent of Flower so it can be tested directly."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self.settings = settings
+        self.schema = Schema.load(settings.schema)
+        self.state_dir = Path(settings.state_dir)
+
+    # ------------------------------------------------------------------ local data
+    def table(self):
+        from fedsynth.common.tables import load_table
+
+        p = Path(self.settings.data)
+        key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0, self.schema.hash())
+        if key not in _TABLES:
+            _TABLES.clear()
+            _TABLES[key] = load_table(p, self.schema)  # refuses to join on any schema violation
+        return _TABLES[key]
+
+    def ledger(self) -> Ledger:
+        return Ledger.open(self.state_dir, self.settings.epsilon, self.settings.delta, self.settings.accountant)
+
+    # ------------------------------------------------------------------ planning
+    def round_plan(self, plan: FederationPlan, ledger: Ledger, n_rows: int, total_clients: int) -> dict[str, Any]:
+        """Noise for this run, calibrated once so the planned participation lands on the cap."""
+        from fedsynth.common.synthesizer import default_batch_size
+
+        plan_id = hashlib.sha256((plan.to_json() + f"|{total_clients}").encode()).hexdigest()[:16]
+        if ledger.plan.get("plan_id") == plan_id:
+            return ledger.plan
+        batch = self.settings.batch_size or default_batch_size(n_rows)
+        q = min(1.0, batch / n_rows)
+        steps = max(1, int(math.ceil(plan.local_epochs / q)))
+        rounds = plan.planned_participations(total_clients)
+        prior = list(ledger.history)
+        if not self._freqs_path().exists():
+            prior.append(gaussian_counts_release(plan.marginal_noise))
+        cal = calibrate_noise(ledger.epsilon_cap, ledger.delta, q, steps * rounds, prior, ledger.accountant)
+        ledger.plan = {"plan_id": plan_id, "sample_rate": q, "steps_per_round": steps, "rounds": rounds,
+                       "noise_multiplier": cal.noise_multiplier, "expected_batch": batch}
+        ledger.save()
+        return ledger.plan
+
+    def _freqs_path(self) -> Path:
+        return self.state_dir / f"{self.schema.hash()}-{FREQS_FILE}"
+
+    def check(self, plan: FederationPlan, total_clients: int) -> dict[str, Any]:
+        """Budget check before a round; never raises for a mere 'no'."""
+        if plan.schema_hash != self.schema.hash():
+            return {"can_train": False, "reason": "schema mismatch", "schema_hash": self.schema.hash(),
+                    "epsilon_spent": -1.0}
+        try:
+            df = self.table()
+            ledger = self.ledger()
+            rp = self.round_plan(plan, ledger, len(df), total_clients)
+        except FedsynthError as exc:
+            return {"can_train": False, "reason": str(exc)[:500], "schema_hash": self.schema.hash(),
+                    "epsilon_spent": -1.0}
+        release = (rp["noise_multiplier"], rp["sample_rate"], rp["steps_per_round"])
+        pending = [] if self._freqs_path().exists() else [gaussian_counts_release(plan.marginal_noise)]
+        ok = ledger.can_afford(pending + [release])
+        return {"can_train": ok, "reason": "" if ok else "budget exhausted", "schema_hash": self.schema.hash(),
+                "epsilon_spent": round(ledger.epsilon_spent, 2), "delta": ledger.delta}
+
+    # ------------------------------------------------------------------ one round
+    def train_round(self, arrays: list[np.ndarray], plan: FederationPlan, server_round: int, total_clients: int,
+                    clipping_range: float) -> tuple[list[np.ndarray], dict[str, float]]:
+        import torch
+
+        from fedsynth.common.encoding import TableEncoder
+        from fedsynth.common.generators import build_model
+
+        if plan.schema_hash != self.schema.hash():
+            raise FedsynthError(
+                f"schema mismatch: the coordinator's schema hash is {plan.schema_hash}, this institution's "
+                f"({self.settings.schema}) is {self.schema.hash()}; refusing to train"
+            )
+        torch.set_num_threads(self.settings.threads)
+        df = self.table()
+        ledger = self.ledger()
+        rp = self.round_plan(plan, ledger, len(df), total_clients)
+        encoder = TableEncoder(self.schema)
+        x_np = encoder.encode(df)
+        model = build_model(encoder, plan.model)
+        freqs = self._frequencies(ledger, plan, x_np, model.conditioner.segments)
+        model = build_model(encoder, plan.model, cond_probs=freqs)
+        model.set_arrays(arrays)  # validates shapes and finiteness of what the coordinator sent
+        release = (rp["noise_multiplier"], rp["sample_rate"], int(rp["steps_per_round"]))
+        # Spend first (atomically, on disk), then compute and send.
+        after = ledger.charge([release], event="round", round=server_round, plan_id=rp["plan_id"])
+        model.train_steps(torch.from_numpy(x_np), release[2], release[1], release[0])
+        packed, stats = pack_update(arrays, model.get_arrays(), freqs, plan, clipping_range)
+        return packed, {"epsilon_spent": round(after, 2), **stats}
+
+    def _frequencies(self, ledger: Ledger, plan: FederationPlan, x_np: np.ndarray, segments) -> list[np.ndarray]:
+        """This institution's privatised category frequencies: released (and charged) once."""
+        from fedsynth.common.atomic import atomic_write_text
+
+        path = self._freqs_path()
+        if path.exists():
+            return [np.asarray(f) for f in json.loads(path.read_text())]
+        ledger.charge([gaussian_counts_release(plan.marginal_noise)], event="category_frequencies")
+        freqs = noisy_frequencies([x_np[:, s.start : s.end] for s in segments], plan.marginal_noise)
+        atomic_write_text(path, json.dumps([f.tolist() for f in freqs]))
+        return freqs
+
+
+# ---------------------------------------------------------------------- Flower glue
+def make_client_app(resolve: Callable[[Any], ClientSettings]):
+    """A ClientApp whose settings come from ``resolve(context)``, with SecAgg+ on."""
+    from flwr.client import ClientApp, NumPyClient
+    from flwr.client.mod import secaggplus_mod
+
+    class FedsynthClient(NumPyClient):
+        def __init__(self, institution: Institution) -> None:
+            self.inst = institution
+
+        def get_properties(self, config):
+            plan = FederationPlan.from_json(str(config["fedsynth"]))
+            return self.inst.check(plan, int(config["total_clients"]))
+
+        def get_parameters(self, config):
+            raise FedsynthError("clients never originate the global model")
+
+        def fit(self, parameters, config):
+            plan = FederationPlan.from_json(str(config["fedsynth"]))
+            try:
+                arrays, metrics = self.inst.train_round(
+                    [np.asarray(p) for p in parameters], plan, int(config["round"]),
+                    int(config["total_clients"]), float(config["clipping_range"]))
+            except BudgetExhausted:
+                # A clean refusal: weight 0 contributes nothing to the SecAgg+ sum.
+                zeros = [np.zeros_like(np.asarray(p), dtype=np.float32) for p in parameters]
+                zeros.append(np.zeros(int(config["freq_size"]), dtype=np.float32))
+                return zeros, 0, {"refused": 1.0}
+            return arrays, 1, {**metrics, "refused": 0.0}
+
+    def client_fn(context):
+        _quiet_logs()
+        return FedsynthClient(Institution(resolve(context))).to_client()
+
+    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+
+
+def _deployment_resolver(context) -> ClientSettings:
+    return settings_from_node_config(dict(context.node_config))
+
+
+def _quiet_logs() -> None:
+    """SecAgg+ logs every stage at DEBUG and Opacus warns about its own hooks: keep INFO."""
+    import logging
+    import warnings
+
+    logging.getLogger("flwr").setLevel(logging.INFO)
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+    warnings.filterwarnings("ignore", message="Using a non-full backward hook")
+
+
+# `fedsynth.client.app:app` is the entry point for deployments (built lazily on first use):
+# settings come from the SuperNode's node config.
+def __getattr__(name: str):
+    if name == "app":
+        return make_client_app(_deployment_resolver)
+    raise AttributeError(name)

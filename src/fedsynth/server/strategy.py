@@ -1,0 +1,68 @@
+"""FedAvg over SecAgg+ sums of weight deltas.
+
+Under Flower's SecAgg+ workflow the strategy never sees an individual update: every result
+handed to ``aggregate_fit`` carries the same, already-unmasked *mean* of the clients'
+(scaled) deltas. This strategy turns that mean into the next global model and keeps the
+mean of the clients' privatised category frequencies for conditional sampling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server.strategy import FedAvg
+
+from fedsynth.common.federation import FederationPlan, unpack_aggregate
+
+
+class SecureDeltaFedAvg(FedAvg):
+    def __init__(self, plan: FederationPlan, initial: list[np.ndarray], freq_sizes: list[int],
+                 total_clients: int, clipping_range: float) -> None:
+        super().__init__(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=plan.min_clients,
+                         min_available_clients=plan.min_clients, accept_failures=True)
+        self.plan = plan
+        self.current = [np.asarray(a, dtype=np.float32) for a in initial]
+        self.freq_sizes = freq_sizes
+        self.freqs: list[np.ndarray] | None = None
+        self.total_clients = total_clients
+        self.clipping_range = clipping_range
+        self.eligible: list[str] | None = None  # node ids (as str) that passed the budget check
+        self.last_round: dict[str, Any] | None = None
+
+    def initialize_parameters(self, client_manager):
+        return ndarrays_to_parameters(self.current)
+
+    def fit_config(self, server_round: int) -> dict[str, Any]:
+        return {"fedsynth": self.plan.to_json(), "round": server_round, "total_clients": self.total_clients,
+                "clipping_range": self.clipping_range, "freq_size": int(sum(self.freq_sizes))}
+
+    def configure_fit(self, server_round: int, parameters: Parameters, client_manager):
+        everyone = client_manager.all()
+        pool = [everyone[c] for c in (self.eligible if self.eligible is not None else everyone) if c in everyone]
+        k = self.plan.clients_per_round or len(pool)
+        if len(pool) > k:
+            import secrets
+
+            pool = secrets.SystemRandom().sample(pool, k)
+        fit_ins = FitIns(parameters, self.fit_config(server_round))
+        return [(c, fit_ins) for c in pool]
+
+    def aggregate_fit(self, server_round, results, failures):
+        self.last_round = None
+        contributing = [r for _, r in results if r.num_examples > 0]
+        if not contributing:
+            return None, {}
+        mean = parameters_to_ndarrays(contributing[0].parameters)  # identical in every result
+        if len(mean) != len(self.current) + 1:
+            raise ValueError(f"aggregate has {len(mean)} arrays, expected {len(self.current) + 1}")
+        deltas, freqs = unpack_aggregate(mean, self.plan, self.freq_sizes)
+        if not all(np.all(np.isfinite(d)) for d in deltas):
+            raise ValueError("aggregate contains non-finite values; round discarded")
+        self.current = [c + d for c, d in zip(self.current, deltas)]
+        self.freqs = freqs
+        reports = {str(p.cid): dict(r.metrics) for p, r in results}
+        self.last_round = {"round": server_round, "contributors": len(contributing),
+                           "failures": len(failures), "reports": reports}
+        return ndarrays_to_parameters(self.current), {"contributors": len(contributing)}

@@ -1,0 +1,178 @@
+"""The coordinator's run: budget check, SecAgg+ round, checkpoint; resume after a restart.
+
+Flower's SecAgg+ exists on the legacy workflow path only (flwr 1.41/1.42), so this mirrors
+``DefaultWorkflow`` (client-manager thread, ``LegacyContext``, per-round
+``SecAggPlusWorkflow``) and adds what fedsynth needs around each round:
+
+1. a budget check: every connected client is asked (legacy ``get_properties``) whether its
+   own ledger can afford the round; only those that say yes are selected, so a client
+   whose budget is spent is left out cleanly instead of failing inside SecAgg+;
+2. an atomic checkpoint of the global model after every completed round, so a restarted
+   coordinator resumes from the last completed round.
+
+What the coordinator sees in plaintext: the budget-check replies (yes/no, schema hash,
+epsilon spent rounded to 0.01, delta), ``num_examples`` (always 1, or 0 for a refusal) and
+coarse fit metrics (epsilon spent, whether the delta was norm-clipped). Model deltas are
+only ever seen summed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedsynth.common.federation import FederationPlan, SecAggSettings
+from fedsynth.common.schema import Schema
+from fedsynth.server.checkpoint import Checkpoint, write_global_model
+
+Event = Callable[[dict[str, Any]], None]
+
+
+class FederatedRun:
+    def __init__(self, plan: FederationPlan, schema: Schema, out_dir: str | Path, secagg: SecAggSettings,
+                 expected_clients: int, on_event: Event | None = None, wait_timeout: int = 600) -> None:
+        self.plan, self.schema, self.out_dir = plan, schema, Path(out_dir)
+        self.secagg, self.expected_clients = secagg, expected_clients
+        self.on_event = on_event or (lambda e: None)
+        self.wait_timeout = wait_timeout
+
+    # ------------------------------------------------------------------ entry point
+    def __call__(self, grid, context) -> None:
+        from flwr.app import ConfigRecord
+        from flwr.server import ServerConfig
+        from flwr.server.compat.app_utils import start_update_client_manager_thread
+        from flwr.server.compat.legacy_context import LegacyContext
+        from flwr.server.workflow import SecAggPlusWorkflow
+        from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
+
+        import flwr.compat.common.recorddict_compat as compat
+
+        from fedsynth.common.encoding import TableEncoder
+        from fedsynth.common.generators import build_model
+        from fedsynth.server.strategy import SecureDeltaFedAvg
+
+        encoder = TableEncoder(self.schema)
+        ckpt = Checkpoint.load(self.out_dir)
+        if ckpt is not None and ckpt.plan_json != self.plan.to_json():
+            raise RuntimeError(f"{self.out_dir}: a checkpoint from a different plan exists; use a new --out")
+        if ckpt is None:
+            import torch
+
+            torch.manual_seed(self.plan.seed)  # public seed: every party could rebuild the start
+            model = build_model(encoder, self.plan.model)
+            ckpt = Checkpoint(round=0, arrays=model.get_arrays(), freqs=None, history=[],
+                              plan_json=self.plan.to_json(), started=_now())
+        else:
+            self.on_event({"event": "resumed", "round": ckpt.round})
+        freq_sizes = [s.size for s in encoder.conditionable]
+        strategy = SecureDeltaFedAvg(self.plan, ckpt.arrays, freq_sizes, self.expected_clients,
+                                     self.secagg.clipping_range)
+        strategy.freqs = ckpt.freqs
+        legacy = LegacyContext(context, config=ServerConfig(num_rounds=self.plan.rounds), strategy=strategy)
+        thread, f_stop, c_done = start_update_client_manager_thread(grid, legacy.client_manager)
+        try:
+            c_done.wait()
+            if not legacy.client_manager.wait_for(self.expected_clients, timeout=self.wait_timeout):
+                raise RuntimeError(f"only {legacy.client_manager.num_available()} of {self.expected_clients} "
+                                   f"clients connected within {self.wait_timeout}s")
+            context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
+                strategy.initialize_parameters(legacy.client_manager), keep_input=True)
+            cfg = ConfigRecord()
+            cfg[Key.START_TIME] = time.time()
+            context.state.config_records[MAIN_CONFIGS_RECORD] = cfg
+            s = self.secagg
+            secagg = SecAggPlusWorkflow(num_shares=s.num_shares, reconstruction_threshold=s.reconstruction_threshold,
+                                        max_weight=1.0, clipping_range=s.clipping_range,
+                                        quantization_range=s.quantization_range, modulus_range=s.modulus_range,
+                                        timeout=s.timeout)
+            failures_in_a_row = 0
+            rnd = ckpt.round + 1
+            while rnd <= self.plan.rounds:
+                started = time.time()
+                cfg[Key.CURRENT_ROUND] = rnd
+                checks = self._budget_check(grid, legacy, strategy, rnd)
+                eligible = [nid for nid, r in checks.items() if r.get("can_train")]
+                self.on_event({"event": "budget_check", "round": rnd, "eligible": len(eligible),
+                               "replies": checks})
+                if len(eligible) < max(2, self.plan.min_clients):
+                    self.on_event({"event": "stopped", "round": rnd,
+                                   "reason": f"only {len(eligible)} client(s) can afford another round"})
+                    break
+                strategy.eligible = eligible
+                secagg(grid, legacy)
+                if strategy.last_round is None:
+                    failures_in_a_row += 1
+                    self.on_event({"event": "round_failed", "round": rnd, "attempt": failures_in_a_row})
+                    if failures_in_a_row >= 3:
+                        raise RuntimeError(f"round {rnd} failed 3 times in a row; giving up")
+                    continue  # retry the same round number
+                failures_in_a_row = 0
+                record = dict(strategy.last_round, seconds=round(time.time() - started, 2), finished=_now(),
+                              budget=checks)
+                ckpt = Checkpoint(round=rnd, arrays=strategy.current, freqs=strategy.freqs,
+                                  history=ckpt.history + [record], plan_json=self.plan.to_json(),
+                                  started=ckpt.started)
+                ckpt.save(self.out_dir)  # atomic: a crash leaves the previous round's checkpoint
+                self.on_event({"event": "round_done", **record})
+                rnd += 1
+            if ckpt.round == 0:
+                raise RuntimeError("no round completed; no model written")
+            # final budget picture for the model card
+            final = self._budget_check(grid, legacy, strategy, ckpt.round + 1)
+            write_global_model(self.out_dir, self.schema, self.plan, ckpt, final, asdict(self.secagg))
+            self.on_event({"event": "finished", "round": ckpt.round, "budget": final})
+        finally:
+            f_stop.set()
+            thread.join()
+
+    # ------------------------------------------------------------------ budget check
+    def _budget_check(self, grid, legacy, strategy, rnd: int) -> dict[str, dict[str, Any]]:
+        from flwr.app import Message
+        from flwr.common import GetPropertiesIns
+        from flwr.common.constant import MessageTypeLegacy
+
+        import flwr.compat.common.recorddict_compat as compat
+
+        config = {"fedsynth": self.plan.to_json(), "total_clients": self.expected_clients}
+        nodes = list(legacy.client_manager.all().values())
+        msgs = [Message(content=compat.getpropertiesins_to_recorddict(GetPropertiesIns(config)),
+                        dst_node_id=p.node_id, message_type=MessageTypeLegacy.GET_PROPERTIES,
+                        group_id=f"budget-{rnd}") for p in nodes]
+        replies: dict[str, dict[str, Any]] = {}
+        for msg in grid.send_and_receive(msgs, timeout=self.secagg.timeout or 300):
+            nid = str(msg.metadata.src_node_id)
+            if msg.has_error():
+                replies[nid] = {"can_train": False, "reason": f"error: {msg.error.reason[:200]}"}
+                continue
+            props = compat.recorddict_to_getpropertiesres(msg.content).properties
+            replies[nid] = dict(props)
+        return replies
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def make_server_app(run: FederatedRun):
+    from flwr.server import ServerApp
+
+    app = ServerApp()
+
+    @app.main()
+    def main(grid, context) -> None:
+        run(grid, context)
+
+    return app
+
+
+def load_events(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+__all__ = ["FederatedRun", "make_server_app", "np"]
