@@ -146,9 +146,9 @@ class Institution:
         encoder = TableEncoder(self.schema)
         x_np = encoder.encode(df)
         model = build_model(encoder, plan.model)
+        model.set_arrays(arrays)  # validate what the coordinator sent before spending anything
         freqs = self._frequencies(ledger, plan, x_np, model.conditioner.segments)
-        model = build_model(encoder, plan.model, cond_probs=freqs)
-        model.set_arrays(arrays)  # validates shapes and finiteness of what the coordinator sent
+        model.conditioner.probs = freqs
         release = (rp["noise_multiplier"], rp["sample_rate"], int(rp["steps_per_round"]))
         # Spend first (atomically, on disk), then compute and send.
         after = ledger.charge([release], event="round", round=server_round, plan_id=rp["plan_id"])

@@ -58,13 +58,17 @@ class DPSGD:
     """
 
     def __init__(self, module: nn.Module, loss: nn.Module, cfg: DPStepConfig,
-                 noise_generator: torch.Generator | None = None) -> None:
+                 noise_generator: torch.Generator | None = None, optimizer_state: dict | None = None) -> None:
         if cfg.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ValueError(f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}")
         self.cfg = cfg
         self.loss = loss
         base_opt = torch.optim.Adam(module.parameters(), lr=cfg.lr, betas=cfg.betas,
                                     weight_decay=cfg.weight_decay)
+        if optimizer_state:
+            # Adam moments are post-processing of earlier noisy gradients: keeping them is free.
+            base_opt.load_state_dict(optimizer_state)
+        self.base_optimizer = base_opt
         gen = noise_generator or secure_generator()
         if cfg.grad_sample_mode == "ghost":
             from opacus.grad_sample import GradSampleModuleFastGradientClipping

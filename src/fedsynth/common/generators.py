@@ -53,6 +53,9 @@ class TabularModel:
 
     config: ModelConfig
     encoder: TableEncoder
+    # State of the DP module's optimiser (Adam moments), carried between train_steps calls
+    # so a federated client continues its optimiser across rounds instead of restarting it.
+    optimizer_state: dict | None = None
 
     def modules(self) -> list[torch.nn.Module]:
         raise NotImplementedError
@@ -168,7 +171,7 @@ class VAEModel(TabularModel):
         loss = VAELoss(self.encoder.segments, self.encoder.dim, cfg.latent, cfg.beta)
         expected = max(1, int(round(sample_rate * len(x))))
         trainer = DPSGD(self.net, loss, DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
-                                                     cfg.grad_sample_mode))
+                                                     cfg.grad_sample_mode), optimizer_state=self.optimizer_state)
         sampler, g = secure_generator(), secure_generator()
         losses = []
         try:
@@ -182,6 +185,7 @@ class VAEModel(TabularModel):
                 if progress:
                     progress(1)
         finally:
+            self.optimizer_state = trainer.base_optimizer.state_dict()
             self.net = trainer.close()
         return losses
 
@@ -214,7 +218,8 @@ class GANModel(TabularModel):
         cnd = self.conditioner
         expected = max(1, int(round(sample_rate * len(x))))
         trainer = DPSGD(self.disc, PairGANLoss(), DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
-                                                               cfg.grad_sample_mode, betas=(0.5, 0.9)))
+                                                               cfg.grad_sample_mode, betas=(0.5, 0.9)),
+                        optimizer_state=self.optimizer_state)
         g_opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         sampler, g = secure_generator(), secure_generator()
         losses: list[float] = []
@@ -252,6 +257,7 @@ class GANModel(TabularModel):
                 if progress:
                     progress(1)
         finally:
+            self.optimizer_state = trainer.base_optimizer.state_dict()
             self.disc = trainer.close()
         return losses
 

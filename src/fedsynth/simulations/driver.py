@@ -51,6 +51,7 @@ class SimulationConfig:
     seed: int = 0
     secagg: SecAggSettings = field(default_factory=SecAggSettings)
     evaluate: bool = True
+    report: bool = False  # full HTML/JSON evaluation report (fedsynth.common.evaluation)
     max_train_rows: int | None = None  # subsample the pooled table (tests, quick looks)
 
 

@@ -121,13 +121,15 @@ def prepare(df: pd.DataFrame, schema: Schema, label: str) -> PreparedTable:
 
 def _continuous(series: pd.Series, col: Column) -> np.ndarray:
     if col.type == "datetime":
-        ts = pd.to_datetime(series, errors="coerce")
+        if pd.api.types.is_datetime64_any_dtype(series):
+            ts = series
+        else:
+            ts = pd.to_datetime(series, errors="coerce", format="mixed")
         if getattr(ts.dt, "tz", None) is not None:
             ts = ts.dt.tz_convert(None)
         return ((ts - _EPOCH) / pd.Timedelta(days=1)).to_numpy(dtype=float, na_value=np.nan)
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-    values[np.isinf(values)] = np.nan
-    return values
+    return np.where(np.isinf(values), np.nan, values)
 
 
 def _bool_label(value: Any) -> str | None:
@@ -413,8 +415,10 @@ def _discrete_plot(col: Column, real: np.ndarray, syn: np.ndarray) -> dict[str, 
     q = np.bincount(syn, minlength=k) / syn.size
     labels = code_labels(col)
     shown = [i for i in np.argsort(-np.maximum(p, q), kind="stable") if max(p[i], q[i]) > 0]
-    rest = shown[MAX_PLOT_CATEGORIES:]
-    shown = shown[:MAX_PLOT_CATEGORIES]
+    # Aggregate the tail only when that saves at least two bars.
+    cut = MAX_PLOT_CATEGORIES if len(shown) > MAX_PLOT_CATEGORIES + 1 else len(shown)
+    rest = shown[cut:]
+    shown = shown[:cut]
     out_labels = [labels[i] for i in shown]
     real_s = [float(p[i]) for i in shown]
     syn_s = [float(q[i]) for i in shown]

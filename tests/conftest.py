@@ -1,0 +1,37 @@
+"""Shared fixtures: the bundled Adult schema and small, fast samples of it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from fedsynth.common.schema import Schema
+from fedsynth.common.tables import load_table
+from fedsynth.simulations.datasets import bundled_paths
+
+torch.set_num_threads(2)
+warnings.filterwarnings("ignore", message="Full backward hook is firing")
+
+
+@pytest.fixture(scope="session")
+def adult_paths() -> tuple[Path, Path]:
+    return bundled_paths("adult")
+
+
+@pytest.fixture(scope="session")
+def adult_schema(adult_paths) -> Schema:
+    return Schema.load(adult_paths[1])
+
+
+@pytest.fixture(scope="session")
+def adult(adult_paths, adult_schema) -> pd.DataFrame:
+    return load_table(adult_paths[0], adult_schema)
+
+
+@pytest.fixture()
+def adult_small(adult) -> pd.DataFrame:
+    return adult.sample(3000, random_state=0).reset_index(drop=True)

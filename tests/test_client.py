@@ -1,0 +1,98 @@
+"""The institution's logic without Flower: budget checks, refusals, restarts, schema mismatch."""
+
+import numpy as np
+import pytest
+
+from fedsynth.client.app import ClientSettings, Institution
+from fedsynth.common.encoding import TableEncoder
+from fedsynth.common.errors import BudgetExhausted, FedsynthError
+from fedsynth.common.federation import FederationPlan
+from fedsynth.common.generators import ModelConfig, build_model
+from fedsynth.common.privacy import epsilon_spent
+from fedsynth.common.tables import write_table
+
+
+@pytest.fixture()
+def silo(tmp_path, adult, adult_paths, adult_schema):
+    path = tmp_path / "silo.csv"
+    write_table(adult.sample(2000, random_state=3), path, schema=adult_schema)
+    return path
+
+
+def make(silo, adult_paths, state, eps=1.0):
+    return Institution(ClientSettings(data=str(silo), schema=str(adult_paths[1]), state_dir=str(state),
+                                      epsilon=eps, delta=1e-5))
+
+
+def plan_for(schema, rounds=3):
+    return FederationPlan(rounds=rounds, local_epochs=0.5, model=ModelConfig(hidden=16), schema_hash=schema.hash())
+
+
+def initial(schema, plan):
+    return build_model(TableEncoder(schema), plan.model).get_arrays()
+
+
+def test_rounds_land_on_the_cap_then_client_refuses(silo, adult_paths, adult_schema, tmp_path):
+    inst = make(silo, adult_paths, tmp_path / "state")
+    plan = plan_for(adult_schema, rounds=3)
+    arrays = initial(adult_schema, plan)
+    for r in (1, 2, 3):
+        assert inst.check(plan, 3)["can_train"]
+        packed, metrics = inst.train_round(arrays, plan, r, 3, 8.0)
+        assert len(packed) == len(arrays) + 1
+        assert all(np.all(np.abs(p) <= 8.0) for p in packed)
+    ledger = inst.ledger()
+    assert ledger.epsilon_spent <= 1.0 and ledger.epsilon_spent > 0.99
+    assert ledger.epsilon_spent == pytest.approx(epsilon_spent(ledger.history, 1e-5))
+    check = inst.check(plan, 3)
+    assert check == {"can_train": False, "reason": "budget exhausted", "schema_hash": adult_schema.hash(),
+                     "epsilon_spent": round(ledger.epsilon_spent, 2), "delta": 1e-5}
+    with pytest.raises(BudgetExhausted):
+        inst.train_round(arrays, plan, 4, 3, 8.0)
+    assert inst.ledger().epsilon_spent == pytest.approx(ledger.epsilon_spent)  # refusal spent nothing
+
+
+def test_restarted_client_keeps_its_spent_budget(silo, adult_paths, adult_schema, tmp_path):
+    plan = plan_for(adult_schema, rounds=2)
+    arrays = initial(adult_schema, plan)
+    make(silo, adult_paths, tmp_path / "state").train_round(arrays, plan, 1, 2, 8.0)
+    spent = make(silo, adult_paths, tmp_path / "state").ledger().epsilon_spent
+    assert spent > 0
+    again = make(silo, adult_paths, tmp_path / "state")  # fresh process, same state dir
+    assert again.ledger().epsilon_spent == pytest.approx(spent)
+    again.train_round(arrays, plan, 2, 2, 8.0)
+    assert again.ledger().epsilon_spent > spent
+    # the frequency release was charged once only
+    events = [e["event"] for e in again.ledger().events]
+    assert events.count("category_frequencies") == 1 and events.count("round") == 2
+
+
+def test_schema_mismatch_is_refused_clearly(silo, adult_paths, adult_schema, tmp_path):
+    inst = make(silo, adult_paths, tmp_path / "state")
+    plan = plan_for(adult_schema)
+    plan.schema_hash = "0" * 16
+    assert inst.check(plan, 3)["reason"] == "schema mismatch"
+    with pytest.raises(FedsynthError, match="schema mismatch"):
+        inst.train_round(initial(adult_schema, plan), plan, 1, 3, 8.0)
+    assert not (tmp_path / "state" / "ledger.json").exists() or inst.ledger().epsilon_spent == 0
+
+
+def test_bad_table_refuses_to_join(tmp_path, adult_paths, adult_schema):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("age,workclass\n30,Private\n")
+    inst = make(bad, adult_paths, tmp_path / "state")
+    reply = inst.check(plan_for(adult_schema), 3)
+    assert not reply["can_train"] and "column missing" in reply["reason"]
+
+
+def test_wrong_shape_model_from_coordinator_is_rejected(silo, adult_paths, adult_schema, tmp_path):
+    inst = make(silo, adult_paths, tmp_path / "state")
+    plan = plan_for(adult_schema)
+    arrays = initial(adult_schema, plan)
+    arrays[0] = np.zeros((3, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="expected shape"):
+        inst.train_round(arrays, plan, 1, 3, 8.0)
+    arrays = initial(adult_schema, plan)
+    arrays[1][:] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        inst.train_round(arrays, plan, 1, 3, 8.0)

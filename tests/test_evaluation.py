@@ -1,0 +1,322 @@
+"""Behavioural tests of the evaluation module on small samples of the bundled Adult table.
+
+Each metric is checked against a synthetic table whose right answer is known: a perfect copy
+(distances 0, utility equal to the real data's, maximal privacy leak), an independent real
+sample (the honest baseline: small distances, chance-level attacks), and a table whose columns
+were shuffled independently (perfect marginals, destroyed relations).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fedsynth.common.evaluation import evaluate, write_report
+from fedsynth.common.evaluation.privacy import (
+    compare_with_guarantee,
+    describe_guarantee,
+    dp_max_auc,
+    dp_max_tpr,
+    roc_auc,
+    tpr_at_fpr,
+)
+from fedsynth.common.schema import Column, Schema
+from fedsynth.common.tables import load_table
+
+DATA = Path(__file__).resolve().parents[1] / "src" / "fedsynth" / "data"
+GUARANTEE = {"clients": [{"client": "0", "epsilon": 0.99, "delta": 1e-5},
+                         {"client": "1", "epsilon": 1.0, "delta": 1e-5}],
+             "accountant": "rdp", "mechanism": "DP-SGD"}
+
+
+@pytest.fixture(scope="module")
+def schema() -> Schema:
+    return Schema.load(DATA / "adult.schema.json")
+
+
+@pytest.fixture(scope="module")
+def split(schema: Schema) -> dict[str, pd.DataFrame]:
+    """Disjoint training, holdout and 'other' samples of Adult."""
+    df = load_table(DATA / "adult.csv.gz", schema)
+    perm = np.random.default_rng(7).permutation(len(df))
+    take = lambda a, b: df.iloc[perm[a:b]].reset_index(drop=True)  # noqa: E731
+    return {"real": take(0, 2500), "holdout": take(2500, 4000), "other": take(4000, 6500)}
+
+
+@pytest.fixture(scope="module")
+def copy_result(split, schema) -> dict:
+    """Synthetic = the training rows themselves: the worst case for privacy."""
+    return evaluate(split["real"], split["holdout"], split["real"].copy(), schema, target="income", seed=0)
+
+
+@pytest.fixture(scope="module")
+def honest_result(split, schema) -> dict:
+    """Synthetic = an independent real sample: what a perfect, non-memorising generator gives."""
+    return evaluate(split["real"], split["holdout"], split["other"], schema, target="income",
+                    guarantee=GUARANTEE, seed=0)
+
+
+@pytest.fixture(scope="module")
+def shuffled_result(split, schema) -> dict:
+    """Every column permuted separately: marginals intact, every relation between columns gone."""
+    rng = np.random.default_rng(3)
+    shuffled = pd.DataFrame({c: split["other"][c].to_numpy()[rng.permutation(len(split["other"]))]
+                             for c in split["other"].columns})
+    return evaluate(split["real"], split["holdout"], shuffled, schema, target="income", seed=0)
+
+
+# --------------------------------------------------------------------------- fidelity
+def test_identical_tables_have_zero_distance(copy_result):
+    fid = copy_result["fidelity"]
+    for col in fid["columns"]:
+        assert col["tvd"] == pytest.approx(0.0, abs=1e-12), col["name"]
+        if col["type"] == "numerical":
+            assert col["ks"] == pytest.approx(0.0, abs=1e-12), col["name"]
+            assert col["tvd_quantile_bins"] == pytest.approx(0.0, abs=1e-12)
+    assert fid["mean_tvd_1way"] == pytest.approx(0.0, abs=1e-12)
+    assert fid["two_way"]["mean_tvd"] == pytest.approx(0.0, abs=1e-12)
+    assert fid["two_way"]["contingency_similarity"] == pytest.approx(1.0)
+    assert fid["associations"]["similarity"] == pytest.approx(1.0)
+    assert copy_result["summary"]["fidelity_1way_score"] == pytest.approx(1.0)
+
+
+def test_independent_real_sample_is_close_but_not_perfect(honest_result):
+    fid = honest_result["fidelity"]
+    assert 0.0 < fid["mean_tvd_1way"] < 0.05
+    assert 0.0 < fid["two_way"]["mean_tvd"] < 0.12
+    assert fid["associations"]["similarity"] > 0.95
+    # numericals report both KS and the binned TVD
+    age = next(c for c in fid["columns"] if c["name"] == "age")
+    assert age["ks"] is not None and age["tvd_quantile_bins"] == age["tvd"]
+    # the sampling-noise baseline is reported next to it and is of the same order
+    assert fid["baseline_holdout"]["mean_tvd_1way"] < 0.05
+
+
+def test_shuffled_columns_keep_marginals_but_lose_associations(shuffled_result, honest_result):
+    fid, ref = shuffled_result["fidelity"], honest_result["fidelity"]
+    # 1-way: a permutation of an independent real sample is exactly as good as the sample
+    assert fid["mean_tvd_1way"] == pytest.approx(ref["mean_tvd_1way"], abs=1e-12)
+    assert fid["mean_ks"] == pytest.approx(ref["mean_ks"], abs=1e-12)
+    # 2-way and associations clearly degrade
+    assert fid["two_way"]["mean_tvd"] > ref["two_way"]["mean_tvd"] + 0.03
+    assert fid["associations"]["similarity"] < ref["associations"]["similarity"] - 0.08
+    names = fid["associations"]["columns"]
+    i, j = names.index("education"), names.index("education-num")
+    assert fid["associations"]["real"][i][j] > 0.95  # education determines education-num
+    assert fid["associations"]["synthetic"][i][j] < 0.1
+    worst = fid["two_way"]["worst_pairs"][0]["columns"]
+    assert set(worst) == {"education", "education-num"}
+
+
+# --------------------------------------------------------------------------- utility
+def test_tstr_on_real_rows_matches_trtr(copy_result):
+    util = copy_result["utility"]
+    assert util["task"] == "binary" and util["positive_class"] == ">50K"
+    names = {m["model"] for m in util["models"]}
+    assert names == {"HistGradientBoostingClassifier", "LogisticRegression"}
+    for m in util["models"]:
+        assert m["real"]["auc"] > 0.8, m["model"]
+        assert abs(m["synthetic"]["auc"] - m["real"]["auc"]) < 0.01
+        assert abs(m["synthetic"]["f1"] - m["real"]["f1"]) < 0.02
+        assert m["auc_ratio"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_tstr_collapses_when_relations_are_destroyed(shuffled_result):
+    for m in shuffled_result["utility"]["models"]:
+        assert m["synthetic"]["auc"] < m["real"]["auc"] - 0.2, m["model"]
+    assert shuffled_result["summary"]["utility_auc_ratio"] < 0.8
+
+
+# --------------------------------------------------------------------------- privacy
+def _attack(result: dict, name: str) -> dict:
+    return next(a for a in result["privacy"]["membership_inference"]["attacks"] if a["attack"].startswith(name))
+
+
+def test_copied_training_rows_are_detected(copy_result, honest_result):
+    copied, honest = copy_result["privacy"], honest_result["privacy"]
+    assert copied["exact_copies"]["exact_copy_rate"] == 1.0
+    assert honest["exact_copies"]["exact_copy_rate"] < 0.01
+    assert copied["dcr"]["share_closer_to_train"] > 0.7
+    assert 0.45 < honest["dcr"]["share_closer_to_train"] < 0.55
+    dist_copy, dist_honest = _attack(copy_result, "Distance"), _attack(honest_result, "Distance")
+    assert dist_copy["auc"] > 0.95 and dist_copy["tpr_at_1pct_fpr"] > 0.9
+    assert dist_honest["auc_ci95"][0] < 0.5 < dist_honest["auc_ci95"][1] + 0.02
+    for name in ("DOMIAS", "Distance", "Calibrated"):
+        honest_auc, copy_auc = _attack(honest_result, name)["auc"], _attack(copy_result, name)["auc"]
+        assert abs(honest_auc - 0.5) < 0.05, name
+        assert copy_auc > honest_auc, name
+    assert copy_result["summary"]["attack_auc"] > 0.95
+    assert honest_result["summary"]["attack_auc"] < 0.56
+
+
+def test_attack_confidence_intervals_bracket_the_estimate(honest_result):
+    for a in honest_result["privacy"]["membership_inference"]["attacks"]:
+        lo, hi = a["auc_ci95"]
+        assert lo <= a["auc"] <= hi and hi - lo < 0.15
+        lo, hi = a["tpr_at_1pct_fpr_ci95"]
+        assert lo <= a["tpr_at_1pct_fpr"] <= hi
+
+
+def test_roc_helpers():
+    members, nonmembers = np.arange(100, 200.0), np.arange(0, 100.0)
+    assert roc_auc(members, nonmembers) == 1.0
+    assert roc_auc(nonmembers, members) == 0.0
+    assert tpr_at_fpr(members, nonmembers) == 1.0
+    same = np.zeros(50)
+    assert roc_auc(same, same) == 0.5
+    assert tpr_at_fpr(same, same) == 0.0  # ties are never flagged, so FPR stays at 0
+
+
+# --------------------------------------------------------------------------- guarantee
+def test_guarantee_bounds_and_plain_words():
+    assert float(dp_max_tpr(1.0, 0.0, 0.01)) == pytest.approx(np.e * 0.01)
+    assert dp_max_auc(0.0, 0.0) == pytest.approx(0.5, abs=1e-6)
+    assert dp_max_auc(20.0, 0.0) > 0.999
+    assert 0.5 < dp_max_auc(1.0, 1e-5) < dp_max_auc(2.0, 1e-5) < 1.0
+    info = describe_guarantee(GUARANTEE)
+    assert info["epsilon_max"] == 1.0 and info["delta_max"] == 1e-5
+    text = info["statement"]
+    assert "each institution's records are protected" in text
+    assert "institution 0: (epsilon, delta) = (0.99, 1e-05)" in text
+    assert "DP-SGD" in text and "RDP" in text
+    assert f"{100 * info['max_tpr_at_1pct_fpr']:.1f} %" in text
+    assert describe_guarantee({"epsilon": 3, "delta": 1e-6})["clients"][0]["epsilon"] == 3.0
+    with pytest.raises(ValueError, match="epsilon"):
+        describe_guarantee({"clients": [{"client": "0", "epsilon": "lots"}]})
+    with pytest.raises(ValueError, match="clients"):
+        describe_guarantee({"mechanism": "DP-SGD"})
+
+
+def test_attacks_are_checked_against_the_guarantee(copy_result, honest_result):
+    info = describe_guarantee(GUARANTEE)
+    assert honest_result["privacy"]["compared_with_guarantee"]["consistent"] is True
+    assert honest_result["guarantee"]["statement"] == info["statement"]
+    verdict = compare_with_guarantee(copy_result["privacy"]["membership_inference"], info)
+    assert verdict["consistent"] is False and verdict["conflicts"]
+
+
+# --------------------------------------------------------------------------- API contract
+def test_result_is_json_and_deterministic(honest_result, split, schema):
+    text = json.dumps(honest_result, allow_nan=False)
+    assert json.loads(text)["format"] == "fedsynth-evaluation/1"
+    meta = honest_result["meta"]
+    assert meta["rows"] == {"real": 2500, "holdout": 1500, "synthetic": 2500}
+    assert meta["seed"] == 0 and "scikit-learn" in meta["versions"] and meta["seconds"]["total"] > 0
+    again = evaluate(split["real"], split["holdout"], split["other"], schema, target="income",
+                     guarantee=GUARANTEE, seed=0)
+    for key in ("fidelity", "utility", "privacy", "guarantee"):
+        if key == "utility":
+            for a, b in zip(again[key]["models"], honest_result[key]["models"]):
+                assert a["real"]["auc"] == b["real"]["auc"] and a["synthetic"]["auc"] == b["synthetic"]["auc"]
+        else:
+            assert again[key] == honest_result[key], key
+
+
+def test_bad_input_is_refused(split, schema):
+    with pytest.raises(ValueError, match="lacks schema column"):
+        evaluate(split["real"], split["holdout"], split["other"].drop(columns=["age"]), schema)
+    with pytest.raises(ValueError, match="no rows"):
+        evaluate(split["real"], split["holdout"], split["other"].iloc[:0], schema)
+    with pytest.raises(ValueError, match="not a schema column"):
+        evaluate(split["real"], split["holdout"], split["other"], schema, target="salary")
+
+
+def test_numerical_target_skips_utility(split, schema):
+    small = {k: v.iloc[:300] for k, v in split.items()}
+    result = evaluate(small["real"], small["holdout"], small["other"], schema, target="age")
+    assert "skipped" in result["utility"] and "models" not in result["utility"]
+
+
+# --------------------------------------------------------------------------- other column types
+def _mixed_schema() -> Schema:
+    return Schema(columns=(
+        Column(name="<script>alert(1)</script>", type="numerical", subtype="float", min=0, max=100),
+        Column(name='tier & "class"', type="categorical",
+               categories=("$5 & up", "<b>bold</b>", "$1-$2 bin"), nullable=True),
+        Column(name="flag", type="boolean", nullable=True),
+        Column(name="when", type="datetime", min="2020-01-01", max="2024-12-31"),
+    ), name="mixed <table>")
+
+
+def _mixed_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    tier = rng.choice(["$5 & up", "<b>bold</b>", "$1-$2 bin", None], n, p=[0.4, 0.3, 0.2, 0.1])
+    x = np.where(tier == "$5 & up", rng.uniform(50, 100, n), rng.uniform(0, 60, n))
+    flag = pd.Series(rng.random(n) < 0.3 + 0.4 * (x > 50), dtype=object)
+    flag[rng.random(n) < 0.05] = None
+    when = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 1800, n), unit="D")
+    return pd.DataFrame({"<script>alert(1)</script>": x, 'tier & "class"': pd.Series(tier, dtype=object),
+                         "flag": flag, "when": when})
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> tuple[dict, Path, Path]:
+    schema = _mixed_schema()
+    real, holdout = _mixed_frame(600, 1), _mixed_frame(400, 2)
+    result = evaluate(real, holdout, real.copy(), schema, target="flag", seed=1)
+    out = tmp_path_factory.mktemp("mixed")
+    return (result, *write_report(result, out))
+
+
+def test_boolean_and_datetime_columns(mixed):
+    result = mixed[0]
+    cols = {c["name"]: c for c in result["fidelity"]["columns"]}
+    assert cols["when"]["ks"] == 0.0 and cols["when"]["plot"]["datetime"] is True
+    assert cols["flag"]["tvd"] == 0.0 and cols["flag"]["missing_real"] > 0
+    assert result["utility"]["task"] == "binary"
+    assert result["utility"]["positive_class"] == "True"
+    for m in result["utility"]["models"]:
+        assert m["real"]["auc"] > 0.6 and abs(m["synthetic"]["auc"] - m["real"]["auc"]) < 0.01
+
+
+def test_report_escapes_user_strings(mixed):
+    result, json_path, html_path = mixed
+    page = html_path.read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in page and "<script" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<b>bold</b>" not in page and "&lt;b&gt;bold&lt;/b&gt;" in page
+    # drawn literally by matplotlib, not parsed as math between the two dollar signs
+    assert "$5 &amp; up" in page and "$1-$2 bin" in page
+    assert "mixed &lt;table&gt;" in page
+    data = json.loads(json_path.read_text())
+    assert data["fidelity"]["columns"][0]["name"] == "<script>alert(1)</script>"
+
+
+# --------------------------------------------------------------------------- report files
+def test_report_files_are_written(honest_result, tmp_path):
+    json_path, html_path = write_report(honest_result, tmp_path / "out")
+    assert json_path.name == "report.json" and html_path.name == "report.html"
+    assert json.loads(json_path.read_text()) == json.loads(json.dumps(honest_result))
+    assert sorted(p.name for p in json_path.parent.iterdir()) == ["report.html", "report.json"]
+    page = html_path.read_text(encoding="utf-8")
+    n_cols = len(honest_result["fidelity"]["columns"])
+    assert page.count('class="plot column-plot"') == n_cols
+    assert page.count('<svg class="plot-svg"') == n_cols + 3 + 2  # columns, 3 heatmaps, DCR, ROC
+    for col in honest_result["fidelity"]["columns"]:
+        assert f'data-column="{col["name"]}"' in page
+    for kind in ("real", "synthetic", "difference"):
+        assert f'class="plot heatmap" data-kind="{kind}"' in page
+    assert "Differential-privacy guarantee" in page and "each institution" in page
+    assert "HistGradientBoostingClassifier" in page and "DOMIAS" in page
+    # self-contained: nothing is fetched from anywhere
+    for needle in ("<script", "<link", 'src="http', "url(http", "@import"):
+        assert needle not in page
+    # every SVG id is unique across the page, so figures cannot clip one another
+    import re
+
+    ids = re.findall(r'\bid="([^"]+)"', page)
+    assert len(ids) == len(set(ids))
+
+
+def test_report_without_guarantee_or_target(split, schema, tmp_path):
+    small = {k: v.iloc[:400] for k, v in split.items()}
+    result = evaluate(small["real"], small["holdout"], small["other"], schema)
+    assert result["guarantee"] is None and "skipped" in result["utility"]
+    _, html_path = write_report(result, tmp_path)
+    page = html_path.read_text(encoding="utf-8")
+    assert "No formal privacy guarantee was supplied" in page
+    assert "Not measured" in page

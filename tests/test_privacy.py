@@ -1,0 +1,59 @@
+import math
+
+import pytest
+from opacus.accountants import PRVAccountant, RDPAccountant
+
+from fedsynth.common.errors import PrivacyError
+from fedsynth.common.privacy import calibrate_noise, check_privacy_params, epsilon_spent, gaussian_counts_release
+
+
+def test_epsilon_is_opacus_rdp_over_all_steps():
+    history = [(1.1, 0.01, 300), (2.0, 0.05, 100), gaussian_counts_release(10.0)]
+    acc = RDPAccountant()
+    for sigma, q, steps in history:
+        for _ in range(steps):
+            acc.step(noise_multiplier=sigma, sample_rate=q)
+    assert epsilon_spent(history, 1e-5) == pytest.approx(acc.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_prv_accountant_matches_opacus():
+    history = [(1.5, 0.02, 200)]
+    acc = PRVAccountant()
+    acc.history = list(history)
+    assert epsilon_spent(history, 1e-5, "prv") == pytest.approx(acc.get_epsilon(1e-5), rel=1e-6)
+
+
+@pytest.mark.parametrize("target, q, steps", [(1.0, 0.08, 380), (0.5, 0.01, 2000), (3.0, 0.2, 50), (10.0, 0.05, 500)])
+def test_calibration_lands_on_target_from_below(target, q, steps):
+    cal = calibrate_noise(target, 1e-5, q, steps)
+    eps = epsilon_spent([(cal.noise_multiplier, q, steps)], 1e-5)
+    assert eps == pytest.approx(cal.epsilon)
+    assert eps <= target
+    assert target - eps <= 0.005 + 1e-9
+
+
+def test_calibration_counts_prior_spend():
+    prior = [(3.0, 0.05, 200)]
+    cal = calibrate_noise(1.0, 1e-5, 0.05, 200, prior=prior)
+    assert epsilon_spent(prior + [(cal.noise_multiplier, 0.05, 200)], 1e-5) <= 1.0
+    alone = calibrate_noise(1.0, 1e-5, 0.05, 200)
+    assert cal.noise_multiplier > alone.noise_multiplier
+
+
+def test_calibration_refuses_when_budget_gone():
+    with pytest.raises(PrivacyError, match="already spent"):
+        calibrate_noise(0.1, 1e-5, 0.05, 10, prior=[(0.5, 1.0, 50)])
+
+
+@pytest.mark.parametrize("eps, delta, n, message", [
+    (0, 1e-5, None, "epsilon must be"),
+    (-1, 1e-5, None, "epsilon must be"),
+    (math.inf, 1e-5, None, "epsilon must be"),
+    (1, 0, None, "delta must be"),
+    (1, 1, None, "delta must be"),
+    (1, 1e-3, 1000, "not below 1/n"),
+    (1, 1e-5, 0, "no rows"),
+])
+def test_impossible_settings_refused(eps, delta, n, message):
+    with pytest.raises(PrivacyError, match=message):
+        check_privacy_params(eps, delta, n)
