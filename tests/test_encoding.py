@@ -61,7 +61,7 @@ def test_datetime_boolean_and_nullable_numbers():
         {"name": "flag", "type": "boolean"},
         {"name": "amount", "type": "numerical", "min": -50, "max": 1e6, "scale": "log", "nullable": True},
     ]})
-    df = pd.DataFrame({"when": pd.to_datetime(["2001-02-03 04:05:06", None, "2029-12-31"]),
+    df = pd.DataFrame({"when": pd.to_datetime(["2001-02-03 04:05:06", None, "2029-12-31 00:00:00"]),
                        "flag": [True, False, True], "amount": [-50.0, np.nan, 123456.5]})
     enc = TableEncoder(schema)
     back = enc.decode(enc.encode(df))

@@ -210,7 +210,7 @@ def test_result_is_json_and_deterministic(honest_result, split, schema):
                      guarantee=GUARANTEE, seed=0)
     for key in ("fidelity", "utility", "privacy", "guarantee"):
         if key == "utility":
-            for a, b in zip(again[key]["models"], honest_result[key]["models"]):
+            for a, b in zip(again[key]["models"], honest_result[key]["models"], strict=True):
                 assert a["real"]["auc"] == b["real"]["auc"] and a["synthetic"]["auc"] == b["synthetic"]["auc"]
         else:
             assert again[key] == honest_result[key], key

@@ -7,7 +7,7 @@ from fedsynth.client.ledger import Ledger
 from fedsynth.common.errors import BudgetExhausted, PrivacyError
 from fedsynth.common.privacy import epsilon_spent
 
-STEP = (1.0, 0.05, 100)
+STEP = (3.0, 0.05, 100)  # epsilon ~0.72 at delta 1e-5
 
 
 def test_charges_persist_across_restarts(tmp_path):
@@ -24,11 +24,11 @@ def test_charges_persist_across_restarts(tmp_path):
 
 def test_refuses_to_exceed_cap_and_records_nothing(tmp_path):
     led = Ledger.open(tmp_path, 1.0, 1e-5)
-    led.charge([(1.5, 0.05, 100)])
+    led.charge([(3.0, 0.05, 100)])
     spent = led.epsilon_spent
-    assert not led.can_afford([(0.6, 0.05, 200)])
+    assert not led.can_afford([(2.0, 0.05, 100)])
     with pytest.raises(BudgetExhausted, match="over the cap"):
-        led.charge([(0.6, 0.05, 200)])
+        led.charge([(2.0, 0.05, 100)])
     assert Ledger.open(tmp_path, 1.0, 1e-5).epsilon_spent == pytest.approx(spent)
 
 

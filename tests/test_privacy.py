@@ -33,7 +33,7 @@ def test_calibration_lands_on_target_from_below(target, q, steps):
 
 
 def test_calibration_counts_prior_spend():
-    prior = [(3.0, 0.05, 200)]
+    prior = [(5.0, 0.05, 200)]
     cal = calibrate_noise(1.0, 1e-5, 0.05, 200, prior=prior)
     assert epsilon_spent(prior + [(cal.noise_multiplier, 0.05, 200)], 1e-5) <= 1.0
     alone = calibrate_noise(1.0, 1e-5, 0.05, 200)

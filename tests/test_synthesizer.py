@@ -92,7 +92,7 @@ def test_load_refuses_garbage(tmp_path):
 
 
 def test_refuses_delta_too_large_for_table(adult_schema, adult):
-    s = Synthesizer(adult_schema, epsilon=1.0, delta=1e-3)
+    s = Synthesizer(adult_schema, epsilon=1.0, delta=1e-2)
     with pytest.raises(PrivacyError, match="1/n"):
         s.fit(adult.head(500))
 

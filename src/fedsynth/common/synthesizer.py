@@ -238,7 +238,7 @@ class Synthesizer:
                         "epsilon_spent": self.epsilon_spent},
             "info": self.info,
         }
-        meta["model_id"] = hashlib.sha256(weights + json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+        meta["model_id"] = model_id(meta, weights)
         return meta, weights
 
     def save(self, path: str | Path) -> Path:
@@ -280,6 +280,12 @@ class Synthesizer:
     @property
     def model_id(self) -> str:
         return self.to_state()[0]["model_id"]
+
+
+def model_id(meta: dict[str, Any], weights: bytes) -> str:
+    """Content hash of what determines the samples: weights, schema, model, conditions, privacy."""
+    keyed = {k: meta.get(k) for k in ("schema_hash", "model_config", "cond_probs", "privacy")}
+    return hashlib.sha256(weights + json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def write_model_dir(path: Path, meta: dict[str, Any], weights: bytes) -> Path:

@@ -6,7 +6,6 @@ crash ``<out>/checkpoint`` is always the last *completed* round.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import time
@@ -20,7 +19,7 @@ import torch
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.federation import FederationPlan
 from fedsynth.common.schema import Schema
-from fedsynth.common.synthesizer import FORMAT, TrainingConfig, write_model_dir
+from fedsynth.common.synthesizer import FORMAT, TrainingConfig, model_id, write_model_dir
 
 CHECKPOINT = "checkpoint"
 SYNTHESIZER = "synthesizer"
@@ -94,7 +93,7 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
         "federation": federation,
         "info": {"trained_at": _now(), "started": ckpt.started},
     }
-    meta["model_id"] = hashlib.sha256(weights + json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+    meta["model_id"] = model_id(meta, weights)
     write_model_dir(Path(out_dir) / SYNTHESIZER, meta, weights)
     card = {
         "fedsynth_version": __version__,

@@ -172,5 +172,14 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
         q = summary["quality"]
         print_fn(f"quality vs real holdout: mean 1-way TVD {q['tvd_1way']:.3f}, 2-way TVD {q['tvd_2way']:.3f}"
                  + (f", TSTR ROC AUC {q['tstr_auc']:.3f} (train-on-real {q['trtr_auc']:.3f})" if "tstr_auc" in q else ""))
+    if cfg.report:
+        from fedsynth.common.evaluation import evaluate, write_report
+
+        guarantee = {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
+                                 for c in card["clients"]], "accountant": "rdp",
+                     "mechanism": "DP-SGD (federated, SecAgg+)"}
+        result = evaluate(train, holdout, syn, schema, target=label, guarantee=guarantee, seed=cfg.seed)
+        write_report(result, out)
+        print_fn(f"report: {out / 'report.html'}")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -68,7 +68,7 @@ def code_labels(col: Column) -> list[str]:
 def numeric_bounds(col: Column) -> tuple[float, float]:
     """Public bounds of a numerical column (datetimes: as days since 1970-01-01)."""
     if col.type == "datetime":
-        return (_days(pd.Timestamp(col.min)), _days(pd.Timestamp(col.max)))
+        return (_days(pd.Timestamp(str(col.min))), _days(pd.Timestamp(str(col.max))))
     return (float(col.min), float(col.max))  # type: ignore[arg-type]
 
 
@@ -94,7 +94,7 @@ class PreparedTable:
     def __getitem__(self, name: str) -> np.ndarray:
         return self.columns[name]
 
-    def take(self, index: np.ndarray) -> "PreparedTable":
+    def take(self, index: np.ndarray) -> PreparedTable:
         """The rows at ``index`` (used for subsampling with a fixed seed)."""
         return PreparedTable({k: v[index] for k, v in self.columns.items()}, int(len(index)))
 
@@ -466,7 +466,7 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
     codes_syn = discretise(synthetic, schema, binnings)
 
     columns = _one_way(schema, real, synthetic, codes_real, codes_syn)
-    for entry, col in zip(columns, schema.columns):
+    for entry, col in zip(columns, schema.columns, strict=True):
         entry["score"] = 1.0 - entry["tvd"]
         entry["plot"] = (_discrete_plot(col, real[col.name], synthetic[col.name]) if is_discrete(col)
                          else _continuous_plot(col, real[col.name], synthetic[col.name]))

@@ -79,7 +79,7 @@ class Embedding:
     exclude: frozenset[str] = frozenset()
 
     @classmethod
-    def build(cls, schema: Schema, tables: list[PreparedTable], exclude: tuple[str, ...] = ()) -> "Embedding":
+    def build(cls, schema: Schema, tables: list[PreparedTable], exclude: tuple[str, ...] = ()) -> Embedding:
         """A missing indicator for every nullable numerical, or one that is missing anywhere."""
         ind = set()
         for col in schema.columns:
@@ -326,7 +326,7 @@ def describe_guarantee(guarantee: dict[str, Any] | None) -> dict[str, Any] | Non
     if not isinstance(raw_clients, list) or not raw_clients:
         raise ValueError("guarantee needs a non-empty 'clients' list of {client, epsilon, delta}, "
                          "or top-level 'epsilon' and 'delta'")
-    clients = []
+    clients: list[dict[str, Any]] = []
     for i, c in enumerate(raw_clients):
         try:
             eps, delta = float(c["epsilon"]), float(c.get("delta", 0.0))
@@ -336,8 +336,8 @@ def describe_guarantee(guarantee: dict[str, Any] | None) -> dict[str, Any] | Non
             raise ValueError(f"guarantee client #{i}: epsilon must be finite and >= 0 and delta in "
                              f"[0, 1), got epsilon={eps}, delta={delta}")
         clients.append({"client": str(c.get("client", i)), "epsilon": eps, "delta": delta})
-    eps_max = max(c["epsilon"] for c in clients)
-    delta_max = max(c["delta"] for c in clients)
+    eps_max: float = max(float(c["epsilon"]) for c in clients)
+    delta_max: float = max(float(c["delta"]) for c in clients)
     tpr_bound = float(dp_max_tpr(eps_max, delta_max, LOW_FPR))
     auc_bound = dp_max_auc(eps_max, delta_max)
     mechanism = str(guarantee.get("mechanism", "")) or None

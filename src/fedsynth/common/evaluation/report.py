@@ -396,7 +396,7 @@ def _fidelity_section(r: dict[str, Any]) -> str:
         _heatmap_svg(a["abs_difference"], a["columns"], "|Real - Synthetic|", diverging=False),
     ]
     heat_html = "".join(f'<figure class="plot heatmap" data-kind="{k}">{s}</figure>'
-                        for k, s in zip(("real", "synthetic", "difference"), heat))
+                        for k, s in zip(("real", "synthetic", "difference"), heat, strict=True))
     worst = "".join(f"<tr><td>{_e(p['columns'][0])} &times; {_e(p['columns'][1])}</td>"
                     f"<td class=\"n\">{_num(p['tvd'])}</td></tr>" for p in fid["two_way"]["worst_pairs"])
     base = fid.get("baseline_holdout")
@@ -439,7 +439,8 @@ def _utility_section(r: dict[str, Any]) -> str:
         for key, label in (("real", "real training rows (TRTR)"), ("synthetic", "synthetic rows (TSTR)")):
             s = m[key]
             if "error" in s:
-                rows.append(f"<tr><td>{_e(m['model'])}</td><td>{label}</td><td colspan=\"4\">{_e(s['error'])}</td></tr>")
+                rows.append(f"<tr><td>{_e(m['model'])}</td><td>{label}</td>"
+                            f"<td colspan=\"4\">{_e(s['error'])}</td></tr>")
                 continue
             ratio = _num(m.get("auc_ratio")) if key == "synthetic" else ""
             rows.append(f"<tr><td>{_e(m['model'])}</td><td>{label}</td><td class=\"n\">{_num(s['auc'])}</td>"
@@ -463,13 +464,15 @@ def _privacy_section(r: dict[str, Any]) -> str:
     parts = [f"""<section id="privacy"><h2>Privacy (empirical)</h2>
 <h3>Exact copies</h3>
 <table><tr><th>synthetic rows identical to</th><th>share</th></tr>
-<tr><td>any training row (all {r['meta']['rows']['real']} rows)</td><td class="n">{_pct(exact['exact_copy_rate'], 2)}</td></tr>
+<tr><td>any training row (all {r['meta']['rows']['real']} rows)</td>
+<td class="n">{_pct(exact['exact_copy_rate'], 2)}</td></tr>
 <tr><td>a training row, among {exact['equal_size_rows']} sampled (same size as the holdout comparison)</td>
 <td class="n">{_pct(exact['exact_copy_rate_equal_size'], 2)}</td></tr>
 <tr><td>a real holdout row, among {exact['equal_size_rows']} (chance level: never trained on)</td>
 <td class="n">{_pct(exact['exact_match_rate_holdout'], 2)}</td></tr></table>
 <h3>Distance to closest record</h3>
-<table><tr><th>distance from each synthetic row to the nearest</th><th>5th percentile</th><th>median</th><th>mean</th></tr>
+<table><tr><th>distance from each synthetic row to the nearest</th><th>5th percentile</th><th>median</th>
+<th>mean</th></tr>
 <tr><td>training row ({dcr['reference_rows']} sampled)</td><td class="n">{_num(dcr['train']['p05'])}</td>
 <td class="n">{_num(dcr['train']['median'])}</td><td class="n">{_num(dcr['train']['mean'])}</td></tr>
 <tr><td>holdout row ({dcr['reference_rows']} sampled)</td><td class="n">{_num(dcr['holdout']['p05'])}</td>
