@@ -83,7 +83,7 @@ def test_simulate_help_explains_every_option():
     r = fedsynth("simulate", "--help")
     assert r.returncode == 0
     for opt in ("--data", "--schema", "--clients", "--partition", "--alpha", "--label", "--column", "--epsilon",
-                "--delta", "--rounds", "--local-epochs", "--clients-per-round", "--model", "--holdout", "--rows",
+                "--delta", "--rounds", "--local-epochs", "--clients-per-round", "--server-lr", "--model", "--holdout", "--rows",
                 "--secagg-shares", "--secagg-threshold", "--seed", "--out"):
         assert opt in r.stdout, opt
 

@@ -237,6 +237,7 @@ def simulate(
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 10,
     local_epochs: Annotated[float, typer.Option(min=0.01, help="Passes over its own table each client makes per round (in expectation).")] = 3.0,
     clients_per_round: Annotated[Optional[int], typer.Option(min=2, help="Clients sampled each round (default: all).")] = None,
+    server_lr: Annotated[Optional[float], typer.Option(min=0.0, help="Global step = server_lr x mean client delta (default: the number of contributing clients, i.e. their sum).")] = None,
     model: Annotated[str, typer.Option(help="Generator: vae (default) or gan.")] = "vae",
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of rows held out from every client, for evaluation.")] = 0.2,
     rows: Annotated[Optional[int], typer.Option(min=1, help="Synthetic rows to generate (default: as many as the pooled training rows).")] = None,
@@ -261,7 +262,7 @@ def simulate(
             raise FedsynthError(f"--model {model!r}: choose vae or gan")
         cfg = SimulationConfig(out=str(out_dir), data=data, schema=str(schema) if schema else None, clients=clients,
                                partition=partition, alpha=alpha, label=label, column=column, epsilon=epsilon,
-                               delta=delta, rounds=rounds, local_epochs=local_epochs,
+                               delta=delta, rounds=rounds, local_epochs=local_epochs, server_lr=server_lr,
                                clients_per_round=clients_per_round, model=model, holdout=holdout, rows=rows,
                                seed=seed, report=report,
                                secagg=SecAggSettings(num_shares=secagg_shares, reconstruction_threshold=secagg_threshold))

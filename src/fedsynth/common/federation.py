@@ -43,6 +43,12 @@ class FederationPlan:
     marginal_noise: float = 10.0  # noise multiplier of each client's category-frequency release
     schema_hash: str = ""
     seed: int = 0  # public seed for the initial global weights
+    # Step the global model by server_lr x (mean client delta). None = the number of
+    # contributing clients, i.e. the *sum* of deltas: each client's Adam normalises its step
+    # by its own DP noise, so every client takes a full-size step that is mostly noise, and
+    # averaging K of them shrinks the shared signal ~K-fold while noise only falls ~sqrt(K).
+    # Measured on Adult (5 IID silos, epsilon 1): TSTR 0.57 with 1.0, 0.77 with 5.
+    server_lr: float | None = None
 
     def planned_participations(self, total_clients: int) -> int:
         """Rounds each client should plan its noise for (all rounds if all clients train)."""

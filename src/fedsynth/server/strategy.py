@@ -60,7 +60,8 @@ class SecureDeltaFedAvg(FedAvg):
         deltas, freqs = unpack_aggregate(mean, self.plan, self.freq_sizes)
         if not all(np.all(np.isfinite(d)) for d in deltas):
             raise ValueError("aggregate contains non-finite values; round discarded")
-        self.current = [c + d for c, d in zip(self.current, deltas)]
+        lr = self.plan.server_lr if self.plan.server_lr is not None else float(len(contributing))
+        self.current = [c + lr * d for c, d in zip(self.current, deltas)]
         self.freqs = freqs
         reports = {str(p.cid): dict(r.metrics) for p, r in results}
         self.last_round = {"round": server_round, "contributors": len(contributing),

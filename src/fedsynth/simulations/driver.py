@@ -44,6 +44,7 @@ class SimulationConfig:
     delta: float = 1e-5
     rounds: int = 10
     local_epochs: float = 3.0
+    server_lr: float | None = None
     clients_per_round: int | None = None
     model: str = "vae"
     holdout: float = 0.2
@@ -113,6 +114,7 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
 
     plan = FederationPlan(rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,
                           min_clients=2, local_epochs=cfg.local_epochs, model=ModelConfig(model=cfg.model),
+                          server_lr=cfg.server_lr,
                           schema_hash=schema.hash(), seed=cfg.seed)
     _run_flower(plan, cfg, out, n_clients, print_fn)
 
