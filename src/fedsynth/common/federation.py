@@ -33,10 +33,10 @@ class SecAggSettings:
 
 @dataclass
 class FederationPlan:
-    rounds: int = 10
+    rounds: int = 20
     clients_per_round: int | None = None  # None = every available client each round
     min_clients: int = 2
-    local_epochs: float = 3.0
+    local_epochs: float = 1.5
     model: ModelConfig = field(default_factory=ModelConfig)
     update_scale: float = 4.0  # delta * scale must fit in +-clipping_range
     update_clip_norm: float = 50.0  # L2 bound on a client's (unscaled) delta: bounded influence

@@ -42,8 +42,8 @@ class SimulationConfig:
     column: str | None = None
     epsilon: float = 1.0
     delta: float = 1e-5
-    rounds: int = 10
-    local_epochs: float = 3.0
+    rounds: int = 20
+    local_epochs: float = 1.5
     server_lr: float | None = None
     clients_per_round: int | None = None
     model: str = "vae"
