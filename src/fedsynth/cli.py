@@ -13,7 +13,6 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from fedsynth.common.errors import FedsynthError
 

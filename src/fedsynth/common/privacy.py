@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from fedsynth.common.errors import PrivacyError
 
@@ -120,16 +121,18 @@ def gaussian_counts_release(sigma: float) -> Release:
     return (float(sigma), 1.0, 1)
 
 
-def noisy_frequencies(onehot_blocks: Sequence["np.ndarray"], sigma: float) -> list["np.ndarray"]:
+def noisy_frequencies(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
     """Gaussian-mechanism release of category counts, one block per column, as frequencies.
 
     Under add/remove-one-row neighbours each row adds 1 to one count in every block, so the
     L2 sensitivity of all blocks together is sqrt(#blocks); noise std is sigma * that. The
     caller must add ``gaussian_counts_release(sigma)`` to the privacy history.
     """
+    import secrets
+
     import numpy as np
 
-    rng = np.random.default_rng(int.from_bytes(__import__("secrets").token_bytes(16), "big"))
+    rng = np.random.default_rng(int.from_bytes(secrets.token_bytes(16), "big"))
     scale = sigma * math.sqrt(max(1, len(onehot_blocks)))
     out = []
     for block in onehot_blocks:

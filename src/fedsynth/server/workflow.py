@@ -18,14 +18,12 @@ only ever seen summed.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from fedsynth.common.federation import FederationPlan, SecAggSettings
 from fedsynth.common.schema import Schema
@@ -170,9 +168,3 @@ def make_server_app(run: FederatedRun):
 
     return app
 
-
-def load_events(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-__all__ = ["FederatedRun", "make_server_app", "np"]
