@@ -74,3 +74,21 @@ def test_a_finished_run_is_not_overwritten(run_dir):
     out, _ = run_dir
     proc = fedsynth("simulate", "--out", str(out), "--rounds", "1", check=False)
     assert proc.returncode == 2 and "already holds a finished run" in proc.stderr
+
+
+def test_clients_refuse_rounds_they_cannot_afford(tmp_path):
+    """4 institutions, 2 per round, 6 rounds: each plans 3 participations and must sit out after them."""
+    out = tmp_path / "pp"
+    fedsynth("simulate", "--clients", "4", "--clients-per-round", "2", "--rounds", "6", "--local-epochs", "0.3",
+             "--rows", "500", "--no-report", "--out", str(out))
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    checks = [e for e in events if e["event"] == "budget_check"]
+    refusals = [r for e in checks for r in e["replies"].values() if not r["can_train"]]
+    assert refusals and {r["reason"] for r in refusals} == {"budget exhausted"}
+    for i in range(1, 5):
+        ledger = Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5)
+        rounds = [e for e in ledger.events if e["event"] == "round"]
+        assert len(rounds) == 3  # least-spent-first selection: exactly the planned participation
+        assert ledger.epsilon_spent <= 1.0
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["rounds_completed"] == 6

@@ -28,7 +28,7 @@ class SecureDeltaFedAvg(FedAvg):
         self.freqs: list[np.ndarray] | None = None
         self.total_clients = total_clients
         self.clipping_range = clipping_range
-        self.eligible: list[str] | None = None  # node ids (as str) that passed the budget check
+        self.eligible: list[str] | None = None  # node ids that passed the budget check, in selection order
         self.last_round: dict[str, Any] | None = None
 
     def initialize_parameters(self, client_manager):
@@ -42,10 +42,7 @@ class SecureDeltaFedAvg(FedAvg):
         everyone = client_manager.all()
         pool = [everyone[c] for c in (self.eligible if self.eligible is not None else everyone) if c in everyone]
         k = self.plan.clients_per_round or len(pool)
-        if len(pool) > k:
-            import secrets
-
-            pool = secrets.SystemRandom().sample(pool, k)
+        pool = pool[:k]  # ``eligible`` arrives ordered by the workflow (least budget spent first)
         fit_ins = FitIns(parameters, self.fit_config(server_round))
         return [(c, fit_ins) for c in pool]
 

@@ -18,6 +18,7 @@ only ever seen summed.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -95,7 +96,11 @@ class FederatedRun:
                 started = time.time()
                 cfg[Key.CURRENT_ROUND] = rnd
                 checks = self._budget_check(grid, legacy, strategy, rnd)
-                eligible = [nid for nid, r in checks.items() if r.get("can_train")]
+                # Least-spent first (ties at random): balances participation so that budget
+                # is not left stranded with a single client while rounds remain.
+                rng = secrets.SystemRandom()
+                eligible = sorted((nid for nid, r in checks.items() if r.get("can_train")),
+                                  key=lambda nid: (float(checks[nid].get("epsilon_spent", 0.0)), rng.random()))
                 self.on_event({"event": "budget_check", "round": rnd, "eligible": len(eligible),
                                "replies": checks})
                 if len(eligible) < max(2, self.plan.min_clients):
