@@ -155,7 +155,6 @@ def sample(
         conds = _parse_where(where or [])
         df = synth.sample(rows, conditions=conds or None, seed=seed)
         meta, _ = synth.to_state()
-        meta.update({k: v for k, v in synth.info.items() if k in ("round", "federation")})
         write_synthetic(df, out_file, provenance(meta, len(df), conds), schema=synth.schema)
     except FedsynthError as exc:
         _fail(exc)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,18 +86,14 @@ class Institution:
     # ------------------------------------------------------------------ planning
     def round_plan(self, plan: FederationPlan, ledger: Ledger, n_rows: int, total_clients: int) -> dict[str, Any]:
         """Noise for this run, calibrated once so the planned participation lands on the cap."""
-        from fedsynth.common.synthesizer import default_batch_size
+        from fedsynth.common.synthesizer import sampling_plan
 
         plan_id = hashlib.sha256((plan.to_json() + f"|{total_clients}").encode()).hexdigest()[:16]
         if ledger.plan.get("plan_id") == plan_id:
             return ledger.plan
-        batch = self.settings.batch_size or default_batch_size(n_rows)
-        q = min(1.0, batch / n_rows)
-        steps = max(1, int(math.ceil(plan.local_epochs / q)))
+        batch, q, steps = sampling_plan(n_rows, plan.local_epochs, self.settings.batch_size)
         rounds = plan.planned_participations(total_clients)
-        prior = list(ledger.history)
-        if not self._freqs_path().exists():
-            prior.append(gaussian_counts_release(plan.marginal_noise))
+        prior = list(ledger.history) + self._pending_releases(plan)
         cal = calibrate_noise(ledger.epsilon_cap, ledger.delta, q, steps * rounds, prior, ledger.accountant)
         ledger.plan = {"plan_id": plan_id, "sample_rate": q, "steps_per_round": steps, "rounds": rounds,
                        "noise_multiplier": cal.noise_multiplier, "expected_batch": batch}
@@ -108,21 +103,26 @@ class Institution:
     def _freqs_path(self) -> Path:
         return self.state_dir / f"{self.schema.hash()}-{FREQS_FILE}"
 
+    def _pending_releases(self, plan: FederationPlan) -> list:
+        """The one-off category-frequency release, if this institution has not made it yet."""
+        return [] if self._freqs_path().exists() else [gaussian_counts_release(plan.marginal_noise)]
+
     def check(self, plan: FederationPlan, total_clients: int) -> dict[str, Any]:
         """Budget check before a round; never raises for a mere 'no'."""
+
+        def refuse(reason: str) -> dict[str, Any]:
+            return {"can_train": False, "reason": reason, "schema_hash": self.schema.hash(), "epsilon_spent": -1.0}
+
         if plan.schema_hash != self.schema.hash():
-            return {"can_train": False, "reason": "schema mismatch", "schema_hash": self.schema.hash(),
-                    "epsilon_spent": -1.0}
+            return refuse("schema mismatch")
         try:
             df = self.table()
             ledger = self.ledger()
             rp = self.round_plan(plan, ledger, len(df), total_clients)
         except FedsynthError as exc:
-            return {"can_train": False, "reason": str(exc)[:500], "schema_hash": self.schema.hash(),
-                    "epsilon_spent": -1.0}
+            return refuse(str(exc)[:500])
         release = (rp["noise_multiplier"], rp["sample_rate"], rp["steps_per_round"])
-        pending = [] if self._freqs_path().exists() else [gaussian_counts_release(plan.marginal_noise)]
-        ok = ledger.can_afford(pending + [release])
+        ok = ledger.can_afford(self._pending_releases(plan) + [release])
         return {"can_train": ok, "reason": "" if ok else "budget exhausted", "schema_hash": self.schema.hash(),
                 "epsilon_spent": round(ledger.epsilon_spent, 2), "delta": ledger.delta}
 

@@ -97,16 +97,11 @@ class DPSGD:
         self.module.train()
         self.optimizer.zero_grad(set_to_none=True)
         output = forward(self.module)
-        if self._dp_loss is not None:
-            loss = self._dp_loss(output, target)
-            loss.backward()
-            value = float(loss.item())
-        else:
-            loss = self.loss(output, target)
-            loss.backward()
-            value = float(loss.item())
+        # ghost clipping: Opacus' DP loss runs both backward passes inside backward()
+        loss = (self._dp_loss or self.loss)(output, target)
+        loss.backward()
         self.optimizer.step()
-        return value
+        return float(loss.item())
 
     def set_hooks(self, enabled: bool) -> None:
         """Switch Opacus' capture hooks (off while a non-private loss flows through)."""

@@ -49,7 +49,7 @@ class ModelConfig:
 
 
 class TabularModel:
-    """Common plumbing: weights as arrays, threads, progress callbacks."""
+    """Common plumbing: weights as arrays, the DP step loop, conditional generation."""
 
     config: ModelConfig
     encoder: TableEncoder
@@ -81,12 +81,53 @@ class TabularModel:
                 i += 1
             m.load_state_dict(sd)
 
+    conditioner: "Conditioner"
+
     def train_steps(self, x: torch.Tensor, steps: int, sample_rate: float, noise_multiplier: float,
                     progress=None) -> list[float]:
         raise NotImplementedError
 
-    def generate(self, n: int, seed: int | None = None, cond: dict[int, int] | None = None) -> np.ndarray:
+    def _dp_loop(self, module: torch.nn.Module, loss: torch.nn.Module, x: torch.Tensor, steps: int,
+                 sample_rate: float, noise_multiplier: float, one_step, progress=None,
+                 betas: tuple[float, float] = (0.9, 0.999)) -> tuple[list[float], torch.nn.Module]:
+        """Exactly ``steps`` Poisson-sampled DP steps on ``module``.
+
+        ``one_step(trainer, batch, g)`` runs one step on the sampled rows and returns its loss.
+        Returns the losses and the plain (unwrapped) module; the optimiser state is kept.
+        """
+        cfg = self.config
+        expected = max(1, int(round(sample_rate * len(x))))
+        trainer = DPSGD(module, loss, DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
+                                                   cfg.grad_sample_mode, betas=betas),
+                        optimizer_state=self.optimizer_state)
+        sampler, g = secure_generator(), secure_generator()
+        losses: list[float] = []
+        try:
+            for _ in range(steps):
+                idx = poisson_indices(len(x), sample_rate, sampler)
+                if len(idx) == 0:  # probability < 1e-20 at the batch sizes we allow
+                    continue
+                losses.append(one_step(trainer, x[idx], g))
+                if progress:
+                    progress(1)
+        finally:
+            self.optimizer_state = trainer.base_optimizer.state_dict()
+            module = trainer.close()
+        return losses, module
+
+    def _raw(self, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """Generator logits for the given condition vectors."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int | None = None, cond: tuple[int, int] | None = None) -> np.ndarray:
+        """``n`` encoded rows; ``cond`` = (conditionable column index, category index) fixes one value."""
+        for m in self.modules():
+            m.eval()
+        g = _generator(seed)
+        c, col, cat = self.conditioner.sample(n, g, cond)
+        out = sample_from_raw(self._raw(c, g), self.encoder.segments, generator=g)
+        return self.conditioner.impose(out, col, cat).numpy()
 
 
 class Conditioner:
@@ -169,34 +210,16 @@ class VAEModel(TabularModel):
     def train_steps(self, x, steps, sample_rate, noise_multiplier, progress=None):
         cfg = self.config
         loss = VAELoss(self.encoder.segments, self.encoder.dim, cfg.latent, cfg.beta)
-        expected = max(1, int(round(sample_rate * len(x))))
-        trainer = DPSGD(self.net, loss, DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
-                                                     cfg.grad_sample_mode), optimizer_state=self.optimizer_state)
-        sampler, g = secure_generator(), secure_generator()
-        losses = []
-        try:
-            for _ in range(steps):
-                idx = poisson_indices(len(x), sample_rate, sampler)
-                if len(idx) == 0:  # probability < 1e-20 at the batch sizes we allow
-                    continue
-                batch = x[idx]
-                inputs = torch.cat([batch, self.conditioner.from_rows(batch, g)], dim=1)
-                losses.append(trainer.step(lambda m: m(inputs), batch))
-                if progress:
-                    progress(1)
-        finally:
-            self.optimizer_state = trainer.base_optimizer.state_dict()
-            self.net = trainer.close()
+
+        def one_step(trainer, batch, g):
+            inputs = torch.cat([batch, self.conditioner.from_rows(batch, g)], dim=1)
+            return trainer.step(lambda m: m(inputs), batch)
+
+        losses, self.net = self._dp_loop(self.net, loss, x, steps, sample_rate, noise_multiplier, one_step, progress)
         return losses
 
-    @torch.no_grad()
-    def generate(self, n, seed=None, cond=None):
-        self.net.eval()
-        g = _generator(seed)
-        c, col, cat = self.conditioner.sample(n, g, cond)
-        raw = self.net.generate(c, generator=g)
-        out = sample_from_raw(raw, self.encoder.segments, generator=g)
-        return self.conditioner.impose(out, col, cat).numpy()
+    def _raw(self, cond, g):
+        return self.net.generate(cond, generator=g)
 
 
 class GANModel(TabularModel):
@@ -216,59 +239,43 @@ class GANModel(TabularModel):
     def train_steps(self, x, steps, sample_rate, noise_multiplier, progress=None):
         cfg = self.config
         cnd = self.conditioner
-        expected = max(1, int(round(sample_rate * len(x))))
-        trainer = DPSGD(self.disc, PairGANLoss(), DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
-                                                               cfg.grad_sample_mode, betas=(0.5, 0.9)),
-                        optimizer_state=self.optimizer_state)
         g_opt = torch.optim.Adam(self.gen.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
-        sampler, g = secure_generator(), secure_generator()
-        losses: list[float] = []
-        try:
-            for _ in range(steps):
-                idx = poisson_indices(len(x), sample_rate, sampler)
-                if len(idx) == 0:
-                    continue
-                real = x[idx]
-                b = real.shape[0]
-                real_pairs = torch.cat([real, cnd.from_rows(real, g)], dim=1)
-                with torch.no_grad():
-                    cond, _, _ = cnd.sample(b, g)
-                    fake = activate(self.gen(torch.randn(b, cfg.latent, generator=g), cond), self.encoder.segments)
-                fake_pairs = torch.cat([fake, cond], dim=1)
-                pairs = torch.stack([real_pairs, fake_pairs], dim=1)
-                losses.append(trainer.step(lambda m: m(pairs), None))
-                # generator step: no real row is involved, so it needs no privacy of its own
-                trainer.set_hooks(False)
-                for p in self.disc.parameters():
-                    p.requires_grad_(False)
-                for _ in range(cfg.gen_steps_per_disc):
-                    cond, col, cat = cnd.sample(b, g)
-                    raw = self.gen(torch.randn(b, cfg.latent, generator=g), cond)
-                    fake = activate(raw, self.encoder.segments)
-                    score = trainer.module(torch.stack([fake_pairs, torch.cat([fake, cond], 1)], 1))[:, 1]
-                    g_loss = F.softplus(-score).mean() + cnd.penalty(raw, col, cat)
-                    g_opt.zero_grad(set_to_none=True)
-                    g_loss.backward()
-                    g_opt.step()
-                for p in self.disc.parameters():
-                    p.requires_grad_(True)
-                    p.grad = None
-                trainer.set_hooks(True)
-                if progress:
-                    progress(1)
-        finally:
-            self.optimizer_state = trainer.base_optimizer.state_dict()
-            self.disc = trainer.close()
+
+        def one_step(trainer, real, g):
+            b = real.shape[0]
+            real_pairs = torch.cat([real, cnd.from_rows(real, g)], dim=1)
+            with torch.no_grad():
+                cond, _, _ = cnd.sample(b, g)
+                fake = activate(self.gen(torch.randn(b, cfg.latent, generator=g), cond), self.encoder.segments)
+            fake_pairs = torch.cat([fake, cond], dim=1)
+            pairs = torch.stack([real_pairs, fake_pairs], dim=1)
+            loss = trainer.step(lambda m: m(pairs), None)
+            # generator step: no real row is involved, so it needs no privacy of its own
+            trainer.set_hooks(False)
+            disc_params = list(trainer.module.parameters())
+            for p in disc_params:
+                p.requires_grad_(False)
+            for _ in range(cfg.gen_steps_per_disc):
+                cond, col, cat = cnd.sample(b, g)
+                raw = self.gen(torch.randn(b, cfg.latent, generator=g), cond)
+                fake = activate(raw, self.encoder.segments)
+                score = trainer.module(torch.stack([fake_pairs, torch.cat([fake, cond], 1)], 1))[:, 1]
+                g_loss = F.softplus(-score).mean() + cnd.penalty(raw, col, cat)
+                g_opt.zero_grad(set_to_none=True)
+                g_loss.backward()
+                g_opt.step()
+            for p in disc_params:
+                p.requires_grad_(True)
+                p.grad = None
+            trainer.set_hooks(True)
+            return loss
+
+        losses, self.disc = self._dp_loop(self.disc, PairGANLoss(), x, steps, sample_rate, noise_multiplier,
+                                          one_step, progress, betas=(0.5, 0.9))
         return losses
 
-    @torch.no_grad()
-    def generate(self, n, seed=None, cond=None):
-        self.gen.eval()
-        g = _generator(seed)
-        c, col, cat = self.conditioner.sample(n, g, cond)
-        raw = self.gen(torch.randn(n, self.config.latent, generator=g), c)
-        out = sample_from_raw(raw, self.encoder.segments, generator=g)
-        return self.conditioner.impose(out, col, cat).numpy()
+    def _raw(self, cond, g):
+        return self.gen(torch.randn(cond.shape[0], self.config.latent, generator=g), cond)
 
 
 def _generator(seed: int | None) -> torch.Generator:

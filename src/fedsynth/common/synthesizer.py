@@ -57,6 +57,27 @@ def default_batch_size(n_rows: int) -> int:
     return int(min(2048, max(64, n_rows // 12)))
 
 
+def sampling_plan(n_rows: int, epochs: float, batch_size: int | None = None) -> tuple[int, float, int]:
+    """(expected batch, Poisson sample rate, steps) for ``epochs`` passes over ``n_rows`` rows."""
+    batch = batch_size or default_batch_size(n_rows)
+    q = min(1.0, batch / n_rows)
+    return batch, q, max(1, int(math.ceil(epochs / q)))
+
+
+def weights_bytes(arrays: list[np.ndarray]) -> bytes:
+    """Model weights as bytes (a torch-saved list of tensors, loadable with weights_only=True)."""
+    buf = io.BytesIO()
+    torch.save([torch.from_numpy(np.asarray(a)) for a in arrays], buf)
+    return buf.getvalue()
+
+
+def load_weights(path: Path) -> list[np.ndarray]:
+    try:
+        return [a.numpy() for a in torch.load(path, weights_only=True)]
+    except Exception as exc:
+        raise FedsynthError(f"{path}: cannot read model weights ({exc})") from None
+
+
 @dataclass
 class TrainingConfig:
     """How the privacy budget is spent. Defaults measured on Adult at epsilon = 1."""
@@ -126,9 +147,7 @@ class Synthesizer:
     def plan(self, n_rows: int) -> dict[str, float]:
         """Sample rate, steps and noise multiplier for a fit on ``n_rows`` rows."""
         check_privacy_params(self.privacy.epsilon_target, self.privacy.delta, n_rows)
-        batch = self.training.batch_size or default_batch_size(n_rows)
-        q = min(1.0, batch / n_rows)
-        steps = max(1, int(math.ceil(self.training.epochs / q)))
+        batch, q, steps = sampling_plan(n_rows, self.training.epochs, self.training.batch_size)
         prior = [gaussian_counts_release(self.training.marginal_noise)]
         cal = calibrate_noise(self.privacy.epsilon_target, self.privacy.delta, q, steps, prior,
                               self.training.accountant)
@@ -146,8 +165,7 @@ class Synthesizer:
         started = time.time()
         x_np = self.encoder.encode(df)
         x = torch.from_numpy(x_np)
-        probe = build_model(self.encoder, self.model_config)
-        segs = probe.conditioner.segments
+        segs = self.encoder.conditionable
         probs = noisy_frequencies([x_np[:, s.start : s.end] for s in segs], self.training.marginal_noise)
         # Spend first, then use: the history records each release before its result is used.
         self.privacy.history.append(gaussian_counts_release(self.training.marginal_noise))
@@ -220,9 +238,7 @@ class Synthesizer:
         """(metadata JSON, weights bytes) — the weights are a torch state of numpy arrays."""
         if self.model is None:
             raise FedsynthError("nothing to save: the synthesizer is not trained")
-        buf = io.BytesIO()
-        torch.save([torch.from_numpy(a) for a in self.model.get_arrays()], buf)
-        weights = buf.getvalue()
+        weights = weights_bytes(self.model.get_arrays())
         from fedsynth import __version__
 
         meta = {
@@ -238,6 +254,8 @@ class Synthesizer:
                         "epsilon_spent": self.epsilon_spent},
             "info": self.info,
         }
+        # a federated model keeps its provenance (round, federation) through load/save
+        meta.update({k: self.info[k] for k in ("round", "federation") if k in self.info})
         meta["model_id"] = model_id(meta, weights)
         return meta, weights
 
@@ -267,20 +285,11 @@ class Synthesizer:
         if priv.get("per_client"):
             obj.privacy.reported = priv.get("epsilon_spent")
         obj.model = build_model(obj.encoder, mc, cond_probs=[np.asarray(p) for p in meta["cond_probs"]])
-        try:
-            arrays = torch.load(path / "weights.pt", weights_only=True)
-        except Exception as exc:
-            raise FedsynthError(f"{path / 'weights.pt'}: cannot read model weights ({exc})") from None
-        obj.model.set_arrays([a.numpy() for a in arrays])
+        obj.model.set_arrays(load_weights(path / "weights.pt"))
         obj.info = dict(meta.get("info", {}))
         obj.info["model_id"] = meta.get("model_id")
         obj.info.update({k: meta[k] for k in ("round", "federation") if k in meta})
         return obj
-
-    @property
-    def model_id(self) -> str:
-        return self.to_state()[0]["model_id"]
-
 
 def model_id(meta: dict[str, Any], weights: bytes) -> str:
     """Content hash of what determines the samples: weights, schema, model, conditions, privacy."""

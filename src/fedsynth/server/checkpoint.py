@@ -6,7 +6,6 @@ crash ``<out>/checkpoint`` is always the last *completed* round.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -14,22 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.federation import FederationPlan
 from fedsynth.common.schema import Schema
-from fedsynth.common.synthesizer import FORMAT, TrainingConfig, model_id, write_model_dir
+from fedsynth.common.synthesizer import FORMAT, TrainingConfig, load_weights, model_id, weights_bytes, write_model_dir
 
 CHECKPOINT = "checkpoint"
 SYNTHESIZER = "synthesizer"
 MODEL_CARD = "model_card.json"
-
-
-def _weights_bytes(arrays: list[np.ndarray]) -> bytes:
-    buf = io.BytesIO()
-    torch.save([torch.from_numpy(np.asarray(a)) for a in arrays], buf)
-    return buf.getvalue()
 
 
 @dataclass
@@ -44,11 +36,8 @@ class Checkpoint:
     def save(self, out_dir: Path) -> None:
         meta = {"round": self.round, "freqs": [f.tolist() for f in self.freqs] if self.freqs else None,
                 "history": self.history, "plan": self.plan_json, "started": self.started}
-        tmp_meta = json.dumps(meta, indent=1)
-        path = Path(out_dir) / CHECKPOINT
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # reuse the model-folder swap: weights.pt + synthesizer.json name pair
-        write_model_dir(path, {"checkpoint": json.loads(tmp_meta)}, _weights_bytes(self.arrays))
+        # reuse the model-folder swap (weights.pt + synthesizer.json, renames only)
+        write_model_dir(Path(out_dir) / CHECKPOINT, {"checkpoint": meta}, weights_bytes(self.arrays))
 
     @classmethod
     def load(cls, out_dir: Path) -> "Checkpoint | None":
@@ -56,7 +45,7 @@ class Checkpoint:
         if not (path / "synthesizer.json").exists():
             return None
         meta = json.loads((path / "synthesizer.json").read_text())["checkpoint"]
-        arrays = [a.numpy() for a in torch.load(path / "weights.pt", weights_only=True)]
+        arrays = load_weights(path / "weights.pt")
         freqs = [np.asarray(f) for f in meta["freqs"]] if meta["freqs"] else None
         return cls(meta["round"], arrays, freqs, meta["history"], meta["plan"], meta["started"])
 
@@ -74,7 +63,7 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
     eps_values = [c["epsilon_spent"] for c in clients if isinstance(c["epsilon_spent"], (int, float)) and c["epsilon_spent"] >= 0]
     deltas = [c["delta"] for c in clients if isinstance(c.get("delta"), (int, float))]
     freqs = ckpt.freqs or []
-    weights = _weights_bytes(ckpt.arrays)
+    weights = weights_bytes(ckpt.arrays)
     federation = {"rounds_completed": ckpt.round, "participating_clients": len(participated),
                   "clients": clients}
     meta = {

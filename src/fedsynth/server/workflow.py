@@ -91,14 +91,14 @@ class FederatedRun:
                                         quantization_range=s.quantization_range, modulus_range=s.modulus_range,
                                         timeout=s.timeout)
             failures_in_a_row = 0
+            rng = secrets.SystemRandom()
             rnd = ckpt.round + 1
             while rnd <= self.plan.rounds:
                 started = time.time()
                 cfg[Key.CURRENT_ROUND] = rnd
-                checks = self._budget_check(grid, legacy, strategy, rnd)
+                checks = self._budget_check(grid, legacy, rnd)
                 # Least-spent first (ties at random): balances participation so that budget
                 # is not left stranded with a single client while rounds remain.
-                rng = secrets.SystemRandom()
                 eligible = sorted((nid for nid, r in checks.items() if r.get("can_train")),
                                   key=lambda nid: (float(checks[nid].get("epsilon_spent", 0.0)), rng.random()))
                 self.on_event({"event": "budget_check", "round": rnd, "eligible": len(eligible),
@@ -127,7 +127,7 @@ class FederatedRun:
             if ckpt.round == 0:
                 raise RuntimeError("no round completed; no model written")
             # final budget picture for the model card
-            final = self._budget_check(grid, legacy, strategy, ckpt.round + 1)
+            final = self._budget_check(grid, legacy, ckpt.round + 1)
             write_global_model(self.out_dir, self.schema, self.plan, ckpt, final, asdict(self.secagg))
             self.on_event({"event": "finished", "round": ckpt.round, "budget": final})
         finally:
@@ -135,7 +135,7 @@ class FederatedRun:
             thread.join()
 
     # ------------------------------------------------------------------ budget check
-    def _budget_check(self, grid, legacy, strategy, rnd: int) -> dict[str, dict[str, Any]]:
+    def _budget_check(self, grid, legacy, rnd: int) -> dict[str, dict[str, Any]]:
         from flwr.app import Message
         from flwr.common import GetPropertiesIns
         from flwr.common.constant import MessageTypeLegacy

@@ -163,7 +163,6 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
     syn = synth.sample(n, seed=cfg.seed)
     meta, _ = synth.to_state()
     card = json.loads((out / "model_card.json").read_text())
-    meta.update(round=card["rounds_completed"], federation={"clients": card["clients"]})
     write_synthetic(syn, out / "synthetic.csv", provenance(meta, len(syn)), schema=schema)
     summary: dict[str, Any] = {"config": {k: v for k, v in asdict(cfg).items()}, "model_card": card,
                                "seconds": round(time.time() - started, 1)}
