@@ -10,6 +10,19 @@ independently), clips each unit's gradient to ``max_grad_norm`` and adds N(0, (s
 *norms* from activations and output gradients, no per-sample gradient tensors, which is
 what makes DP-SGD affordable on CPU. ``"hooks"`` materialises per-sample gradients (the
 classic Opacus path), kept for comparison and for layers ghost clipping lacks.
+
+Randomness that the privacy proof relies on (which rows a step samples, the Gaussian noise)
+comes from :class:`~fedsynth.common.secure_random.ChaChaStream`, ChaCha20 keyed with 256
+bits from ``os.urandom`` for each trainer, not from torch's Mersenne Twister. Why not the
+simpler "reseed torch from ``secrets`` every step": MT19937 is not a CSPRNG (its state
+follows from its outputs), and a per-step 64-bit seed caps the entropy of a whole step's
+noise at 64 bits, so the noise is a deterministic function of a guessable value instead of
+fresh Gaussian draws; DP's proof assumes the latter. Opacus' own ``secure_mode`` needs
+torchcsprng, which is not installable here. The noise is drawn as float64 (Box-Muller on
+53-bit uniforms) and rounded once to the gradient's dtype, which also blunts the
+floating-point attacks on textbook samplers (Mironov 2012; Jin et al. 2021): the released
+value is further post-processed by Adam, many steps, clipping and stochastic quantisation.
+Measured cost on the default model (CPU, 1 thread): see docs/security.md.
 """
 
 from __future__ import annotations
@@ -19,8 +32,11 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+from fedsynth.common.secure_random import ChaChaStream
 
 GRAD_SAMPLE_MODES = ("ghost", "hooks")
 # Opacus' ghost clipping triggers this harmless PyTorch warning on every step.
@@ -28,15 +44,68 @@ warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
 
 def secure_generator() -> torch.Generator:
-    """A torch generator seeded from the OS CSPRNG (fresh, unpredictable seed)."""
+    """A torch generator seeded from the OS CSPRNG, for randomness the DP proof does not rely on
+    (a VAE's reparameterisation, sampling synthetic rows). DP noise and batch sampling use
+    :class:`ChaChaStream` instead."""
     g = torch.Generator()
     g.manual_seed(secrets.randbits(63))
     return g
 
 
-def poisson_indices(n: int, sample_rate: float, generator: torch.Generator) -> torch.Tensor:
-    """Indices of a Poisson sample: each of the ``n`` rows is kept independently."""
-    return torch.nonzero(torch.rand(n, generator=generator) < sample_rate, as_tuple=False).squeeze(1)
+def poisson_indices(n: int, sample_rate: float, source: ChaChaStream | torch.Generator) -> torch.Tensor:
+    """Indices of a Poisson sample: each of the ``n`` rows is kept independently.
+
+    DP training passes a :class:`ChaChaStream` (53-bit uniforms); a torch generator is
+    accepted for benchmarks that want torch's sampler.
+    """
+    if isinstance(source, ChaChaStream):
+        keep = np.flatnonzero(source.uniform(n) < sample_rate)
+        return torch.from_numpy(keep)
+    return torch.nonzero(torch.rand(n, generator=source) < sample_rate, as_tuple=False).squeeze(1)
+
+
+class _CSPRNGNoise:
+    """Mixin for Opacus' DP optimizers: the Gaussian noise comes from a :class:`ChaChaStream`.
+
+    Opacus' ``add_noise`` is kept for everything but the draw (it sums, checks and marks the
+    clipped gradients): it runs with the noise multiplier set to 0, for which Opacus adds
+    exact zeros, and the CSPRNG noise of std ``noise_multiplier * max_grad_norm`` is added
+    to each ``p.grad`` straight after. ``noise_multiplier`` itself is restored at once.
+    """
+
+    noise_stream: ChaChaStream
+
+    def add_noise(self) -> None:
+        sigma = getattr(self, "_adjusted_noise_multiplier", self.noise_multiplier)
+        saved = self.noise_multiplier, self.__dict__.get("_adjusted_noise_multiplier")
+        self.noise_multiplier = 0.0
+        if saved[1] is not None:
+            self._adjusted_noise_multiplier = 0.0
+        try:
+            super().add_noise()  # type: ignore[misc]
+        finally:
+            self.noise_multiplier = saved[0]
+            if saved[1] is not None:
+                self._adjusted_noise_multiplier = saved[1]
+        std = float(sigma) * float(self.max_grad_norm)
+        if std == 0.0:
+            return
+        params = self.params  # type: ignore[attr-defined]
+        draw = self.noise_stream.normal(sum(p.grad.numel() for p in params))  # one draw per step
+        draw *= std
+        pos = 0
+        for p in params:
+            k = p.grad.numel()
+            p.grad.add_(torch.from_numpy(draw[pos : pos + k]).to(dtype=p.grad.dtype, device=p.grad.device)
+                        .view_as(p.grad))
+            pos += k
+
+
+def _secure_optimizer(base: type, stream: ChaChaStream, **kwargs):
+    cls = type(f"CSPRNG{base.__name__}", (_CSPRNGNoise, base), {})
+    opt = cls(**kwargs)
+    opt.noise_stream = stream
+    return opt
 
 
 @dataclass
@@ -58,7 +127,7 @@ class DPSGD:
     """
 
     def __init__(self, module: nn.Module, loss: nn.Module, cfg: DPStepConfig,
-                 noise_generator: torch.Generator | None = None, optimizer_state: dict | None = None) -> None:
+                 noise_stream: ChaChaStream | None = None, optimizer_state: dict | None = None) -> None:
         if cfg.grad_sample_mode not in GRAD_SAMPLE_MODES:
             raise ValueError(f"grad_sample_mode must be one of {GRAD_SAMPLE_MODES}")
         self.cfg = cfg
@@ -69,7 +138,7 @@ class DPSGD:
             # Adam moments are post-processing of earlier noisy gradients: keeping them is free.
             base_opt.load_state_dict(optimizer_state)
         self.base_optimizer = base_opt
-        gen = noise_generator or secure_generator()
+        stream = noise_stream or ChaChaStream.from_os()
         if cfg.grad_sample_mode == "ghost":
             from opacus.grad_sample import GradSampleModuleFastGradientClipping
             from opacus.optimizers import DPOptimizerFastGradientClipping
@@ -78,18 +147,18 @@ class DPSGD:
             self.module = GradSampleModuleFastGradientClipping(
                 module, batch_first=True, loss_reduction="mean",
                 max_grad_norm=cfg.max_grad_norm, use_ghost_clipping=True)
-            self.optimizer = DPOptimizerFastGradientClipping(
-                base_opt, noise_multiplier=cfg.noise_multiplier, max_grad_norm=cfg.max_grad_norm,
-                expected_batch_size=cfg.expected_batch_size, loss_reduction="mean", generator=gen)
+            self.optimizer = _secure_optimizer(
+                DPOptimizerFastGradientClipping, stream, optimizer=base_opt, noise_multiplier=cfg.noise_multiplier,
+                max_grad_norm=cfg.max_grad_norm, expected_batch_size=cfg.expected_batch_size, loss_reduction="mean")
             self._dp_loss = DPLossFastGradientClipping(self.module, self.optimizer, loss, "mean")
         else:
             from opacus import GradSampleModule
             from opacus.optimizers import DPOptimizer
 
             self.module = GradSampleModule(module, batch_first=True, loss_reduction="mean")
-            self.optimizer = DPOptimizer(
-                base_opt, noise_multiplier=cfg.noise_multiplier, max_grad_norm=cfg.max_grad_norm,
-                expected_batch_size=cfg.expected_batch_size, loss_reduction="mean", generator=gen)
+            self.optimizer = _secure_optimizer(
+                DPOptimizer, stream, optimizer=base_opt, noise_multiplier=cfg.noise_multiplier,
+                max_grad_norm=cfg.max_grad_norm, expected_batch_size=cfg.expected_batch_size, loss_reduction="mean")
             self._dp_loss = None
 
     def step(self, forward: Callable[[nn.Module], torch.Tensor], target: torch.Tensor | None) -> float:

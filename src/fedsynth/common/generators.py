@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from fedsynth.common.dp_sgd import DPSGD, DPStepConfig, poisson_indices, secure_generator
+from fedsynth.common.secure_random import ChaChaStream
 from fedsynth.common.encoding import Segment, TableEncoder
 from fedsynth.common.models import (
     Generator,
@@ -100,7 +101,7 @@ class TabularModel:
         trainer = DPSGD(module, loss, DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
                                                    cfg.grad_sample_mode, betas=betas),
                         optimizer_state=self.optimizer_state)
-        sampler, g = secure_generator(), secure_generator()
+        sampler, g = ChaChaStream.from_os(), secure_generator()  # sampler: CSPRNG (DP relies on it)
         losses: list[float] = []
         try:
             for _ in range(steps):
