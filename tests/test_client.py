@@ -21,7 +21,7 @@ def silo(tmp_path, adult, adult_paths, adult_schema):
 
 def make(silo, adult_paths, state, eps=1.0):
     return Institution(ClientSettings(data=str(silo), schema=str(adult_paths[1]), state_dir=str(state),
-                                      epsilon=eps, delta=1e-5))
+                                      epsilon=eps, delta=1e-5, init_ledger=True))
 
 
 def plan_for(schema, rounds=3):

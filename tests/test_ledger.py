@@ -11,7 +11,7 @@ STEP = (3.0, 0.05, 100)  # epsilon ~0.72 at delta 1e-5
 
 
 def test_charges_persist_across_restarts(tmp_path):
-    led = Ledger.open(tmp_path, 3.0, 1e-5)
+    led = Ledger.create(tmp_path, 3.0, 1e-5)
     after = led.charge([STEP], event="round", round=1)
     again = Ledger.open(tmp_path, 3.0, 1e-5)  # a restarted client
     assert again.history == [STEP]
@@ -23,7 +23,7 @@ def test_charges_persist_across_restarts(tmp_path):
 
 
 def test_refuses_to_exceed_cap_and_records_nothing(tmp_path):
-    led = Ledger.open(tmp_path, 1.0, 1e-5)
+    led = Ledger.create(tmp_path, 1.0, 1e-5)
     led.charge([(3.0, 0.05, 100)])
     spent = led.epsilon_spent
     assert not led.can_afford([(2.0, 0.05, 100)])
@@ -33,7 +33,7 @@ def test_refuses_to_exceed_cap_and_records_nothing(tmp_path):
 
 
 def test_cap_cannot_be_raised_but_can_be_lowered(tmp_path):
-    Ledger.open(tmp_path, 1.0, 1e-5)
+    Ledger.create(tmp_path, 1.0, 1e-5)
     with pytest.raises(PrivacyError, match="higher cap"):
         Ledger.open(tmp_path, 2.0, 1e-5)
     assert Ledger.open(tmp_path, 0.5, 1e-5).epsilon_cap == 0.5
@@ -43,7 +43,7 @@ def test_cap_cannot_be_raised_but_can_be_lowered(tmp_path):
 
 
 def test_corrupt_ledger_refuses_instead_of_resetting(tmp_path):
-    Ledger.open(tmp_path, 1.0, 1e-5).charge([STEP])
+    Ledger.create(tmp_path, 1.0, 1e-5).charge([STEP])
     (tmp_path / "ledger.json").write_text('{"format": "fedsynth-ledger/1", "hist')
     with pytest.raises(PrivacyError, match="corrupt"):
         Ledger.open(tmp_path, 1.0, 1e-5)

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from fedsynth.client.ledger import Ledger
+from fedsynth.client.update_cache import UpdateCache, UpdateKey, arrays_digest
 from fedsynth.common.errors import BudgetExhausted, FedsynthError
 from fedsynth.common.federation import FederationPlan, pack_update
 from fedsynth.common.privacy import calibrate_noise, gaussian_counts_release, noisy_frequencies
@@ -42,6 +43,9 @@ class ClientSettings:
     batch_size: int | None = None
     threads: int = 1
     accountant: str = "rdp"
+    # Explicit first start: create the ledger if there is none. Off by default, so that a
+    # wiped state dir is refused instead of silently becoming a fresh budget.
+    init_ledger: bool = False
 
 
 def settings_from_node_config(node_config: dict[str, Any]) -> ClientSettings:
@@ -55,6 +59,7 @@ def settings_from_node_config(node_config: dict[str, Any]) -> ClientSettings:
         epsilon=float(node_config["budget-epsilon"]), delta=float(node_config["budget-delta"]),
         batch_size=int(node_config["batch-size"]) if node_config.get("batch-size") else None,
         threads=int(node_config.get("threads", 1)),
+        init_ledger=str(node_config.get("init-ledger", "false")).lower() in ("1", "true", "yes"),
     )
 
 
@@ -81,7 +86,8 @@ class Institution:
         return _TABLES[key]
 
     def ledger(self) -> Ledger:
-        return Ledger.open(self.state_dir, self.settings.epsilon, self.settings.delta, self.settings.accountant)
+        return Ledger.open(self.state_dir, self.settings.epsilon, self.settings.delta, self.settings.accountant,
+                           create=self.settings.init_ledger)
 
     # ------------------------------------------------------------------ planning
     def round_plan(self, plan: FederationPlan, ledger: Ledger, n_rows: int, total_clients: int) -> dict[str, Any]:
@@ -107,8 +113,13 @@ class Institution:
         """The one-off category-frequency release, if this institution has not made it yet."""
         return [] if self._freqs_path().exists() else [gaussian_counts_release(plan.marginal_noise)]
 
-    def check(self, plan: FederationPlan, total_clients: int) -> dict[str, Any]:
-        """Budget check before a round; never raises for a mere 'no'."""
+    def check(self, plan: FederationPlan, total_clients: int, server_round: int | None = None,
+              digest: str | None = None) -> dict[str, Any]:
+        """Budget check before a round; never raises for a mere 'no'.
+
+        A round this client already paid for (same plan, round and global model, see
+        :mod:`fedsynth.client.update_cache`) is affordable even at the cap: it is re-sent free.
+        """
 
         def refuse(reason: str) -> dict[str, Any]:
             return {"can_train": False, "reason": reason, "schema_hash": self.schema.hash(), "epsilon_spent": -1.0}
@@ -122,7 +133,9 @@ class Institution:
         except FedsynthError as exc:
             return refuse(str(exc)[:500])
         release = (rp["noise_multiplier"], rp["sample_rate"], rp["steps_per_round"])
-        ok = ledger.can_afford(self._pending_releases(plan) + [release])
+        replay = server_round is not None and digest is not None and UpdateCache(self.state_dir).has(
+            UpdateKey(rp["plan_id"], int(server_round), str(digest)))
+        ok = replay or ledger.can_afford(self._pending_releases(plan) + [release])
         return {"can_train": ok, "reason": "" if ok else "budget exhausted", "schema_hash": self.schema.hash(),
                 "epsilon_spent": round(ledger.epsilon_spent, 2), "delta": ledger.delta}
 
@@ -147,14 +160,57 @@ class Institution:
         x_np = encoder.encode(df)
         model = build_model(encoder, plan.model)
         model.set_arrays(arrays)  # validate what the coordinator sent before spending anything
+        key = UpdateKey(rp["plan_id"], int(server_round), arrays_digest(arrays))
+        cache = UpdateCache(self.state_dir)
+        sent = cache.load(key)
+        if sent is not None:  # this round was paid for and sent before, then lost: same bytes, no charge
+            return sent[0], {**sent[1], "replayed": 1.0}
         freqs = self._frequencies(ledger, plan, x_np, model.conditioner.segments)
         model.conditioner.probs = freqs
         release = (rp["noise_multiplier"], rp["sample_rate"], int(rp["steps_per_round"]))
         # Spend first (atomically, on disk), then compute and send.
         after = ledger.charge([release], event="round", round=server_round, plan_id=rp["plan_id"])
+        model.optimizer_state = self._load_optimizer(rp["plan_id"])
         model.train_steps(torch.from_numpy(x_np), release[2], release[1], release[0])
+        self._save_optimizer(rp["plan_id"], model.optimizer_state)
         packed, stats = pack_update(arrays, model.get_arrays(), freqs, plan, clipping_range)
-        return packed, {"epsilon_spent": round(after, 2), **stats}
+        metrics = {"epsilon_spent": round(after, 2), **stats}
+        cache.store(key, packed, metrics)  # on disk before it leaves: a lost round is re-sent, not re-charged
+        return packed, {**metrics, "replayed": 0.0}
+
+    # ------------------------------------------------------------------ optimiser continuity
+    def _optimizer_path(self, plan_id: str) -> Path:
+        return self.state_dir / f"optimizer-{plan_id}.pt"
+
+    def _load_optimizer(self, plan_id: str) -> dict | None:
+        """This institution's Adam moments from its previous rounds of the same plan.
+
+        Restarting Adam every round makes each round's first steps full-size moves along
+        noise; continuing the moments (post-processing of earlier noisy gradients, kept on
+        the institution's own disk, never sent) measured +0.02 TSTR on Adult at epsilon 1.
+        """
+        import torch
+
+        path = self._optimizer_path(plan_id)
+        if not path.exists():
+            return None
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # a damaged cache only costs optimiser warm-up, never privacy
+            return None
+
+    def _save_optimizer(self, plan_id: str, state: dict | None) -> None:
+        import io
+
+        import torch
+
+        from fedsynth.common.atomic import atomic_write_bytes
+
+        if state is None:
+            return
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self._optimizer_path(plan_id), buf.getvalue())
 
     def _frequencies(self, ledger: Ledger, plan: FederationPlan, x_np: np.ndarray, segments) -> list[np.ndarray]:
         """This institution's privatised category frequencies: released (and charged) once."""
@@ -170,10 +226,16 @@ class Institution:
 
 
 # ---------------------------------------------------------------------- Flower glue
-def make_client_app(resolve: Callable[[Any], ClientSettings]):
-    """A ClientApp whose settings come from ``resolve(context)``, with SecAgg+ on."""
+def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = True):
+    """A ClientApp whose settings come from ``resolve(context)``, with SecAgg+ on.
+
+    ``secure=False`` (benchmarks only, paired with ``FederatedRun(insecure_plain_aggregation=True)``)
+    drops ``secaggplus_mod``: the update then leaves the institution unmasked.
+    """
     from flwr.client import ClientApp, NumPyClient
-    from flwr.client.mod import secaggplus_mod
+
+    # Flower's SecAgg+ mod with masks from a CSPRNG keyed by the full secret (see the module)
+    from fedsynth.common.secure_masks import secure_secaggplus_mod
 
     class FedsynthClient(NumPyClient):
         def __init__(self, institution: Institution) -> None:
@@ -181,7 +243,9 @@ def make_client_app(resolve: Callable[[Any], ClientSettings]):
 
         def get_properties(self, config):
             plan = FederationPlan.from_json(str(config["fedsynth"]))
-            return self.inst.check(plan, int(config["total_clients"]))
+            rnd = config.get("round")
+            return self.inst.check(plan, int(config["total_clients"]), int(rnd) if rnd is not None else None,
+                                   str(config["arrays_sha256"]) if "arrays_sha256" in config else None)
 
         def get_parameters(self, config):
             raise FedsynthError("clients never originate the global model")
@@ -203,7 +267,7 @@ def make_client_app(resolve: Callable[[Any], ClientSettings]):
         _quiet_logs()
         return FedsynthClient(Institution(resolve(context))).to_client()
 
-    return ClientApp(client_fn=client_fn, mods=[secaggplus_mod])
+    return ClientApp(client_fn=client_fn, mods=[secure_secaggplus_mod] if secure else [])
 
 
 def _deployment_resolver(context) -> ClientSettings:

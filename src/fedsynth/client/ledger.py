@@ -9,6 +9,13 @@ rename) every time budget is spent. Rules:
 * every release is recorded *before* its result leaves the client (``charge`` first, send
   after), so a crash can waste budget but never under-count it.
 * epsilon is always recomputed by the Opacus accountant over the full history.
+* a ledger is only ever *created* explicitly (:meth:`Ledger.create`, or ``open(...,
+  create=True)`` on an operator's first-start flag). Opening a state dir with no ledger is
+  refused: a wiped or lost state dir must not turn into a fresh budget without anyone
+  deciding so. (The coordinator cross-checks too: a node whose reported spend goes down is
+  excluded, see :mod:`fedsynth.server.ledger_watch`.)
+* a write that fails (full disk, I/O error) leaves the previous ledger on disk intact and the
+  in-memory ledger unchanged, and nothing is released.
 """
 
 from __future__ import annotations
@@ -43,16 +50,39 @@ class Ledger:
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def open(cls, state_dir: str | Path, epsilon_cap: float, delta: float, accountant: str = "rdp") -> "Ledger":
-        """Load the ledger in ``state_dir``, or create one with this cap if there is none."""
+    def create(cls, state_dir: str | Path, epsilon_cap: float, delta: float, accountant: str = "rdp") -> "Ledger":
+        """Initialise a new, empty ledger in ``state_dir`` (an institution's first start only)."""
         check_privacy_params(epsilon_cap, delta)
         state_dir = Path(state_dir)
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / LEDGER_FILE
+        if path.exists():
+            raise PrivacyError(f"{path}: a ledger already exists; it keeps the budget already spent and is "
+                               "never replaced by a new one")
+        ledger = cls(path, epsilon_cap, delta, accountant)
+        ledger.save()
+        return ledger
+
+    @classmethod
+    def open(cls, state_dir: str | Path, epsilon_cap: float, delta: float, accountant: str = "rdp",
+             create: bool = False) -> "Ledger":
+        """Load the ledger in ``state_dir``; with ``create=True`` (explicit first start) make one if absent.
+
+        Without ``create`` a missing ledger raises :class:`PrivacyError`: it is
+        indistinguishable from a wiped state dir, and treating it as a fresh budget would
+        let an institution spend its cap twice.
+        """
+        check_privacy_params(epsilon_cap, delta)
+        path = Path(state_dir) / LEDGER_FILE
         if not path.exists():
-            ledger = cls(path, epsilon_cap, delta, accountant)
-            ledger.save()
-            return ledger
+            if create:
+                return cls.create(state_dir, epsilon_cap, delta, accountant)
+            raise PrivacyError(
+                f"{path}: no privacy ledger. If this institution has never trained, initialise it once "
+                "explicitly (`fedsynth client --init-ledger`, node config init-ledger=true, or "
+                "Ledger.create). If the state folder was wiped or lost, restore ledger.json from backup: "
+                "starting a new ledger would forget the budget already spent. Refusing to train."
+            )
         try:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
@@ -113,9 +143,14 @@ class Ledger:
                 f"privacy budget: this round would bring epsilon to {after:.4f}, over the cap "
                 f"{self.epsilon_cap:g} (spent so far {self.epsilon_spent:.4f})"
             )
+        n_hist, n_events = len(self.history), len(self.events)
         self.history.extend(tuple(r) for r in releases)  # type: ignore[misc]
         self.events.append(dict(event, releases=[list(r) for r in releases], epsilon_after=after, time=_now()))
-        self.save()
+        try:
+            self.save()
+        except BaseException:  # not on disk = not spent, and must not be sent: roll back, re-raise
+            del self.history[n_hist:], self.events[n_events:]
+            raise
         return after
 
 

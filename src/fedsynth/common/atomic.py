@@ -12,6 +12,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from fedsynth.common.errors import StorageError
+
 
 @contextlib.contextmanager
 def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
@@ -29,6 +31,12 @@ def atomic_path(path: Path, mode: int | None = None) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
         _fsync_dir(path.parent)
+    except OSError as exc:  # full disk, quota, I/O error, read-only folder: name it, keep the old file
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        reason = exc.strerror or str(exc)
+        raise StorageError(f"{path}: could not write ({reason}; errno {exc.errno}); the previous version "
+                           f"of the file, if any, is unchanged. {exc}", exc.errno) from exc
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

@@ -25,4 +25,12 @@ class BudgetExhausted(PrivacyError):
     """The client's ledger has no room for the requested training."""
 
 
+class StorageError(FedsynthError, OSError):
+    """A file could not be written (full disk, I/O error); the previous version is intact."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        FedsynthError.__init__(self, message)
+        self.errno = errno  # type: ignore[misc]
+
+
 from fedsynth.common.validation_types import Violation  # noqa: E402  (re-export)

@@ -157,6 +157,15 @@ class Schema:
 
     @classmethod
     def from_json(cls, raw: Any, source: str = "schema") -> "Schema":
+        try:
+            return cls._from_json(raw, source)
+        except SchemaError:
+            raise
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:  # a value of the wrong JSON type
+            raise SchemaError(f"{source}: malformed schema ({type(exc).__name__}: {exc})") from None
+
+    @classmethod
+    def _from_json(cls, raw: Any, source: str) -> "Schema":
         if not isinstance(raw, dict):
             raise SchemaError(f"{source}: the schema must be a JSON object")
         if "tables" in raw or isinstance(raw.get("columns"), dict):
@@ -183,10 +192,26 @@ def _column_from_json(raw: Any, source: str, index: int) -> Column:
         raise SchemaError(f"{where} ({raw.get('name')!r}): unknown keys {sorted(unknown)}")
     if "name" not in raw or "type" not in raw:
         raise SchemaError(f"{where}: needs 'name' and 'type'")
+    if not isinstance(raw["name"], str) or not raw["name"].strip():
+        raise SchemaError(f"{where}: 'name' must be a non-empty string, got {raw['name']!r}")
+    where = f"{source}: column {raw['name']!r}"
     kwargs = dict(raw)
+    for key, kinds in (("nullable", bool), ("bins", int), ("description", str), ("scale", str), ("subtype", str)):
+        v = kwargs.get(key)
+        if v is not None and (not isinstance(v, kinds) or (kinds is int and isinstance(v, bool))):
+            raise SchemaError(f"{where}: '{key}' must be a {kinds.__name__}, got {v!r}")
+    if "nullable" in kwargs and kwargs["nullable"] is None:
+        del kwargs["nullable"]
     if kwargs.get("categories") is not None:
-        kwargs["categories"] = tuple(str(c) for c in kwargs["categories"])
-    kwargs["point_masses"] = tuple(float(v) for v in kwargs.get("point_masses", ()))
+        cats = kwargs["categories"]
+        if not isinstance(cats, list) or not all(isinstance(c, (str, int, float, bool)) for c in cats):
+            raise SchemaError(f"{where}: 'categories' must be a list of values, got {cats!r}")
+        kwargs["categories"] = tuple(str(c) for c in cats)
+    masses = kwargs.get("point_masses") or []
+    if not isinstance(masses, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in masses):
+        raise SchemaError(f"{where}: 'point_masses' must be a list of numbers, got {masses!r}")
+    kwargs["point_masses"] = tuple(float(v) for v in masses)
     if kwargs["type"] == "numerical" and kwargs.get("subtype") is None:
         kwargs["subtype"] = "float"
     return Column(**kwargs)

@@ -298,20 +298,42 @@ def model_id(meta: dict[str, Any], weights: bytes) -> str:
 
 
 def write_model_dir(path: Path, meta: dict[str, Any], weights: bytes) -> Path:
-    """Create a model folder next to ``path`` and swap it in with renames only."""
+    """Create a model folder next to ``path`` and swap it in with renames only.
+
+    A failure (full disk, I/O error) leaves the previous folder in place and raises
+    :class:`StorageError`; a crash between the two renames leaves the previous folder as
+    ``.<name>.old-*``, which :func:`recover_model_dir` puts back.
+    """
+    from fedsynth.common.errors import StorageError
+
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_model_dir(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    old = None
     try:
         (tmp / "weights.pt").write_bytes(weights)
         (tmp / "synthesizer.json").write_text(json.dumps(meta, indent=2) + "\n")
-        old = None
         if path.exists():
             old = path.with_name(f".{path.name}.old-{time.time_ns()}")
             path.rename(old)
         tmp.rename(path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None and not path.exists():
+            old.rename(path)  # put the previous model back
+        if isinstance(exc, OSError):
+            raise StorageError(f"{path}: could not write the model ({exc.strerror or exc}); the previous "
+                               "version, if any, is unchanged", exc.errno) from exc
         raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
     return path
+
+
+def recover_model_dir(path: Path) -> None:
+    """After a crash mid-swap: if ``path`` is missing but a previous version was set aside, restore it."""
+    if path.exists():
+        return
+    olds = sorted(path.parent.glob(f".{path.name}.old-*"))
+    if olds:
+        olds[-1].rename(path)

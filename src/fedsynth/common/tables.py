@@ -193,10 +193,11 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
         finite = np.isfinite(arr)
         oob = finite & ((arr < float(col.min)) | (arr > float(col.max)))  # type: ignore[arg-type]
         report(oob, f"outside the public bounds [{col.min}, {col.max}]")
+        arr = np.where(infinite, np.nan, arr)
         if col.subtype == "int":
             frac = finite & (np.abs(arr - np.round(arr)) > 1e-9)
             report(frac, "not an integer, but the schema says int")
-        arr = np.where(infinite, np.nan, arr)
+            arr = np.round(arr)  # accepted values within 1e-9 of an integer are that integer
         return pd.Series(arr, name=col.name), bad
 
     if col.type == "categorical":

@@ -17,7 +17,8 @@ import numpy as np
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.federation import FederationPlan
 from fedsynth.common.schema import Schema
-from fedsynth.common.synthesizer import FORMAT, TrainingConfig, load_weights, model_id, weights_bytes, write_model_dir
+from fedsynth.common.synthesizer import (FORMAT, TrainingConfig, load_weights, model_id, recover_model_dir,
+                                         weights_bytes, write_model_dir)
 
 CHECKPOINT = "checkpoint"
 SYNTHESIZER = "synthesizer"
@@ -42,6 +43,7 @@ class Checkpoint:
     @classmethod
     def load(cls, out_dir: Path) -> "Checkpoint | None":
         path = Path(out_dir) / CHECKPOINT
+        recover_model_dir(path)  # a crash between the swap's two renames leaves the last round set aside
         if not (path / "synthesizer.json").exists():
             return None
         meta = json.loads((path / "synthesizer.json").read_text())["checkpoint"]

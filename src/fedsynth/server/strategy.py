@@ -15,6 +15,7 @@ from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_t
 from flwr.server.strategy import FedAvg
 
 from fedsynth.common.federation import FederationPlan, unpack_aggregate
+from fedsynth.server.aggregate_guard import aggregate_problem
 
 
 class SecureDeltaFedAvg(FedAvg):
@@ -30,6 +31,7 @@ class SecureDeltaFedAvg(FedAvg):
         self.clipping_range = clipping_range
         self.eligible: list[str] | None = None  # node ids that passed the budget check, in selection order
         self.last_round: dict[str, Any] | None = None
+        self.rejected: str | None = None  # why the last aggregate was discarded, if it was
 
     def initialize_parameters(self, client_manager):
         return ndarrays_to_parameters(self.current)
@@ -54,9 +56,11 @@ class SecureDeltaFedAvg(FedAvg):
         mean = parameters_to_ndarrays(contributing[0].parameters)  # identical in every result
         if len(mean) != len(self.current) + 1:
             raise ValueError(f"aggregate has {len(mean)} arrays, expected {len(self.current) + 1}")
+        problem = aggregate_problem(mean, self.plan, self.clipping_range)  # bounds an honest round obeys
+        if problem:
+            self.rejected = f"aggregate rejected: {problem}"
+            raise ValueError(f"{self.rejected} (non-finite or out of bounds); round discarded")
         deltas, freqs = unpack_aggregate(mean, self.plan, self.freq_sizes)
-        if not all(np.all(np.isfinite(d)) for d in deltas):
-            raise ValueError("aggregate contains non-finite values; round discarded")
         lr = self.plan.server_lr if self.plan.server_lr is not None else float(len(contributing))
         self.current = [c + lr * d for c, d in zip(self.current, deltas)]
         self.freqs = freqs

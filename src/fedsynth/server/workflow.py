@@ -29,17 +29,35 @@ from typing import Any
 from fedsynth.common.federation import FederationPlan, SecAggSettings
 from fedsynth.common.schema import Schema
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
+from fedsynth.server.ledger_watch import SpendWatch
 
 Event = Callable[[dict[str, Any]], None]
 
 
+PLAIN_AGGREGATION_WARNING = (
+    "INSECURE: plain aggregation (benchmarking/testing only). SecAgg+ is OFF: the coordinator "
+    "receives every client's individual update in the clear. Never use with real institutions.")
+
+
 class FederatedRun:
+    """One federated run. ``insecure_plain_aggregation=True`` replaces SecAgg+ with Flower's plain
+    fit workflow: it exists only so that bench/scale.py can measure what SecAgg+ costs, exposes
+    each client's individual update to the coordinator, warns loudly, is never the default and
+    has no CLI flag (the clients must also be built with ``make_client_app(..., secure=False)``).
+    """
+
     def __init__(self, plan: FederationPlan, schema: Schema, out_dir: str | Path, secagg: SecAggSettings,
-                 expected_clients: int, on_event: Event | None = None, wait_timeout: int = 600) -> None:
+                 expected_clients: int, on_event: Event | None = None, wait_timeout: int = 600, *,
+                 insecure_plain_aggregation: bool = False) -> None:
         self.plan, self.schema, self.out_dir = plan, schema, Path(out_dir)
         self.secagg, self.expected_clients = secagg, expected_clients
         self.on_event = on_event or (lambda e: None)
         self.wait_timeout = wait_timeout
+        self.insecure_plain_aggregation = insecure_plain_aggregation
+        if insecure_plain_aggregation:
+            import warnings
+
+            warnings.warn(PLAIN_AGGREGATION_WARNING, RuntimeWarning, stacklevel=2)
 
     # ------------------------------------------------------------------ entry point
     def __call__(self, grid, context) -> None:
@@ -47,13 +65,13 @@ class FederatedRun:
         from flwr.server import ServerConfig
         from flwr.server.compat.app_utils import start_update_client_manager_thread
         from flwr.server.compat.legacy_context import LegacyContext
-        from flwr.server.workflow import SecAggPlusWorkflow
         from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 
         import flwr.compat.common.recorddict_compat as compat
 
         from fedsynth.common.encoding import TableEncoder
         from fedsynth.common.generators import build_model
+        from fedsynth.common.secure_masks import SecureSecAggPlusWorkflow
         from fedsynth.server.strategy import SecureDeltaFedAvg
 
         encoder = TableEncoder(self.schema)
@@ -70,8 +88,9 @@ class FederatedRun:
         else:
             self.on_event({"event": "resumed", "round": ckpt.round})
         freq_sizes = [s.size for s in encoder.conditionable]
-        strategy = SecureDeltaFedAvg(self.plan, ckpt.arrays, freq_sizes, self.expected_clients,
-                                     self.secagg.clipping_range)
+        strategy_cls = _PlainMeanFedAvg() if self.insecure_plain_aggregation else SecureDeltaFedAvg
+        strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients,
+                                self.secagg.clipping_range)
         strategy.freqs = ckpt.freqs
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=self.plan.rounds), strategy=strategy)
         thread, f_stop, c_done = start_update_client_manager_thread(grid, legacy.client_manager)
@@ -86,17 +105,25 @@ class FederatedRun:
             cfg[Key.START_TIME] = time.time()
             context.state.config_records[MAIN_CONFIGS_RECORD] = cfg
             s = self.secagg
-            secagg = SecAggPlusWorkflow(num_shares=s.num_shares, reconstruction_threshold=s.reconstruction_threshold,
-                                        max_weight=1.0, clipping_range=s.clipping_range,
-                                        quantization_range=s.quantization_range, modulus_range=s.modulus_range,
-                                        timeout=s.timeout)
+            # Flower's SecAgg+ with CSPRNG mask expansion (fedsynth.common.secure_masks)
+            secagg = SecureSecAggPlusWorkflow(num_shares=s.num_shares,
+                                              reconstruction_threshold=s.reconstruction_threshold,
+                                              max_weight=1.0, clipping_range=s.clipping_range,
+                                              quantization_range=s.quantization_range,
+                                              modulus_range=s.modulus_range, timeout=s.timeout)
+            if self.insecure_plain_aggregation:
+                from flwr.server.workflow.default_workflows import default_fit_workflow
+
+                self.on_event({"event": "insecure_plain_aggregation", "warning": PLAIN_AGGREGATION_WARNING})
+                secagg = default_fit_workflow  # type: ignore[assignment]
             failures_in_a_row = 0
             rng = secrets.SystemRandom()
             rnd = ckpt.round + 1
+            watch = SpendWatch.from_history(ckpt.history)  # a node whose reported spend falls is excluded
             while rnd <= self.plan.rounds:
                 started = time.time()
                 cfg[Key.CURRENT_ROUND] = rnd
-                checks = self._budget_check(grid, legacy, rnd)
+                checks = watch.review(self._budget_check(grid, legacy, rnd, strategy.current))
                 # Least-spent first (ties at random): balances participation so that budget
                 # is not left stranded with a single client while rounds remain.
                 eligible = sorted((nid for nid, r in checks.items() if r.get("can_train")),
@@ -108,10 +135,17 @@ class FederatedRun:
                                    "reason": f"only {len(eligible)} client(s) can afford another round"})
                     break
                 strategy.eligible = eligible
-                secagg(grid, legacy)
+                strategy.last_round, strategy.rejected = None, None
+                error = None
+                try:
+                    secagg(grid, legacy)
+                except Exception as exc:  # a malformed peer message must not take the coordinator down
+                    error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 if strategy.last_round is None:
                     failures_in_a_row += 1
-                    self.on_event({"event": "round_failed", "round": rnd, "attempt": failures_in_a_row})
+                    self.on_event({"event": "round_failed", "round": rnd, "attempt": failures_in_a_row,
+                                   "reason": error or getattr(strategy, "rejected", None)
+                                   or "SecAgg+ did not complete (too few clients survived)"})
                     if failures_in_a_row >= 3:
                         raise RuntimeError(f"round {rnd} failed 3 times in a row; giving up")
                     continue  # retry the same round number
@@ -135,14 +169,19 @@ class FederatedRun:
             thread.join()
 
     # ------------------------------------------------------------------ budget check
-    def _budget_check(self, grid, legacy, rnd: int) -> dict[str, dict[str, Any]]:
+    def _budget_check(self, grid, legacy, rnd: int, arrays=None) -> dict[str, dict[str, Any]]:
         from flwr.app import Message
         from flwr.common import GetPropertiesIns
         from flwr.common.constant import MessageTypeLegacy
 
         import flwr.compat.common.recorddict_compat as compat
 
-        config = {"fedsynth": self.plan.to_json(), "total_clients": self.expected_clients}
+        from fedsynth.client.update_cache import arrays_digest
+
+        config: dict[str, Any] = {"fedsynth": self.plan.to_json(), "total_clients": self.expected_clients,
+                                  "round": rnd}
+        if arrays is not None:  # lets a client that already paid for this exact round say yes at its cap
+            config["arrays_sha256"] = arrays_digest(arrays)
         nodes = list(legacy.client_manager.all().values())
         msgs = [Message(content=compat.getpropertiesins_to_recorddict(GetPropertiesIns(config)),
                         dst_node_id=p.node_id, message_type=MessageTypeLegacy.GET_PROPERTIES,
@@ -156,6 +195,29 @@ class FederatedRun:
             props = compat.recorddict_to_getpropertiesres(msg.content).properties
             replies[nid] = dict(props)
         return replies
+
+
+def _PlainMeanFedAvg():
+    """SecureDeltaFedAvg fed the plain mean of individual updates (what SecAgg+ would unmask).
+
+    Benchmark-only counterpart of the SecAgg+ path: same strategy, same update format, only
+    the sum is computed in the clear by the coordinator. Built lazily (flwr import)."""
+    import numpy as np
+    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+
+    from fedsynth.server.strategy import SecureDeltaFedAvg
+
+    class PlainMeanFedAvg(SecureDeltaFedAvg):
+        def aggregate_fit(self, server_round, results, failures):
+            contributing = [r for _, r in results if r.num_examples > 0]
+            if contributing:
+                updates = [parameters_to_ndarrays(r.parameters) for r in contributing]
+                mean = ndarrays_to_parameters([np.mean(np.stack(a), axis=0) for a in zip(*updates)])
+                for r in contributing:
+                    r.parameters = mean
+            return super().aggregate_fit(server_round, results, failures)
+
+    return PlainMeanFedAvg
 
 
 def _now() -> str:

@@ -1,0 +1,53 @@
+"""Coordinator-side cross-check of the clients' reported privacy spend.
+
+A client's ledger only grows: epsilon spent never goes down. If a node reports less than it
+did before, its ledger was wiped, replaced or restored from an old backup, and training it
+further could exceed its real cap. The client refuses a missing ledger itself (see
+:mod:`fedsynth.client.ledger`); this is the second, independent check, for an operator who
+re-initialised the ledger. Such a node is excluded from every later round of the run (and
+of a resumed run: the memory is rebuilt from the checkpoint's per-round budget replies).
+
+Identity is Flower's node id. A node that comes back under a new node id cannot be linked
+to its past reports by the coordinator; docs/security.md states that limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# budget replies are rounded to 0.01 by the client; rounding is monotone, so any drop is real
+_TOLERANCE = 1e-9
+
+
+@dataclass
+class SpendWatch:
+    highest: dict[str, float] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_history(cls, rounds: Iterable[dict[str, Any]]) -> "SpendWatch":
+        """Rebuild the memory from checkpointed round records (their ``budget`` replies)."""
+        watch = cls()
+        for record in rounds:
+            watch.review(record.get("budget") or {})
+        return watch
+
+    def review(self, replies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Record ``replies`` and return them with any node whose spend fell marked unable to train."""
+        out = {}
+        for nid, reply in replies.items():
+            reply = dict(reply)
+            spent = reply.get("epsilon_spent")
+            if isinstance(spent, (int, float)) and spent >= 0:
+                before = self.highest.get(nid)
+                if before is not None and spent < before - _TOLERANCE:
+                    self.excluded.setdefault(
+                        nid, f"ledger reset suspected: reported epsilon spent fell from {before:g} to {spent:g}")
+                self.highest[nid] = max(spent, before if before is not None else spent)
+            if nid in self.excluded:
+                reply["can_train"] = False
+                reply["reason"] = self.excluded[nid]
+            out[nid] = reply
+        return out

@@ -1,0 +1,208 @@
+"""Whole federated runs (fedsynth's FederatedRun + ClientApps + SecAgg+) under faults and hostile peers.
+
+Transport: tests/_loopback.py (in-process; the coordinator, the clients' ClientApps, their
+ledgers on disk and SecAgg+ are the real code). Tiny silos, 2-3 rounds, so each run takes
+seconds; tests/test_simulation.py covers the Ray-backed Simulation Engine.
+"""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from flwr.app import Context, RecordDict
+
+from _loopback import LoopbackGrid, stage_of
+from fedsynth.client.app import ClientSettings, make_client_app
+from fedsynth.client.ledger import Ledger
+from fedsynth.common.federation import FederationPlan, SecAggSettings
+from fedsynth.common.generators import ModelConfig
+from fedsynth.common.privacy import epsilon_spent
+from fedsynth.common.tables import write_table
+from fedsynth.server.checkpoint import Checkpoint
+from fedsynth.server.workflow import FederatedRun
+
+NODES = (11, 12, 13, 14)
+
+
+def federation(tmp_path, adult, schema_path, schema, *, nodes=NODES, rounds=2, drop=None, tamper=None):
+    """Silos, explicitly initialised ledgers, one ClientApp per node; returns (run it, state dirs, events)."""
+    states = {}
+    for i, nid in enumerate(nodes):
+        write_table(adult.sample(250, random_state=i), tmp_path / f"silo-{nid}.csv", schema=schema)
+        states[nid] = tmp_path / "clients" / str(nid)
+        Ledger.create(states[nid], 1.0, 1e-5)
+
+    def resolve(context) -> ClientSettings:
+        nid = int(context.node_id)
+        return ClientSettings(data=str(tmp_path / f"silo-{nid}.csv"), schema=str(schema_path),
+                              state_dir=str(states[nid]), epsilon=1.0, delta=1e-5)
+
+    app = make_client_app(resolve)
+    grid = LoopbackGrid({nid: app for nid in nodes}, drop=drop, tamper=tamper)
+    plan = FederationPlan(rounds=rounds, local_epochs=0.3, model=ModelConfig(hidden=16),
+                          schema_hash=schema.hash(), server_lr=1.0)
+    events: list[dict] = []
+    run = FederatedRun(plan, schema, tmp_path / "out", SecAggSettings(), len(nodes), events.append, wait_timeout=10)
+
+    def go():
+        run(grid, Context(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={}))
+
+    return go, states, events, grid, plan
+
+
+def rounds_charged(state) -> list[int]:
+    return [e["round"] for e in Ledger.open(state, 1.0, 1e-5).events if e["event"] == "round"]
+
+
+def assert_consistent(state):
+    ledger = Ledger.open(state, 1.0, 1e-5)
+    assert ledger.epsilon_spent == pytest.approx(epsilon_spent(ledger.history, 1e-5))
+    assert ledger.epsilon_spent <= 1.0 + 1e-9
+    charged = rounds_charged(state)
+    assert len(charged) == len(set(charged))  # no round charged twice
+
+
+@pytest.fixture()
+def fed(tmp_path, adult, adult_paths, adult_schema):
+    return lambda **kw: federation(tmp_path, adult, adult_paths[1], adult_schema, **kw)
+
+
+def test_client_killed_after_training_is_recovered_by_secagg(fed, tmp_path):
+    """Node 12 charges and trains in round 1, then dies before its masked vector arrives; it is back for round 2."""
+    killed = []
+
+    def kill(nid, reply):
+        if nid == 12 and stage_of_reply(reply) == "masked" and not killed:
+            killed.append(nid)
+            return None
+        return reply
+
+    go, states, events, grid, _ = fed(tamper=kill)
+    go()
+    done = [e for e in events if e["event"] == "round_done"]
+    assert [e["contributors"] for e in done] == [3, 4]  # round 1 completed without it (masks reconstructed)
+    assert rounds_charged(states[12]) == [1, 2]  # round 1 stays charged (its update left); no double charge
+    for s in states.values():
+        assert_consistent(s)
+    assert Checkpoint.load(tmp_path / "out").round == 2
+
+
+def test_round_without_enough_survivors_is_retried_and_charged_once(fed):
+    """Round 1's masked vectors from 3 of 4 nodes are lost: no aggregate; the retry re-sends, no new charge."""
+    lost = {"n": 0}
+
+    def lose(nid, reply):
+        if stage_of_reply(reply) == "masked" and nid != 11 and lost["n"] < 3:
+            lost["n"] += 1
+            return None
+        return reply
+
+    go, states, events, grid, _ = fed(tamper=lose)
+    go()
+    failed = [e for e in events if e["event"] == "round_failed"]
+    assert [e["round"] for e in failed] == [1]
+    assert [e["contributors"] for e in events if e["event"] == "round_done"] == [4, 4]
+    replayed = [r.get("replayed") for e in events if e["event"] == "round_done" and e["round"] == 1
+                for r in e["reports"].values()]
+    assert sorted(replayed) == [1.0, 1.0, 1.0, 1.0]  # every node had trained in the failed attempt
+    for s in states.values():
+        assert rounds_charged(s) == [1, 2]
+        assert_consistent(s)
+
+
+def test_coordinator_restart_resumes_and_does_not_recharge(fed, tmp_path):
+    """Round 2 is lost with the coordinator (killed before checkpointing): the restart re-asks round 2."""
+    go, states, events, grid, plan = fed(rounds=2)
+
+    import fedsynth.server.workflow as wf
+
+    original = wf.Checkpoint.save
+    calls = {"n": 0}
+
+    def crash_on_second(self, out_dir):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("coordinator killed")
+        return original(self, out_dir)
+
+    wf.Checkpoint.save = crash_on_second
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            go()
+    finally:
+        wf.Checkpoint.save = original
+    assert Checkpoint.load(tmp_path / "out").round == 1
+    spent = {nid: Ledger.open(s, 1.0, 1e-5).epsilon_spent for nid, s in states.items()}
+    go()  # restarted coordinator, same clients (their SecAgg+ state starts over at setup)
+    assert any(e["event"] == "resumed" and e["round"] == 1 for e in events)
+    assert Checkpoint.load(tmp_path / "out").round == 2
+    for nid, s in states.items():
+        assert rounds_charged(s) == [1, 2]
+        assert Ledger.open(s, 1.0, 1e-5).epsilon_spent == pytest.approx(spent[nid])  # round 2 re-sent free
+        assert_consistent(s)
+
+
+def test_hostile_masked_vector_is_rejected_without_crashing_the_coordinator(fed, tmp_path):
+    """Node 13 replaces its masked vector: once with random integers, once with a wrong shape."""
+    from flwr.common import bytes_to_ndarray, ndarray_to_bytes
+
+    attacks = ["garbage", "shape"]
+
+    def hostile(nid, reply):
+        if nid == 13 and stage_of_reply(reply) == "masked" and attacks:
+            rec = reply.content.config_records["secaggplus_configs"]
+            arrays = [bytes_to_ndarray(b) for b in rec["masked_params"]]
+            kind = attacks.pop(0)
+            rng = np.random.default_rng(0)
+            if kind == "garbage":
+                arrays = [rng.integers(0, 2**32, a.shape, dtype=np.int64) for a in arrays]
+            else:
+                arrays = [a[:1] for a in arrays]
+            rec["masked_params"] = [ndarray_to_bytes(a) for a in arrays]
+        return reply
+
+    go, states, events, grid, plan = fed(rounds=1, tamper=hostile)
+    go()
+    failed = [e for e in events if e["event"] == "round_failed"]
+    assert len(failed) == 2
+    assert "aggregate rejected" in failed[0]["reason"]
+    assert "ValueError" in failed[1]["reason"] or "shape" in failed[1]["reason"] or "broadcast" in failed[1]["reason"]
+    ckpt = Checkpoint.load(tmp_path / "out")
+    assert ckpt.round == 1 and all(np.all(np.isfinite(a)) for a in ckpt.arrays)
+    for s in states.values():
+        assert rounds_charged(s) == [1]  # the retries re-sent the cached update
+        assert_consistent(s)
+
+
+def test_soak_many_small_rounds_with_random_dropouts(fed, tmp_path):
+    """8 rounds; each masked vector is lost with probability 0.15. Ends with a sound model and ledgers."""
+    rng = random.Random(7)
+
+    def flaky(nid, reply):
+        return None if stage_of_reply(reply) == "masked" and rng.random() < 0.15 else reply
+
+    go, states, events, grid, plan = fed(rounds=8, tamper=flaky)
+    go()
+    done = [e for e in events if e["event"] == "round_done"]
+    assert [e["round"] for e in done] == list(range(1, 9))
+    assert all(2 <= e["contributors"] <= 4 for e in done)
+    ckpt = Checkpoint.load(tmp_path / "out")
+    assert ckpt.round == 8 and all(np.all(np.isfinite(a)) for a in ckpt.arrays)
+    # the global model moved by at most server_lr * update_clip_norm per round
+    from fedsynth.common.synthesizer import Synthesizer
+
+    synth = Synthesizer.load(tmp_path / "out" / "synthesizer")
+    assert len(synth.sample(50, seed=0)) == 50
+    for s in states.values():
+        assert_consistent(s)
+        assert 1 <= len(rounds_charged(s)) <= 8
+
+
+def stage_of_reply(reply) -> str:
+    """'masked' for a client's stage-2 reply (its masked vector), else ''."""
+    if reply is None or reply.has_error() or reply.content is None:
+        return ""
+    rec = reply.content.config_records.get("secaggplus_configs")
+    return "masked" if rec is not None and "masked_params" in rec else ""
