@@ -1,0 +1,510 @@
+"""``fedsynth coordinator``: a Flower SuperLink with TLS and SuperNode authentication, one run.
+
+What it does, in order:
+
+1. reads the federation config (TOML; see :func:`load_deployment_config`) and the shared
+   schema, and fixes the plan's schema hash;
+2. starts ``flower-superlink`` (Deployment Engine) with TLS and ``--enable-supernode-auth``
+   (plain text only with ``insecure=True``), with runtime dependency installation off:
+   fedsynth is already installed, nothing is fetched at run time;
+3. registers each institution's *public* key (``flwr supernode register``); a SuperNode
+   whose key is not registered is refused by the SuperLink;
+4. writes a tiny Flower App project (components ``fedsynth.server.app:app`` and
+   ``fedsynth.client.app:app``) and submits it with ``flwr run``, the plan and SecAgg+
+   settings travelling in the run config;
+5. follows ``events.jsonl`` (written by the ServerApp) to print progress, and asks the
+   SuperLink for the run's status, because ``flwr run`` reports success even when the
+   ServerApp fails: a run that did not finish ``completed`` with a model is a failure.
+
+Nothing about any institution's data is configured here: tables, budgets and ledgers are
+set on each institution's own SuperNode (``fedsynth client``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from fedsynth.common import flower_processes as fp
+from fedsynth.common.credentials import (
+    CA_CERT,
+    SERVER_CERT,
+    SERVER_KEY,
+    check_certificate,
+    check_node_public_key,
+    check_private_file,
+)
+from fedsynth.common.errors import FedsynthError
+from fedsynth.common.federation import FederationPlan, SecAggSettings
+from fedsynth.common.generators import ModelConfig
+from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, run_config_for
+
+CONNECTION = "fedsynth"
+APP_COMPONENTS = {"serverapp": "fedsynth.server.app:app", "clientapp": "fedsynth.client.supernode_app:app"}
+
+
+# ---------------------------------------------------------------------------- config file
+@dataclass
+class DeploymentConfig:
+    """The coordinator's config file: public run settings only."""
+
+    plan: FederationPlan
+    secagg: SecAggSettings
+    schema: Path | None = None  # relative paths are resolved against the config file
+    clients: int | None = None  # institutions expected; default = number of registered keys
+    wait_timeout: int = 600  # seconds to wait for every institution to connect
+    run_timeout: int = 6 * 3600  # seconds before the coordinator stops the run
+
+
+def _known(section: str, raw: dict[str, Any], cls, path: Path, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    allowed = {f.name for f in fields(cls)} - set(skip)
+    unknown = sorted(set(raw) - allowed)
+    if unknown:
+        raise FedsynthError(f"{path}: unknown key(s) {unknown} in {section}; allowed: {sorted(allowed)}")
+    return raw
+
+
+def load_deployment_config(path: Path) -> DeploymentConfig:
+    """Parse the TOML config; every unknown or ill-typed key is an error naming file and key.
+
+    Layout::
+
+        schema = "schema.json"      # optional here; `--schema` wins
+        clients = 3                 # optional; default: one per --authorized-key
+        wait_timeout = 600
+        [plan]                      # FederationPlan fields (schema_hash is filled in)
+        rounds = 20
+        local_epochs = 1.5
+        [plan.model]                # ModelConfig fields
+        model = "vae"
+        [secagg]                    # SecAggSettings fields
+        num_shares = 1.0
+        reconstruction_threshold = 0.67
+    """
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FedsynthError(f"--config {p}: no such file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FedsynthError(f"--config {p}: not valid TOML ({exc})") from None
+    top = {"plan", "secagg", "schema", "clients", "wait_timeout", "run_timeout"}
+    unknown = sorted(set(raw) - top)
+    if unknown:
+        raise FedsynthError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(top)}")
+    plan_raw = dict(raw.get("plan", {}))
+    model_raw = plan_raw.pop("model", {})
+    _known("[plan]", plan_raw, FederationPlan, p, skip=("schema_hash", "model"))
+    _known("[plan.model]", model_raw, ModelConfig, p)
+    secagg_raw = _known("[secagg]", dict(raw.get("secagg", {})), SecAggSettings, p)
+    try:
+        plan = FederationPlan(**plan_raw, model=ModelConfig(**model_raw))
+        secagg = SecAggSettings(**secagg_raw)
+    except TypeError as exc:
+        raise FedsynthError(f"{p}: {exc}") from None
+    _check_plan(plan, secagg, p)
+    schema = raw.get("schema")
+    cfg = DeploymentConfig(plan=plan, secagg=secagg,
+                           schema=(p.parent / schema).resolve() if isinstance(schema, str) else None,
+                           clients=raw.get("clients"), wait_timeout=raw.get("wait_timeout", 600),
+                           run_timeout=raw.get("run_timeout", 6 * 3600))
+    for key in ("clients", "wait_timeout", "run_timeout"):
+        v = getattr(cfg, key)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise FedsynthError(f"{p}: {key} = {v!r}: must be a positive integer")
+    return cfg
+
+
+def _check_plan(plan: FederationPlan, secagg: SecAggSettings, p: Path) -> None:
+    def bad(key: str, value: Any, why: str) -> FedsynthError:
+        return FedsynthError(f"{p}: {key} = {value!r}: {why}")
+
+    if not isinstance(plan.rounds, int) or plan.rounds < 1:
+        raise bad("plan.rounds", plan.rounds, "must be an integer >= 1")
+    if not isinstance(plan.local_epochs, (int, float)) or plan.local_epochs <= 0:
+        raise bad("plan.local_epochs", plan.local_epochs, "must be > 0")
+    if not isinstance(plan.min_clients, int) or plan.min_clients < 2:
+        raise bad("plan.min_clients", plan.min_clients, "must be >= 2 (secure aggregation needs several parties)")
+    if plan.clients_per_round is not None and (not isinstance(plan.clients_per_round, int) or plan.clients_per_round < 2):
+        raise bad("plan.clients_per_round", plan.clients_per_round, "must be >= 2")
+    if plan.model.model not in ("vae", "gan"):
+        raise bad("plan.model.model", plan.model.model, "choose vae or gan")
+    if not 0 < secagg.reconstruction_threshold or not 0 < secagg.num_shares:
+        raise bad("secagg", asdict_short(secagg), "num_shares and reconstruction_threshold must be > 0")
+
+
+def asdict_short(s: SecAggSettings) -> dict[str, Any]:
+    return {"num_shares": s.num_shares, "reconstruction_threshold": s.reconstruction_threshold}
+
+
+# ---------------------------------------------------------------------------- options
+@dataclass
+class CoordinatorOptions:
+    config: Path
+    out_dir: Path
+    address: str = "127.0.0.1:9092"  # where the SuperLink listens (Fleet + Control API)
+    schema: Path | None = None
+    certs: Path | None = None  # folder written by `fedsynth certs`: ca.pem, server.pem, server.key
+    authorized_keys: list[Path] = field(default_factory=list)
+    insecure: bool = False
+    clients: int | None = None
+    # Seconds between run-status checks while the ServerApp's events are quiet (each check is
+    # a `flwr ls` process: cheap, but not free on a small machine). A finished or failed
+    # event triggers a check at once.
+    status_every: float = 30.0
+
+
+def parse_address(address: str, option: str = "--address") -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FedsynthError(f"{option} {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9092")
+    return host.strip("[]"), int(port)
+
+
+@dataclass
+class Prepared:
+    """Everything resolved and checked before any process starts."""
+
+    settings: ServerRunSettings
+    host: str
+    port: int
+    connect_host: str  # where local `flwr` commands reach the SuperLink
+    flower_dir: Path
+    keys: list[tuple[Path, str]]  # (public key file, fingerprint)
+    tls: tuple[Path, Path, Path] | None  # (ca, cert, key)
+    run_timeout: int
+    status_every: float = 30.0
+
+
+def prepare(opts: CoordinatorOptions) -> Prepared:
+    from fedsynth.common.schema import Schema
+
+    cfg = load_deployment_config(opts.config)
+    schema_path = opts.schema or cfg.schema
+    if schema_path is None:
+        raise FedsynthError(f"no schema: give --schema or set `schema = ...` in {opts.config}")
+    schema_path = Path(schema_path).resolve()
+    if not schema_path.is_file():
+        raise FedsynthError(f"schema {schema_path}: no such file")
+    schema = Schema.load(schema_path)
+    host, port = parse_address(opts.address)
+    out = Path(opts.out_dir).resolve()
+    if (out / "synthesizer").exists():
+        raise FedsynthError(f"{out} already holds a finished run; choose a new --out")
+    keys = [(Path(k).resolve(), check_node_public_key(Path(k))) for k in opts.authorized_keys]
+    if len({fpr for _, fpr in keys}) != len(keys):
+        raise FedsynthError("--authorized-key: the same public key is given twice")
+    tls = None
+    if opts.insecure:
+        if keys:
+            raise FedsynthError("--authorized-key needs TLS: SuperNode authentication is impossible with --insecure")
+    else:
+        if opts.certs is None:
+            raise FedsynthError("--certs DIR is required (ca.pem, server.pem, server.key from `fedsynth certs`); "
+                                "plain text only with --insecure")
+        d = Path(opts.certs)
+        tls = (check_certificate(d / CA_CERT, "--certs").resolve(),
+               check_certificate(d / SERVER_CERT, "--certs").resolve(),
+               check_private_file(d / SERVER_KEY, "--certs").resolve())
+        if not keys:
+            raise FedsynthError("give each institution's public key with --authorized-key (SuperNode "
+                                "authentication is on; unregistered SuperNodes are refused)")
+    clients = opts.clients or cfg.clients or len(keys)
+    if clients < 2:
+        raise FedsynthError("at least 2 institutions are needed: give --clients or one --authorized-key per institution")
+    if keys and clients > len(keys):
+        raise FedsynthError(f"{clients} institutions expected but only {len(keys)} key(s) registered")
+    cfg.plan.schema_hash = schema.hash()
+    settings = ServerRunSettings(plan=cfg.plan, secagg=cfg.secagg, schema=str(schema_path), out_dir=str(out),
+                                 clients=clients, wait_timeout=cfg.wait_timeout)
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    return Prepared(settings, host, port, connect_host, out / "flower", keys, tls, cfg.run_timeout,
+                    opts.status_every)
+
+
+# ---------------------------------------------------------------------------- files
+def write_app_project(app_dir: Path) -> Path:
+    """The Flower App that `flwr run` submits: only a pyproject naming fedsynth's components.
+
+    fedsynth is installed on every machine, so the app bundle carries no code; its run
+    config keys are filled per run from the federation config.
+    """
+    from fedsynth.common.atomic import atomic_write_text
+
+    app_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(app_dir / "pyproject.toml", f"""[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "fedsynth-federation"
+version = "1.0.0"
+description = "fedsynth federated DP synthesizer (components are installed with fedsynth)"
+license = "Apache-2.0"
+dependencies = []
+
+[tool.flwr.app]
+publisher = "fedsynth"
+
+[tool.flwr.app.components]
+serverapp = "{APP_COMPONENTS['serverapp']}"
+clientapp = "{APP_COMPONENTS['clientapp']}"
+
+[tool.flwr.app.config]
+plan = ""
+secagg = ""
+schema = ""
+out-dir = ""
+clients = 0
+wait-timeout = 600
+""")
+    return app_dir
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return json.dumps(str(v))  # a JSON string literal is a valid TOML basic string
+
+
+def write_run_config(path: Path, values: dict[str, Any]) -> Path:
+    from fedsynth.common.atomic import atomic_write_text
+
+    atomic_write_text(path, "".join(f"{k} = {_toml_value(v)}\n" for k, v in values.items()))
+    return path
+
+
+def write_flwr_config(flwr_home: Path, address: str, ca: Path | None) -> None:
+    """``$FLWR_HOME/config.toml`` with one connection, used by the `flwr` commands we run."""
+    from fedsynth.common.atomic import atomic_write_text
+
+    lines = ["[superlink]", f'default = "{CONNECTION}"', "", f"[superlink.{CONNECTION}]", f'address = "{address}"']
+    lines += [f"root-certificates = {json.dumps(str(ca))}"] if ca else ["insecure = true"]
+    flwr_home.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(flwr_home / "config.toml", "\n".join(lines) + "\n")
+
+
+# ---------------------------------------------------------------------------- running
+class Coordinator:
+    """One SuperLink and one run; always stops the SuperLink it started."""
+
+    def __init__(self, prep: Prepared, say: Callable[[str], None], warn: Callable[[str], None]) -> None:
+        self.p, self.say, self.warn = prep, say, warn
+        self.home = prep.flower_dir / "home"
+        self.env = fp.child_env(self.home)
+        self.superlink: subprocess.Popen | None = None
+        events = Path(prep.settings.out_dir) / EVENTS_FILE  # a resumed run's old events are not news
+        self.events_seen = len(events.read_text(encoding="utf-8").splitlines()) if events.exists() else 0
+        self.last_failure: str | None = None
+
+    # -- flwr CLI ------------------------------------------------------------------
+    def flwr(self, *args: str, timeout: float = 120) -> dict[str, Any]:
+        cmd = [fp.executable("flwr"), *args, "--format", "json"]
+        try:
+            res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout,
+                                 cwd=self.p.flower_dir)
+        except subprocess.TimeoutExpired:
+            raise FedsynthError(f"`flwr {args[0]}` did not answer within {timeout}s") from None
+        payload = _last_json(res.stdout)
+        if payload is None or not payload.get("success", False):
+            detail = (payload or {}).get("error-message") or (res.stdout + res.stderr).strip()[-800:]
+            raise FedsynthError(f"`flwr {' '.join(args[:2])}` failed: {detail}")
+        return payload
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start_superlink(self) -> None:
+        p = self.p
+        cmd = [fp.executable("flower-superlink"), "--host", p.host, "--port", str(p.port),
+               "--isolation", "subprocess", "--disable-runtime-dependency-installation"]
+        if p.tls is None:
+            cmd += ["--insecure"]
+        else:
+            ca, cert, key = p.tls
+            cmd += ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
+                    "--enable-supernode-auth"]
+        self.superlink = fp.start(cmd, self.env, p.flower_dir / "superlink.log")
+        self._wait_listening(60)
+
+    def _wait_listening(self, timeout: float) -> None:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.superlink is not None and self.superlink.poll() is not None:
+                raise FedsynthError(f"the SuperLink exited with status {self.superlink.returncode}: "
+                                    f"{_tail(self.p.flower_dir / 'superlink.log')}")
+            try:
+                with socket.create_connection((self.p.connect_host, self.p.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.3)
+        raise FedsynthError(f"the SuperLink did not listen on {self.p.connect_host}:{self.p.port} within {timeout}s")
+
+    def register_keys(self) -> None:
+        for pub, fingerprint in self.p.keys:
+            deadline = time.time() + 30
+            while True:
+                try:
+                    res = self.flwr("supernode", "register", str(pub), CONNECTION)
+                    break
+                except FedsynthError:
+                    if time.time() > deadline:
+                        raise
+                    time.sleep(1)  # the Control API may come up a moment after the port
+            self.say(f"registered institution key {pub.name} ({fingerprint}) as node {res.get('node-id')}")
+
+    def submit(self) -> str:
+        p = self.p
+        app = write_app_project(p.flower_dir / "app")
+        run_cfg = write_run_config(p.flower_dir / "run_config.toml", run_config_for(p.settings))
+        res = self.flwr("run", str(app), CONNECTION, "--run-config", str(run_cfg))
+        run_id = str(res.get("run-id"))
+        s = p.settings
+        self.say(f"run {run_id} submitted: {s.plan.rounds} rounds, {s.clients} institutions, SecAgg+ "
+                 f"(shares {s.secagg.num_shares}, threshold {s.secagg.reconstruction_threshold}), "
+                 f"schema hash {s.plan.schema_hash}")
+        return run_id
+
+    def status(self, run_id: str) -> tuple[str, str]:
+        res = self.flwr("ls", CONNECTION, "--run-id", run_id, timeout=60)
+        run = (res.get("runs") or [{}])[0]
+        return str(run.get("status", "")), str(run.get("status-details", ""))
+
+    def follow(self, run_id: str) -> bool:
+        """Print events until the run is finished; True iff it completed with a model."""
+        out = Path(self.p.settings.out_dir)
+        deadline = time.time() + self.p.run_timeout
+        last_check, ended = 0.0, False
+        while True:
+            ended = self._print_new_events(out / EVENTS_FILE) or ended
+            now = time.time()
+            if self.superlink is not None and self.superlink.poll() is not None:
+                self.warn(f"the SuperLink exited unexpectedly: {_tail(self.p.flower_dir / 'superlink.log')}")
+                return False
+            # after the ServerApp's last event, check soon (the status may lag a moment)
+            if now - last_check >= (2.0 if ended else self.p.status_every):
+                last_check = now
+                status, details = self.status(run_id)
+                if status.startswith("finished"):
+                    self._print_new_events(out / EVENTS_FILE)
+                    ok = status == "finished:completed" and (out / "synthesizer").is_dir() \
+                        and (out / "model_card.json").is_file()
+                    if not ok:
+                        why = self.last_failure or details or "see the SuperLink log"
+                        self.warn(f"run {run_id} ended as {status}: {why} "
+                                  f"(log: {self.p.flower_dir / 'superlink.log'})")
+                    return ok
+            if now > deadline:
+                self.warn(f"run {run_id} exceeded run_timeout = {self.p.run_timeout}s; stopping it")
+                try:
+                    self.flwr("stop", run_id, CONNECTION, timeout=60)
+                except FedsynthError as exc:
+                    self.warn(str(exc))
+                return False
+            time.sleep(0.5)
+
+    def _print_new_events(self, path: Path) -> bool:
+        """Print events not printed yet; True once the ServerApp said it finished or failed."""
+        if not path.exists():
+            return False
+        lines = path.read_text(encoding="utf-8").splitlines()
+        ended = False
+        for line in lines[self.events_seen:]:
+            try:
+                ev = json.loads(line)
+            except json.JSONDecodeError:
+                break  # a line still being written; read it next time
+            self.events_seen += 1
+            msg = describe_event(ev, self.p.settings.plan.schema_hash)
+            if msg:
+                self.say(msg)
+            if ev.get("event") == "failed":
+                self.last_failure = str(ev.get("reason"))
+            ended = ended or ev.get("event") in ("finished", "failed")
+        return ended
+
+    def stop(self) -> None:
+        fp.stop(self.superlink)
+        self.superlink = None
+
+
+def describe_event(ev: dict[str, Any], plan_hash: str) -> str | None:
+    """One progress line: rounds, each institution's reported epsilon, refusals and why."""
+    kind = ev.get("event")
+
+    def eps(replies: dict[str, Any]) -> str:
+        return ", ".join(f"node {nid}: {r.get('epsilon_spent', '?')}" for nid, r in sorted(replies.items())
+                         if r.get("epsilon_spent", -1) != -1) or "none reported"
+
+    if kind == "budget_check":
+        replies = ev.get("replies", {})
+        parts = [f"round {ev['round']}: {ev['eligible']}/{len(replies)} institutions can afford it; "
+                 f"epsilon spent {{{eps(replies)}}}"]
+        for nid, r in sorted(replies.items()):
+            if not r.get("can_train"):
+                reason = r.get("reason", "?")
+                if reason == "schema mismatch":
+                    reason += f" (its schema hash {r.get('schema_hash')}, the coordinator's {plan_hash})"
+                parts.append(f"  node {nid} refused: {reason}")
+        return "\n".join(parts)
+    if kind == "round_done":
+        return (f"round {ev['round']} done in {float(ev.get('seconds', 0)):.1f}s: {ev.get('contributors')} updates "
+                f"securely aggregated; epsilon spent {{{eps(ev.get('reports', {}))}}}")
+    if kind == "finished":
+        return f"finished after round {ev['round']}; final epsilon spent {{{eps(ev.get('budget', {}))}}}"
+    if kind in ("stopped", "round_failed", "resumed"):
+        return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in ev.items() if k != "event")
+    if kind == "failed":
+        return f"ServerApp failed: {ev.get('reason')}"
+    return None
+
+
+def _last_json(text: str) -> dict[str, Any] | None:
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except json.JSONDecodeError:
+                continue
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def run_coordinator(opts: CoordinatorOptions, say: Callable[[str], None], warn: Callable[[str], None]) -> bool:
+    """The whole `fedsynth coordinator` command; True iff the run completed with a model."""
+    prep = prepare(opts)
+    prep.flower_dir.mkdir(parents=True, exist_ok=True)
+    (prep.flower_dir / "home").mkdir(exist_ok=True)
+    write_flwr_config(prep.flower_dir / "home", f"{prep.connect_host}:{prep.port}", prep.tls[0] if prep.tls else None)
+    coord = Coordinator(prep, say, warn)
+    try:
+        coord.start_superlink()
+        mode = "plain text (INSECURE)" if prep.tls is None else "TLS, SuperNode authentication on"
+        say(f"SuperLink listening on {prep.host}:{prep.port} ({mode}); log {prep.flower_dir / 'superlink.log'}")
+        coord.register_keys()
+        run_id = coord.submit()
+        say(f"waiting for {prep.settings.clients} institutions (up to {prep.settings.wait_timeout}s)")
+        ok = coord.follow(run_id)
+    finally:
+        coord.stop()
+    if ok:
+        out = Path(prep.settings.out_dir)
+        say(f"done: {out / 'synthesizer'} and {out / 'model_card.json'}")
+    return ok

@@ -1,0 +1,262 @@
+"""Real deployment on localhost: separate processes, TLS, SuperNode authentication, SecAgg+.
+
+Everything goes through the `fedsynth` command line exactly as README's "Deployment"
+section shows it: credentials from `fedsynth certs` / `fedsynth keys`, a coordinator
+(Flower SuperLink) with TLS and node authentication, institutions as SuperNodes on their
+own silo files, a finished run sampled with `fedsynth sample`. Also: an unregistered node
+is refused, a node with another schema is left out with a clear reason, a table that does
+not match its schema stops `fedsynth client` before it connects, and a failed run makes
+`fedsynth coordinator` exit non-zero (``flwr run`` itself would report success).
+
+Loopback only, free ports picked at run time, bounded waits, and every process started
+here is stopped in a finalizer (each runs in its own process group, killed as a group).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_CONFIG = REPO / "examples" / "federation.toml"
+INSTITUTIONS = ("hospital-a", "hospital-b", "hospital-c")
+ENV = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
+       "PYTHONUNBUFFERED": "1"}
+
+
+def fedsynth_cmd() -> list[str]:
+    script = Path(sys.executable).parent / "fedsynth"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fedsynth.cli"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(fedsynth_cmd() + args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+class Processes:
+    """Long-running commands, each in its own process group with its output in a log file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = open(self.root / f"{name}.log", "wb")  # noqa: SIM115
+        proc = subprocess.Popen(fedsynth_cmd() + args, cwd=self.root, env=ENV, stdout=log,
+                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def output(self, name: str) -> str:
+        return (self.root / f"{name}.log").read_text(errors="replace")
+
+    def wait(self, name: str, timeout: float) -> int:
+        try:
+            return self.procs[name].wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"`fedsynth {name}` did not finish within {timeout}s; output:\n{self.output(name)[-4000:]}")
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGTERM)
+        deadline = time.time() + 15
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+        for proc in self.procs.values():
+            _signal_group(proc, signal.SIGKILL)  # the group: SuperLink/SuperNode and their helpers too
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # start_new_session: the group id is the leader's pid
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    """Silo files, certificates and keys, made with the CLI as in README."""
+    root = tmp_path_factory.mktemp("deploy")
+    for args in (["split", "--out", "demo/silos", "--clients", "3", "--rows", "300"],
+                 ["certs", "--out", "demo/certs"],
+                 ["keys", "--out", "demo/keys", *sum((["--name", n] for n in (*INSTITUTIONS, "clinic-x", "rogue")), [])]):
+        res = run_cli(args, root)
+        assert res.returncode == 0, res.stderr + res.stdout
+    # An institution whose schema differs from the coordinator's (a wider age bound: its own
+    # table still validates against it, but the schema hash differs).
+    schema = json.loads((root / "demo/silos/schema.json").read_text())
+    age = next(c for c in schema["columns"] if c["name"] == "age")
+    age["max"] = 99
+    (root / "demo/schema-x.json").write_text(json.dumps(schema))
+    return root
+
+
+@pytest.fixture(scope="module")
+def federation(demo):
+    """Coordinator + three registered institutions + one with another schema + one unregistered."""
+    procs = Processes(demo)
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    try:
+        registered = (*INSTITUTIONS, "clinic-x")
+        procs.start("coordinator", [
+            "coordinator", "--config", str(EXAMPLE_CONFIG), "--schema", "demo/silos/schema.json",
+            "--certs", "demo/certs", *sum((["--authorized-key", f"demo/keys/{n}.pub"] for n in registered), []),
+            "--address", addr, "--out", "demo/run"])
+        for i, name in enumerate(INSTITUTIONS, start=1):
+            procs.start(name, [
+                "client", "--data", f"demo/silos/client-{i}.csv", "--schema", "demo/silos/schema.json",
+                "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", addr,
+                "--ca-cert", "demo/certs/ca.pem", "--auth-key", f"demo/keys/{name}", "--state-dir", f"demo/state/{name}",
+                "--init-ledger"])
+        procs.start("clinic-x", [
+            "client", "--data", "demo/silos/client-1.csv", "--schema", "demo/schema-x.json",
+            "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", addr,
+            "--ca-cert", "demo/certs/ca.pem", "--auth-key", "demo/keys/clinic-x", "--state-dir", "demo/state/clinic-x",
+            "--init-ledger"])
+        procs.start("rogue", [
+            "client", "--data", "demo/silos/client-2.csv", "--schema", "demo/silos/schema.json",
+            "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", addr,
+            "--ca-cert", "demo/certs/ca.pem", "--auth-key", "demo/keys/rogue", "--state-dir", "demo/state/rogue",
+            "--init-ledger", "--give-up-after", "5"])
+        rogue_rc = procs.wait("rogue", timeout=120)
+        coord_rc = procs.wait("coordinator", timeout=420)
+        yield {"root": demo, "procs": procs, "coordinator_rc": coord_rc, "rogue_rc": rogue_rc}
+    finally:
+        procs.stop_all()
+
+
+def test_run_completes_with_tls_auth_and_secagg(federation):
+    procs, root = federation["procs"], federation["root"]
+    out = procs.output("coordinator")
+    assert federation["coordinator_rc"] == 0, out[-4000:]
+    assert "TLS, SuperNode authentication on" in out
+    assert out.count("registered institution key") == 4
+    assert "SecAgg+" in out
+    assert "round 1 done" in out and "round 2 done" in out, out[-3000:]
+    assert "3 updates securely aggregated" in out
+    run = root / "demo/run"
+    assert (run / "synthesizer" / "synthesizer.json").is_file()
+    card = json.loads((run / "model_card.json").read_text())
+    assert card  # written by the same FederatedRun the simulation uses
+    # Each institution's ledger stayed on its own disk, private, within its cap.
+    for name in INSTITUTIONS:
+        ledger = root / "demo/state" / name / "ledger.json"
+        assert ledger.is_file()
+        assert stat.S_IMODE(ledger.stat().st_mode) == 0o600
+    spent = [float(x) for x in _epsilons_reported(out)]
+    assert spent and max(spent) <= 1.0 and max(spent) > 0.0
+
+
+def _epsilons_reported(out: str) -> list[str]:
+    import re
+
+    final = [line for line in out.splitlines() if line.startswith("finished after round")]
+    assert final, out[-3000:]
+    return re.findall(r": (\d+\.\d+)", final[-1])
+
+
+def test_synthesizer_is_sampled_with_the_cli(federation):
+    root = federation["root"]
+    assert federation["coordinator_rc"] == 0
+    res = run_cli(["sample", "demo/run/synthesizer", "--rows", "200", "--out", "demo/synthetic.csv"], root)
+    assert res.returncode == 0, res.stderr + res.stdout
+    df = pd.read_csv(root / "demo/synthetic.csv")
+    schema = json.loads((root / "demo/silos/schema.json").read_text())
+    assert len(df) == 200
+    assert list(df.columns) == [c["name"] for c in schema["columns"]]
+    assert (root / "demo/synthetic.csv.lineage.json").is_file()
+
+
+def test_unregistered_node_is_refused(federation):
+    out = federation["procs"].output("rogue")
+    assert federation["rogue_rc"] != 0
+    assert "its public key is not registered" in out, out[-3000:]
+    assert "Starting Flower SuperNode" in out  # it did try: the refusal came from the coordinator
+
+
+def test_node_with_other_schema_is_left_out_with_reason(federation):
+    out = federation["procs"].output("coordinator")
+    assert "refused: schema mismatch" in out, out[-3000:]
+    assert "4/4 institutions can afford" not in out
+    assert "3/4 institutions can afford it" in out
+    # clinic-x never trained: no privacy spent, nothing recorded as a round in its ledger
+    ledger = federation["root"] / "demo/state/clinic-x/ledger.json"
+    if ledger.exists():
+        assert "round" not in json.dumps(json.loads(ledger.read_text()).get("history", []))
+
+
+def test_table_not_matching_schema_stops_client_before_connecting(demo):
+    bad = demo / "demo/bad.csv"
+    df = pd.read_csv(demo / "demo/silos/client-3.csv")
+    df["age"] = df["age"].astype(object)
+    df.loc[4, "age"] = "abc"
+    df.to_csv(bad, index=False)
+    res = run_cli(["client", "--data", "demo/bad.csv", "--schema", "demo/silos/schema.json",
+                   "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", f"127.0.0.1:{free_port()}",
+                   "--ca-cert", "demo/certs/ca.pem", "--auth-key", "demo/keys/hospital-c",
+                   "--state-dir", "demo/state/bad"], demo, timeout=60)
+    assert res.returncode == 2
+    assert "demo/bad.csv" in res.stderr and "'age'" in res.stderr and "row 5" in res.stderr and "abc" in res.stderr
+    assert "Starting Flower SuperNode" not in res.stdout + res.stderr
+
+
+def test_client_needs_an_explicit_first_start_and_never_replaces_a_ledger(demo):
+    common = ["client", "--data", "demo/silos/client-3.csv", "--schema", "demo/silos/schema.json",
+              "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", f"127.0.0.1:{free_port()}",
+              "--ca-cert", "demo/certs/ca.pem", "--auth-key", "demo/keys/hospital-c"]
+    res = run_cli(common + ["--state-dir", "demo/state/never-started"], demo, timeout=60)
+    assert res.returncode == 2 and "no privacy ledger" in res.stderr and "--init-ledger" in res.stderr
+    assert not (demo / "demo/state/never-started/ledger.json").exists()
+    (demo / "demo/state/has-ledger").mkdir(parents=True)
+    from fedsynth.client.ledger import Ledger
+
+    Ledger.create(demo / "demo/state/has-ledger", 1.0, 1e-5)
+    res = run_cli(common + ["--state-dir", "demo/state/has-ledger", "--init-ledger"], demo, timeout=60)
+    assert res.returncode == 2 and "a ledger already exists" in res.stderr
+    assert "Starting Flower SuperNode" not in res.stdout + res.stderr
+
+
+def test_failed_run_makes_coordinator_exit_nonzero(demo, tmp_path):
+    # Nobody connects within wait_timeout: the ServerApp raises, Flower marks the run failed
+    # (while `flwr run` itself reported success); the coordinator must exit 1 and say why.
+    cfg = tmp_path / "quick-fail.toml"
+    cfg.write_text(EXAMPLE_CONFIG.read_text().replace("wait_timeout = 300", "wait_timeout = 2"))
+    assert "wait_timeout = 2" in cfg.read_text()
+    procs = Processes(demo)
+    try:
+        procs.start("coordinator-fail", [
+            "coordinator", "--config", str(cfg), "--schema", "demo/silos/schema.json", "--insecure",
+            "--clients", "2", "--address", f"127.0.0.1:{free_port()}", "--out", "demo/run-fail"])
+        rc = procs.wait("coordinator-fail", timeout=180)
+    finally:
+        procs.stop_all()
+    out = procs.output("coordinator-fail")
+    assert rc == 1, out[-3000:]
+    assert "WARNING" in out and "--insecure" in out
+    assert "finished:failed" in out and "clients connected within 2s" in out, out[-3000:]
+    assert not (demo / "demo/run-fail/synthesizer").exists()
