@@ -320,3 +320,20 @@ def test_report_without_guarantee_or_target(split, schema, tmp_path):
     page = html_path.read_text(encoding="utf-8")
     assert "No formal privacy guarantee was supplied" in page
     assert "Not measured" in page
+
+
+# --------------------------------------------------------------------------- one definition
+def test_headline_quality_is_the_reports_definition(split, schema, honest_result):
+    """summary.json / benchmark numbers (quick_quality) equal the report's, to the last digit."""
+    from fedsynth.simulations.quality import quick_quality
+
+    q = quick_quality(split["real"], split["holdout"], split["other"], schema, "income", seed=0, floor=True)
+    summary = honest_result["summary"]
+    assert q["tvd_1way"] == pytest.approx(summary["mean_tvd_1way"], abs=1e-12)
+    assert q["tvd_2way"] == pytest.approx(summary["mean_tvd_2way"], abs=1e-12)
+    hgb = next(m for m in honest_result["utility"]["models"] if m["model"] == "HistGradientBoostingClassifier")
+    assert q["tstr_auc"] == pytest.approx(hgb["synthetic"]["auc"], abs=1e-12)
+    assert q["trtr_auc"] == pytest.approx(hgb["real"]["auc"], abs=1e-12)
+    base = honest_result["fidelity"]["baseline_holdout"]
+    assert q["tvd_1way_floor"] == pytest.approx(base["mean_tvd_1way"], abs=1e-12)
+    assert q["tvd_2way_floor"] == pytest.approx(base["mean_tvd_2way"], abs=1e-12)

@@ -54,6 +54,9 @@ class SimulationConfig:
     evaluate: bool = True
     report: bool = False  # full HTML/JSON evaluation report (fedsynth.common.evaluation)
     max_train_rows: int | None = None  # subsample the pooled table (tests, quick looks)
+    # Benchmarks only (bench/scale.py measures what SecAgg+ costs): SecAgg+ off, the coordinator
+    # sees every individual update. No CLI flag sets it; FederatedRun warns loudly.
+    insecure_plain_aggregation: bool = False
 
 
 def _event_printer(out_dir: Path, print_fn: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
@@ -140,9 +143,17 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
         return ClientSettings(data=str(silo_dir / f"client-{i}.csv"), schema=schema_path,
                               state_dir=str(state_root / f"client-{i}"), epsilon=eps, delta=delta)
 
-    run = FederatedRun(plan, _load_schema(out), out, cfg.secagg, n_clients, _event_printer(out, print_fn))
+    plain = cfg.insecure_plain_aggregation
+    from fedsynth.client.ledger import Ledger, ledger_exists
+
+    for i in range(1, n_clients + 1):  # each simulated institution's explicit first start
+        if not ledger_exists(state_root / f"client-{i}"):
+            Ledger.create(state_root / f"client-{i}", eps, delta)
+    run = FederatedRun(plan, _load_schema(out), out, cfg.secagg, n_clients, _event_printer(out, print_fn),
+                       insecure_plain_aggregation=plain)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    run_simulation(server_app=make_server_app(run), client_app=make_client_app(resolve), num_supernodes=n_clients,
+    run_simulation(server_app=make_server_app(run), client_app=make_client_app(resolve, secure=not plain),
+                   num_supernodes=n_clients,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
 
 

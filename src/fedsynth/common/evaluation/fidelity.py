@@ -243,6 +243,22 @@ def _two_way(codes_a: dict[str, tuple[np.ndarray, int]], codes_b: dict[str, tupl
     return out
 
 
+def marginal_tvds(real: PreparedTable, other: PreparedTable, schema: Schema) -> tuple[dict[str, float], float]:
+    """(1-way TVD per column, mean 2-way TVD over all column pairs) of ``other`` against ``real``.
+
+    The same definition as :func:`fidelity`'s headline numbers (bins fitted on ``real``, declared
+    point masses in their own bin, missing as a category), without the plots and associations:
+    the view that :mod:`fedsynth.simulations.quality` and the benchmarks use, so that a number
+    in ``summary.json``, a benchmark table and the HTML report mean the same thing.
+    """
+    binnings = {c.name: fit_binning(real[c.name], c) for c in schema.columns if not is_discrete(c)}
+    codes_real = discretise(real, schema, binnings)
+    codes_other = discretise(other, schema, binnings)
+    one = {name: tvd(codes_real[name][0], codes_other[name][0], codes_real[name][1]) for name in schema.names}
+    pairs = _two_way(codes_real, codes_other, schema.names)
+    return one, (float(np.mean([p[2] for p in pairs])) if pairs else 0.0)
+
+
 # =========================================================================== associations
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Average ranks of the finite values, NaN elsewhere."""

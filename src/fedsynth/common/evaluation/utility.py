@@ -110,6 +110,33 @@ def _fit_and_score(name: str, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, 
     return {**_scores(y_test, proba, classes, positive), "fit_seconds": fit_seconds}
 
 
+def tree_auc(train: PreparedTable, test: PreparedTable, schema: Schema, target: str, seed: int = 0) -> float | None:
+    """ROC AUC on ``test`` of the gradient-boosting model of :func:`utility` fitted on ``train``.
+
+    The headline TSTR (train = synthetic) / TRTR (train = real) number of the simulations and
+    benchmarks, computed exactly as the report's ``HistGradientBoostingClassifier`` row (same
+    features, classes and positive class). None when it is undefined: the target is not
+    discrete, or the training or test rows hold a single class.
+    """
+    col = schema.column(target)
+    if not is_discrete(col):
+        return None
+    n_valid = len(levels(col))
+    tr = train.take(np.flatnonzero(train[target] < n_valid))
+    te = test.take(np.flatnonzero(test[target] < n_valid))
+    if tr.n_rows > MAX_TRAIN_ROWS:
+        tr = tr.take(np.sort(np.random.default_rng(seed).choice(tr.n_rows, MAX_TRAIN_ROWS, replace=False)))
+    if np.unique(te[target]).size < 2 or np.unique(tr[target]).size < 2:
+        return None
+    classes = np.unique(np.concatenate([tr[target], te[target]]))
+    binary = np.unique(te[target]).size == 2 and classes.size == 2
+    positive = int(classes[-1]) if binary else None
+    (X, is_cat), (X_t, _) = _tree_features(tr, schema, target), _tree_features(te, schema, target)
+    res = _fit_and_score("HistGradientBoostingClassifier", X, tr[target], X_t, te[target], is_cat, classes,
+                         positive, seed)
+    return res.get("auc")
+
+
 def utility(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTable, schema: Schema,
             target: str, seed: int = 0) -> dict[str, Any]:
     """TSTR vs TRTR for each model family; a ``skipped`` reason when the task is undefined."""

@@ -1,0 +1,170 @@
+"""Plots for docs/benchmarks.md from the JSON the benchmarks write (bench/results/*.json).
+
+    python bench/plots.py [--results bench/results] [--out docs/img]
+
+Each figure is skipped (with a note) when its results file does not exist yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+NO_DP_X = 100.0  # where "no DP" sits on the log epsilon axis
+
+
+def _x(eps: str) -> float | None:
+    if eps == "-":
+        return None
+    return NO_DP_X if eps == "no DP" else float(eps)
+
+
+def quality(res: dict, out: Path) -> None:
+    rows = [r for r in res["rows"] if "tstr_auc" in r]
+    ceiling = next((r for r in rows if r["epsilon"] == "-"), None)
+    systems: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["epsilon"] != "-":
+            systems.setdefault(r["system"], []).append(r)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
+    for name, rs in sorted(systems.items()):
+        rs = sorted(rs, key=lambda r: _x(r["epsilon"]))
+        xs = [_x(r["epsilon"]) for r in rs]
+        style = "-o" if name.startswith("fedsynth federated") else ("-s" if "single-party" in name else "--^")
+        short = name.replace(" [centralized anchor, public schema bins]", " (anchor)").replace(" [centralized anchor]", " (anchor)")
+        for ax, key in zip(axes, ("tstr_auc", "tvd_2way")):
+            ax.plot(xs, [r[key] for r in rs], style, label=short, markersize=6)
+    if ceiling:
+        axes[0].axhline(ceiling["tstr_auc"], color="grey", ls=":", label="real training rows (ceiling)")
+        axes[1].axhline(ceiling["tvd_2way"], color="grey", ls=":", label="real holdout (noise floor)")
+    ticks = sorted({_x(r["epsilon"]) for r in rows if r["epsilon"] != "-"})
+    for ax, title in zip(axes, ("TSTR ROC AUC (higher is better)", "mean 2-way TVD (lower is better)")):
+        ax.set_xscale("log")
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(["no DP" if t == NO_DP_X else f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("epsilon (per institution for federated runs)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"Adult, seed-{res['meta']['seed']} 80/20 split ({res['meta']['date']}, {res['meta']['commit']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "quality_privacy.png", dpi=110)
+    plt.close(fig)
+
+
+def dp_cost(res: dict, out: Path) -> None:
+    results = res["results"]
+    modes = ["hooks", "functorch", "ew", "ghost"]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ax = axes[0]
+    width = 0.8 / max(len(results), 1)
+    for i, r in enumerate(results):
+        vals = [r["modes"].get(m, {}).get("ratio_to_nondp_median") or math.nan for m in modes]
+        xs = [j + i * width for j in range(len(modes))]
+        bars = ax.bar(xs, vals, width, label=f"{r['threads']} thread(s), batch {r['expected_batch']}")
+        for x, v in zip(xs, vals):
+            if not math.isnan(v):
+                ax.text(x, v * 1.08, f"{v:.1f}x", ha="center", fontsize=7)
+        del bars
+    ax.axhline(2.0, color="red", ls="--", lw=1, label="target: 2x non-private")
+    ax.set_yscale("log")
+    ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(modes))])
+    ax.set_xticklabels(["Opacus hooks", "functorch", "expanded weights", "ghost clipping\n(fedsynth)"])
+    ax.set_ylabel("epoch time / non-private epoch time (log)")
+    ax.set_title("DP-SGD cost per epoch, CPU (median ratio within one run)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    # where the time goes, per step, in the first configuration
+    r = results[0]
+    ax = axes[1]
+    phases = ["batch", "forward", "backward", "optimizer"]
+    shown = [m for m in ["nondp", "ghost", "functorch", "hooks"] if m in r["modes"]]
+    bottom = [0.0] * len(shown)
+    for ph in phases:
+        vals = [r["modes"][m]["ms_per_step"][ph] for m in shown]
+        ax.bar(shown, vals, bottom=bottom, label=ph)
+        bottom = [b + v for b, v in zip(bottom, vals)]
+    ax.set_yscale("log")
+    ax.set_ylabel("ms per step (log; stacked)")
+    ax.set_title(f"Where a step's time goes ({r['threads']} thread(s), batch {r['expected_batch']})")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"fedsynth VAE (default ModelConfig) on encoded Adult, {res['meta']['date']}; GPU not measured",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "dp_cost.png", dpi=110)
+    plt.close(fig)
+
+
+def scale(res: dict, out: Path) -> None:
+    sc = [r for r in res.get("scale", []) if r.get("round_seconds")]
+    summ = res.get("secagg_summary", [])
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    if sc:
+        n = [r["clients"] for r in sc]
+        ax = axes[0]
+        for k in range(max(len(r["round_seconds"]) for r in sc)):
+            ax.plot(n, [r["round_seconds"][k] if k < len(r["round_seconds"]) else math.nan for r in sc], "-o",
+                    label=f"round {k + 1}" + (" (incl. actor start-up)" if k == 0 else ""))
+        ax.set_xlabel("simulated clients")
+        ax.set_ylabel("seconds")
+        ax.set_title(f"Round wall time, SecAgg+ ({sc[0]['rows_per_client']} rows/client)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        ax = axes[1]
+        ax.plot(n, [r["peak_pss_bytes"] / 2**30 for r in sc], "-o", label="peak PSS, process tree")
+        ax.plot(n, [r["peak_rss_bytes"] / 2**30 for r in sc], "--s", label="peak sum of RSS (upper bound)")
+        ax.axhline(8.0, color="red", ls="--", lw=1, label="target: 8 GiB at 100 clients")
+        ax.set_xlabel("simulated clients")
+        ax.set_ylabel("GiB")
+        ax.set_ylim(bottom=0)
+        ax.set_title("Peak memory of the whole simulation")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    if summ:
+        ax = axes[2]
+        xs = [str(s["clients"]) for s in summ]
+        ax.bar(xs, [s["ratio"] for s in summ], color="tab:purple")
+        for x, s in zip(xs, summ):
+            ax.text(x, s["ratio"] + 0.03, f"{s['ratio']:.2f}x\n({s['secagg_round_s']:.1f} s vs {s['plain_round_s']:.1f} s)",
+                    ha="center", fontsize=8)
+        ax.axhline(1.5, color="red", ls="--", lw=1, label="target: 1.5x at 10 clients")
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.set_ylim(0, max(2.0, max(s["ratio"] for s in summ) + 0.5))
+        ax.set_xlabel("clients (whole Adult training split, IID)")
+        ax.set_ylabel("SecAgg+ round time / plain aggregation")
+        ax.set_title("What SecAgg+ costs per round")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    fig.suptitle(f"Flower Simulation Engine on {res['meta']['cpus']} CPU cores, {res['meta']['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out / "scale.png", dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--results", default="bench/results")
+    ap.add_argument("--out", default="docs/img")
+    args = ap.parse_args()
+    res_dir, out = Path(args.results), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, fn in (("quality_privacy", quality), ("dp_cost", dp_cost), ("scale", scale)):
+        path = res_dir / f"{name}.json"
+        if not path.exists():
+            print(f"skipped {name}: {path} does not exist (run bench/{name}.py)")
+            continue
+        fn(json.loads(path.read_text()), out)
+        print(f"wrote {out / (name + '.png')}")
+
+
+if __name__ == "__main__":
+    main()
