@@ -84,7 +84,7 @@ def test_simulate_help_explains_every_option():
     assert r.returncode == 0
     for opt in ("--data", "--schema", "--clients", "--partition", "--alpha", "--label", "--column", "--epsilon",
                 "--delta", "--rounds", "--local-epochs", "--clients-per-round", "--server-lr", "--model", "--holdout", "--rows",
-                "--secagg-shares", "--secagg-threshold", "--seed", "--out"):
+                "--secagg-shares", "--secagg-threshold", "--seed", "--out", "--client-weighting", "--weight-cap-rows"):
         assert opt in r.stdout, opt
 
 
@@ -94,6 +94,7 @@ def test_simulate_help_explains_every_option():
     (["--epsilon", "-1"], "epsilon must be"),
     (["--data", "nope.csv"], "give --schema"),
     (["--model", "diffusion"], "choose vae or gan"),
+    (["--client-weighting", "median"], "choose rows or equal"),
 ])
 def test_simulate_bad_options_get_clear_errors(tmp_path, args, message):
     r = fedsynth("simulate", "--out", str(tmp_path / "x"), *args)

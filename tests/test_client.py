@@ -1,5 +1,7 @@
 """The institution's logic without Flower: budget checks, refusals, restarts, schema mismatch."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -82,7 +84,23 @@ def test_bad_table_refuses_to_join(tmp_path, adult_paths, adult_schema):
     bad.write_text("age,workclass\n30,Private\n")
     inst = make(bad, adult_paths, tmp_path / "state")
     reply = inst.check(plan_for(adult_schema), 3)
-    assert not reply["can_train"] and "column missing" in reply["reason"]
+    assert not reply["can_train"] and "does not match the schema" in reply["reason"]
+
+
+def test_budget_reply_never_carries_a_cell_value(tmp_path, silo, adult_paths, adult_schema, caplog):
+    """The coordinator reads budget replies in plaintext: a bad cell's value stays in the local log."""
+    import pandas as pd
+
+    df = pd.read_csv(silo)
+    df.loc[3, "workclass"] = "Secret-Employer-7731"
+    bad = tmp_path / "bad.csv"
+    df.to_csv(bad, index=False)
+    inst = make(bad, adult_paths, tmp_path / "state")
+    with caplog.at_level("ERROR", logger="fedsynth.client"):
+        reply = inst.check(plan_for(adult_schema), 3)
+    assert not reply["can_train"]
+    assert "Secret-Employer-7731" not in json.dumps(reply)
+    assert "Secret-Employer-7731" in caplog.text  # the institution's own log says what is wrong
 
 
 def test_wrong_shape_model_from_coordinator_is_rejected(silo, adult_paths, adult_schema, tmp_path):

@@ -65,3 +65,20 @@ def test_poisson_sampling_from_the_stream_keeps_rows_independently_at_rate_q():
     assert np.std(sizes) == pytest.approx(np.sqrt(10_000 * 0.05 * 0.95), rel=0.2)  # binomial spread
     idx = poisson_indices(10_000, 0.05, s)
     assert idx.dtype == torch.int64 and torch.all(idx[1:] > idx[:-1])
+
+
+def test_category_count_release_draws_its_noise_from_the_stream(monkeypatch):
+    """The one-off Gaussian release of category counts uses the same CSPRNG as DP-SGD."""
+    from fedsynth.common import secure_random
+    from fedsynth.common.privacy import noisy_counts
+
+    blocks = [np.eye(3)[[0, 1, 1, 2, 2, 2]], np.eye(2)[[0, 0, 1, 1, 1, 1]]]
+    monkeypatch.setattr(secure_random.ChaChaStream, "from_os", classmethod(lambda cls: cls(b"k" * 32)))
+    np.random.seed(0)
+    a = noisy_counts(blocks, sigma=5.0)
+    np.random.seed(1)  # numpy's global state changes; the noise must not
+    b = noisy_counts(blocks, sigma=5.0)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    expected = ChaChaStream(b"k" * 32).normal(3) * 5.0 * np.sqrt(2) + np.array([1, 2, 3])
+    np.testing.assert_allclose(a[0], expected)

@@ -2,7 +2,9 @@ import numpy as np
 import pytest
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 
-from fedsynth.common.federation import FederationPlan, pack_update, unpack_aggregate
+from fedsynth.common.federation import FederationPlan, pack_update, refusal_update, unpack_aggregate
+from fedsynth.common.privacy import noisy_counts, rows_from_counts
+from fedsynth.server.aggregate_guard import aggregate_problem
 from fedsynth.server.strategy import SecureDeltaFedAvg
 
 
@@ -40,7 +42,7 @@ class _Proxy:
 def test_strategy_steps_by_server_lr_times_mean(server_lr, expected):
     plan = FederationPlan(update_scale=4.0, server_lr=server_lr)
     strat = SecureDeltaFedAvg(plan, [np.zeros(3, np.float32)], [2], total_clients=2, clipping_range=8.0)
-    mean = [np.full(3, 0.1 * 4.0, np.float32), np.array([0.5, 0.5])]  # what SecAgg+ hands over
+    mean = [np.full(3, 0.1 * 4.0, np.float32), np.array([0.5, 0.5, 1.0])]  # what SecAgg+ hands over
     params, metrics = strat.aggregate_fit(1, [(_Proxy("1"), _result(mean)), (_Proxy("2"), _result(mean))], [])
     assert metrics == {"contributors": 2}
     np.testing.assert_allclose(strat.current[0], expected, rtol=1e-6)
@@ -50,7 +52,7 @@ def test_strategy_steps_by_server_lr_times_mean(server_lr, expected):
 def test_strategy_rejects_non_finite_and_wrong_shape():
     plan = FederationPlan()
     strat = SecureDeltaFedAvg(plan, [np.zeros(3, np.float32)], [2], 2, 8.0)
-    bad = [np.array([np.nan, 0, 0], np.float32), np.array([0.5, 0.5])]
+    bad = [np.array([np.nan, 0, 0], np.float32), np.array([0.5, 0.5, 1.0])]
     with pytest.raises(ValueError, match="non-finite"):
         strat.aggregate_fit(1, [(_Proxy("1"), _result(bad))], [])
     np.testing.assert_array_equal(strat.current[0], 0.0)
@@ -60,4 +62,51 @@ def test_strategy_rejects_non_finite_and_wrong_shape():
 
 def test_refusals_contribute_nothing():
     strat = SecureDeltaFedAvg(FederationPlan(), [np.zeros(3, np.float32)], [2], 2, 8.0)
-    assert strat.aggregate_fit(1, [(_Proxy("1"), _result([np.zeros(3), np.zeros(2)], n=0))], []) == (None, {})
+    assert strat.aggregate_fit(1, [(_Proxy("1"), _result([np.zeros(3), np.zeros(3)], n=0))], []) == (None, {})
+
+
+def test_aggregate_is_the_row_weighted_mean():
+    """Two clients, deltas 0.5 and 1.5, weights 0.1 and 0.3: the coordinator applies 1.25, not 1."""
+    plan = FederationPlan(update_scale=4.0, update_clip_norm=100.0, weight_cap_rows=10_000, server_lr=1.0)
+    old = [np.zeros(4, np.float32)]
+    a, _ = pack_update(old, [np.full(4, 0.5, np.float32)], [np.array([1.0, 0.0])], plan, 8.0,
+                       weight=plan.client_weight(1_000))
+    b, _ = pack_update(old, [np.full(4, 1.5, np.float32)], [np.array([0.0, 1.0])], plan, 8.0,
+                       weight=plan.client_weight(3_000))
+    mean = [(x + y) / 2 for x, y in zip(a, b)]  # what SecAgg+ unmasks: a plain mean
+    assert aggregate_problem(mean, plan, 8.0, [2]) is None
+    deltas, freqs = unpack_aggregate(mean, plan, [2])
+    np.testing.assert_allclose(deltas[0], 1.25, rtol=1e-6)
+    np.testing.assert_allclose(freqs[0], [0.25, 0.75], atol=1e-6)
+    equal = FederationPlan(update_scale=4.0, update_clip_norm=100.0, aggregation_weights="equal")
+    assert equal.client_weight(1_000) == equal.client_weight(3_000) == 1.0
+
+
+def test_client_weight_is_capped_and_never_zero():
+    plan = FederationPlan(weight_cap_rows=5_000)
+    assert plan.client_weight(50_000) == 1.0  # a big (or lying) institution counts as cap rows at most
+    assert plan.client_weight(-40.0) == pytest.approx(1 / 5_000)  # noise can push a tiny estimate below 0
+    assert plan.client_weight(None) == 1.0
+    with pytest.raises(ValueError, match="aggregation_weights"):
+        FederationPlan(aggregation_weights="median")
+
+
+def test_row_estimate_from_the_released_counts_is_close_and_noisy():
+    rng = np.random.default_rng(0)
+    rows = 3_000
+    blocks = [np.eye(k)[rng.integers(0, k, rows)] for k in (2, 5, 9, 16)]
+    estimates = [rows_from_counts(noisy_counts(blocks, sigma=10.0)) for _ in range(30)]
+    assert abs(np.mean(estimates) - rows) < 15  # unbiased: each block total is rows + noise
+    assert np.std(estimates) > 1.0  # noise really is added (the release is DP, not exact)
+    assert rows_from_counts([]) is None
+
+
+def test_guard_rejects_weights_no_honest_client_sends():
+    plan = FederationPlan(weight_cap_rows=10_000)
+    delta = [np.zeros(3, np.float32)]
+    assert "weight" in aggregate_problem(delta + [np.array([0.5, 0.5, 1.7])], plan, 8.0, [2])
+    assert "weight" in aggregate_problem(delta + [np.array([0.0, 0.0, 0.0])], plan, 8.0, [2])
+    assert "sum to" in aggregate_problem(delta + [np.array([0.5, 0.9, 0.5])], plan, 8.0, [2])
+    assert "negative" in aggregate_problem(delta + [np.array([-0.5, 1.0, 0.5])], plan, 8.0, [2])
+    refused = refusal_update([np.ones(3)], 2)
+    assert [r.shape for r in refused] == [(3,), (3,)] and not any(r.any() for r in refused)

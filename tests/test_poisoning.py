@@ -34,7 +34,8 @@ def test_a_client_that_skips_pack_update_is_clipped_by_secagg_and_bounded_by_the
     """Client 104 sends 1e6 everywhere. SecAgg+ clips it to +-clip per element; the guard bounds the norm."""
     plan = FederationPlan()
     ups = {100 + i: honest(plan, d, i) for i in range(1, 4)}
-    ups[104] = [np.full(d, 1e6, np.float32), np.full(2, 1e6, np.float32)]
+    # huge delta, frequencies left honest and the largest weight an honest client may send (1)
+    ups[104] = [np.full(d, 1e6, np.float32), np.array([0.5, 0.5, 1.0], np.float32)]
     mean, _ = secagg_round(ups, threshold=0.6)
     assert np.all(np.abs(mean[0]) <= CLIP + 1e-3)  # element-clipped inside SecAgg+ quantisation
     problem = aggregate_problem(mean, plan, CLIP)
@@ -46,3 +47,12 @@ def test_a_client_that_skips_pack_update_is_clipped_by_secagg_and_bounded_by_the
         honest_only = np.mean([ups[n][0] for n in (101, 102, 103)], axis=0) * 3 / 4
         influence = np.linalg.norm(mean[0] - honest_only) * 4 / plan.update_scale  # the attacker's share
         assert influence <= CLIP * np.sqrt(d) / plan.update_scale + 1e-3  # at most +-clip per element
+
+
+def test_a_client_claiming_more_than_the_largest_weight_is_caught():
+    """Weight slot 1e6: SecAgg+ clips it to +clip, and the mean weight exceeds what honest clients send."""
+    plan = FederationPlan()
+    ups = {100 + i: honest(plan, 500, i) for i in range(1, 4)}
+    ups[104] = [np.zeros(500, np.float32), np.array([0.5, 0.5, 1e6], np.float32)]
+    mean, _ = secagg_round(ups, threshold=0.6)
+    assert "weight" in aggregate_problem(mean, plan, CLIP, [2])

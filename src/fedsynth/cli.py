@@ -236,6 +236,8 @@ def simulate(
     local_epochs: Annotated[float, typer.Option(min=0.01, help="Passes over its own table each client makes per round (in expectation).")] = 1.5,
     clients_per_round: Annotated[Optional[int], typer.Option(min=2, help="Clients sampled each round (default: all).")] = None,
     server_lr: Annotated[Optional[float], typer.Option(min=0.0, help="Global step = server_lr x mean client delta (default: the number of contributing clients, i.e. their sum).")] = None,
+    client_weighting: Annotated[str, typer.Option(help="How updates are combined: rows (weight each institution by its DP row-count estimate, capped at --weight-cap-rows) or equal.")] = "rows",
+    weight_cap_rows: Annotated[float, typer.Option(min=1.0, help="With --client-weighting rows: an institution counts as at most this many rows (public; also bounds what a lying client can claim).")] = 10_000.0,
     model: Annotated[str, typer.Option(help="Generator: vae (default) or gan.")] = "vae",
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of rows held out from every client, for evaluation.")] = 0.2,
     rows: Annotated[Optional[int], typer.Option(min=1, help="Synthetic rows to generate (default: as many as the pooled training rows).")] = None,
@@ -258,10 +260,13 @@ def simulate(
             raise FedsynthError(f"--partition {partition!r}: choose one of {', '.join(PARTITIONS)}")
         if model not in ("vae", "gan"):
             raise FedsynthError(f"--model {model!r}: choose vae or gan")
+        if client_weighting not in ("rows", "equal"):
+            raise FedsynthError(f"--client-weighting {client_weighting!r}: choose rows or equal")
         cfg = SimulationConfig(out=str(out_dir), data=data, schema=str(schema) if schema else None, clients=clients,
                                partition=partition, alpha=alpha, label=label, column=column, epsilon=epsilon,
                                delta=delta, rounds=rounds, local_epochs=local_epochs, server_lr=server_lr,
-                               clients_per_round=clients_per_round, model=model, holdout=holdout, rows=rows,
+                               clients_per_round=clients_per_round, client_weighting=client_weighting,
+                               weight_cap_rows=weight_cap_rows, model=model, holdout=holdout, rows=rows,
                                seed=seed, report=report,
                                secagg=SecAggSettings(num_shares=secagg_shares, reconstruction_threshold=secagg_threshold))
         summary = run(cfg, print_fn=lambda m: err.print(m, highlight=False, markup=False))

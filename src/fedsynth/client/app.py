@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +26,26 @@ import numpy as np
 
 from fedsynth.client.ledger import Ledger
 from fedsynth.client.update_cache import UpdateCache, UpdateKey, arrays_digest
-from fedsynth.common.errors import BudgetExhausted, FedsynthError
-from fedsynth.common.federation import FederationPlan, pack_update
-from fedsynth.common.privacy import calibrate_noise, gaussian_counts_release, noisy_frequencies
+from fedsynth.common.errors import BudgetExhausted, DataError, FedsynthError, SchemaError
+from fedsynth.common.federation import FederationPlan, pack_update, refusal_update
+from fedsynth.common.privacy import (calibrate_noise, frequencies_from_counts, gaussian_counts_release, noisy_counts,
+                                     rows_from_counts)
 from fedsynth.common.schema import Schema
 
-FREQS_FILE = "category_frequencies.json"
+FREQS_FILE = "category_counts.json"
+_log = logging.getLogger("fedsynth.client")
+
+
+def public_reason(exc: FedsynthError) -> str:
+    """What the coordinator may read about why this client cannot train.
+
+    A table that fails validation is described by messages naming rows and cell values: those
+    stay in the institution's own log, the coordinator (which reads budget replies in
+    plaintext) only learns that the table does not match the schema.
+    """
+    if isinstance(exc, (DataError, SchemaError)):
+        return "this institution's table does not match the schema (details in its own log)"
+    return str(exc)[:500]
 
 
 @dataclass(frozen=True)
@@ -131,7 +146,8 @@ class Institution:
             ledger = self.ledger()
             rp = self.round_plan(plan, ledger, len(df), total_clients)
         except FedsynthError as exc:
-            return refuse(str(exc)[:500])
+            _log.error("cannot take part: %s", exc)  # the full message stays at the institution
+            return refuse(public_reason(exc))
         release = (rp["noise_multiplier"], rp["sample_rate"], rp["steps_per_round"])
         replay = server_round is not None and digest is not None and UpdateCache(self.state_dir).has(
             UpdateKey(rp["plan_id"], int(server_round), str(digest)))
@@ -165,7 +181,7 @@ class Institution:
         sent = cache.load(key)
         if sent is not None:  # this round was paid for and sent before, then lost: same bytes, no charge
             return sent[0], {**sent[1], "replayed": 1.0}
-        freqs = self._frequencies(ledger, plan, x_np, model.conditioner.segments)
+        freqs, rows_estimate = self._frequencies(ledger, plan, x_np, model.conditioner.segments)
         model.conditioner.probs = freqs
         release = (rp["noise_multiplier"], rp["sample_rate"], int(rp["steps_per_round"]))
         # Spend first (atomically, on disk), then compute and send.
@@ -173,7 +189,8 @@ class Institution:
         model.optimizer_state = self._load_optimizer(rp["plan_id"])
         model.train_steps(torch.from_numpy(x_np), release[2], release[1], release[0])
         self._save_optimizer(rp["plan_id"], model.optimizer_state)
-        packed, stats = pack_update(arrays, model.get_arrays(), freqs, plan, clipping_range)
+        packed, stats = pack_update(arrays, model.get_arrays(), freqs, plan, clipping_range,
+                                    weight=plan.client_weight(rows_estimate))
         metrics = {"epsilon_spent": round(after, 2), **stats}
         cache.store(key, packed, metrics)  # on disk before it leaves: a lost round is re-sent, not re-charged
         return packed, {**metrics, "replayed": 0.0}
@@ -212,17 +229,24 @@ class Institution:
         torch.save(state, buf)
         atomic_write_bytes(self._optimizer_path(plan_id), buf.getvalue())
 
-    def _frequencies(self, ledger: Ledger, plan: FederationPlan, x_np: np.ndarray, segments) -> list[np.ndarray]:
-        """This institution's privatised category frequencies: released (and charged) once."""
+    def _frequencies(self, ledger: Ledger, plan: FederationPlan, x_np: np.ndarray, segments
+                     ) -> tuple[list[np.ndarray], float | None]:
+        """This institution's privatised category frequencies and its DP row-count estimate.
+
+        One Gaussian release of the category counts, charged once and kept on disk; both the
+        frequencies (for the conditional generator) and the row-count estimate (for the
+        aggregation weight) are post-processing of it.
+        """
         from fedsynth.common.atomic import atomic_write_text
 
         path = self._freqs_path()
         if path.exists():
-            return [np.asarray(f) for f in json.loads(path.read_text())]
-        ledger.charge([gaussian_counts_release(plan.marginal_noise)], event="category_frequencies")
-        freqs = noisy_frequencies([x_np[:, s.start : s.end] for s in segments], plan.marginal_noise)
-        atomic_write_text(path, json.dumps([f.tolist() for f in freqs]))
-        return freqs
+            counts = [np.asarray(c, dtype=float) for c in json.loads(path.read_text())["noisy_counts"]]
+        else:
+            ledger.charge([gaussian_counts_release(plan.marginal_noise)], event="category_frequencies")
+            counts = noisy_counts([x_np[:, s.start : s.end] for s in segments], plan.marginal_noise)
+            atomic_write_text(path, json.dumps({"noisy_counts": [c.tolist() for c in counts]}))
+        return frequencies_from_counts(counts), rows_from_counts(counts)
 
 
 # ---------------------------------------------------------------------- Flower glue
@@ -258,9 +282,11 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
                     int(config["total_clients"]), float(config["clipping_range"]))
             except BudgetExhausted:
                 # A clean refusal: weight 0 contributes nothing to the SecAgg+ sum.
-                zeros = [np.zeros_like(np.asarray(p), dtype=np.float32) for p in parameters]
-                zeros.append(np.zeros(int(config["freq_size"]), dtype=np.float32))
-                return zeros, 0, {"refused": 1.0}
+                return refusal_update(parameters, int(config["freq_size"])), 0, {"refused": 1.0}
+            except (DataError, SchemaError) as exc:
+                # Flower sends an exception's text to the coordinator: keep row values local.
+                _log.error("round %s failed: %s", config.get("round"), exc)
+                raise FedsynthError(public_reason(exc)) from None
             return arrays, 1, {**metrics, "refused": 0.0}
 
     def client_fn(context):

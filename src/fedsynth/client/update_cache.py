@@ -15,7 +15,9 @@ costs nothing more. What it does weaken: if the set of participants differs betw
 two attempts, a coordinator that kept both sums could difference them and see this client's
 individual update; SecAgg+ hides it, DP still bounds it. docs/security.md says so.
 
-Only the latest update is kept (the file is overwritten every round).
+Only the latest update is kept (the file is overwritten every round). A client that crashes
+after charging a round but before storing its update has nothing to re-send: asked again, it
+trains and is charged again (over-counting, never under-counting, its spend).
 """
 
 from __future__ import annotations

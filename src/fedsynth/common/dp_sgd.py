@@ -22,7 +22,7 @@ torchcsprng, which is not installable here. The noise is drawn as float64 (Box-M
 53-bit uniforms) and rounded once to the gradient's dtype, which also blunts the
 floating-point attacks on textbook samplers (Mironov 2012; Jin et al. 2021): the released
 value is further post-processed by Adam, many steps, clipping and stochastic quantisation.
-Measured cost on the default model (CPU, 1 thread): see docs/security.md.
+Its cost is part of the ``ghost`` timings in docs/benchmarks.md (bench/dp_cost.py).
 """
 
 from __future__ import annotations

@@ -3,12 +3,23 @@
 The plan (:class:`FederationPlan`) is public: it travels in plaintext in every fit
 instruction and contains nothing about any institution's data.
 
-An update is the client's weight *delta* for the round, element-clipped and scaled so that
-SecAgg+'s fixed-point quantisation (values clipped to +-``clipping_range`` then mapped onto
-``quantization_range`` integers) keeps it precise, followed by the client's privatised
-category frequencies (a DP release made once, re-sent unchanged each round: no extra cost).
-Every client reports ``num_examples = 1``, so SecAgg+ computes a plain mean and the
-coordinator learns no row counts.
+An update is the client's weight *delta* for the round, norm- and element-clipped and scaled
+so that SecAgg+'s fixed-point quantisation (values clipped to +-``clipping_range`` then mapped
+onto ``quantization_range`` integers) keeps it precise, followed by the client's privatised
+category frequencies (a DP release made once, re-sent unchanged each round: no extra cost)
+and its aggregation weight ``w``. Delta and frequencies are multiplied by ``w`` before
+masking, so the mean SecAgg+ unmasks divided by its last element is the *weighted* mean
+``sum(w_k * delta_k) / sum(w_k)``.
+
+Why weights: each institution adds its own DP noise, and the noise in its delta scales like
+1/(its rows), so a plain mean is dominated by the smallest silo (on Adult's 5 Dirichlet silos
+of 1.9k-10k rows the plain mean's noise variance is ~2.6x that of the row-weighted mean;
+measured TSTR 0.775 -> 0.809, docs/federated.md). The weight is ``min(rows_estimate, cap) /
+cap`` where ``rows_estimate`` is post-processing of the noisy category counts the client
+released (and was charged for) once, never its true row count, and ``cap`` is the plan's
+public ``weight_cap_rows``: the cap also bounds how much weight a lying client can claim.
+Every client reports ``num_examples = 1``; the coordinator learns only the mean weight of
+each round's participants (a DP-derived, coarse number), never a client's own.
 """
 
 from __future__ import annotations
@@ -19,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fedsynth.common.generators import ModelConfig
+
+AGGREGATION_WEIGHTS = ("rows", "equal")
 
 
 @dataclass
@@ -49,6 +62,23 @@ class FederationPlan:
     # averaging K of them shrinks the shared signal ~K-fold while noise only falls ~sqrt(K).
     # Measured on Adult (5 IID silos, epsilon 1): TSTR 0.57 with 1.0, 0.77 with 5.
     server_lr: float | None = None
+    # "rows": weight each update by the client's DP row-count estimate (see the module
+    # docstring), capped at weight_cap_rows; "equal": every contributor counts the same.
+    aggregation_weights: str = "rows"
+    weight_cap_rows: float = 10_000.0
+
+    def __post_init__(self) -> None:
+        if self.aggregation_weights not in AGGREGATION_WEIGHTS:
+            raise ValueError(f"aggregation_weights must be one of {AGGREGATION_WEIGHTS}, "
+                             f"not {self.aggregation_weights!r}")
+        if not self.weight_cap_rows >= 1:
+            raise ValueError(f"weight_cap_rows must be at least 1, not {self.weight_cap_rows!r}")
+
+    def client_weight(self, rows_estimate: float | None) -> float:
+        """The aggregation weight a client sends, in [1/weight_cap_rows, 1]."""
+        if self.aggregation_weights == "equal" or rows_estimate is None:
+            return 1.0
+        return float(np.clip(rows_estimate, 1.0, self.weight_cap_rows) / self.weight_cap_rows)
 
     def planned_participations(self, total_clients: int) -> int:
         """Rounds each client should plan its noise for (all rounds if all clients train)."""
@@ -67,23 +97,39 @@ class FederationPlan:
 
 
 def pack_update(old: list[np.ndarray], new: list[np.ndarray], freqs: list[np.ndarray],
-                plan: FederationPlan, clipping_range: float) -> tuple[list[np.ndarray], dict[str, float]]:
-    """Client side: (scaled, clipped delta arrays + flat frequency array, coarse stats)."""
+                plan: FederationPlan, clipping_range: float, weight: float = 1.0
+                ) -> tuple[list[np.ndarray], dict[str, float]]:
+    """Client side: (weighted, scaled, clipped delta arrays + [weighted frequencies, weight], stats)."""
+    if not 0.0 < weight <= 1.0:
+        raise ValueError(f"aggregation weight must be in (0, 1], not {weight!r}")
     deltas = [(n - o).astype(np.float64) for o, n in zip(old, new)]
     norm = float(np.sqrt(sum(float(np.sum(d * d)) for d in deltas)))
     factor = min(1.0, plan.update_clip_norm / norm) if norm > 0 else 1.0
     limit = clipping_range / plan.update_scale
-    packed = [np.clip(d * factor, -limit, limit) * plan.update_scale for d in deltas]
+    packed = [np.clip(d * factor, -limit, limit) * plan.update_scale * weight for d in deltas]
     flat = np.concatenate([f.ravel() for f in freqs]) if freqs else np.zeros(0)
-    packed.append(flat.astype(np.float64))
+    packed.append(np.append(flat * weight, weight).astype(np.float64))
     return [p.astype(np.float32) for p in packed], {"norm_clipped": float(factor < 1.0)}
+
+
+def refusal_update(arrays: list[np.ndarray], freq_size: int) -> list[np.ndarray]:
+    """What a client that does not train sends (with weight 0 in SecAgg+): zeros of the right shapes."""
+    zeros = [np.zeros_like(np.asarray(a), dtype=np.float32) for a in arrays]
+    zeros.append(np.zeros(int(freq_size) + 1, dtype=np.float32))  # frequencies + the weight slot
+    return zeros
 
 
 def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[int]
                      ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Server side: mean update -> (mean deltas, per-column frequencies)."""
-    deltas = [m.astype(np.float32) / plan.update_scale for m in mean[:-1]]
-    flat = mean[-1].astype(np.float64)
+    """Server side: mean update -> (weighted mean deltas, weighted per-column frequencies)."""
+    tail = mean[-1].astype(np.float64)
+    if tail.size != sum(sizes) + 1:
+        raise ValueError(f"aggregate tail has {tail.size} values, expected {sum(sizes) + 1}")
+    weight = float(tail[-1])
+    if not weight > 0:
+        raise ValueError("aggregate carries no weight (no client contributed)")
+    deltas = [(m.astype(np.float64) / (plan.update_scale * weight)).astype(np.float32) for m in mean[:-1]]
+    flat = tail[:-1] / weight
     freqs, pos = [], 0
     for k in sizes:
         block = np.clip(flat[pos : pos + k], 0.0, None) + 1e-9

@@ -121,22 +121,56 @@ def gaussian_counts_release(sigma: float) -> Release:
     return (float(sigma), 1.0, 1)
 
 
-def noisy_frequencies(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
-    """Gaussian-mechanism release of category counts, one block per column, as frequencies.
+def noisy_counts(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
+    """Gaussian-mechanism release of category counts, one block per column (raw noisy counts).
 
     Under add/remove-one-row neighbours each row adds 1 to one count in every block, so the
     L2 sensitivity of all blocks together is sqrt(#blocks); noise std is sigma * that. The
-    caller must add ``gaussian_counts_release(sigma)`` to the privacy history.
+    caller must add ``gaussian_counts_release(sigma)`` to the privacy history. The noise
+    comes from a ChaCha20 stream keyed by the OS CSPRNG (:mod:`fedsynth.common.secure_random`),
+    like DP-SGD's. Everything derived from the result (frequencies, a row-count estimate) is
+    post-processing and costs nothing more.
     """
-    import secrets
-
     import numpy as np
 
-    rng = np.random.default_rng(int.from_bytes(secrets.token_bytes(16), "big"))
+    from fedsynth.common.secure_random import ChaChaStream
+
+    stream = ChaChaStream.from_os()
     scale = sigma * math.sqrt(max(1, len(onehot_blocks)))
     out = []
     for block in onehot_blocks:
-        counts = np.asarray(block, dtype=float).sum(axis=0) + rng.normal(0.0, scale, block.shape[1])
-        counts = np.clip(counts, 0.0, None) + 1e-3
-        out.append(counts / counts.sum())
+        block = np.asarray(block, dtype=float)
+        out.append(block.sum(axis=0) + scale * stream.normal(block.shape[1]))
     return out
+
+
+def frequencies_from_counts(counts: Sequence[Any]) -> list[Any]:
+    """Noisy counts -> per-column frequencies (negative counts clipped, never an empty category)."""
+    import numpy as np
+
+    out = []
+    for c in counts:
+        c = np.clip(np.asarray(c, dtype=float), 0.0, None) + 1e-3
+        out.append(c / c.sum())
+    return out
+
+
+def rows_from_counts(counts: Sequence[Any]) -> float | None:
+    """Estimate of the table's row count from the noisy counts (post-processing, no new cost).
+
+    Each block's total is the row count plus Gaussian noise of variance proportional to the
+    block's number of categories, so the blocks are combined by inverse-variance weighting.
+    None when no block was released.
+    """
+    import numpy as np
+
+    if not counts:
+        return None
+    totals = np.array([float(np.sum(c)) for c in counts])
+    inv = np.array([1.0 / max(1, len(c)) for c in counts])
+    return float(np.sum(totals * inv) / np.sum(inv))
+
+
+def noisy_frequencies(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
+    """:func:`noisy_counts` as frequencies (what the single-party synthesizer keeps)."""
+    return frequencies_from_counts(noisy_counts(onehot_blocks, sigma))

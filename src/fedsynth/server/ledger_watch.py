@@ -8,7 +8,11 @@ re-initialised the ledger. Such a node is excluded from every later round of the
 of a resumed run: the memory is rebuilt from the checkpoint's per-round budget replies).
 
 Identity is Flower's node id. A node that comes back under a new node id cannot be linked
-to its past reports by the coordinator; docs/security.md states that limit.
+to its past reports by the coordinator. In deployment that includes every node after a
+*coordinator* restart: ``fedsynth coordinator`` runs the SuperLink with in-memory state, so
+registered keys get fresh node ids and the rebuilt memory matches no node; the check then
+only covers drops seen within one coordinator process. The client's own refusal of a missing
+ledger is the guarantee; this is a second line. docs/security.md states that limit.
 """
 
 from __future__ import annotations

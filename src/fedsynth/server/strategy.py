@@ -56,7 +56,7 @@ class SecureDeltaFedAvg(FedAvg):
         mean = parameters_to_ndarrays(contributing[0].parameters)  # identical in every result
         if len(mean) != len(self.current) + 1:
             raise ValueError(f"aggregate has {len(mean)} arrays, expected {len(self.current) + 1}")
-        problem = aggregate_problem(mean, self.plan, self.clipping_range)  # bounds an honest round obeys
+        problem = aggregate_problem(mean, self.plan, self.clipping_range, self.freq_sizes)  # bounds an honest round obeys
         if problem:
             self.rejected = f"aggregate rejected: {problem}"
             raise ValueError(f"{self.rejected} (non-finite or out of bounds); round discarded")

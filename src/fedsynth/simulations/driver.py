@@ -46,6 +46,8 @@ class SimulationConfig:
     local_epochs: float = 1.5
     server_lr: float | None = None
     clients_per_round: int | None = None
+    client_weighting: str = "rows"  # FederationPlan.aggregation_weights
+    weight_cap_rows: float = 10_000.0
     model: str = "vae"
     holdout: float = 0.2
     rows: int | None = None
@@ -117,8 +119,8 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
 
     plan = FederationPlan(rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,
                           min_clients=2, local_epochs=cfg.local_epochs, model=ModelConfig(model=cfg.model),
-                          server_lr=cfg.server_lr,
-                          schema_hash=schema.hash(), seed=cfg.seed)
+                          server_lr=cfg.server_lr, aggregation_weights=cfg.client_weighting,
+                          weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed)
     _run_flower(plan, cfg, out, n_clients, print_fn)
 
     if not (out / "synthesizer" / "synthesizer.json").exists():
