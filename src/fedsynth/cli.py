@@ -23,6 +23,10 @@ app.add_typer(schema_app, name="schema")
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
+# Options shared by the commands that read a bundled dataset or a user's table.
+DataOption = Annotated[str, typer.Option(help="Bundled dataset name (adult) or a CSV/Parquet path.")]
+SchemaForDataOption = Annotated[Optional[Path], typer.Option(help="Schema JSON; required when --data is a file.")]
+
 
 def _fail(exc: Exception) -> None:
     err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
@@ -223,8 +227,8 @@ def _guarantee_from(path: Path) -> dict:
 @app.command()
 def simulate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (silos, ledgers, model, synthetic.csv, report).")],
-    data: Annotated[str, typer.Option(help="Bundled dataset name (adult) or a CSV/Parquet path.")] = "adult",
-    schema: Annotated[Optional[Path], typer.Option(help="Schema JSON; required when --data is a file.")] = None,
+    data: DataOption = "adult",
+    schema: SchemaForDataOption = None,
     clients: Annotated[int, typer.Option(min=2, help="Number of simulated institutions (ignored by --partition natural).")] = 5,
     partition: Annotated[str, typer.Option(help="How rows are split: iid, dirichlet (label skew), quantity (size skew), natural (one institution per value of --column).")] = "iid",
     alpha: Annotated[float, typer.Option(min=1e-3, help="Dirichlet concentration for --partition dirichlet; smaller = more skewed.")] = 0.5,
@@ -251,7 +255,7 @@ def simulate(
     Ends with OUT/synthetic.csv, OUT/synthesizer (for `fedsynth sample`), OUT/model_card.json and a
     fidelity/utility summary against a real holdout that no client trained on.
     """
-    from fedsynth.common.federation import SecAggSettings
+    from fedsynth.common.federation import AGGREGATION_WEIGHTS, SecAggSettings
     from fedsynth.simulations.driver import SimulationConfig, run
     from fedsynth.simulations.partition import PARTITIONS
 
@@ -260,8 +264,8 @@ def simulate(
             raise FedsynthError(f"--partition {partition!r}: choose one of {', '.join(PARTITIONS)}")
         if model not in ("vae", "gan"):
             raise FedsynthError(f"--model {model!r}: choose vae or gan")
-        if client_weighting not in ("rows", "equal"):
-            raise FedsynthError(f"--client-weighting {client_weighting!r}: choose rows or equal")
+        if client_weighting not in AGGREGATION_WEIGHTS:
+            raise FedsynthError(f"--client-weighting {client_weighting!r}: choose {' or '.join(AGGREGATION_WEIGHTS)}")
         cfg = SimulationConfig(out=str(out_dir), data=data, schema=str(schema) if schema else None, clients=clients,
                                partition=partition, alpha=alpha, label=label, column=column, epsilon=epsilon,
                                delta=delta, rounds=rounds, local_epochs=local_epochs, server_lr=server_lr,
@@ -333,8 +337,8 @@ def keys(
 @app.command()
 def split(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for schema.json and client-<i>.csv.")],
-    data: Annotated[str, typer.Option(help="Bundled dataset name (adult) or a CSV/Parquet path.")] = "adult",
-    schema: Annotated[Optional[Path], typer.Option(help="Schema JSON; required when --data is a file.")] = None,
+    data: DataOption = "adult",
+    schema: SchemaForDataOption = None,
     clients: Annotated[int, typer.Option(min=1, help="Number of silo files.")] = 3,
     rows: Annotated[int, typer.Option(min=1, help="Rows per silo.")] = 400,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fedsynth.common.generators import ModelConfig
+from fedsynth.common.privacy import frequencies_from_counts
 
 AGGREGATION_WEIGHTS = ("rows", "equal")
 
@@ -130,9 +131,5 @@ def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[i
         raise ValueError("aggregate carries no weight (no client contributed)")
     deltas = [(m.astype(np.float64) / (plan.update_scale * weight)).astype(np.float32) for m in mean[:-1]]
     flat = tail[:-1] / weight
-    freqs, pos = [], 0
-    for k in sizes:
-        block = np.clip(flat[pos : pos + k], 0.0, None) + 1e-9
-        freqs.append(block / block.sum())
-        pos += k
-    return deltas, freqs
+    bounds = np.cumsum([0, *sizes])
+    return deltas, frequencies_from_counts([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], floor=1e-9)

@@ -144,13 +144,14 @@ def noisy_counts(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
     return out
 
 
-def frequencies_from_counts(counts: Sequence[Any]) -> list[Any]:
-    """Noisy counts -> per-column frequencies (negative counts clipped, never an empty category)."""
+def frequencies_from_counts(counts: Sequence[Any], floor: float = 1e-3) -> list[Any]:
+    """Noisy counts (or unnormalised frequencies) -> per-column frequencies: negative values
+    clipped to 0, ``floor`` added so that no category is ever empty."""
     import numpy as np
 
     out = []
     for c in counts:
-        c = np.clip(np.asarray(c, dtype=float), 0.0, None) + 1e-3
+        c = np.clip(np.asarray(c, dtype=float), 0.0, None) + floor
         out.append(c / c.sum())
     return out
 
