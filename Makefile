@@ -2,10 +2,10 @@
 PYTHON ?= $(shell [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)
 RUN = HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0 nice -n 5 $(PYTHON)
 
-.PHONY: bench bench-setup bench-full bench-dp-cost bench-scale bench-quality bench-plots
+.PHONY: bench bench-setup bench-full bench-dp-cost bench-scale bench-quality bench-federated bench-plots
 
 ## bench: the default benchmarks, one at a time (about 30 minutes on 2 cores)
-bench: bench-setup bench-dp-cost bench-scale bench-quality bench-plots
+bench: bench-setup bench-dp-cost bench-scale bench-federated bench-quality bench-plots
 
 ## bench-setup: the separate venv for the centralized anchors (.bench-venv/, never a fedsynth dependency)
 bench-setup:
@@ -20,6 +20,11 @@ bench-scale:
 ## bench-quality: default grid (epsilon 1 and 10, Dirichlet 5 clients, single-party, MST): <= ~15 min
 bench-quality:
 	$(RUN) bench/quality_privacy.py
+
+## bench-federated: federated vs single-party TSTR on the README split, averaged over repeated runs (~5 min)
+bench-federated:
+	$(RUN) bench/federated_quality.py --repeats 3 --json bench/results/federated_quality.jsonl
+	$(RUN) bench/federated_quality.py --repeats 3 --single-party --json bench/results/federated_quality.jsonl
 
 bench-plots:
 	$(PYTHON) bench/plots.py

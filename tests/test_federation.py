@@ -110,3 +110,19 @@ def test_guard_rejects_weights_no_honest_client_sends():
     assert "negative" in aggregate_problem(delta + [np.array([-0.5, 1.0, 0.5])], plan, 8.0, [2])
     refused = refusal_update([np.ones(3)], 2)
     assert [r.shape for r in refused] == [(3,), (3,)] and not any(r.any() for r in refused)
+
+
+def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp_path):
+    from fedsynth.common.federation import FEDERATED_VAE_HIDDEN, federated_model_config
+    from fedsynth.common.generators import ModelConfig
+    from fedsynth.server.coordinator import load_deployment_config
+
+    assert FederationPlan().model.hidden == FEDERATED_VAE_HIDDEN < ModelConfig().hidden
+    assert FederationPlan.from_json(FederationPlan().to_json()).model.hidden == FEDERATED_VAE_HIDDEN
+    assert federated_model_config("gan").hidden == ModelConfig().hidden  # measured for the VAE only
+    default = tmp_path / "default.toml"
+    default.write_text('[plan]\nrounds = 2\n[plan.model]\nmodel = "vae"\n')
+    assert load_deployment_config(default).plan.model.hidden == FEDERATED_VAE_HIDDEN
+    wide = tmp_path / "wide.toml"
+    wide.write_text('[plan]\nrounds = 2\n[plan.model]\nhidden = 64\n')
+    assert load_deployment_config(wide).plan.model.hidden == 64

@@ -42,7 +42,7 @@ from fedsynth.common.credentials import (
     check_private_file,
 )
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.federation import FederationPlan, SecAggSettings
+from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.generators import ModelConfig
 from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, run_config_for
 
@@ -105,7 +105,7 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     _known("[plan.model]", model_raw, ModelConfig, p)
     secagg_raw = _known("[secagg]", dict(raw.get("secagg", {})), SecAggSettings, p)
     try:
-        plan = FederationPlan(**plan_raw, model=ModelConfig(**model_raw))
+        plan = FederationPlan(**plan_raw, model=federated_model_config(**model_raw))
         secagg = SecAggSettings(**secagg_raw)
     except TypeError as exc:
         raise FedsynthError(f"{p}: {exc}") from None

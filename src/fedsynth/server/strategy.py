@@ -18,6 +18,18 @@ from fedsynth.common.federation import FederationPlan, unpack_aggregate
 from fedsynth.server.aggregate_guard import aggregate_problem
 
 
+def next_global(current: list[np.ndarray], mean: list[np.ndarray], plan: FederationPlan, freq_sizes: list[int],
+                contributors: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The next global weights and category frequencies from one round's unmasked mean update.
+
+    Shared by the Flower strategy and the in-process quality bench (bench/federated_quality.py),
+    so both step the model the same way.
+    """
+    deltas, freqs = unpack_aggregate(mean, plan, freq_sizes)
+    lr = plan.server_lr if plan.server_lr is not None else float(contributors)
+    return [c + lr * d for c, d in zip(current, deltas)], freqs
+
+
 class SecureDeltaFedAvg(FedAvg):
     def __init__(self, plan: FederationPlan, initial: list[np.ndarray], freq_sizes: list[int],
                  total_clients: int, clipping_range: float) -> None:
@@ -60,10 +72,7 @@ class SecureDeltaFedAvg(FedAvg):
         if problem:
             self.rejected = f"aggregate rejected: {problem}"
             raise ValueError(f"{self.rejected} (non-finite or out of bounds); round discarded")
-        deltas, freqs = unpack_aggregate(mean, self.plan, self.freq_sizes)
-        lr = self.plan.server_lr if self.plan.server_lr is not None else float(len(contributing))
-        self.current = [c + lr * d for c, d in zip(self.current, deltas)]
-        self.freqs = freqs
+        self.current, self.freqs = next_global(self.current, mean, self.plan, self.freq_sizes, len(contributing))
         reports = {str(p.cid): dict(r.metrics) for p, r in results}
         self.last_round = {"round": server_round, "contributors": len(contributing),
                            "failures": len(failures), "reports": reports}

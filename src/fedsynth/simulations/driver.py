@@ -26,8 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.federation import FederationPlan, SecAggSettings
-from fedsynth.common.generators import ModelConfig
+from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
 
 
 @dataclass
@@ -118,7 +117,7 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
              f"{len(holdout)} held out; silo sizes {[len(s) for s in silos]}")
 
     plan = FederationPlan(rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,
-                          min_clients=2, local_epochs=cfg.local_epochs, model=ModelConfig(model=cfg.model),
+                          min_clients=2, local_epochs=cfg.local_epochs, model=federated_model_config(cfg.model),
                           server_lr=cfg.server_lr, aggregation_weights=cfg.client_weighting,
                           weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed)
     _run_flower(plan, cfg, out, n_clients, print_fn)
