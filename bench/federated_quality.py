@@ -33,7 +33,7 @@ import torch
 from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.encoding import TableEncoder
-from fedsynth.common.federation import FederationPlan, federated_model_config
+from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.generators import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.tables import write_table
@@ -43,17 +43,20 @@ from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
 
-CLIPPING_RANGE = 8.0  # SecAggSettings' default
+CLIPPING_RANGE = SecAggSettings().clipping_range  # what the Flower runs use
 
 
 def parse_overrides(items: list[str]) -> tuple[dict, dict]:
     """``name=value`` pairs -> (FederationPlan fields, ModelConfig fields)."""
-    plan_f = {f.name: f.type for f in fields(FederationPlan)}
+    plan_f = {f.name for f in fields(FederationPlan)}
     model_f = {f.name for f in fields(ModelConfig)}
     plan_kw, model_kw = {}, {}
     for item in items:
         name, _, raw = item.partition("=")
-        value = json.loads(raw) if raw[:1] in "0123456789-[{tfn" else raw
+        try:
+            value = json.loads(raw)  # numbers, true/false/null, lists
+        except json.JSONDecodeError:
+            value = raw  # a bare string such as model=gan
         if name in model_f:
             model_kw[name] = value
         elif name in plan_f:
@@ -64,7 +67,7 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict]:
 
 
 def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: float, delta: float,
-                  batch_size: int | None, seed: int, label: str) -> dict:
+                  batch_size: int | None, threads: int, seed: int, label: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         schema.save(root / "schema.json")
@@ -75,7 +78,7 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
             state = root / f"state-{i}"
             Ledger.create(state, epsilon, delta)
             institutions.append(Institution(ClientSettings(str(data), str(root / "schema.json"), str(state),
-                                                           epsilon, delta, batch_size=batch_size)))
+                                                           epsilon, delta, batch_size=batch_size, threads=threads)))
         encoder = TableEncoder(schema)
         torch.manual_seed(plan.seed)
         current = build_model(encoder, plan.model).get_arrays()
@@ -117,7 +120,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="each institution's expected batch")
     ap.add_argument("--seed", type=int, default=0, help="holdout and silo split (the README command's is 0)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for each training (clients train in turn)")
     ap.add_argument("--single-party", action="store_true", help="pooled single-party baseline instead")
     ap.add_argument("--json", type=Path, default=None, help="append the runs and their mean here")
     args = ap.parse_args()
@@ -137,7 +140,7 @@ def main() -> None:
             q = single_party_run(train, holdout, schema, args.epsilon, args.delta, args.seed + r, label)
         else:
             q = federated_run(train, holdout, schema, silos, plan, args.epsilon, args.delta, args.batch_size,
-                              args.seed + r, label)
+                              args.threads, args.seed + r, label)
         runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "epsilon_spent_max")})
         print(f"[{name}] run {r}: TSTR {q['tstr_auc']:.3f}  1-way TVD {q['tvd_1way']:.3f}  "
               f"2-way TVD {q['tvd_2way']:.3f}  max epsilon {q['epsilon_spent_max']:.3f}  {time.time() - t:.0f}s",

@@ -41,7 +41,8 @@ AGGREGATION_WEIGHTS = ("rows", "equal")
 # epsilon ~0.4), and DP noise grows with sqrt(#parameters) while the clipped signal does not.
 # Measured with bench/federated_quality.py (5 Dirichlet silos, epsilon 1, repeated runs):
 # hidden 64 -> mean TSTR 0.766 (11 runs, spread 0.69-0.82), 48 -> 0.771, 32 -> 0.807 (7 runs,
-# 0.77-0.84), 24 -> 0.790; single-party (hidden 64, pooled) 0.850. The GAN keeps its single-party width (not measured federated).
+# 0.77-0.84), 24 -> 0.790; single-party (hidden 64, pooled) 0.850. The GAN keeps its
+# single-party width (not measured federated).
 FEDERATED_VAE_HIDDEN = 32
 
 
