@@ -17,14 +17,15 @@ VENV=${BENCH_VENV:-.bench-venv}
 # CPU torch first, so that no CUDA build is pulled in by the anchors' requirements.
 "$VENV/bin/python" -m pip install -q "torch==2.13.0"
 # Each anchor separately: one that fails to install is recorded by the benchmark, not fatal here.
-for pkg in "smartnoise-synth" "ctgan"; do
-  if ! "$VENV/bin/python" -m pip install -q "$pkg" "torch==2.13.0"; then
+# smartnoise-synth's GANs import `packaging` without declaring it, hence the explicit install.
+for pkg in "smartnoise-synth packaging" "ctgan"; do
+  if ! "$VENV/bin/python" -m pip install -q $pkg "torch==2.13.0"; then
     echo "setup_anchors: could not install $pkg (the benchmark will record it as unavailable)" >&2
   fi
 done
 "$VENV/bin/python" - <<'PY'
 import importlib
-for mod in ("snsynth", "ctgan", "torch"):
+for mod in ("snsynth", "snsynth.pytorch.nn", "ctgan", "torch"):
     try:
         m = importlib.import_module(mod)
         print(f"{mod}: {getattr(m, '__version__', 'ok')}")

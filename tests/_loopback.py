@@ -35,6 +35,7 @@ class LoopbackGrid(Grid):
         self.drop = drop or (lambda nid, msg: False)
         self.tamper = tamper or (lambda nid, msg: msg)
         self.dead: set[int] = set()
+        self.sent: list[Message] = []  # every message the coordinator pushed, in order
         self._run = Run.create_empty(run_id=1)
         self._replies: dict[str, Message] = {}
         # Flower stamps the process's task identity on every message it builds
@@ -61,6 +62,7 @@ class LoopbackGrid(Grid):
             msg.metadata.__dict__["_run_id"] = 1
             nid = msg.metadata.dst_node_id
             ids.append(mid)
+            self.sent.append(msg)
             if nid in self.dead or self.drop(nid, msg):
                 self.dead.add(nid)
                 continue
@@ -91,7 +93,8 @@ def stage_of(msg: Message) -> str:
 
 
 def secagg_round(updates: dict[int, list], *, mod=None, workflow_cls=None, drop: DropRule | None = None,
-                 tamper: TamperRule | None = None, threshold: float = 0.6, clipping_range: float = 8.0,
+                 tamper: TamperRule | None = None, threshold: float = 0.6, num_shares: float = 1.0,
+                 clipping_range: float = 8.0,
                  modulus_range: int = 2**32, quantization_range: int = 2**22):
     """Run one real SecAgg+ round over ``updates`` (node id -> arrays, weight 1 each).
 
@@ -148,7 +151,7 @@ def secagg_round(updates: dict[int, list], *, mod=None, workflow_cls=None, drop:
         cfg = ConfigRecord()
         cfg[Key.START_TIME], cfg[Key.CURRENT_ROUND] = time.time(), 1
         ctx.state.config_records[MAIN_CONFIGS_RECORD] = cfg
-        workflow_cls(num_shares=1.0, reconstruction_threshold=threshold, max_weight=1.0,
+        workflow_cls(num_shares=num_shares, reconstruction_threshold=threshold, max_weight=1.0,
                      clipping_range=clipping_range, quantization_range=quantization_range,
                      modulus_range=modulus_range)(grid, legacy)
     finally:

@@ -95,6 +95,7 @@ def test_simulate_help_explains_every_option():
     (["--data", "nope.csv"], "give --schema"),
     (["--model", "diffusion"], "choose vae or gan"),
     (["--client-weighting", "median"], "choose rows or equal"),
+    (["--secagg-shares", "2.5"], "--secagg-shares 2.5 / --secagg-threshold 0.67: num_shares = 2.5: a value above 1 is a count"),
 ])
 def test_simulate_bad_options_get_clear_errors(tmp_path, args, message):
     r = fedsynth("simulate", "--out", str(tmp_path / "x"), *args)

@@ -11,6 +11,7 @@ from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
 from scipy import stats
 
 from _loopback import secagg_round, stage_of
+from fedsynth.common.federation import SecAggSettings
 from fedsynth.common.secure_masks import (
     SecureSecAggPlusWorkflow,
     expand_masks,
@@ -116,6 +117,37 @@ def test_secagg_round_recovers_from_a_client_dropping_after_sharing_keys():
     survivors = [n for n in ups if n != dropped]
     for got, want in zip(mean, mean_of(ups, survivors)):
         np.testing.assert_allclose(got, want, atol=2 * QUANTUM)  # its pairwise masks were reconstructed
+
+
+def test_a_fixed_share_count_masks_with_neighbours_only_and_still_sums_exactly():
+    """SecAgg+'s remedy for many clients: each key shared with 3 nodes, not all 9, and a count
+    given as a float (a CLI or TOML 3.0) still reaches Flower as a count."""
+    ups = updates(9)
+    shares, threshold = SecAggSettings(num_shares=3.0, reconstruction_threshold=2.0).for_round(len(ups))
+    assert (shares, threshold) == (3, 2) and isinstance(shares, int)
+    mean, grid = secagg_round(ups, num_shares=shares, threshold=threshold)
+    share_msgs = [m for m in grid.sent if stage_of(m) == "share_keys"]
+    # each node is handed the public keys of its 3-node neighbourhood (itself included) + the stage
+    assert len(share_msgs) == 9 and all(len(m.content.config_records["secaggplus_configs"]) == 3 + 1 for m in share_msgs)
+    for got, want in zip(mean, mean_of(ups, ups)):
+        np.testing.assert_allclose(got, want, atol=2 * QUANTUM)
+    # one neighbour of each dropping out is recovered from the other shares
+    dropped = 104
+    mean, grid = secagg_round(ups, num_shares=shares, threshold=threshold,
+                              drop=lambda nid, msg: nid == dropped and stage_of(msg) == "collect_masked_vectors")
+    for got, want in zip(mean, mean_of(ups, [n for n in ups if n != dropped])):
+        np.testing.assert_allclose(got, want, atol=2 * QUANTUM)
+
+
+def test_share_settings_are_fractions_or_whole_counts():
+    assert SecAggSettings().for_round(5) == (1.0, 0.67)
+    assert SecAggSettings(num_shares=10, reconstruction_threshold=6).for_round(5) == (1.0, 0.6)  # count >= clients: all
+    assert SecAggSettings(num_shares=10, reconstruction_threshold=0.5).for_round(50) == (10, 0.5)
+    for bad, where in (({"num_shares": 2.5}, "whole number"), ({"num_shares": 2}, "at least 3"),
+                       ({"num_shares": 0}, "fraction"), ({"reconstruction_threshold": 1.5}, "whole number"),
+                       ({"num_shares": 5, "reconstruction_threshold": 5}, "below")):
+        with pytest.raises(ValueError, match=where):
+            SecAggSettings(**bad)
 
 
 def test_too_few_survivors_reveal_nothing():

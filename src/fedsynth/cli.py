@@ -266,13 +266,16 @@ def simulate(
             raise FedsynthError(f"--model {model!r}: choose vae or gan")
         if client_weighting not in AGGREGATION_WEIGHTS:
             raise FedsynthError(f"--client-weighting {client_weighting!r}: choose {' or '.join(AGGREGATION_WEIGHTS)}")
+        try:
+            secagg = SecAggSettings(num_shares=secagg_shares, reconstruction_threshold=secagg_threshold)
+        except ValueError as exc:
+            raise FedsynthError(f"--secagg-shares {secagg_shares:g} / --secagg-threshold {secagg_threshold:g}: {exc}") from None
         cfg = SimulationConfig(out=str(out_dir), data=data, schema=str(schema) if schema else None, clients=clients,
                                partition=partition, alpha=alpha, label=label, column=column, epsilon=epsilon,
                                delta=delta, rounds=rounds, local_epochs=local_epochs, server_lr=server_lr,
                                clients_per_round=clients_per_round, client_weighting=client_weighting,
                                weight_cap_rows=weight_cap_rows, model=model, holdout=holdout, rows=rows,
-                               seed=seed, report=report,
-                               secagg=SecAggSettings(num_shares=secagg_shares, reconstruction_threshold=secagg_threshold))
+                               seed=seed, report=report, secagg=secagg)
         summary = run(cfg, print_fn=lambda m: err.print(m, highlight=False, markup=False))
     except FedsynthError as exc:
         _fail(exc)

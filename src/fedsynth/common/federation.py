@@ -55,12 +55,56 @@ def federated_model_config(model: str = "vae", **fields) -> ModelConfig:
 
 @dataclass
 class SecAggSettings:
+    """SecAgg+ parameters. ``num_shares`` and ``reconstruction_threshold`` are each either a
+    fraction (<= 1: of the round's clients, of the shares) or a whole count (> 1).
+
+    Flower reads a *float* as a fraction whatever its size, so a count typed as 10.0 (a CLI
+    float, a TOML ``10.0``) would become 10 x the clients; counts are turned into ints here.
+    A fixed share count is SecAgg+'s remedy for its quadratic cost with many clients: each
+    client then masks with, and shares its keys among, ``num_shares - 1`` neighbours only.
+    """
+
     num_shares: float = 1.0  # fraction of the round's clients that hold shares of each key
     reconstruction_threshold: float = 0.67  # fraction of shares needed to unmask / recover
     clipping_range: float = 8.0
     quantization_range: int = 2**22
     modulus_range: int = 2**32
     timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        self.num_shares = _fraction_or_count("num_shares", self.num_shares, min_count=3)
+        self.reconstruction_threshold = _fraction_or_count("reconstruction_threshold", self.reconstruction_threshold,
+                                                           min_count=2)
+        if isinstance(self.num_shares, int) and isinstance(self.reconstruction_threshold, int) \
+                and self.reconstruction_threshold >= self.num_shares:
+            raise ValueError(f"reconstruction_threshold = {self.reconstruction_threshold} must be below "
+                             f"num_shares = {self.num_shares} (both are counts)")
+
+    def for_round(self, clients: int) -> tuple[int | float, int | float]:
+        """(num_shares, reconstruction_threshold) to hand Flower for a round of ``clients``.
+
+        A share count at or above the round's size means every client (Flower would otherwise
+        create more shares than there are neighbours to hold them, and a count threshold could
+        then never be met); a count threshold keeps its ratio to the shares in that case.
+        """
+        shares, threshold = self.num_shares, self.reconstruction_threshold
+        if isinstance(shares, int) and shares >= clients:
+            if isinstance(threshold, int):
+                threshold = threshold / shares
+            shares = 1.0
+        return shares, threshold
+
+
+def _fraction_or_count(name: str, value: float, *, min_count: int) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} = {value!r}: must be a fraction in (0, 1] or a whole count > 1")
+    if value <= 1:
+        return float(value)
+    if float(value) != int(value):
+        raise ValueError(f"{name} = {value!r}: a value above 1 is a count and must be a whole number")
+    if value < min_count:
+        raise ValueError(f"{name} = {value!r}: as a count it must be at least {min_count}")
+    return int(value)
 
 
 @dataclass

@@ -107,7 +107,7 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     try:
         plan = FederationPlan(**plan_raw, model=federated_model_config(**model_raw))
         secagg = SecAggSettings(**secagg_raw)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise FedsynthError(f"{p}: {exc}") from None
     _check_plan(plan, secagg, p)
     schema = raw.get("schema")

@@ -106,17 +106,21 @@ class FederatedRun:
             cfg[Key.START_TIME] = time.time()
             context.state.config_records[MAIN_CONFIGS_RECORD] = cfg
             s = self.secagg
-            # Flower's SecAgg+ with CSPRNG mask expansion (fedsynth.common.secure_masks)
-            secagg = SecureSecAggPlusWorkflow(num_shares=s.num_shares,
-                                              reconstruction_threshold=s.reconstruction_threshold,
-                                              max_weight=1.0, clipping_range=s.clipping_range,
-                                              quantization_range=s.quantization_range,
-                                              modulus_range=s.modulus_range, timeout=s.timeout)
-            if self.insecure_plain_aggregation:
-                from flwr.server.workflow.default_workflows import default_fit_workflow
 
+            def secagg_for(clients: int):
+                """Flower's SecAgg+ with CSPRNG mask expansion (fedsynth.common.secure_masks)."""
+                if self.insecure_plain_aggregation:
+                    from flwr.server.workflow.default_workflows import default_fit_workflow
+
+                    return default_fit_workflow
+                shares, threshold = s.for_round(clients)
+                return SecureSecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=threshold,
+                                                max_weight=1.0, clipping_range=s.clipping_range,
+                                                quantization_range=s.quantization_range,
+                                                modulus_range=s.modulus_range, timeout=s.timeout)
+
+            if self.insecure_plain_aggregation:
                 self.on_event({"event": "insecure_plain_aggregation", "warning": PLAIN_AGGREGATION_WARNING})
-                secagg = default_fit_workflow  # type: ignore[assignment]
             failures_in_a_row = 0
             rng = secrets.SystemRandom()
             rnd = ckpt.round + 1
@@ -139,7 +143,7 @@ class FederatedRun:
                 strategy.last_round, strategy.rejected = None, None
                 error = None
                 try:
-                    secagg(grid, legacy)
+                    secagg_for(min(len(eligible), self.plan.clients_per_round or len(eligible)))(grid, legacy)
                 except Exception as exc:  # a malformed peer message must not take the coordinator down
                     error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 if strategy.last_round is None:
