@@ -149,9 +149,10 @@ def main() -> None:
     summary = {"setting": name, "partition": args.partition, "clients": args.clients, "epsilon": args.epsilon,
                "seed": args.seed, "runs": runs, "tstr_mean": float(tstr.mean()),
                "tstr_sd": float(tstr.std(ddof=1)) if len(tstr) > 1 else 0.0,
+               "tvd_1way_mean": float(np.mean([r["tvd_1way"] for r in runs])),
                "tvd_2way_mean": float(np.mean([r["tvd_2way"] for r in runs]))}
     print(f"[{name}] mean of {len(runs)}: TSTR {summary['tstr_mean']:.3f} +- {summary['tstr_sd']:.3f}  "
-          f"2-way TVD {summary['tvd_2way_mean']:.3f}", flush=True)
+          f"1-way TVD {summary['tvd_1way_mean']:.3f}  2-way TVD {summary['tvd_2way_mean']:.3f}", flush=True)
     if args.json:
         with open(args.json, "a") as fh:
             fh.write(json.dumps(summary) + "\n")

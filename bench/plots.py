@@ -26,21 +26,32 @@ def _x(eps: str) -> float | None:
     return NO_DP_X if eps == "no DP" else float(eps)
 
 
-def quality(res: dict, out: Path) -> None:
-    rows = [r for r in res["rows"] if "tstr_auc" in r]
+def _short(name: str) -> str:
+    return name.replace(" [centralized anchor, public schema bins]", " (anchor)").replace(" [centralized anchor]", " (anchor)")
+
+
+def quality(results: list[dict], out: Path) -> None:
+    """TSTR and 2-way TVD against epsilon for every system, over every quality_privacy*.json of
+    one split; where a (system, epsilon) was run more than once the line goes through the mean
+    and every run is a dot. A third panel compares partitions and client counts at epsilon 1."""
+    rows = [r for res in results for r in res["rows"] if "tstr_auc" in r]
     ceiling = next((r for r in rows if r["epsilon"] == "-"), None)
-    systems: dict[str, list[dict]] = {}
+    systems: dict[str, dict[float, list[dict]]] = {}
     for r in rows:
         if r["epsilon"] != "-":
-            systems.setdefault(r["system"], []).append(r)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2))
-    for name, rs in sorted(systems.items()):
-        rs = sorted(rs, key=lambda r: _x(r["epsilon"]))
-        xs = [_x(r["epsilon"]) for r in rs]
+            systems.setdefault(r["system"], {}).setdefault(_x(r["epsilon"]), []).append(r)
+    fig, axes = plt.subplots(1, 3, figsize=(19, 5.6), gridspec_kw={"width_ratios": [1, 1, 0.8]})
+    on_axis = {name: pts for name, pts in systems.items()
+               if not name.startswith("fedsynth federated") or "5 clients, Dirichlet" in name}
+    for name, pts in sorted(on_axis.items()):
+        xs = sorted(pts)
         style = "-o" if name.startswith("fedsynth federated") else ("-s" if "single-party" in name else "--^")
-        short = name.replace(" [centralized anchor, public schema bins]", " (anchor)").replace(" [centralized anchor]", " (anchor)")
         for ax, key in zip(axes, ("tstr_auc", "tvd_2way")):
-            ax.plot(xs, [r[key] for r in rs], style, label=short, markersize=6)
+            line, = ax.plot(xs, [sum(r[key] for r in pts[x]) / len(pts[x]) for x in xs], style, label=_short(name),
+                            markersize=6)
+            for x in xs:
+                if len(pts[x]) > 1:
+                    ax.plot([x] * len(pts[x]), [r[key] for r in pts[x]], ".", color=line.get_color(), alpha=0.6)
     if ceiling:
         axes[0].axhline(ceiling["tstr_auc"], color="grey", ls=":", label="real training rows (ceiling)")
         axes[1].axhline(ceiling["tvd_2way"], color="grey", ls=":", label="real holdout (noise floor)")
@@ -53,8 +64,28 @@ def quality(res: dict, out: Path) -> None:
         ax.set_xlabel("epsilon (per institution for federated runs)")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Adult, seed-{res['meta']['seed']} 80/20 split ({res['meta']['date']}, {res['meta']['commit']})", fontsize=10)
+    axes[0].legend(fontsize=7, loc="lower right")
+    ax = axes[2]
+    fed = sorted((name, pts[1.0]) for name, pts in systems.items()
+                 if name.startswith("fedsynth federated") and 1.0 in pts)
+    if fed:
+        labels = [name.replace("fedsynth federated, ", "").replace(" on income", "") for name, _ in fed]
+        means = [sum(r["tstr_auc"] for r in rs) / len(rs) for _, rs in fed]
+        ax.barh(labels, means, color="tab:blue")
+        for i, (m, (_, rs)) in enumerate(zip(means, fed)):
+            ax.text(m + 0.003, i, f"{m:.3f}" + (f" (mean of {len(rs)})" if len(rs) > 1 else ""), va="center", fontsize=8)
+        single = systems.get("fedsynth single-party (pooled rows)", {}).get(1.0)
+        if single:
+            ax.axvline(sum(r["tstr_auc"] for r in single) / len(single), color="tab:orange", ls="--",
+                       label="single-party, pooled")
+            ax.legend(fontsize=8, loc="lower left")
+        ax.set_xlim(min(0.5, min(means) - 0.05), 1.0)
+        ax.set_xlabel("TSTR ROC AUC")
+        ax.set_title("Federated at epsilon 1: partition and clients")
+        ax.grid(alpha=0.3, axis="x")
+    meta = results[0]["meta"]
+    fig.suptitle(f"Adult, seed-{meta['seed']} 80/20 split, {len(results)} result file(s), latest {max(r['meta']['date'] for r in results)}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "quality_privacy.png", dpi=110)
     plt.close(fig)
@@ -157,7 +188,14 @@ def main() -> None:
     args = ap.parse_args()
     res_dir, out = Path(args.results), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, fn in (("quality_privacy", quality), ("dp_cost", dp_cost), ("scale", scale)):
+    qp = [json.loads(p.read_text()) for p in sorted(res_dir.glob("quality_privacy*.json"))]
+    qp = [r for r in qp if r["meta"]["seed"] == qp[0]["meta"]["seed"]] if qp else []  # one split per figure
+    if qp:
+        quality(qp, out)
+        print(f"wrote {out / 'quality_privacy.png'} from {len(qp)} result file(s)")
+    else:
+        print(f"skipped quality_privacy: no {res_dir}/quality_privacy*.json (run bench/quality_privacy.py)")
+    for name, fn in (("dp_cost", dp_cost), ("scale", scale)):
         path = res_dir / f"{name}.json"
         if not path.exists():
             print(f"skipped {name}: {path} does not exist (run bench/{name}.py)")

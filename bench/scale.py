@@ -117,6 +117,7 @@ def child(cfg: dict) -> None:
     from flwr.common.serde import message_to_proto
 
     import fedsynth.server.workflow as workflow
+    from fedsynth.common.federation import SecAggSettings
     from fedsynth.simulations.driver import SimulationConfig, run
 
     warnings.filterwarnings("ignore")
@@ -167,7 +168,8 @@ def child(cfg: dict) -> None:
         sim = SimulationConfig(out=cfg["out"], data="adult", clients=cfg["clients"], partition="iid",
                                epsilon=1.0, delta=1e-5, rounds=cfg["rounds"], local_epochs=cfg["local_epochs"],
                                max_train_rows=cfg.get("max_train_rows"), rows=500, evaluate=False, seed=0,
-                               insecure_plain_aggregation=cfg.get("plain", False))
+                               insecure_plain_aggregation=cfg.get("plain", False),
+                               secagg=SecAggSettings(num_shares=cfg.get("secagg_shares", SecAggSettings.num_shares)))
         run(sim, print_fn=lambda m: print(m, flush=True))
     finally:
         workflow.make_server_app = original
@@ -213,6 +215,9 @@ def main() -> None:
     ap.add_argument("--with-200", action="store_true", help="add a 200-client run (slow on 2 cores)")
     ap.add_argument("--rows", type=int, default=40, help="rows per client in the scale runs")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--secagg-shares", type=float, default=None,
+                    help="SecAgg+ num_shares in the scale runs (a fraction of the clients, or a count if > 1); "
+                         "default: fedsynth's (every client shares with every other)")
     ap.add_argument("--secagg-clients", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--secagg-rounds", type=int, default=3)
     ap.add_argument("--secagg-epochs", type=float, default=0.5, help="local epochs per round in the SecAgg+ runs")
@@ -229,6 +234,11 @@ def main() -> None:
                               "mem_total_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
                      "scale": [], "secagg": []}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    if args.only and Path(args.json).exists():  # keep the other experiment's earlier results
+        earlier = json.loads(Path(args.json).read_text())
+        keep = ("secagg", "secagg_summary") if args.only == "scale" else ("scale",)
+        results.update({k: earlier[k] for k in keep if k in earlier})
+        results["meta"]["kept_from_earlier"] = {"sections": [k for k in keep if k in earlier], "meta": earlier.get("meta")}
 
     def save() -> None:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
@@ -239,12 +249,15 @@ def main() -> None:
         for n in counts:
             cfg = {"out": str(work / f"scale-{n}"), "clients": n, "rounds": args.rounds, "local_epochs": 1.0,
                    "max_train_rows": n * args.rows}
+            if args.secagg_shares is not None:
+                cfg["secagg_shares"] = args.secagg_shares
             r = run_child(cfg, args.timeout)
-            r.update(clients=n, rows_per_client=args.rows, upload=upload_per_client_round(r, args.rounds))
+            r.update(clients=n, rows_per_client=args.rows, upload=upload_per_client_round(r, args.rounds),
+                     secagg_shares=cfg.get("secagg_shares", "all"))
             results["scale"].append(r)
             save()
             rs = r.get("round_seconds", [])
-            print(f"{n:>4} clients: rounds {rs} s, wall {r['wall_s']} s, peak RSS {gib(r['peak_rss_bytes']):.2f} GiB, "
+            print(f"{n:>4} clients (SecAgg+ shares {r['secagg_shares']}): rounds {rs} s, wall {r['wall_s']} s, peak RSS {gib(r['peak_rss_bytes']):.2f} GiB, "
                   f"PSS {gib(r['peak_pss_bytes']):.2f} GiB, {r['max_processes']} processes, rc {r['returncode']}"
                   + (" TIMED OUT" if r["timed_out"] else ""), flush=True)
             shutil.rmtree(cfg["out"], ignore_errors=True)
