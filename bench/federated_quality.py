@@ -94,13 +94,14 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
             if not updates:
                 break
             mean = [np.mean([u[j].astype(np.float64) for u in updates], axis=0) for j in range(len(updates[0]))]
-            current, freqs = next_global(current, mean, plan, freq_sizes, len(updates))
-            history.append({"round": rnd, "reports": {str(i): {} for i in range(len(updates))}})
+            current, freqs, lr = next_global(current, mean, plan, freq_sizes, len(updates))
+            history.append({"round": rnd, "server_lr": lr, "reports": {str(i): {} for i in range(len(updates))}})
         spent = [inst.ledger().epsilon_spent for inst in institutions]
         write_global_model(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(), ""),
                            budget, {})
         syn = Synthesizer.load(root / "synthesizer").sample(len(train), seed=seed)
-    return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent)}
+    return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent),
+            "server_lr_mean": round(float(np.mean([h["server_lr"] for h in history])), 3)}
 
 
 def single_party_run(train, holdout, schema, epsilon: float, delta: float, seed: int, label: str) -> dict:
@@ -141,9 +142,11 @@ def main() -> None:
         else:
             q = federated_run(train, holdout, schema, silos, plan, args.epsilon, args.delta, args.batch_size,
                               args.threads, args.seed + r, label)
-        runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "epsilon_spent_max")})
+        runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "epsilon_spent_max",
+                                       "server_lr_mean") if k in q})
+        lr = f"  mean server step {q['server_lr_mean']:.2f}" if "server_lr_mean" in q else ""
         print(f"[{name}] run {r}: TSTR {q['tstr_auc']:.3f}  1-way TVD {q['tvd_1way']:.3f}  "
-              f"2-way TVD {q['tvd_2way']:.3f}  max epsilon {q['epsilon_spent_max']:.3f}  {time.time() - t:.0f}s",
+              f"2-way TVD {q['tvd_2way']:.3f}  max epsilon {q['epsilon_spent_max']:.3f}{lr}  {time.time() - t:.0f}s",
               flush=True)
     tstr = np.array([r["tstr_auc"] for r in runs])
     summary = {"setting": name, "partition": args.partition, "clients": args.clients, "epsilon": args.epsilon,

@@ -1,6 +1,6 @@
 """Plots for docs/benchmarks.md from the JSON the benchmarks write (bench/results/*.json).
 
-    python bench/plots.py [--results bench/results] [--out docs/img]
+    python bench/plots.py [--results bench/results] [--out docs/img] [--table]
 
 Each figure is skipped (with a note) when its results file does not exist yet.
 """
@@ -89,6 +89,19 @@ def quality(results: list[dict], out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "quality_privacy.png", dpi=110)
     plt.close(fig)
+
+
+def quality_table(results: list[dict]) -> str:
+    """Every quality row of every file, as the markdown table docs/benchmarks.md shows."""
+    order = {"0.5": 0, "1": 1, "3": 2, "10": 3, "no DP": 4}
+    rows = [r for res in results for r in res["rows"] if r["epsilon"] != "-"]
+    rows.sort(key=lambda r: (order.get(r["epsilon"], 9), not r["system"].startswith("fedsynth"), r["system"]))
+    lines = ["| epsilon | system | TSTR ROC AUC | 1-way TVD | 2-way TVD | wall time |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        vals = (f"{r['tstr_auc']:.3f} | {r['tvd_1way']:.3f} | {r['tvd_2way']:.3f}" if "tstr_auc" in r
+                else f"{' '.join(str(r.get('error', 'no result')).split())[:80]} | - | -")
+        lines.append(f"| {r['epsilon']} | {r['system']} | {vals} | {r['seconds']} s |")
+    return "\n".join(lines)
 
 
 def dp_cost(res: dict, out: Path) -> None:
@@ -185,6 +198,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--results", default="bench/results")
     ap.add_argument("--out", default="docs/img")
+    ap.add_argument("--table", action="store_true", help="also print every quality row as a markdown table")
     args = ap.parse_args()
     res_dir, out = Path(args.results), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,6 +207,8 @@ def main() -> None:
     if qp:
         quality(qp, out)
         print(f"wrote {out / 'quality_privacy.png'} from {len(qp)} result file(s)")
+        if args.table:
+            print(quality_table(qp))
     else:
         print(f"skipped quality_privacy: no {res_dir}/quality_privacy*.json (run bench/quality_privacy.py)")
     for name, fn in (("dp_cost", dp_cost), ("scale", scale)):

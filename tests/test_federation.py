@@ -2,7 +2,13 @@ import numpy as np
 import pytest
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 
-from fedsynth.common.federation import FederationPlan, pack_update, refusal_update, unpack_aggregate
+from fedsynth.common.federation import (
+    FederationPlan,
+    aligned_server_lr,
+    pack_update,
+    refusal_update,
+    unpack_aggregate,
+)
 from fedsynth.common.privacy import noisy_counts, rows_from_counts
 from fedsynth.server.aggregate_guard import aggregate_problem
 from fedsynth.server.strategy import SecureDeltaFedAvg
@@ -16,10 +22,12 @@ def test_pack_unpack_is_exact_within_bounds():
     packed, stats = pack_update(old, new, freqs, plan, clipping_range=8.0)
     assert stats["norm_clipped"] == 0.0
     assert all(np.all(np.abs(p) <= 8.0) for p in packed)
-    deltas, f = unpack_aggregate(packed, plan, [2, 3])
-    np.testing.assert_allclose(deltas[0], 0.25)
-    np.testing.assert_allclose(deltas[1], [-0.5, 0, 0.5, 1])
-    np.testing.assert_allclose(f[0], [0.2, 0.8], atol=1e-6)
+    agg = unpack_aggregate(packed, plan, [2, 3])
+    np.testing.assert_allclose(agg.deltas[0], 0.25)
+    np.testing.assert_allclose(agg.deltas[1], [-0.5, 0, 0.5, 1])
+    np.testing.assert_allclose(agg.freqs[0], [0.2, 0.8], atol=1e-6)
+    assert agg.mean_sq_norm == pytest.approx(6 * 0.25**2 + 0.25 + 0.25 + 1, rel=1e-5)  # ||delta||^2 = 1.875
+    assert agg.weight == 1.0
 
 
 def test_update_norm_bounds_a_clients_influence():
@@ -42,17 +50,21 @@ class _Proxy:
 def test_strategy_steps_by_server_lr_times_mean(server_lr, expected):
     plan = FederationPlan(update_scale=4.0, server_lr=server_lr)
     strat = SecureDeltaFedAvg(plan, [np.zeros(3, np.float32)], [2], total_clients=2, clipping_range=8.0)
-    mean = [np.full(3, 0.1 * 4.0, np.float32), np.array([0.5, 0.5, 1.0])]  # what SecAgg+ hands over
+    # what SecAgg+ hands over: mean delta 0.1 per element (||mean||^2 = 0.03) while the clients'
+    # deltas had mean squared norm 0.06 (they half disagreed): the aligned step is 2 = K
+    slot = 0.06 / plan.update_clip_norm**2
+    mean = [np.full(3, 0.1 * 4.0, np.float32), np.array([0.5, 0.5, slot, 1.0, 1.0])]
     params, metrics = strat.aggregate_fit(1, [(_Proxy("1"), _result(mean)), (_Proxy("2"), _result(mean))], [])
     assert metrics == {"contributors": 2}
-    np.testing.assert_allclose(strat.current[0], expected, rtol=1e-6)
+    assert strat.last_round["server_lr"] == pytest.approx(expected / 0.1, rel=1e-3)
+    np.testing.assert_allclose(strat.current[0], expected, rtol=1e-3)
     np.testing.assert_allclose(strat.freqs[0], [0.5, 0.5])
 
 
 def test_strategy_rejects_non_finite_and_wrong_shape():
     plan = FederationPlan()
     strat = SecureDeltaFedAvg(plan, [np.zeros(3, np.float32)], [2], 2, 8.0)
-    bad = [np.array([np.nan, 0, 0], np.float32), np.array([0.5, 0.5, 1.0])]
+    bad = [np.array([np.nan, 0, 0], np.float32), np.array([0.5, 0.5, 0.0, 1.0, 1.0])]
     with pytest.raises(ValueError, match="non-finite"):
         strat.aggregate_fit(1, [(_Proxy("1"), _result(bad))], [])
     np.testing.assert_array_equal(strat.current[0], 0.0)
@@ -75,9 +87,10 @@ def test_aggregate_is_the_row_weighted_mean():
                        weight=plan.client_weight(3_000))
     mean = [(x + y) / 2 for x, y in zip(a, b)]  # what SecAgg+ unmasks: a plain mean
     assert aggregate_problem(mean, plan, 8.0, [2]) is None
-    deltas, freqs = unpack_aggregate(mean, plan, [2])
-    np.testing.assert_allclose(deltas[0], 1.25, rtol=1e-6)
-    np.testing.assert_allclose(freqs[0], [0.25, 0.75], atol=1e-6)
+    agg = unpack_aggregate(mean, plan, [2])
+    np.testing.assert_allclose(agg.deltas[0], 1.25, rtol=1e-6)
+    np.testing.assert_allclose(agg.freqs[0], [0.25, 0.75], atol=1e-6)
+    assert agg.mean_sq_norm == pytest.approx((0.1 * 4 * 0.25 + 0.3 * 4 * 2.25) / 0.4, rel=1e-5)
     equal = FederationPlan(update_scale=4.0, update_clip_norm=100.0, aggregation_weights="equal")
     assert equal.client_weight(1_000) == equal.client_weight(3_000) == 1.0
 
@@ -104,12 +117,52 @@ def test_row_estimate_from_the_released_counts_is_close_and_noisy():
 def test_guard_rejects_weights_no_honest_client_sends():
     plan = FederationPlan(weight_cap_rows=10_000)
     delta = [np.zeros(3, np.float32)]
-    assert "weight" in aggregate_problem(delta + [np.array([0.5, 0.5, 1.7])], plan, 8.0, [2])
-    assert "weight" in aggregate_problem(delta + [np.array([0.0, 0.0, 0.0])], plan, 8.0, [2])
-    assert "sum to" in aggregate_problem(delta + [np.array([0.5, 0.9, 0.5])], plan, 8.0, [2])
-    assert "negative" in aggregate_problem(delta + [np.array([-0.5, 1.0, 0.5])], plan, 8.0, [2])
+    assert aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.3, 0.5])], plan, 8.0, [2]) is None
+    assert "weight" in aggregate_problem(delta + [np.array([0.5, 0.5, 0.0, 1.0, 1.7])], plan, 8.0, [2])
+    assert "weight" in aggregate_problem(delta + [np.array([0.0, 0.0, 0.0, 0.0, 0.0])], plan, 8.0, [2])
+    assert "sum to" in aggregate_problem(delta + [np.array([0.5, 0.9, 0.0, 0.3, 0.5])], plan, 8.0, [2])
+    assert "negative" in aggregate_problem(delta + [np.array([-0.5, 1.0, 0.0, 0.3, 0.5])], plan, 8.0, [2])
+    assert "squared-norm" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.6, 0.3, 0.5])], plan, 8.0, [2])
+    assert "squared-norm" in aggregate_problem(delta + [np.array([0.25, 0.25, -0.1, 0.3, 0.5])], plan, 8.0, [2])
+    # mean weight 0.5: honest squared weights average between 0.25 (all equal) and 0.5
+    assert "squared weight" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.2, 0.5])], plan, 8.0, [2])
+    assert "squared weight" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.6, 0.5])], plan, 8.0, [2])
     refused = refusal_update([np.ones(3)], 2)
-    assert [r.shape for r in refused] == [(3,), (3,)] and not any(r.any() for r in refused)
+    assert [r.shape for r in refused] == [(3,), (5,)] and not any(r.any() for r in refused)
+
+
+def _packed_round(deltas: list[np.ndarray], plan: FederationPlan, weights=None) -> list[np.ndarray]:
+    """The plain mean of the clients' packed updates: what SecAgg+ would unmask."""
+    old = [np.zeros_like(deltas[0])]
+    weights = weights or [1.0] * len(deltas)
+    packed = [pack_update(old, [d], [np.array([0.5, 0.5])], plan, 8.0, weight=w)[0] for d, w in zip(deltas, weights)]
+    return [np.mean([p[j].astype(np.float64) for p in packed], axis=0) for j in range(2)]
+
+
+def test_server_step_is_one_when_clients_agree_and_the_sum_when_they_are_noise():
+    plan = FederationPlan(update_scale=4.0, update_clip_norm=100.0)
+    rng = np.random.default_rng(0)
+    shared = rng.normal(0, 0.05, 400).astype(np.float32)
+    agree = unpack_aggregate(_packed_round([shared] * 5, plan), plan, [2])
+    assert aligned_server_lr(agree, 5) == pytest.approx(1.0, abs=1e-3)
+    noise = unpack_aggregate(_packed_round([rng.normal(0, 0.05, 400).astype(np.float32) for _ in range(5)], plan),
+                             plan, [2])
+    assert 4.0 < aligned_server_lr(noise, 5) <= 5.0  # ~K for independent deltas (the old "sum" rule)
+    mixed = unpack_aggregate(_packed_round([shared + rng.normal(0, 0.05, 400).astype(np.float32) for _ in range(5)],
+                                           plan), plan, [2])
+    assert 1.4 < aligned_server_lr(mixed, 5) < 2.2  # half signal, half noise: (1 + 1) / (1 + 1/5) = 1.67
+    # unequal row weights: independent noise still gets the sum (K), agreement about one mean step
+    weights = [0.2, 0.4, 0.6, 0.8, 1.0]
+    noisy = unpack_aggregate(_packed_round([rng.normal(0, 0.05, 400).astype(np.float32) for _ in range(5)], plan,
+                                           weights), plan, [2])
+    assert 4.0 < aligned_server_lr(noisy, 5) <= 5.0
+    agreed = unpack_aggregate(_packed_round([shared] * 5, plan, weights), plan, [2])
+    assert aligned_server_lr(agreed, 5) == pytest.approx(np.mean(np.square(weights)) / np.mean(weights) ** 2, rel=1e-3)
+    # the step is bounded whatever the slot claims (a lying client moves it within [1, K] only)
+    agree.mean_sq_norm = 1e9
+    assert aligned_server_lr(agree, 5) == 5.0
+    agree.mean_sq_norm = 0.0
+    assert aligned_server_lr(agree, 5) == 5.0
 
 
 def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp_path):

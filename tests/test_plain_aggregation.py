@@ -59,8 +59,9 @@ def test_plain_mean_matches_what_secagg_would_unmask():
     plan = FederationPlan(server_lr=1.0)
     initial = [np.zeros(3, dtype=np.float32)]
     strategy = _PlainMeanFedAvg()(plan, initial, [2], 2, 8.0)
-    ups = [[np.array([4.0, 0.0, -4.0], np.float32), np.array([1.0, 0.0, 1.0])],  # [frequencies, weight]
-           [np.array([0.0, 4.0, 4.0], np.float32), np.array([0.0, 1.0, 1.0])]]
+    # [frequencies, squared-norm slot, weight^2, weight]
+    ups = [[np.array([4.0, 0.0, -4.0], np.float32), np.array([1.0, 0.0, 0.02, 1.0, 1.0])],
+           [np.array([0.0, 4.0, 4.0], np.float32), np.array([0.0, 1.0, 0.02, 1.0, 1.0])]]
     results = [(type("P", (), {"cid": str(i)})(), FitRes(Status(Code.OK, ""), ndarrays_to_parameters(u), 1, {}))
                for i, u in enumerate(ups)]
     strategy.aggregate_fit(1, results, [])

@@ -35,13 +35,13 @@ def test_a_client_that_skips_pack_update_is_clipped_by_secagg_and_bounded_by_the
     plan = FederationPlan()
     ups = {100 + i: honest(plan, d, i) for i in range(1, 4)}
     # huge delta, frequencies left honest and the largest weight an honest client may send (1)
-    ups[104] = [np.full(d, 1e6, np.float32), np.array([0.5, 0.5, 1.0], np.float32)]
+    ups[104] = [np.full(d, 1e6, np.float32), np.array([0.5, 0.5, 1.0, 1.0, 1.0], np.float32)]
     mean, _ = secagg_round(ups, threshold=0.6)
     assert np.all(np.abs(mean[0]) <= CLIP + 1e-3)  # element-clipped inside SecAgg+ quantisation
     problem = aggregate_problem(mean, plan, CLIP)
     assert (problem is not None) == rejected
     if not rejected:
-        # what the coordinator applies: server_lr (= K contributors by default) x mean / update_scale
+        # what the coordinator applies: server_lr (at most K contributors) x mean / update_scale
         step = 4 * np.linalg.norm(mean[0]) / plan.update_scale
         assert step <= 4 * plan.update_clip_norm
         honest_only = np.mean([ups[n][0] for n in (101, 102, 103)], axis=0) * 3 / 4
@@ -53,6 +53,16 @@ def test_a_client_claiming_more_than_the_largest_weight_is_caught():
     """Weight slot 1e6: SecAgg+ clips it to +clip, and the mean weight exceeds what honest clients send."""
     plan = FederationPlan()
     ups = {100 + i: honest(plan, 500, i) for i in range(1, 4)}
-    ups[104] = [np.zeros(500, np.float32), np.array([0.5, 0.5, 1e6], np.float32)]
+    ups[104] = [np.zeros(500, np.float32), np.array([0.5, 0.5, 0.0, 1.0, 1e6], np.float32)]
     mean, _ = secagg_round(ups, threshold=0.6)
     assert "weight" in aggregate_problem(mean, plan, CLIP, [2])
+
+
+def test_a_client_inflating_its_norm_slot_is_caught():
+    """Squared-norm slot 1e6 (to shrink the server step): clipped to +clip by SecAgg+, and the mean
+    slot then exceeds the mean weight, which no honest round produces."""
+    plan = FederationPlan()
+    ups = {100 + i: honest(plan, 500, i) for i in range(1, 4)}
+    ups[104] = [np.zeros(500, np.float32), np.array([0.5, 0.5, 1e6, 1.0, 1.0], np.float32)]
+    mean, _ = secagg_round(ups, threshold=0.6)
+    assert "squared-norm" in aggregate_problem(mean, plan, CLIP, [2])

@@ -6,10 +6,16 @@ instruction and contains nothing about any institution's data.
 An update is the client's weight *delta* for the round, norm- and element-clipped and scaled
 so that SecAgg+'s fixed-point quantisation (values clipped to +-``clipping_range`` then mapped
 onto ``quantization_range`` integers) keeps it precise, followed by the client's privatised
-category frequencies (a DP release made once, re-sent unchanged each round: no extra cost)
-and its aggregation weight ``w``. Delta and frequencies are multiplied by ``w`` before
+category frequencies (a DP release made once, re-sent unchanged each round: no extra cost),
+the squared norm of the delta it sent (as a fraction of ``update_clip_norm**2``), its
+aggregation weight ``w`` once more and ``w`` itself. Everything is multiplied by ``w`` before
 masking, so the mean SecAgg+ unmasks divided by its last element is the *weighted* mean
-``sum(w_k * delta_k) / sum(w_k)``.
+``sum(w_k * x_k) / sum(w_k)``, and the second-to-last is the mean squared weight. The norm
+and weight slots are functions of DP releases (the delta; the noisy counts behind ``w``) and
+reach the coordinator only inside the round's means; they tell it how aligned the round's
+deltas were and how unequal the weights (see :func:`aligned_server_lr`). With exactly two
+contributors the mean and mean square of the weights give both weights: each is a capped,
+DP-derived row estimate, already paid for.
 
 Why weights: each institution adds its own DP noise, and the noise in its delta scales like
 1/(its rows), so a plain mean is dominated by the smallest silo (on Adult's 5 Dirichlet silos
@@ -18,8 +24,8 @@ measured TSTR 0.775 -> 0.809, docs/federated.md). The weight is ``min(rows_estim
 cap`` where ``rows_estimate`` is post-processing of the noisy category counts the client
 released (and was charged for) once, never its true row count, and ``cap`` is the plan's
 public ``weight_cap_rows``: the cap also bounds how much weight a lying client can claim.
-Every client reports ``num_examples = 1``; the coordinator learns only the mean weight of
-each round's participants (a DP-derived, coarse number), never a client's own.
+Every client reports ``num_examples = 1``; the coordinator learns only the mean and mean
+square of each round's participants' weights (DP-derived, coarse numbers).
 """
 
 from __future__ import annotations
@@ -119,11 +125,14 @@ class FederationPlan:
     marginal_noise: float = 10.0  # noise multiplier of each client's category-frequency release
     schema_hash: str = ""
     seed: int = 0  # public seed for the initial global weights
-    # Step the global model by server_lr x (mean client delta). None = the number of
-    # contributing clients, i.e. the *sum* of deltas: each client's Adam normalises its step
-    # by its own DP noise, so every client takes a full-size step that is mostly noise, and
-    # averaging K of them shrinks the shared signal ~K-fold while noise only falls ~sqrt(K).
-    # Measured on Adult (5 IID silos, epsilon 1): TSTR 0.57 with 1.0, 0.77 with 5.
+    # Step the global model by server_lr x (weighted mean client delta). None = chosen each
+    # round from how aligned the deltas were (aligned_server_lr), between about 1 (clients
+    # agree: the mean is already a full step) and the number of contributors K (the deltas
+    # are mostly independent DP noise: each client's Adam takes a full-size step, averaging K
+    # of them shrinks the shared signal ~K-fold, so the *sum* is the step; measured on Adult,
+    # 5 IID silos, epsilon 1: TSTR 0.57 with 1.0, 0.77 with 5). The fixed sum, the default
+    # until the fourth session, over-shot when noise was small (epsilon 10: 2-way TVD 0.27 vs
+    # 0.22) or silos alike (3 IID silos); measured in docs/federated.md.
     server_lr: float | None = None
     # "rows": weight each update by the client's DP row-count estimate (see the module
     # docstring), capped at weight_cap_rows; "equal": every contributor counts the same.
@@ -169,29 +178,70 @@ def pack_update(old: list[np.ndarray], new: list[np.ndarray], freqs: list[np.nda
     norm = float(np.sqrt(sum(float(np.sum(d * d)) for d in deltas)))
     factor = min(1.0, plan.update_clip_norm / norm) if norm > 0 else 1.0
     limit = clipping_range / plan.update_scale
-    packed = [np.clip(d * factor, -limit, limit) * plan.update_scale * weight for d in deltas]
+    sent = [np.clip(d * factor, -limit, limit) for d in deltas]
+    norm_slot = min(1.0, sum(float(np.sum(d * d)) for d in sent) / plan.update_clip_norm**2)
+    packed = [d * plan.update_scale * weight for d in sent]
     flat = np.concatenate([f.ravel() for f in freqs]) if freqs else np.zeros(0)
-    packed.append(np.append(flat * weight, weight).astype(np.float64))
+    packed.append(np.append(flat, [norm_slot, weight, 1.0]) * weight)
     return [p.astype(np.float32) for p in packed], {"norm_clipped": float(factor < 1.0)}
+
+
+#: values after the frequencies in the tail array: the squared-norm slot, the weight's square
+#: (so that the coordinator learns how unequal the round's weights were, not any one weight)
+#: and the weight
+TAIL_SLOTS = 3
 
 
 def refusal_update(arrays: list[np.ndarray], freq_size: int) -> list[np.ndarray]:
     """What a client that does not train sends (with weight 0 in SecAgg+): zeros of the right shapes."""
     zeros = [np.zeros_like(np.asarray(a), dtype=np.float32) for a in arrays]
-    zeros.append(np.zeros(int(freq_size) + 1, dtype=np.float32))  # frequencies + the weight slot
+    zeros.append(np.zeros(int(freq_size) + TAIL_SLOTS, dtype=np.float32))  # frequencies, norm, weight^2, weight
     return zeros
 
 
-def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[int]
-                     ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Server side: mean update -> (weighted mean deltas, weighted per-column frequencies)."""
+@dataclass
+class MeanUpdate:
+    """One round's unmasked aggregate, unpacked."""
+
+    deltas: list[np.ndarray]  # weighted mean of the clients' (clipped) deltas
+    freqs: list[np.ndarray]  # weighted mean of their privatised category frequencies, per column
+    mean_sq_norm: float  # weighted mean of the squared L2 norms of the deltas they sent
+    weight: float  # mean aggregation weight of the contributors
+    weight_sq: float  # mean of their squared weights
+
+
+def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[int]) -> MeanUpdate:
+    """Server side: the mean packed update -> its weighted means."""
     tail = mean[-1].astype(np.float64)
-    if tail.size != sum(sizes) + 1:
-        raise ValueError(f"aggregate tail has {tail.size} values, expected {sum(sizes) + 1}")
+    if tail.size != sum(sizes) + TAIL_SLOTS:
+        raise ValueError(f"aggregate tail has {tail.size} values, expected {sum(sizes) + TAIL_SLOTS}")
     weight = float(tail[-1])
     if not weight > 0:
         raise ValueError("aggregate carries no weight (no client contributed)")
     deltas = [(m.astype(np.float64) / (plan.update_scale * weight)).astype(np.float32) for m in mean[:-1]]
-    flat = tail[:-1] / weight
+    flat = tail[:-TAIL_SLOTS] / weight
     bounds = np.cumsum([0, *sizes])
-    return deltas, frequencies_from_counts([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], floor=1e-9)
+    freqs = frequencies_from_counts([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], floor=1e-9)
+    return MeanUpdate(deltas, freqs, max(0.0, float(tail[-3]) / weight) * plan.update_clip_norm**2, weight,
+                      max(float(tail[-2]), weight * weight))
+
+
+def aligned_server_lr(update: MeanUpdate, contributors: int) -> float:
+    """The server step for one round, within [1, K]: K when the K deltas look like independent
+    noise, less as they agree.
+
+    Model the deltas as one shared direction plus independent noise. The weighted mean's
+    squared norm ``M`` keeps the shared part and ``sum w^2 / (sum w)^2`` of the noise; the
+    weighted mean squared norm ``S`` keeps all of both. For pure noise ``S / M`` is the
+    effective number of clients ``K_eff = K * mean(w)^2 / mean(w^2)``, for full agreement 1.
+    The step is ``(S / M) * K / K_eff``: the sum of the deltas (K, the step fedsynth measured
+    best at epsilon 1, where each client's Adam takes a full-size, mostly-noise step) when
+    they are noise, and about one mean delta when they agree (where a fixed K over-shot:
+    large epsilon, IID silos).
+    """
+    k = max(1, int(contributors))
+    mean_sq = float(sum(float(np.sum(np.asarray(d, np.float64) ** 2)) for d in update.deltas))
+    if not mean_sq > 0 or not update.mean_sq_norm > 0 or not update.weight > 0:
+        return float(k)
+    inequality = update.weight_sq / update.weight**2  # K / K_eff, >= 1
+    return float(np.clip(update.mean_sq_norm / mean_sq * inequality, 1.0, k))

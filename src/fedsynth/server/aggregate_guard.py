@@ -3,7 +3,8 @@
 Under SecAgg+ the coordinator never sees one client's update, so it cannot check each
 client's norm. It can check the *mean* it unmasks against what honest clients can produce
 (the packed format is in :mod:`fedsynth.common.federation`: ``w * delta * update_scale``
-arrays, then ``[w * frequencies, w]``, with the weight ``w`` in ``[1/weight_cap_rows, 1]``):
+arrays, then ``[w * frequencies, w * squared-norm fraction, w * w, w]``, with the weight ``w`` in
+``[1/weight_cap_rows, 1]``):
 
 * every honest packed element lies in [-clipping_range, clipping_range] (``pack_update``
   element-clips; SecAgg+ quantisation clips again), so every element of the mean does;
@@ -12,7 +13,9 @@ arrays, then ``[w * frequencies, w]``, with the weight ``w`` in ``[1/weight_cap_
   (norm clip, then element clipping only shrinks it), times its weight, so by the triangle
   inequality the delta part of the mean has norm <= that bound times ``w_bar``;
 * honest frequency blocks are non-negative and sum to ``w``, so the mean's blocks sum to
-  ``w_bar``.
+  ``w_bar``;
+* the honest squared-norm fraction is in [0, 1], so its weighted mean is in [0, ``w_bar``]
+  (a client lying inside that range can only move the server step within [1, K]).
 
 An aggregate outside these bounds (a client that skipped ``pack_update`` and wrote raw
 values into its masked vector, claimed a weight above 1, or tampered with the SecAgg+
@@ -35,7 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fedsynth.common.federation import FederationPlan
+from fedsynth.common.federation import TAIL_SLOTS, FederationPlan
 
 # quantisation (2**22 levels over +-clipping_range) and float32 round-off
 _ELEMENT_SLACK = 1e-3
@@ -65,10 +68,17 @@ def aggregate_problem(mean: list[np.ndarray], plan: FederationPlan, clipping_ran
     bound = plan.update_clip_norm * plan.update_scale * w_bar
     if norm > bound * (1 + _NORM_SLACK_REL) + _ELEMENT_SLACK:
         return f"mean update has L2 norm {norm:.4g}, above the honest bound {bound:.4g}"
+    if tail.size < TAIL_SLOTS:
+        return "the aggregate has no norm slot"
+    norm_slot, w_sq = float(tail[-3]), float(tail[-2])
+    if not -_WEIGHT_SLACK <= norm_slot <= w_bar + _WEIGHT_SLACK:
+        return f"mean squared-norm fraction {norm_slot:.4g} is outside the honest range [0, {w_bar:.4g}]"
+    if not w_bar * w_bar - _WEIGHT_SLACK <= w_sq <= w_bar + _WEIGHT_SLACK:  # Jensen, and w^2 <= w
+        return f"mean squared weight {w_sq:.4g} is outside the honest range [{w_bar * w_bar:.4g}, {w_bar:.4g}]"
     if freq_sizes is not None:
-        if sum(freq_sizes) + 1 != tail.size:
-            return f"the aggregate carries {tail.size - 1} frequencies, expected {sum(freq_sizes)}"
-        flat, pos = tail[:-1], 0
+        if sum(freq_sizes) + TAIL_SLOTS != tail.size:
+            return f"the aggregate carries {tail.size - TAIL_SLOTS} frequencies, expected {sum(freq_sizes)}"
+        flat, pos = tail[:-TAIL_SLOTS], 0
         if flat.size and float(flat.min()) < -_ELEMENT_SLACK:
             return "a mean category frequency is negative"
         for j, k in enumerate(freq_sizes):

@@ -455,8 +455,9 @@ def describe_event(ev: dict[str, Any], plan_hash: str) -> str | None:
                 parts.append(f"  node {nid} refused: {reason}")
         return "\n".join(parts)
     if kind == "round_done":
+        step = f", server step {float(ev['server_lr']):.2f} x mean" if "server_lr" in ev else ""
         return (f"round {ev['round']} done in {float(ev.get('seconds', 0)):.1f}s: {ev.get('contributors')} updates "
-                f"securely aggregated; epsilon spent {{{eps(ev.get('reports', {}))}}}")
+                f"securely aggregated{step}; epsilon spent {{{eps(ev.get('reports', {}))}}}")
     if kind == "finished":
         return f"finished after round {ev['round']}; final epsilon spent {{{eps(ev.get('budget', {}))}}}"
     if kind in ("stopped", "round_failed", "resumed"):

@@ -14,20 +14,21 @@ import numpy as np
 from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.strategy import FedAvg
 
-from fedsynth.common.federation import FederationPlan, unpack_aggregate
+from fedsynth.common.federation import FederationPlan, aligned_server_lr, unpack_aggregate
 from fedsynth.server.aggregate_guard import aggregate_problem
 
 
 def next_global(current: list[np.ndarray], mean: list[np.ndarray], plan: FederationPlan, freq_sizes: list[int],
-                contributors: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The next global weights and category frequencies from one round's unmasked mean update.
+                contributors: int) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+    """(next global weights, category frequencies, the server step used) from one round's
+    unmasked mean update.
 
     Shared by the Flower strategy and the in-process quality bench (bench/federated_quality.py),
     so both step the model the same way.
     """
-    deltas, freqs = unpack_aggregate(mean, plan, freq_sizes)
-    lr = plan.server_lr if plan.server_lr is not None else float(contributors)
-    return [c + lr * d for c, d in zip(current, deltas)], freqs
+    update = unpack_aggregate(mean, plan, freq_sizes)
+    lr = plan.server_lr if plan.server_lr is not None else aligned_server_lr(update, contributors)
+    return [c + lr * d for c, d in zip(current, update.deltas)], update.freqs, lr
 
 
 class SecureDeltaFedAvg(FedAvg):
@@ -72,8 +73,8 @@ class SecureDeltaFedAvg(FedAvg):
         if problem:
             self.rejected = f"aggregate rejected: {problem}"
             raise ValueError(f"{self.rejected} (non-finite or out of bounds); round discarded")
-        self.current, self.freqs = next_global(self.current, mean, self.plan, self.freq_sizes, len(contributing))
+        self.current, self.freqs, lr = next_global(self.current, mean, self.plan, self.freq_sizes, len(contributing))
         reports = {str(p.cid): dict(r.metrics) for p, r in results}
-        self.last_round = {"round": server_round, "contributors": len(contributing),
+        self.last_round = {"round": server_round, "contributors": len(contributing), "server_lr": round(lr, 4),
                            "failures": len(failures), "reports": reports}
         return ndarrays_to_parameters(self.current), {"contributors": len(contributing)}

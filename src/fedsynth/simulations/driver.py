@@ -75,8 +75,9 @@ def _event_printer(out_dir: Path, print_fn: Callable[[str], None]) -> Callable[[
                      f"epsilon spent per client {spent}{extra}")
         elif kind == "round_done":
             eps = sorted(r.get("epsilon_spent", -1) for r in ev["reports"].values())
+            step = f", server step {ev['server_lr']:.2f} x mean" if "server_lr" in ev else ""
             print_fn(f"round {ev['round']} done in {ev['seconds']:.1f}s: {ev['contributors']} updates "
-                     f"securely aggregated; epsilon spent per client now {eps}")
+                     f"securely aggregated{step}; epsilon spent per client now {eps}")
         elif kind in ("stopped", "round_failed", "resumed"):
             print_fn(f"{kind}: {ev}")
 
