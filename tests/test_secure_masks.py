@@ -139,10 +139,22 @@ def test_a_fixed_share_count_masks_with_neighbours_only_and_still_sums_exactly()
         np.testing.assert_allclose(got, want, atol=2 * QUANTUM)
 
 
+def test_an_even_share_count_is_made_odd_so_the_round_completes():
+    """Flower tells clients an even count, then uses one more neighbour: every round failed."""
+    ups = updates(9)
+    shares, threshold = SecAggSettings(num_shares=4, reconstruction_threshold=3).for_round(len(ups))
+    assert (shares, threshold) == (5, 3)
+    mean, grid = secagg_round(ups, num_shares=shares, threshold=threshold)
+    assert mean is not None and not grid.dead
+    for got, want in zip(mean, mean_of(ups, ups)):
+        np.testing.assert_allclose(got, want, atol=2 * QUANTUM)
+
+
 def test_share_settings_are_fractions_or_whole_counts():
     assert SecAggSettings().for_round(5) == (1.0, 0.67)
-    assert SecAggSettings(num_shares=10, reconstruction_threshold=6).for_round(5) == (1.0, 0.6)  # count >= clients: all
-    assert SecAggSettings(num_shares=10, reconstruction_threshold=0.5).for_round(50) == (10, 0.5)
+    assert SecAggSettings(num_shares=9, reconstruction_threshold=6).for_round(5) == (1.0, 6 / 9)  # count >= clients: all
+    assert SecAggSettings(num_shares=11, reconstruction_threshold=0.5).for_round(50) == (11, 0.5)
+    assert SecAggSettings(num_shares=10).num_shares == 11  # odd: itself + 5 neighbours each side
     for bad, where in (({"num_shares": 2.5}, "whole number"), ({"num_shares": 2}, "at least 3"),
                        ({"num_shares": 0}, "fraction"), ({"reconstruction_threshold": 1.5}, "whole number"),
                        ({"num_shares": 5, "reconstruction_threshold": 5}, "below")):
