@@ -16,6 +16,7 @@ bench-dp-cost:
 
 bench-scale:
 	$(RUN) bench/scale.py
+	$(RUN) bench/scale.py --only scale --clients 10 50 100 200 --secagg-shares 11 --json bench/results/scale_shares11.json
 
 ## bench-quality: default grid (epsilon 1 and 10, Dirichlet 5 clients, single-party, MST): <= ~15 min
 bench-quality:

@@ -148,8 +148,11 @@ def dp_cost(res: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def scale(res: dict, out: Path) -> None:
+def scale(res: dict, out: Path, shares: dict | None = None) -> None:
+    """Round time and memory against clients (every client sharing keys with every other, and,
+    from ``shares``, a fixed SecAgg+ share count), and the SecAgg+ / plain ratio."""
     sc = [r for r in res.get("scale", []) if r.get("round_seconds")]
+    fixed = [r for r in (shares or {}).get("scale", []) if r.get("round_seconds")]
     summ = res.get("secagg_summary", [])
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     if sc:
@@ -158,6 +161,9 @@ def scale(res: dict, out: Path) -> None:
         for k in range(max(len(r["round_seconds"]) for r in sc)):
             ax.plot(n, [r["round_seconds"][k] if k < len(r["round_seconds"]) else math.nan for r in sc], "-o",
                     label=f"round {k + 1}" + (" (incl. actor start-up)" if k == 0 else ""))
+        if fixed:
+            ax.plot([r["clients"] for r in fixed], [r["round_seconds"][-1] for r in fixed], "--s",
+                    label=f"last round, {fixed[0]['secagg_shares']:g} SecAgg+ shares per key")
         ax.set_xlabel("simulated clients")
         ax.set_ylabel("seconds")
         ax.set_title(f"Round wall time, SecAgg+ ({sc[0]['rows_per_client']} rows/client)")
@@ -166,6 +172,9 @@ def scale(res: dict, out: Path) -> None:
         ax = axes[1]
         ax.plot(n, [r["peak_pss_bytes"] / 2**30 for r in sc], "-o", label="peak PSS, process tree")
         ax.plot(n, [r["peak_rss_bytes"] / 2**30 for r in sc], "--s", label="peak sum of RSS (upper bound)")
+        if fixed:
+            ax.plot([r["clients"] for r in fixed], [r["peak_pss_bytes"] / 2**30 for r in fixed], "-^",
+                    label=f"peak PSS, {fixed[0]['secagg_shares']:g} shares per key")
         ax.axhline(8.0, color="red", ls="--", lw=1, label="target: 8 GiB at 100 clients")
         ax.set_xlabel("simulated clients")
         ax.set_ylabel("GiB")
@@ -216,7 +225,10 @@ def main() -> None:
         if not path.exists():
             print(f"skipped {name}: {path} does not exist (run bench/{name}.py)")
             continue
-        fn(json.loads(path.read_text()), out)
+        extra = {}
+        if name == "scale" and (res_dir / "scale_shares11.json").exists():
+            extra["shares"] = json.loads((res_dir / "scale_shares11.json").read_text())
+        fn(json.loads(path.read_text()), out, **extra)
         print(f"wrote {out / (name + '.png')}")
 
 

@@ -177,11 +177,12 @@ def child(cfg: dict) -> None:
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     rounds = [e for e in events if e["event"] == "round_done"]
     from fedsynth.common.encoding import TableEncoder
-    from fedsynth.common.generators import ModelConfig, build_model
+    from fedsynth.common.federation import federated_model_config
+    from fedsynth.common.generators import build_model
     from fedsynth.common.schema import Schema
 
     enc = TableEncoder(Schema.load(out / "schema.json"))
-    arrays = build_model(enc, ModelConfig()).get_arrays()
+    arrays = build_model(enc, federated_model_config()).get_arrays()  # what the clients train
     update_floats = sum(a.size for a in arrays) + sum(s.size for s in enc.conditionable)
     (out / "bench_child.json").write_text(json.dumps({
         "round_seconds": [r["seconds"] for r in rounds], "contributors": [r["contributors"] for r in rounds],
