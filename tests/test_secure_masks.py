@@ -86,9 +86,16 @@ def test_flower_modules_stay_untouched_and_fedsynth_uses_the_strong_copies(tmp_p
     assert secure_secaggplus_mod in app._mods and secaggplus_mod not in app._mods
     import inspect
 
+    from types import SimpleNamespace
+
+    from fedsynth.common.federation import SecAggSettings
     from fedsynth.server import workflow
 
-    assert "SecureSecAggPlusWorkflow(" in inspect.getsource(workflow.FederatedRun.__call__)
+    # every round's fit comes from _fit_workflow, which builds the strong copy
+    assert "self._fit_workflow(" in inspect.getsource(workflow.FederatedRun.__call__)
+    fit = workflow.FederatedRun._fit_workflow(SimpleNamespace(insecure_plain_aggregation=False,
+                                                              secagg=SecAggSettings()), 5)
+    assert isinstance(fit, SecureSecAggPlusWorkflow) and uses_secure_expansion(type(fit))
 
 
 def test_chacha_stream_normals_and_uniforms_are_calibrated():

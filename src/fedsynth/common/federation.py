@@ -245,8 +245,8 @@ def aligned_server_lr(update: MeanUpdate, contributors: int) -> float:
     large epsilon, IID silos).
     """
     k = max(1, int(contributors))
-    mean_sq = float(sum(float(np.sum(np.asarray(d, np.float64) ** 2)) for d in update.deltas))
-    if not mean_sq > 0 or not update.mean_sq_norm > 0 or not update.weight > 0:
+    norm_of_mean_sq = float(sum(float(np.sum(np.asarray(d, np.float64) ** 2)) for d in update.deltas))  # M
+    if not norm_of_mean_sq > 0 or not update.mean_sq_norm > 0 or not update.weight > 0:
         return float(k)
     inequality = update.weight_sq / update.weight**2  # K / K_eff, >= 1
-    return float(np.clip(update.mean_sq_norm / mean_sq * inequality, 1.0, k))
+    return float(np.clip(update.mean_sq_norm / norm_of_mean_sq * inequality, 1.0, k))  # (S / M) x K / K_eff

@@ -72,7 +72,6 @@ class FederatedRun:
 
         from fedsynth.common.encoding import TableEncoder
         from fedsynth.common.generators import build_model
-        from fedsynth.common.secure_masks import SecureSecAggPlusWorkflow
         from fedsynth.server.strategy import SecureDeltaFedAvg
 
         encoder = TableEncoder(self.schema)
@@ -105,20 +104,6 @@ class FederatedRun:
             cfg = ConfigRecord()
             cfg[Key.START_TIME] = time.time()
             context.state.config_records[MAIN_CONFIGS_RECORD] = cfg
-            s = self.secagg
-
-            def secagg_for(clients: int):
-                """Flower's SecAgg+ with CSPRNG mask expansion (fedsynth.common.secure_masks)."""
-                if self.insecure_plain_aggregation:
-                    from flwr.server.workflow.default_workflows import default_fit_workflow
-
-                    return default_fit_workflow
-                shares, threshold = s.for_round(clients)
-                return SecureSecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=threshold,
-                                                max_weight=1.0, clipping_range=s.clipping_range,
-                                                quantization_range=s.quantization_range,
-                                                modulus_range=s.modulus_range, timeout=s.timeout)
-
             if self.insecure_plain_aggregation:
                 self.on_event({"event": "insecure_plain_aggregation", "warning": PLAIN_AGGREGATION_WARNING})
             failures_in_a_row = 0
@@ -143,7 +128,7 @@ class FederatedRun:
                 strategy.last_round, strategy.rejected = None, None
                 error = None
                 try:
-                    secagg_for(min(len(eligible), self.plan.clients_per_round or len(eligible)))(grid, legacy)
+                    self._fit_workflow(min(len(eligible), self.plan.clients_per_round or len(eligible)))(grid, legacy)
                 except Exception as exc:  # a malformed peer message must not take the coordinator down
                     error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 if strategy.last_round is None:
@@ -172,6 +157,21 @@ class FederatedRun:
         finally:
             f_stop.set()
             thread.join()
+
+    def _fit_workflow(self, clients: int):
+        """This round's fit: Flower's SecAgg+ with CSPRNG mask expansion
+        (fedsynth.common.secure_masks), its share count fitted to the round's ``clients``."""
+        if self.insecure_plain_aggregation:
+            from flwr.server.workflow.default_workflows import default_fit_workflow
+
+            return default_fit_workflow
+        from fedsynth.common.secure_masks import SecureSecAggPlusWorkflow
+
+        s = self.secagg
+        shares, threshold = s.for_round(clients)
+        return SecureSecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=threshold, max_weight=1.0,
+                                        clipping_range=s.clipping_range, quantization_range=s.quantization_range,
+                                        modulus_range=s.modulus_range, timeout=s.timeout)
 
     # ------------------------------------------------------------------ budget check
     def _budget_check(self, grid, legacy, rnd: int, arrays=None) -> dict[str, dict[str, Any]]:
