@@ -14,7 +14,6 @@ SuperNode connect, over TLS, authenticating with the key the coordinator registe
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedsynth.client.installed_app import AppExecutor
 from fedsynth.common import flower_processes as fp
 from fedsynth.common.errors import DataError, FedsynthError
 
@@ -53,6 +53,7 @@ class NodeOptions:
 class PreparedNode:
     command: list[str]
     env: dict[str, str]
+    runtime_address: str  # the SuperNode's local runtime API, polled by the AppExecutor
     rows: int
     schema_hash: str
 
@@ -76,12 +77,6 @@ def check_table(data: Path, schema_path: Path) -> tuple[int, str]:
                         f"{listed}{extra}\n(list them all with `fedsynth schema validate {data} --schema "
                         f"{schema_path}`)", report.violations)
     return report.rows, schema.hash()
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_node_config(opts: NodeOptions, state: Path) -> Path:
@@ -142,9 +137,11 @@ def prepare_node(opts: NodeOptions) -> PreparedNode:
     os.chmod(state, 0o700)  # the ledger and cached releases are the institution's own business
     _ensure_ledger(opts, state)
     node_config = _write_node_config(opts, state)
-    port = opts.runtime_port or _free_port()
+    port = opts.runtime_port or fp.free_loopback_port()
+    # `--isolation process`: the SuperNode launches no app itself; fedsynth's AppExecutor runs
+    # the installed ClientApp for each task and refuses every other app (installed_app.py).
     cmd = [fp.executable("flower-supernode"), "--superlink", opts.coordinator, "--node-config", str(node_config),
-           "--isolation", "subprocess", "--host", "127.0.0.1", "--port", str(port)]
+           "--isolation", "process", "--host", "127.0.0.1", "--port", str(port)]
     if opts.insecure:
         cmd += ["--insecure"]
     else:
@@ -152,8 +149,8 @@ def prepare_node(opts: NodeOptions) -> PreparedNode:
                 "--auth-supernode-private-key", str(Path(opts.auth_key).resolve())]
     if opts.give_up_after:
         cmd += ["--max-wait-time", str(float(opts.give_up_after))]
-    # The SuperNode keeps installed app bundles under FLWR_HOME: one per institution.
-    return PreparedNode(cmd, fp.child_env(state / "flower"), rows, schema_hash)
+    # The SuperNode keeps its files under FLWR_HOME: one per institution.
+    return PreparedNode(cmd, fp.child_env(state / "flower"), f"127.0.0.1:{port}", rows, schema_hash)
 
 
 REFUSED = "Failed to activate SuperNode"
@@ -191,9 +188,12 @@ def _run_once(prep: PreparedNode, recent: deque[str]) -> int:
 
     reader = threading.Thread(target=pump, name="supernode-output", daemon=True)
     reader.start()
+    executor = AppExecutor(prep.runtime_address)
+    executor.start()
     try:
         code = proc.wait()
     finally:
+        executor.stop()
         fp.stop(proc, grace=5)
     reader.join(timeout=2)
     return code

@@ -42,12 +42,13 @@ from fedsynth.common.credentials import (
     check_private_file,
 )
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.flower_app import APP_NAME, APP_PUBLISHER, COMPONENTS, app_version
 from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.generators import ModelConfig
 from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, run_config_for
+from fedsynth.server.fleet_gateway import FleetGateway, GatewayTLS
 
 CONNECTION = "fedsynth"
-APP_COMPONENTS = {"serverapp": "fedsynth.server.app:app", "clientapp": "fedsynth.client.supernode_app:app"}
 
 
 # ---------------------------------------------------------------------------- config file
@@ -175,7 +176,8 @@ class Prepared:
     settings: ServerRunSettings
     host: str
     port: int
-    connect_host: str  # where local `flwr` commands reach the SuperLink
+    connect_host: str  # where local `flwr` commands reach the SuperLink: loopback
+    superlink_port: int  # the SuperLink's own port, on loopback only (see fleet_gateway)
     flower_dir: Path
     keys: list[tuple[Path, str]]  # (public key file, fingerprint)
     tls: tuple[Path, Path, Path] | None  # (ca, cert, key)
@@ -224,9 +226,8 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     cfg.plan.schema_hash = schema.hash()
     settings = ServerRunSettings(plan=cfg.plan, secagg=cfg.secagg, schema=str(schema_path), out_dir=str(out),
                                  clients=clients, wait_timeout=cfg.wait_timeout)
-    connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    return Prepared(settings, host, port, connect_host, out / "flower", keys, tls, cfg.run_timeout,
-                    opts.status_every)
+    return Prepared(settings, host, port, "127.0.0.1", fp.free_loopback_port(), out / "flower", keys, tls,
+                    cfg.run_timeout, opts.status_every)
 
 
 # ---------------------------------------------------------------------------- files
@@ -234,7 +235,8 @@ def write_app_project(app_dir: Path) -> Path:
     """The Flower App that `flwr run` submits: only a pyproject naming fedsynth's components.
 
     fedsynth is installed on every machine, so the app bundle carries no code; its run
-    config keys are filled per run from the federation config.
+    config keys are filled per run from the federation config. Institutions check its
+    identity (:mod:`fedsynth.common.flower_app`) and run their own installed ClientApp.
     """
     from fedsynth.common.atomic import atomic_write_text
 
@@ -244,18 +246,18 @@ requires = ["hatchling"]
 build-backend = "hatchling.build"
 
 [project]
-name = "fedsynth-federation"
-version = "1.0.0"
+name = "{APP_NAME}"
+version = "{app_version()}"
 description = "fedsynth federated DP synthesizer (components are installed with fedsynth)"
 license = "Apache-2.0"
 dependencies = []
 
 [tool.flwr.app]
-publisher = "fedsynth"
+publisher = "{APP_PUBLISHER}"
 
 [tool.flwr.app.components]
-serverapp = "{APP_COMPONENTS['serverapp']}"
-clientapp = "{APP_COMPONENTS['clientapp']}"
+serverapp = "{COMPONENTS['serverapp']}"
+clientapp = "{COMPONENTS['clientapp']}"
 
 [tool.flwr.app.config]
 plan = ""
@@ -302,6 +304,7 @@ class Coordinator:
         self.home = prep.flower_dir / "home"
         self.env = fp.child_env(self.home)
         self.superlink: subprocess.Popen | None = None
+        self.gateway: FleetGateway | None = None
         events = Path(prep.settings.out_dir) / EVENTS_FILE  # a resumed run's old events are not news
         self.events_seen = len(events.read_text(encoding="utf-8").splitlines()) if events.exists() else 0
         self.last_failure: str | None = None
@@ -323,7 +326,7 @@ class Coordinator:
     # -- lifecycle -----------------------------------------------------------------
     def start_superlink(self) -> None:
         p = self.p
-        cmd = [fp.executable("flower-superlink"), "--host", p.host, "--port", str(p.port),
+        cmd = [fp.executable("flower-superlink"), "--host", p.connect_host, "--port", str(p.superlink_port),
                "--isolation", "subprocess", "--disable-runtime-dependency-installation"]
         if p.tls is None:
             cmd += ["--insecure"]
@@ -334,6 +337,13 @@ class Coordinator:
         self.superlink = fp.start(cmd, self.env, p.flower_dir / "superlink.log")
         self._wait_listening(60)
 
+    def open_gateway(self) -> None:
+        """Open the institutions' port: the Fleet API only (see :mod:`fedsynth.server.fleet_gateway`)."""
+        p = self.p
+        tls = None if p.tls is None else GatewayTLS(*p.tls)
+        self.gateway = FleetGateway(p.host, p.port, p.superlink_port, tls, self.warn)
+        self.gateway.start()
+
     def _wait_listening(self, timeout: float) -> None:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -341,11 +351,12 @@ class Coordinator:
                 raise FedsynthError(f"the SuperLink exited with status {self.superlink.returncode}: "
                                     f"{_tail(self.p.flower_dir / 'superlink.log')}")
             try:
-                with socket.create_connection((self.p.connect_host, self.p.port), timeout=1):
+                with socket.create_connection((self.p.connect_host, self.p.superlink_port), timeout=1):
                     return
             except OSError:
                 time.sleep(0.3)
-        raise FedsynthError(f"the SuperLink did not listen on {self.p.connect_host}:{self.p.port} within {timeout}s")
+        raise FedsynthError(f"the SuperLink did not listen on {self.p.connect_host}:{self.p.superlink_port} "
+                            f"within {timeout}s")
 
     def register_keys(self) -> None:
         for pub, fingerprint in self.p.keys:
@@ -431,6 +442,9 @@ class Coordinator:
         return ended
 
     def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
         fp.stop(self.superlink)
         self.superlink = None
 
@@ -493,12 +507,15 @@ def run_coordinator(opts: CoordinatorOptions, say: Callable[[str], None], warn: 
     prep = prepare(opts)
     prep.flower_dir.mkdir(parents=True, exist_ok=True)
     (prep.flower_dir / "home").mkdir(exist_ok=True)
-    write_flwr_config(prep.flower_dir / "home", f"{prep.connect_host}:{prep.port}", prep.tls[0] if prep.tls else None)
+    write_flwr_config(prep.flower_dir / "home", f"{prep.connect_host}:{prep.superlink_port}",
+                      prep.tls[0] if prep.tls else None)
     coord = Coordinator(prep, say, warn)
     try:
         coord.start_superlink()
+        coord.open_gateway()
         mode = "plain text (INSECURE)" if prep.tls is None else "TLS, SuperNode authentication on"
-        say(f"SuperLink listening on {prep.host}:{prep.port} ({mode}); log {prep.flower_dir / 'superlink.log'}")
+        say(f"listening for institutions on {prep.host}:{prep.port} ({mode}; Fleet API only, the SuperLink's "
+            f"Control API stays on 127.0.0.1:{prep.superlink_port}); log {prep.flower_dir / 'superlink.log'}")
         coord.register_keys()
         run_id = coord.submit()
         say(f"waiting for {prep.settings.clients} institutions (up to {prep.settings.wait_timeout}s)")

@@ -1,0 +1,47 @@
+"""What "the fedsynth app" is on the wire, for the coordinator that submits it and the
+institutions that refuse anything else.
+
+A Flower run names an app bundle (FAB). fedsynth's bundle carries no code: only a
+``pyproject.toml`` naming the components that every party already has installed with
+fedsynth, and Flower's ``.info/CONTENT`` index. An institution never installs or imports a
+bundle (see :mod:`fedsynth.client.installed_app`); it checks the bundle's identity so that
+a foreign run is refused by name instead of being answered.
+"""
+
+from __future__ import annotations
+
+import io
+import tomllib
+import zipfile
+from importlib.metadata import version
+
+APP_PUBLISHER = "fedsynth"
+APP_NAME = "fedsynth-federation"
+APP_ID = f"{APP_PUBLISHER}/{APP_NAME}"
+COMPONENTS = {"serverapp": "fedsynth.server.app:app", "clientapp": "fedsynth.client.supernode_app:app"}
+BUNDLE_FILES = frozenset({"pyproject.toml", ".info/CONTENT"})
+
+
+def app_version() -> str:
+    """The bundle's version is the fedsynth version of the party that built it."""
+    return version("fedsynth")
+
+
+def foreign_app_reason(fab_id: str, fab_version: str, fab_content: bytes) -> str | None:
+    """Why a bundle is not this installation's fedsynth app, or None when it is."""
+    if fab_id != APP_ID:
+        return f"app {fab_id!r} is not {APP_ID!r}"
+    if fab_version != app_version():
+        return f"app {fab_id} {fab_version} does not match the fedsynth {app_version()} installed here"
+    try:
+        with zipfile.ZipFile(io.BytesIO(fab_content)) as bundle:
+            extra = sorted(set(bundle.namelist()) - BUNDLE_FILES)
+            if extra:
+                return f"the bundle carries files {extra[:5]}; fedsynth's bundle carries no code"
+            project = tomllib.loads(bundle.read("pyproject.toml").decode("utf-8"))
+    except (zipfile.BadZipFile, KeyError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return f"the bundle is not a readable Flower app ({type(exc).__name__})"
+    components = project.get("tool", {}).get("flwr", {}).get("app", {}).get("components")
+    if components != COMPONENTS:
+        return f"its components {components!r} are not fedsynth's {COMPONENTS!r}"
+    return None
