@@ -167,18 +167,29 @@ def sample(
 
 @app.command()
 def lineage(file: Annotated[Path, typer.Argument(help="A synthetic table written by fedsynth.")]) -> None:
-    """Print a synthetic file's provenance and verify its hash."""
+    """Print a synthetic file's provenance; verify the file's hash and the sidecar's claims."""
     try:
-        from fedsynth.common.lineage import read_lineage
+        from fedsynth.common.lineage import read_lineage, sidecar_path
 
-        record, ok = read_lineage(file)
+        check = read_lineage(file)
     except FedsynthError as exc:
         _fail(exc)
-    sys.stdout.write(json.dumps(record, indent=2) + "\n")
-    if ok is False:
-        err.print(f"[red]hash mismatch[/]: {file} was modified after fedsynth wrote it")
+    sys.stdout.write(json.dumps(check.record, indent=2) + "\n")
+    side = sidecar_path(file)
+    if check.file_ok is False:
+        err.print(f"[red]hash mismatch[/]: {file} was modified after fedsynth wrote it", highlight=False)
+    if check.edited:
+        err.print(f"[red]claims do not match[/]: {side}: {', '.join(check.edited)} differ from what fedsynth wrote "
+                  "(edited after writing)", highlight=False)
+    if not check.ok:
         raise typer.Exit(1)
-    err.print("[green]hash verified[/]" if ok else "[yellow]no hash recorded (embedded metadata only)[/]")
+    if check.file_ok is None:
+        err.print("[yellow]no hash recorded (embedded metadata only): nothing verified[/]")
+    elif not check.claims_hashed:
+        err.print(f"[yellow]file hash verified; claims NOT verified[/]: {side} was written by an older fedsynth, "
+                  "before lineage claims (privacy, model) were hashed", highlight=False)
+    else:
+        err.print("[green]hash verified[/]: the file and every lineage claim are as fedsynth wrote them")
 
 
 @app.command()
