@@ -207,6 +207,7 @@ def evaluate(
     try:
         from fedsynth.common.evaluation import evaluate as run_eval
         from fedsynth.common.evaluation import write_report
+        from fedsynth.common.evaluation.privacy import OverlappingHoldout
         from fedsynth.common.tables import load_table
 
         sch = _load_schema(schema)
@@ -214,10 +215,16 @@ def evaluate(
         if target is not None and target not in sch.names:
             raise FedsynthError(f"--target {target!r} is not a column of {schema}")
         guarantee = _guarantee_from(model_card) if model_card else None
-        result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed)
+        try:
+            result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed)
+        except OverlappingHoldout as exc:
+            raise OverlappingHoldout(f"--holdout {holdout} and --real {real}: {exc}") from None
         html, js = write_report(result, out_dir)
     except FedsynthError as exc:
         _fail(exc)
+    note = result["meta"]["holdout_overlap"]["warning"]
+    if note:
+        err.print(f"[yellow]warning:[/] --holdout {holdout}: {note}", highlight=False)
     out.print(f"[green]wrote[/] {html} and {js}")
 
 
