@@ -43,6 +43,49 @@ def test_fit_sample_lineage(tmp_path, small_csv, adult_paths):
     assert r.returncode == 1 and "hash mismatch" in r.stderr and side["sha256"]
 
 
+@pytest.fixture()
+def written(tmp_path, adult, adult_schema):
+    """A synthetic file and its sidecar as `fedsynth sample` writes them (no training needed)."""
+    from fedsynth.common.lineage import provenance, write_synthetic
+
+    meta = {"model_id": "0123456789abcdef", "format": "fedsynth-synthesizer/1", "schema_hash": adult_schema.hash(),
+            "round": 2, "privacy": {"epsilon_spent": 0.99, "delta": 1e-5, "accountant": "rdp"}}
+    df = adult.head(50)
+    path = write_synthetic(df, tmp_path / "syn.csv", provenance(meta, len(df), {"income": ">50K"}),
+                           schema=adult_schema)
+    return path, tmp_path / "syn.csv.lineage.json"
+
+
+def _edit_sidecar(side, change):
+    record = json.loads(side.read_text())
+    change(record)
+    side.write_text(json.dumps(record, indent=2))
+
+
+def test_lineage_detects_edited_claims(written):
+    path, side = written
+    r = fedsynth("lineage", str(path))
+    assert r.returncode == 0 and "hash verified" in r.stderr, r.stderr
+    assert json.loads(r.stdout)["privacy"]["epsilon"] == 0.99
+    _edit_sidecar(side, lambda rec: rec["privacy"].update(epsilon=0.1))  # a stronger guarantee than was given
+    _edit_sidecar(side, lambda rec: rec.update(model_id="feedfacefeedface"))
+    r = fedsynth("lineage", str(path))
+    assert r.returncode == 1 and "hash verified" not in r.stderr
+    assert "claims do not match" in r.stderr and "model_id, privacy.epsilon" in r.stderr, r.stderr
+    assert str(side) in r.stderr
+
+
+def test_lineage_of_an_older_sidecar_verifies_the_file_only(written):
+    path, side = written
+    _edit_sidecar(side, lambda rec: rec.pop("digests", None))  # as fedsynth wrote sidecars before claims were hashed
+    r = fedsynth("lineage", str(path))
+    assert r.returncode == 0 and "file hash verified; claims NOT verified" in r.stderr
+    assert "older fedsynth" in r.stderr
+    path.write_text(path.read_text() + "1,2,3\n")
+    r = fedsynth("lineage", str(path))
+    assert r.returncode == 1 and "hash mismatch" in r.stderr
+
+
 def test_fit_refuses_bad_privacy_settings(tmp_path, small_csv, adult_paths):
     for args, message in ((["--epsilon", "0"], "epsilon must be"), (["--delta", "0.01"], "not below 1/n")):
         r = fedsynth("fit", str(small_csv), "--schema", str(adult_paths[1]), "--out", str(tmp_path / "m"), *args)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from fedsynth.common.errors import DataError
 from fedsynth.common.evaluation import evaluate, write_report
 from fedsynth.common.evaluation.privacy import (
     compare_with_guarantee,
@@ -337,3 +338,50 @@ def test_headline_quality_is_the_reports_definition(split, schema, honest_result
     base = honest_result["fidelity"]["baseline_holdout"]
     assert q["tvd_1way_floor"] == pytest.approx(base["mean_tvd_1way"], abs=1e-12)
     assert q["tvd_2way_floor"] == pytest.approx(base["mean_tvd_2way"], abs=1e-12)
+
+
+# --------------------------------------------------------------------------- holdout disjointness
+def test_holdout_that_repeats_training_rows_is_refused(split, schema):
+    with pytest.raises(DataError, match=r"2500 of the 2500 holdout rows .*disjoint"):
+        evaluate(split["real"], split["real"].copy(), split["other"], schema)
+    half = pd.concat([split["holdout"].iloc[:750], split["real"].iloc[:750]], ignore_index=True)
+    with pytest.raises(DataError, match=r"75\d of the 1500 holdout rows"):
+        evaluate(split["real"], half, split["other"], schema)
+
+
+def test_disjoint_holdout_reports_its_natural_duplicates(split, schema, honest_result):
+    overlap = honest_result["meta"]["holdout_overlap"]
+    assert overlap["holdout_rows"] == 1500 and overlap["shared_rows"] <= 3  # Adult's own exact duplicates
+    # a few shared rows (under 1 % of the holdout) are reported, not refused
+    small = {k: v.iloc[:400].reset_index(drop=True) for k, v in split.items()}
+    holdout = pd.concat([small["holdout"].iloc[:397], small["real"].iloc[:3]], ignore_index=True)
+    result = evaluate(small["real"], holdout, small["other"], schema)
+    assert result["meta"]["holdout_overlap"]["shared_rows"] >= 3
+    assert "of the 400 holdout rows also occur in the training rows" in result["meta"]["holdout_overlap"]["warning"]
+
+
+def test_low_entropy_table_split_is_not_mistaken_for_overlap(split, schema):
+    """Three categorical columns: a disjoint split shares most rows by chance, and is accepted."""
+    coarse = Schema(columns=tuple(schema.column(c) for c in ("sex", "race", "income")), name="coarse")
+    small = {k: v.iloc[:300].reset_index(drop=True) for k, v in split.items()}
+    result = evaluate(small["real"], small["holdout"], small["other"], coarse)
+    overlap = result["meta"]["holdout_overlap"]
+    assert overlap["shared_rows"] > 250 and overlap["expected"] > 250
+
+
+def test_cli_refuses_a_holdout_equal_to_the_training_file(split, schema, tmp_path):
+    from typer.testing import CliRunner
+
+    from fedsynth.cli import app
+    from fedsynth.common.tables import write_table
+
+    real = tmp_path / "real.csv"
+    write_table(split["real"].iloc[:500], real, schema=schema)
+    write_table(split["other"].iloc[:500], tmp_path / "syn.csv", schema=schema)
+    r = CliRunner().invoke(app, ["evaluate", "--real", str(real), "--holdout", str(real), "--synthetic",
+                                 str(tmp_path / "syn.csv"), "--schema", str(DATA / "adult.schema.json"),
+                                 "--out", str(tmp_path / "report")])
+    assert r.exit_code == 2, r.output
+    assert f"--holdout {real} and --real {real}" in r.stderr and "500 of the 500 holdout rows" in r.stderr
+    assert "disjoint" in r.stderr
+    assert not (tmp_path / "report").exists()

@@ -131,10 +131,11 @@ def test_full_disk_while_charging_keeps_the_old_ledger_and_sends_nothing(silo, a
 
 def test_charge_that_cannot_be_saved_is_not_counted_in_memory_either(tmp_path, monkeypatch):
     ledger = Ledger.create(tmp_path, 5.0, 1e-5)
+    events, head = list(ledger.events), ledger.head  # the created event only
     monkeypatch.setattr("fedsynth.common.atomic.os.replace", _enospc)
     with pytest.raises(StorageError):
         ledger.charge([(3.0, 0.05, 100)], event="round")
-    assert ledger.history == [] and ledger.events == []
+    assert ledger.history == [] and ledger.events == events and ledger.head == head
 
 
 def test_full_disk_while_checkpointing_keeps_the_last_round(tmp_path, monkeypatch, arrays):

@@ -167,18 +167,29 @@ def sample(
 
 @app.command()
 def lineage(file: Annotated[Path, typer.Argument(help="A synthetic table written by fedsynth.")]) -> None:
-    """Print a synthetic file's provenance and verify its hash."""
+    """Print a synthetic file's provenance; verify the file's hash and the sidecar's claims."""
     try:
-        from fedsynth.common.lineage import read_lineage
+        from fedsynth.common.lineage import read_lineage, sidecar_path
 
-        record, ok = read_lineage(file)
+        check = read_lineage(file)
     except FedsynthError as exc:
         _fail(exc)
-    sys.stdout.write(json.dumps(record, indent=2) + "\n")
-    if ok is False:
-        err.print(f"[red]hash mismatch[/]: {file} was modified after fedsynth wrote it")
+    sys.stdout.write(json.dumps(check.record, indent=2) + "\n")
+    side = sidecar_path(file)
+    if check.file_ok is False:
+        err.print(f"[red]hash mismatch[/]: {file} was modified after fedsynth wrote it", highlight=False)
+    if check.edited:
+        err.print(f"[red]claims do not match[/]: {side}: {', '.join(check.edited)} differ from what fedsynth wrote "
+                  "(edited after writing)", highlight=False)
+    if not check.ok:
         raise typer.Exit(1)
-    err.print("[green]hash verified[/]" if ok else "[yellow]no hash recorded (embedded metadata only)[/]")
+    if check.file_ok is None:
+        err.print("[yellow]no hash recorded (embedded metadata only): nothing verified[/]")
+    elif not check.claims_hashed:
+        err.print(f"[yellow]file hash verified; claims NOT verified[/]: {side} was written by an older fedsynth, "
+                  "before lineage claims (privacy, model) were hashed", highlight=False)
+    else:
+        err.print("[green]hash verified[/]: the file and every lineage claim are as fedsynth wrote them")
 
 
 @app.command()
@@ -196,6 +207,7 @@ def evaluate(
     try:
         from fedsynth.common.evaluation import evaluate as run_eval
         from fedsynth.common.evaluation import write_report
+        from fedsynth.common.evaluation.privacy import OverlappingHoldout
         from fedsynth.common.tables import load_table
 
         sch = _load_schema(schema)
@@ -203,10 +215,16 @@ def evaluate(
         if target is not None and target not in sch.names:
             raise FedsynthError(f"--target {target!r} is not a column of {schema}")
         guarantee = _guarantee_from(model_card) if model_card else None
-        result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed)
+        try:
+            result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed)
+        except OverlappingHoldout as exc:
+            raise OverlappingHoldout(f"--holdout {holdout} and --real {real}: {exc}") from None
         html, js = write_report(result, out_dir)
     except FedsynthError as exc:
         _fail(exc)
+    note = result["meta"]["holdout_overlap"]["warning"]
+    if note:
+        err.print(f"[yellow]warning:[/] --holdout {holdout}: {note}", highlight=False)
     out.print(f"[green]wrote[/] {html} and {js}")
 
 

@@ -16,11 +16,34 @@ rename) every time budget is spent. Rules:
   excluded, see :mod:`fedsynth.server.ledger_watch`.)
 * a write that fails (full disk, I/O error) leaves the previous ledger on disk intact and the
   in-memory ledger unchanged, and nothing is released.
+* the file checks itself on every open, and a disagreement is refused with a
+  :class:`PrivacyError` naming the file and what disagrees:
+
+  - ``events`` is an append-only log: ``created`` (with the cap the ledger was created
+    with), one event per charge (listing its releases), ``cap_lowered``. ``history`` must be
+    the charge events' releases, concatenated in order, and the recorded ``epsilon_spent``
+    what the accountant computes over it;
+  - the cap must be the created cap, lowered only by ``cap_lowered`` events;
+  - the events form a hash chain: each carries ``prev`` (the previous event's hash; zeros
+    for the first) and ``hash`` (SHA-256 of its own content, ``prev`` included), and the file
+    stores the last one as ``head``. An edited, reordered, removed or truncated event breaks it.
+
+  Limit: the chain is unkeyed. Whoever can write ``ledger.json`` can also recompute every
+  hash, so it catches accidental damage, naive edits and truncation, not a determined local
+  administrator; the institution owns its disk. The coordinator's spend watch is the
+  independent second line.
+* a ``fedsynth-ledger/1`` file (no ``created`` event, no hashes) gets the same history and
+  spend checks on its first open by this version, then is rewritten as
+  ``fedsynth-ledger/2``: its events are chained as they are and a ``migrated`` event records
+  the cap found in the file, which from then on stands for the creation cap (version 1
+  never recorded that). Older fedsynth versions refuse a version-2 file by its format
+  instead of appending unchained events to it.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import secrets
 import time
@@ -29,11 +52,18 @@ from pathlib import Path
 from typing import Any
 
 from fedsynth.common.atomic import atomic_write_text
+from fedsynth.common.digest import as_stored, json_sha256
 from fedsynth.common.errors import BudgetExhausted, PrivacyError
 from fedsynth.common.privacy import Release, check_privacy_params, epsilon_spent
 
 LEDGER_FILE = "ledger.json"
-FORMAT = "fedsynth-ledger/1"
+FORMAT = "fedsynth-ledger/2"
+LEGACY_FORMAT = "fedsynth-ledger/1"  # no hash chain, no created event: migrated on open
+GENESIS = "0" * 64  # ``prev`` of the first event
+CAP_ANCHORS = ("created", "migrated")  # events that state the cap a ledger's chain starts from
+# Recorded and recomputed epsilon must agree to 0.1 %: far closer than any edit that matters,
+# loose enough that a newer accountant's rounding does not lock an institution out.
+_SPEND_RTOL = 1e-3
 
 
 @dataclass
@@ -60,17 +90,19 @@ class Ledger:
             raise PrivacyError(f"{path}: a ledger already exists; it keeps the budget already spent and is "
                                "never replaced by a new one")
         ledger = cls(path, epsilon_cap, delta, accountant)
+        ledger._append(dict(event="created", **ledger._terms(), time=ledger.created))
         ledger.save()
         return ledger
 
     @classmethod
     def open(cls, state_dir: str | Path, epsilon_cap: float, delta: float, accountant: str = "rdp",
              create: bool = False) -> "Ledger":
-        """Load the ledger in ``state_dir``; with ``create=True`` (explicit first start) make one if absent.
+        """Load and verify the ledger in ``state_dir``; with ``create=True`` (explicit first start) make one if absent.
 
         Without ``create`` a missing ledger raises :class:`PrivacyError`: it is
         indistinguishable from a wiped state dir, and treating it as a fresh budget would
-        let an institution spend its cap twice.
+        let an institution spend its cap twice. A file that disagrees with itself (see the
+        module docstring) is refused too.
         """
         check_privacy_params(epsilon_cap, delta)
         path = Path(state_dir) / LEDGER_FILE
@@ -83,18 +115,7 @@ class Ledger:
                 "Ledger.create). If the state folder was wiped or lost, restore ledger.json from backup: "
                 "starting a new ledger would forget the budget already spent. Refusing to train."
             )
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise PrivacyError(
-                f"{path}: the privacy ledger is corrupt ({exc.msg}); refusing to train rather than "
-                "risk forgetting spent budget. Restore it from backup."
-            ) from None
-        if raw.get("format") != FORMAT:
-            raise PrivacyError(f"{path}: not a fedsynth ledger (format {raw.get('format')!r})")
-        ledger = cls(path, float(raw["epsilon_cap"]), float(raw["delta"]), raw.get("accountant", "rdp"),
-                     [tuple(h) for h in raw["history"]], raw.get("events", []), raw.get("plan", {}),
-                     raw["ledger_id"], raw["created"])
+        ledger, migrated = cls._load(path)
         if delta != ledger.delta:
             raise PrivacyError(f"{path}: the ledger was opened with delta={ledger.delta:g}; got delta={delta:g}. "
                                "Delta cannot change over a ledger's life.")
@@ -103,11 +124,47 @@ class Ledger:
                 f"{path}: the ledger's cap is epsilon={ledger.epsilon_cap:g}; a higher cap ({epsilon_cap:g}) "
                 "is refused. Budget already spent cannot be un-spent."
             )
-        if epsilon_cap < ledger.epsilon_cap:
+        lowered = epsilon_cap < ledger.epsilon_cap
+        if lowered:
             ledger.epsilon_cap = epsilon_cap
-            ledger.events.append({"event": "cap_lowered", "epsilon_cap": epsilon_cap, "time": _now()})
+            ledger._append({"event": "cap_lowered", "epsilon_cap": epsilon_cap, "time": _now()})
+        if lowered or migrated:
             ledger.save()
         return ledger
+
+    @classmethod
+    def _load(cls, path: Path) -> tuple["Ledger", bool]:
+        """Read and verify ``path``; a version-1 ledger is migrated in memory (True: save it)."""
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise PrivacyError(
+                f"{path}: the privacy ledger is corrupt ({exc.msg}); refusing to train rather than "
+                "risk forgetting spent budget. Restore it from backup."
+            ) from None
+        fmt = raw.get("format") if isinstance(raw, dict) else None
+        if fmt not in (FORMAT, LEGACY_FORMAT):
+            raise PrivacyError(f"{path}: not a fedsynth ledger (format {fmt!r}; this version reads {FORMAT!r} "
+                               f"and migrates {LEGACY_FORMAT!r})")
+        try:
+            ledger = cls(path, float(raw["epsilon_cap"]), float(raw["delta"]), str(raw.get("accountant", "rdp")),
+                         [_release(h) for h in raw["history"]], list(raw.get("events", [])),
+                         dict(raw.get("plan", {})), str(raw["ledger_id"]), str(raw["created"]))
+            recorded_spend = float(raw["epsilon_spent"])
+            if not all(isinstance(e, dict) for e in ledger.events):
+                raise TypeError("an event is not a JSON object")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PrivacyError(
+                f"{path}: the privacy ledger is corrupt (missing or malformed field: {exc}); refusing to train "
+                "rather than risk forgetting spent budget. Restore it from backup."
+            ) from None
+        if fmt == FORMAT:
+            ledger._check_chain(raw.get("head"))
+        ledger._check_history(recorded_spend)
+        if fmt == LEGACY_FORMAT:
+            ledger._migrate()
+        ledger._check_cap()
+        return ledger, fmt == LEGACY_FORMAT
 
     def save(self) -> None:
         body = {
@@ -121,8 +178,91 @@ class Ledger:
             "epsilon_spent": self.epsilon_spent,
             "plan": self.plan,
             "events": self.events,
+            "head": self.head,
         }
         atomic_write_text(self.path, json.dumps(body, indent=2) + "\n", mode=0o600)
+
+    # ------------------------------------------------------------------ event log
+    @property
+    def head(self) -> str:
+        """Hash of the last event: what the file stores so that truncation shows."""
+        return self.events[-1]["hash"] if self.events else GENESIS
+
+    def _terms(self) -> dict[str, Any]:
+        """What an anchor event (created, migrated) records about the ledger."""
+        return {"ledger_id": self.ledger_id, "epsilon_cap": self.epsilon_cap, "delta": self.delta,
+                "accountant": self.accountant}
+
+    def _append(self, event: dict[str, Any]) -> None:
+        """Chain ``event`` after the current head (stored as it will read back, so its hash is stable)."""
+        event = as_stored(dict(event, prev=self.head))
+        event["hash"] = _event_hash(event)
+        self.events.append(event)
+
+    def _migrate(self) -> None:
+        """Chain a version-1 ledger's events as they are, then record the cap found in the file."""
+        legacy, self.events = self.events, []
+        for event in legacy:
+            self._append(event)
+        self._append(dict(event="migrated", from_format=LEGACY_FORMAT, **self._terms(), time=_now()))
+
+    # ------------------------------------------------------------------ verification
+    def _tampered(self, what: str) -> PrivacyError:
+        return PrivacyError(f"{self.path}: {what}. The ledger was edited or damaged; refusing to train rather than "
+                            "risk forgetting spent budget. Restore ledger.json from backup.")
+
+    def _check_chain(self, head: Any) -> None:
+        prev = GENESIS
+        for i, event in enumerate(self.events):
+            name = event.get("event", "?")
+            if event.get("hash") != _event_hash(event):
+                raise self._tampered(f"event {i} ({name}) was edited: its content does not match its hash")
+            if event.get("prev") != prev:
+                raise self._tampered(f"event {i} ({name}) is out of order, or an event before it was removed: "
+                                     "its prev hash is not the hash of the event before it")
+            prev = event["hash"]
+        if head != prev:
+            raise self._tampered(f"the event log was truncated: the stored head hash is not the hash of the last "
+                                 f"of the {len(self.events)} events left")
+
+    def _check_history(self, recorded_spend: float) -> None:
+        charges = [e for e in self.events if "releases" in e]
+        listed = [_release(r) for e in charges for r in e["releases"]]
+        if listed != self.history:
+            raise self._tampered(
+                f"history lists {len(self.history)} release(s), but the {len(charges)} charge event(s) list "
+                f"{len(listed)}; they must be the same releases in the same order")
+        spent = self.epsilon_spent
+        if not math.isclose(recorded_spend, spent, rel_tol=_SPEND_RTOL, abs_tol=1e-9):
+            raise self._tampered(f"the recorded epsilon_spent {recorded_spend:.6g} is not what the {self.accountant} "
+                                 f"accountant computes over the history ({spent:.6g})")
+        after = float(charges[-1].get("epsilon_after", math.nan)) if charges else 0.0
+        if not math.isclose(after, spent, rel_tol=_SPEND_RTOL, abs_tol=1e-9):
+            raise self._tampered(f"the last charge event records epsilon_after {after:.6g}, but the history gives "
+                                 f"{spent:.6g}")
+
+    def _check_cap(self) -> None:
+        anchor = next((i for i, e in enumerate(self.events) if e.get("event") in CAP_ANCHORS), None)
+        if anchor is None:
+            raise self._tampered("no created event records the cap this ledger was created with")
+        first = self.events[anchor]
+        for key in ("ledger_id", "delta", "accountant"):
+            if first.get(key) != getattr(self, key):
+                raise self._tampered(f"{key} {getattr(self, key)!r} disagrees with the {first['event']} event "
+                                     f"({first.get(key)!r})")
+        created = cap = float(first.get("epsilon_cap", math.nan))
+        for event in self.events[anchor + 1:]:
+            if event.get("event") != "cap_lowered":
+                continue
+            lowered = float(event.get("epsilon_cap", math.nan))
+            if not lowered < cap:
+                raise self._tampered(f"a cap_lowered event raises the cap from {cap:g} to {lowered:g}")
+            cap = lowered
+        if self.epsilon_cap != cap:
+            via = f", lowered to {cap:g} by cap_lowered events" if cap != created else ""
+            raise self._tampered(
+                f"epsilon_cap {self.epsilon_cap:g} disagrees with the events: {first['event']} with epsilon "
+                f"{created:g}{via}. A cap only goes down, through a recorded cap_lowered event")
 
     # ------------------------------------------------------------------ budget
     @property
@@ -145,7 +285,8 @@ class Ledger:
             )
         n_hist, n_events = len(self.history), len(self.events)
         self.history.extend(tuple(r) for r in releases)  # type: ignore[misc]
-        self.events.append(dict(event, releases=[list(r) for r in releases], epsilon_after=after, time=_now()))
+        self._append(dict({"event": "charge"}, **event, releases=[list(r) for r in releases], epsilon_after=after,
+                          time=_now()))
         try:
             self.save()
         except BaseException:  # not on disk = not spent, and must not be sent: roll back, re-raise
@@ -156,6 +297,17 @@ class Ledger:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _release(entry: Any) -> Release:
+    """A history entry as read from JSON; a malformed one is a corrupt ledger (TypeError/ValueError)."""
+    if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+        raise TypeError(f"history entry {entry!r} is not [noise_multiplier, sample_rate, steps]")
+    return tuple(entry)  # type: ignore[return-value]
+
+
+def _event_hash(event: dict[str, Any]) -> str:
+    return json_sha256({k: v for k, v in event.items() if k != "hash"})
 
 
 def ledger_exists(state_dir: str | Path) -> bool:

@@ -3,6 +3,12 @@
 Each table gets a sidecar ``<file>.lineage.json`` (and, for Parquet, the same fields as
 key-value metadata) saying it is synthetic, which model made it, under which guarantee, and
 the SHA-256 of the file's bytes so that ``fedsynth lineage FILE`` can detect edits.
+
+The sidecar's own claims are hashed too: ``digests`` maps every claim (by dotted path, e.g.
+``privacy.epsilon``, ``model_id``, ``sha256``) to the SHA-256 of its canonical JSON, so an edited
+guarantee or model identity fails verification and is named. Like every unkeyed hash, this
+detects hand edits and accidents, not someone who recomputes the digests; a sidecar without
+``digests`` was written before claims were hashed, and only its file hash can be checked.
 """
 
 from __future__ import annotations
@@ -10,14 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from fedsynth.common.atomic import atomic_write_text
+from fedsynth.common.digest import as_stored, json_sha256
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.tables import write_table
+
+DIGESTS = "digests"
 
 
 def sidecar_path(path: Path) -> Path:
@@ -60,17 +70,32 @@ def provenance(meta: dict[str, Any], rows: int, conditions: dict[str, Any] | Non
 
 
 def write_synthetic(df: pd.DataFrame, path: str | Path, lineage: dict[str, Any], schema=None) -> Path:
-    """Write the table (atomically), then its sidecar with the table's hash."""
+    """Write the table (atomically), then its sidecar with the table's hash and its claims' digests."""
     path = Path(path)
     flat = {"fedsynth.lineage": json.dumps(lineage, sort_keys=True)}
     write_table(df, path, metadata=flat, schema=schema)
-    record = dict(lineage, file=path.name, sha256=file_sha256(path))
+    record = as_stored(dict(lineage, file=path.name, sha256=file_sha256(path)))
+    record[DIGESTS] = {claim: json_sha256(value) for claim, value in _claims(record).items()}
     atomic_write_text(sidecar_path(path), json.dumps(record, indent=2) + "\n")
     return path
 
 
-def read_lineage(path: str | Path) -> tuple[dict[str, Any], bool | None]:
-    """Return (lineage record, whether the file matches its recorded hash; None if no hash)."""
+@dataclass(frozen=True)
+class LineageCheck:
+    """What ``fedsynth lineage`` found: the record and how much of it could be verified."""
+
+    record: dict[str, Any]  # the claims, without their digests
+    file_ok: bool | None  # the file's bytes match the recorded sha256; None: no hash (Parquet metadata only)
+    claims_hashed: bool  # False: no sidecar digests (older fedsynth, or embedded metadata only)
+    edited: list[str] = field(default_factory=list)  # claims that differ from what fedsynth wrote
+
+    @property
+    def ok(self) -> bool:
+        return self.file_ok is not False and not self.edited
+
+
+def read_lineage(path: str | Path) -> LineageCheck:
+    """Read a synthetic file's lineage and check the file's hash and the sidecar's claims."""
     path = Path(path)
     if not path.exists():
         raise FedsynthError(f"{path}: file not found")
@@ -80,12 +105,41 @@ def read_lineage(path: str | Path) -> tuple[dict[str, Any], bool | None]:
             record = json.loads(side.read_text())
         except json.JSONDecodeError as exc:
             raise FedsynthError(f"{side}: corrupt lineage sidecar ({exc.msg})") from None
-        return record, record.get("sha256") == file_sha256(path)
+        if not isinstance(record, dict):
+            raise FedsynthError(f"{side}: corrupt lineage sidecar (not a JSON object)")
+        digests = record.pop(DIGESTS, None)
+        file_ok = record.get("sha256") == file_sha256(path)
+        if not isinstance(digests, dict):
+            return LineageCheck(record, file_ok, claims_hashed=False)
+        return LineageCheck(record, file_ok, claims_hashed=True, edited=_edited_claims(record, digests))
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq
 
         meta = pq.read_schema(path).metadata or {}
         raw = meta.get(b"fedsynth.lineage")
-        if raw:
-            return json.loads(raw), None  # embedded metadata, but no sidecar hash to check
+        if raw:  # embedded metadata, but no sidecar hash to check
+            return LineageCheck(json.loads(raw), file_ok=None, claims_hashed=False)
     raise FedsynthError(f"{path}: no fedsynth lineage found (no {side.name}); not written by fedsynth, or the sidecar was lost")
+
+
+def _claims(record: dict[str, Any]) -> dict[str, Any]:
+    """Every claim of ``record`` by dotted path (nested objects are walked, lists are one claim)."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict) and value:
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            out[prefix] = value
+
+    walk("", {k: v for k, v in record.items() if k != DIGESTS})
+    return out
+
+
+def _edited_claims(record: dict[str, Any], digests: dict[str, Any]) -> list[str]:
+    """Claims changed, added or removed since their digests were written, sorted by path."""
+    claims = _claims(record)
+    changed = {c for c, v in claims.items() if digests.get(c) != json_sha256(v)}
+    removed = set(digests) - set(claims)
+    return sorted(changed | removed)

@@ -193,6 +193,8 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
                                  for c in card["clients"]], "accountant": "rdp",
                      "mechanism": "DP-SGD (federated, SecAgg+)"}
         result = evaluate(train, holdout, syn, schema, target=label, guarantee=guarantee, seed=cfg.seed)
+        if result["meta"]["holdout_overlap"]["warning"]:
+            print_fn(f"warning: {result['meta']['holdout_overlap']['warning']}")
         write_report(result, out)
         print_fn(f"report: {out / 'report.html'}")
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import asdict
 from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
@@ -20,7 +21,12 @@ from typing import Any
 import pandas as pd
 
 from fedsynth.common.evaluation.fidelity import fidelity, prepare
-from fedsynth.common.evaluation.privacy import compare_with_guarantee, describe_guarantee, privacy
+from fedsynth.common.evaluation.privacy import (
+    compare_with_guarantee,
+    describe_guarantee,
+    holdout_overlap,
+    privacy,
+)
 from fedsynth.common.evaluation.report import to_jsonable, write_report
 from fedsynth.common.evaluation.utility import utility
 from fedsynth.common.schema import Schema
@@ -73,8 +79,11 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         seed: seeds every subsample, bootstrap and model, so reruns give identical numbers.
 
     Returns a JSON-serialisable dict with ``summary``, ``fidelity``, ``utility``, ``privacy``,
-    ``guarantee`` and ``meta``. Raises ValueError on unusable input (missing columns, empty
-    tables, unknown target, malformed guarantee) before any work is done.
+    ``guarantee`` and ``meta`` (``meta.holdout_overlap``: holdout rows also in ``real``, with a
+    ``warning`` when there are any). Raises ValueError on unusable input (missing columns, empty
+    tables, unknown target, malformed guarantee), and ``OverlappingHoldout`` (a ``DataError``)
+    when the holdout repeats more training rows than natural duplicates explain
+    (:class:`~fedsynth.common.evaluation.privacy.HoldoutOverlap`), before any work is done.
     """
     start = time.perf_counter()
     if target is not None and target not in schema.names:
@@ -82,6 +91,8 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     guarantee_info = describe_guarantee(guarantee)
     tables = {label: prepare(df, schema, label)
               for label, df in (("real", real), ("holdout", holdout), ("synthetic", synthetic))}
+    overlap = holdout_overlap(tables["real"], tables["holdout"])
+    overlap.check()
     seconds: dict[str, float] = {"prepare": time.perf_counter() - start}
 
     t = time.perf_counter()
@@ -113,6 +124,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
             "table": schema.name,
             "schema_hash": schema.hash(),
             "rows": {"real": len(real), "holdout": len(holdout), "synthetic": len(synthetic)},
+            "holdout_overlap": dict(asdict(overlap), warning=overlap.warning),
             "target": target,
             "seed": seed,
             "seconds": seconds,

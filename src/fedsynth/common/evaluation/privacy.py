@@ -29,6 +29,11 @@ Three kinds of evidence, from blunt to sharp:
   true-positive rate at 1 % false-positive rate, the regime that matters for individuals
   (Carlini et al., S&P 2022).
 
+All of this needs a holdout the synthesizer never saw: a holdout that repeats training rows
+makes members look like non-members and the attacks look like chance.
+:func:`holdout_overlap` counts exact shared rows and refuses more than the table's own
+duplicate rows explain (see there).
+
 All distances are Euclidean on one embedding built from the *public* schema only: numericals
 scaled to [0, 1] by their public bounds (on the log scale where the schema says so), one-hot
 categoricals weighted 1/sqrt(2) so that any mismatch in one column costs at most 1, like a
@@ -50,6 +55,7 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.neighbors import NearestNeighbors
 
+from fedsynth.common.errors import DataError
 from fedsynth.common.evaluation.fidelity import (
     PreparedTable,
     is_discrete,
@@ -67,6 +73,7 @@ N_BOOTSTRAP = 500
 LOW_FPR = 0.01
 _LOG_EPS = 1e-6
 _ONEHOT = 1.0 / math.sqrt(2.0)
+OVERLAP_MARGIN = 0.01  # share of the holdout that may repeat training rows beyond natural duplicates
 
 
 # =========================================================================== embedding
@@ -158,6 +165,59 @@ def _bootstrap(members: np.ndarray, nonmembers: np.ndarray, rng: np.random.Gener
 def _row_hashes(table: PreparedTable) -> np.ndarray:
     frame = pd.DataFrame(table.columns)
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+
+
+class OverlappingHoldout(DataError):
+    """The holdout repeats training rows: the membership attacks would measure nothing."""
+
+
+@dataclass(frozen=True)
+class HoldoutOverlap:
+    """Holdout rows that also occur, exactly, among the training rows.
+
+    A proper split of a table with natural duplicates (Adult has a few dozen) shares some
+    rows by chance: a holdout row has an identical training row about as often as a training
+    row has an identical twin among the other training rows. ``expected`` is that twin rate
+    times the holdout size. More than ``expected`` plus 1 % of the holdout (or three standard
+    deviations of the chance count, if larger) means the files overlap, and is refused. In a
+    table where nearly every row repeats, overlap cannot be told from chance this way; the
+    count is still reported.
+    """
+
+    shared_rows: int
+    holdout_rows: int
+    expected: float
+    allowed: float
+
+    @property
+    def refused(self) -> bool:
+        return self.shared_rows > self.allowed
+
+    @property
+    def warning(self) -> str | None:
+        if not self.shared_rows:
+            return None
+        return (f"{self.shared_rows} of the {self.holdout_rows} holdout rows also occur in the training rows "
+                f"(about {self.expected:.0f} expected from the table's own duplicate rows)")
+
+    def check(self) -> None:
+        """Raise :class:`OverlappingHoldout` if the holdout overlaps the training rows."""
+        if self.refused:
+            raise OverlappingHoldout(
+                f"{self.warning}: the holdout overlaps the training rows. Membership attacks, DCR and the "
+                "exact-copy baseline need holdout rows the synthesizer never saw; with shared rows they "
+                "would understate the privacy risk. Use a holdout disjoint from the training rows.")
+
+
+def holdout_overlap(real: PreparedTable, holdout: PreparedTable) -> HoldoutOverlap:
+    """Count holdout rows identical to a training row (by row hash), against natural duplicates."""
+    h_real, h_hold = _row_hashes(real), _row_hashes(holdout)
+    _, inverse, counts = np.unique(h_real, return_inverse=True, return_counts=True)
+    twin_rate = float((counts[inverse] > 1).mean())
+    n = holdout.n_rows
+    expected = twin_rate * n
+    allowed = expected + max(OVERLAP_MARGIN * n, 3.0 * math.sqrt(n * twin_rate * (1.0 - twin_rate)))
+    return HoldoutOverlap(int(np.isin(h_hold, h_real).sum()), n, expected, allowed)
 
 
 def _nn_distance(index: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
