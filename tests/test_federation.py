@@ -7,11 +7,12 @@ from fedsynth.common.federation import (
     aligned_server_lr,
     pack_update,
     refusal_update,
+    squared_norm,
     unpack_aggregate,
 )
 from fedsynth.common.privacy import noisy_counts, rows_from_counts
 from fedsynth.server.aggregate_guard import aggregate_problem
-from fedsynth.server.strategy import SecureDeltaFedAvg
+from fedsynth.server.strategy import SecureDeltaFedAvg, next_global
 
 
 def test_pack_unpack_is_exact_within_bounds():
@@ -163,6 +164,39 @@ def test_server_step_is_one_when_clients_agree_and_the_sum_when_they_are_noise()
     assert aligned_server_lr(agree, 5) == 5.0
     agree.mean_sq_norm = 0.0
     assert aligned_server_lr(agree, 5) == 5.0
+
+
+@pytest.mark.parametrize("k", [2, 5, 10])
+def test_the_step_is_at_most_sqrt_k_clip_norms_and_an_honest_equal_weight_round_is_never_shortened(k):
+    """Full-norm honest deltas from independent to identical: the aligned step is taken as is
+    and stays within sqrt(K) x update_clip_norm. The old fixed sum (server_lr = K) on agreeing
+    deltas would move the model K clip norms; it is cut to the bound."""
+    plan = FederationPlan(update_scale=4.0)
+    rng = np.random.default_rng(k)
+    d = 2000
+    shared = rng.normal(0, 1, d)
+    bound = np.sqrt(k) * plan.update_clip_norm
+
+    def full_norm(agreement):  # norm 60 before pack_update clips it to 50
+        v = agreement * shared + np.sqrt(1 - agreement**2) * rng.normal(0, 1, d)
+        return (v * 60 / np.linalg.norm(v)).astype(np.float32)
+
+    def step(mean, plan):
+        moved, _, lr = next_global([np.zeros(d, np.float32)], mean, plan, [2], k)
+        return float(np.sqrt(squared_norm(moved))), lr
+
+    for agreement in (0.0, 0.3, 0.7, 1.0):
+        mean = _packed_round([full_norm(agreement) for _ in range(k)], plan)
+        moved, lr = step(mean, plan)
+        assert lr == pytest.approx(aligned_server_lr(unpack_aggregate(mean, plan, [2]), k), rel=1e-6)
+        assert moved <= bound * (1 + 1e-6)
+    fixed_sum = FederationPlan(update_scale=4.0, server_lr=float(k))
+    agreed = _packed_round([full_norm(1.0)] * k, fixed_sum)
+    mean_norm = np.sqrt(squared_norm(unpack_aggregate(agreed, fixed_sum, [2]).deltas))
+    assert k * mean_norm > 1.3 * bound
+    moved, lr = step(agreed, fixed_sum)
+    assert moved == pytest.approx(bound, rel=1e-4)
+    assert lr == pytest.approx(bound / mean_norm, rel=1e-4)
 
 
 def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp_path):

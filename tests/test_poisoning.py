@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from _loopback import secagg_round
-from fedsynth.common.federation import FederationPlan, pack_update
+from fedsynth.common.federation import FederationPlan, aligned_server_lr, pack_update, squared_norm, unpack_aggregate
 from fedsynth.server.aggregate_guard import aggregate_problem
+from fedsynth.server.strategy import next_global
 
 CLIP = 8.0
 
@@ -66,3 +67,42 @@ def test_a_client_inflating_its_norm_slot_is_caught():
     ups[104] = [np.zeros(500, np.float32), np.array([0.5, 0.5, 1e6, 1.0, 1.0], np.float32)]
     mean, _ = secagg_round(ups, threshold=0.6)
     assert "squared-norm" in aggregate_problem(mean, plan, CLIP, [2])
+
+
+def test_a_liar_inside_the_guard_moves_the_model_no_further_than_an_honest_round_can():
+    """Five institutions of ~300 rows (weight 0.03) with realistic deltas (norm ~6.7, like
+    Adult's at epsilon 1). One of them lies inside every range the guard checks: it claims the
+    largest weight (1) and a full squared-norm slot and sends +1.1 on every element (a
+    full-norm delta). Without the step bound the aligned step reads the weight inequality it
+    made as K independent deltas and moves the model ~4.4 clip norms; with it the model moves
+    at most sqrt(K) clip norms, the longest step an honest equal-weight round of K can take."""
+    plan = FederationPlan()
+    d, k = 2000, 5
+    small = plan.client_weight(300)
+    assert small == pytest.approx(0.03)
+
+    def institution(seed):
+        rng = np.random.default_rng(seed)
+        new = [rng.normal(0, 0.15, d).astype(np.float32)]
+        return pack_update([np.zeros(d, np.float32)], new, [np.array([0.5, 0.5])], plan, CLIP, weight=small)[0]
+
+    def round_step(ups):
+        mean, _ = secagg_round(ups, threshold=0.6)
+        assert aggregate_problem(mean, plan, CLIP, [2]) is None  # inside every bound the guard checks
+        update = unpack_aggregate(mean, plan, [2])
+        unbounded = aligned_server_lr(update, k) * np.sqrt(squared_norm(update.deltas))
+        moved, _, _ = next_global([np.zeros(d, np.float32)], mean, plan, [2], k)
+        return float(np.linalg.norm(moved[0])), unbounded
+
+    honest = {100 + i: institution(i) for i in range(1, k + 1)}
+    liar = [np.full(d, 1.1 * plan.update_scale, np.float32),  # delta 1.1 per element: norm 49.2
+            np.array([0.5, 0.5, 1.0, 1.0, 1.0], np.float32)]  # frequencies, norm slot 1, weight^2 1, weight 1
+    bound = np.sqrt(k) * plan.update_clip_norm
+
+    honest_step, honest_unbounded = round_step(honest)
+    assert honest_step == pytest.approx(honest_unbounded, rel=1e-4)  # an honest round is not shortened
+    assert honest_step < bound / 4
+    attacked_step, attacked_unbounded = round_step({**honest, 100 + k: liar})
+    assert attacked_unbounded > 4 * plan.update_clip_norm  # the attack: K x ~0.9 of a full-norm delta
+    assert attacked_unbounded > 10 * honest_step
+    assert attacked_step <= bound * (1 + 1e-6)

@@ -257,7 +257,7 @@ def simulate(
     rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 20,
     local_epochs: Annotated[float, typer.Option(min=0.01, help="Passes over its own table each client makes per round (in expectation).")] = 1.5,
     clients_per_round: Annotated[Optional[int], typer.Option(min=2, help="Clients sampled each round (default: all).")] = None,
-    server_lr: Annotated[Optional[float], typer.Option(min=0.0, help="Global step = server_lr x mean client delta (default: the number of contributing clients, i.e. their sum).")] = None,
+    server_lr: Annotated[Optional[float], typer.Option(min=0.0, help="Global step = server_lr x mean client delta (default: chosen each round from how aligned the deltas were, between 1 and the number K of contributing clients); every step is capped at sqrt(K) x update_clip_norm.")] = None,
     client_weighting: Annotated[str, typer.Option(help="How updates are combined: rows (weight each institution by its DP row-count estimate, capped at --weight-cap-rows) or equal.")] = "rows",
     weight_cap_rows: Annotated[float, typer.Option(min=1.0, help="With --client-weighting rows: an institution counts as at most this many rows (public; also bounds what a lying client can claim).")] = 10_000.0,
     model: Annotated[str, typer.Option(help="Generator: vae (default) or gan.")] = "vae",

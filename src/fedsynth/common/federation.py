@@ -126,7 +126,9 @@ class FederationPlan:
     local_epochs: float = 1.5
     model: ModelConfig = field(default_factory=federated_model_config)
     update_scale: float = 4.0  # delta * scale must fit in +-clipping_range
-    update_clip_norm: float = 50.0  # L2 bound on a client's (unscaled) delta: bounded influence
+    # L2 bound on a client's (unscaled) delta; each round's step is at most sqrt(K) x this
+    # (server/aggregate_guard.py), which is all a client lying in its slots can get
+    update_clip_norm: float = 50.0
     marginal_noise: float = 10.0  # noise multiplier of each client's category-frequency release
     schema_hash: str = ""
     seed: int = 0  # public seed for the initial global weights
@@ -231,6 +233,11 @@ def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[i
                       max(float(tail[-2]), weight * weight))
 
 
+def squared_norm(arrays: list[np.ndarray]) -> float:
+    """The squared L2 norm of a model-shaped list of arrays, in float64."""
+    return float(sum(float(np.sum(np.asarray(a, np.float64) ** 2)) for a in arrays))
+
+
 def aligned_server_lr(update: MeanUpdate, contributors: int) -> float:
     """The server step for one round, within [1, K]: K when the K deltas look like independent
     noise, less as they agree.
@@ -243,9 +250,13 @@ def aligned_server_lr(update: MeanUpdate, contributors: int) -> float:
     best at epsilon 1, where each client's Adam takes a full-size, mostly-noise step) when
     they are noise, and about one mean delta when they agree (where a fixed K over-shot:
     large epsilon, IID silos).
+
+    For honest clients the step it gives, ``lr * sqrt(M)``, is at most ``sqrt(K * S * K / K_eff)``;
+    with equal weights at most ``sqrt(K) * update_clip_norm``, the bound every step is held to
+    (:func:`fedsynth.server.aggregate_guard.bounded_server_lr`).
     """
     k = max(1, int(contributors))
-    norm_of_mean_sq = float(sum(float(np.sum(np.asarray(d, np.float64) ** 2)) for d in update.deltas))  # M
+    norm_of_mean_sq = squared_norm(update.deltas)  # M
     if not norm_of_mean_sq > 0 or not update.mean_sq_norm > 0 or not update.weight > 0:
         return float(k)
     inequality = update.weight_sq / update.weight**2  # K / K_eff, >= 1

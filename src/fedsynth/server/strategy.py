@@ -4,6 +4,13 @@ Under Flower's SecAgg+ workflow the strategy never sees an individual update: ev
 handed to ``aggregate_fit`` carries the same, already-unmasked *mean* of the clients'
 (scaled) deltas. This strategy turns that mean into the next global model and keeps the
 mean of the clients' privatised category frequencies for conditional sampling.
+
+Each round the model moves by ``server_lr x mean delta``, ``server_lr`` fixed by the plan or
+aligned (:func:`~fedsynth.common.federation.aligned_server_lr`, in [1, K] for K contributors),
+then shortened where needed so that the step is at most ``sqrt(K) x update_clip_norm`` long:
+the longest step an honest round of K equal-weight clients can take with the aligned step,
+and so all that a client lying in its weight and norm slots can get
+(:mod:`fedsynth.server.aggregate_guard`).
 """
 
 from __future__ import annotations
@@ -15,19 +22,21 @@ from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_t
 from flwr.server.strategy import FedAvg
 
 from fedsynth.common.federation import FederationPlan, aligned_server_lr, unpack_aggregate
-from fedsynth.server.aggregate_guard import aggregate_problem
+from fedsynth.server.aggregate_guard import aggregate_problem, bounded_server_lr
 
 
 def next_global(current: list[np.ndarray], mean: list[np.ndarray], plan: FederationPlan, freq_sizes: list[int],
                 contributors: int) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """(next global weights, category frequencies, the server step used) from one round's
-    unmasked mean update.
+    unmasked mean update. The step used is the plan's or the aligned one, shortened to the
+    step bound (an honest equal-weight round with the aligned step never is).
 
     Shared by the Flower strategy and the in-process quality bench (bench/federated_quality.py),
     so both step the model the same way.
     """
     update = unpack_aggregate(mean, plan, freq_sizes)
     lr = plan.server_lr if plan.server_lr is not None else aligned_server_lr(update, contributors)
+    lr = bounded_server_lr(lr, update.deltas, plan, contributors)
     return [c + lr * d for c, d in zip(current, update.deltas)], update.freqs, lr
 
 
