@@ -1,18 +1,10 @@
 import json
-import os
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from _cli import fedsynth
 
 from fedsynth.common.tables import write_table
-
-
-def fedsynth(*args):
-    env = {**os.environ, "COLUMNS": "200"}  # a real terminal's width; rich truncates at 80
-    return subprocess.run([sys.executable, "-m", "fedsynth.cli", *args], capture_output=True, text=True, timeout=600,
-                          env=env)
 
 
 @pytest.fixture()

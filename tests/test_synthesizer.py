@@ -78,7 +78,7 @@ def test_save_is_all_or_nothing(trained, tmp_path, monkeypatch):
 
     monkeypatch.setattr("pathlib.Path.write_text", boom)
     with pytest.raises(OSError):
-        trained.save(target)
+        trained.save(target, overwrite=True)
     assert (target / "weights.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 

@@ -26,6 +26,9 @@ out = Console(soft_wrap=True)
 # Options shared by the commands that read a bundled dataset or a user's table.
 DataOption = Annotated[str, typer.Option(help="Bundled dataset name (adult) or a CSV/Parquet path.")]
 SchemaForDataOption = Annotated[Optional[Path], typer.Option(help="Schema JSON; required when --data is a file.")]
+# Every command with --out: an existing path is only ever an earlier output of the same command,
+# replaced with this flag (see fedsynth.common.outputs); anything else there is refused.
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what an earlier run of this command wrote at --out (never anything else).")]
 
 
 def _fail(exc: Exception) -> None:
@@ -106,14 +109,17 @@ def fit(
     batch_size: Annotated[Optional[int], typer.Option(help="Expected Poisson batch size (default: rows/12, 64..2048).")] = None,
     accountant: Annotated[str, typer.Option(help="Privacy accountant: rdp or prv.")] = "rdp",
     threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 2,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Train a single-party DP synthesizer (also the centralized baseline)."""
     try:
         import torch
 
+        from fedsynth.common.outputs import MODEL_FOLDER, check_replace
         from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
         from fedsynth.common.tables import load_table
 
+        check_replace(out_dir, MODEL_FOLDER, overwrite=overwrite, option="--out")  # before training, not after
         torch.set_num_threads(threads)
         sch = _load_schema(schema)
         df = load_table(data, sch)
@@ -125,7 +131,7 @@ def fit(
         with _progress("training") as bar:
             task = bar.add_task("train", total=plan["steps"])
             synth.fit(df, progress=lambda done, total: bar.update(task, completed=done))
-        synth.save(out_dir)
+        synth.save(out_dir, overwrite=overwrite)
     except FedsynthError as exc:
         _fail(exc)
     out.print(f"[green]saved[/] {out_dir}  epsilon spent = {synth.epsilon_spent:.4f} (target {epsilon}), "
@@ -149,14 +155,17 @@ def sample(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet.")],
     where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Generate synthetic rows (with a lineage sidecar); sampling costs no privacy."""
     try:
         from fedsynth.common.lineage import provenance, write_synthetic
+        from fedsynth.common.outputs import SYNTHETIC_TABLE, check_replace
         from fedsynth.common.synthesizer import Synthesizer
 
-        synth = Synthesizer.load(model_dir)
         conds = _parse_where(where or [])
+        check_replace(out_file, SYNTHETIC_TABLE, overwrite=overwrite, option="--out")
+        synth = Synthesizer.load(model_dir)
         df = synth.sample(rows, conditions=conds or None, seed=seed)
         meta, _ = synth.to_state()
         write_synthetic(df, out_file, provenance(meta, len(df), conds), schema=synth.schema)
@@ -191,23 +200,27 @@ def evaluate(
     target: Annotated[Optional[str], typer.Option(help="Label column for the utility (TSTR) test.")] = None,
     model_card: Annotated[Optional[Path], typer.Option(help="model_card.json or synthesizer.json: states the guarantee next to the results.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for subsampling and bootstraps.")] = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Fidelity, utility and empirical privacy of a synthetic table, as report.html + report.json."""
     try:
         from fedsynth.common.evaluation import evaluate as run_eval
         from fedsynth.common.evaluation import write_report
+        from fedsynth.common.outputs import REPORT_FOLDER, check_replace, replace_dir
         from fedsynth.common.tables import load_table
 
+        check_replace(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out")  # before the evaluation runs
         sch = _load_schema(schema)
         frames = [load_table(p, sch) for p in (real, holdout, synthetic)]
         if target is not None and target not in sch.names:
             raise FedsynthError(f"--target {target!r} is not a column of {schema}")
         guarantee = _guarantee_from(model_card) if model_card else None
         result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed)
-        html, js = write_report(result, out_dir)
+        with replace_dir(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out") as new:
+            written = write_report(result, new)
     except FedsynthError as exc:
         _fail(exc)
-    out.print(f"[green]wrote[/] {html} and {js}")
+    out.print(f"[green]wrote[/] {' and '.join(str(out_dir / p.name) for p in written)}")
 
 
 def _guarantee_from(path: Path) -> dict:
@@ -249,6 +262,7 @@ def simulate(
     secagg_threshold: Annotated[float, typer.Option(min=0.0, help="SecAgg+ reconstruction threshold, as a fraction of the shares (or a count if > 1).")] = 0.67,
     seed: Annotated[int, typer.Option(help="Seed for the holdout split and partitioning.")] = 0,
     report: Annotated[bool, typer.Option(help="Write the full evaluation report (report.html) against the holdout.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run that an earlier simulate wrote at --out (the new run is built beside it and swapped in when it succeeds).")] = False,
 ) -> None:
     """Run a local federation on the Flower Simulation Engine with SecAgg+ and per-client DP budgets.
 
@@ -275,7 +289,7 @@ def simulate(
                                delta=delta, rounds=rounds, local_epochs=local_epochs, server_lr=server_lr,
                                clients_per_round=clients_per_round, client_weighting=client_weighting,
                                weight_cap_rows=weight_cap_rows, model=model, holdout=holdout, rows=rows,
-                               seed=seed, report=report, secagg=secagg)
+                               seed=seed, report=report, secagg=secagg, overwrite=overwrite)
         summary = run(cfg, print_fn=lambda m: err.print(m, highlight=False, markup=False))
     except FedsynthError as exc:
         _fail(exc)
@@ -299,6 +313,7 @@ def certs(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for ca.pem, ca.key, server.pem, server.key.")],
     san: Annotated[Optional[list[str]], typer.Option(help="Extra name or IP address the coordinator is reached by (repeatable); localhost and 127.0.0.1 are always included.")] = None,
     days: Annotated[int, typer.Option(help="Validity in days.")] = 365,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the CA an earlier `fedsynth certs` wrote at --out (institutions then need the new ca.pem).")] = False,
 ) -> None:
     """Create a private CA and the coordinator's TLS certificate (keys 0600, never printed).
 
@@ -308,7 +323,7 @@ def certs(
 
     sans = tuple(dict.fromkeys(["localhost", "127.0.0.1", *(san or [])]))
     try:
-        issued = issue_certificates(CertificateRequest(out_dir=out_dir, sans=sans, days=days))
+        issued = issue_certificates(CertificateRequest(out_dir=out_dir, sans=sans, days=days, overwrite=overwrite))
     except FedsynthError as exc:
         _fail(exc)
     out.print(f"[green]wrote[/] {issued.ca_cert} (give to institutions), {issued.server_cert}; private keys "
@@ -320,6 +335,7 @@ def certs(
 def keys(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the key pairs.")],
     name: Annotated[list[str], typer.Option(help="One key pair per name: NAME (private, 0600) and NAME.pub (repeatable).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace key pairs of these names that an earlier `fedsynth keys` wrote in --out.")] = False,
 ) -> None:
     """Create SuperNode authentication key pairs (EC P-384, OpenSSH format).
 
@@ -330,7 +346,7 @@ def keys(
 
     try:
         for n in name:
-            pair = generate_node_keys(out_dir, n)
+            pair = generate_node_keys(out_dir, n, overwrite=overwrite)
             out.print(f"[green]wrote[/] {pair.public_key} ({pair.fingerprint}) and its private key {pair.private_key} "
                       "(mode 0600)", highlight=False)
     except FedsynthError as exc:
@@ -345,13 +361,14 @@ def split(
     clients: Annotated[int, typer.Option(min=1, help="Number of silo files.")] = 3,
     rows: Annotated[int, typer.Option(min=1, help="Rows per silo.")] = 400,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Cut disjoint demo silo files out of a table, to try a deployment on one machine."""
     from fedsynth.simulations.silos import SiloRequest, write_silos
 
     try:
         paths = write_silos(SiloRequest(out_dir=out_dir, data=data, schema=str(schema) if schema else None,
-                                        clients=clients, rows=rows, seed=seed))
+                                        clients=clients, rows=rows, seed=seed, overwrite=overwrite))
     except FedsynthError as exc:
         _fail(exc)
     out.print(f"[green]wrote[/] {out_dir / 'schema.json'} and {len(paths)} silos of {rows} rows", highlight=False)

@@ -17,11 +17,12 @@ import pandas as pd
 
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.outputs import SYNTHETIC_TABLE
 from fedsynth.common.tables import write_table
 
 
 def sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lineage.json")
+    return SYNTHETIC_TABLE.marker_path(path)
 
 
 def file_sha256(path: Path) -> str:

@@ -19,8 +19,6 @@ import hashlib
 import io
 import json
 import math
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -43,9 +41,10 @@ from fedsynth.common.privacy import (
     gaussian_counts_release,
     noisy_frequencies,
 )
+from fedsynth.common.outputs import MODEL_FOLDER, MODEL_FORMAT, OutputKind, replace_dir
 from fedsynth.common.schema import Schema
 
-FORMAT = "fedsynth-synthesizer/1"
+FORMAT = MODEL_FORMAT
 
 
 def default_batch_size(n_rows: int) -> int:
@@ -259,10 +258,14 @@ class Synthesizer:
         meta["model_id"] = model_id(meta, weights)
         return meta, weights
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``path/`` (synthesizer.json + weights.pt) atomically: all or nothing."""
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``path/`` (synthesizer.json + weights.pt) atomically: all or nothing.
+
+        An existing ``path`` must be empty, or an earlier fedsynth model folder and
+        ``overwrite=True``; anything else is refused and left untouched.
+        """
         meta, weights = self.to_state()
-        return write_model_dir(Path(path), meta, weights)
+        return write_model_dir(Path(path), meta, weights, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> "Synthesizer":
@@ -297,43 +300,13 @@ def model_id(meta: dict[str, Any], weights: bytes) -> str:
     return hashlib.sha256(weights + json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_model_dir(path: Path, meta: dict[str, Any], weights: bytes) -> Path:
-    """Create a model folder next to ``path`` and swap it in with renames only.
-
-    A failure (full disk, I/O error) leaves the previous folder in place and raises
-    :class:`StorageError`; a crash between the two renames leaves the previous folder as
-    ``.<name>.old-*``, which :func:`recover_model_dir` puts back.
+def write_model_dir(path: Path, meta: dict[str, Any], weights: bytes, *, overwrite: bool = False,
+                    kind: OutputKind = MODEL_FOLDER) -> Path:
+    """Write a model folder (synthesizer.json + weights.pt) with the rules of :mod:`fedsynth.common.outputs`:
+    built next to ``path`` and swapped in with renames, replacing only an earlier fedsynth
+    folder of the same ``kind``, and that only with ``overwrite``.
     """
-    from fedsynth.common.errors import StorageError
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    recover_model_dir(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    old = None
-    try:
-        (tmp / "weights.pt").write_bytes(weights)
-        (tmp / "synthesizer.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{time.time_ns()}")
-            path.rename(old)
-        tmp.rename(path)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not path.exists():
-            old.rename(path)  # put the previous model back
-        if isinstance(exc, OSError):
-            raise StorageError(f"{path}: could not write the model ({exc.strerror or exc}); the previous "
-                               "version, if any, is unchanged", exc.errno) from exc
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with replace_dir(path, kind, overwrite=overwrite) as new:
+        (new / "weights.pt").write_bytes(weights)
+        (new / "synthesizer.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
-
-
-def recover_model_dir(path: Path) -> None:
-    """After a crash mid-swap: if ``path`` is missing but a previous version was set aside, restore it."""
-    if path.exists():
-        return
-    olds = sorted(path.parent.glob(f".{path.name}.old-*"))
-    if olds:
-        olds[-1].rename(path)

@@ -44,6 +44,7 @@ from fedsynth.common.credentials import (
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.generators import ModelConfig
+from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, inspect
 from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, run_config_for
 
 CONNECTION = "fedsynth"
@@ -196,7 +197,8 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     schema = Schema.load(schema_path)
     host, port = parse_address(opts.address)
     out = Path(opts.out_dir).resolve()
-    if (out / "synthesizer").exists():
+    # a new or empty folder, or this coordinator's own interrupted run (resumed); nothing else
+    if inspect(out, COORDINATOR_RUN, "--out") is Existing.PREVIOUS and (out / "synthesizer").exists():
         raise FedsynthError(f"{out} already holds a finished run; choose a new --out")
     keys = [(Path(k).resolve(), check_node_public_key(Path(k))) for k in opts.authorized_keys]
     if len({fpr for _, fpr in keys}) != len(keys):
@@ -225,6 +227,7 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     settings = ServerRunSettings(plan=cfg.plan, secagg=cfg.secagg, schema=str(schema_path), out_dir=str(out),
                                  clients=clients, wait_timeout=cfg.wait_timeout)
     connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    claim_dir(out, COORDINATOR_RUN, "--out")  # last: a refused start leaves no folder behind
     return Prepared(settings, host, port, connect_host, out / "flower", keys, tls, cfg.run_timeout,
                     opts.status_every)
 
