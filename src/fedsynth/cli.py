@@ -108,7 +108,7 @@ def fit(
     epochs: Annotated[float, typer.Option(help="Passes over the data (in expectation).")] = 30.0,
     batch_size: Annotated[Optional[int], typer.Option(help="Expected Poisson batch size (default: rows/12, 64..2048).")] = None,
     accountant: Annotated[str, typer.Option(help="Privacy accountant: rdp or prv.")] = "rdp",
-    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a single-party DP synthesizer (also the centralized baseline)."""
@@ -143,8 +143,11 @@ def _parse_where(where: list[str]) -> dict[str, str]:
     for w in where:
         if "=" not in w:
             raise FedsynthError(f"--where {w!r}: expected COLUMN=VALUE")
-        k, v = w.split("=", 1)
-        conds[k.strip()] = v.strip()
+        k, v = (part.strip() for part in w.split("=", 1))
+        if k in conds and conds[k] != v:  # a row holds one value per column: no row could match both
+            raise FedsynthError(f"--where: column {k!r} is given twice, as {conds[k]!r} and {v!r}; "
+                                "give each column at most one value")
+        conds[k] = v
     return conds
 
 
@@ -153,25 +156,28 @@ def sample(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by fit or simulate.")],
     rows: Annotated[int, typer.Option("--rows", "-n", help="Number of rows to generate.")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet.")],
-    where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable).")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable, one per column).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Generate synthetic rows (with a lineage sidecar); sampling costs no privacy."""
+    """Generate synthetic rows (with a lineage sidecar); sampling costs no privacy.
+
+    Rows are generated and written in chunks, so memory stays bounded for any --rows.
+    """
     try:
-        from fedsynth.common.lineage import provenance, write_synthetic
+        from fedsynth.common.lineage import provenance, sidecar_path, write_synthetic
         from fedsynth.common.outputs import SYNTHETIC_TABLE, check_replace
         from fedsynth.common.synthesizer import Synthesizer
 
         conds = _parse_where(where or [])
         check_replace(out_file, SYNTHETIC_TABLE, overwrite=overwrite, option="--out")
         synth = Synthesizer.load(model_dir)
-        df = synth.sample(rows, conditions=conds or None, seed=seed)
+        chunks = synth.iter_sample(rows, conditions=conds or None, seed=seed)  # refuses bad --rows/--where now
         meta, _ = synth.to_state()
-        write_synthetic(df, out_file, provenance(meta, len(df), conds), schema=synth.schema)
+        write_synthetic(chunks, out_file, provenance(meta, rows, conds), schema=synth.schema)
     except FedsynthError as exc:
         _fail(exc)
-    out.print(f"[green]wrote[/] {len(df)} synthetic rows to {out_file} (+ {out_file.name}.lineage.json)")
+    out.print(f"[green]wrote[/] {rows} synthetic rows to {out_file} (+ {sidecar_path(out_file).name})")
 
 
 @app.command()
@@ -225,16 +231,25 @@ def evaluate(
 
 def _guarantee_from(path: Path) -> dict:
     """The guarantee as recorded by fit (synthesizer.json) or by a federated run (model_card.json)."""
+    from fedsynth.common.evaluation.privacy import describe_guarantee
+    from fedsynth.common.inputs import read_json_object
+
+    meta = read_json_object(path, label="--model-card ")
     try:
-        meta = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FedsynthError(f"{path}: cannot read ({exc})") from None
-    if "clients" in meta:
-        return {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
-                            for c in meta["clients"]], "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
-    priv = meta.get("privacy", {})
-    return {"clients": [{"client": "single party", "epsilon": priv.get("epsilon_spent"), "delta": priv.get("delta")}],
-            "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
+        if "clients" in meta:
+            guarantee = {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
+                                     for c in meta["clients"]],
+                         "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
+        else:
+            priv = meta.get("privacy", {})
+            guarantee = {"clients": [{"client": "single party", "epsilon": priv.get("epsilon_spent"),
+                                      "delta": priv.get("delta")}],
+                         "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
+        describe_guarantee(guarantee)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise FedsynthError(f"--model-card {path}: not a model_card.json or synthesizer.json written by fedsynth "
+                            f"({type(exc).__name__}: {exc})") from None
+    return guarantee
 
 
 @app.command()

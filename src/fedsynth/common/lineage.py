@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import SYNTHETIC_TABLE
 from fedsynth.common.tables import write_table
 
@@ -60,11 +62,12 @@ def provenance(meta: dict[str, Any], rows: int, conditions: dict[str, Any] | Non
     return out
 
 
-def write_synthetic(df: pd.DataFrame, path: str | Path, lineage: dict[str, Any], schema=None) -> Path:
-    """Write the table (atomically), then its sidecar with the table's hash."""
+def write_synthetic(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path, lineage: dict[str, Any],
+                    schema=None) -> Path:
+    """Write the table (atomically; ``frames`` may be chunks, streamed), then its sidecar with the table's hash."""
     path = Path(path)
     flat = {"fedsynth.lineage": json.dumps(lineage, sort_keys=True)}
-    write_table(df, path, metadata=flat, schema=schema)
+    write_table(frames, path, metadata=flat, schema=schema)
     record = dict(lineage, file=path.name, sha256=file_sha256(path))
     atomic_write_text(sidecar_path(path), json.dumps(record, indent=2) + "\n")
     return path
@@ -77,10 +80,7 @@ def read_lineage(path: str | Path) -> tuple[dict[str, Any], bool | None]:
         raise FedsynthError(f"{path}: file not found")
     side = sidecar_path(path)
     if side.exists():
-        try:
-            record = json.loads(side.read_text())
-        except json.JSONDecodeError as exc:
-            raise FedsynthError(f"{side}: corrupt lineage sidecar ({exc.msg})") from None
+        record = read_json_object(side, label="lineage sidecar ")
         return record, record.get("sha256") == file_sha256(path)
     if path.suffix.lower() in (".parquet", ".pq"):
         import pyarrow.parquet as pq

@@ -20,7 +20,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,14 @@ from fedsynth.common.privacy import (
     gaussian_counts_release,
     noisy_frequencies,
 )
+from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import MODEL_FOLDER, MODEL_FORMAT, OutputKind, replace_dir
 from fedsynth.common.schema import Schema
 
 FORMAT = MODEL_FORMAT
+SAMPLE_CHUNK_ROWS = 50_000  # rows per generator pass: bounds memory (~ 0.5 KB a row encoded) for any n
+MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
+MAX_STREAM_ROWS = 100_000_000  # iter_sample(): bounded by time and disk (~ 10 GB of CSV), not memory
 
 
 def default_batch_size(n_rows: int) -> int:
@@ -189,20 +193,45 @@ class Synthesizer:
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
                max_tries: int = 50) -> pd.DataFrame:
-        """``n`` synthetic rows; with ``conditions`` every row satisfies all of them.
+        """``n`` synthetic rows in one DataFrame; with ``conditions`` every row satisfies all of them.
 
         The first categorical condition is fed to the model as its condition vector (exact);
-        further conditions are met by rejection sampling, at most ``max_tries`` batches.
+        further conditions are met by rejection sampling, at most ``max_tries`` batches per
+        chunk. More than :data:`MAX_SAMPLE_ROWS` rows are refused: stream them with
+        :meth:`iter_sample` instead.
+        """
+        if n > MAX_SAMPLE_ROWS:
+            raise FedsynthError(f"{n} rows is more than sample() holds in memory (at most {MAX_SAMPLE_ROWS:,}); "
+                                "use iter_sample(), which yields them in chunks, or `fedsynth sample`")
+        chunks = list(self.iter_sample(n, conditions, seed, max_tries))
+        return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
+                    max_tries: int = 50, chunk_rows: int = SAMPLE_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        """``n`` synthetic rows as DataFrames of at most ``chunk_rows`` rows, generated one at a time.
+
+        Memory stays bounded whatever ``n`` is (up to :data:`MAX_STREAM_ROWS`). Everything
+        that can be refused (``n``, the conditions) is checked before the first chunk. A seeded
+        run is reproducible, and its first chunk is what a single call with that seed gives.
         """
         if self.model is None:
             raise FedsynthError("the synthesizer is not trained yet: call fit() or load()")
         if n < 0:
             raise FedsynthError(f"number of rows must be >= 0, got {n}")
+        if n > MAX_STREAM_ROWS:
+            raise FedsynthError(f"{n:,} rows is more than one call generates (at most {MAX_STREAM_ROWS:,}); "
+                                "generate fewer, or several files with different seeds")
+        parsed = self._parse_conditions(conditions) if conditions else None
+        starts = range(0, n, chunk_rows) if n else range(1)
+        return (self._sample_chunk(min(chunk_rows, n - start), conditions, parsed, _chunk_seed(seed, i), max_tries)
+                for i, start in enumerate(starts))
+
+    def _sample_chunk(self, n: int, conditions: Mapping[str, Any] | None, parsed: Mapping[str, Any] | None,
+                      seed: int | None, max_tries: int) -> pd.DataFrame:
         if n == 0:
             return self.encoder.decode(np.zeros((0, self.encoder.dim), dtype=np.float32))
         if not conditions:
             return self.encoder.decode(self.model.generate(n, seed=seed), seed=seed)
-        parsed = self._parse_conditions(conditions)
         first = next(iter(parsed.values()))
         fixed = (self.model.conditioner.index(first[0]), first[1])
         rng = np.random.default_rng(seed)
@@ -273,10 +302,7 @@ class Synthesizer:
         meta_path = path / "synthesizer.json"
         if not meta_path.exists():
             raise FedsynthError(f"{path}: not a fedsynth model folder (no synthesizer.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise FedsynthError(f"{meta_path}: corrupt ({exc.msg})") from None
+        meta = read_json_object(meta_path)
         if meta.get("format") != FORMAT:
             raise FedsynthError(f"{meta_path}: unsupported format {meta.get('format')!r}")
         schema = Schema.from_json(meta["schema"], source=str(meta_path))
@@ -293,6 +319,13 @@ class Synthesizer:
         obj.info["model_id"] = meta.get("model_id")
         obj.info.update({k: meta[k] for k in ("round", "federation") if k in meta})
         return obj
+
+def _chunk_seed(seed: int | None, chunk: int) -> int | None:
+    """Seed of one chunk of a seeded sample: the seed itself for the first, independent ones after."""
+    if seed is None or chunk == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint64)[0] >> 2)
+
 
 def model_id(meta: dict[str, Any], weights: bytes) -> str:
     """Content hash of what determines the samples: weights, schema, model, conditions, privacy."""

@@ -44,6 +44,7 @@ from fedsynth.common.credentials import (
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.generators import ModelConfig
+from fedsynth.common.inputs import read_text
 from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, inspect
 from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, run_config_for
 
@@ -91,9 +92,7 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     """
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FedsynthError(f"--config {p}: no such file") from None
+        raw = tomllib.loads(read_text(p, label="--config "))
     except tomllib.TOMLDecodeError as exc:
         raise FedsynthError(f"--config {p}: not valid TOML ({exc})") from None
     top = {"plan", "secagg", "schema", "clients", "wait_timeout", "run_timeout"}
