@@ -163,3 +163,13 @@ def test_sample_refuses_two_values_for_one_column(tmp_path, tiny_model_dir):
     assert r.returncode == 2, r.stderr
     assert "'sex'" in r.stderr and "'Male'" in r.stderr and "'Female'" in r.stderr
     assert not out.exists()
+
+
+def test_fit_with_a_small_epsilon_spends_within_it(tmp_path, small_csv, adult_paths):
+    model = tmp_path / "model"
+    r = fedsynth("fit", str(small_csv), "--schema", str(adult_paths[1]), "--epsilon", "0.3", "--epochs", "1",
+                 "--out", str(model))
+    assert r.returncode == 0, r.stderr
+    privacy = json.loads((model / "synthesizer.json").read_text())["privacy"]
+    assert 0.29 <= privacy["epsilon_spent"] <= 0.3
+    assert privacy["history"][0][0] > 10  # the category-frequency release took more noise than at epsilon 1

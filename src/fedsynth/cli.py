@@ -127,7 +127,7 @@ def fit(
                             training=TrainingConfig(epochs=epochs, batch_size=batch_size, accountant=accountant))
         plan = synth.plan(len(df))
         err.print(f"{len(df)} rows; {plan['steps']} DP-SGD steps at sample rate {plan['sample_rate']:.4f}, "
-                  f"noise multiplier {plan['noise_multiplier']:.3f}")
+                  f"noise multiplier {plan['noise_multiplier']:.3f} (category frequencies: {plan['frequency_noise']:.3g})")
         with _progress("training") as bar:
             task = bar.add_task("train", total=plan["steps"])
             synth.fit(df, progress=lambda done, total: bar.update(task, completed=done))

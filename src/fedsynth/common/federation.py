@@ -127,7 +127,7 @@ class FederationPlan:
     model: ModelConfig = field(default_factory=federated_model_config)
     update_scale: float = 4.0  # delta * scale must fit in +-clipping_range
     update_clip_norm: float = 50.0  # L2 bound on a client's (unscaled) delta: bounded influence
-    marginal_noise: float = 10.0  # noise multiplier of each client's category-frequency release
+    marginal_noise: float = 10.0  # least noise of each client's category-frequency release (privacy.frequency_noise)
     schema_hash: str = ""
     seed: int = 0  # public seed for the initial global weights
     # Step the global model by server_lr x (weighted mean client delta). None = chosen each

@@ -5,7 +5,8 @@ baseline the federation is measured against.
 releases, composed by one Opacus accountant:
 
 1. the category frequencies of the categorical columns (Gaussian mechanism), needed to draw
-   sampling conditions without touching private counts;
+   sampling conditions without touching private counts; its noise is chosen from epsilon
+   (:func:`fedsynth.common.privacy.frequency_noise`), so small budgets remain possible;
 2. DP-SGD on the generator, its noise multiplier calibrated so that the planned steps land
    on the target epsilon (from below).
 
@@ -34,10 +35,12 @@ from fedsynth.common.errors import FedsynthError, PrivacyError
 from fedsynth.common.generators import MODELS, ModelConfig, TabularModel, build_model
 from fedsynth.common.privacy import (
     ACCOUNTANTS,
+    MIN_FREQUENCY_NOISE,
     Release,
     calibrate_noise,
     check_privacy_params,
     epsilon_spent,
+    frequency_noise,
     gaussian_counts_release,
     noisy_frequencies,
 )
@@ -87,7 +90,7 @@ class TrainingConfig:
 
     epochs: float = 30.0
     batch_size: int | None = None  # expected Poisson batch; None = default_batch_size(n)
-    marginal_noise: float = 10.0  # noise multiplier of the category-frequency release
+    marginal_noise: float = MIN_FREQUENCY_NOISE  # least noise of the category-frequency release (see frequency_noise)
     accountant: str = "rdp"
 
     def __post_init__(self) -> None:
@@ -151,11 +154,13 @@ class Synthesizer:
         """Sample rate, steps and noise multiplier for a fit on ``n_rows`` rows."""
         check_privacy_params(self.privacy.epsilon_target, self.privacy.delta, n_rows)
         batch, q, steps = sampling_plan(n_rows, self.training.epochs, self.training.batch_size)
-        prior = [gaussian_counts_release(self.training.marginal_noise)]
+        freq_noise = frequency_noise(self.privacy.epsilon_target, self.privacy.delta, self.training.accountant,
+                                     floor=self.training.marginal_noise)
+        prior = [gaussian_counts_release(freq_noise)]
         cal = calibrate_noise(self.privacy.epsilon_target, self.privacy.delta, q, steps, prior,
                               self.training.accountant)
         return {"sample_rate": q, "steps": steps, "noise_multiplier": cal.noise_multiplier,
-                "expected_batch": batch, "planned_epsilon": cal.epsilon}
+                "expected_batch": batch, "planned_epsilon": cal.epsilon, "frequency_noise": freq_noise}
 
     def fit(self, df: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> "Synthesizer":
         """Train on a typed table (see :func:`fedsynth.common.tables.load_table`).
@@ -169,9 +174,9 @@ class Synthesizer:
         x_np = self.encoder.encode(df)
         x = torch.from_numpy(x_np)
         segs = self.encoder.conditionable
-        probs = noisy_frequencies([x_np[:, s.start : s.end] for s in segs], self.training.marginal_noise)
+        probs = noisy_frequencies([x_np[:, s.start : s.end] for s in segs], plan["frequency_noise"])
         # Spend first, then use: the history records each release before its result is used.
-        self.privacy.history.append(gaussian_counts_release(self.training.marginal_noise))
+        self.privacy.history.append(gaussian_counts_release(plan["frequency_noise"]))
         self.model = build_model(self.encoder, self.model_config, cond_probs=probs)
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
         done = 0
