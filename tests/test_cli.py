@@ -114,8 +114,9 @@ def _error_cases(tmp: Path, adult, adult_schema, adult_paths) -> dict[str, tuple
                 str(adult_paths[1]), "--out", str(tmp / "rep")]
     return {
         "schema validate": (["schema", "validate", str(table), "--schema", str(bad_json)], str(bad_json), "not UTF-8"),
-        "client": (["client", "--data", str(table), "--schema", str(bad_json), "--budget-epsilon", "1", "--budget-delta",
-                    "1e-6", "--coordinator", "127.0.0.1:9", "--state-dir", str(tmp / "state"), "--insecure"],
+        "client": (["client", "--data", str(table), "--schema", str(bad_json), "--budget-epsilon", "1",
+                    "--budget-delta", "1e-6", "--coordinator", "127.0.0.1:9", "--state-dir", str(tmp / "state"),
+                    "--insecure"],
                    str(bad_json), "not UTF-8"),
         "coordinator": (["coordinator", "--config", str(bad_toml), "--out", str(tmp / "run"), "--insecure"],
                         str(bad_toml), "not UTF-8"),

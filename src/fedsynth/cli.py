@@ -277,7 +277,7 @@ def simulate(
     secagg_threshold: Annotated[float, typer.Option(min=0.0, help="SecAgg+ reconstruction threshold, as a fraction of the shares (or a count if > 1).")] = 0.67,
     seed: Annotated[int, typer.Option(help="Seed for the holdout split and partitioning.")] = 0,
     report: Annotated[bool, typer.Option(help="Write the full evaluation report (report.html) against the holdout.")] = True,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a finished run that an earlier simulate wrote at --out (the new run is built beside it and swapped in when it succeeds).")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run an earlier simulate wrote at --out (without it, an interrupted run there is resumed, a finished one refused); the new run is built beside it and swapped in when it succeeds.")] = False,
 ) -> None:
     """Run a local federation on the Flower Simulation Engine with SecAgg+ and per-client DP budgets.
 

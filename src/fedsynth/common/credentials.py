@@ -26,7 +26,8 @@ from pathlib import Path
 
 from fedsynth.common.atomic import atomic_write_bytes
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.outputs import CERTIFICATE_FOLDER, KEY_FOLDER, Existing, claim_dir, inspect, replace_dir
+from fedsynth.common.outputs import (CERTIFICATE_FOLDER, KEY_FOLDER, Existing, claim_dir, find_existing,
+                                     replace_dir)
 
 PRIVATE_MODE = 0o600
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
@@ -99,7 +100,7 @@ def issue_certificates(req: CertificateRequest) -> IssuedCertificates:
     if not req.sans:
         raise FedsynthError("give at least one --san (the name or address clients use to reach the coordinator)")
     out = Path(req.out_dir)
-    if not req.overwrite and inspect(out, CERTIFICATE_FOLDER, "--out") is Existing.PREVIOUS:
+    if not req.overwrite and find_existing(out, CERTIFICATE_FOLDER, "--out") is Existing.PREVIOUS:
         raise FedsynthError(f"--out {out}: already holds a CA; refusing to replace a CA (institutions' ca.pem would "
                             "no longer verify the coordinator); choose a new --out, or pass --overwrite to replace it")
     paths = IssuedCertificates(out / CA_CERT, out / CA_KEY, out / SERVER_CERT, out / SERVER_KEY, tuple(req.sans))

@@ -85,7 +85,8 @@ MODEL_FOLDER = OutputKind("model folder", ("synthesizer.json", "weights.pt"), ma
 CHECKPOINT_FOLDER = OutputKind("run checkpoint", ("synthesizer.json", "weights.pt"), marker="synthesizer.json",
                                identify=lambda meta: isinstance(meta.get("checkpoint"), dict))
 SYNTHETIC_TABLE = OutputKind("synthetic table", marker=".lineage.json", folder=False,
-                             identify=lambda meta: meta.get("generator") == "fedsynth" and meta.get("synthetic") is True)
+                             identify=lambda meta: meta.get("generator") == "fedsynth"
+                             and meta.get("synthetic") is True)
 REPORT_FOLDER = OutputKind("evaluation report", ("report.json", "report.html"))
 SILO_FOLDER = OutputKind("demo silo folder", ("schema.json", "client-*.csv"))
 CERTIFICATE_FOLDER = OutputKind("certificate folder", ("ca.pem", "ca.key", "server.pem", "server.key"))
@@ -96,7 +97,7 @@ SIMULATION_RUN = OutputKind("simulation run", (
     "synthetic.csv", "synthetic.csv.lineage.json", "summary.json", "events.jsonl", "report.json", "report.html"))
 
 
-def inspect(path: Path, kind: OutputKind, option: str = "") -> Existing:
+def find_existing(path: Path, kind: OutputKind, option: str = "") -> Existing:
     """What ``path`` holds; refuses (naming it) anything that is not fedsynth's ``kind``.
 
     First puts back an earlier output a crash left set aside (:func:`recover`).
@@ -128,7 +129,7 @@ def check_replace(path: Path, kind: OutputKind, *, overwrite: bool, option: str 
     Called before any long work (training, sampling) so that a refusal costs nothing.
     """
     path = Path(path)
-    found = inspect(path, kind, option)
+    found = find_existing(path, kind, option)
     if path.is_symlink():
         raise FedsynthError(f"{_label(option)}{path}: is a symbolic link; give the path it points to "
                             f"({os.path.realpath(path)}) instead, so that the link is not replaced")
@@ -137,8 +138,8 @@ def check_replace(path: Path, kind: OutputKind, *, overwrite: bool, option: str 
             raise FedsynthError(f"{_label(option)}{path}: already holds a fedsynth {kind.name}; {OVERWRITE_HINT}")
         foreign = sorted(p.name for p in path.iterdir() if not kind.owns(p.name)) if kind.folder else []
         if foreign:
-            raise FedsynthError(f"{_label(option)}{path}: holds a fedsynth {kind.name} but also {foreign}, which fedsynth "
-                                "did not write; move them out first (replacing the folder would delete them)")
+            raise FedsynthError(f"{_label(option)}{path}: holds a fedsynth {kind.name} but also {foreign}, which "
+                                "fedsynth did not write; move them out first (replacing the folder would delete them)")
     return found
 
 
@@ -148,7 +149,7 @@ def replace_dir(path: Path, kind: OutputKind, *, overwrite: bool, option: str = 
 
     A failure (full disk, an exception in the caller) removes the new folder and leaves
     ``path`` as it was; a crash between the swap's two renames leaves the previous output as
-    ``.<name>.old-*``, which :func:`recover` (run by every later write or inspection) puts back.
+    ``.<name>.old-*``, which :func:`recover` puts back (every later :func:`find_existing` runs it).
     """
     path = Path(path)
     found = check_replace(path, kind, overwrite=overwrite, option=option)
@@ -177,7 +178,7 @@ def claim_dir(path: Path, kind: OutputKind, option: str = "") -> Existing:
     folder); what is already there is never removed: the caller refuses files it would replace.
     """
     path = Path(path)
-    found = inspect(path, kind, option)
+    found = find_existing(path, kind, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
         if found is not Existing.PREVIOUS:

@@ -45,7 +45,7 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.generators import ModelConfig
 from fedsynth.common.inputs import read_text
-from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, inspect
+from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, find_existing
 from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, run_config_for
 
 CONNECTION = "fedsynth"
@@ -197,7 +197,7 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     host, port = parse_address(opts.address)
     out = Path(opts.out_dir).resolve()
     # a new or empty folder, or this coordinator's own interrupted run (resumed); nothing else
-    if inspect(out, COORDINATOR_RUN, "--out") is Existing.PREVIOUS and (out / "synthesizer").exists():
+    if find_existing(out, COORDINATOR_RUN, "--out") is Existing.PREVIOUS and (out / "synthesizer").exists():
         raise FedsynthError(f"{out} already holds a finished run; choose a new --out")
     keys = [(Path(k).resolve(), check_node_public_key(Path(k))) for k in opts.authorized_keys]
     if len({fpr for _, fpr in keys}) != len(keys):

@@ -29,7 +29,7 @@ import pandas as pd
 
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
-from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, inspect, replace_dir
+from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
 from fedsynth.common.schema import Schema
 
 
@@ -93,8 +93,9 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     """The whole simulation into ``cfg.out``; see the module docstring for the layout.
 
     ``cfg.out`` follows :mod:`fedsynth.common.outputs`: a new or empty folder is filled in
-    place (an interrupted run there resumes from its checkpoint); a finished run is replaced
-    only with ``cfg.overwrite``, the new run being built next to it and swapped in at the end.
+    place. An earlier run there is resumed from its checkpoint if it was interrupted and
+    refused if it finished; with ``cfg.overwrite`` either is replaced, the new run being built
+    next to it and swapped in when it succeeds.
     """
     from fedsynth.common.privacy import check_privacy_params
     from fedsynth.simulations.datasets import load_dataset
@@ -127,7 +128,7 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
 
 def _check_out(out: Path, overwrite: bool) -> bool:
     """Whether ``out`` holds an earlier run to replace; refuses what must not be touched."""
-    found = inspect(out, SIMULATION_RUN, "--out")
+    found = find_existing(out, SIMULATION_RUN, "--out")
     if found is not Existing.PREVIOUS:
         return False
     if not overwrite:
