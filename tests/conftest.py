@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 import torch
 
+from fedsynth.common.generators import ModelConfig
 from fedsynth.common.schema import Schema
+from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
 from fedsynth.common.tables import load_table
 from fedsynth.simulations.datasets import bundled_paths
 
@@ -35,3 +37,11 @@ def adult(adult_paths, adult_schema) -> pd.DataFrame:
 @pytest.fixture()
 def adult_small(adult) -> pd.DataFrame:
     return adult.sample(3000, random_state=0).reset_index(drop=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, adult, adult_schema) -> Path:
+    """A small trained model folder (a few seconds to fit), for tests of what reads or writes beside it."""
+    synth = Synthesizer(adult_schema, epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=0.5),
+                        model_config=ModelConfig(hidden=16)).fit(adult.sample(800, random_state=4))
+    return synth.save(tmp_path_factory.mktemp("tiny") / "model")

@@ -1,18 +1,11 @@
 import json
-import os
-import subprocess
-import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from _cli import fedsynth
 
 from fedsynth.common.tables import write_table
-
-
-def fedsynth(*args):
-    env = {**os.environ, "COLUMNS": "200"}  # a real terminal's width; rich truncates at 80
-    return subprocess.run([sys.executable, "-m", "fedsynth.cli", *args], capture_output=True, text=True, timeout=600,
-                          env=env)
 
 
 @pytest.fixture()
@@ -143,3 +136,84 @@ def test_simulate_help_explains_every_option():
 def test_simulate_bad_options_get_clear_errors(tmp_path, args, message):
     r = fedsynth("simulate", "--out", str(tmp_path / "x"), *args)
     assert r.returncode == 2 and message in (r.stderr + r.stdout)
+
+
+# ------------------------------------------------------------------------- clear errors, not tracebacks (issue 13)
+LATIN1 = '{"name": "caf\xe9"}\n'.encode("latin-1")  # not UTF-8: a bare 0xe9 byte
+
+
+def _error_cases(tmp: Path, adult, adult_schema, adult_paths) -> dict[str, tuple[list[str], str, str]]:
+    """command args, the file the error must name, and what it must say."""
+    bad_json, bad_toml, card_list = tmp / "latin1.json", tmp / "latin1.toml", tmp / "card.json"
+    bad_json.write_bytes(LATIN1)
+    bad_toml.write_bytes(b"[plan]\nname = 'caf\xe9'\n")
+    card_list.write_text('[{"client": "a"}]\n')
+    table = tmp / "t.csv"
+    write_table(adult.iloc[:400], table, schema=adult_schema)
+    synthetic = tmp / "syn.csv"
+    write_table(adult.iloc[400:800], synthetic, schema=adult_schema)
+    (tmp / "syn.csv.lineage.json").write_text('["synthetic"]\n')
+    evaluate = ["evaluate", "--real", str(table), "--holdout", str(table), "--synthetic", str(table), "--schema",
+                str(adult_paths[1]), "--out", str(tmp / "rep")]
+    return {
+        "schema validate": (["schema", "validate", str(table), "--schema", str(bad_json)], str(bad_json), "not UTF-8"),
+        "client": (["client", "--data", str(table), "--schema", str(bad_json), "--budget-epsilon", "1",
+                    "--budget-delta", "1e-6", "--coordinator", "127.0.0.1:9", "--state-dir", str(tmp / "state"),
+                    "--insecure"],
+                   str(bad_json), "not UTF-8"),
+        "coordinator": (["coordinator", "--config", str(bad_toml), "--out", str(tmp / "run"), "--insecure"],
+                        str(bad_toml), "not UTF-8"),
+        "evaluate card encoding": ([*evaluate, "--model-card", str(bad_json)], str(bad_json), "not UTF-8"),
+        "evaluate card list": ([*evaluate, "--model-card", str(card_list)], str(card_list), "expected a JSON object"),
+        "lineage sidecar list": (["lineage", str(synthetic)], "syn.csv.lineage.json", "expected a JSON object"),
+    }
+
+
+@pytest.mark.parametrize("case", ["schema validate", "client", "coordinator", "evaluate card encoding",
+                                  "evaluate card list", "lineage sidecar list"])
+def test_unreadable_files_get_one_clear_error(tmp_path, adult, adult_schema, adult_paths, case):
+    args, names, says = _error_cases(tmp_path, adult, adult_schema, adult_paths)[case]
+    r = fedsynth(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert names in r.stderr and says in r.stderr, r.stderr
+
+
+def test_fit_refuses_zero_threads(tmp_path, small_csv, adult_paths):
+    r = fedsynth("fit", str(small_csv), "--schema", str(adult_paths[1]), "--out", str(tmp_path / "m"), "--threads", "0")
+    assert r.returncode == 2 and "--threads" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_simulate_with_too_small_alpha_names_the_alpha_that_works(tmp_path):
+    out = tmp_path / "run"
+    r = fedsynth("simulate", "--partition", "dirichlet", "--alpha", "0.001", "--clients", "5", "--out", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "--alpha 0.001" in r.stderr and "the smallest --alpha that works here" in r.stderr
+    assert not out.exists()  # refused before anything was written
+
+
+def test_sample_refuses_an_absurd_row_count_before_allocating(tmp_path, tiny_model_dir):
+    out = tmp_path / "s.csv"
+    r = fedsynth("sample", str(tiny_model_dir), "--rows", "1000000000", "--out", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "1,000,000,000 rows" in r.stderr and "at most 100,000,000" in r.stderr
+    assert not out.exists()
+
+
+def test_sample_refuses_two_values_for_one_column(tmp_path, tiny_model_dir):
+    out = tmp_path / "s.csv"
+    r = fedsynth("sample", str(tiny_model_dir), "--rows", "10", "--where", "sex=Male", "--where", "sex=Female",
+                 "--out", str(out))
+    assert r.returncode == 2, r.stderr
+    assert "'sex'" in r.stderr and "'Male'" in r.stderr and "'Female'" in r.stderr
+    assert not out.exists()
+
+
+def test_fit_with_a_small_epsilon_spends_within_it(tmp_path, small_csv, adult_paths):
+    model = tmp_path / "model"
+    r = fedsynth("fit", str(small_csv), "--schema", str(adult_paths[1]), "--epsilon", "0.3", "--epochs", "1",
+                 "--out", str(model))
+    assert r.returncode == 0, r.stderr
+    privacy = json.loads((model / "synthesizer.json").read_text())["privacy"]
+    assert 0.29 <= privacy["epsilon_spent"] <= 0.3
+    assert privacy["history"][0][0] > 10  # the category-frequency release took more noise than at epsilon 1

@@ -11,6 +11,7 @@ from fedsynth.common.errors import BudgetExhausted, FedsynthError
 from fedsynth.common.federation import FederationPlan
 from fedsynth.common.generators import ModelConfig, build_model
 from fedsynth.common.privacy import epsilon_spent
+from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.tables import write_table
 
 
@@ -114,3 +115,15 @@ def test_wrong_shape_model_from_coordinator_is_rejected(silo, adult_paths, adult
     arrays[1][:] = np.nan
     with pytest.raises(ValueError, match="non-finite"):
         inst.train_round(arrays, plan, 1, 3, 8.0)
+
+
+def test_small_cap_scales_the_frequency_release_by_the_single_party_rule(silo, adult_paths, adult_schema, tmp_path):
+    inst = make(silo, adult_paths, tmp_path / "state", eps=0.3)
+    plan = plan_for(adult_schema, rounds=2)
+    assert inst.check(plan, 2)["can_train"]
+    inst.train_round(initial(adult_schema, plan), plan, 1, 2, 8.0)
+    ledger = inst.ledger()
+    sigma, q, steps = ledger.history[0]
+    same_rule = Synthesizer(adult_schema, epsilon=0.3, delta=1e-5).plan(2000)["frequency_noise"]
+    assert (q, steps) == (1.0, 1) and sigma == same_rule > plan.marginal_noise
+    assert ledger.epsilon_spent <= 0.3

@@ -44,7 +44,8 @@ def test_certificates_have_sans_chain_and_private_keys(tmp_path):
     key = load_pem_private_key(issued.server_key.read_bytes(), None)
     assert key.public_key().public_numbers() == srv.public_key().public_numbers()
     # no temporary files left behind, and no silent replacement of a CA
-    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["ca.key", "ca.pem", "server.key", "server.pem"]
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == [
+        ".fedsynth-output.json", "ca.key", "ca.pem", "server.key", "server.pem"]
     with pytest.raises(FedsynthError, match="refusing to replace a CA"):
         issue_certificates(CertificateRequest(tmp_path / "c"))
 

@@ -174,6 +174,6 @@ def test_synthesizer_save_on_a_full_disk_keeps_the_old_model(tmp_path, monkeypat
     before = json.loads((tmp_path / "model" / "synthesizer.json").read_text())
     monkeypatch.setattr(type(tmp_path), "rename", lambda self, target: _enospc())
     with pytest.raises(StorageError, match="No space left"):
-        s.save(tmp_path / "model")
+        s.save(tmp_path / "model", overwrite=True)
     monkeypatch.undo()
     assert json.loads((tmp_path / "model" / "synthesizer.json").read_text()) == before

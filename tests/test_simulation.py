@@ -92,3 +92,18 @@ def test_clients_refuse_rounds_they_cannot_afford(tmp_path):
         assert ledger.epsilon_spent <= 1.0
     card = json.loads((out / "model_card.json").read_text())
     assert card["rounds_completed"] == 6
+
+
+def test_a_finished_run_is_replaced_whole_only_with_overwrite(tmp_path):
+    out = tmp_path / "run"
+    args = ("simulate", "--clients", "2", "--rounds", "1", "--local-epochs", "0.3", "--rows", "200", "--no-report",
+            "--out", str(out))
+    fedsynth(*args)
+    first = json.loads((out / "model_card.json").read_text())["model_id"]
+    fedsynth(*args, "--seed", "1", "--overwrite")
+    assert json.loads((out / "model_card.json").read_text())["model_id"] != first
+    assert json.loads((out / "summary.json").read_text())["config"]["seed"] == 1
+    for i in (1, 2):  # fresh institutions: the new run did not inherit the old run's spent budgets
+        ledger = Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5)
+        assert [e["round"] for e in ledger.events if e["event"] == "round"] == [1]
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the old run is gone, nothing set aside

@@ -1,11 +1,14 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from opacus.accountants import RDPAccountant
 
 from fedsynth.common.errors import FedsynthError, PrivacyError
-from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
+from fedsynth.common.generators import ModelConfig
+from fedsynth.common.lineage import provenance, read_lineage, write_synthetic
+from fedsynth.common.synthesizer import SAMPLE_CHUNK_ROWS, Synthesizer, TrainingConfig
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,7 @@ def test_save_is_all_or_nothing(trained, tmp_path, monkeypatch):
 
     monkeypatch.setattr("pathlib.Path.write_text", boom)
     with pytest.raises(OSError):
-        trained.save(target)
+        trained.save(target, overwrite=True)
     assert (target / "weights.pt").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
@@ -109,3 +112,62 @@ def test_gan_trains_and_samples(adult_schema, adult):
     assert len(out) == 100 and (out["sex"] == "Female").all()
     assert s.epsilon_spent <= 1.0
     assert np.isfinite(out["age"]).all()
+
+
+def test_sampling_generates_in_bounded_chunks(trained, monkeypatch):
+    asked = []
+    generate = trained.model.generate
+    monkeypatch.setattr(trained.model, "generate", lambda n, **kw: (asked.append(n), generate(n, **kw))[1])
+    n = 2 * SAMPLE_CHUNK_ROWS + 7
+    assert len(trained.sample(n, seed=1)) == n
+    assert max(asked) <= SAMPLE_CHUNK_ROWS and sum(asked) == n
+
+
+def test_sampling_refuses_sizes_it_cannot_hold(trained):
+    with pytest.raises(FedsynthError, match="iter_sample"):
+        trained.sample(10**9)
+    with pytest.raises(FedsynthError, match="at most 100,000,000"):
+        trained.iter_sample(10**9)
+
+
+def test_seeded_chunks_are_reproducible_and_independent(trained):
+    a = list(trained.iter_sample(250, seed=5, chunk_rows=100))
+    b = list(trained.iter_sample(250, seed=5, chunk_rows=100))
+    assert [len(c) for c in a] == [100, 100, 50] and all(x.equals(y) for x, y in zip(a, b))
+    assert a[0].equals(trained.sample(100, seed=5))  # the first chunk is what one call with the seed gives
+    assert not a[1].equals(a[0])
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_streamed_sample_is_written_whole_with_its_lineage(trained, tmp_path, suffix):
+    path = tmp_path / f"s.{suffix}"
+    meta, _ = trained.to_state()
+    chunks = trained.iter_sample(250, conditions={"sex": "Female"}, seed=3, chunk_rows=100)
+    write_synthetic(chunks, path, provenance(meta, 250, {"sex": "Female"}), schema=trained.schema)
+    back = pd.read_csv(path) if suffix == "csv" else pd.read_parquet(path)
+    assert len(back) == 250 and (back["sex"] == "Female").all()
+    assert list(back.columns) == trained.schema.names
+    check = read_lineage(path)
+    assert check.file_ok is True and check.ok and check.record["rows"] == 250
+
+
+def _opacus_epsilon(history, delta):
+    """Opacus' RDP accountant stepped through the history, with orders beyond its defaults (they stop at 63)."""
+    acc = RDPAccountant()
+    for sigma, q, steps in history:
+        for _ in range(int(steps)):
+            acc.step(noise_multiplier=sigma, sample_rate=q)
+    orders = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 1025))
+    return acc.get_epsilon(delta, alphas=orders)
+
+
+def test_small_budgets_scale_the_frequency_release_and_stay_within_epsilon(adult_schema, adult_small):
+    sigmas = []
+    for eps in (1.0, 0.3, 0.1):
+        s = Synthesizer(adult_schema, epsilon=eps, delta=1e-5, training=TrainingConfig(epochs=1),
+                        model_config=ModelConfig(hidden=16)).fit(adult_small)
+        sigma, q, steps = s.privacy.history[0]
+        assert (q, steps) == (1.0, 1)  # the category-frequency release, accounted first
+        assert s.epsilon_spent <= eps and _opacus_epsilon(s.privacy.history, 1e-5) <= eps
+        sigmas.append(sigma)
+    assert sigmas[0] == 10.0 < sigmas[1] < sigmas[2]

@@ -1,6 +1,7 @@
 import gzip
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from fedsynth.common.errors import DataError
@@ -134,3 +135,21 @@ def test_write_is_atomic_on_failure(tmp_path, monkeypatch):
         write_table(df, target)
     assert target.read_text() == "previous contents"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.csv")] == []
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet"])
+def test_chunks_are_streamed_into_one_table_typed_by_the_schema(tmp_path, suffix):
+    schema = Schema.from_json({"columns": [*SCHEMA.to_json()["columns"],
+                                           {"name": "colour", "type": "categorical", "categories": ["red", "blue"],
+                                            "nullable": True}]})
+    first = pd.DataFrame({"age": [30, 41], "score": [0.5, None], "plan": ["basic", "premium"], "active": [True, False],
+                          "joined": pd.to_datetime(["2010-05-01", "2020-01-31"]), "colour": [None, None]})
+    second = pd.DataFrame({"age": [7], "score": [0.25], "plan": ["basic"], "active": [True],
+                           "joined": pd.to_datetime(["2001-01-01"]), "colour": ["red"]})
+    path = tmp_path / f"t.{suffix}"
+    # the first chunk's colour is all missing: its type must still be the schema's, not "null"
+    assert write_table(iter([first, second]), path, schema=schema) == 3
+    back = load_table(path, schema)
+    assert back["age"].tolist() == [30, 41, 7] and back["colour"].isna().tolist() == [True, True, False]
+    assert back["colour"].iloc[2] == "red" and back["score"].iloc[2] == 0.25
+    assert back["active"].tolist() == [True, False, True] and back["joined"].iloc[2] == pd.Timestamp("2001-01-01")

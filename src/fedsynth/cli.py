@@ -26,6 +26,9 @@ out = Console(soft_wrap=True)
 # Options shared by the commands that read a bundled dataset or a user's table.
 DataOption = Annotated[str, typer.Option(help="Bundled dataset name (adult) or a CSV/Parquet path.")]
 SchemaForDataOption = Annotated[Optional[Path], typer.Option(help="Schema JSON; required when --data is a file.")]
+# Every command with --out: an existing path is only ever an earlier output of the same command,
+# replaced with this flag (see fedsynth.common.outputs); anything else there is refused.
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what an earlier run of this command wrote at --out (never anything else).")]
 
 
 def _fail(exc: Exception) -> None:
@@ -105,15 +108,18 @@ def fit(
     epochs: Annotated[float, typer.Option(help="Passes over the data (in expectation).")] = 30.0,
     batch_size: Annotated[Optional[int], typer.Option(help="Expected Poisson batch size (default: rows/12, 64..2048).")] = None,
     accountant: Annotated[str, typer.Option(help="Privacy accountant: rdp or prv.")] = "rdp",
-    threads: Annotated[int, typer.Option(help="CPU threads for torch.")] = 2,
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Train a single-party DP synthesizer (also the centralized baseline)."""
     try:
         import torch
 
+        from fedsynth.common.outputs import MODEL_FOLDER, check_replace
         from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
         from fedsynth.common.tables import load_table
 
+        check_replace(out_dir, MODEL_FOLDER, overwrite=overwrite, option="--out")  # before training, not after
         torch.set_num_threads(threads)
         sch = _load_schema(schema)
         df = load_table(data, sch)
@@ -121,11 +127,11 @@ def fit(
                             training=TrainingConfig(epochs=epochs, batch_size=batch_size, accountant=accountant))
         plan = synth.plan(len(df))
         err.print(f"{len(df)} rows; {plan['steps']} DP-SGD steps at sample rate {plan['sample_rate']:.4f}, "
-                  f"noise multiplier {plan['noise_multiplier']:.3f}")
+                  f"noise multiplier {plan['noise_multiplier']:.3f} (category frequencies: {plan['frequency_noise']:.3g})")
         with _progress("training") as bar:
             task = bar.add_task("train", total=plan["steps"])
             synth.fit(df, progress=lambda done, total: bar.update(task, completed=done))
-        synth.save(out_dir)
+        synth.save(out_dir, overwrite=overwrite)
     except FedsynthError as exc:
         _fail(exc)
     out.print(f"[green]saved[/] {out_dir}  epsilon spent = {synth.epsilon_spent:.4f} (target {epsilon}), "
@@ -137,8 +143,11 @@ def _parse_where(where: list[str]) -> dict[str, str]:
     for w in where:
         if "=" not in w:
             raise FedsynthError(f"--where {w!r}: expected COLUMN=VALUE")
-        k, v = w.split("=", 1)
-        conds[k.strip()] = v.strip()
+        k, v = (part.strip() for part in w.split("=", 1))
+        if k in conds and conds[k] != v:  # a row holds one value per column: no row could match both
+            raise FedsynthError(f"--where: column {k!r} is given twice, as {conds[k]!r} and {v!r}; "
+                                "give each column at most one value")
+        conds[k] = v
     return conds
 
 
@@ -147,22 +156,28 @@ def sample(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by fit or simulate.")],
     rows: Annotated[int, typer.Option("--rows", "-n", help="Number of rows to generate.")],
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet.")],
-    where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable).")] = None,
+    where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable, one per column).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
-    """Generate synthetic rows (with a lineage sidecar); sampling costs no privacy."""
+    """Generate synthetic rows (with a lineage sidecar); sampling costs no privacy.
+
+    Rows are generated and written in chunks, so memory stays bounded for any --rows.
+    """
     try:
-        from fedsynth.common.lineage import provenance, write_synthetic
+        from fedsynth.common.lineage import provenance, sidecar_path, write_synthetic
+        from fedsynth.common.outputs import SYNTHETIC_TABLE, check_replace
         from fedsynth.common.synthesizer import Synthesizer
 
-        synth = Synthesizer.load(model_dir)
         conds = _parse_where(where or [])
-        df = synth.sample(rows, conditions=conds or None, seed=seed)
+        check_replace(out_file, SYNTHETIC_TABLE, overwrite=overwrite, option="--out")
+        synth = Synthesizer.load(model_dir)
+        chunks = synth.iter_sample(rows, conditions=conds or None, seed=seed)  # refuses bad --rows/--where now
         meta, _ = synth.to_state()
-        write_synthetic(df, out_file, provenance(meta, len(df), conds), schema=synth.schema)
+        write_synthetic(chunks, out_file, provenance(meta, rows, conds), schema=synth.schema)
     except FedsynthError as exc:
         _fail(exc)
-    out.print(f"[green]wrote[/] {len(df)} synthetic rows to {out_file} (+ {out_file.name}.lineage.json)")
+    out.print(f"[green]wrote[/] {rows} synthetic rows to {out_file} (+ {sidecar_path(out_file).name})")
 
 
 @app.command()
@@ -202,14 +217,17 @@ def evaluate(
     target: Annotated[Optional[str], typer.Option(help="Label column for the utility (TSTR) test.")] = None,
     model_card: Annotated[Optional[Path], typer.Option(help="model_card.json or synthesizer.json: states the guarantee next to the results.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for subsampling and bootstraps.")] = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Fidelity, utility and empirical privacy of a synthetic table, as report.html + report.json."""
     try:
         from fedsynth.common.evaluation import evaluate as run_eval
         from fedsynth.common.evaluation import write_report
         from fedsynth.common.evaluation.privacy import OverlappingHoldout
+        from fedsynth.common.outputs import REPORT_FOLDER, check_replace, replace_dir
         from fedsynth.common.tables import load_table
 
+        check_replace(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out")  # before the evaluation runs
         sch = _load_schema(schema)
         frames = [load_table(p, sch) for p in (real, holdout, synthetic)]
         if target is not None and target not in sch.names:
@@ -219,27 +237,37 @@ def evaluate(
             result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed)
         except OverlappingHoldout as exc:
             raise OverlappingHoldout(f"--holdout {holdout} and --real {real}: {exc}") from None
-        html, js = write_report(result, out_dir)
+        with replace_dir(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out") as new:
+            written = write_report(result, new)
     except FedsynthError as exc:
         _fail(exc)
     note = result["meta"]["holdout_overlap"]["warning"]
     if note:
         err.print(f"[yellow]warning:[/] --holdout {holdout}: {note}", highlight=False)
-    out.print(f"[green]wrote[/] {html} and {js}")
+    out.print(f"[green]wrote[/] {' and '.join(str(out_dir / p.name) for p in written)}")
 
 
 def _guarantee_from(path: Path) -> dict:
     """The guarantee as recorded by fit (synthesizer.json) or by a federated run (model_card.json)."""
+    from fedsynth.common.evaluation.privacy import describe_guarantee
+    from fedsynth.common.inputs import read_json_object
+
+    meta = read_json_object(path, label="--model-card ")
     try:
-        meta = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise FedsynthError(f"{path}: cannot read ({exc})") from None
-    if "clients" in meta:
-        return {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
-                            for c in meta["clients"]], "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
-    priv = meta.get("privacy", {})
-    return {"clients": [{"client": "single party", "epsilon": priv.get("epsilon_spent"), "delta": priv.get("delta")}],
-            "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
+        if "clients" in meta:
+            guarantee = {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
+                                     for c in meta["clients"]],
+                         "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
+        else:
+            priv = meta.get("privacy", {})
+            guarantee = {"clients": [{"client": "single party", "epsilon": priv.get("epsilon_spent"),
+                                      "delta": priv.get("delta")}],
+                         "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
+        describe_guarantee(guarantee)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise FedsynthError(f"--model-card {path}: not a model_card.json or synthesizer.json written by fedsynth "
+                            f"({type(exc).__name__}: {exc})") from None
+    return guarantee
 
 
 @app.command()
@@ -267,6 +295,7 @@ def simulate(
     secagg_threshold: Annotated[float, typer.Option(min=0.0, help="SecAgg+ reconstruction threshold, as a fraction of the shares (or a count if > 1).")] = 0.67,
     seed: Annotated[int, typer.Option(help="Seed for the holdout split and partitioning.")] = 0,
     report: Annotated[bool, typer.Option(help="Write the full evaluation report (report.html) against the holdout.")] = True,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the run an earlier simulate wrote at --out (without it, an interrupted run there is resumed, a finished one refused); the new run is built beside it and swapped in when it succeeds.")] = False,
 ) -> None:
     """Run a local federation on the Flower Simulation Engine with SecAgg+ and per-client DP budgets.
 
@@ -293,7 +322,7 @@ def simulate(
                                delta=delta, rounds=rounds, local_epochs=local_epochs, server_lr=server_lr,
                                clients_per_round=clients_per_round, client_weighting=client_weighting,
                                weight_cap_rows=weight_cap_rows, model=model, holdout=holdout, rows=rows,
-                               seed=seed, report=report, secagg=secagg)
+                               seed=seed, report=report, secagg=secagg, overwrite=overwrite)
         summary = run(cfg, print_fn=lambda m: err.print(m, highlight=False, markup=False))
     except FedsynthError as exc:
         _fail(exc)
@@ -317,6 +346,7 @@ def certs(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for ca.pem, ca.key, server.pem, server.key.")],
     san: Annotated[Optional[list[str]], typer.Option(help="Extra name or IP address the coordinator is reached by (repeatable); localhost and 127.0.0.1 are always included.")] = None,
     days: Annotated[int, typer.Option(help="Validity in days.")] = 365,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the CA an earlier `fedsynth certs` wrote at --out (institutions then need the new ca.pem).")] = False,
 ) -> None:
     """Create a private CA and the coordinator's TLS certificate (keys 0600, never printed).
 
@@ -326,7 +356,7 @@ def certs(
 
     sans = tuple(dict.fromkeys(["localhost", "127.0.0.1", *(san or [])]))
     try:
-        issued = issue_certificates(CertificateRequest(out_dir=out_dir, sans=sans, days=days))
+        issued = issue_certificates(CertificateRequest(out_dir=out_dir, sans=sans, days=days, overwrite=overwrite))
     except FedsynthError as exc:
         _fail(exc)
     out.print(f"[green]wrote[/] {issued.ca_cert} (give to institutions), {issued.server_cert}; private keys "
@@ -338,6 +368,7 @@ def certs(
 def keys(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for the key pairs.")],
     name: Annotated[list[str], typer.Option(help="One key pair per name: NAME (private, 0600) and NAME.pub (repeatable).")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace key pairs of these names that an earlier `fedsynth keys` wrote in --out.")] = False,
 ) -> None:
     """Create SuperNode authentication key pairs (EC P-384, OpenSSH format).
 
@@ -348,7 +379,7 @@ def keys(
 
     try:
         for n in name:
-            pair = generate_node_keys(out_dir, n)
+            pair = generate_node_keys(out_dir, n, overwrite=overwrite)
             out.print(f"[green]wrote[/] {pair.public_key} ({pair.fingerprint}) and its private key {pair.private_key} "
                       "(mode 0600)", highlight=False)
     except FedsynthError as exc:
@@ -363,13 +394,14 @@ def split(
     clients: Annotated[int, typer.Option(min=1, help="Number of silo files.")] = 3,
     rows: Annotated[int, typer.Option(min=1, help="Rows per silo.")] = 400,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Cut disjoint demo silo files out of a table, to try a deployment on one machine."""
     from fedsynth.simulations.silos import SiloRequest, write_silos
 
     try:
         paths = write_silos(SiloRequest(out_dir=out_dir, data=data, schema=str(schema) if schema else None,
-                                        clients=clients, rows=rows, seed=seed))
+                                        clients=clients, rows=rows, seed=seed, overwrite=overwrite))
     except FedsynthError as exc:
         _fail(exc)
     out.print(f"[green]wrote[/] {out_dir / 'schema.json'} and {len(paths)} silos of {rows} rows", highlight=False)

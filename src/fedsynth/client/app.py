@@ -28,8 +28,8 @@ from fedsynth.client.ledger import Ledger
 from fedsynth.client.update_cache import UpdateCache, UpdateKey, arrays_digest
 from fedsynth.common.errors import BudgetExhausted, DataError, FedsynthError, SchemaError
 from fedsynth.common.federation import FederationPlan, pack_update, refusal_update
-from fedsynth.common.privacy import (calibrate_noise, frequencies_from_counts, gaussian_counts_release, noisy_counts,
-                                     rows_from_counts)
+from fedsynth.common.privacy import (calibrate_noise, frequencies_from_counts, frequency_noise, gaussian_counts_release,
+                                     noisy_counts, rows_from_counts)
 from fedsynth.common.schema import Schema
 
 FREQS_FILE = "category_counts.json"
@@ -114,7 +114,7 @@ class Institution:
             return ledger.plan
         batch, q, steps = sampling_plan(n_rows, plan.local_epochs, self.settings.batch_size)
         rounds = plan.planned_participations(total_clients)
-        prior = list(ledger.history) + self._pending_releases(plan)
+        prior = list(ledger.history) + self._pending_releases(plan, ledger)
         cal = calibrate_noise(ledger.epsilon_cap, ledger.delta, q, steps * rounds, prior, ledger.accountant)
         ledger.plan = {"plan_id": plan_id, "sample_rate": q, "steps_per_round": steps, "rounds": rounds,
                        "noise_multiplier": cal.noise_multiplier, "expected_batch": batch}
@@ -124,9 +124,14 @@ class Institution:
     def _freqs_path(self) -> Path:
         return self.state_dir / f"{self.schema.hash()}-{FREQS_FILE}"
 
-    def _pending_releases(self, plan: FederationPlan) -> list:
+    def _pending_releases(self, plan: FederationPlan, ledger: Ledger) -> list:
         """The one-off category-frequency release, if this institution has not made it yet."""
-        return [] if self._freqs_path().exists() else [gaussian_counts_release(plan.marginal_noise)]
+        return [] if self._freqs_path().exists() else [gaussian_counts_release(self._frequency_noise(plan, ledger))]
+
+    @staticmethod
+    def _frequency_noise(plan: FederationPlan, ledger: Ledger) -> float:
+        """The release's noise, chosen from this institution's own cap by the single-party rule."""
+        return frequency_noise(ledger.epsilon_cap, ledger.delta, ledger.accountant, floor=plan.marginal_noise)
 
     def check(self, plan: FederationPlan, total_clients: int, server_round: int | None = None,
               digest: str | None = None) -> dict[str, Any]:
@@ -151,7 +156,7 @@ class Institution:
         release = (rp["noise_multiplier"], rp["sample_rate"], rp["steps_per_round"])
         replay = server_round is not None and digest is not None and UpdateCache(self.state_dir).has(
             UpdateKey(rp["plan_id"], int(server_round), str(digest)))
-        ok = replay or ledger.can_afford(self._pending_releases(plan) + [release])
+        ok = replay or ledger.can_afford(self._pending_releases(plan, ledger) + [release])
         return {"can_train": ok, "reason": "" if ok else "budget exhausted", "schema_hash": self.schema.hash(),
                 "epsilon_spent": round(ledger.epsilon_spent, 2), "delta": ledger.delta}
 
@@ -243,8 +248,9 @@ class Institution:
         if path.exists():
             counts = [np.asarray(c, dtype=float) for c in json.loads(path.read_text())["noisy_counts"]]
         else:
-            ledger.charge([gaussian_counts_release(plan.marginal_noise)], event="category_frequencies")
-            counts = noisy_counts([x_np[:, s.start : s.end] for s in segments], plan.marginal_noise)
+            sigma = self._frequency_noise(plan, ledger)
+            ledger.charge([gaussian_counts_release(sigma)], event="category_frequencies")
+            counts = noisy_counts([x_np[:, s.start : s.end] for s in segments], sigma)
             atomic_write_text(path, json.dumps({"noisy_counts": [c.tolist() for c in counts]}))
         return frequencies_from_counts(counts), rows_from_counts(counts)
 

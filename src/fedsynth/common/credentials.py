@@ -26,6 +26,8 @@ from pathlib import Path
 
 from fedsynth.common.atomic import atomic_write_bytes
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.outputs import (CERTIFICATE_FOLDER, KEY_FOLDER, Existing, claim_dir, find_existing,
+                                     replace_dir)
 
 PRIVATE_MODE = 0o600
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
@@ -41,6 +43,7 @@ class CertificateRequest:
     sans: tuple[str, ...] = ("localhost", "127.0.0.1")  # names the coordinator is reached by
     days: int = 365
     common_name: str = "fedsynth coordinator"
+    overwrite: bool = False  # replace the CA of an earlier `fedsynth certs` in out_dir
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,9 @@ def _private_pem(key) -> bytes:
 def issue_certificates(req: CertificateRequest) -> IssuedCertificates:
     """Create ``ca.pem``/``ca.key`` and ``server.pem``/``server.key`` in ``req.out_dir``.
 
-    Refuses to overwrite existing files: replacing a CA silently would lock every
-    institution out (their copy of ``ca.pem`` would no longer verify the coordinator).
+    The folder is written whole (see :func:`fedsynth.common.outputs.replace_dir`). An earlier
+    one is replaced only with ``overwrite``: a new CA silently would lock every institution
+    out (their copy of ``ca.pem`` would no longer verify the coordinator).
     """
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -96,10 +100,10 @@ def issue_certificates(req: CertificateRequest) -> IssuedCertificates:
     if not req.sans:
         raise FedsynthError("give at least one --san (the name or address clients use to reach the coordinator)")
     out = Path(req.out_dir)
+    if not req.overwrite and find_existing(out, CERTIFICATE_FOLDER, "--out") is Existing.PREVIOUS:
+        raise FedsynthError(f"--out {out}: already holds a CA; refusing to replace a CA (institutions' ca.pem would "
+                            "no longer verify the coordinator); choose a new --out, or pass --overwrite to replace it")
     paths = IssuedCertificates(out / CA_CERT, out / CA_KEY, out / SERVER_CERT, out / SERVER_KEY, tuple(req.sans))
-    existing = [str(p) for p in (paths.ca_cert, paths.ca_key, paths.server_cert, paths.server_key) if p.exists()]
-    if existing:
-        raise FedsynthError(f"{out}: already holds {existing}; choose a new --out (refusing to replace a CA)")
     sans = _san_entries(tuple(req.sans))
     start, end = _now() - dt.timedelta(minutes=5), _now() + dt.timedelta(days=req.days)
 
@@ -127,11 +131,11 @@ def issue_certificates(req: CertificateRequest) -> IssuedCertificates:
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
         .sign(ca_key, hashes.SHA384())
     )
-    # Keys first: a crash in between leaves no certificate that points at a missing key.
-    atomic_write_bytes(paths.ca_key, _private_pem(ca_key), mode=PRIVATE_MODE)
-    atomic_write_bytes(paths.server_key, _private_pem(srv_key), mode=PRIVATE_MODE)
-    atomic_write_bytes(paths.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-    atomic_write_bytes(paths.server_cert, srv_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+    with replace_dir(out, CERTIFICATE_FOLDER, overwrite=req.overwrite, option="--out") as new:
+        atomic_write_bytes(new / CA_KEY, _private_pem(ca_key), mode=PRIVATE_MODE)
+        atomic_write_bytes(new / SERVER_KEY, _private_pem(srv_key), mode=PRIVATE_MODE)
+        atomic_write_bytes(new / CA_CERT, ca_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        atomic_write_bytes(new / SERVER_CERT, srv_cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
     return paths
 
 
@@ -151,8 +155,12 @@ def _fingerprint(public_ssh: bytes) -> str:
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
 
-def generate_node_keys(out_dir: Path, name: str) -> NodeKeyPair:
-    """An EC P-384 key pair for one SuperNode: ``<name>`` (private, 0600) and ``<name>.pub``."""
+def generate_node_keys(out_dir: Path, name: str, *, overwrite: bool = False) -> NodeKeyPair:
+    """An EC P-384 key pair for one SuperNode: ``<name>`` (private, 0600) and ``<name>.pub``.
+
+    ``out_dir`` is a key folder fedsynth made (or a new or empty one); further pairs are added
+    to it, and an existing pair of the same name is replaced only with ``overwrite``.
+    """
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -160,9 +168,11 @@ def generate_node_keys(out_dir: Path, name: str) -> NodeKeyPair:
         raise FedsynthError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
     out = Path(out_dir)
     priv, pub = out / name, out / f"{name}.pub"
+    claim_dir(out, KEY_FOLDER, "--out")
     for p in (priv, pub):
-        if p.exists():
-            raise FedsynthError(f"{p}: already exists; refusing to replace a key (choose another --name or --out)")
+        if p.exists() and not overwrite:
+            raise FedsynthError(f"{p}: already exists; refusing to replace a key (choose another --name or --out, "
+                                "or pass --overwrite to replace it)")
     key = ec.generate_private_key(ec.SECP384R1())
     private_bytes = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
                                       serialization.NoEncryption())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,15 @@ import pandas as pd
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.digest import as_stored, json_sha256
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.inputs import read_json_object
+from fedsynth.common.outputs import SYNTHETIC_TABLE
 from fedsynth.common.tables import write_table
 
 DIGESTS = "digests"
 
 
 def sidecar_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lineage.json")
+    return SYNTHETIC_TABLE.marker_path(path)
 
 
 def file_sha256(path: Path) -> str:
@@ -69,11 +72,13 @@ def provenance(meta: dict[str, Any], rows: int, conditions: dict[str, Any] | Non
     return out
 
 
-def write_synthetic(df: pd.DataFrame, path: str | Path, lineage: dict[str, Any], schema=None) -> Path:
-    """Write the table (atomically), then its sidecar with the table's hash and its claims' digests."""
+def write_synthetic(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path, lineage: dict[str, Any],
+                    schema=None) -> Path:
+    """Write the table (atomically; ``frames`` may be chunks, streamed), then its sidecar with the
+    table's hash and its claims' digests."""
     path = Path(path)
     flat = {"fedsynth.lineage": json.dumps(lineage, sort_keys=True)}
-    write_table(df, path, metadata=flat, schema=schema)
+    write_table(frames, path, metadata=flat, schema=schema)
     record = as_stored(dict(lineage, file=path.name, sha256=file_sha256(path)))
     record[DIGESTS] = {claim: json_sha256(value) for claim, value in _claims(record).items()}
     atomic_write_text(sidecar_path(path), json.dumps(record, indent=2) + "\n")
@@ -101,12 +106,7 @@ def read_lineage(path: str | Path) -> LineageCheck:
         raise FedsynthError(f"{path}: file not found")
     side = sidecar_path(path)
     if side.exists():
-        try:
-            record = json.loads(side.read_text())
-        except json.JSONDecodeError as exc:
-            raise FedsynthError(f"{side}: corrupt lineage sidecar ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise FedsynthError(f"{side}: corrupt lineage sidecar (not a JSON object)")
+        record = read_json_object(side, label="lineage sidecar ")
         digests = record.pop(DIGESTS, None)
         file_ok = record.get("sha256") == file_sha256(path)
         if not isinstance(digests, dict):

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fedsynth.common.errors import SchemaError
+from fedsynth.common.inputs import read_json
 
 ColumnType = Literal["numerical", "categorical", "boolean", "datetime"]
 COLUMN_TYPES: tuple[str, ...] = ("numerical", "categorical", "boolean", "datetime")
@@ -147,13 +148,7 @@ class Schema:
     @classmethod
     def load(cls, path: str | Path) -> "Schema":
         path = Path(path)
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise SchemaError(f"{path}: schema file not found") from None
-        except json.JSONDecodeError as exc:
-            raise SchemaError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return cls.from_json(raw, source=str(path))
+        return cls.from_json(read_json(path, label="schema ", error=SchemaError), source=str(path))
 
     @classmethod
     def from_json(cls, raw: Any, source: str = "schema") -> "Schema":

@@ -5,7 +5,8 @@ baseline the federation is measured against.
 releases, composed by one Opacus accountant:
 
 1. the category frequencies of the categorical columns (Gaussian mechanism), needed to draw
-   sampling conditions without touching private counts;
+   sampling conditions without touching private counts; its noise is chosen from epsilon
+   (:func:`fedsynth.common.privacy.frequency_noise`), so small budgets remain possible;
 2. DP-SGD on the generator, its noise multiplier calibrated so that the planned steps land
    on the target epsilon (from below).
 
@@ -19,10 +20,8 @@ import hashlib
 import io
 import json
 import math
-import shutil
-import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,16 +35,23 @@ from fedsynth.common.errors import FedsynthError, PrivacyError
 from fedsynth.common.generators import MODELS, ModelConfig, TabularModel, build_model
 from fedsynth.common.privacy import (
     ACCOUNTANTS,
+    MIN_FREQUENCY_NOISE,
     Release,
     calibrate_noise,
     check_privacy_params,
     epsilon_spent,
+    frequency_noise,
     gaussian_counts_release,
     noisy_frequencies,
 )
+from fedsynth.common.inputs import read_json_object
+from fedsynth.common.outputs import MODEL_FOLDER, MODEL_FORMAT, OutputKind, replace_dir
 from fedsynth.common.schema import Schema
 
-FORMAT = "fedsynth-synthesizer/1"
+FORMAT = MODEL_FORMAT
+SAMPLE_CHUNK_ROWS = 50_000  # rows per generator pass: bounds memory (~ 0.5 KB a row encoded) for any n
+MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
+MAX_STREAM_ROWS = 100_000_000  # iter_sample(): bounded by time and disk (~ 10 GB of CSV), not memory
 
 
 def default_batch_size(n_rows: int) -> int:
@@ -84,7 +90,7 @@ class TrainingConfig:
 
     epochs: float = 30.0
     batch_size: int | None = None  # expected Poisson batch; None = default_batch_size(n)
-    marginal_noise: float = 10.0  # noise multiplier of the category-frequency release
+    marginal_noise: float = MIN_FREQUENCY_NOISE  # least noise of the category-frequency release (see frequency_noise)
     accountant: str = "rdp"
 
     def __post_init__(self) -> None:
@@ -148,11 +154,13 @@ class Synthesizer:
         """Sample rate, steps and noise multiplier for a fit on ``n_rows`` rows."""
         check_privacy_params(self.privacy.epsilon_target, self.privacy.delta, n_rows)
         batch, q, steps = sampling_plan(n_rows, self.training.epochs, self.training.batch_size)
-        prior = [gaussian_counts_release(self.training.marginal_noise)]
+        freq_noise = frequency_noise(self.privacy.epsilon_target, self.privacy.delta, self.training.accountant,
+                                     floor=self.training.marginal_noise)
+        prior = [gaussian_counts_release(freq_noise)]
         cal = calibrate_noise(self.privacy.epsilon_target, self.privacy.delta, q, steps, prior,
                               self.training.accountant)
         return {"sample_rate": q, "steps": steps, "noise_multiplier": cal.noise_multiplier,
-                "expected_batch": batch, "planned_epsilon": cal.epsilon}
+                "expected_batch": batch, "planned_epsilon": cal.epsilon, "frequency_noise": freq_noise}
 
     def fit(self, df: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> "Synthesizer":
         """Train on a typed table (see :func:`fedsynth.common.tables.load_table`).
@@ -166,9 +174,9 @@ class Synthesizer:
         x_np = self.encoder.encode(df)
         x = torch.from_numpy(x_np)
         segs = self.encoder.conditionable
-        probs = noisy_frequencies([x_np[:, s.start : s.end] for s in segs], self.training.marginal_noise)
+        probs = noisy_frequencies([x_np[:, s.start : s.end] for s in segs], plan["frequency_noise"])
         # Spend first, then use: the history records each release before its result is used.
-        self.privacy.history.append(gaussian_counts_release(self.training.marginal_noise))
+        self.privacy.history.append(gaussian_counts_release(plan["frequency_noise"]))
         self.model = build_model(self.encoder, self.model_config, cond_probs=probs)
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
         done = 0
@@ -190,20 +198,45 @@ class Synthesizer:
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
                max_tries: int = 50) -> pd.DataFrame:
-        """``n`` synthetic rows; with ``conditions`` every row satisfies all of them.
+        """``n`` synthetic rows in one DataFrame; with ``conditions`` every row satisfies all of them.
 
         The first categorical condition is fed to the model as its condition vector (exact);
-        further conditions are met by rejection sampling, at most ``max_tries`` batches.
+        further conditions are met by rejection sampling, at most ``max_tries`` batches per
+        chunk. More than :data:`MAX_SAMPLE_ROWS` rows are refused: stream them with
+        :meth:`iter_sample` instead.
+        """
+        if n > MAX_SAMPLE_ROWS:
+            raise FedsynthError(f"{n} rows is more than sample() holds in memory (at most {MAX_SAMPLE_ROWS:,}); "
+                                "use iter_sample(), which yields them in chunks, or `fedsynth sample`")
+        chunks = list(self.iter_sample(n, conditions, seed, max_tries))
+        return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
+                    max_tries: int = 50, chunk_rows: int = SAMPLE_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+        """``n`` synthetic rows as DataFrames of at most ``chunk_rows`` rows, generated one at a time.
+
+        Memory stays bounded whatever ``n`` is (up to :data:`MAX_STREAM_ROWS`). Everything
+        that can be refused (``n``, the conditions) is checked before the first chunk. A seeded
+        run is reproducible, and its first chunk is what a single call with that seed gives.
         """
         if self.model is None:
             raise FedsynthError("the synthesizer is not trained yet: call fit() or load()")
         if n < 0:
             raise FedsynthError(f"number of rows must be >= 0, got {n}")
+        if n > MAX_STREAM_ROWS:
+            raise FedsynthError(f"{n:,} rows is more than one call generates (at most {MAX_STREAM_ROWS:,}); "
+                                "generate fewer, or several files with different seeds")
+        parsed = self._parse_conditions(conditions) if conditions else None
+        starts = range(0, n, chunk_rows) if n else range(1)
+        return (self._sample_chunk(min(chunk_rows, n - start), conditions, parsed, _chunk_seed(seed, i), max_tries)
+                for i, start in enumerate(starts))
+
+    def _sample_chunk(self, n: int, conditions: Mapping[str, Any] | None, parsed: Mapping[str, Any] | None,
+                      seed: int | None, max_tries: int) -> pd.DataFrame:
         if n == 0:
             return self.encoder.decode(np.zeros((0, self.encoder.dim), dtype=np.float32))
         if not conditions:
             return self.encoder.decode(self.model.generate(n, seed=seed), seed=seed)
-        parsed = self._parse_conditions(conditions)
         first = next(iter(parsed.values()))
         fixed = (self.model.conditioner.index(first[0]), first[1])
         rng = np.random.default_rng(seed)
@@ -259,10 +292,14 @@ class Synthesizer:
         meta["model_id"] = model_id(meta, weights)
         return meta, weights
 
-    def save(self, path: str | Path) -> Path:
-        """Write ``path/`` (synthesizer.json + weights.pt) atomically: all or nothing."""
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write ``path/`` (synthesizer.json + weights.pt) atomically: all or nothing.
+
+        An existing ``path`` must be empty, or an earlier fedsynth model folder and
+        ``overwrite=True``; anything else is refused and left untouched.
+        """
         meta, weights = self.to_state()
-        return write_model_dir(Path(path), meta, weights)
+        return write_model_dir(Path(path), meta, weights, overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | Path) -> "Synthesizer":
@@ -270,10 +307,7 @@ class Synthesizer:
         meta_path = path / "synthesizer.json"
         if not meta_path.exists():
             raise FedsynthError(f"{path}: not a fedsynth model folder (no synthesizer.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise FedsynthError(f"{meta_path}: corrupt ({exc.msg})") from None
+        meta = read_json_object(meta_path)
         if meta.get("format") != FORMAT:
             raise FedsynthError(f"{meta_path}: unsupported format {meta.get('format')!r}")
         schema = Schema.from_json(meta["schema"], source=str(meta_path))
@@ -291,49 +325,26 @@ class Synthesizer:
         obj.info.update({k: meta[k] for k in ("round", "federation") if k in meta})
         return obj
 
+def _chunk_seed(seed: int | None, chunk: int) -> int | None:
+    """Seed of one chunk of a seeded sample: the seed itself for the first, independent ones after."""
+    if seed is None or chunk == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint64)[0] >> 2)
+
+
 def model_id(meta: dict[str, Any], weights: bytes) -> str:
     """Content hash of what determines the samples: weights, schema, model, conditions, privacy."""
     keyed = {k: meta.get(k) for k in ("schema_hash", "model_config", "cond_probs", "privacy")}
     return hashlib.sha256(weights + json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def write_model_dir(path: Path, meta: dict[str, Any], weights: bytes) -> Path:
-    """Create a model folder next to ``path`` and swap it in with renames only.
-
-    A failure (full disk, I/O error) leaves the previous folder in place and raises
-    :class:`StorageError`; a crash between the two renames leaves the previous folder as
-    ``.<name>.old-*``, which :func:`recover_model_dir` puts back.
+def write_model_dir(path: Path, meta: dict[str, Any], weights: bytes, *, overwrite: bool = False,
+                    kind: OutputKind = MODEL_FOLDER) -> Path:
+    """Write a model folder (synthesizer.json + weights.pt) with the rules of :mod:`fedsynth.common.outputs`:
+    built next to ``path`` and swapped in with renames, replacing only an earlier fedsynth
+    folder of the same ``kind``, and that only with ``overwrite``.
     """
-    from fedsynth.common.errors import StorageError
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    recover_model_dir(path)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    old = None
-    try:
-        (tmp / "weights.pt").write_bytes(weights)
-        (tmp / "synthesizer.json").write_text(json.dumps(meta, indent=2) + "\n")
-        if path.exists():
-            old = path.with_name(f".{path.name}.old-{time.time_ns()}")
-            path.rename(old)
-        tmp.rename(path)
-    except BaseException as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and not path.exists():
-            old.rename(path)  # put the previous model back
-        if isinstance(exc, OSError):
-            raise StorageError(f"{path}: could not write the model ({exc.strerror or exc}); the previous "
-                               "version, if any, is unchanged", exc.errno) from exc
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    with replace_dir(path, kind, overwrite=overwrite) as new:
+        (new / "weights.pt").write_bytes(weights)
+        (new / "synthesizer.json").write_text(json.dumps(meta, indent=2) + "\n")
     return path
-
-
-def recover_model_dir(path: Path) -> None:
-    """After a crash mid-swap: if ``path`` is missing but a previous version was set aside, restore it."""
-    if path.exists():
-        return
-    olds = sorted(path.parent.glob(f".{path.name}.old-*"))
-    if olds:
-        olds[-1].rename(path)

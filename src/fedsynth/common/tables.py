@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,24 +237,76 @@ def for_output(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
     return df
 
 
-def write_table(df: pd.DataFrame, path: str | Path, metadata: dict[str, str] | None = None,
-                schema: Schema | None = None) -> None:
-    """Write CSV or Parquet atomically; Parquet gets ``metadata`` as key-value pairs."""
+def write_table(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path,
+                metadata: dict[str, str] | None = None, schema: Schema | None = None) -> int:
+    """Write CSV or Parquet atomically; returns the rows written. Parquet gets ``metadata`` as
+    key-value pairs.
+
+    ``frames`` is one DataFrame or an iterable of them (e.g. :meth:`Synthesizer.iter_sample`),
+    written one at a time so that memory holds a single chunk whatever the table's size.
+    """
     from fedsynth.common.atomic import atomic_path
 
     path = Path(path)
+    chunks = [frames] if isinstance(frames, pd.DataFrame) else frames
     if schema is not None:
-        df = for_output(df, schema)
+        chunks = (for_output(df, schema) for df in chunks)
     with atomic_path(path) as tmp:
         if path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            return _write_parquet(chunks, tmp, metadata, schema)
+        rows = 0
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            for i, df in enumerate(chunks):
+                df.to_csv(fh, index=False, header=i == 0)
+                rows += len(df)
+        return rows
 
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            if metadata:
-                meta = dict(table.schema.metadata or {})
-                meta.update({k.encode(): v.encode() for k, v in metadata.items()})
-                table = table.replace_schema_metadata(meta)
-            pq.write_table(table, tmp)
-        else:
-            df.to_csv(tmp, index=False)
+
+def _write_parquet(chunks: Iterable[pd.DataFrame], tmp: Path, metadata: dict[str, str] | None,
+                   schema: Schema | None) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer, rows = None, 0
+    try:
+        for df in chunks:
+            if writer is None:
+                # Column types from the schema where known, so that a first chunk with an
+                # all-missing column does not fix its type as null for the chunks after it.
+                table = pa.Table.from_pandas(df, preserve_index=False, schema=_arrow_schema(df, schema))
+                if metadata:
+                    meta = dict(table.schema.metadata or {})
+                    meta.update({k.encode(): v.encode() for k, v in metadata.items()})
+                    table = table.replace_schema_metadata(meta)
+                writer = pq.ParquetWriter(tmp, table.schema)
+            else:
+                table = pa.Table.from_pandas(df, preserve_index=False, schema=writer.schema)
+            writer.write_table(table)
+            rows += len(df)
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows
+
+
+def _arrow_schema(df: pd.DataFrame, schema: Schema | None):
+    import pyarrow as pa
+
+    if schema is None:
+        return None
+    declared = {c.name: c for c in schema.columns}
+    if not set(df.columns) <= set(declared):
+        return None
+    return pa.schema([(name, _arrow_type(declared[name])) for name in df.columns])
+
+
+def _arrow_type(col: Column):
+    import pyarrow as pa
+
+    if col.type == "categorical":
+        return pa.string()
+    if col.type == "boolean":
+        return pa.bool_()
+    if col.type == "datetime":
+        return pa.timestamp("ns")
+    return pa.int64() if col.subtype == "int" else pa.float64()

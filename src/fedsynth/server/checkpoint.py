@@ -17,8 +17,8 @@ import numpy as np
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.federation import FederationPlan
 from fedsynth.common.schema import Schema
-from fedsynth.common.synthesizer import (FORMAT, TrainingConfig, load_weights, model_id, recover_model_dir,
-                                         weights_bytes, write_model_dir)
+from fedsynth.common.outputs import CHECKPOINT_FOLDER, recover
+from fedsynth.common.synthesizer import FORMAT, TrainingConfig, load_weights, model_id, weights_bytes, write_model_dir
 
 CHECKPOINT = "checkpoint"
 SYNTHESIZER = "synthesizer"
@@ -38,12 +38,13 @@ class Checkpoint:
         meta = {"round": self.round, "freqs": [f.tolist() for f in self.freqs] if self.freqs else None,
                 "history": self.history, "plan": self.plan_json, "started": self.started}
         # reuse the model-folder swap (weights.pt + synthesizer.json, renames only)
-        write_model_dir(Path(out_dir) / CHECKPOINT, {"checkpoint": meta}, weights_bytes(self.arrays))
+        write_model_dir(Path(out_dir) / CHECKPOINT, {"checkpoint": meta}, weights_bytes(self.arrays),
+                        overwrite=True, kind=CHECKPOINT_FOLDER)
 
     @classmethod
     def load(cls, out_dir: Path) -> "Checkpoint | None":
         path = Path(out_dir) / CHECKPOINT
-        recover_model_dir(path)  # a crash between the swap's two renames leaves the last round set aside
+        recover(path)  # a crash between the swap's two renames leaves the last round set aside
         if not (path / "synthesizer.json").exists():
             return None
         meta = json.loads((path / "synthesizer.json").read_text())["checkpoint"]

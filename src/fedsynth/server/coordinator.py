@@ -45,6 +45,8 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.flower_app import APP_NAME, APP_PUBLISHER, COMPONENTS, app_version
 from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.generators import ModelConfig
+from fedsynth.common.inputs import read_text
+from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, find_existing
 from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, run_config_for
 from fedsynth.server.fleet_gateway import FleetGateway, GatewayTLS
 
@@ -91,9 +93,7 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     """
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FedsynthError(f"--config {p}: no such file") from None
+        raw = tomllib.loads(read_text(p, label="--config "))
     except tomllib.TOMLDecodeError as exc:
         raise FedsynthError(f"--config {p}: not valid TOML ({exc})") from None
     top = {"plan", "secagg", "schema", "clients", "wait_timeout", "run_timeout"}
@@ -198,7 +198,8 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     schema = Schema.load(schema_path)
     host, port = parse_address(opts.address)
     out = Path(opts.out_dir).resolve()
-    if (out / "synthesizer").exists():
+    # a new or empty folder, or this coordinator's own interrupted run (resumed); nothing else
+    if find_existing(out, COORDINATOR_RUN, "--out") is Existing.PREVIOUS and (out / "synthesizer").exists():
         raise FedsynthError(f"{out} already holds a finished run; choose a new --out")
     keys = [(Path(k).resolve(), check_node_public_key(Path(k))) for k in opts.authorized_keys]
     if len({fpr for _, fpr in keys}) != len(keys):
@@ -226,6 +227,7 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     cfg.plan.schema_hash = schema.hash()
     settings = ServerRunSettings(plan=cfg.plan, secagg=cfg.secagg, schema=str(schema_path), out_dir=str(out),
                                  clients=clients, wait_timeout=cfg.wait_timeout)
+    claim_dir(out, COORDINATOR_RUN, "--out")  # last: a refused start leaves no folder behind
     return Prepared(settings, host, port, "127.0.0.1", fp.free_loopback_port(), out / "flower", keys, tls,
                     cfg.run_timeout, opts.status_every)
 

@@ -25,8 +25,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
+from fedsynth.common.schema import Schema
 
 
 @dataclass
@@ -55,6 +59,7 @@ class SimulationConfig:
     evaluate: bool = True
     report: bool = False  # full HTML/JSON evaluation report (fedsynth.common.evaluation)
     max_train_rows: int | None = None  # subsample the pooled table (tests, quick looks)
+    overwrite: bool = False  # replace a finished run at `out` (see run)
     # Benchmarks only (bench/scale.py measures what SecAgg+ costs): SecAgg+ off, the coordinator
     # sees every individual update. No CLI flag sets it; FederatedRun warns loudly.
     insecure_plain_aggregation: bool = False
@@ -85,8 +90,14 @@ def _event_printer(out_dir: Path, print_fn: Callable[[str], None]) -> Callable[[
 
 
 def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+    """The whole simulation into ``cfg.out``; see the module docstring for the layout.
+
+    ``cfg.out`` follows :mod:`fedsynth.common.outputs`: a new or empty folder is filled in
+    place. An earlier run there is resumed from its checkpoint if it was interrupted and
+    refused if it finished; with ``cfg.overwrite`` either is replaced, the new run being built
+    next to it and swapped in when it succeeds.
+    """
     from fedsynth.common.privacy import check_privacy_params
-    from fedsynth.common.tables import write_table
     from fedsynth.simulations.datasets import load_dataset
     from fedsynth.simulations.partition import holdout_split, partition
 
@@ -96,9 +107,7 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     if cfg.rounds < 1:
         raise FedsynthError("--rounds must be at least 1")
     out = Path(cfg.out)
-    if (out / "synthesizer").exists():
-        raise FedsynthError(f"{out} already holds a finished run; choose a new --out")
-    out.mkdir(parents=True, exist_ok=True)
+    replace = _check_out(out, cfg.overwrite)
     started = time.time()
     df, schema, bundled = load_dataset(cfg.data, cfg.schema)
     label = cfg.label or (bundled.label if bundled else None)
@@ -107,26 +116,62 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     if cfg.max_train_rows and len(train) > cfg.max_train_rows:
         train = train.sample(cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
     silos = partition(train, cfg.partition, cfg.clients, label=label, alpha=cfg.alpha, column=column, seed=cfg.seed)
-    n_clients = len(silos)
-    schema.save(out / "schema.json")
-    write_table(holdout, out / "holdout.csv", schema=schema)
-    write_table(train, out / "train.csv", schema=schema)
-    (out / "silos").mkdir(exist_ok=True)
-    for i, silo in enumerate(silos, start=1):
-        write_table(silo, out / "silos" / f"client-{i}.csv", schema=schema)
-    print_fn(f"{len(df)} rows: {len(train)} split over {n_clients} institutions ({cfg.partition}), "
+    print_fn(f"{len(df)} rows: {len(train)} split over {len(silos)} institutions ({cfg.partition}), "
              f"{len(holdout)} held out; silo sizes {[len(s) for s in silos]}")
+    data = _RunData(train, holdout, silos, schema, label)
+    if not replace:
+        claim_dir(out, SIMULATION_RUN, "--out")
+        return _federate(out, data, cfg, started, print_fn)
+    with replace_dir(out, SIMULATION_RUN, overwrite=True, option="--out") as work:
+        return _federate(work, data, cfg, started, print_fn)
 
+
+def _check_out(out: Path, overwrite: bool) -> bool:
+    """Whether ``out`` holds an earlier run to replace; refuses what must not be touched."""
+    found = find_existing(out, SIMULATION_RUN, "--out")
+    if found is not Existing.PREVIOUS:
+        return False
+    if not overwrite:
+        if (out / "synthesizer").exists():
+            raise FedsynthError(f"--out {out}: already holds a finished run; choose a new --out, or pass "
+                                "--overwrite to replace it")
+        return False  # an interrupted run: resume it in place
+    check_replace(out, SIMULATION_RUN, overwrite=True, option="--out")
+    return True
+
+
+@dataclass
+class _RunData:
+    """What the simulation hands the federation: the split table and its public schema."""
+
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    silos: list[pd.DataFrame]
+    schema: Schema
+    label: str | None
+
+
+def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
+              print_fn: Callable[[str], None]) -> dict[str, Any]:
+    from fedsynth.common.tables import write_table
+
+    schema = data.schema
+    schema.save(out / "schema.json")
+    write_table(data.holdout, out / "holdout.csv", schema=schema)
+    write_table(data.train, out / "train.csv", schema=schema)
+    (out / "silos").mkdir(exist_ok=True)
+    for i, silo in enumerate(data.silos, start=1):
+        write_table(silo, out / "silos" / f"client-{i}.csv", schema=schema)
     plan = FederationPlan(rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,
                           min_clients=2, local_epochs=cfg.local_epochs, model=federated_model_config(cfg.model),
                           server_lr=cfg.server_lr, aggregation_weights=cfg.client_weighting,
                           weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed)
-    _run_flower(plan, cfg, out, n_clients, print_fn)
+    _run_flower(plan, cfg, out, len(data.silos), print_fn)
 
     if not (out / "synthesizer" / "synthesizer.json").exists():
         raise FedsynthError("the federated run ended without a model: see the log above and "
                             f"{out / 'events.jsonl'}")
-    return finish(out, train, holdout, schema, label, cfg, started, print_fn)
+    return finish(out, data.train, data.holdout, schema, data.label, cfg, started, print_fn)
 
 
 def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_clients: int,

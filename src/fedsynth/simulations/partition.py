@@ -14,6 +14,7 @@ import pandas as pd
 from fedsynth.common.errors import FedsynthError
 
 PARTITIONS = ("iid", "dirichlet", "quantity", "natural")
+_ALPHA_GRID = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)  # tried when a Dirichlet split fails
 
 
 def partition(df: pd.DataFrame, scheme: str, clients: int, *, label: str | None = None, alpha: float = 0.5,
@@ -21,12 +22,7 @@ def partition(df: pd.DataFrame, scheme: str, clients: int, *, label: str | None 
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from datasets import Dataset
-    from flwr_datasets.partitioner import (
-        DirichletPartitioner,
-        IidPartitioner,
-        LinearPartitioner,
-        NaturalIdPartitioner,
-    )
+    from flwr_datasets.partitioner import IidPartitioner, LinearPartitioner, NaturalIdPartitioner
 
     if scheme not in PARTITIONS:
         raise FedsynthError(f"unknown partition {scheme!r}; choose one of {PARTITIONS}")
@@ -37,9 +33,7 @@ def partition(df: pd.DataFrame, scheme: str, clients: int, *, label: str | None 
     elif scheme == "dirichlet":
         if not label or label not in frame:
             raise FedsynthError("--partition dirichlet needs --label COLUMN (a column of the table)")
-        frame["__key__"] = frame[label].astype(str)
-        part = DirichletPartitioner(num_partitions=clients, partition_by="__key__", alpha=alpha,
-                                    min_partition_size=min_rows, self_balancing=False, seed=seed)
+        frame["__key__"] = frame[label].astype(str)  # partitioned below: the split may be impossible
     elif scheme == "quantity":
         part = LinearPartitioner(num_partitions=clients)
     else:
@@ -51,7 +45,10 @@ def partition(df: pd.DataFrame, scheme: str, clients: int, *, label: str | None 
     ds = Dataset.from_pandas(frame[keep], preserve_index=False)
     if scheme in ("iid", "quantity"):
         ds = ds.shuffle(seed=seed)
-    part.dataset = ds
+    if scheme == "dirichlet":
+        part = _dirichlet(ds, clients, alpha, seed, min_rows, label)
+    else:
+        part.dataset = ds
     silos = []
     for i in range(part.num_partitions):
         rows = np.asarray(part.load_partition(i)["__row__"], dtype=np.int64)
@@ -60,6 +57,39 @@ def partition(df: pd.DataFrame, scheme: str, clients: int, *, label: str | None 
         raise FedsynthError(f"column {column!r} has {len(silos)} distinct values, so a natural split gives "
                             f"{len(silos)} institutions, not {clients}; omit --clients or pick another column")
     return silos
+
+
+def _dirichlet(ds, clients: int, alpha: float, seed: int, min_rows: int, label: str):
+    """flwr-datasets' Dirichlet partitioner, split drawn; a clear error when ``alpha`` is too small.
+
+    The partitioner redraws up to 10 times until every institution has ``min_rows`` rows; with
+    very small alpha each label lands almost entirely on one institution, so with more
+    institutions than labels that never happens. The error names the smallest alpha on a
+    grid that does work for this table, number of institutions and seed.
+    """
+    part = _try_dirichlet(ds, clients, alpha, seed, min_rows)
+    if part is not None:
+        return part
+    works = next((a for a in _ALPHA_GRID if a > alpha and _try_dirichlet(ds, clients, a, seed, min_rows)), None)
+    hint = (f"the smallest --alpha that works here (this table, {clients} institutions, --seed {seed}) is "
+            f"{works:g}; larger values split more evenly" if works is not None
+            else f"no --alpha up to {_ALPHA_GRID[-1]:g} works with {clients} institutions: use fewer --clients")
+    raise FedsynthError(f"--alpha {alpha:g}: the Dirichlet split by --label {label} cannot give each of {clients} "
+                        f"institutions at least {min_rows} rows (smaller alpha = more skew: some institutions get "
+                        f"almost nothing); {hint}")
+
+
+def _try_dirichlet(ds, clients: int, alpha: float, seed: int, min_rows: int):
+    from flwr_datasets.partitioner import DirichletPartitioner
+
+    part = DirichletPartitioner(num_partitions=clients, partition_by="__key__", alpha=alpha,
+                                min_partition_size=min_rows, self_balancing=False, seed=seed)
+    part.dataset = ds
+    try:
+        part.num_partitions  # draws the split (raises ValueError after its attempts)
+    except ValueError:
+        return None
+    return part
 
 
 def holdout_split(df: pd.DataFrame, fraction: float = 0.2, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.outputs import SILO_FOLDER, replace_dir
 
 
 @dataclass(frozen=True)
@@ -21,10 +22,14 @@ class SiloRequest:
     clients: int = 3
     rows: int = 400  # rows per institution
     seed: int = 0
+    overwrite: bool = False  # replace the silos of an earlier `fedsynth split` in out_dir
 
 
 def write_silos(req: SiloRequest) -> list[Path]:
-    """``<out>/schema.json`` and ``<out>/client-<i>.csv`` (disjoint samples); returns the tables."""
+    """``<out>/schema.json`` and ``<out>/client-<i>.csv`` (disjoint samples); returns the tables.
+
+    The folder is written whole, with the rules of :func:`fedsynth.common.outputs.replace_dir`.
+    """
     from fedsynth.common.tables import write_table
     from fedsynth.simulations.datasets import load_dataset
 
@@ -38,11 +43,9 @@ def write_silos(req: SiloRequest) -> list[Path]:
         raise FedsynthError(f"--clients {req.clients} x --rows {req.rows} = {need} rows, but {req.data} has {len(df)}")
     picked = df.sample(need, random_state=req.seed).reset_index(drop=True)
     out = Path(req.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    schema.save(out / "schema.json")
-    paths = []
-    for i in range(req.clients):
-        path = out / f"client-{i + 1}.csv"
-        write_table(picked.iloc[i * req.rows:(i + 1) * req.rows].reset_index(drop=True), path, schema=schema)
-        paths.append(path)
-    return paths
+    with replace_dir(out, SILO_FOLDER, overwrite=req.overwrite, option="--out") as new:
+        schema.save(new / "schema.json")
+        for i in range(req.clients):
+            write_table(picked.iloc[i * req.rows:(i + 1) * req.rows].reset_index(drop=True), new / f"client-{i + 1}.csv",
+                        schema=schema)
+    return [out / f"client-{i + 1}.csv" for i in range(req.clients)]
