@@ -14,7 +14,6 @@ SuperNode connect, over TLS, authenticating with the key the coordinator registe
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -28,7 +27,13 @@ from fedsynth.common import flower_processes as fp
 from fedsynth.common.errors import DataError, FedsynthError
 
 NODE_CONFIG_FILE = "node_config.toml"
-REFUSAL_RETRY_S = 60.0  # a just-started coordinator may still be registering keys
+# A refusal is retried this long: a just-started coordinator may still be registering keys, and a
+# SuperNode of ours that was killed without signing off stays "connected" at the coordinator
+# until it misses two heartbeats (Flower: 2 x 30 s).
+REFUSAL_RETRY_S = 90.0
+REFUSAL_PAUSE_S = 3.0
+RESTART_PAUSE_S = 2.0  # after a SuperNode that had been accepted stopped on its own
+MAX_RESTART_PAUSE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -154,6 +159,8 @@ def prepare_node(opts: NodeOptions) -> PreparedNode:
 
 
 REFUSED = "Failed to activate SuperNode"
+CONNECTED = "SuperNode ID:"  # logged once the coordinator has accepted this node
+TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
 
 
 def explain_exit(code: int, recent: list[str]) -> str:
@@ -162,27 +169,45 @@ def explain_exit(code: int, recent: list[str]) -> str:
     if REFUSED in text:
         return ("the coordinator refused this SuperNode: its public key is not registered there "
                 "(send the .pub file from `fedsynth keys` to the coordinator, which passes it with "
-                "--authorized-key)")
-    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+                "--authorized-key), or a SuperNode with this key is still connected to it")
+    if any(t in text for t in TLS_FAILURES):
         return "the coordinator's TLS certificate does not verify against --ca-cert (wrong CA, or a missing SAN)"
     if "Failed to initialize the connection" in text:
         return "could not connect to the coordinator: " + " ".join(text.split("Failed to initialize")[-1].split())[:300]
     return f"the SuperNode exited with status {code}" + (f": {recent[-1][:300]}" if recent else "")
 
 
-def _run_once(prep: PreparedNode, recent: deque[str]) -> int:
-    """Run the SuperNode until it exits, echoing its output; returns its exit status.
+@dataclass(frozen=True)
+class Attempt:
+    """How one SuperNode process ended."""
+
+    code: int
+    connected: bool  # the coordinator accepted it at some point
+    seconds: float
+    recent: list[str]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.recent)
+
+
+def _run_once(prep: PreparedNode, children: fp.Supervisor) -> Attempt:
+    """Run the SuperNode until it exits, echoing its output; its helpers are stopped with it.
 
     Output is read on a thread and the process itself is waited on: Flower's helper
     processes inherit the pipe and may outlive the SuperNode by a moment.
     """
-    proc = subprocess.Popen(prep.command, env=prep.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True, bufsize=1)
+    started = time.monotonic()
+    recent: deque[str] = deque(maxlen=40)
+    connected = threading.Event()
+    proc = children.start("SuperNode", prep.command, prep.env, capture=True)
 
     def pump() -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
             recent.append(line.rstrip())
+            if CONNECTED in line:
+                connected.set()
             sys.stdout.write(line)
             sys.stdout.flush()
 
@@ -191,39 +216,79 @@ def _run_once(prep: PreparedNode, recent: deque[str]) -> int:
     executor = AppExecutor(prep.runtime_address)
     executor.start()
     try:
-        code = proc.wait()
+        ended = children.wait_any()
     finally:
         executor.stop()
-        fp.stop(proc, grace=5)
+        children.stop(grace=5)
     reader.join(timeout=2)
-    return code
+    return Attempt(ended.proc.returncode, connected.is_set(), time.monotonic() - started, list(recent))
+
+
+@dataclass
+class Reconnect:
+    """Whether, and after how long, to start the SuperNode again once it stopped on its own.
+
+    Only a deliberate stop (Ctrl-C, SIGTERM) ends ``fedsynth client`` with 0. A SuperNode
+    that had been accepted and then stopped (the coordinator restarted and forgot this node,
+    or went away) is started again, with a growing pause if that keeps happening at once; one
+    that is refused is retried for a while (the coordinator may still be registering keys);
+    one that never got in otherwise is an error: it gave up connecting after ``give_up_after``
+    (its --max-wait-time; without it, it retries for ever) or failed for good (TLS). So an
+    unreachable coordinator ends the client after give_up_after to 2 x give_up_after seconds.
+    """
+
+    give_up_after: float | None
+    refused_since: float | None = None
+    pause: float = RESTART_PAUSE_S
+
+    def next_pause(self, attempt: Attempt, now: float) -> float:
+        """Seconds to wait before the next start; raises FedsynthError when it is time to stop."""
+        if attempt.connected:
+            self.refused_since = None
+            # a node that keeps being dropped at once backs off; one that ran a while starts fresh
+            self.pause = RESTART_PAUSE_S if attempt.seconds > 60 else min(self.pause * 2, MAX_RESTART_PAUSE_S)
+            return self.pause
+        if REFUSED in attempt.text:
+            self.refused_since = self.refused_since if self.refused_since is not None else now
+            if self.refusal_left(now) > 0:
+                return REFUSAL_PAUSE_S
+        raise FedsynthError(explain_exit(attempt.code, attempt.recent))
+
+    def refusal_left(self, now: float) -> float:
+        """Seconds left to retry refusals in a row (--give-up-after shortens the window)."""
+        window = min(self.give_up_after or REFUSAL_RETRY_S, REFUSAL_RETRY_S)
+        return window - (now - self.refused_since) if self.refused_since is not None else window
 
 
 def run_node(opts: NodeOptions, say: Callable[[str], None]) -> int:
-    """Start the SuperNode and keep it running; returns 0 after a clean stop.
+    """Start the SuperNode and keep it running; returns 0 after a deliberate stop (Ctrl-C, SIGTERM).
 
-    A refusal right after start-up is retried for a while (the coordinator may still be
-    registering keys), then reported clearly: an unregistered institution cannot join.
+    The SuperNode runs as a supervised child (it ends with this process, however that ends;
+    a restart stops what a killed predecessor left). When it stops on its own it is started
+    again as :class:`Reconnect` decides, so the institution survives a coordinator restart.
     """
     prep = prepare_node(opts)
+    children = fp.Supervisor(Path(opts.state_dir).resolve() / fp.PID_FILE, "fedsynth client")
+    for stale in children.reclaim():
+        say(stale)
     mode = "plain text (INSECURE)" if opts.insecure else "TLS + key authentication"
     say(f"{opts.data}: {prep.rows} rows match {opts.schema} (schema hash {prep.schema_hash}); "
         f"budget epsilon {opts.budget_epsilon:g}, delta {opts.budget_delta:g}; ledger in {opts.state_dir}")
     say(f"connecting to {opts.coordinator} ({mode})")
-    window = min(opts.give_up_after, REFUSAL_RETRY_S) if opts.give_up_after else REFUSAL_RETRY_S
-    deadline = time.monotonic() + window
-    while True:
-        recent: deque[str] = deque(maxlen=40)
-        try:
-            code = _run_once(prep, recent)
-        except KeyboardInterrupt:
-            return 0
-        if code == 0:
-            return 0
-        refused = any(REFUSED in line for line in recent)
-        if refused and time.monotonic() < deadline:
-            say(f"refused by the coordinator (key not registered, or registration still pending); "
-                f"retrying for up to {max(0, int(deadline - time.monotonic()))}s")
-            time.sleep(3)
-            continue
-        raise FedsynthError(explain_exit(code, list(recent)))
+    policy = Reconnect(opts.give_up_after)
+    try:
+        while True:
+            attempt = _run_once(prep, children)
+            pause = policy.next_pause(attempt, time.monotonic())
+            if attempt.connected:
+                say(f"the SuperNode stopped (status {attempt.code}): the coordinator restarted, forgot this "
+                    f"node or went away; reconnecting in {pause:g}s")
+            else:
+                say(f"refused by the coordinator (key not registered, registration still pending, or a "
+                    f"previous SuperNode of ours not yet released); retrying for up to "
+                    f"{max(0, int(policy.refusal_left(time.monotonic())))}s")
+            time.sleep(pause)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        children.close(grace=5)

@@ -1,14 +1,30 @@
-"""Starting Flower's own executables (SuperLink, SuperNode, ``flwr``) as child processes.
+"""Starting and supervising Flower's own executables (SuperLink, SuperNode, ``flwr``) as child processes.
 
 Flower's deployment pieces are separate programs that in turn start more programs
 (``flower-superexec`` spawns a ``flwr-serverapp``/``flwr-clientapp`` process per run or
 message) and find them on ``PATH``. So every child gets the environment of the Python that
 runs fedsynth, with Flower's telemetry and update check switched off (a federation of
 institutions should not report to third parties, and nothing is downloaded at run time).
+
+A fedsynth command owns its Flower children (:class:`Supervisor`): however the command
+ends, they end too. A SuperLink or SuperNode left running after its ``fedsynth`` parent was
+killed would finish a run nobody watches, hold the port, keep a node's key "in use" and be
+invisible to the next start. So each child
+
+* runs in its own process group: a terminal's Ctrl-C or a signal to the command's group
+  reaches the command, which stops its children in order (SuperNodes sign off);
+* gets SIGTERM when its parent dies, even by SIGKILL: ``PR_SET_PDEATHSIG`` on Linux, a small
+  watchdog process in the child's group elsewhere. Flower's own helpers follow: ``superexec``
+  and the app processes watch their parent's pid and exit when it is gone;
+* is recorded with its start time and command line in a pid file, so a restarted command
+  finds survivors (a pid alone could have been recycled by an unrelated process) and stops
+  them, and refuses to start while the command that owns them is still running.
 """
 
 from __future__ import annotations
 
+import ctypes
+import json
 import os
 import shutil
 import signal
@@ -16,8 +32,11 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.errors import FedsynthError
 
 OFFLINE_ENV = {
@@ -28,6 +47,9 @@ OFFLINE_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "PYTHONUNBUFFERED": "1",
 }
+PID_FILE = "fedsynth-children.json"  # in the coordinator's out/flower dir, in a client's state dir
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+PARENT_DEATH_SIGNAL = signal.SIGTERM  # graceful: a SuperNode signs off, a SuperLink frees its port
 
 
 def executable(name: str) -> str:
@@ -51,45 +73,302 @@ def child_env(flwr_home: Path | None = None) -> dict[str, str]:
     return env
 
 
-def start(cmd: list[str], env: dict[str, str], log_file: Path | None = None) -> subprocess.Popen:
-    """Start ``cmd`` in the caller's process group, so that a signal to the group (Ctrl-C, a
-    supervisor stopping the container or a test's finalizer) reaches Flower's processes too."""
-    out = open(log_file, "ab") if log_file is not None else None  # noqa: SIM115 (owned by the child)
+# ---------------------------------------------------------------------------- processes
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
     try:
-        return subprocess.Popen(cmd, env=env, stdout=out or None, stderr=subprocess.STDOUT if out else None,
-                                stdin=subprocess.DEVNULL)
-    finally:
-        if out is not None:
-            out.close()
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()  # loaded before any fork: the child only calls it
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """preexec_fn: ask the kernel for SIGTERM when the parent dies; already dead -> now.
+
+    The signal follows the *thread* that forked the child, so children are started from the
+    command's main thread. Only async-signal-safe work happens here (a libc call, getppid).
+    """
+    assert _PRCTL is not None
+    _PRCTL(PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died between fork and prctl
+        os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
+
+
+def process_identity(pid: int) -> str | None:
+    """Start time and command line of a live process; None if there is none (or a zombie).
+
+    Two different processes never share both, so comparing identities tells a survivor from
+    an unrelated process that was given a recycled pid.
+    """
+    proc = Path("/proc") / str(pid)
+    if Path("/proc/self/stat").exists():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            return None
+        after_name = stat.rsplit(")", 1)[1].split()  # the name may contain spaces and ')'
+        if after_name[0] in ("Z", "X"):  # state; exited, not yet reaped
+            return None
+        command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+        return f"{after_name[19]} {command}"  # field 22 of stat: start time in clock ticks since boot
+    res = subprocess.run(["ps", "-o", "lstart=,command=", "-p", str(pid)], capture_output=True, text=True)
+    return res.stdout.strip() or None
+
+
+def _parent_pid(pid: int) -> int | None:
+    try:
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether ``pid`` is ``ancestor`` or one of its descendants (Linux /proc)."""
+    seen = 0
+    while pid > 1 and seen < 64:
+        if pid == ancestor:
+            return True
+        pid, seen = _parent_pid(pid) or 0, seen + 1
+    return False
+
+
+def listening_pids(port: int) -> set[int] | None:
+    """Pids of the processes holding a TCP socket that listens on ``port``; None where unknown.
+
+    Linux only (/proc/net/tcp{,6} for the socket, /proc/*/fd for its owner); processes of
+    other users are not readable and are left out.
+    """
+    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
+    if not tables[0].exists():
+        return None
+    inodes = set()
+    for table in tables:
+        try:
+            lines = table.read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
+                inodes.add(f"socket:[{f[9]}]")
+    pids: set[int] = set()
+    if not inodes:
+        return pids
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                pids.add(int(fd_dir.parent.name))
+        except OSError:
+            continue
+    return pids
+
+
+def describe_pid(pid: int) -> str:
+    ident = process_identity(pid)
+    cmd = ident.split(" ", 1)[1] if ident and " " in ident else "?"
+    return f"pid {pid}: {cmd[:160]}"
 
 
 def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
     """SIGTERM the child's process group, then SIGKILL whatever is left after ``grace`` s."""
-    if proc is None:
-        return
-    try:
-        pgid = os.getpgid(proc.pid)
-    except ProcessLookupError:
-        pgid = None
-    if pgid is not None and pgid != os.getpgid(0):
-        _signal_group(pgid, signal.SIGTERM)
-    elif proc.poll() is None:
-        proc.terminate()
+    if proc is not None:
+        _terminate([proc], grace)
+
+
+def _terminate(procs: list[subprocess.Popen], grace: float) -> None:
+    """Stop several children at once: SIGTERM to each one's group, one shared grace, SIGKILL."""
+    own = os.getpgid(0)
+    groups = {}
+    for proc in procs:
+        try:
+            groups[proc.pid] = os.getpgid(proc.pid)
+        except ProcessLookupError:
+            groups[proc.pid] = None
+    for proc in procs:
+        _signal(proc, groups[proc.pid], own, signal.SIGTERM)
     deadline = time.time() + grace
-    while proc.poll() is None and time.time() < deadline:
+    while any(p.poll() is None for p in procs) and time.time() < deadline:
         time.sleep(0.1)
-    if pgid is not None and pgid != os.getpgid(0):
-        _signal_group(pgid, signal.SIGKILL)  # grandchildren (superexec, app processes) too
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=5)
+    for proc in procs:
+        _signal(proc, groups[proc.pid], own, signal.SIGKILL)  # its group's helpers too
+        proc.wait(timeout=5)
 
 
-def _signal_group(pgid: int, sig: int) -> None:
+def _signal(proc: subprocess.Popen, pgid: int | None, own: int, sig: int) -> None:
+    if pgid is not None and pgid != own:
+        try:
+            os.killpg(pgid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+    elif proc.poll() is None:
+        proc.send_signal(sig)
+
+
+def _stop_stray(pid: int, identity: str, grace: float) -> None:
+    """Stop a process that is not our child (a survivor of an earlier run): no wait(), poll its identity."""
     try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+        group = os.getpgid(pid) == pid  # started as the leader of its own group
+    except ProcessLookupError:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        if process_identity(pid) != identity:
+            return
+        try:
+            os.killpg(pid, sig) if group else os.kill(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return
+        deadline = time.time() + wait
+        while process_identity(pid) == identity and time.time() < deadline:
+            time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------- supervisor
+@dataclass
+class Child:
+    name: str  # what messages call it: "SuperLink", "SuperNode"
+    proc: subprocess.Popen
+    identity: str
+    log_file: Path | None = None
+    watchdog: subprocess.Popen | None = None  # where PR_SET_PDEATHSIG is unavailable
+
+
+class Supervisor:
+    """The Flower processes of one fedsynth command (see the module docstring for the guarantees).
+
+    ``pid_file`` lives in a folder only this command uses (the coordinator's ``out/flower``,
+    an institution's state dir), so a second command on the same folder is refused and a
+    restarted one finds what the previous one left.
+    """
+
+    def __init__(self, pid_file: Path, role: str, *, pdeathsig: bool | None = None) -> None:
+        self.pid_file, self.role = Path(pid_file), role
+        self.pdeathsig = _PRCTL is not None if pdeathsig is None else pdeathsig
+        self.children: list[Child] = []
+
+    # -- restart ---------------------------------------------------------------------
+    def reclaim(self, grace: float = 10.0) -> list[str]:
+        """Before starting anything: stop children an earlier, dead owner left running.
+
+        Returns one message per process stopped. Raises if the owner recorded in the pid
+        file is still running (two commands must not share a SuperLink port or a ledger).
+        """
+        try:
+            record = json.loads(self.pid_file.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise FedsynthError(f"{self.pid_file}: unreadable ({exc}); delete it once no Flower process of an "
+                                f"earlier {self.role} is left") from None
+        owner = record.get("owner", {})
+        if owner.get("pid") != os.getpid() and owner.get("identity") \
+                and process_identity(int(owner["pid"])) == owner["identity"]:
+            raise FedsynthError(f"another {self.role} (pid {owner['pid']}) is still running with "
+                                f"{self.pid_file.parent}; stop it first")
+        stopped = []
+        for child in record.get("children", []):
+            pid, identity = int(child["pid"]), str(child["identity"])
+            if process_identity(pid) == identity:
+                _stop_stray(pid, identity, grace)
+                stopped.append(f"stopped a {child['name']} (pid {pid}) left running by an earlier {self.role} "
+                               f"(pid {owner.get('pid', '?')}) that is gone")
+        self.pid_file.unlink(missing_ok=True)
+        return stopped
+
+    # -- children --------------------------------------------------------------------
+    def start(self, name: str, cmd: list[str], env: dict[str, str], log_file: Path | None = None, *,
+              capture: bool = False) -> subprocess.Popen:
+        """Start ``cmd`` as a supervised child: output to ``log_file`` (appended), or a text pipe
+        with ``capture``, else inherited."""
+        out = open(log_file, "ab") if log_file is not None else None  # noqa: SIM115 (owned by the child)
+        stdout = out if out is not None else (subprocess.PIPE if capture else None)
+        parent = os.getpid()
+        try:
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout is not None else None,
+                stdin=subprocess.DEVNULL, text=capture, bufsize=1 if capture else -1, process_group=0,
+                preexec_fn=(lambda: _die_with_parent(parent)) if self.pdeathsig else None)
+        finally:
+            if out is not None:
+                out.close()
+        child = Child(name, proc, process_identity(proc.pid) or "", log_file)
+        if not self.pdeathsig:
+            child.watchdog = subprocess.Popen(
+                [sys.executable, "-m", "fedsynth.common.flower_processes", "watch", str(parent)],
+                stdin=subprocess.DEVNULL, process_group=proc.pid)
+        self.children.append(child)
+        self._record()
+        return proc
+
+    def exited(self) -> Child | None:
+        """The first child that has exited on its own, if any."""
+        return next((c for c in self.children if c.proc.poll() is not None), None)
+
+    def wait_any(self, poll: float = 0.2) -> Child:
+        """Block until one child exits (the others are still running: call :meth:`stop`)."""
+        while (child := self.exited()) is None:
+            time.sleep(poll)
+        return child
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Stop every child (one shared grace period) and forget them; this command stays the owner."""
+        procs = [c.proc for c in self.children] + [c.watchdog for c in self.children if c.watchdog is not None]
+        _terminate(procs, grace)
+        self.children = []
+        self._record()
+
+    def close(self, grace: float = 10.0) -> None:
+        """Stop every child and remove the pid file: the command is done."""
+        self.stop(grace)
+        self.pid_file.unlink(missing_ok=True)
+
+    def _record(self) -> None:
+        me = os.getpid()
+        atomic_write_text(self.pid_file, json.dumps({
+            "role": self.role, "owner": {"pid": me, "identity": process_identity(me)},
+            "children": [{"name": c.name, "pid": c.proc.pid, "identity": c.identity} for c in self.children],
+        }, indent=1) + "\n")
+
+    # -- readiness -------------------------------------------------------------------
+    def wait_listening(self, child: Child | subprocess.Popen, host: str, port: int, timeout: float) -> None:
+        """Return once *this* child listens on ``port``; a clear error if it exits or another process holds it.
+
+        Something answering on the port is not enough: a SuperLink that failed to bind
+        (``Errno 98``) exits a moment later, and whatever held the port would have answered.
+        """
+        child = child if isinstance(child, Child) else next(c for c in self.children if c.proc is child)
+        where = f"{host}:{port}"
+        deadline = time.time() + timeout
+        while True:
+            holders = listening_pids(port)
+            if child.proc.poll() is not None:
+                raise FedsynthError(self._exit_reason(child, where, holders))
+            if holders is None:  # no /proc: something answers and our child is still alive a moment later
+                if _answers(host, port):
+                    time.sleep(1.0)
+                    if child.proc.poll() is None:
+                        return
+                    continue
+            elif any(descends_from(pid, child.proc.pid) for pid in holders):
+                return
+            if time.time() > deadline:
+                others = sorted(holders or ())
+                if others:
+                    raise FedsynthError(f"{where}: port in use by another process ({describe_pid(others[0])}); "
+                                        f"the {child.name} cannot listen there")
+                raise FedsynthError(f"the {child.name} did not listen on {where} within {timeout:g}s")
+            time.sleep(0.3)
+
+    def _exit_reason(self, child: Child, where: str, holders: set[int] | None) -> str:
+        tail = log_tail(child.log_file) if child.log_file is not None else ""
+        if holders or "Errno 98" in tail or "address already in use" in tail.lower():
+            who = f" ({describe_pid(sorted(holders)[0])})" if holders else ""
+            return f"{where}: port in use by another process{who}; the {child.name} could not listen there"
+        return f"the {child.name} exited with status {child.proc.returncode}: {tail or '(no output)'}"
 
 
 def free_loopback_port() -> int:
@@ -97,3 +376,35 @@ def free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def log_tail(path: Path | None, n: int = 15) -> str:
+    if path is None:
+        return "(no log)"
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+def _watch(parent_pid: int, grace: float = 10.0) -> None:
+    """The fallback watchdog, run inside a child's process group: when the parent is gone
+    (this process is re-parented), SIGTERM the group, then SIGKILL it (itself included)."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.killpg(0, signal.SIGTERM)
+    time.sleep(grace)
+    os.killpg(0, signal.SIGKILL)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["watch"]:
+    _watch(int(sys.argv[2]))

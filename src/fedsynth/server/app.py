@@ -23,7 +23,8 @@ from fedsynth.common.federation import FederationPlan, SecAggSettings
 
 # `flwr run` checks components statically (an `app = ...` or `__all__` entry in the source);
 # `app` itself is built lazily by __getattr__ below so that importing helpers stays light.
-__all__ = ["app", "ServerRunSettings", "run_config_for", "settings_from_run_config", "build_run", "event_log"]
+__all__ = ["app", "ServerRunSettings", "run_config_for", "settings_from_run_config", "build_run", "event_log",
+           "spent_in", "reported_spend"]
 
 EVENTS_FILE = "events.jsonl"
 RUN_CONFIG_KEYS = ("plan", "secagg", "schema", "out-dir", "clients", "wait-timeout")
@@ -72,6 +73,27 @@ def event_log(out_dir: Path):
     return on_event
 
 
+def spent_in(replies: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """node id -> epsilon spent, from budget replies or fit reports (a refusal's -1 is no report)."""
+    out = {}
+    for nid, reply in replies.items():
+        eps = reply.get("epsilon_spent")
+        if isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps >= 0:
+            out[str(nid)] = float(eps)
+    return out
+
+
+_SPEND_FIELDS = {"budget_check": "replies", "round_done": "reports", "finished": "budget"}
+
+
+def reported_spend(ev: dict[str, Any]) -> dict[str, float]:
+    """What an event says each institution has spent (empty for events that say nothing about it)."""
+    if ev.get("event") == "failed":
+        return {str(k): float(v) for k, v in (ev.get("spent") or {}).items()}
+    field = _SPEND_FIELDS.get(str(ev.get("event")))
+    return spent_in(ev.get(field) or {}) if field else {}
+
+
 def build_run(run_config: dict[str, Any]):
     """The FederatedRun described by a run config (schema hash checked against the plan)."""
     from fedsynth.common.schema import Schema
@@ -96,15 +118,7 @@ def _make_app():
         from fedsynth.client.app import _quiet_logs
 
         _quiet_logs()
-        on_error = None
-        try:
-            run = build_run(dict(context.run_config))
-            on_error = run.on_event
-            run(grid, context)
-        except BaseException as exc:
-            if on_error is not None:  # so the coordinator can say why, not only that it failed
-                on_error({"event": "failed", "reason": f"{type(exc).__name__}: {exc}"[:1000]})
-            raise
+        build_run(dict(context.run_config))(grid, context)  # a failure is logged as a `failed` event
 
     return server_app
 

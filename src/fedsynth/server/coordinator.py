@@ -23,7 +23,6 @@ set on each institution's own SuperNode (``fedsynth client``).
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import tomllib
@@ -47,7 +46,7 @@ from fedsynth.common.federation import FederationPlan, SecAggSettings, federated
 from fedsynth.common.generators import ModelConfig
 from fedsynth.common.inputs import read_text
 from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, find_existing
-from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, run_config_for
+from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, reported_spend, run_config_for, spent_in
 from fedsynth.server.fleet_gateway import FleetGateway, GatewayTLS
 
 CONNECTION = "fedsynth"
@@ -299,17 +298,20 @@ def write_flwr_config(flwr_home: Path, address: str, ca: Path | None) -> None:
 
 # ---------------------------------------------------------------------------- running
 class Coordinator:
-    """One SuperLink and one run; always stops the SuperLink it started."""
+    """One SuperLink and one run; its Flower processes end with it (see flower_processes.Supervisor)."""
 
     def __init__(self, prep: Prepared, say: Callable[[str], None], warn: Callable[[str], None]) -> None:
         self.p, self.say, self.warn = prep, say, warn
         self.home = prep.flower_dir / "home"
         self.env = fp.child_env(self.home)
+        self.children = fp.Supervisor(prep.flower_dir / fp.PID_FILE, "fedsynth coordinator")
         self.superlink: subprocess.Popen | None = None
         self.gateway: FleetGateway | None = None
         events = Path(prep.settings.out_dir) / EVENTS_FILE  # a resumed run's old events are not news
         self.events_seen = len(events.read_text(encoding="utf-8").splitlines()) if events.exists() else 0
         self.last_failure: str | None = None
+        self.names: dict[str, str] = {}  # node id -> the institution's key name, as registered
+        self.spent: dict[str, Any] = {}  # node id -> epsilon spent, as last reported in an event
 
     # -- flwr CLI ------------------------------------------------------------------
     def flwr(self, *args: str, timeout: float = 120) -> dict[str, Any]:
@@ -336,7 +338,7 @@ class Coordinator:
             ca, cert, key = p.tls
             cmd += ["--ssl-ca-certfile", str(ca), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key),
                     "--enable-supernode-auth"]
-        self.superlink = fp.start(cmd, self.env, p.flower_dir / "superlink.log")
+        self.superlink = self.children.start("SuperLink", cmd, self.env, p.flower_dir / "superlink.log")
         self._wait_listening(60)
 
     def open_gateway(self) -> None:
@@ -347,18 +349,9 @@ class Coordinator:
         self.gateway.start()
 
     def _wait_listening(self, timeout: float) -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.superlink is not None and self.superlink.poll() is not None:
-                raise FedsynthError(f"the SuperLink exited with status {self.superlink.returncode}: "
-                                    f"{_tail(self.p.flower_dir / 'superlink.log')}")
-            try:
-                with socket.create_connection((self.p.connect_host, self.p.superlink_port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.3)
-        raise FedsynthError(f"the SuperLink did not listen on {self.p.connect_host}:{self.p.superlink_port} "
-                            f"within {timeout}s")
+        """Until *our* SuperLink listens: one that failed to bind (port taken) is an error naming the holder."""
+        assert self.superlink is not None
+        self.children.wait_listening(self.superlink, self.p.connect_host, self.p.superlink_port, timeout)
 
     def register_keys(self) -> None:
         for pub, fingerprint in self.p.keys:
@@ -371,6 +364,7 @@ class Coordinator:
                     if time.time() > deadline:
                         raise
                     time.sleep(1)  # the Control API may come up a moment after the port
+            self.names[str(res.get("node-id"))] = pub.name.removesuffix(".pub")
             self.say(f"registered institution key {pub.name} ({fingerprint}) as node {res.get('node-id')}")
 
     def submit(self) -> str:
@@ -398,8 +392,10 @@ class Coordinator:
         while True:
             ended = self._print_new_events(out / EVENTS_FILE) or ended
             now = time.time()
-            if self.superlink is not None and self.superlink.poll() is not None:
-                self.warn(f"the SuperLink exited unexpectedly: {_tail(self.p.flower_dir / 'superlink.log')}")
+            if (dead := self.children.exited()) is not None:
+                self.warn(f"the {dead.name} exited unexpectedly (status {dead.proc.returncode}): "
+                          f"{fp.log_tail(dead.log_file)}")
+                self._warn_spent()
                 return False
             # after the ServerApp's last event, check soon (the status may lag a moment)
             if now - last_check >= (2.0 if ended else self.p.status_every):
@@ -413,6 +409,7 @@ class Coordinator:
                         why = self.last_failure or details or "see the SuperLink log"
                         self.warn(f"run {run_id} ended as {status}: {why} "
                                   f"(log: {self.p.flower_dir / 'superlink.log'})")
+                        self._warn_spent()
                     return ok
             if now > deadline:
                 self.warn(f"run {run_id} exceeded run_timeout = {self.p.run_timeout}s; stopping it")
@@ -420,6 +417,7 @@ class Coordinator:
                     self.flwr("stop", run_id, CONNECTION, timeout=60)
                 except FedsynthError as exc:
                     self.warn(str(exc))
+                self._warn_spent()
                 return False
             time.sleep(0.5)
 
@@ -435,7 +433,8 @@ class Coordinator:
             except json.JSONDecodeError:
                 break  # a line still being written; read it next time
             self.events_seen += 1
-            msg = describe_event(ev, self.p.settings.plan.schema_hash)
+            self.spent.update(reported_spend(ev))
+            msg = describe_event(ev, self.p.settings.plan.schema_hash, self.names)
             if msg:
                 self.say(msg)
             if ev.get("event") == "failed":
@@ -443,21 +442,37 @@ class Coordinator:
             ended = ended or ev.get("event") in ("finished", "failed")
         return ended
 
+    def _warn_spent(self) -> None:
+        """A failed run still cost the institutions what they spent: say so, as they reported it."""
+        self.warn(f"privacy spent by the institutions in this failed run, as last reported: "
+                  f"epsilon {{{format_spent(self.spent, self.names)}}} (each institution's own ledger is "
+                  f"authoritative; a round lost to a failure can be counted although no model used it)")
+
     def stop(self) -> None:
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
-        fp.stop(self.superlink)
+        self.children.close()
         self.superlink = None
 
 
-def describe_event(ev: dict[str, Any], plan_hash: str) -> str | None:
-    """One progress line: rounds, each institution's reported epsilon, refusals and why."""
+def node_label(nid: str, names: dict[str, str]) -> str:
+    return f"node {nid} ({names[nid]})" if nid in names else f"node {nid}"
+
+
+def format_spent(spent: dict[str, float], names: dict[str, str]) -> str:
+    return ", ".join(f"{node_label(nid, names)}: {eps}" for nid, eps in sorted(spent.items())) or "none reported"
+
+
+def describe_event(ev: dict[str, Any], plan_hash: str, names: dict[str, str] | None = None) -> str | None:
+    """One progress line: rounds, each institution's reported epsilon, refusals and why.
+
+    ``names`` (node id -> key name, from the registration) labels nodes by institution."""
     kind = ev.get("event")
+    names = names or {}
 
     def eps(replies: dict[str, Any]) -> str:
-        return ", ".join(f"node {nid}: {r.get('epsilon_spent', '?')}" for nid, r in sorted(replies.items())
-                         if r.get("epsilon_spent", -1) != -1) or "none reported"
+        return format_spent(spent_in(replies), names)
 
     if kind == "budget_check":
         replies = ev.get("replies", {})
@@ -468,7 +483,7 @@ def describe_event(ev: dict[str, Any], plan_hash: str) -> str | None:
                 reason = r.get("reason", "?")
                 if reason == "schema mismatch":
                     reason += f" (its schema hash {r.get('schema_hash')}, the coordinator's {plan_hash})"
-                parts.append(f"  node {nid} refused: {reason}")
+                parts.append(f"  {node_label(nid, names)} refused: {reason}")
         return "\n".join(parts)
     if kind == "round_done":
         step = f", server step {float(ev['server_lr']):.2f} x mean" if "server_lr" in ev else ""
@@ -476,10 +491,14 @@ def describe_event(ev: dict[str, Any], plan_hash: str) -> str | None:
                 f"securely aggregated{step}; epsilon spent {{{eps(ev.get('reports', {}))}}}")
     if kind == "finished":
         return f"finished after round {ev['round']}; final epsilon spent {{{eps(ev.get('budget', {}))}}}"
+    if kind == "waiting":
+        return (f"round {ev['round']}: {ev['answered']}/{ev['expected']} institutions answered, too few to "
+                f"train; waiting up to {ev['timeout']}s for the others to come back")
     if kind in ("stopped", "round_failed", "resumed"):
         return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in ev.items() if k != "event")
     if kind == "failed":
-        return f"ServerApp failed: {ev.get('reason')}"
+        return (f"ServerApp failed: {ev.get('reason')}; epsilon spent as last reported "
+                f"{{{format_spent(ev.get('spent') or {}, names)}}}")
     return None
 
 
@@ -497,13 +516,6 @@ def _last_json(text: str) -> dict[str, Any] | None:
         return None
 
 
-def _tail(path: Path, n: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
-    except OSError:
-        return "(no log)"
-
-
 def run_coordinator(opts: CoordinatorOptions, say: Callable[[str], None], warn: Callable[[str], None]) -> bool:
     """The whole `fedsynth coordinator` command; True iff the run completed with a model."""
     prep = prepare(opts)
@@ -512,6 +524,8 @@ def run_coordinator(opts: CoordinatorOptions, say: Callable[[str], None], warn: 
     write_flwr_config(prep.flower_dir / "home", f"{prep.connect_host}:{prep.superlink_port}",
                       prep.tls[0] if prep.tls else None)
     coord = Coordinator(prep, say, warn)
+    for stale in coord.children.reclaim():  # before the try: a running owner's pid file is not ours to remove
+        warn(stale)
     try:
         coord.start_superlink()
         coord.open_gateway()

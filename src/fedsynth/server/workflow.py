@@ -8,7 +8,11 @@ Flower's SecAgg+ exists on the legacy workflow path only (flwr 1.41/1.42), so th
    own ledger can afford the round; only those that say yes are selected, so a client
    whose budget is spent is left out cleanly instead of failing inside SecAgg+;
 2. an atomic checkpoint of the global model after every completed round, so a restarted
-   coordinator resumes from the last completed round.
+   coordinator resumes from the last completed round;
+3. patience with institutions that drop out mid-run (a crash, a restart of their
+   ``fedsynth client``): when too few can train because some stopped answering, the run
+   waits up to ``wait_timeout`` for them to be back instead of ending, and a run that fails
+   anyway logs what each institution reported as spent (its ``failed`` event).
 
 What the coordinator sees in plaintext: the budget-check replies (yes/no, schema hash,
 epsilon spent rounded to 0.01, delta), ``num_examples`` (always 1, or 0 for a refusal) and
@@ -29,10 +33,14 @@ from typing import Any
 
 from fedsynth.common.federation import FederationPlan, SecAggSettings
 from fedsynth.common.schema import Schema
+from fedsynth.server.app import reported_spend
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.ledger_watch import SpendWatch
 
 Event = Callable[[dict[str, Any]], None]
+# Seconds between budget checks while waiting for institutions to come back: a node that died
+# without signing off stays listed until the SuperLink marks it offline (two missed heartbeats).
+ABSENT_RECHECK_S = 5.0
 
 
 PLAIN_AGGREGATION_WARNING = (
@@ -52,16 +60,32 @@ class FederatedRun:
                  insecure_plain_aggregation: bool = False) -> None:
         self.plan, self.schema, self.out_dir = plan, schema, Path(out_dir)
         self.secagg, self.expected_clients = secagg, expected_clients
-        self.on_event = on_event or (lambda e: None)
+        self._sink = on_event or (lambda e: None)
         self.wait_timeout = wait_timeout
+        self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported to this run
         self.insecure_plain_aggregation = insecure_plain_aggregation
         if insecure_plain_aggregation:
             import warnings
 
             warnings.warn(PLAIN_AGGREGATION_WARNING, RuntimeWarning, stacklevel=2)
 
+    def on_event(self, ev: dict[str, Any]) -> None:
+        self.spent.update(reported_spend(ev))
+        self._sink(ev)
+
     # ------------------------------------------------------------------ entry point
     def __call__(self, grid, context) -> None:
+        """Run (or resume) the federation. Any failure is logged as a ``failed`` event that
+        says why and what each institution reported as spent (a failed run still cost them
+        privacy), then re-raised."""
+        try:
+            self._run(grid, context)
+        except BaseException as exc:
+            self.on_event({"event": "failed", "reason": f"{type(exc).__name__}: {exc}"[:1000],
+                           "spent": dict(self.spent)})
+            raise
+
+    def _run(self, grid, context) -> None:
         from flwr.app import ConfigRecord
         from flwr.server import ServerConfig
         from flwr.server.compat.app_utils import start_update_client_manager_thread
@@ -110,6 +134,7 @@ class FederatedRun:
             rng = secrets.SystemRandom()
             rnd = ckpt.round + 1
             watch = SpendWatch.from_history(ckpt.history)  # a node whose reported spend falls is excluded
+            absent_until: float | None = None  # end of this round's wait for institutions that left
             while rnd <= self.plan.rounds:
                 started = time.time()
                 cfg[Key.CURRENT_ROUND] = rnd
@@ -121,6 +146,12 @@ class FederatedRun:
                 self.on_event({"event": "budget_check", "round": rnd, "eligible": len(eligible),
                                "replies": checks})
                 if len(eligible) < max(2, self.plan.min_clients):
+                    answered = sum(1 for r in checks.values() if not r.get("unreachable"))
+                    if answered < self.expected_clients:
+                        absent_until = absent_until or time.time() + self.wait_timeout
+                        if time.time() < absent_until:
+                            self._wait_for_absent(legacy, rnd, answered, absent_until)
+                            continue  # ask again
                     self.on_event({"event": "stopped", "round": rnd,
                                    "reason": f"only {len(eligible)} client(s) can afford another round"})
                     break
@@ -147,7 +178,7 @@ class FederatedRun:
                                   started=ckpt.started)
                 ckpt.save(self.out_dir)  # atomic: a crash leaves the previous round's checkpoint
                 self.on_event({"event": "round_done", **record})
-                rnd += 1
+                rnd, absent_until = rnd + 1, None
             if ckpt.round == 0:
                 raise RuntimeError("no round completed; no model written")
             # final budget picture for the model card
@@ -157,6 +188,14 @@ class FederatedRun:
         finally:
             f_stop.set()
             thread.join()
+
+    def _wait_for_absent(self, legacy, rnd: int, answered: int, until: float) -> None:
+        """Too few could train and some institutions did not answer: wait (up to ``until``) for
+        every expected one to be connected again; the caller then repeats the budget check."""
+        self.on_event({"event": "waiting", "round": rnd, "answered": answered, "expected": self.expected_clients,
+                       "timeout": max(0, round(until - time.time()))})
+        time.sleep(min(ABSENT_RECHECK_S, max(0.0, until - time.time())))
+        legacy.client_manager.wait_for(self.expected_clients, timeout=max(0.0, until - time.time()))
 
     def _fit_workflow(self, clients: int):
         """This round's fit: Flower's SecAgg+ with CSPRNG mask expansion
@@ -194,8 +233,8 @@ class FederatedRun:
         replies: dict[str, dict[str, Any]] = {}
         for msg in grid.send_and_receive(msgs, timeout=self.secagg.timeout or 300):
             nid = str(msg.metadata.src_node_id)
-            if msg.has_error():
-                replies[nid] = {"can_train": False, "reason": f"error: {msg.error.reason[:200]}"}
+            if msg.has_error():  # e.g. the node went offline: it may come back
+                replies[nid] = {"can_train": False, "reason": f"error: {msg.error.reason[:200]}", "unreachable": True}
                 continue
             props = compat.recorddict_to_getpropertiesres(msg.content).properties
             replies[nid] = dict(props)
