@@ -92,7 +92,7 @@ def test_flower_modules_stay_untouched_and_fedsynth_uses_the_strong_copies(tmp_p
     from fedsynth.server import workflow
 
     # every round's fit comes from _fit_workflow, which builds the strong copy
-    assert "self._fit_workflow(" in inspect.getsource(workflow.FederatedRun.__call__)
+    assert "self._fit_workflow(" in inspect.getsource(workflow.FederatedRun._run)
     fit = workflow.FederatedRun._fit_workflow(SimpleNamespace(insecure_plain_aggregation=False,
                                                               secagg=SecAggSettings()), 5)
     assert isinstance(fit, SecureSecAggPlusWorkflow) and uses_secure_expansion(type(fit))

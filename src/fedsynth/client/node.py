@@ -14,6 +14,7 @@ SuperNode connect, over TLS, authenticating with the key the coordinator registe
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -159,7 +160,12 @@ def prepare_node(opts: NodeOptions) -> PreparedNode:
 
 
 REFUSED = "Failed to activate SuperNode"
-CONNECTED = "SuperNode ID:"  # logged once the coordinator has accepted this node
+CONNECTED = re.compile(r"SuperNode ID: (\d+)")  # logged once the coordinator has accepted this node
+# The node id of our SuperNode while it may count as connected at the coordinator; see sign_off.
+NODE_ID_FILE = "supernode-id"
+# After signing a node off: more than two of the ServerApp's 3 s polls for replies, so that it
+# sees the node go before the next SuperNode brings the same node id back.
+SIGN_OFF_PAUSE_S = 8.0
 TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
 
 
@@ -191,12 +197,15 @@ class Attempt:
         return "\n".join(self.recent)
 
 
-def _run_once(prep: PreparedNode, children: fp.Supervisor) -> Attempt:
+def _run_once(prep: PreparedNode, children: fp.Supervisor, state: Path) -> Attempt:
     """Run the SuperNode until it exits, echoing its output; its helpers are stopped with it.
 
     Output is read on a thread and the process itself is waited on: Flower's helper
-    processes inherit the pipe and may outlive the SuperNode by a moment.
+    processes inherit the pipe and may outlive the SuperNode by a moment. The node id it is
+    given is kept in ``state`` until :func:`sign_off` has made sure it is signed off.
     """
+    from fedsynth.common.atomic import atomic_write_text
+
     started = time.monotonic()
     recent: deque[str] = deque(maxlen=40)
     connected = threading.Event()
@@ -206,7 +215,8 @@ def _run_once(prep: PreparedNode, children: fp.Supervisor) -> Attempt:
         assert proc.stdout is not None
         for line in proc.stdout:
             recent.append(line.rstrip())
-            if CONNECTED in line:
+            if (m := CONNECTED.search(line)) is not None:
+                atomic_write_text(state / NODE_ID_FILE, m.group(1) + "\n")
                 connected.set()
             sys.stdout.write(line)
             sys.stdout.flush()
@@ -260,6 +270,47 @@ class Reconnect:
         return window - (now - self.refused_since) if self.refused_since is not None else window
 
 
+def sign_off(opts: NodeOptions, state: Path, say: Callable[[str], None]) -> None:
+    """Make sure our previous SuperNode no longer counts as connected before starting another.
+
+    A SuperNode killed while busy (its parent SIGKILLed, a crash) cannot sign off, and the
+    coordinator keeps it "online" until it misses two heartbeats. If the next SuperNode
+    came back with the same node id just as that expires, the ServerApp might never see
+    the node go and would wait for ever for the replies the dead one owed. So the node is
+    signed off here (DeactivateNode, authenticated with this institution's key, as the
+    SuperNode itself does on a clean exit) and the coordinator is given a moment to notice.
+    Without a key (``--insecure``) every SuperNode is a new, anonymous node: nothing to do.
+    """
+    path = state / NODE_ID_FILE
+    if not path.exists():
+        return
+    node_id = int(path.read_text().strip())
+    if opts.auth_key is not None and opts.ca_cert is not None:
+        try:
+            _deactivate(opts.coordinator, Path(opts.ca_cert), Path(opts.auth_key), node_id)
+            say(f"signed off node {node_id} (left connected by a SuperNode that was stopped)")
+        except Exception:  # noqa: BLE001 - already offline, forgotten by a restarted coordinator, unreachable
+            pass
+        time.sleep(SIGN_OFF_PAUSE_S)
+    path.unlink(missing_ok=True)
+
+
+def _deactivate(coordinator: str, ca_cert: Path, auth_key: Path, node_id: int) -> None:
+    # Flower's own Fleet client and node-auth signing, as flower-supernode uses them (flwr 1.41);
+    # imported here so that `fedsynth client --help` and the checks before start stay light.
+    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+    from flwr.proto.fleet_pb2 import DeactivateNodeRequest
+    from flwr.supercore.interceptors.http.runtime_version import RuntimeVersionHttpInterceptor
+    from flwr.supernode.fleet_http_client import FleetHttpClient
+    from flwr.supernode.node_auth_http_interceptor import NodeAuthHttpInterceptor
+
+    key = load_ssh_private_key(auth_key.read_bytes(), None)
+    interceptors = [RuntimeVersionHttpInterceptor(component_name="SuperNode"),
+                    NodeAuthHttpInterceptor(key, key.public_key())]  # type: ignore[arg-type]
+    with FleetHttpClient.from_server_address(coordinator, False, str(ca_cert), interceptors=interceptors) as fleet:
+        fleet.DeactivateNode(DeactivateNodeRequest(node_id=node_id))
+
+
 def run_node(opts: NodeOptions, say: Callable[[str], None]) -> int:
     """Start the SuperNode and keep it running; returns 0 after a deliberate stop (Ctrl-C, SIGTERM).
 
@@ -268,7 +319,8 @@ def run_node(opts: NodeOptions, say: Callable[[str], None]) -> int:
     again as :class:`Reconnect` decides, so the institution survives a coordinator restart.
     """
     prep = prepare_node(opts)
-    children = fp.Supervisor(Path(opts.state_dir).resolve() / fp.PID_FILE, "fedsynth client")
+    state = Path(opts.state_dir).resolve()
+    children = fp.Supervisor(state / fp.PID_FILE, "fedsynth client")
     for stale in children.reclaim():
         say(stale)
     mode = "plain text (INSECURE)" if opts.insecure else "TLS + key authentication"
@@ -278,7 +330,8 @@ def run_node(opts: NodeOptions, say: Callable[[str], None]) -> int:
     policy = Reconnect(opts.give_up_after)
     try:
         while True:
-            attempt = _run_once(prep, children)
+            sign_off(opts, state, say)
+            attempt = _run_once(prep, children, state)
             pause = policy.next_pause(attempt, time.monotonic())
             if attempt.connected:
                 say(f"the SuperNode stopped (status {attempt.code}): the coordinator restarted, forgot this "

@@ -311,7 +311,7 @@ class Coordinator:
         self.events_seen = len(events.read_text(encoding="utf-8").splitlines()) if events.exists() else 0
         self.last_failure: str | None = None
         self.names: dict[str, str] = {}  # node id -> the institution's key name, as registered
-        self.spent: dict[str, Any] = {}  # node id -> epsilon spent, as last reported in an event
+        self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported in an event
 
     # -- flwr CLI ------------------------------------------------------------------
     def flwr(self, *args: str, timeout: float = 120) -> dict[str, Any]:
