@@ -9,13 +9,15 @@ institutions and two rounds goes through, in order:
    off the node its killed SuperNode left connected, and rejoins; the retried round re-sends
    the stored update (no second charge). (That the coordinator waits for an institution that
    is away longer is tests/test_absent_institutions.py's subject.)
-2. the coordinator's main process is SIGKILLed after round 1; its SuperLink and ServerApp
+2. the coordinator's process group is SIGKILLed after round 1; its SuperLink and ServerApp
    end with it; the clients keep running;
 3. hospital-a's main process is SIGKILLed while the coordinator is down, and started again;
 4. the coordinator is started again: it re-registers the keys, resumes from its round-1
    checkpoint, the clients reconnect by themselves, and the run completes.
 
-Also: a coordinator whose port is held by another process says so and names it.
+Also: a coordinator whose main process alone is SIGKILLed restarts on its own port (its
+SuperLink is gone, not holding the port and the keys), and one whose port is held by another
+process names it.
 """
 
 from __future__ import annotations
@@ -144,8 +146,8 @@ def test_killed_processes_end_their_flower_children_and_the_run_resumes(demo, tm
         assert "round_failed: round=1" in procs.output("coord-1")  # the attempt hospital-b died in
         assert "signed off node" in procs.output("b-2")  # its killed SuperNode could not sign off itself
 
-        # 2. the coordinator's main process dies; 3. so does hospital-a's while the coordinator is down
-        kill_and_check(procs.procs["coord-1"], group=False)
+        # 2. the coordinator dies (its process group); 3. so does hospital-a's main process, meanwhile
+        kill_and_check(procs.procs["coord-1"], group=True)
         kill_and_check(procs.procs["a-1"], group=False)
         procs.start("a-2", client("hospital-a", False))
         assert procs.procs["b-2"].poll() is None, procs.output("b-2")[-3000:]  # still trying to reconnect
@@ -159,11 +161,40 @@ def test_killed_processes_end_their_flower_children_and_the_run_resumes(demo, tm
         assert "round 2 done" in out2 and "round 1 done" not in out2
         assert procs.procs["b-2"].poll() is None and "reconnecting" in procs.output("b-2")  # survived the restart
         assert (root / "demo/faults/run/synthesizer/synthesizer.json").is_file()
-        for name in institutions:
-            assert rounds_charged(state / name) == [1, 2], name  # lost attempts re-sent, never charged twice
+        for name in institutions:  # lost attempts re-sent, never charged twice
+            ledger = json.loads((state / name / "ledger.json").read_text())
+            assert [e["event"] for e in ledger["events"]] == ["category_frequencies", "round", "round"], name
+            assert rounds_charged(state / name) == [1, 2] and len(ledger["history"]) == 3, name
     finally:
         procs.stop_all()
     assert procs.procs["b-2"].returncode == 0  # a deliberate stop (SIGTERM) is a clean exit
+
+
+def test_coordinator_killed_alone_restarts_on_its_own_port(demo, tmp_path):
+    """kill -9 of the main process only: its SuperLink must not survive to hold the port and the
+    keys (the restart would talk to the orphan: "SuperLink listening", then "Public key already in use")."""
+    addr = f"127.0.0.1:{free_port()}"
+    args = ["coordinator", "--config", str(EXAMPLE_CONFIG), "--schema", "demo/silos/schema.json",
+            "--certs", "demo/certs", "--authorized-key", "demo/keys/hospital-a.pub",
+            "--authorized-key", "demo/keys/hospital-b.pub", "--address", addr, "--out", str(tmp_path / "run")]
+    procs = Processes(demo)
+    try:
+        first = procs.start("coord-alone-1", args)
+        wait_until(lambda: "waiting for 2 institutions" in procs.output("coord-alone-1"), 120, "key registration",
+                   procs, ["coord-alone-1"])
+        kill_and_check(first, group=False)
+        second = procs.start("coord-alone-2", args)
+        wait_until(lambda: "waiting for 2 institutions" in procs.output("coord-alone-2"), 120,
+                   "key registration after the restart", procs, ["coord-alone-2"])
+        out = procs.output("coord-alone-2")
+        assert out.count("registered institution key") == 2 and "already in use" not in out, out
+        tree = flower_tree(second.pid)
+        second.send_signal(signal.SIGTERM)  # a deliberate stop takes its Flower processes along
+        assert second.wait(timeout=30) == 130
+        assert_gone(tree)
+    finally:
+        procs.stop_all()
+    assert not (tmp_path / "run/flower/fedsynth-children.json").exists()
 
 
 def test_coordinator_names_the_process_holding_its_port(demo, tmp_path):
