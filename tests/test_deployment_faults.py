@@ -207,5 +207,5 @@ def test_coordinator_names_the_process_holding_its_port(demo, tmp_path):
                        "--out", str(tmp_path / "run")], demo, timeout=120)
     assert res.returncode == 2, res.stdout + res.stderr
     assert f"port in use by another process (pid {os.getpid()}" in res.stderr, res.stderr
-    assert "SuperLink listening" not in res.stdout
+    assert "listening for institutions" not in res.stdout
     assert not (tmp_path / "run/flower/fedsynth-children.json").exists()  # nothing left behind

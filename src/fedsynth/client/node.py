@@ -198,11 +198,10 @@ class Attempt:
 
 
 def _run_once(prep: PreparedNode, children: fp.Supervisor, state: Path) -> Attempt:
-    """Run the SuperNode until it exits, echoing its output; its helpers are stopped with it.
+    """Run the SuperNode (and the AppExecutor that runs its tasks) until it exits, echoing its output.
 
-    Output is read on a thread and the process itself is waited on: Flower's helper
-    processes inherit the pipe and may outlive the SuperNode by a moment. The node id it is
-    given is kept in ``state`` until :func:`sign_off` has made sure it is signed off.
+    Output is read on a thread and the process itself is waited on. The node id it is given
+    is kept in ``state`` until :func:`sign_off` has made sure it is signed off.
     """
     from fedsynth.common.atomic import atomic_write_text
 

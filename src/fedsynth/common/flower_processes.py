@@ -174,6 +174,12 @@ def describe_pid(pid: int) -> str:
     return f"pid {pid}: {cmd[:160]}"
 
 
+def port_holder(port: int) -> str | None:
+    """'pid N: command' of a process listening on ``port``, if one can be named."""
+    holders = sorted(listening_pids(port) or ())
+    return describe_pid(holders[0]) if holders else None
+
+
 def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
     """SIGTERM the child's process group, then SIGKILL whatever is left after ``grace`` s."""
     if proc is not None:

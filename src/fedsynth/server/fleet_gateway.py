@@ -30,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.flower_processes import port_holder
 
 FLEET_PREFIX = "/v1/fleet/"
 # Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those httpx and
@@ -134,6 +135,9 @@ class FleetGateway:
         while not self._server.started:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
+                if (holder := port_holder(self.port)) is not None:
+                    raise FedsynthError(f"could not listen on {self.host}:{self.port} for institutions: port in "
+                                        f"use by another process ({holder})")
                 raise FedsynthError(f"could not listen on {self.host}:{self.port} for institutions "
                                     f"(port in use, or the address is not on this machine)")
             time.sleep(0.05)
