@@ -10,12 +10,16 @@ kills real processes.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
+from flwr.app import Message, RecordDict
 
+from _loopback import LoopbackGrid
 from fedsynth.client.ledger import Ledger
 from fedsynth.server.checkpoint import Checkpoint
 from fedsynth.server.coordinator import describe_event
+from fedsynth.server.dropout_grid import DropoutAwareGrid
 from test_federated_faults import assert_consistent, federation, rounds_charged, stage_of_reply
 
 
@@ -73,3 +77,30 @@ def test_a_run_that_fails_says_what_each_institution_spent(fed, tmp_path):
     assert failed["spent"] == {"11": spent_11, "12": 0.0}
     line = describe_event(failed, "", {"11": "hospital-a"})
     assert f"node 11 (hospital-a): {spent_11}" in line and "node 12: 0.0" in line
+
+
+def test_a_reply_is_not_awaited_from_a_node_that_went_offline():
+    """Node 12 takes the message and dies without answering; a moment later it is offline, then
+    back under the same node id (a new SuperNode, which never got the message). The deployment
+    Grid stops waiting for it once it has been seen offline; Flower's would wait for ever."""
+    answer = lambda msg, ctx: Message(RecordDict(), reply_to=msg)  # noqa: E731
+    grid = LoopbackGrid({11: answer, 12: answer}, tamper=lambda nid, reply: None if nid == 12 else reply)
+
+    def die_and_come_back() -> None:
+        time.sleep(0.5)
+        grid.dead.add(12)
+        time.sleep(1.5)
+        grid.dead.discard(12)
+
+    node = threading.Thread(target=die_and_come_back, daemon=True)
+    node.start()
+    patient = DropoutAwareGrid(grid, poll_s=0.2)
+    result: list = []
+    waiter = threading.Thread(target=lambda: result.append(list(patient.send_and_receive(
+        [grid.create_message(RecordDict(), "query", nid, "g") for nid in (11, 12)], timeout=None))), daemon=True)
+    waiter.start()
+    waiter.join(timeout=10)
+    assert result, "still waiting for the reply of a node that went offline"
+    assert [m.metadata.src_node_id for m in result[0]] == [11]
+    node.join()
+    assert 12 in list(grid.get_node_ids())  # the node is back: a new SuperNode, which owes nothing

@@ -51,8 +51,7 @@ hidden = 16
 [secagg]
 num_shares = 1.0
 reconstruction_threshold = 0.67
-timeout = 120
-"""
+"""  # no [secagg] timeout: as deployed by default, a reply owed by a dead SuperNode is waited for until seen offline
 
 
 def flower_tree(pid: int) -> dict[int, str]:
@@ -163,7 +162,8 @@ def test_killed_processes_end_their_flower_children_and_the_run_resumes(demo, tm
         assert (root / "demo/faults/run/synthesizer/synthesizer.json").is_file()
         for name in institutions:  # lost attempts re-sent, never charged twice
             ledger = json.loads((state / name / "ledger.json").read_text())
-            assert [e["event"] for e in ledger["events"]] == ["category_frequencies", "round", "round"], name
+            spending = [e["event"] for e in ledger["events"] if e.get("releases")]
+            assert spending == ["category_frequencies", "round", "round"], name
             assert rounds_charged(state / name) == [1, 2] and len(ledger["history"]) == 3, name
     finally:
         procs.stop_all()

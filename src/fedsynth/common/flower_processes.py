@@ -225,7 +225,10 @@ def _stop_stray(pid: int, identity: str, grace: float) -> None:
         if process_identity(pid) != identity:
             return
         try:
-            os.killpg(pid, sig) if group else os.kill(pid, sig)
+            if group:
+                os.killpg(pid, sig)
+            else:
+                os.kill(pid, sig)
         except (ProcessLookupError, PermissionError):
             return
         deadline = time.time() + wait

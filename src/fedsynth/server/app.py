@@ -116,9 +116,11 @@ def _make_app():
     @server_app.main()
     def main(grid, context) -> None:
         from fedsynth.client.app import _quiet_logs
+        from fedsynth.server.dropout_grid import DropoutAwareGrid
 
         _quiet_logs()
-        build_run(dict(context.run_config))(grid, context)  # a failure is logged as a `failed` event
+        # a failure is logged as a `failed` event; a node that went offline is not waited for
+        build_run(dict(context.run_config))(DropoutAwareGrid(grid), context)
 
     return server_app
 
