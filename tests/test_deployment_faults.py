@@ -5,9 +5,10 @@ authentication on loopback, set up with tests/test_deployment.py's helpers. One 
 institutions and two rounds goes through, in order:
 
 1. hospital-b's `fedsynth client` process group is SIGKILLed right after it trained and
-   stored its round-1 update; its Flower processes end with it; it is started again, signs
-   off the node its killed SuperNode left connected, and rejoins; the retried round re-sends
-   the stored update (no second charge). (That the coordinator waits for an institution that
+   stored its round-1 update; its Flower processes end with it; the coordinator stops waiting
+   for the reply its dead SuperNode owed (no [secagg] timeout here, as deployed by default);
+   hospital-b is started again and rejoins; the retried round re-sends the stored update (no
+   second charge). (That the coordinator waits for an institution that
    is away longer is tests/test_absent_institutions.py's subject.)
 2. the coordinator's process group is SIGKILLed after round 1; its SuperLink and ServerApp
    end with it; the clients keep running;
@@ -143,7 +144,6 @@ def test_killed_processes_end_their_flower_children_and_the_run_resumes(demo, tm
         procs.start("b-2", client("hospital-b", False))
         wait_until(lambda: "round 1 done" in procs.output("coord-1"), 300, "round 1", procs, ["coord-1", "a-1", "b-2"])
         assert "round_failed: round=1" in procs.output("coord-1")  # the attempt hospital-b died in
-        assert "signed off node" in procs.output("b-2")  # its killed SuperNode could not sign off itself
 
         # 2. the coordinator dies (its process group); 3. so does hospital-a's main process, meanwhile
         kill_and_check(procs.procs["coord-1"], group=True)
