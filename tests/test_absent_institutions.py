@@ -13,14 +13,19 @@ import threading
 import time
 
 import pytest
-from flwr.app import Message, RecordDict
-
 from _loopback import LoopbackGrid
+from flwr.app import Message, RecordDict
+from test_federated_faults import (
+    assert_consistent,
+    federation,
+    rounds_charged,
+    stage_of_reply,
+)
+
 from fedsynth.client.ledger import Ledger
 from fedsynth.server.checkpoint import Checkpoint
 from fedsynth.server.coordinator import describe_event
 from fedsynth.server.dropout_grid import DropoutAwareGrid
-from test_federated_faults import assert_consistent, federation, rounds_charged, stage_of_reply
 
 
 @pytest.fixture()
@@ -83,7 +88,9 @@ def test_a_reply_is_not_awaited_from_a_node_that_went_offline():
     """Node 12 takes the message and dies without answering; a moment later it is offline, then
     back under the same node id (a new SuperNode, which never got the message). The deployment
     Grid stops waiting for it once it has been seen offline; Flower's would wait for ever."""
-    answer = lambda msg, ctx: Message(RecordDict(), reply_to=msg)  # noqa: E731
+    def answer(msg, ctx):  # a ClientApp that replies at once
+        return Message(RecordDict(), reply_to=msg)
+
     grid = LoopbackGrid({11: answer, 12: answer}, tamper=lambda nid, reply: None if nid == 12 else reply)
 
     def die_and_come_back() -> None:

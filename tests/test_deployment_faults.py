@@ -33,9 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import test_deployment
+from test_deployment import EXAMPLE_CONFIG, Processes, free_port, run_cli
 
 from fedsynth.common.flower_processes import process_identity
-from test_deployment import EXAMPLE_CONFIG, Processes, demo, free_port, run_cli  # noqa: F401 (demo: fixture)
+
+demo = test_deployment.demo  # the module-scoped fixture: silo files, certificates, node keys
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process tree in /proc")
 

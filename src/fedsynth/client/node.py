@@ -288,7 +288,7 @@ def sign_off(opts: NodeOptions, state: Path, say: Callable[[str], None]) -> None
         try:
             _deactivate(opts.coordinator, Path(opts.ca_cert), Path(opts.auth_key), node_id)
             say(f"signed off node {node_id} (left connected by a SuperNode that was stopped)")
-        except Exception:  # noqa: BLE001 - already offline, forgotten by a restarted coordinator, unreachable
+        except Exception:  # noqa: BLE001, S110 - already offline, forgotten by a restarted coordinator, unreachable
             pass
         time.sleep(SIGN_OFF_PAUSE_S)
     path.unlink(missing_ok=True)
@@ -299,7 +299,9 @@ def _deactivate(coordinator: str, ca_cert: Path, auth_key: Path, node_id: int) -
     # imported here so that `fedsynth client --help` and the checks before start stay light.
     from cryptography.hazmat.primitives.serialization import load_ssh_private_key
     from flwr.proto.fleet_pb2 import DeactivateNodeRequest
-    from flwr.supercore.interceptors.http.runtime_version import RuntimeVersionHttpInterceptor
+    from flwr.supercore.interceptors.http.runtime_version import (
+        RuntimeVersionHttpInterceptor,
+    )
     from flwr.supernode.fleet_http_client import FleetHttpClient
     from flwr.supernode.node_auth_http_interceptor import NodeAuthHttpInterceptor
 

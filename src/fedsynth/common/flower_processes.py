@@ -116,7 +116,8 @@ def process_identity(pid: int) -> str | None:
             return None
         command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
         return f"{after_name[19]} {command}"  # field 22 of stat: start time in clock ticks since boot
-    res = subprocess.run(["ps", "-o", "lstart=,command=", "-p", str(pid)], capture_output=True, text=True)
+    res = subprocess.run(["ps", "-o", "lstart=,command=", "-p", str(pid)], capture_output=True, text=True,
+                         check=False)
     return res.stdout.strip() or None
 
 
@@ -176,8 +177,8 @@ def describe_pid(pid: int) -> str:
 
 def port_holder(port: int) -> str | None:
     """'pid N: command' of a process listening on ``port``, if one can be named."""
-    holders = sorted(listening_pids(port) or ())
-    return describe_pid(holders[0]) if holders else None
+    holders = listening_pids(port)
+    return describe_pid(min(holders)) if holders else None
 
 
 def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
@@ -300,7 +301,7 @@ class Supervisor:
             proc = subprocess.Popen(
                 cmd, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout is not None else None,
                 stdin=subprocess.DEVNULL, text=capture, bufsize=1 if capture else -1, process_group=0,
-                preexec_fn=(lambda: _die_with_parent(parent)) if self.pdeathsig else None)
+                preexec_fn=(lambda: _die_with_parent(parent)) if self.pdeathsig else None)  # noqa: PLW1509 (see _die_with_parent)
         finally:
             if out is not None:
                 out.close()
@@ -365,9 +366,8 @@ class Supervisor:
             elif any(descends_from(pid, child.proc.pid) for pid in holders):
                 return
             if time.time() > deadline:
-                others = sorted(holders or ())
-                if others:
-                    raise FedsynthError(f"{where}: port in use by another process ({describe_pid(others[0])}); "
+                if holders:
+                    raise FedsynthError(f"{where}: port in use by another process ({describe_pid(min(holders))}); "
                                         f"the {child.name} cannot listen there")
                 raise FedsynthError(f"the {child.name} did not listen on {where} within {timeout:g}s")
             time.sleep(0.3)
@@ -375,7 +375,7 @@ class Supervisor:
     def _exit_reason(self, child: Child, where: str, holders: set[int] | None) -> str:
         tail = log_tail(child.log_file) if child.log_file is not None else ""
         if holders or "Errno 98" in tail or "address already in use" in tail.lower():
-            who = f" ({describe_pid(sorted(holders)[0])})" if holders else ""
+            who = f" ({describe_pid(min(holders))})" if holders else ""
             return f"{where}: port in use by another process{who}; the {child.name} could not listen there"
         return f"the {child.name} exited with status {child.proc.returncode}: {tail or '(no output)'}"
 
