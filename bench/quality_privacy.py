@@ -65,9 +65,9 @@ def parse_eps(text: str) -> float:
 def _git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "fedsynth", "client", "server", "common", "simulations"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
-        return head + (" + uncommitted changes under src/" if dirty else "")
+        return head + (" + uncommitted changes to the package" if dirty else "")
     except OSError:
         return "unknown"
 

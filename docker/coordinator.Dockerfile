@@ -10,7 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 COPY docker/constraints.txt /tmp/constraints.txt
 COPY pyproject.toml README.md /tmp/fedsynth/
-COPY src /tmp/fedsynth/src
+COPY fedsynth /tmp/fedsynth/fedsynth
+COPY client /tmp/fedsynth/client
+COPY server /tmp/fedsynth/server
+COPY common /tmp/fedsynth/common
+COPY simulations /tmp/fedsynth/simulations
 RUN pip install -c /tmp/constraints.txt /tmp/fedsynth && rm -rf /tmp/fedsynth /tmp/constraints.txt
 
 # Non-root; compose may override the uid (`user:`) to match the owner of mounted 0600 keys.

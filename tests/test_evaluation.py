@@ -28,7 +28,7 @@ from fedsynth.common.evaluation.privacy import (
 from fedsynth.common.schema import Column, Schema
 from fedsynth.common.tables import load_table
 
-DATA = Path(__file__).resolve().parents[1] / "src" / "fedsynth" / "data"
+DATA = Path(__file__).resolve().parents[1] / "fedsynth" / "data"
 GUARANTEE = {"clients": [{"client": "0", "epsilon": 0.99, "delta": 1e-5},
                          {"client": "1", "epsilon": 1.0, "delta": 1e-5}],
              "accountant": "rdp", "mechanism": "DP-SGD"}

@@ -21,7 +21,7 @@ from fedsynth.common.schema import Schema
 from fedsynth.common.tables import load_table
 
 CHROMIUM = Path("/usr/bin/chromium")
-DATA = Path(__file__).resolve().parents[1] / "src" / "fedsynth" / "data"
+DATA = Path(__file__).resolve().parents[1] / "fedsynth" / "data"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
