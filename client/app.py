@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 
 from fedsynth.client.ledger import Ledger
-from fedsynth.client.update_cache import UpdateCache, UpdateKey, arrays_digest
+from fedsynth.client.update_cache import UpdateCache, UpdateKey
+from fedsynth.common.digest import arrays_digest
 from fedsynth.common.errors import BudgetExhausted, DataError, FedsynthError, SchemaError
 from fedsynth.common.federation import FederationPlan, pack_update, refusal_update
+from fedsynth.common.flower_app import quiet_logs
 from fedsynth.common.privacy import (calibrate_noise, frequencies_from_counts, frequency_noise, gaussian_counts_release,
                                      noisy_counts, rows_from_counts)
 from fedsynth.common.schema import Schema
@@ -296,7 +298,7 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
             return arrays, 1, {**metrics, "refused": 0.0}
 
     def client_fn(context):
-        _quiet_logs()
+        quiet_logs()
         return FedsynthClient(Institution(resolve(context))).to_client()
 
     return ClientApp(client_fn=client_fn, mods=[secure_secaggplus_mod] if secure else [])
@@ -304,16 +306,6 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
 
 def _deployment_resolver(context) -> ClientSettings:
     return settings_from_node_config(dict(context.node_config))
-
-
-def _quiet_logs() -> None:
-    """SecAgg+ logs every stage at DEBUG and Opacus warns about its own hooks: keep INFO."""
-    import logging
-    import warnings
-
-    logging.getLogger("flwr").setLevel(logging.INFO)
-    warnings.filterwarnings("ignore", message="Full backward hook is firing")
-    warnings.filterwarnings("ignore", message="Using a non-full backward hook")
 
 
 # `fedsynth.client.app:app` is the entry point for deployments (built lazily on first use):

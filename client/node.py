@@ -122,9 +122,8 @@ def _ensure_ledger(opts: NodeOptions, state: Path) -> None:
 def prepare_node(opts: NodeOptions) -> PreparedNode:
     from fedsynth.common.credentials import check_certificate, check_node_private_key
     from fedsynth.common.privacy import check_privacy_params
-    from fedsynth.server.coordinator import parse_address
 
-    parse_address(opts.coordinator, "--coordinator")
+    fp.parse_address(opts.coordinator, "--coordinator")
     check_privacy_params(opts.budget_epsilon, opts.budget_delta)
     if opts.threads < 1:
         raise FedsynthError(f"--threads {opts.threads}: must be at least 1")

@@ -22,7 +22,6 @@ trains and is charged again (over-counting, never under-counting, its spend).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from dataclasses import dataclass
@@ -33,16 +32,6 @@ import numpy as np
 from fedsynth.common.atomic import atomic_write_bytes
 
 CACHE_FILE = "last_update.npz"
-
-
-def arrays_digest(arrays: list[np.ndarray]) -> str:
-    """SHA-256 over dtype, shape and bytes of each array: both ends compute it identically."""
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}|{a.shape}|".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import hashlib
 import json
 from typing import Any
 
+import numpy as np
+
 
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -28,3 +30,13 @@ def json_sha256(obj: Any) -> str:
 def as_stored(obj: Any) -> Any:
     """``obj`` as it reads back from a JSON file (tuples become lists, ...), so its digest is stable."""
     return json.loads(json.dumps(obj))
+
+
+def arrays_digest(arrays: list[np.ndarray]) -> str:
+    """SHA-256 over dtype, shape and bytes of each array: coordinator and client compute it identically."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}|{a.shape}|".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()

@@ -11,9 +11,12 @@ a foreign run is refused by name instead of being answered.
 from __future__ import annotations
 
 import io
+import logging
 import tomllib
+import warnings
 import zipfile
-from importlib.metadata import version
+
+from fedsynth.common.version import __version__
 
 APP_PUBLISHER = "fedsynth"
 APP_NAME = "fedsynth-federation"
@@ -24,7 +27,7 @@ BUNDLE_FILES = frozenset({"pyproject.toml", ".info/CONTENT"})
 
 def app_version() -> str:
     """The bundle's version is the fedsynth version of the party that built it."""
-    return version("fedsynth")
+    return __version__
 
 
 def foreign_app_reason(fab_id: str, fab_version: str, fab_content: bytes) -> str | None:
@@ -45,3 +48,10 @@ def foreign_app_reason(fab_id: str, fab_version: str, fab_content: bytes) -> str
     if components != COMPONENTS:
         return f"its components {components!r} are not fedsynth's {COMPONENTS!r}"
     return None
+
+
+def quiet_logs() -> None:
+    """SecAgg+ logs every stage at DEBUG and Opacus warns about its own hooks: keep INFO."""
+    logging.getLogger("flwr").setLevel(logging.INFO)
+    warnings.filterwarnings("ignore", message="Full backward hook is firing")
+    warnings.filterwarnings("ignore", message="Using a non-full backward hook")

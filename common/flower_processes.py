@@ -417,3 +417,11 @@ def _watch(parent_pid: int, grace: float = 10.0) -> None:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["watch"]:
     _watch(int(sys.argv[2]))
+
+
+def parse_address(address: str, option: str = "--address") -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 in brackets) as given to a coordinator or a client; a clear error otherwise."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise FedsynthError(f"{option} {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9092")
+    return host.strip("[]"), int(port)

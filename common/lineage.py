@@ -29,6 +29,7 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import SYNTHETIC_TABLE
 from fedsynth.common.tables import write_table
+from fedsynth.common.version import __version__
 
 DIGESTS = "digests"
 
@@ -47,7 +48,6 @@ def file_sha256(path: Path) -> str:
 
 def provenance(meta: dict[str, Any], rows: int, conditions: dict[str, Any] | None = None) -> dict[str, Any]:
     """Lineage fields from a model's metadata (as produced by ``Synthesizer.to_state``)."""
-    from fedsynth import __version__
 
     priv = meta.get("privacy", {})
     out = {

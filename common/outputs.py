@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fedsynth import __version__
+from fedsynth.common.version import __version__
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.errors import FedsynthError, StorageError
 

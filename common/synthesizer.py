@@ -47,6 +47,7 @@ from fedsynth.common.privacy import (
 from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import MODEL_FOLDER, MODEL_FORMAT, OutputKind, replace_dir
 from fedsynth.common.schema import Schema
+from fedsynth.common.version import __version__
 
 FORMAT = MODEL_FORMAT
 SAMPLE_CHUNK_ROWS = 50_000  # rows per generator pass: bounds memory (~ 0.5 KB a row encoded) for any n
@@ -272,7 +273,6 @@ class Synthesizer:
         if self.model is None:
             raise FedsynthError("nothing to save: the synthesizer is not trained")
         weights = weights_bytes(self.model.get_arrays())
-        from fedsynth import __version__
 
         meta = {
             "format": FORMAT,

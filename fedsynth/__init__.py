@@ -4,7 +4,7 @@ Institutions each run a client next to their own table; a coordinator combines t
 generator updates through secure aggregation into one global synthesizer.
 """
 
-__version__ = "0.1.0"
+from fedsynth.common.version import __version__
 
 
 def __getattr__(name: str):

@@ -20,6 +20,7 @@ from typing import Any
 
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.federation import FederationPlan, SecAggSettings
+from fedsynth.common.flower_app import quiet_logs
 
 # `flwr run` checks components statically (an `app = ...` or `__all__` entry in the source);
 # `app` itself is built lazily by __getattr__ below so that importing helpers stays light.
@@ -115,10 +116,9 @@ def _make_app():
 
     @server_app.main()
     def main(grid, context) -> None:
-        from fedsynth.client.app import _quiet_logs
         from fedsynth.server.dropout_grid import DropoutAwareGrid
 
-        _quiet_logs()
+        quiet_logs()
         # a failure is logged as a `failed` event; a node that went offline is not waited for
         build_run(dict(context.run_config))(DropoutAwareGrid(grid), context)
 

@@ -19,6 +19,7 @@ from fedsynth.common.federation import FederationPlan
 from fedsynth.common.schema import Schema
 from fedsynth.common.outputs import CHECKPOINT_FOLDER, recover
 from fedsynth.common.synthesizer import FORMAT, TrainingConfig, load_weights, model_id, weights_bytes, write_model_dir
+from fedsynth.common.version import __version__
 
 CHECKPOINT = "checkpoint"
 SYNTHESIZER = "synthesizer"
@@ -56,7 +57,6 @@ class Checkpoint:
 def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt: Checkpoint,
                        final_budget: dict[str, dict[str, Any]], secagg: dict[str, Any]) -> dict[str, Any]:
     """Write ``<out>/synthesizer`` (loadable by ``fedsynth sample``) and ``<out>/model_card.json``."""
-    from fedsynth import __version__
 
     clients = []
     for i, (_nid, rep) in enumerate(sorted(final_budget.items()), start=1):

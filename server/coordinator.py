@@ -161,13 +161,6 @@ class CoordinatorOptions:
     status_every: float = 30.0
 
 
-def parse_address(address: str, option: str = "--address") -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise FedsynthError(f"{option} {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9092")
-    return host.strip("[]"), int(port)
-
-
 @dataclass
 class Prepared:
     """Everything resolved and checked before any process starts."""
@@ -195,7 +188,7 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     if not schema_path.is_file():
         raise FedsynthError(f"schema {schema_path}: no such file")
     schema = Schema.load(schema_path)
-    host, port = parse_address(opts.address)
+    host, port = fp.parse_address(opts.address)
     out = Path(opts.out_dir).resolve()
     # a new or empty folder, or this coordinator's own interrupted run (resumed); nothing else
     if find_existing(out, COORDINATOR_RUN, "--out") is Existing.PREVIOUS and (out / "synthesizer").exists():

@@ -220,7 +220,7 @@ class FederatedRun:
 
         import flwr.compat.common.recorddict_compat as compat
 
-        from fedsynth.client.update_cache import arrays_digest
+        from fedsynth.common.digest import arrays_digest
 
         config: dict[str, Any] = {"fedsynth": self.plan.to_json(), "total_clients": self.expected_clients,
                                   "round": rnd}

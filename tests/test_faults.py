@@ -10,7 +10,7 @@ import pytest
 
 from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
-from fedsynth.client.update_cache import arrays_digest
+from fedsynth.common.digest import arrays_digest
 from fedsynth.common.encoding import TableEncoder
 from fedsynth.common.errors import PrivacyError, StorageError
 from fedsynth.common.federation import FederationPlan
