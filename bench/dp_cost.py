@@ -9,7 +9,7 @@ size (``default_batch_size``), Adam. Variants:
 * ``hooks``     Opacus ``GradSampleModule`` (per-sample gradients materialised by hooks);
 * ``functorch`` the same with ``force_functorch=True`` (per-sample gradients via torch.func);
 * ``ew``        Opacus' expanded-weights module (per-sample gradients via ExpandedWeights);
-* ``ghost``     ghost clipping, exactly as fedsynth builds it (``fedsynth.common.dp_sgd.DPSGD``):
+* ``ghost``     ghost clipping, exactly as fedsynth builds it (``fedsynth.common.dp.dp_sgd.DPSGD``):
   per-sample gradient *norms* from activations and output gradients, then a second
   backward pass with the clipping factors folded into the loss; noise and Poisson batches
   from fedsynth's ChaCha20 stream (``hooks`` is built by ``DPSGD`` too; ``functorch`` and
@@ -42,11 +42,11 @@ from pathlib import Path
 
 import torch
 
-from fedsynth.common.dp_sgd import DPSGD, DPStepConfig, poisson_indices
-from fedsynth.common.encoding import TableEncoder
-from fedsynth.common.generators import ModelConfig, build_model
-from fedsynth.common.models import VAELoss
-from fedsynth.common.secure_random import ChaChaStream
+from fedsynth.common.dp.dp_sgd import DPSGD, DPStepConfig, poisson_indices
+from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.model.tabular import ModelConfig, build_model
+from fedsynth.common.model.networks import VAELoss
+from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.synthesizer import default_batch_size
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split

@@ -32,11 +32,11 @@ import torch
 
 from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
-from fedsynth.common.encoding import TableEncoder
-from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
-from fedsynth.common.generators import ModelConfig, build_model
+from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.common.tables import write_table
+from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.strategy import next_global
 from fedsynth.simulations.datasets import load_dataset

@@ -13,7 +13,7 @@ For every epsilon in the grid (and "no DP"), on one seeded 80/20 split of Adult:
   CSV and public schema. They only write synthetic CSV.
 
 Every row's numbers come from ``fedsynth.simulations.quality.quick_quality`` (itself a view
-over ``fedsynth.common.evaluation``): TSTR ROC AUC of gradient boosting trained on the
+over ``fedsynth.evaluation``): TSTR ROC AUC of gradient boosting trained on the
 synthetic rows and tested on the real holdout, and mean 1-/2-way TVD against the training
 rows. Failures and time-outs are rows too.
 
@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.common.tables import load_table, write_table
+from fedsynth.common.data.tables import load_table, write_table
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import DEFINITION, quick_quality
@@ -65,7 +65,7 @@ def parse_eps(text: str) -> float:
 def _git_commit() -> str:
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "fedsynth", "client", "server", "common", "simulations"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "fedsynth", "client", "server", "common", "simulations", "evaluation"], cwd=ROOT,
                                capture_output=True, text=True).stdout.strip()
         return head + (" + uncommitted changes to the package" if dirty else "")
     except OSError:

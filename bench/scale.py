@@ -117,7 +117,7 @@ def child(cfg: dict) -> None:
     from flwr.common.serde import message_to_proto
 
     import fedsynth.server.workflow as workflow
-    from fedsynth.common.federation import SecAggSettings
+    from fedsynth.common.protocol.federation import SecAggSettings
     from fedsynth.simulations.driver import SimulationConfig, run
 
     warnings.filterwarnings("ignore")
@@ -176,10 +176,10 @@ def child(cfg: dict) -> None:
     out = Path(cfg["out"])
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     rounds = [e for e in events if e["event"] == "round_done"]
-    from fedsynth.common.encoding import TableEncoder
-    from fedsynth.common.federation import federated_model_config
-    from fedsynth.common.generators import build_model
-    from fedsynth.common.schema import Schema
+    from fedsynth.common.data.encoding import TableEncoder
+    from fedsynth.common.protocol.federation import federated_model_config
+    from fedsynth.common.model.tabular import build_model
+    from fedsynth.common.data.schema import Schema
 
     enc = TableEncoder(Schema.load(out / "schema.json"))
     arrays = build_model(enc, federated_model_config()).get_arrays()  # what the clients train

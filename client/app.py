@@ -28,11 +28,11 @@ from fedsynth.client.ledger import Ledger
 from fedsynth.client.update_cache import UpdateCache, UpdateKey
 from fedsynth.common.digest import arrays_digest
 from fedsynth.common.errors import BudgetExhausted, DataError, FedsynthError, SchemaError
-from fedsynth.common.federation import FederationPlan, pack_update, refusal_update
-from fedsynth.common.flower_app import quiet_logs
-from fedsynth.common.privacy import (calibrate_noise, frequencies_from_counts, frequency_noise, gaussian_counts_release,
+from fedsynth.common.protocol.federation import FederationPlan, pack_update, refusal_update
+from fedsynth.common.protocol.flower_app import quiet_logs
+from fedsynth.common.dp.accounting import (calibrate_noise, frequencies_from_counts, frequency_noise, gaussian_counts_release,
                                      noisy_counts, rows_from_counts)
-from fedsynth.common.schema import Schema
+from fedsynth.common.data.schema import Schema
 
 FREQS_FILE = "category_counts.json"
 _log = logging.getLogger("fedsynth.client")
@@ -93,7 +93,7 @@ class Institution:
 
     # ------------------------------------------------------------------ local data
     def table(self):
-        from fedsynth.common.tables import load_table
+        from fedsynth.common.data.tables import load_table
 
         p = Path(self.settings.data)
         key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0, self.schema.hash())
@@ -167,8 +167,8 @@ class Institution:
                     clipping_range: float) -> tuple[list[np.ndarray], dict[str, float]]:
         import torch
 
-        from fedsynth.common.encoding import TableEncoder
-        from fedsynth.common.generators import build_model
+        from fedsynth.common.data.encoding import TableEncoder
+        from fedsynth.common.model.tabular import build_model
 
         if plan.schema_hash != self.schema.hash():
             raise FedsynthError(
@@ -267,7 +267,7 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
     from flwr.client import ClientApp, NumPyClient
 
     # Flower's SecAgg+ mod with masks from a CSPRNG keyed by the full secret (see the module)
-    from fedsynth.common.secure_masks import secure_secaggplus_mod
+    from fedsynth.common.protocol.secure_masks import secure_secaggplus_mod
 
     class FedsynthClient(NumPyClient):
         def __init__(self, institution: Institution) -> None:

@@ -7,7 +7,7 @@ SuperNode with ``--isolation process`` (the SuperNode then launches nothing itse
 takes the place of Flower's launcher with :class:`AppExecutor`: it acquires each task from
 the SuperNode's local runtime API and starts :func:`run_task` in a fresh process (as
 Flower does), which checks the run's bundle against
-:func:`fedsynth.common.flower_app.foreign_app_reason` and then calls the ClientApp
+:func:`fedsynth.common.protocol.flower_app.foreign_app_reason` and then calls the ClientApp
 imported from the installed ``fedsynth`` package. The bundle is never unpacked to disk,
 installed or imported; a foreign one is answered with an error and logged by name.
 """
@@ -35,7 +35,7 @@ from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
-from fedsynth.common.flower_app import foreign_app_reason
+from fedsynth.common.protocol.flower_app import foreign_app_reason
 
 POLL_S = 0.5
 REFUSED_PREFIX = "refused to run"

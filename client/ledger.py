@@ -54,7 +54,7 @@ from typing import Any
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.digest import as_stored, json_sha256
 from fedsynth.common.errors import BudgetExhausted, PrivacyError
-from fedsynth.common.privacy import Release, check_privacy_params, epsilon_spent
+from fedsynth.common.dp.accounting import Release, check_privacy_params, epsilon_spent
 
 LEDGER_FILE = "ledger.json"
 FORMAT = "fedsynth-ledger/2"

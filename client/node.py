@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedsynth.client.installed_app import AppExecutor
-from fedsynth.common import flower_processes as fp
+from fedsynth.common.deploy import processes as fp
 from fedsynth.common.errors import DataError, FedsynthError
 
 NODE_CONFIG_FILE = "node_config.toml"
@@ -66,8 +66,8 @@ class PreparedNode:
 
 def check_table(data: Path, schema_path: Path) -> tuple[int, str]:
     """Refuse to start on a table that does not match the schema: (rows, schema hash)."""
-    from fedsynth.common.schema import Schema
-    from fedsynth.common.tables import validate_file
+    from fedsynth.common.data.schema import Schema
+    from fedsynth.common.data.tables import validate_file
 
     if not Path(schema_path).is_file():
         raise FedsynthError(f"--schema {schema_path}: no such file")
@@ -120,8 +120,8 @@ def _ensure_ledger(opts: NodeOptions, state: Path) -> None:
 
 
 def prepare_node(opts: NodeOptions) -> PreparedNode:
-    from fedsynth.common.credentials import check_certificate, check_node_private_key
-    from fedsynth.common.privacy import check_privacy_params
+    from fedsynth.common.deploy.credentials import check_certificate, check_node_private_key
+    from fedsynth.common.dp.accounting import check_privacy_params
 
     fp.parse_address(opts.coordinator, "--coordinator")
     check_privacy_params(opts.budget_epsilon, opts.budget_delta)

@@ -33,4 +33,4 @@ class StorageError(FedsynthError, OSError):
         self.errno = errno  # type: ignore[misc]
 
 
-from fedsynth.common.validation_types import Violation  # noqa: E402  (re-export)
+from fedsynth.common.data.validation_types import Violation  # noqa: E402  (re-export)

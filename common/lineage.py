@@ -28,7 +28,7 @@ from fedsynth.common.digest import as_stored, json_sha256
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import SYNTHETIC_TABLE
-from fedsynth.common.tables import write_table
+from fedsynth.common.data.tables import write_table
 from fedsynth.common.version import __version__
 
 DIGESTS = "digests"

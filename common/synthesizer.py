@@ -6,7 +6,7 @@ releases, composed by one Opacus accountant:
 
 1. the category frequencies of the categorical columns (Gaussian mechanism), needed to draw
    sampling conditions without touching private counts; its noise is chosen from epsilon
-   (:func:`fedsynth.common.privacy.frequency_noise`), so small budgets remain possible;
+   (:func:`fedsynth.common.dp.accounting.frequency_noise`), so small budgets remain possible;
 2. DP-SGD on the generator, its noise multiplier calibrated so that the planned steps land
    on the target epsilon (from below).
 
@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fedsynth.common.encoding import TableEncoder
+from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.errors import FedsynthError, PrivacyError
-from fedsynth.common.generators import MODELS, ModelConfig, TabularModel, build_model
-from fedsynth.common.privacy import (
+from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
+from fedsynth.common.dp.accounting import (
     ACCOUNTANTS,
     MIN_FREQUENCY_NOISE,
     Release,
@@ -46,7 +46,7 @@ from fedsynth.common.privacy import (
 )
 from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import MODEL_FOLDER, MODEL_FORMAT, OutputKind, replace_dir
-from fedsynth.common.schema import Schema
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.version import __version__
 
 FORMAT = MODEL_FORMAT
@@ -164,7 +164,7 @@ class Synthesizer:
                 "expected_batch": batch, "planned_epsilon": cal.epsilon, "frequency_noise": freq_noise}
 
     def fit(self, df: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> "Synthesizer":
-        """Train on a typed table (see :func:`fedsynth.common.tables.load_table`).
+        """Train on a typed table (see :func:`fedsynth.common.data.tables.load_table`).
 
         ``progress(done, total)`` is called after every DP step.
         """

@@ -14,6 +14,7 @@ COPY client /tmp/fedsynth/client
 COPY server /tmp/fedsynth/server
 COPY common /tmp/fedsynth/common
 COPY simulations /tmp/fedsynth/simulations
+COPY evaluation /tmp/fedsynth/evaluation
 RUN pip install -c /tmp/constraints.txt /tmp/fedsynth && rm -rf /tmp/fedsynth /tmp/constraints.txt
 
 RUN useradd --create-home --uid 10001 --user-group fedsynth

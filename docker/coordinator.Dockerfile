@@ -15,6 +15,7 @@ COPY client /tmp/fedsynth/client
 COPY server /tmp/fedsynth/server
 COPY common /tmp/fedsynth/common
 COPY simulations /tmp/fedsynth/simulations
+COPY evaluation /tmp/fedsynth/evaluation
 RUN pip install -c /tmp/constraints.txt /tmp/fedsynth && rm -rf /tmp/fedsynth /tmp/constraints.txt
 
 # Non-root; compose may override the uid (`user:`) to match the owner of mounted 0600 keys.

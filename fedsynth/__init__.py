@@ -14,7 +14,7 @@ def __getattr__(name: str):
 
         return Synthesizer
     if name == "Schema":
-        from fedsynth.common.schema import Schema
+        from fedsynth.common.data.schema import Schema
 
         return Schema
     raise AttributeError(name)

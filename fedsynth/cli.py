@@ -44,7 +44,7 @@ def _progress(description: str):
 
 
 def _load_schema(path: Path):
-    from fedsynth.common.schema import Schema
+    from fedsynth.common.data.schema import Schema
 
     return Schema.load(path)
 
@@ -61,8 +61,8 @@ def schema_draft(
     knowledge before the schema is shared with other parties.
     """
     try:
-        from fedsynth.common.schema_draft import draft_schema
-        from fedsynth.common.tables import read_raw
+        from fedsynth.common.data.schema_draft import draft_schema
+        from fedsynth.common.data.tables import read_raw
 
         draft = draft_schema(read_raw(data), name=name)
     except FedsynthError as exc:
@@ -79,7 +79,7 @@ def schema_validate(
 ) -> None:
     """Check a table against the schema; list every violation with file, column, row, value."""
     try:
-        from fedsynth.common.tables import validate_file
+        from fedsynth.common.data.tables import validate_file
 
         sch = _load_schema(schema)
         report = validate_file(data, sch)
@@ -117,7 +117,7 @@ def fit(
 
         from fedsynth.common.outputs import MODEL_FOLDER, check_replace
         from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
-        from fedsynth.common.tables import load_table
+        from fedsynth.common.data.tables import load_table
 
         check_replace(out_dir, MODEL_FOLDER, overwrite=overwrite, option="--out")  # before training, not after
         torch.set_num_threads(threads)
@@ -221,11 +221,11 @@ def evaluate(
 ) -> None:
     """Fidelity, utility and empirical privacy of a synthetic table, as report.html + report.json."""
     try:
-        from fedsynth.common.evaluation import evaluate as run_eval
-        from fedsynth.common.evaluation import write_report
-        from fedsynth.common.evaluation.privacy import OverlappingHoldout
+        from fedsynth.evaluation import evaluate as run_eval
+        from fedsynth.evaluation import write_report
+        from fedsynth.evaluation.attacks import OverlappingHoldout
         from fedsynth.common.outputs import REPORT_FOLDER, check_replace, replace_dir
-        from fedsynth.common.tables import load_table
+        from fedsynth.common.data.tables import load_table
 
         check_replace(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out")  # before the evaluation runs
         sch = _load_schema(schema)
@@ -249,7 +249,7 @@ def evaluate(
 
 def _guarantee_from(path: Path) -> dict:
     """The guarantee as recorded by fit (synthesizer.json) or by a federated run (model_card.json)."""
-    from fedsynth.common.evaluation.privacy import describe_guarantee
+    from fedsynth.evaluation.attacks import describe_guarantee
     from fedsynth.common.inputs import read_json_object
 
     meta = read_json_object(path, label="--model-card ")
@@ -302,7 +302,7 @@ def simulate(
     Ends with OUT/synthetic.csv, OUT/synthesizer (for `fedsynth sample`), OUT/model_card.json and a
     fidelity/utility summary against a real holdout that no client trained on.
     """
-    from fedsynth.common.federation import AGGREGATION_WEIGHTS, SecAggSettings
+    from fedsynth.common.protocol.federation import AGGREGATION_WEIGHTS, SecAggSettings
     from fedsynth.simulations.driver import SimulationConfig, run
     from fedsynth.simulations.partition import PARTITIONS
 
@@ -352,7 +352,7 @@ def certs(
 
     Give institutions ca.pem only; ca.key and server.key stay with the coordinator.
     """
-    from fedsynth.common.credentials import CertificateRequest, issue_certificates
+    from fedsynth.common.deploy.credentials import CertificateRequest, issue_certificates
 
     sans = tuple(dict.fromkeys(["localhost", "127.0.0.1", *(san or [])]))
     try:
@@ -375,7 +375,7 @@ def keys(
     Each institution keeps its private key; the coordinator registers the .pub files with
     `fedsynth coordinator --authorized-key`.
     """
-    from fedsynth.common.credentials import generate_node_keys
+    from fedsynth.common.deploy.credentials import generate_node_keys
 
     try:
         for n in name:

@@ -11,7 +11,7 @@ view=$(mktemp -d)
 trap 'rm -rf "$view"' EXIT
 mkdir "$view/fedsynth"
 for f in fedsynth/*; do ln -s "$PWD/$f" "$view/fedsynth/"; done
-for role in client server common simulations; do ln -s "$PWD/$role" "$view/fedsynth/$role"; done
+for role in client server common simulations evaluation; do ln -s "$PWD/$role" "$view/fedsynth/$role"; done
 cp pyproject.toml "$view/"
 site=$("$PY" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 cd "$view"

@@ -2,7 +2,7 @@
 
 Under SecAgg+ the coordinator never sees one client's update, so it cannot check each
 client's norm. It can check the *mean* it unmasks against what honest clients can produce
-(the packed format is in :mod:`fedsynth.common.federation`: ``w * delta * update_scale``
+(the packed format is in :mod:`fedsynth.common.protocol.federation`: ``w * delta * update_scale``
 arrays, then ``[w * frequencies, w * squared-norm fraction, w * w, w]``, with the weight ``w`` in
 ``[1/weight_cap_rows, 1]``):
 
@@ -67,7 +67,7 @@ import math
 
 import numpy as np
 
-from fedsynth.common.federation import TAIL_SLOTS, FederationPlan, squared_norm
+from fedsynth.common.protocol.federation import TAIL_SLOTS, FederationPlan, squared_norm
 
 # quantisation (2**22 levels over +-clipping_range) and float32 round-off
 _ELEMENT_SLACK = 1e-3

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.federation import FederationPlan, SecAggSettings
-from fedsynth.common.flower_app import quiet_logs
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
+from fedsynth.common.protocol.flower_app import quiet_logs
 
 # `flwr run` checks components statically (an `app = ...` or `__all__` entry in the source);
 # `app` itself is built lazily by __getattr__ below so that importing helpers stays light.
@@ -97,7 +97,7 @@ def reported_spend(ev: dict[str, Any]) -> dict[str, float]:
 
 def build_run(run_config: dict[str, Any]):
     """The FederatedRun described by a run config (schema hash checked against the plan)."""
-    from fedsynth.common.schema import Schema
+    from fedsynth.common.data.schema import Schema
     from fedsynth.server.workflow import FederatedRun
 
     s = settings_from_run_config(run_config)

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from fedsynth.common.atomic import atomic_write_text
-from fedsynth.common.federation import FederationPlan
-from fedsynth.common.schema import Schema
+from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.outputs import CHECKPOINT_FOLDER, recover
 from fedsynth.common.synthesizer import FORMAT, TrainingConfig, load_weights, model_id, weights_bytes, write_model_dir
 from fedsynth.common.version import __version__

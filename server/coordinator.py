@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from fedsynth.common import flower_processes as fp
-from fedsynth.common.credentials import (
+from fedsynth.common.deploy import processes as fp
+from fedsynth.common.deploy.credentials import (
     CA_CERT,
     SERVER_CERT,
     SERVER_KEY,
@@ -41,9 +41,9 @@ from fedsynth.common.credentials import (
     check_private_file,
 )
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.flower_app import APP_NAME, APP_PUBLISHER, COMPONENTS, app_version
-from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
-from fedsynth.common.generators import ModelConfig
+from fedsynth.common.protocol.flower_app import APP_NAME, APP_PUBLISHER, COMPONENTS, app_version
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.inputs import read_text
 from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, find_existing
 from fedsynth.server.app import EVENTS_FILE, ServerRunSettings, reported_spend, run_config_for, spent_in
@@ -178,7 +178,7 @@ class Prepared:
 
 
 def prepare(opts: CoordinatorOptions) -> Prepared:
-    from fedsynth.common.schema import Schema
+    from fedsynth.common.data.schema import Schema
 
     cfg = load_deployment_config(opts.config)
     schema_path = opts.schema or cfg.schema
@@ -230,7 +230,7 @@ def write_app_project(app_dir: Path) -> Path:
 
     fedsynth is installed on every machine, so the app bundle carries no code; its run
     config keys are filled per run from the federation config. Institutions check its
-    identity (:mod:`fedsynth.common.flower_app`) and run their own installed ClientApp.
+    identity (:mod:`fedsynth.common.protocol.flower_app`) and run their own installed ClientApp.
     """
     from fedsynth.common.atomic import atomic_write_text
 

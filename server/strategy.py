@@ -6,7 +6,7 @@ handed to ``aggregate_fit`` carries the same, already-unmasked *mean* of the cli
 mean of the clients' privatised category frequencies for conditional sampling.
 
 Each round the model moves by ``server_lr x mean delta``, ``server_lr`` fixed by the plan or
-aligned (:func:`~fedsynth.common.federation.aligned_server_lr`, in [1, K] for K contributors),
+aligned (:func:`~fedsynth.common.protocol.federation.aligned_server_lr`, in [1, K] for K contributors),
 then shortened where needed so that the step is at most ``sqrt(K) x update_clip_norm`` long:
 the longest step an honest round of K equal-weight clients can take with the aligned step,
 and so all that a client lying in its weight and norm slots can get
@@ -21,7 +21,7 @@ import numpy as np
 from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.strategy import FedAvg
 
-from fedsynth.common.federation import FederationPlan, aligned_server_lr, unpack_aggregate
+from fedsynth.common.protocol.federation import FederationPlan, aligned_server_lr, unpack_aggregate
 from fedsynth.server.aggregate_guard import aggregate_problem, bounded_server_lr
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any
 
 
-from fedsynth.common.federation import FederationPlan, SecAggSettings
-from fedsynth.common.schema import Schema
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
+from fedsynth.common.data.schema import Schema
 from fedsynth.server.app import reported_spend
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.ledger_watch import SpendWatch
@@ -94,8 +94,8 @@ class FederatedRun:
 
         import flwr.compat.common.recorddict_compat as compat
 
-        from fedsynth.common.encoding import TableEncoder
-        from fedsynth.common.generators import build_model
+        from fedsynth.common.data.encoding import TableEncoder
+        from fedsynth.common.model.tabular import build_model
         from fedsynth.server.strategy import SecureDeltaFedAvg
 
         encoder = TableEncoder(self.schema)
@@ -199,12 +199,12 @@ class FederatedRun:
 
     def _fit_workflow(self, clients: int):
         """This round's fit: Flower's SecAgg+ with CSPRNG mask expansion
-        (fedsynth.common.secure_masks), its share count fitted to the round's ``clients``."""
+        (fedsynth.common.protocol.secure_masks), its share count fitted to the round's ``clients``."""
         if self.insecure_plain_aggregation:
             from flwr.server.workflow.default_workflows import default_fit_workflow
 
             return default_fit_workflow
-        from fedsynth.common.secure_masks import SecureSecAggPlusWorkflow
+        from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
 
         s = self.secagg
         shares, threshold = s.for_round(clients)

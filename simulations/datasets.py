@@ -10,8 +10,8 @@ from pathlib import Path
 import pandas as pd
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.schema import Schema
-from fedsynth.common.tables import load_table
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.tables import load_table
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from typing import Any
 import pandas as pd
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.federation import FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
-from fedsynth.common.schema import Schema
+from fedsynth.common.data.schema import Schema
 
 
 @dataclass
@@ -57,7 +57,7 @@ class SimulationConfig:
     seed: int = 0
     secagg: SecAggSettings = field(default_factory=SecAggSettings)
     evaluate: bool = True
-    report: bool = False  # full HTML/JSON evaluation report (fedsynth.common.evaluation)
+    report: bool = False  # full HTML/JSON evaluation report (fedsynth.evaluation)
     max_train_rows: int | None = None  # subsample the pooled table (tests, quick looks)
     overwrite: bool = False  # replace a finished run at `out` (see run)
     # Benchmarks only (bench/scale.py measures what SecAgg+ costs): SecAgg+ off, the coordinator
@@ -97,7 +97,7 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     refused if it finished; with ``cfg.overwrite`` either is replaced, the new run being built
     next to it and swapped in when it succeeds.
     """
-    from fedsynth.common.privacy import check_privacy_params
+    from fedsynth.common.dp.accounting import check_privacy_params
     from fedsynth.simulations.datasets import load_dataset
     from fedsynth.simulations.partition import holdout_split, partition
 
@@ -153,7 +153,7 @@ class _RunData:
 
 def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
               print_fn: Callable[[str], None]) -> dict[str, Any]:
-    from fedsynth.common.tables import write_table
+    from fedsynth.common.data.tables import write_table
 
     schema = data.schema
     schema.save(out / "schema.json")
@@ -205,7 +205,7 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
 
 
 def _load_schema(out: Path):
-    from fedsynth.common.schema import Schema
+    from fedsynth.common.data.schema import Schema
 
     return Schema.load(out / "schema.json")
 
@@ -232,7 +232,7 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
         print_fn(f"quality vs real holdout: mean 1-way TVD {q['tvd_1way']:.3f}, 2-way TVD {q['tvd_2way']:.3f}"
                  + (f", TSTR ROC AUC {q['tstr_auc']:.3f} (train-on-real {q['trtr_auc']:.3f})" if "tstr_auc" in q else ""))
     if cfg.report:
-        from fedsynth.common.evaluation import evaluate, write_report
+        from fedsynth.evaluation import evaluate, write_report
 
         guarantee = {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
                                  for c in card["clients"]], "accountant": "rdp",

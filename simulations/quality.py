@@ -1,5 +1,5 @@
 """The headline quality numbers of simulations and benchmarks: a thin view over
-:mod:`fedsynth.common.evaluation`, so ``summary.json``, every ``bench/`` table and the HTML
+:mod:`fedsynth.evaluation`, so ``summary.json``, every ``bench/`` table and the HTML
 report share one definition (one implementation) for every system compared: fedsynth
 federated, fedsynth single-party, and the centralized anchors.
 
@@ -8,7 +8,7 @@ federated, fedsynth single-party, and the centralized anchors.
 * 1-way / 2-way TVD: mean total variation distance of the synthetic rows' marginals from the
   real *training* rows' (what the synthesizer was asked to reproduce), numericals binned at
   the training rows' deciles with each declared (public) point mass in a bin of its own and
-  missing values as their own category (:func:`fedsynth.common.evaluation.fidelity.fit_binning`).
+  missing values as their own category (:func:`fedsynth.evaluation.fidelity.fit_binning`).
   ``tvd_*_floor`` gives the same distances for the real holdout: the level sampling noise
   alone reaches, below which no synthesizer can be told apart from real data.
 """
@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.evaluation.fidelity import marginal_tvds, prepare
-from fedsynth.common.evaluation.utility import tree_auc
-from fedsynth.common.schema import Schema
+from fedsynth.evaluation.fidelity import marginal_tvds, prepare
+from fedsynth.evaluation.utility import tree_auc
+from fedsynth.common.data.schema import Schema
 
-DEFINITION = ("TSTR/TRTR: HistGradientBoosting (fedsynth.common.evaluation.utility.tree_auc), ROC AUC on the real "
+DEFINITION = ("TSTR/TRTR: HistGradientBoosting (fedsynth.evaluation.utility.tree_auc), ROC AUC on the real "
               "holdout; TVD: synthetic vs real training rows, numericals at training deciles + one bin per "
-              "declared point mass + missing (fedsynth.common.evaluation.fidelity.marginal_tvds)")
+              "declared point mass + missing (fedsynth.evaluation.fidelity.marginal_tvds)")
 
 
 def quick_quality(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFrame, schema: Schema,

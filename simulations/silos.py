@@ -30,7 +30,7 @@ def write_silos(req: SiloRequest) -> list[Path]:
 
     The folder is written whole, with the rules of :func:`fedsynth.common.outputs.replace_dir`.
     """
-    from fedsynth.common.tables import write_table
+    from fedsynth.common.data.tables import write_table
     from fedsynth.simulations.datasets import load_dataset
 
     if req.clients < 1:

@@ -114,7 +114,7 @@ def secagg_round(updates: dict[int, list], *, mod=None, workflow_cls=None, drop:
 
     import flwr.compat.common.recorddict_compat as compat
 
-    from fedsynth.common.secure_masks import SecureSecAggPlusWorkflow, secure_secaggplus_mod
+    from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow, secure_secaggplus_mod
 
     mod = mod or secure_secaggplus_mod
     workflow_cls = workflow_cls or SecureSecAggPlusWorkflow

@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from fedsynth.common.generators import ModelConfig
-from fedsynth.common.schema import Schema
+from fedsynth.common.model.tabular import ModelConfig
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
-from fedsynth.common.tables import load_table
+from fedsynth.common.data.tables import load_table
 from fedsynth.simulations.datasets import bundled_paths
 
 torch.set_num_threads(2)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from _cli import fedsynth
 
-from fedsynth.common.tables import write_table
+from fedsynth.common.data.tables import write_table
 
 
 @pytest.fixture()

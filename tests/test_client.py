@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from fedsynth.client.app import ClientSettings, Institution
-from fedsynth.common.encoding import TableEncoder
+from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.errors import BudgetExhausted, FedsynthError
-from fedsynth.common.federation import FederationPlan
-from fedsynth.common.generators import ModelConfig, build_model
-from fedsynth.common.privacy import epsilon_spent
+from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.model.tabular import ModelConfig, build_model
+from fedsynth.common.dp.accounting import epsilon_spent
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.common.tables import write_table
+from fedsynth.common.data.tables import write_table
 
 
 @pytest.fixture()

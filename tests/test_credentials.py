@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_ssh_private_key
 
-from fedsynth.common.credentials import (
+from fedsynth.common.deploy.credentials import (
     CertificateRequest,
     check_node_private_key,
     check_node_public_key,

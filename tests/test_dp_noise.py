@@ -8,8 +8,8 @@ from opacus.optimizers import DPOptimizer
 from scipy import stats
 from torch import nn
 
-from fedsynth.common.dp_sgd import DPSGD, DPStepConfig, _secure_optimizer, poisson_indices
-from fedsynth.common.secure_random import ChaChaStream
+from fedsynth.common.dp.dp_sgd import DPSGD, DPStepConfig, _secure_optimizer, poisson_indices
+from fedsynth.common.dp.rng import ChaChaStream
 
 
 def noisy_grad(stream, sigma=2.0, clip=0.5, batch=10, width=4000):
@@ -69,8 +69,8 @@ def test_poisson_sampling_from_the_stream_keeps_rows_independently_at_rate_q():
 
 def test_category_count_release_draws_its_noise_from_the_stream(monkeypatch):
     """The one-off Gaussian release of category counts uses the same CSPRNG as DP-SGD."""
-    from fedsynth.common import secure_random
-    from fedsynth.common.privacy import noisy_counts
+    from fedsynth.common.dp import rng as secure_random
+    from fedsynth.common.dp.accounting import noisy_counts
 
     blocks = [np.eye(3)[[0, 1, 1, 2, 2, 2]], np.eye(2)[[0, 0, 1, 1, 1, 1]]]
     monkeypatch.setattr(secure_random.ChaChaStream, "from_os", classmethod(lambda cls: cls(b"k" * 32)))

@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fedsynth.common.encoding import TableEncoder
-from fedsynth.common.schema import Schema
+from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.data.schema import Schema
 
 
 def same(a: pd.Series, b: pd.Series) -> bool:

@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from fedsynth.common.errors import DataError
-from fedsynth.common.evaluation import evaluate, write_report
-from fedsynth.common.evaluation.privacy import (
+from fedsynth.evaluation import evaluate, write_report
+from fedsynth.evaluation.attacks import (
     compare_with_guarantee,
     describe_guarantee,
     dp_max_auc,
@@ -25,8 +25,8 @@ from fedsynth.common.evaluation.privacy import (
     roc_auc,
     tpr_at_fpr,
 )
-from fedsynth.common.schema import Column, Schema
-from fedsynth.common.tables import load_table
+from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.tables import load_table
 
 DATA = Path(__file__).resolve().parents[1] / "fedsynth" / "data"
 GUARANTEE = {"clients": [{"client": "0", "epsilon": 0.99, "delta": 1e-5},
@@ -373,7 +373,7 @@ def test_cli_refuses_a_holdout_equal_to_the_training_file(split, schema, tmp_pat
     from typer.testing import CliRunner
 
     from fedsynth.cli import app
-    from fedsynth.common.tables import write_table
+    from fedsynth.common.data.tables import write_table
 
     real = tmp_path / "real.csv"
     write_table(split["real"].iloc[:500], real, schema=schema)

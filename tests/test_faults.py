@@ -11,12 +11,12 @@ import pytest
 from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.digest import arrays_digest
-from fedsynth.common.encoding import TableEncoder
+from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.errors import PrivacyError, StorageError
-from fedsynth.common.federation import FederationPlan
-from fedsynth.common.generators import ModelConfig, build_model
-from fedsynth.common.privacy import epsilon_spent
-from fedsynth.common.tables import write_table
+from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.model.tabular import ModelConfig, build_model
+from fedsynth.common.dp.accounting import epsilon_spent
+from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint
 from fedsynth.server.ledger_watch import SpendWatch
 

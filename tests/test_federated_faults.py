@@ -16,10 +16,10 @@ from flwr.app import Context, RecordDict
 from _loopback import LoopbackGrid, stage_of
 from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.client.ledger import Ledger
-from fedsynth.common.federation import FederationPlan, SecAggSettings
-from fedsynth.common.generators import ModelConfig
-from fedsynth.common.privacy import epsilon_spent
-from fedsynth.common.tables import write_table
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
+from fedsynth.common.model.tabular import ModelConfig
+from fedsynth.common.dp.accounting import epsilon_spent
+from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint
 from fedsynth.server.workflow import FederatedRun
 
@@ -198,8 +198,8 @@ def test_soak_many_small_rounds_with_random_dropouts(fed, tmp_path):
     # of norm-clipped deltas is norm-bounded too), from the public initial weights
     import torch
 
-    from fedsynth.common.encoding import TableEncoder
-    from fedsynth.common.generators import build_model
+    from fedsynth.common.data.encoding import TableEncoder
+    from fedsynth.common.model.tabular import build_model
 
     torch.manual_seed(plan.seed)
     start = build_model(TableEncoder(synth.schema), plan.model).get_arrays()

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 
-from fedsynth.common.federation import (
+from fedsynth.common.protocol.federation import (
     FederationPlan,
     aligned_server_lr,
     pack_update,
@@ -10,7 +10,7 @@ from fedsynth.common.federation import (
     squared_norm,
     unpack_aggregate,
 )
-from fedsynth.common.privacy import noisy_counts, rows_from_counts
+from fedsynth.common.dp.accounting import noisy_counts, rows_from_counts
 from fedsynth.server.aggregate_guard import aggregate_problem
 from fedsynth.server.strategy import SecureDeltaFedAvg, next_global
 
@@ -200,8 +200,8 @@ def test_the_step_is_at_most_sqrt_k_clip_norms_and_an_honest_equal_weight_round_
 
 
 def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp_path):
-    from fedsynth.common.federation import FEDERATED_VAE_HIDDEN, federated_model_config
-    from fedsynth.common.generators import ModelConfig
+    from fedsynth.common.protocol.federation import FEDERATED_VAE_HIDDEN, federated_model_config
+    from fedsynth.common.model.tabular import ModelConfig
     from fedsynth.server.coordinator import load_deployment_config
 
     assert FederationPlan().model.hidden == FEDERATED_VAE_HIDDEN < ModelConfig().hidden

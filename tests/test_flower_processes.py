@@ -1,4 +1,4 @@
-"""Supervision of Flower child processes (fedsynth.common.flower_processes), with real processes.
+"""Supervision of Flower child processes (fedsynth.common.deploy.processes), with real processes.
 
 A parent Python process starts children through a Supervisor exactly as `fedsynth
 coordinator` / `fedsynth client` start the SuperLink / SuperNode; the tests SIGKILL that
@@ -20,12 +20,12 @@ from pathlib import Path
 import pytest
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.flower_processes import PID_FILE, Supervisor, process_identity
+from fedsynth.common.deploy.processes import PID_FILE, Supervisor, process_identity
 
 PARENT = """
 import os, sys, time
 from pathlib import Path
-from fedsynth.common.flower_processes import Supervisor
+from fedsynth.common.deploy.processes import Supervisor
 sup = Supervisor(Path(sys.argv[1]), "test parent", pdeathsig=sys.argv[2] == "pdeathsig")
 for name in ("first", "second"):
     print(sup.start(name, [sys.executable, "-c", sys.argv[3]], dict(os.environ)).pid, flush=True)

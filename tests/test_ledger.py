@@ -5,7 +5,7 @@ import pytest
 
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.errors import BudgetExhausted, PrivacyError
-from fedsynth.common.privacy import epsilon_spent
+from fedsynth.common.dp.accounting import epsilon_spent
 
 STEP = (3.0, 0.05, 100)  # epsilon ~0.72 at delta 1e-5
 

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from _cli import fedsynth
 
-from fedsynth.common.credentials import CertificateRequest, generate_node_keys, issue_certificates
+from fedsynth.common.deploy.credentials import CertificateRequest, generate_node_keys, issue_certificates
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.lineage import provenance, read_lineage, sidecar_path, write_synthetic
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.common.tables import write_table
+from fedsynth.common.data.tables import write_table
 from fedsynth.server.coordinator import CoordinatorOptions, prepare
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ def test_every_package_folder_is_listed_for_the_wheel():
     assert not missing, f"add {missing} to [tool.setuptools] packages in pyproject.toml"
 
 
-@pytest.mark.parametrize("role", ["client", "server", "common", "simulations"])
+@pytest.mark.parametrize("role", ["client", "server", "common", "simulations", "evaluation"])
 def test_each_role_folder_is_imported_as_fedsynth_role(role):
     module = importlib.import_module(f"fedsynth.{role}")
     assert Path(module.__file__).resolve().parent == REPO / role

@@ -9,8 +9,8 @@ import inspect
 import numpy as np
 import pytest
 
-from fedsynth.common.federation import FederationPlan, SecAggSettings
-from fedsynth.common.schema import Schema
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
+from fedsynth.common.data.schema import Schema
 from fedsynth.server.workflow import PLAIN_AGGREGATION_WARNING, FederatedRun, _PlainMeanFedAvg
 from fedsynth.simulations.driver import SimulationConfig
 

@@ -4,7 +4,7 @@ import pytest
 from opacus.accountants import PRVAccountant, RDPAccountant
 
 from fedsynth.common.errors import PrivacyError
-from fedsynth.common.privacy import calibrate_noise, check_privacy_params, epsilon_spent, gaussian_counts_release
+from fedsynth.common.dp.accounting import calibrate_noise, check_privacy_params, epsilon_spent, gaussian_counts_release
 
 
 def test_epsilon_is_opacus_rdp_over_all_steps():

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedsynth.common.errors import DataError, FedsynthError, SchemaError
-from fedsynth.common.schema import Schema
-from fedsynth.common.tables import MAX_FIELD_CHARS, load_table
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.tables import MAX_FIELD_CHARS, load_table
 
 SCHEMA = Schema.from_json({"columns": [
     {"name": "age", "type": "numerical", "subtype": "int", "min": 0, "max": 120},

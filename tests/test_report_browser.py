@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fedsynth.common.evaluation import evaluate, write_report
-from fedsynth.common.evaluation.report import REAL_COLOUR, SYN_COLOUR
-from fedsynth.common.schema import Schema
-from fedsynth.common.tables import load_table
+from fedsynth.evaluation import evaluate, write_report
+from fedsynth.evaluation.report import REAL_COLOUR, SYN_COLOUR
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.tables import load_table
 
 CHROMIUM = Path("/usr/bin/chromium")
 DATA = Path(__file__).resolve().parents[1] / "fedsynth" / "data"

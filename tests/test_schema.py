@@ -3,7 +3,7 @@ import json
 import pytest
 
 from fedsynth.common.errors import SchemaError
-from fedsynth.common.schema import Schema
+from fedsynth.common.data.schema import Schema
 
 
 def _one(col: dict) -> dict:

@@ -11,14 +11,14 @@ from flwr.common.secure_aggregation.secaggplus_utils import pseudo_rand_gen
 from scipy import stats
 
 from _loopback import secagg_round, stage_of
-from fedsynth.common.federation import SecAggSettings
-from fedsynth.common.secure_masks import (
+from fedsynth.common.protocol.federation import SecAggSettings
+from fedsynth.common.protocol.secure_masks import (
     SecureSecAggPlusWorkflow,
     expand_masks,
     secure_secaggplus_mod,
     uses_secure_expansion,
 )
-from fedsynth.common.secure_random import ChaChaStream
+from fedsynth.common.dp.rng import ChaChaStream
 
 CLIP, QRANGE = 8.0, 2**22
 QUANTUM = 2 * CLIP / QRANGE  # one quantisation step
@@ -88,7 +88,7 @@ def test_flower_modules_stay_untouched_and_fedsynth_uses_the_strong_copies(tmp_p
 
     from types import SimpleNamespace
 
-    from fedsynth.common.federation import SecAggSettings
+    from fedsynth.common.protocol.federation import SecAggSettings
     from fedsynth.server import workflow
 
     # every round's fit comes from _fit_workflow, which builds the strong copy

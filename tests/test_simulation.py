@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from fedsynth.client.ledger import Ledger
-from fedsynth.common.privacy import epsilon_spent
+from fedsynth.common.dp.accounting import epsilon_spent
 from fedsynth.common.synthesizer import Synthesizer
 
 

@@ -6,7 +6,7 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 from fedsynth.common.errors import FedsynthError, PrivacyError
-from fedsynth.common.generators import ModelConfig
+from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.lineage import provenance, read_lineage, write_synthetic
 from fedsynth.common.synthesizer import SAMPLE_CHUNK_ROWS, Synthesizer, TrainingConfig
 

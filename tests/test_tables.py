@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from fedsynth.common.errors import DataError
-from fedsynth.common.schema import Schema
-from fedsynth.common.tables import load_table, validate_file, write_table
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.tables import load_table, validate_file, write_table
 
 SCHEMA = Schema.from_json({"columns": [
     {"name": "age", "type": "numerical", "subtype": "int", "min": 0, "max": 120},

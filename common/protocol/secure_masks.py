@@ -9,7 +9,7 @@ mask. The ECDH keys and Shamir shares around it are sound; only the expansion is
 What this module changes, and nothing else: :func:`expand_masks` has
 ``pseudo_rand_gen``'s signature and semantics (secret, modulus, list of shapes -> int64
 arrays in ``[0, modulus)``) but draws from ChaCha20 keyed by HKDF-SHA256 over all bytes of
-the secret (:mod:`fedsynth.common.secure_random`), uniform without modulo bias.
+the secret (:mod:`fedsynth.common.dp.rng`), uniform without modulo bias.
 
 How it is wired in, with no Flower code copied and no global patch: Flower's client mod
 (``flwr.client.mod.secure_aggregation.secaggplus_mod``) and server workflow
@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from fedsynth.common.secure_random import ChaChaStream
+from fedsynth.common.dp.rng import ChaChaStream
 
 MASK_INFO = b"fedsynth/secagg+/mask-expansion/v1"
 _WEAK = "pseudo_rand_gen"
@@ -60,7 +60,7 @@ def _private_copy(module_name: str) -> ModuleType:
     """Execute Flower's ``module_name`` again as a private module with the strong expansion."""
     original = importlib.import_module(module_name)
     if _WEAK not in vars(original):
-        raise ImportError(f"{module_name} no longer imports {_WEAK}; re-check fedsynth.common.secure_masks "
+        raise ImportError(f"{module_name} no longer imports {_WEAK}; re-check fedsynth.common.protocol.secure_masks "
                           "against this Flower version before using secure aggregation")
     users = [f for f in vars(original).values()
              if callable(f) and getattr(getattr(f, "__code__", None), "co_names", ())
@@ -68,7 +68,7 @@ def _private_copy(module_name: str) -> ModuleType:
     users += [m for c in vars(original).values() if isinstance(c, type) and c.__module__ == module_name
               for m in vars(c).values() if _WEAK in getattr(getattr(m, "__code__", None), "co_names", ())]
     if not users:
-        raise ImportError(f"nothing in {module_name} calls {_WEAK} any more; re-check fedsynth.common.secure_masks")
+        raise ImportError(f"nothing in {module_name} calls {_WEAK} any more; re-check fedsynth.common.protocol.secure_masks")
     spec = importlib.util.find_spec(module_name)
     assert spec is not None and spec.origin is not None
     # Registered under a fedsynth name (a child of this module), so that pickling the mod or

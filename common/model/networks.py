@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fedsynth.common.encoding import Segment
+from fedsynth.common.data.encoding import Segment
 
 OFFSET_SIGMA = 0.1  # std of the offset noise when sampling (in [-1, 1] units)
 # Weight of the offset term in the loss. Under per-sample clipping every row's gradient is

@@ -30,9 +30,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from fedsynth.common.evaluation.fidelity import PreparedTable, code_labels, is_discrete, levels, n_codes
-from fedsynth.common.evaluation.privacy import Embedding
-from fedsynth.common.schema import Schema
+from fedsynth.evaluation.fidelity import PreparedTable, code_labels, is_discrete, levels, n_codes
+from fedsynth.evaluation.attacks import Embedding
+from fedsynth.common.data.schema import Schema
 
 MAX_TRAIN_ROWS = 50_000
 MODEL_NAMES = ("HistGradientBoostingClassifier", "LogisticRegression")

@@ -3,10 +3,10 @@
 fedsynth needs randomness in two places where a predictable or low-entropy generator is a
 privacy bug, not a quality issue:
 
-* **SecAgg+ masks** (:mod:`fedsynth.common.secure_masks`): a mask must be unpredictable to
+* **SecAgg+ masks** (:mod:`fedsynth.common.protocol.secure_masks`): a mask must be unpredictable to
   anyone who lacks the full shared secret, and both ends must expand the same secret into
   the same mask, so the stream is *keyed* (HKDF-SHA256 of the secret) and deterministic.
-* **DP-SGD noise and Poisson sampling** (:mod:`fedsynth.common.dp_sgd`): the Gaussian noise
+* **DP-SGD noise and Poisson sampling** (:mod:`fedsynth.common.dp.dp_sgd`): the Gaussian noise
   and the batch membership must be unpredictable to the recipient of the update, so the
   stream is keyed from ``os.urandom``.
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.schema import Column, Schema
-from fedsynth.common.tables import FALSE_TOKENS, MISSING_TOKENS, TRUE_TOKENS
+from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.tables import FALSE_TOKENS, MISSING_TOKENS, TRUE_TOKENS
 
 MAX_CATEGORIES = 100
 

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedsynth.common.dp_sgd import DPSGD, DPStepConfig, poisson_indices, secure_generator
-from fedsynth.common.secure_random import ChaChaStream
-from fedsynth.common.encoding import Segment, TableEncoder
-from fedsynth.common.models import (
+from fedsynth.common.dp.dp_sgd import DPSGD, DPStepConfig, poisson_indices, secure_generator
+from fedsynth.common.dp.rng import ChaChaStream
+from fedsynth.common.data.encoding import Segment, TableEncoder
+from fedsynth.common.model.networks import (
     Generator,
     PairDiscriminator,
     PairGANLoss,

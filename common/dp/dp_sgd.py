@@ -12,7 +12,7 @@ what makes DP-SGD affordable on CPU. ``"hooks"`` materialises per-sample gradien
 classic Opacus path), kept for comparison and for layers ghost clipping lacks.
 
 Randomness that the privacy proof relies on (which rows a step samples, the Gaussian noise)
-comes from :class:`~fedsynth.common.secure_random.ChaChaStream`, ChaCha20 keyed with 256
+comes from :class:`~fedsynth.common.dp.rng.ChaChaStream`, ChaCha20 keyed with 256
 bits from ``os.urandom`` for each trainer, not from torch's Mersenne Twister. Why not the
 simpler "reseed torch from ``secrets`` every step": MT19937 is not a CSPRNG (its state
 follows from its outputs), and a per-step 64-bit seed caps the entropy of a whole step's
@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedsynth.common.secure_random import ChaChaStream
+from fedsynth.common.dp.rng import ChaChaStream
 
 GRAD_SAMPLE_MODES = ("ghost", "hooks")
 # Opacus' ghost clipping triggers this harmless PyTorch warning on every step.

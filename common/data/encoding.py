@@ -24,7 +24,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.schema import Column, Schema
+from fedsynth.common.data.schema import Column, Schema
 
 MISSING = "__missing__"
 _EPS = 1e-9
@@ -212,7 +212,7 @@ def _from_days(x: np.ndarray) -> pd.Series:
 
 
 class TableEncoder:
-    """Encodes a typed table (as returned by :func:`fedsynth.common.tables.load_table`)."""
+    """Encodes a typed table (as returned by :func:`fedsynth.common.data.tables.load_table`)."""
 
     def __init__(self, schema: Schema) -> None:
         self.schema = schema

@@ -56,13 +56,13 @@ from scipy.stats import rankdata
 from sklearn.neighbors import NearestNeighbors
 
 from fedsynth.common.errors import DataError
-from fedsynth.common.evaluation.fidelity import (
+from fedsynth.evaluation.fidelity import (
     PreparedTable,
     is_discrete,
     n_codes,
     numeric_bounds,
 )
-from fedsynth.common.schema import Schema
+from fedsynth.common.data.schema import Schema
 
 MAX_ATTACK_ROWS = 5_000
 MAX_REFERENCE_ROWS = 10_000

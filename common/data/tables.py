@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.errors import DataError
-from fedsynth.common.schema import Column, Schema
-from fedsynth.common.validation_types import Violation
+from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.validation_types import Violation
 
 MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
 TRUE_TOKENS = frozenset({"true", "t", "yes", "y", "1"})

@@ -20,16 +20,16 @@ from typing import Any
 
 import pandas as pd
 
-from fedsynth.common.evaluation.fidelity import fidelity, prepare
-from fedsynth.common.evaluation.privacy import (
+from fedsynth.evaluation.fidelity import fidelity, prepare
+from fedsynth.evaluation.attacks import (
     compare_with_guarantee,
     describe_guarantee,
     holdout_overlap,
     privacy,
 )
-from fedsynth.common.evaluation.report import to_jsonable, write_report
-from fedsynth.common.evaluation.utility import utility
-from fedsynth.common.schema import Schema
+from fedsynth.evaluation.report import to_jsonable, write_report
+from fedsynth.evaluation.utility import utility
+from fedsynth.common.data.schema import Schema
 
 FORMAT = "fedsynth-evaluation/1"
 _LIBRARIES = ("fedsynth", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib")
@@ -83,7 +83,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     ``warning`` when there are any). Raises ValueError on unusable input (missing columns, empty
     tables, unknown target, malformed guarantee), and ``OverlappingHoldout`` (a ``DataError``)
     when the holdout repeats more training rows than natural duplicates explain
-    (:class:`~fedsynth.common.evaluation.privacy.HoldoutOverlap`), before any work is done.
+    (:class:`~fedsynth.evaluation.attacks.HoldoutOverlap`), before any work is done.
     """
     start = time.perf_counter()
     if target is not None and target not in schema.names:

@@ -308,7 +308,7 @@ class Supervisor:
         child = Child(name, proc, process_identity(proc.pid) or "", log_file)
         if not self.pdeathsig:
             child.watchdog = subprocess.Popen(
-                [sys.executable, "-m", "fedsynth.common.flower_processes", "watch", str(parent)],
+                [sys.executable, "-m", "fedsynth.common.deploy.processes", "watch", str(parent)],
                 stdin=subprocess.DEVNULL, process_group=proc.pid)
         self.children.append(child)
         self._record()

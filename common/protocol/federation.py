@@ -35,8 +35,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from fedsynth.common.generators import ModelConfig
-from fedsynth.common.privacy import frequencies_from_counts
+from fedsynth.common.model.tabular import ModelConfig
+from fedsynth.common.dp.accounting import frequencies_from_counts
 
 AGGREGATION_WEIGHTS = ("rows", "equal")
 

@@ -158,13 +158,13 @@ def noisy_counts(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
     Under add/remove-one-row neighbours each row adds 1 to one count in every block, so the
     L2 sensitivity of all blocks together is sqrt(#blocks); noise std is sigma * that. The
     caller must add ``gaussian_counts_release(sigma)`` to the privacy history. The noise
-    comes from a ChaCha20 stream keyed by the OS CSPRNG (:mod:`fedsynth.common.secure_random`),
+    comes from a ChaCha20 stream keyed by the OS CSPRNG (:mod:`fedsynth.common.dp.rng`),
     like DP-SGD's. Everything derived from the result (frequencies, a row-count estimate) is
     post-processing and costs nothing more.
     """
     import numpy as np
 
-    from fedsynth.common.secure_random import ChaChaStream
+    from fedsynth.common.dp.rng import ChaChaStream
 
     stream = ChaChaStream.from_os()
     scale = sigma * math.sqrt(max(1, len(onehot_blocks)))

@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
 
-from fedsynth.common.schema import Column, Schema
-from fedsynth.common.tables import FALSE_TOKENS, TRUE_TOKENS
+from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.tables import FALSE_TOKENS, TRUE_TOKENS
 
 N_QUANTILE_BINS = 10
 PLOT_BINS = 30

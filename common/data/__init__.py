@@ -1,0 +1,1 @@
+"""(schema -> encoder) the public schema, reading and typing tables, the encoder built from the schema alone."""

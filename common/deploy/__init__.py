@@ -1,0 +1,1 @@
+"""Processes and credentials shared by the coordinator and the institutions."""

@@ -1,0 +1,1 @@
+"""(model -> DP trainer) DP-SGD, its accounting and the CSPRNG behind its noise."""

@@ -1,0 +1,1 @@
+"""(encoder -> model) the networks and the tabular generators built on them."""
