@@ -1,0 +1,66 @@
+"""Schema drafting and checking, and demo silo files: what every party prepares first."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from fedsynth.cli.shared import err, out, load_schema, DataOption, SchemaForDataOption, OverwriteOption
+
+
+def schema_draft(
+    data: Annotated[Path, typer.Argument(help="Local CSV or Parquet table (read only on this machine).")],
+    name: Annotated[str, typer.Option(help="Name recorded in the schema.")] = "table",
+) -> None:
+    """Propose a schema from a local table; prints JSON on stdout, warnings on stderr.
+
+    Bounds and category lists read off private rows must be coarsened or replaced with public
+    knowledge before the schema is shared with other parties.
+    """
+    from fedsynth.common.data.schema_draft import draft_schema
+    from fedsynth.common.data.tables import read_raw
+
+    draft = draft_schema(read_raw(data), name=name)
+    for w in draft.warnings:
+        err.print(f"[yellow]warning:[/] {w}", highlight=False)
+    sys.stdout.write(draft.schema.dumps() + "\n")
+
+
+def schema_validate(
+    data: Annotated[Path, typer.Argument(help="CSV or Parquet table to check.")],
+    schema: Annotated[Path, typer.Option("--schema", "-s", help="Schema JSON (fedsynth or SDV metadata).")],
+) -> None:
+    """Check a table against the schema; list every violation with file, column, row, value."""
+    from fedsynth.common.data.tables import validate_file
+
+    sch = load_schema(schema)
+    report = validate_file(data, sch)
+    if report.ok:
+        out.print(f"[green]ok[/]: {data} matches {schema} ({report.rows} rows, {len(sch.columns)} columns, "
+                  f"schema hash {sch.hash()})")
+        return
+    for v in report.violations:
+        err.print(str(v), highlight=False, markup=False)
+    more = " (stopped counting)" if report.truncated else ""
+    err.print(f"[red]{len(report.violations)} violation(s){more}[/]")
+    raise typer.Exit(1)
+
+
+def split(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for schema.json and client-<i>.csv.")],
+    data: DataOption = "adult",
+    schema: SchemaForDataOption = None,
+    clients: Annotated[int, typer.Option(min=1, help="Number of silo files.")] = 3,
+    rows: Annotated[int, typer.Option(min=1, help="Rows per silo.")] = 400,
+    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Cut disjoint demo silo files out of a table, to try a deployment on one machine."""
+    from fedsynth.simulations.silos import SiloRequest, write_silos
+
+    paths = write_silos(SiloRequest(out_dir=out_dir, data=data, schema=str(schema) if schema else None,
+                                    clients=clients, rows=rows, seed=seed, overwrite=overwrite))
+    out.print(f"[green]wrote[/] {out_dir / 'schema.json'} and {len(paths)} silos of {rows} rows", highlight=False)

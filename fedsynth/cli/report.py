@@ -1,0 +1,70 @@
+"""The evaluation report of a synthetic table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fedsynth.common.errors import FedsynthError
+from fedsynth.cli.shared import err, out, load_schema, OverwriteOption
+
+
+def evaluate(
+    real: Annotated[Path, typer.Option(help="The real rows the synthesizer was trained on.")],
+    holdout: Annotated[Path, typer.Option(help="Real rows the synthesizer never saw (utility test set, attack non-members).")],
+    synthetic: Annotated[Path, typer.Option(help="The synthetic table.")],
+    schema: Annotated[Path, typer.Option("--schema", "-s", help="Schema JSON.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html and report.json.")],
+    target: Annotated[Optional[str], typer.Option(help="Label column for the utility (TSTR) test.")] = None,
+    model_card: Annotated[Optional[Path], typer.Option(help="model_card.json or synthesizer.json: states the guarantee next to the results.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for subsampling and bootstraps.")] = 0,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Fidelity, utility and empirical privacy of a synthetic table, as report.html + report.json."""
+    from fedsynth.evaluation import evaluate as run_eval
+    from fedsynth.evaluation import write_report
+    from fedsynth.evaluation.attacks import OverlappingHoldout
+    from fedsynth.common.outputs import REPORT_FOLDER, check_replace, replace_dir
+    from fedsynth.common.data.tables import load_table
+
+    check_replace(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out")  # before the evaluation runs
+    sch = load_schema(schema)
+    frames = [load_table(p, sch) for p in (real, holdout, synthetic)]
+    if target is not None and target not in sch.names:
+        raise FedsynthError(f"--target {target!r} is not a column of {schema}")
+    guarantee = _guarantee_from(model_card) if model_card else None
+    try:
+        result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed)
+    except OverlappingHoldout as exc:
+        raise OverlappingHoldout(f"--holdout {holdout} and --real {real}: {exc}") from None
+    with replace_dir(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out") as new:
+        written = write_report(result, new)
+    note = result["meta"]["holdout_overlap"]["warning"]
+    if note:
+        err.print(f"[yellow]warning:[/] --holdout {holdout}: {note}", highlight=False)
+    out.print(f"[green]wrote[/] {' and '.join(str(out_dir / p.name) for p in written)}")
+
+
+def _guarantee_from(path: Path) -> dict:
+    """The guarantee as recorded by fit (synthesizer.json) or by a federated run (model_card.json)."""
+    from fedsynth.evaluation.attacks import describe_guarantee
+    from fedsynth.common.inputs import read_json_object
+
+    meta = read_json_object(path, label="--model-card ")
+    try:
+        if "clients" in meta:
+            guarantee = {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
+                                     for c in meta["clients"]],
+                         "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
+        else:
+            priv = meta.get("privacy", {})
+            guarantee = {"clients": [{"client": "single party", "epsilon": priv.get("epsilon_spent"),
+                                      "delta": priv.get("delta")}],
+                         "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
+        describe_guarantee(guarantee)
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise FedsynthError(f"--model-card {path}: not a model_card.json or synthesizer.json written by fedsynth "
+                            f"({type(exc).__name__}: {exc})") from None
+    return guarantee

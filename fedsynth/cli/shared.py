@@ -1,0 +1,59 @@
+"""What every command group of the CLI uses: the consoles, the one error handler, shared options."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from fedsynth.common.errors import FedsynthError
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+# Options shared by the commands that read a bundled dataset or a user's table.
+DataOption = Annotated[str, typer.Option(help="Bundled dataset name (adult) or a CSV/Parquet path.")]
+SchemaForDataOption = Annotated[Optional[Path], typer.Option(help="Schema JSON; required when --data is a file.")]
+# Every command with --out: an existing path is only ever an earlier output of the same command,
+# replaced with this flag (see fedsynth.common.outputs); anything else there is refused.
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what an earlier run of this command wrote at --out (never anything else).")]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def fail(exc: Exception) -> NoReturn:
+    """One red line on stderr and exit status 2."""
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """The one error handler: an error the user can fix (a FedsynthError: a bad file, an
+    impossible privacy setting) becomes one clear line and status 2; anything else is a bug
+    and keeps its traceback."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except FedsynthError as exc:
+            fail(exc)
+
+    return run
+
+
+def progress(description: str) -> Progress:
+    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=err, transient=False)
+
+
+def load_schema(path: Path):
+    from fedsynth.common.data.schema import Schema  # keeps `fedsynth --help` free of pandas
+
+    return Schema.load(path)

@@ -1,0 +1,111 @@
+"""Single-party synthesis: fit a DP synthesizer, sample it, check a synthetic table's lineage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from fedsynth.common.errors import FedsynthError
+from fedsynth.cli.shared import err, out, progress, load_schema, OverwriteOption
+
+
+def fit(
+    data: Annotated[Path, typer.Argument(help="Training table (CSV or Parquet).")],
+    schema: Annotated[Path, typer.Option("--schema", "-s", help="Schema JSON.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    epsilon: Annotated[float, typer.Option(help="Privacy budget epsilon for the whole fit.")] = 1.0,
+    delta: Annotated[float, typer.Option(help="Privacy delta; must be well below 1/rows.")] = 1e-5,
+    model: Annotated[str, typer.Option(help="Generator: vae (default) or gan.")] = "vae",
+    epochs: Annotated[float, typer.Option(help="Passes over the data (in expectation).")] = 30.0,
+    batch_size: Annotated[Optional[int], typer.Option(help="Expected Poisson batch size (default: rows/12, 64..2048).")] = None,
+    accountant: Annotated[str, typer.Option(help="Privacy accountant: rdp or prv.")] = "rdp",
+    threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Train a single-party DP synthesizer (also the centralized baseline)."""
+    import torch
+
+    from fedsynth.common.outputs import MODEL_FOLDER, check_replace
+    from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
+    from fedsynth.common.data.tables import load_table
+
+    check_replace(out_dir, MODEL_FOLDER, overwrite=overwrite, option="--out")  # before training, not after
+    torch.set_num_threads(threads)
+    sch = load_schema(schema)
+    df = load_table(data, sch)
+    synth = Synthesizer(sch, model=model, epsilon=epsilon, delta=delta,
+                        training=TrainingConfig(epochs=epochs, batch_size=batch_size, accountant=accountant))
+    plan = synth.plan(len(df))
+    err.print(f"{len(df)} rows; {plan['steps']} DP-SGD steps at sample rate {plan['sample_rate']:.4f}, "
+              f"noise multiplier {plan['noise_multiplier']:.3f} (category frequencies: {plan['frequency_noise']:.3g})")
+    with progress("training") as bar:
+        task = bar.add_task("train", total=plan["steps"])
+        synth.fit(df, progress=lambda done, total: bar.update(task, completed=done))
+    synth.save(out_dir, overwrite=overwrite)
+    out.print(f"[green]saved[/] {out_dir}  epsilon spent = {synth.epsilon_spent:.4f} (target {epsilon}), "
+              f"delta = {delta:g}, accountant = {accountant}")
+
+
+def _parse_where(where: list[str]) -> dict[str, str]:
+    conds: dict[str, str] = {}
+    for w in where:
+        if "=" not in w:
+            raise FedsynthError(f"--where {w!r}: expected COLUMN=VALUE")
+        k, v = (part.strip() for part in w.split("=", 1))
+        if k in conds and conds[k] != v:  # a row holds one value per column: no row could match both
+            raise FedsynthError(f"--where: column {k!r} is given twice, as {conds[k]!r} and {v!r}; "
+                                "give each column at most one value")
+        conds[k] = v
+    return conds
+
+
+def sample(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder written by fit or simulate.")],
+    rows: Annotated[int, typer.Option("--rows", "-n", help="Number of rows to generate.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet.")],
+    where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable, one per column).")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Generate synthetic rows (with a lineage sidecar); sampling costs no privacy.
+
+    Rows are generated and written in chunks, so memory stays bounded for any --rows.
+    """
+    from fedsynth.common.lineage import provenance, sidecar_path, write_synthetic
+    from fedsynth.common.outputs import SYNTHETIC_TABLE, check_replace
+    from fedsynth.common.synthesizer import Synthesizer
+
+    conds = _parse_where(where or [])
+    check_replace(out_file, SYNTHETIC_TABLE, overwrite=overwrite, option="--out")
+    synth = Synthesizer.load(model_dir)
+    chunks = synth.iter_sample(rows, conditions=conds or None, seed=seed)  # refuses bad --rows/--where now
+    meta, _ = synth.to_state()
+    write_synthetic(chunks, out_file, provenance(meta, rows, conds), schema=synth.schema)
+    out.print(f"[green]wrote[/] {rows} synthetic rows to {out_file} (+ {sidecar_path(out_file).name})")
+
+
+def lineage(file: Annotated[Path, typer.Argument(help="A synthetic table written by fedsynth.")]) -> None:
+    """Print a synthetic file's provenance; verify the file's hash and the sidecar's claims."""
+    from fedsynth.common.lineage import read_lineage, sidecar_path
+
+    check = read_lineage(file)
+    sys.stdout.write(json.dumps(check.record, indent=2) + "\n")
+    side = sidecar_path(file)
+    if check.file_ok is False:
+        err.print(f"[red]hash mismatch[/]: {file} was modified after fedsynth wrote it", highlight=False)
+    if check.edited:
+        err.print(f"[red]claims do not match[/]: {side}: {', '.join(check.edited)} differ from what fedsynth wrote "
+                  "(edited after writing)", highlight=False)
+    if not check.ok:
+        raise typer.Exit(1)
+    if check.file_ok is None:
+        err.print("[yellow]no hash recorded (embedded metadata only): nothing verified[/]")
+    elif not check.claims_hashed:
+        err.print(f"[yellow]file hash verified; claims NOT verified[/]: {side} was written by an older fedsynth, "
+                  "before lineage claims (privacy, model) were hashed", highlight=False)
+    else:
+        err.print("[green]hash verified[/]: the file and every lineage claim are as fedsynth wrote them")
