@@ -126,7 +126,7 @@ def test_simulate_help_explains_every_option():
 
 @pytest.mark.parametrize("args, message", [
     (["--partition", "random"], "choose one of"),
-    (["--clients", "1"], "1"),
+    (["--clients", "1"], "x>=2"),
     (["--epsilon", "-1"], "epsilon must be"),
     (["--data", "nope.csv"], "give --schema"),
     (["--model", "diffusion"], "choose vae or gan"),

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -299,7 +299,3 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
             raise SchemaError(f"{source}: column {cname!r}: SDV sdtype {sdtype!r} is not supported")
     return Schema(columns=tuple(cols), drop=tuple(drop), name=str(name), source=source)
 
-
-def schema_summary(schema: Schema) -> list[dict[str, Any]]:
-    """Rows for a human-readable table of the schema."""
-    return [asdict(c) for c in schema.columns]
