@@ -369,6 +369,19 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def guarantee_from_card(card: dict[str, Any]) -> dict[str, Any]:
+    """The guarantee a model card states: the one mapping from what fit (synthesizer.json) or a
+    federated run (model_card.json) records to what the report prints. Raises KeyError,
+    TypeError or AttributeError on a card fedsynth did not write."""
+    if "clients" in card:
+        return {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
+                            for c in card["clients"]],
+                "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
+    priv = card.get("privacy", {})
+    return {"clients": [{"client": "single party", "epsilon": priv.get("epsilon_spent"), "delta": priv.get("delta")}],
+            "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
+
+
 def describe_guarantee(guarantee: dict[str, Any] | None) -> dict[str, Any] | None:
     """Validate a model card's guarantee and say what it means in plain words.
 

@@ -233,11 +233,10 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
                  + (f", TSTR ROC AUC {q['tstr_auc']:.3f} (train-on-real {q['trtr_auc']:.3f})" if "tstr_auc" in q else ""))
     if cfg.report:
         from fedsynth.evaluation import evaluate, write_report
+        from fedsynth.evaluation.attacks import guarantee_from_card
 
-        guarantee = {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
-                                 for c in card["clients"]], "accountant": "rdp",
-                     "mechanism": "DP-SGD (federated, SecAgg+)"}
-        result = evaluate(train, holdout, syn, schema, target=label, guarantee=guarantee, seed=cfg.seed)
+        result = evaluate(train, holdout, syn, schema, target=label, guarantee=guarantee_from_card(card),
+                          seed=cfg.seed)
         if result["meta"]["holdout_overlap"]["warning"]:
             print_fn(f"warning: {result['meta']['holdout_overlap']['warning']}")
         write_report(result, out)

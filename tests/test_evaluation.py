@@ -385,3 +385,17 @@ def test_cli_refuses_a_holdout_equal_to_the_training_file(split, schema, tmp_pat
     assert f"--holdout {real} and --real {real}" in r.stderr and "500 of the 500 holdout rows" in r.stderr
     assert "disjoint" in r.stderr
     assert not (tmp_path / "report").exists()
+
+
+def test_one_mapping_from_a_model_card_to_the_guarantee():
+    from fedsynth.evaluation.attacks import guarantee_from_card
+
+    federated = {"clients": [{"client": "0", "epsilon_spent": 0.98, "delta": 1e-5},
+                             {"client": "1", "epsilon_spent": 0.5, "delta": 1e-5}]}
+    g = guarantee_from_card(federated)
+    assert [c["epsilon"] for c in g["clients"]] == [0.98, 0.5] and "SecAgg+" in g["mechanism"]
+    single = {"privacy": {"epsilon_spent": 1.0, "delta": 1e-6, "accountant": "prv"}}
+    g = guarantee_from_card(single)
+    assert g["clients"] == [{"client": "single party", "epsilon": 1.0, "delta": 1e-6}] and g["accountant"] == "prv"
+    with pytest.raises(KeyError):
+        guarantee_from_card({"clients": [{"client": "0"}]})

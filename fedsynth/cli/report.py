@@ -49,20 +49,12 @@ def evaluate(
 
 def _guarantee_from(path: Path) -> dict:
     """The guarantee as recorded by fit (synthesizer.json) or by a federated run (model_card.json)."""
-    from fedsynth.evaluation.attacks import describe_guarantee
+    from fedsynth.evaluation.attacks import describe_guarantee, guarantee_from_card
     from fedsynth.common.inputs import read_json_object
 
     meta = read_json_object(path, label="--model-card ")
     try:
-        if "clients" in meta:
-            guarantee = {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
-                                     for c in meta["clients"]],
-                         "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
-        else:
-            priv = meta.get("privacy", {})
-            guarantee = {"clients": [{"client": "single party", "epsilon": priv.get("epsilon_spent"),
-                                      "delta": priv.get("delta")}],
-                         "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
+        guarantee = guarantee_from_card(meta)
         describe_guarantee(guarantee)
     except (KeyError, TypeError, AttributeError, ValueError) as exc:
         raise FedsynthError(f"--model-card {path}: not a model_card.json or synthesizer.json written by fedsynth "
