@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
 from logging import ERROR, WARNING
 
 from flwr.app import Message
@@ -86,8 +85,8 @@ def run_task(address: str, token: str) -> int:
 class AppExecutor:
     """Acquire ClientApp tasks from the local SuperNode and run each in a fresh process."""
 
-    def __init__(self, runtime_address: str, say: Callable[[str], None] = print) -> None:
-        self.address, self.say = runtime_address, say
+    def __init__(self, runtime_address: str) -> None:
+        self.address = runtime_address
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._tasks: list[subprocess.Popen] = []
