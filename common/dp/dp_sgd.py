@@ -43,10 +43,10 @@ GRAD_SAMPLE_MODES = ("ghost", "hooks")
 warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
 
-def secure_generator() -> torch.Generator:
-    """A torch generator seeded from the OS CSPRNG, for randomness the DP proof does not rely on
-    (a VAE's reparameterisation, sampling synthetic rows). DP noise and batch sampling use
-    :class:`ChaChaStream` instead."""
+def csprng_torch_rng() -> torch.Generator:
+    """A torch RNG (``torch.Generator``) seeded from the OS CSPRNG, for randomness the DP proof
+    does not rely on (a VAE's reparameterisation, sampling synthetic rows). DP noise and batch
+    sampling use :class:`ChaChaStream` instead."""
     g = torch.Generator()
     g.manual_seed(secrets.randbits(63))
     return g

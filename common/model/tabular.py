@@ -13,11 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedsynth.common.dp.dp_sgd import DPSGD, DPStepConfig, poisson_indices, secure_generator
+from fedsynth.common.dp.dp_sgd import DPSGD, DPStepConfig, poisson_indices, csprng_torch_rng
 from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.data.encoding import Segment, TableEncoder
 from fedsynth.common.model.networks import (
-    Generator,
+    GeneratorNet,
     PairDiscriminator,
     PairGANLoss,
     TabularVAE,
@@ -101,7 +101,7 @@ class TabularModel:
         trainer = DPSGD(module, loss, DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
                                                    cfg.grad_sample_mode, betas=betas),
                         optimizer_state=self.optimizer_state)
-        sampler, g = ChaChaStream.from_os(), secure_generator()  # sampler: CSPRNG (DP relies on it)
+        sampler, g = ChaChaStream.from_os(), csprng_torch_rng()  # sampler: CSPRNG (DP relies on it)
         losses: list[float] = []
         try:
             for _ in range(steps):
@@ -125,9 +125,9 @@ class TabularModel:
         """``n`` encoded rows; ``cond`` = (conditionable column index, category index) fixes one value."""
         for m in self.modules():
             m.eval()
-        g = _generator(seed)
+        g = _rows_rng(seed)
         c, col, cat = self.conditioner.sample(n, g, cond)
-        out = sample_from_raw(self._raw(c, g), self.encoder.segments, generator=g)
+        out = sample_from_raw(self._raw(c, g), self.encoder.segments, rng=g)
         return self.conditioner.impose(out, col, cat).numpy()
 
 
@@ -220,7 +220,7 @@ class VAEModel(TabularModel):
         return losses
 
     def _raw(self, cond, g):
-        return self.net.generate(cond, generator=g)
+        return self.net.generate(cond, rng=g)
 
 
 class GANModel(TabularModel):
@@ -231,7 +231,7 @@ class GANModel(TabularModel):
         self.encoder, self.config = encoder, config
         self.conditioner = Conditioner(encoder, cond_probs)
         cdim = self.conditioner.dim
-        self.gen = Generator(config.latent, cdim, encoder.dim, config.hidden, config.depth)
+        self.gen = GeneratorNet(config.latent, cdim, encoder.dim, config.hidden, config.depth)
         self.disc = PairDiscriminator(encoder.dim + cdim, config.hidden, config.depth)
 
     def modules(self):
@@ -279,8 +279,9 @@ class GANModel(TabularModel):
         return self.gen(torch.randn(cond.shape[0], self.config.latent, generator=g), cond)
 
 
-def _generator(seed: int | None) -> torch.Generator:
-    return torch.Generator().manual_seed(seed) if seed is not None else secure_generator()
+def _rows_rng(seed: int | None) -> torch.Generator:
+    """The torch RNG for generating rows: seeded for a reproducible sample, else from the OS CSPRNG."""
+    return torch.Generator().manual_seed(seed) if seed is not None else csprng_torch_rng()
 
 
 def build_model(encoder: TableEncoder, config: ModelConfig, cond_probs=None) -> TabularModel:
