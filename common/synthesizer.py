@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -34,8 +33,6 @@ from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.errors import FedsynthError, PrivacyError
 from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
 from fedsynth.common.dp.accounting import (
-    ACCOUNTANTS,
-    MIN_FREQUENCY_NOISE,
     Release,
     calibrate_noise,
     check_privacy_params,
@@ -44,6 +41,7 @@ from fedsynth.common.dp.accounting import (
     gaussian_counts_release,
     noisy_frequencies,
 )
+from fedsynth.common.dp.plan import TrainingConfig, sampling_plan
 from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import MODEL_FOLDER, MODEL_FORMAT, OutputKind, replace_dir
 from fedsynth.common.data.schema import Schema
@@ -53,22 +51,6 @@ FORMAT = MODEL_FORMAT
 SAMPLE_CHUNK_ROWS = 50_000  # rows per generator pass: bounds memory (~ 0.5 KB a row encoded) for any n
 MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
 MAX_STREAM_ROWS = 100_000_000  # iter_sample(): bounded by time and disk (~ 10 GB of CSV), not memory
-
-
-def default_batch_size(n_rows: int) -> int:
-    """Expected Poisson batch: about 1/12 of the table, between 64 and 2048 rows.
-
-    DP-SGD favours large batches (noise per averaged gradient falls as 1/B while the
-    accountant's cost grows more slowly), but a silo needs enough steps per epoch.
-    """
-    return int(min(2048, max(64, n_rows // 12)))
-
-
-def sampling_plan(n_rows: int, epochs: float, batch_size: int | None = None) -> tuple[int, float, int]:
-    """(expected batch, Poisson sample rate, steps) for ``epochs`` passes over ``n_rows`` rows."""
-    batch = batch_size or default_batch_size(n_rows)
-    q = min(1.0, batch / n_rows)
-    return batch, q, max(1, int(math.ceil(epochs / q)))
 
 
 def weights_bytes(arrays: list[np.ndarray]) -> bytes:
@@ -83,26 +65,6 @@ def load_weights(path: Path) -> list[np.ndarray]:
         return [a.numpy() for a in torch.load(path, weights_only=True)]
     except Exception as exc:
         raise FedsynthError(f"{path}: cannot read model weights ({exc})") from None
-
-
-@dataclass
-class TrainingConfig:
-    """How the privacy budget is spent. Defaults measured on Adult at epsilon = 1."""
-
-    epochs: float = 30.0
-    batch_size: int | None = None  # expected Poisson batch; None = default_batch_size(n)
-    marginal_noise: float = MIN_FREQUENCY_NOISE  # least noise of the category-frequency release (see frequency_noise)
-    accountant: str = "rdp"
-
-    def __post_init__(self) -> None:
-        if not self.epochs > 0:
-            raise FedsynthError(f"epochs must be > 0, got {self.epochs}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise FedsynthError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.accountant not in ACCOUNTANTS:
-            raise FedsynthError(f"accountant must be one of {ACCOUNTANTS}")
-        if not self.marginal_noise > 0:
-            raise FedsynthError("marginal_noise must be > 0")
 
 
 @dataclass

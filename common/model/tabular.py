@@ -13,9 +13,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedsynth.common.dp.dp_sgd import DPSGD, DPStepConfig, poisson_indices, csprng_torch_rng
-from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.data.encoding import Segment, TableEncoder
+from fedsynth.common.dp.dp_sgd import csprng_torch_rng
+from fedsynth.common.dp.trainer import DPOptimizerConfig, DPSchedule, StepFn, StepHook, train_dp_steps
 from fedsynth.common.model.networks import (
     GeneratorNet,
     PairDiscriminator,
@@ -50,7 +50,7 @@ class ModelConfig:
 
 
 class TabularModel:
-    """Common plumbing: weights as arrays, the DP step loop, conditional generation."""
+    """Common plumbing: weights as arrays, DP training (by the trainer), conditional generation."""
 
     config: ModelConfig
     encoder: TableEncoder
@@ -82,39 +82,25 @@ class TabularModel:
                 i += 1
             m.load_state_dict(sd)
 
-    conditioner: "Conditioner"
+    conditioner: Conditioner
 
     def train_steps(self, x: torch.Tensor, steps: int, sample_rate: float, noise_multiplier: float,
-                    progress=None) -> list[float]:
+                    progress: StepHook | None = None) -> list[float]:
         raise NotImplementedError
 
-    def _dp_loop(self, module: torch.nn.Module, loss: torch.nn.Module, x: torch.Tensor, steps: int,
-                 sample_rate: float, noise_multiplier: float, one_step, progress=None,
-                 betas: tuple[float, float] = (0.9, 0.999)) -> tuple[list[float], torch.nn.Module]:
-        """Exactly ``steps`` Poisson-sampled DP steps on ``module``.
+    def _train(self, module: torch.nn.Module, loss: torch.nn.Module, x: torch.Tensor, steps: int,
+               sample_rate: float, noise_multiplier: float, one_step: StepFn, progress: StepHook | None = None,
+               betas: tuple[float, float] = (0.9, 0.999)) -> tuple[list[float], torch.nn.Module]:
+        """Ask the DP trainer for ``steps`` steps on ``module``; keeps its optimiser state.
 
-        ``one_step(trainer, batch, g)`` runs one step on the sampled rows and returns its loss.
-        Returns the losses and the plain (unwrapped) module; the optimiser state is kept.
+        Returns the losses and the plain (unwrapped) module.
         """
         cfg = self.config
-        expected = max(1, int(round(sample_rate * len(x))))
-        trainer = DPSGD(module, loss, DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
-                                                   cfg.grad_sample_mode, betas=betas),
-                        optimizer_state=self.optimizer_state)
-        sampler, g = ChaChaStream.from_os(), csprng_torch_rng()  # sampler: CSPRNG (DP relies on it)
-        losses: list[float] = []
-        try:
-            for _ in range(steps):
-                idx = poisson_indices(len(x), sample_rate, sampler)
-                if len(idx) == 0:  # probability < 1e-20 at the batch sizes we allow
-                    continue
-                losses.append(one_step(trainer, x[idx], g))
-                if progress:
-                    progress(1)
-        finally:
-            self.optimizer_state = trainer.base_optimizer.state_dict()
-            module = trainer.close()
-        return losses, module
+        result = train_dp_steps(module, loss, x, DPSchedule(steps, sample_rate, noise_multiplier),
+                                DPOptimizerConfig(cfg.max_grad_norm, cfg.lr, cfg.grad_sample_mode, betas),
+                                one_step, optimizer_state=self.optimizer_state, on_step=progress)
+        self.optimizer_state = result.optimizer_state
+        return result.losses, result.module
 
     def _raw(self, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Generator logits for the given condition vectors."""
@@ -216,7 +202,7 @@ class VAEModel(TabularModel):
             inputs = torch.cat([batch, self.conditioner.from_rows(batch, g)], dim=1)
             return trainer.step(lambda m: m(inputs), batch)
 
-        losses, self.net = self._dp_loop(self.net, loss, x, steps, sample_rate, noise_multiplier, one_step, progress)
+        losses, self.net = self._train(self.net, loss, x, steps, sample_rate, noise_multiplier, one_step, progress)
         return losses
 
     def _raw(self, cond, g):
@@ -271,8 +257,8 @@ class GANModel(TabularModel):
             trainer.set_hooks(True)
             return loss
 
-        losses, self.disc = self._dp_loop(self.disc, PairGANLoss(), x, steps, sample_rate, noise_multiplier,
-                                          one_step, progress, betas=(0.5, 0.9))
+        losses, self.disc = self._train(self.disc, PairGANLoss(), x, steps, sample_rate, noise_multiplier,
+                                        one_step, progress, betas=(0.5, 0.9))
         return losses
 
     def _raw(self, cond, g):
