@@ -139,6 +139,8 @@ class DPSGD:
             base_opt.load_state_dict(optimizer_state)
         self.base_optimizer = base_opt
         stream = noise_stream or ChaChaStream.from_os()
+        # lazy: opacus takes ~2 s to import; loading a model only to sample (fedsynth sample, the
+        # coordinator) never trains
         if cfg.grad_sample_mode == "ghost":
             from opacus.grad_sample import GradSampleModuleFastGradientClipping
             from opacus.optimizers import DPOptimizerFastGradientClipping
