@@ -111,7 +111,7 @@ class Synthesizer:
         return {"sample_rate": q, "steps": steps, "noise_multiplier": cal.noise_multiplier,
                 "expected_batch": batch, "planned_epsilon": cal.epsilon, "frequency_noise": freq_noise}
 
-    def fit(self, df: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> "Synthesizer":
+    def fit(self, df: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> Synthesizer:
         """Train on a typed table (see :func:`fedsynth.common.data.tables.load_table`).
 
         ``progress(done, total)`` is called after every DP step.
