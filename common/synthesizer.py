@@ -7,11 +7,11 @@ releases, composed by one Opacus accountant:
 1. the category frequencies of the categorical columns (Gaussian mechanism), needed to draw
    sampling conditions without touching private counts; its noise is chosen from epsilon
    (:func:`fedsynth.common.dp.accounting.frequency_noise`), so small budgets remain possible;
-2. DP-SGD on the generator, its noise multiplier calibrated so that the planned steps land
-   on the target epsilon (from below).
+2. DP-SGD on the model (:mod:`fedsynth.common.dp.trainer`), its noise multiplier calibrated
+   so that the planned steps land on the target epsilon (from below).
 
 The epsilon the object reports is recomputed from that history, never copied from the
-target.
+target. Saving and loading go through :mod:`fedsynth.common.artifact`.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from fedsynth.common.dp.accounting import (
 from fedsynth.common.dp.plan import TrainingConfig, sampling_plan
 from fedsynth.common.errors import FedsynthError, PrivacyError
 from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
+
 SAMPLE_CHUNK_ROWS = 50_000  # rows per pass of the model: bounds memory (~ 0.5 KB a row encoded) for any n
 MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
 MAX_STREAM_ROWS = 100_000_000  # iter_sample(): bounded by time and disk (~ 10 GB of CSV), not memory

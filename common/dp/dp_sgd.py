@@ -1,8 +1,9 @@
 """DP-SGD with Opacus: Poisson sampling, per-sample clipping, Gaussian noise.
 
 fedsynth drives Opacus' building blocks (grad-sample module, DP optimizer, DP loss) with its
-own step loop instead of ``PrivacyEngine.make_private`` because federated clients must run
-an exact number of steps per round and keep the accountant's history on their own disk.
+own step loop (:mod:`fedsynth.common.dp.trainer`) instead of ``PrivacyEngine.make_private``
+because federated clients must run an exact number of steps per round and keep the
+accountant's history on their own disk.
 The privacy analysis is unchanged: each step draws a Poisson sample at rate ``q`` (every row
 independently), clips each unit's gradient to ``max_grad_norm`` and adds N(0, (sigma*C)^2).
 

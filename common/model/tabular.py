@@ -173,7 +173,7 @@ class Conditioner:
         return encoded
 
     def penalty(self, raw: torch.Tensor, col: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy pushing a generator to honour its condition (CTGAN's cond loss)."""
+        """Cross-entropy pushing the GeneratorNet to honour its condition (CTGAN's cond loss)."""
         loss = torch.zeros((), dtype=raw.dtype)
         for j, seg in enumerate(self.segments):
             rows = torch.nonzero(col == j).squeeze(1)
@@ -237,7 +237,7 @@ class GANModel(TabularModel):
             fake_pairs = torch.cat([fake, cond], dim=1)
             pairs = torch.stack([real_pairs, fake_pairs], dim=1)
             loss = trainer.step(lambda m: m(pairs), None)
-            # generator step: no real row is involved, so it needs no privacy of its own
+            # GeneratorNet step: no real row is involved, so it needs no privacy of its own
             trainer.set_hooks(False)
             disc_params = list(trainer.module.parameters())
             for p in disc_params:
