@@ -47,7 +47,7 @@ from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.model.networks import VAELoss
 from fedsynth.common.dp.rng import ChaChaStream
-from fedsynth.common.synthesizer import default_batch_size
+from fedsynth.common.dp.plan import default_batch_size
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 

@@ -32,6 +32,7 @@ from fedsynth.common.protocol.federation import FederationPlan, pack_update, ref
 from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.dp.accounting import (calibrate_noise, frequencies_from_counts, frequency_noise, gaussian_counts_release,
                                      noisy_counts, rows_from_counts)
+from fedsynth.common.dp.plan import sampling_plan
 from fedsynth.common.data.schema import Schema
 
 FREQS_FILE = "category_counts.json"
@@ -109,8 +110,6 @@ class Institution:
     # ------------------------------------------------------------------ planning
     def round_plan(self, plan: FederationPlan, ledger: Ledger, n_rows: int, total_clients: int) -> dict[str, Any]:
         """Noise for this run, calibrated once so the planned participation lands on the cap."""
-        from fedsynth.common.synthesizer import sampling_plan
-
         plan_id = hashlib.sha256((plan.to_json() + f"|{total_clients}").encode()).hexdigest()[:16]
         if ledger.plan.get("plan_id") == plan_id:
             return ledger.plan

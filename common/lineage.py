@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.digest import as_stored, json_sha256
@@ -47,7 +48,7 @@ def file_sha256(path: Path) -> str:
 
 
 def provenance(meta: dict[str, Any], rows: int, conditions: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Lineage fields from a model's metadata (as produced by ``Synthesizer.to_state``)."""
+    """Lineage fields from a model's ``synthesizer.json`` object (:func:`fedsynth.common.artifact.model_state`)."""
 
     priv = meta.get("privacy", {})
     out = {
@@ -113,8 +114,6 @@ def read_lineage(path: str | Path) -> LineageCheck:
             return LineageCheck(record, file_ok, claims_hashed=False)
         return LineageCheck(record, file_ok, claims_hashed=True, edited=_edited_claims(record, digests))
     if path.suffix.lower() in (".parquet", ".pq"):
-        import pyarrow.parquet as pq
-
         meta = pq.read_schema(path).metadata or {}
         raw = meta.get(b"fedsynth.lineage")
         if raw:  # embedded metadata, but no sidecar hash to check

@@ -7,19 +7,15 @@ releases, composed by one Opacus accountant:
 1. the category frequencies of the categorical columns (Gaussian mechanism), needed to draw
    sampling conditions without touching private counts; its noise is chosen from epsilon
    (:func:`fedsynth.common.dp.accounting.frequency_noise`), so small budgets remain possible;
-2. DP-SGD on the generator, its noise multiplier calibrated so that the planned steps land
-   on the target epsilon (from below).
+2. DP-SGD on the model (:mod:`fedsynth.common.dp.trainer`), its noise multiplier calibrated
+   so that the planned steps land on the target epsilon (from below).
 
 The epsilon the object reports is recomputed from that history, never copied from the
-target.
+target. Saving and loading go through :mod:`fedsynth.common.artifact`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -30,12 +26,17 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fedsynth.common.artifact import (
+    FederationRecord,
+    ModelMeta,
+    PrivacyRecord,
+    model_state,
+    read_model,
+    write_model,
+)
 from fedsynth.common.data.encoding import TableEncoder
-from fedsynth.common.errors import FedsynthError, PrivacyError
-from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import (
-    ACCOUNTANTS,
-    MIN_FREQUENCY_NOISE,
     Release,
     calibrate_noise,
     check_privacy_params,
@@ -44,65 +45,13 @@ from fedsynth.common.dp.accounting import (
     gaussian_counts_release,
     noisy_frequencies,
 )
-from fedsynth.common.inputs import read_json_object
-from fedsynth.common.outputs import MODEL_FOLDER, MODEL_FORMAT, OutputKind, replace_dir
-from fedsynth.common.data.schema import Schema
-from fedsynth.common.version import __version__
+from fedsynth.common.dp.plan import TrainingConfig, sampling_plan
+from fedsynth.common.errors import FedsynthError, PrivacyError
+from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
 
-FORMAT = MODEL_FORMAT
-SAMPLE_CHUNK_ROWS = 50_000  # rows per generator pass: bounds memory (~ 0.5 KB a row encoded) for any n
+SAMPLE_CHUNK_ROWS = 50_000  # rows per pass of the model: bounds memory (~ 0.5 KB a row encoded) for any n
 MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
 MAX_STREAM_ROWS = 100_000_000  # iter_sample(): bounded by time and disk (~ 10 GB of CSV), not memory
-
-
-def default_batch_size(n_rows: int) -> int:
-    """Expected Poisson batch: about 1/12 of the table, between 64 and 2048 rows.
-
-    DP-SGD favours large batches (noise per averaged gradient falls as 1/B while the
-    accountant's cost grows more slowly), but a silo needs enough steps per epoch.
-    """
-    return int(min(2048, max(64, n_rows // 12)))
-
-
-def sampling_plan(n_rows: int, epochs: float, batch_size: int | None = None) -> tuple[int, float, int]:
-    """(expected batch, Poisson sample rate, steps) for ``epochs`` passes over ``n_rows`` rows."""
-    batch = batch_size or default_batch_size(n_rows)
-    q = min(1.0, batch / n_rows)
-    return batch, q, max(1, int(math.ceil(epochs / q)))
-
-
-def weights_bytes(arrays: list[np.ndarray]) -> bytes:
-    """Model weights as bytes (a torch-saved list of tensors, loadable with weights_only=True)."""
-    buf = io.BytesIO()
-    torch.save([torch.from_numpy(np.asarray(a)) for a in arrays], buf)
-    return buf.getvalue()
-
-
-def load_weights(path: Path) -> list[np.ndarray]:
-    try:
-        return [a.numpy() for a in torch.load(path, weights_only=True)]
-    except Exception as exc:
-        raise FedsynthError(f"{path}: cannot read model weights ({exc})") from None
-
-
-@dataclass
-class TrainingConfig:
-    """How the privacy budget is spent. Defaults measured on Adult at epsilon = 1."""
-
-    epochs: float = 30.0
-    batch_size: int | None = None  # expected Poisson batch; None = default_batch_size(n)
-    marginal_noise: float = MIN_FREQUENCY_NOISE  # least noise of the category-frequency release (see frequency_noise)
-    accountant: str = "rdp"
-
-    def __post_init__(self) -> None:
-        if not self.epochs > 0:
-            raise FedsynthError(f"epochs must be > 0, got {self.epochs}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise FedsynthError(f"batch size must be >= 1, got {self.batch_size}")
-        if self.accountant not in ACCOUNTANTS:
-            raise FedsynthError(f"accountant must be one of {ACCOUNTANTS}")
-        if not self.marginal_noise > 0:
-            raise FedsynthError("marginal_noise must be > 0")
 
 
 @dataclass
@@ -163,7 +112,7 @@ class Synthesizer:
         return {"sample_rate": q, "steps": steps, "noise_multiplier": cal.noise_multiplier,
                 "expected_batch": batch, "planned_epsilon": cal.epsilon, "frequency_noise": freq_noise}
 
-    def fit(self, df: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> "Synthesizer":
+    def fit(self, df: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> Synthesizer:
         """Train on a typed table (see :func:`fedsynth.common.data.tables.load_table`).
 
         ``progress(done, total)`` is called after every DP step.
@@ -268,29 +217,26 @@ class Synthesizer:
         return parsed
 
     # ------------------------------------------------------------------ persistence
-    def to_state(self) -> tuple[dict[str, Any], bytes]:
-        """(metadata JSON, weights bytes) — the weights are a torch state of numpy arrays."""
+    def artifact_meta(self) -> ModelMeta:
+        """What :mod:`fedsynth.common.artifact` saves besides the weights."""
         if self.model is None:
             raise FedsynthError("nothing to save: the synthesizer is not trained")
-        weights = weights_bytes(self.model.get_arrays())
+        federation = self.info.get("federation")
+        return ModelMeta(
+            schema=self.schema, model_config=self.model_config, training=self.training,
+            cond_probs=self.model.conditioner.probs,
+            privacy=PrivacyRecord(self.privacy.epsilon_target, self.privacy.delta, self.privacy.accountant,
+                                  list(self.privacy.history), self.epsilon_spent),
+            info=self.info,
+            # a federated model keeps its provenance (round, federation) through load/save
+            round=self.info.get("round"),
+            federation=FederationRecord.from_json(federation) if federation is not None else None,
+        )
 
-        meta = {
-            "format": FORMAT,
-            "fedsynth_version": __version__,
-            "schema": self.schema.to_json(),
-            "schema_hash": self.schema.hash(),
-            "model_config": self.model_config.to_json(),
-            "training": asdict(self.training),
-            "cond_probs": [p.tolist() for p in self.model.conditioner.probs],
-            "privacy": {"epsilon_target": self.privacy.epsilon_target, "delta": self.privacy.delta,
-                        "accountant": self.privacy.accountant, "history": [list(h) for h in self.privacy.history],
-                        "epsilon_spent": self.epsilon_spent},
-            "info": self.info,
-        }
-        # a federated model keeps its provenance (round, federation) through load/save
-        meta.update({k: self.info[k] for k in ("round", "federation") if k in self.info})
-        meta["model_id"] = model_id(meta, weights)
-        return meta, weights
+    def to_state(self) -> tuple[dict[str, Any], bytes]:
+        """(metadata JSON, weights bytes) — the weights are a torch state of numpy arrays."""
+        meta = self.artifact_meta()
+        return model_state(meta, self.model.get_arrays())
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``path/`` (synthesizer.json + weights.pt) atomically: all or nothing.
@@ -298,53 +244,32 @@ class Synthesizer:
         An existing ``path`` must be empty, or an earlier fedsynth model folder and
         ``overwrite=True``; anything else is refused and left untouched.
         """
-        meta, weights = self.to_state()
-        return write_model_dir(Path(path), meta, weights, overwrite=overwrite)
+        meta = self.artifact_meta()
+        write_model(Path(path), meta, self.model.get_arrays(), overwrite=overwrite)
+        return Path(path)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Synthesizer":
-        path = Path(path)
-        meta_path = path / "synthesizer.json"
-        if not meta_path.exists():
-            raise FedsynthError(f"{path}: not a fedsynth model folder (no synthesizer.json)")
-        meta = read_json_object(meta_path)
-        if meta.get("format") != FORMAT:
-            raise FedsynthError(f"{meta_path}: unsupported format {meta.get('format')!r}")
-        schema = Schema.from_json(meta["schema"], source=str(meta_path))
-        mc = ModelConfig(**meta["model_config"])
-        priv = meta["privacy"]
-        obj = cls(schema, model=mc.model, epsilon=max(priv["epsilon_target"], 1e-9), delta=max(priv["delta"], 1e-12),
-                  training=TrainingConfig(**meta["training"]), model_config=mc)
-        obj.privacy.history = [tuple(h) for h in priv["history"]]  # type: ignore[misc]
-        if priv.get("per_client"):
-            obj.privacy.reported = priv.get("epsilon_spent")
-        obj.model = build_model(obj.encoder, mc, cond_probs=[np.asarray(p) for p in meta["cond_probs"]])
-        obj.model.set_arrays(load_weights(path / "weights.pt"))
-        obj.info = dict(meta.get("info", {}))
-        obj.info["model_id"] = meta.get("model_id")
-        obj.info.update({k: meta[k] for k in ("round", "federation") if k in meta})
+    def load(cls, path: str | Path) -> Synthesizer:
+        meta, arrays = read_model(Path(path))
+        mc, priv = meta.model_config, meta.privacy
+        obj = cls(meta.schema, model=mc.model, epsilon=max(priv.epsilon_target, 1e-9),
+                  delta=max(priv.delta, 1e-12), training=meta.training, model_config=mc)
+        obj.privacy.history = list(priv.history)
+        if priv.per_client:
+            obj.privacy.reported = priv.epsilon_spent
+        obj.model = build_model(obj.encoder, mc, cond_probs=meta.cond_probs)
+        obj.model.set_arrays(arrays)
+        obj.info = dict(meta.info)
+        obj.info["model_id"] = meta.model_id
+        if meta.round is not None:
+            obj.info["round"] = meta.round
+        if meta.federation is not None:
+            obj.info["federation"] = asdict(meta.federation)
         return obj
+
 
 def _chunk_seed(seed: int | None, chunk: int) -> int | None:
     """Seed of one chunk of a seeded sample: the seed itself for the first, independent ones after."""
     if seed is None or chunk == 0:
         return seed
     return int(np.random.SeedSequence([seed, chunk]).generate_state(1, np.uint64)[0] >> 2)
-
-
-def model_id(meta: dict[str, Any], weights: bytes) -> str:
-    """Content hash of what determines the samples: weights, schema, model, conditions, privacy."""
-    keyed = {k: meta.get(k) for k in ("schema_hash", "model_config", "cond_probs", "privacy")}
-    return hashlib.sha256(weights + json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def write_model_dir(path: Path, meta: dict[str, Any], weights: bytes, *, overwrite: bool = False,
-                    kind: OutputKind = MODEL_FOLDER) -> Path:
-    """Write a model folder (synthesizer.json + weights.pt) with the rules of :mod:`fedsynth.common.outputs`:
-    built next to ``path`` and swapped in with renames, replacing only an earlier fedsynth
-    folder of the same ``kind``, and that only with ``overwrite``.
-    """
-    with replace_dir(path, kind, overwrite=overwrite) as new:
-        (new / "weights.pt").write_bytes(weights)
-        (new / "synthesizer.json").write_text(json.dumps(meta, indent=2) + "\n")
-    return path

@@ -15,6 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.errors import PrivacyError
 
 Release = tuple[float, float, int]  # (noise_multiplier, sample_rate, steps)
@@ -32,6 +35,7 @@ RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [80, 
 
 
 def _accountant(kind: str):
+    # lazy: importing opacus loads torch (~2 s); check_privacy_params is used by CLI argument checks
     if kind == "rdp":
         from opacus.accountants import RDPAccountant
 
@@ -162,10 +166,6 @@ def noisy_counts(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
     like DP-SGD's. Everything derived from the result (frequencies, a row-count estimate) is
     post-processing and costs nothing more.
     """
-    import numpy as np
-
-    from fedsynth.common.dp.rng import ChaChaStream
-
     stream = ChaChaStream.from_os()
     scale = sigma * math.sqrt(max(1, len(onehot_blocks)))
     out = []
@@ -178,8 +178,6 @@ def noisy_counts(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
 def frequencies_from_counts(counts: Sequence[Any], floor: float = 1e-3) -> list[Any]:
     """Noisy counts (or unnormalised frequencies) -> per-column frequencies: negative values
     clipped to 0, ``floor`` added so that no category is ever empty."""
-    import numpy as np
-
     out = []
     for c in counts:
         c = np.clip(np.asarray(c, dtype=float), 0.0, None) + floor
@@ -194,8 +192,6 @@ def rows_from_counts(counts: Sequence[Any]) -> float | None:
     block's number of categories, so the blocks are combined by inverse-variance weighting.
     None when no block was released.
     """
-    import numpy as np
-
     if not counts:
         return None
     totals = np.array([float(np.sum(c)) for c in counts])

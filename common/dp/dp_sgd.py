@@ -1,8 +1,9 @@
 """DP-SGD with Opacus: Poisson sampling, per-sample clipping, Gaussian noise.
 
 fedsynth drives Opacus' building blocks (grad-sample module, DP optimizer, DP loss) with its
-own step loop instead of ``PrivacyEngine.make_private`` because federated clients must run
-an exact number of steps per round and keep the accountant's history on their own disk.
+own step loop (:mod:`fedsynth.common.dp.trainer`) instead of ``PrivacyEngine.make_private``
+because federated clients must run an exact number of steps per round and keep the
+accountant's history on their own disk.
 The privacy analysis is unchanged: each step draws a Poisson sample at rate ``q`` (every row
 independently), clips each unit's gradient to ``max_grad_norm`` and adds N(0, (sigma*C)^2).
 
@@ -43,10 +44,10 @@ GRAD_SAMPLE_MODES = ("ghost", "hooks")
 warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
 
-def secure_generator() -> torch.Generator:
-    """A torch generator seeded from the OS CSPRNG, for randomness the DP proof does not rely on
-    (a VAE's reparameterisation, sampling synthetic rows). DP noise and batch sampling use
-    :class:`ChaChaStream` instead."""
+def csprng_torch_rng() -> torch.Generator:
+    """A torch RNG (``torch.Generator``) seeded from the OS CSPRNG, for randomness the DP proof
+    does not rely on (a VAE's reparameterisation, sampling synthetic rows). DP noise and batch
+    sampling use :class:`ChaChaStream` instead."""
     g = torch.Generator()
     g.manual_seed(secrets.randbits(63))
     return g
@@ -139,6 +140,8 @@ class DPSGD:
             base_opt.load_state_dict(optimizer_state)
         self.base_optimizer = base_opt
         stream = noise_stream or ChaChaStream.from_os()
+        # lazy: opacus takes ~2 s to import; loading a model only to sample (fedsynth sample, the
+        # coordinator) never trains
         if cfg.grad_sample_mode == "ghost":
             from opacus.grad_sample import GradSampleModuleFastGradientClipping
             from opacus.optimizers import DPOptimizerFastGradientClipping

@@ -1,6 +1,6 @@
 """A cryptographically secure random stream: ChaCha20 keystream via ``cryptography``.
 
-fedsynth needs randomness in two places where a predictable or low-entropy generator is a
+fedsynth needs randomness in two places where a predictable or low-entropy random source is a
 privacy bug, not a quality issue:
 
 * **SecAgg+ masks** (:mod:`fedsynth.common.protocol.secure_masks`): a mask must be unpredictable to

@@ -1,1 +1,1 @@
-"""(encoder -> model) the networks and the tabular generators built on them."""
+"""(encoder -> model) the networks and the tabular models built on them; trained by common.dp.trainer."""

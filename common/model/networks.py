@@ -1,4 +1,4 @@
-"""Generator networks and their per-sample losses.
+"""The generative networks (VAE, GAN) and their per-sample losses.
 
 Only layers Opacus can clip per sample are used (Linear, LeakyReLU/ReLU; no BatchNorm,
 whose batch statistics mix rows). Losses return one value per *privacy unit* so that
@@ -67,8 +67,8 @@ class TabularVAE(nn.Module):
         return torch.cat([self.decode(z, cond), mu, logvar], dim=1)
 
     @torch.no_grad()
-    def generate(self, cond: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        z = torch.randn(cond.shape[0], self.latent, generator=generator)
+    def generate(self, cond: torch.Tensor, rng: torch.Generator | None = None) -> torch.Tensor:
+        z = torch.randn(cond.shape[0], self.latent, generator=rng)
         return self.decode(z, cond)
 
 
@@ -111,23 +111,25 @@ def reconstruction_loss(raw: torch.Tensor, target: torch.Tensor, segments: list[
     return total
 
 
-def sample_from_raw(raw: torch.Tensor, segments: list[Segment], generator: torch.Generator | None = None,
+def sample_from_raw(raw: torch.Tensor, segments: list[Segment], rng: torch.Generator | None = None,
                     offset_noise: float = OFFSET_SIGMA) -> torch.Tensor:
     """Turn decoder logits into an encoded row: sample each softmax, squash each offset."""
     out = torch.zeros_like(raw)
     for seg in segments:
         if seg.kind == "softmax":
             probs = torch.softmax(raw[:, seg.start : seg.end], dim=1)
-            idx = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            idx = torch.multinomial(probs, 1, generator=rng).squeeze(1)
             out[torch.arange(raw.shape[0]), seg.start + idx] = 1.0
         else:
-            noise = torch.randn(raw.shape[0], generator=generator) * offset_noise
+            noise = torch.randn(raw.shape[0], generator=rng) * offset_noise
             out[:, seg.start] = (torch.tanh(raw[:, seg.start]) + noise).clamp(-1, 1)
     return out
 
 
 # ----------------------------------------------------------------------------- GAN
-class Generator(nn.Module):
+class GeneratorNet(nn.Module):
+    """The GAN's generator network: (noise, condition) -> raw row logits."""
+
     def __init__(self, noise_dim: int, cond_dim: int, dim: int, hidden: int = 256, depth: int = 2) -> None:
         super().__init__()
         self.noise_dim = noise_dim
@@ -138,7 +140,7 @@ class Generator(nn.Module):
 
 
 def activate(raw: torch.Tensor, segments: list[Segment], tau: float = 0.2) -> torch.Tensor:
-    """Differentiable generator output: Gumbel-softmax per category block, tanh per offset."""
+    """Differentiable GeneratorNet output: Gumbel-softmax per category block, tanh per offset."""
     parts = []
     for seg in segments:
         block = raw[:, seg.start : seg.end]

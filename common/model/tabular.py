@@ -13,11 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fedsynth.common.dp.dp_sgd import DPSGD, DPStepConfig, poisson_indices, secure_generator
-from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.data.encoding import Segment, TableEncoder
+from fedsynth.common.dp.dp_sgd import csprng_torch_rng
+from fedsynth.common.dp.trainer import DPOptimizerConfig, DPSchedule, StepFn, StepHook, train_dp_steps
 from fedsynth.common.model.networks import (
-    Generator,
+    GeneratorNet,
     PairDiscriminator,
     PairGANLoss,
     TabularVAE,
@@ -50,7 +50,7 @@ class ModelConfig:
 
 
 class TabularModel:
-    """Common plumbing: weights as arrays, the DP step loop, conditional generation."""
+    """Common plumbing: weights as arrays, DP training (by the trainer), conditional generation."""
 
     config: ModelConfig
     encoder: TableEncoder
@@ -82,39 +82,25 @@ class TabularModel:
                 i += 1
             m.load_state_dict(sd)
 
-    conditioner: "Conditioner"
+    conditioner: Conditioner
 
     def train_steps(self, x: torch.Tensor, steps: int, sample_rate: float, noise_multiplier: float,
-                    progress=None) -> list[float]:
+                    progress: StepHook | None = None) -> list[float]:
         raise NotImplementedError
 
-    def _dp_loop(self, module: torch.nn.Module, loss: torch.nn.Module, x: torch.Tensor, steps: int,
-                 sample_rate: float, noise_multiplier: float, one_step, progress=None,
-                 betas: tuple[float, float] = (0.9, 0.999)) -> tuple[list[float], torch.nn.Module]:
-        """Exactly ``steps`` Poisson-sampled DP steps on ``module``.
+    def _train(self, module: torch.nn.Module, loss: torch.nn.Module, x: torch.Tensor, steps: int,
+               sample_rate: float, noise_multiplier: float, one_step: StepFn, progress: StepHook | None = None,
+               betas: tuple[float, float] = (0.9, 0.999)) -> tuple[list[float], torch.nn.Module]:
+        """Ask the DP trainer for ``steps`` steps on ``module``; keeps its optimiser state.
 
-        ``one_step(trainer, batch, g)`` runs one step on the sampled rows and returns its loss.
-        Returns the losses and the plain (unwrapped) module; the optimiser state is kept.
+        Returns the losses and the plain (unwrapped) module.
         """
         cfg = self.config
-        expected = max(1, int(round(sample_rate * len(x))))
-        trainer = DPSGD(module, loss, DPStepConfig(noise_multiplier, cfg.max_grad_norm, expected, cfg.lr,
-                                                   cfg.grad_sample_mode, betas=betas),
-                        optimizer_state=self.optimizer_state)
-        sampler, g = ChaChaStream.from_os(), secure_generator()  # sampler: CSPRNG (DP relies on it)
-        losses: list[float] = []
-        try:
-            for _ in range(steps):
-                idx = poisson_indices(len(x), sample_rate, sampler)
-                if len(idx) == 0:  # probability < 1e-20 at the batch sizes we allow
-                    continue
-                losses.append(one_step(trainer, x[idx], g))
-                if progress:
-                    progress(1)
-        finally:
-            self.optimizer_state = trainer.base_optimizer.state_dict()
-            module = trainer.close()
-        return losses, module
+        result = train_dp_steps(module, loss, x, DPSchedule(steps, sample_rate, noise_multiplier),
+                                DPOptimizerConfig(cfg.max_grad_norm, cfg.lr, cfg.grad_sample_mode, betas),
+                                one_step, optimizer_state=self.optimizer_state, on_step=progress)
+        self.optimizer_state = result.optimizer_state
+        return result.losses, result.module
 
     def _raw(self, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Generator logits for the given condition vectors."""
@@ -125,9 +111,9 @@ class TabularModel:
         """``n`` encoded rows; ``cond`` = (conditionable column index, category index) fixes one value."""
         for m in self.modules():
             m.eval()
-        g = _generator(seed)
+        g = _rows_rng(seed)
         c, col, cat = self.conditioner.sample(n, g, cond)
-        out = sample_from_raw(self._raw(c, g), self.encoder.segments, generator=g)
+        out = sample_from_raw(self._raw(c, g), self.encoder.segments, rng=g)
         return self.conditioner.impose(out, col, cat).numpy()
 
 
@@ -187,7 +173,7 @@ class Conditioner:
         return encoded
 
     def penalty(self, raw: torch.Tensor, col: torch.Tensor, cat: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy pushing a generator to honour its condition (CTGAN's cond loss)."""
+        """Cross-entropy pushing the GeneratorNet to honour its condition (CTGAN's cond loss)."""
         loss = torch.zeros((), dtype=raw.dtype)
         for j, seg in enumerate(self.segments):
             rows = torch.nonzero(col == j).squeeze(1)
@@ -216,11 +202,11 @@ class VAEModel(TabularModel):
             inputs = torch.cat([batch, self.conditioner.from_rows(batch, g)], dim=1)
             return trainer.step(lambda m: m(inputs), batch)
 
-        losses, self.net = self._dp_loop(self.net, loss, x, steps, sample_rate, noise_multiplier, one_step, progress)
+        losses, self.net = self._train(self.net, loss, x, steps, sample_rate, noise_multiplier, one_step, progress)
         return losses
 
     def _raw(self, cond, g):
-        return self.net.generate(cond, generator=g)
+        return self.net.generate(cond, rng=g)
 
 
 class GANModel(TabularModel):
@@ -231,7 +217,7 @@ class GANModel(TabularModel):
         self.encoder, self.config = encoder, config
         self.conditioner = Conditioner(encoder, cond_probs)
         cdim = self.conditioner.dim
-        self.gen = Generator(config.latent, cdim, encoder.dim, config.hidden, config.depth)
+        self.gen = GeneratorNet(config.latent, cdim, encoder.dim, config.hidden, config.depth)
         self.disc = PairDiscriminator(encoder.dim + cdim, config.hidden, config.depth)
 
     def modules(self):
@@ -251,7 +237,7 @@ class GANModel(TabularModel):
             fake_pairs = torch.cat([fake, cond], dim=1)
             pairs = torch.stack([real_pairs, fake_pairs], dim=1)
             loss = trainer.step(lambda m: m(pairs), None)
-            # generator step: no real row is involved, so it needs no privacy of its own
+            # GeneratorNet step: no real row is involved, so it needs no privacy of its own
             trainer.set_hooks(False)
             disc_params = list(trainer.module.parameters())
             for p in disc_params:
@@ -271,16 +257,17 @@ class GANModel(TabularModel):
             trainer.set_hooks(True)
             return loss
 
-        losses, self.disc = self._dp_loop(self.disc, PairGANLoss(), x, steps, sample_rate, noise_multiplier,
-                                          one_step, progress, betas=(0.5, 0.9))
+        losses, self.disc = self._train(self.disc, PairGANLoss(), x, steps, sample_rate, noise_multiplier,
+                                        one_step, progress, betas=(0.5, 0.9))
         return losses
 
     def _raw(self, cond, g):
         return self.gen(torch.randn(cond.shape[0], self.config.latent, generator=g), cond)
 
 
-def _generator(seed: int | None) -> torch.Generator:
-    return torch.Generator().manual_seed(seed) if seed is not None else secure_generator()
+def _rows_rng(seed: int | None) -> torch.Generator:
+    """The torch RNG for generating rows: seeded for a reproducible sample, else from the OS CSPRNG."""
+    return torch.Generator().manual_seed(seed) if seed is not None else csprng_torch_rng()
 
 
 def build_model(encoder: TableEncoder, config: ModelConfig, cond_probs=None) -> TabularModel:
