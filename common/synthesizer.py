@@ -226,7 +226,8 @@ class Synthesizer:
             schema=self.schema, model_config=self.model_config, training=self.training,
             cond_probs=self.model.conditioner.probs,
             privacy=PrivacyRecord(self.privacy.epsilon_target, self.privacy.delta, self.privacy.accountant,
-                                  list(self.privacy.history), self.epsilon_spent),
+                                  list(self.privacy.history), self.epsilon_spent,
+                                  per_client=self.privacy.reported is not None),
             info=self.info,
             # a federated model keeps its provenance (round, federation) through load/save
             round=self.info.get("round"),

@@ -70,3 +70,6 @@ def test_federated_model_and_its_card_state_the_same_model_and_guarantee(adult_s
     meta, _ = read_model(tmp_path / SYNTHESIZER)
     assert meta.privacy.per_client and meta.privacy.accountant == meta.training.accountant
     assert f"Opacus {meta.training.accountant.upper()} accountant" in card.privacy_note
+    # a loaded federated model saved again still states the clients' guarantee, not epsilon 0
+    again = Synthesizer.load(loaded.save(tmp_path / "copy"))
+    assert again.epsilon_spent == 0.8 and read_model(tmp_path / "copy")[0].privacy.per_client
