@@ -20,7 +20,8 @@ from typing import Any
 
 import pandas as pd
 
-from fedsynth.evaluation.fidelity import fidelity, prepare
+from fedsynth.evaluation.fidelity import fidelity
+from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.attacks import (
     compare_with_guarantee,
     describe_guarantee,

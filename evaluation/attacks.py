@@ -56,7 +56,7 @@ from scipy.stats import rankdata
 from sklearn.neighbors import NearestNeighbors
 
 from fedsynth.common.errors import DataError
-from fedsynth.evaluation.fidelity import (
+from fedsynth.evaluation.prepared import (
     PreparedTable,
     is_discrete,
     n_codes,
