@@ -22,12 +22,9 @@ import pandas as pd
 
 from fedsynth.evaluation.fidelity import fidelity
 from fedsynth.evaluation.prepared import prepare
-from fedsynth.evaluation.attacks import (
-    compare_with_guarantee,
-    describe_guarantee,
-    holdout_overlap,
-    privacy,
-)
+from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
+from fedsynth.evaluation.overlap import holdout_overlap
+from fedsynth.evaluation.privacy import privacy
 from fedsynth.evaluation.report import to_jsonable, write_report
 from fedsynth.evaluation.utility import utility
 from fedsynth.common.data.schema import Schema
@@ -84,7 +81,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     ``warning`` when there are any). Raises ValueError on unusable input (missing columns, empty
     tables, unknown target, malformed guarantee), and ``OverlappingHoldout`` (a ``DataError``)
     when the holdout repeats more training rows than natural duplicates explain
-    (:class:`~fedsynth.evaluation.attacks.HoldoutOverlap`), before any work is done.
+    (:class:`~fedsynth.evaluation.overlap.HoldoutOverlap`), before any work is done.
     """
     start = time.perf_counter()
     if target is not None and target not in schema.names:

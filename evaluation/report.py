@@ -229,7 +229,7 @@ def _roc_svg(attacks: list[dict[str, Any]], guarantee: dict[str, Any] | None) ->
     grid = np.logspace(-3, 0, 200)
     ax.plot(grid, grid, color="#888888", linestyle=":", label="random guessing")
     if guarantee:
-        from fedsynth.evaluation.attacks import dp_max_tpr
+        from fedsynth.evaluation.guarantee import dp_max_tpr
 
         bound = dp_max_tpr(guarantee["epsilon_max"], guarantee["delta_max"], grid)
         ax.plot(grid, bound, color="#2a9d55", linestyle="--",

@@ -17,14 +17,8 @@ import pytest
 
 from fedsynth.common.errors import DataError
 from fedsynth.evaluation import evaluate, write_report
-from fedsynth.evaluation.attacks import (
-    compare_with_guarantee,
-    describe_guarantee,
-    dp_max_auc,
-    dp_max_tpr,
-    roc_auc,
-    tpr_at_fpr,
-)
+from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee, dp_max_auc, dp_max_tpr
+from fedsynth.evaluation.roc import roc_auc, tpr_at_fpr
 from fedsynth.common.data.schema import Column, Schema
 from fedsynth.common.data.tables import load_table
 
@@ -388,7 +382,7 @@ def test_cli_refuses_a_holdout_equal_to_the_training_file(split, schema, tmp_pat
 
 
 def test_one_mapping_from_a_model_card_to_the_guarantee():
-    from fedsynth.evaluation.attacks import guarantee_from_card
+    from fedsynth.evaluation.guarantee import guarantee_from_card
 
     federated = {"clients": [{"client": "0", "epsilon_spent": 0.98, "delta": 1e-5},
                              {"client": "1", "epsilon_spent": 0.5, "delta": 1e-5}]}
