@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from fedsynth.evaluation import evaluate, write_report
-from fedsynth.evaluation.report import REAL_COLOUR, SYN_COLOUR
+from fedsynth.evaluation.plots import REAL_COLOUR, SYN_COLOUR
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table
 
