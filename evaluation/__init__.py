@@ -14,20 +14,20 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
 
 import pandas as pd
 
+from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.fidelity import fidelity
-from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
 from fedsynth.evaluation.overlap import holdout_overlap
+from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.privacy import privacy
 from fedsynth.evaluation.report import to_jsonable, write_report
 from fedsynth.evaluation.utility import utility
-from fedsynth.common.data.schema import Schema
 
 FORMAT = "fedsynth-evaluation/1"
 _LIBRARIES = ("fedsynth", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib")
@@ -127,7 +127,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
             "seed": seed,
             "seconds": seconds,
             "versions": _versions(),
-            "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "created_utc": datetime.now(UTC).replace(microsecond=0).isoformat(),
         },
     }
     return to_jsonable(result)

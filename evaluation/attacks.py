@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from fedsynth.evaluation.embedding import _nn_distance
-from fedsynth.evaluation.roc import _bootstrap, roc_auc, roc_curve_points, tpr_at_fpr
+from fedsynth.evaluation.embedding import nn_distance
+from fedsynth.evaluation.roc import bootstrap_ci, roc_auc, roc_curve_points, tpr_at_fpr
 
 MAX_ATTACK_ROWS = 5_000
 MAX_REFERENCE_ROWS = 10_000
@@ -28,12 +28,12 @@ def _attack_result(name: str, citation: str, description: str, members: np.ndarr
         "description": description,
         "auc": roc_auc(members, nonmembers),
         "tpr_at_1pct_fpr": tpr_at_fpr(members, nonmembers),
-        **_bootstrap(members, nonmembers, rng),
+        **bootstrap_ci(members, nonmembers, rng),
         "roc": roc_curve_points(members, nonmembers),
     }
 
 
-def _attacks(emb_train: np.ndarray, emb_hold: np.ndarray, emb_syn: np.ndarray,
+def membership_inference(emb_train: np.ndarray, emb_hold: np.ndarray, emb_syn: np.ndarray,
              rng: np.random.Generator) -> dict[str, Any]:
     n = min(MAX_ATTACK_ROWS, emb_hold.shape[0] // 2, emb_train.shape[0])
     if n < MIN_ATTACK_ROWS:
@@ -45,8 +45,8 @@ def _attacks(emb_train: np.ndarray, emb_hold: np.ndarray, emb_syn: np.ndarray,
     members = emb_train[rng.choice(emb_train.shape[0], n, replace=False)]
     queries = np.vstack([members, nonmembers])
 
-    d_syn = _nn_distance(emb_syn, queries, DOMIAS_K)
-    d_ref = _nn_distance(reference, queries, DOMIAS_K)
+    d_syn = nn_distance(emb_syn, queries, DOMIAS_K)
+    d_ref = nn_distance(reference, queries, DOMIAS_K)
     k = min(DOMIAS_K, d_syn.shape[1], d_ref.shape[1])
     domias = np.log(d_ref[:, k - 1] + _LOG_EPS) - np.log(d_syn[:, k - 1] + _LOG_EPS)
     closest = -d_syn[:, 0]

@@ -8,7 +8,14 @@ import numpy as np
 
 from fedsynth.common.data.schema import Column, Schema
 from fedsynth.evaluation.marginals import ks_statistic, tvd
-from fedsynth.evaluation.prepared import PreparedTable, code_labels, is_discrete, levels, n_codes, numeric_bounds
+from fedsynth.evaluation.prepared import (
+    PreparedTable,
+    code_labels,
+    is_discrete,
+    levels,
+    n_codes,
+    numeric_bounds,
+)
 
 PLOT_BINS = 30
 MAX_PLOT_CATEGORIES = 15
@@ -70,7 +77,14 @@ def _discrete_plot(col: Column, real: np.ndarray, syn: np.ndarray) -> dict[str, 
     return {"kind": "bars", "labels": out_labels, "real": real_s, "synthetic": syn_s}
 
 
-def _one_way(schema: Schema, real: PreparedTable, other: PreparedTable,
+def column_plot(col: Column, real: np.ndarray, synthetic: np.ndarray) -> dict[str, Any]:
+    """The data of one column's plot: bars of category shares, or a histogram on the public bounds."""
+    if is_discrete(col):
+        return _discrete_plot(col, real, synthetic)
+    return _continuous_plot(col, real, synthetic)
+
+
+def one_way(schema: Schema, real: PreparedTable, other: PreparedTable,
              codes_real: dict[str, tuple[np.ndarray, int]],
              codes_other: dict[str, tuple[np.ndarray, int]]) -> list[dict[str, Any]]:
     rows = []

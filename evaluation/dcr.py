@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from fedsynth.evaluation.embedding import _nn_distance
+from fedsynth.evaluation.embedding import nn_distance
 
 MAX_DCR_QUERIES = 30_000
 
@@ -21,7 +21,7 @@ def _summary(d: np.ndarray) -> dict[str, float]:
     return {"p05": float(np.quantile(d, 0.05)), "median": float(np.median(d)), "mean": float(d.mean())}
 
 
-def _dcr(emb_train: np.ndarray, emb_hold: np.ndarray, emb_syn: np.ndarray,
+def dcr(emb_train: np.ndarray, emb_hold: np.ndarray, emb_syn: np.ndarray,
          rng: np.random.Generator) -> dict[str, Any]:
     n_ref = min(emb_train.shape[0], emb_hold.shape[0])
     train_ref = emb_train[rng.choice(emb_train.shape[0], n_ref, replace=False)]
@@ -29,8 +29,8 @@ def _dcr(emb_train: np.ndarray, emb_hold: np.ndarray, emb_syn: np.ndarray,
     queries = emb_syn
     if queries.shape[0] > MAX_DCR_QUERIES:
         queries = queries[rng.choice(queries.shape[0], MAX_DCR_QUERIES, replace=False)]
-    d_train = _nn_distance(train_ref, queries)[:, 0]
-    d_hold = _nn_distance(hold_ref, queries)[:, 0]
+    d_train = nn_distance(train_ref, queries)[:, 0]
+    d_hold = nn_distance(hold_ref, queries)[:, 0]
     share = float(np.mean(d_train < d_hold) + 0.5 * np.mean(d_train == d_hold))
     hi = float(np.quantile(np.concatenate([d_train, d_hold]), 0.99)) or 1.0
     edges = np.linspace(0.0, hi, 41)

@@ -15,7 +15,12 @@ import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.evaluation.prepared import PreparedTable, is_discrete, n_codes, numeric_bounds
+from fedsynth.evaluation.prepared import (
+    PreparedTable,
+    is_discrete,
+    n_codes,
+    numeric_bounds,
+)
 
 _ONEHOT = 1.0 / math.sqrt(2.0)
 
@@ -63,7 +68,7 @@ class Embedding:
         return np.hstack(parts) if parts else np.zeros((table.n_rows, 0))
 
 
-def _nn_distance(index: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
+def nn_distance(index: np.ndarray, queries: np.ndarray, k: int = 1) -> np.ndarray:
     """Distances to the k nearest rows of ``index``; brute force suits ~100 one-hot dimensions."""
     k = min(k, index.shape[0])
     nn = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(index)

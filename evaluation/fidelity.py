@@ -26,9 +26,18 @@ from typing import Any
 import numpy as np
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.evaluation.associations import association_matrix, association_measures, association_similarity
-from fedsynth.evaluation.columns import _continuous_plot, _discrete_plot, _one_way
-from fedsynth.evaluation.marginals import N_QUANTILE_BINS, _two_way, discretise, fit_binning
+from fedsynth.evaluation.associations import (
+    association_matrix,
+    association_measures,
+    association_similarity,
+)
+from fedsynth.evaluation.columns import column_plot, one_way
+from fedsynth.evaluation.marginals import (
+    N_QUANTILE_BINS,
+    discretise,
+    fit_binning,
+    two_way,
+)
 from fedsynth.evaluation.prepared import PreparedTable, is_discrete
 
 
@@ -45,15 +54,14 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
     codes_real = discretise(real, schema, binnings)
     codes_syn = discretise(synthetic, schema, binnings)
 
-    columns = _one_way(schema, real, synthetic, codes_real, codes_syn)
+    columns = one_way(schema, real, synthetic, codes_real, codes_syn)
     for entry, col in zip(columns, schema.columns, strict=True):
         entry["score"] = 1.0 - entry["tvd"]
-        entry["plot"] = (_discrete_plot(col, real[col.name], synthetic[col.name]) if is_discrete(col)
-                         else _continuous_plot(col, real[col.name], synthetic[col.name]))
+        entry["plot"] = column_plot(col, real[col.name], synthetic[col.name])
         if not is_discrete(col):
             entry["bins"] = binnings[col.name].n_codes
 
-    pairs = _two_way(codes_real, codes_syn, names)
+    pairs = two_way(codes_real, codes_syn, names)
     pair_tvds = np.array([p[2] for p in pairs]) if pairs else np.zeros(0)
     worst = sorted(pairs, key=lambda p: -p[2])[:8]
 
@@ -85,8 +93,8 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
     }
     if holdout is not None:
         codes_hold = discretise(holdout, schema, binnings)
-        base_cols = _one_way(schema, real, holdout, codes_real, codes_hold)
-        base_pairs = _two_way(codes_real, codes_hold, names)
+        base_cols = one_way(schema, real, holdout, codes_real, codes_hold)
+        base_pairs = two_way(codes_real, codes_hold, names)
         base_sim, _ = association_similarity(assoc_real, association_matrix(holdout, schema), schema)
         base_ks = [c["ks"] for c in base_cols if c["ks"] is not None]
         out["baseline_holdout"] = {

@@ -62,7 +62,7 @@ def describe_guarantee(guarantee: dict[str, Any] | None) -> dict[str, Any] | Non
     if guarantee is None:
         return None
     if not isinstance(guarantee, dict):
-        raise ValueError(f"guarantee must be a dict, got {type(guarantee).__name__}")
+        raise ValueError(f"guarantee must be a dict, got {type(guarantee).__name__}")  # noqa: TRY004 (callers catch ValueError)
     raw_clients = guarantee.get("clients")
     if raw_clients is None and "epsilon" in guarantee:
         raw_clients = [{"client": "all", "epsilon": guarantee["epsilon"], "delta": guarantee.get("delta", 0.0)}]

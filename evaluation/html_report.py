@@ -11,10 +11,22 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from fedsynth.evaluation.formatting import _ci, _e, _num, _pct
-from fedsynth.evaluation.plots import _column_svg, _dcr_svg, _heatmap_svg, _rc, _roc_svg
-from fedsynth.evaluation.verdicts import _OK, _WARN, _badge, _copy_level, _dcr_level, _privacy_level
-
+from fedsynth.evaluation.formatting import esc, fmt_ci, fmt_num, fmt_pct
+from fedsynth.evaluation.plots import (
+    column_svg,
+    dcr_svg,
+    heatmap_svg,
+    plot_style,
+    roc_svg,
+)
+from fedsynth.evaluation.verdicts import (
+    OK,
+    WARN,
+    badge,
+    copy_level,
+    dcr_level,
+    privacy_level,
+)
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;margin:0;
@@ -47,44 +59,44 @@ code{background:#eef0f4;padding:0 3px;border-radius:3px}
 def _summary_section(r: dict[str, Any]) -> str:
     fid, util, priv = r["fidelity"], r["utility"], r["privacy"]
     base = fid.get("baseline_holdout")
-    base_1 = f" (two real samples: {_num(base['mean_tvd_1way'])})" if base else ""
-    base_2 = f" (two real samples: {_num(base['mean_tvd_2way'])})" if base else ""
-    base_a = f" (two real samples: {_num(base['association_similarity'])})" if base else ""
+    base_1 = f" (two real samples: {fmt_num(base['mean_tvd_1way'])})" if base else ""
+    base_2 = f" (two real samples: {fmt_num(base['mean_tvd_2way'])})" if base else ""
+    base_a = f" (two real samples: {fmt_num(base['association_similarity'])})" if base else ""
     cards = [
         f"""<div class="card"><h3>Fidelity</h3>
-<div class="big">{_num(1 - fid['mean_tvd_1way'])}</div>
-<p>column-distribution score (1 = identical; 1 &minus; mean TVD {_num(fid['mean_tvd_1way'])}{base_1})</p>
-<p>pairs of columns: mean 2-way TVD {_num(fid['two_way']['mean_tvd'])}{base_2}</p>
-<p>association similarity {_num(fid['associations']['similarity'])}{base_a}</p></div>"""
+<div class="big">{fmt_num(1 - fid['mean_tvd_1way'])}</div>
+<p>column-distribution score (1 = identical; 1 &minus; mean TVD {fmt_num(fid['mean_tvd_1way'])}{base_1})</p>
+<p>pairs of columns: mean 2-way TVD {fmt_num(fid['two_way']['mean_tvd'])}{base_2}</p>
+<p>association similarity {fmt_num(fid['associations']['similarity'])}{base_a}</p></div>"""
     ]
     if "models" in util:
         best = max(util["models"], key=lambda m: m["real"].get("auc", 0))
         tstr = best["synthetic"].get("auc")
         ratio = util.get("mean_auc_ratio")
-        cards.append(f"""<div class="card"><h3>Utility (predicting {_e(util['target'])})</h3>
-<div class="big">{_pct(ratio, 0) if ratio is not None else 'n/a'}</div>
+        cards.append(f"""<div class="card"><h3>Utility (predicting {esc(util['target'])})</h3>
+<div class="big">{fmt_pct(ratio, 0) if ratio is not None else 'n/a'}</div>
 <p>of the real data's predictive power kept (mean AUC ratio, synthetic-trained / real-trained)</p>
-<p>{_e(best['model'])}: AUC {_num(tstr)} trained on synthetic vs {_num(best['real'].get('auc'))} on real</p></div>""")
+<p>{esc(best['model'])}: AUC {fmt_num(tstr)} trained on synthetic vs {fmt_num(best['real'].get('auc'))} on real</p></div>""")
     else:
-        cards.append(f"""<div class="card"><h3>Utility</h3><p>not measured: {_e(util.get('skipped', ''))}</p></div>""")
+        cards.append(f"""<div class="card"><h3>Utility</h3><p>not measured: {esc(util.get('skipped', ''))}</p></div>""")
     mia = priv["membership_inference"]
     exact, dcr = priv["exact_copies"], priv["dcr"]
-    level, text = _privacy_level(r)
-    c_level, c_text = _copy_level(exact)
-    d_level, d_text = _dcr_level(dcr["share_closer_to_train"])
+    level, text = privacy_level(r)
+    c_level, c_text = copy_level(exact)
+    d_level, d_text = dcr_level(dcr["share_closer_to_train"])
     if "strongest" in mia:
         s = mia["strongest"]
-        attack_line = (f"<div class=\"big\">AUC {_num(s['auc'])}</div><p>strongest membership attack "
-                       f"({_e(s['attack'])}), 95 % CI {_ci(s['auc_ci95'])}; 0.5 = guessing {_badge(level, text)}</p>"
-                       f"<p>true-positive rate at 1 % false positives: {_pct(s['tpr_at_1pct_fpr'])} "
+        attack_line = (f"<div class=\"big\">AUC {fmt_num(s['auc'])}</div><p>strongest membership attack "
+                       f"({esc(s['attack'])}), 95 % CI {fmt_ci(s['auc_ci95'])}; 0.5 = guessing {badge(level, text)}</p>"
+                       f"<p>true-positive rate at 1 % false positives: {fmt_pct(s['tpr_at_1pct_fpr'])} "
                        f"(guessing: 1.0 %)</p>")
     else:
-        attack_line = f"<p>membership attacks not run: {_e(mia.get('skipped', ''))}</p>"
+        attack_line = f"<p>membership attacks not run: {esc(mia.get('skipped', ''))}</p>"
     cards.append(f"""<div class="card"><h3>Privacy (empirical)</h3>{attack_line}
-<p>exact copies of training rows: {_pct(exact['exact_copy_rate'], 2)}; real holdout rows matched at
-{_pct(exact['exact_match_rate_holdout'], 2)} by chance {_badge(c_level, c_text)}</p>
-<p>{_pct(dcr['share_closer_to_train'])} of synthetic rows are closer to a training row than to a holdout
-row (50 % expected) {_badge(d_level, d_text)}</p></div>""")
+<p>exact copies of training rows: {fmt_pct(exact['exact_copy_rate'], 2)}; real holdout rows matched at
+{fmt_pct(exact['exact_match_rate_holdout'], 2)} by chance {badge(c_level, c_text)}</p>
+<p>{fmt_pct(dcr['share_closer_to_train'])} of synthetic rows are closer to a training row than to a holdout
+row (50 % expected) {badge(d_level, d_text)}</p></div>""")
     return f"""<section id="summary"><h2>Summary</h2><div class="cards">{''.join(cards)}</div>
 {_guarantee_block(r)}
 <p class="note">This report contains statistics of the real data (histograms, category shares,
@@ -101,12 +113,12 @@ def _guarantee_block(r: dict[str, Any]) -> str:
     cmp = r["privacy"].get("compared_with_guarantee", {})
     verdict = ""
     if cmp.get("consistent") is True:
-        verdict = f"<p>{_badge(_OK, 'consistent')} {_e(cmp['explanation'])}</p>"
+        verdict = f"<p>{badge(OK, 'consistent')} {esc(cmp['explanation'])}</p>"
     elif cmp.get("consistent") is False:
-        verdict = f"<p>{_badge(_WARN, 'conflict')} {_e(cmp['explanation'])}</p>"
-    rows = "".join(f"<tr><td>{_e(c['client'])}</td><td class=\"n\">{c['epsilon']:.4g}</td>"
+        verdict = f"<p>{badge(WARN, 'conflict')} {esc(cmp['explanation'])}</p>"
+    rows = "".join(f"<tr><td>{esc(c['client'])}</td><td class=\"n\">{c['epsilon']:.4g}</td>"
                    f"<td class=\"n\">{c['delta']:.3g}</td></tr>" for c in g["clients"])
-    return f"""<div class="guarantee"><p><strong>Differential-privacy guarantee.</strong> {_e(g['statement'])}</p>
+    return f"""<div class="guarantee"><p><strong>Differential-privacy guarantee.</strong> {esc(g['statement'])}</p>
 <table><tr><th>institution</th><th>epsilon</th><th>delta</th></tr>{rows}</table>{verdict}</div>"""
 
 
@@ -115,38 +127,38 @@ def _fidelity_section(r: dict[str, Any]) -> str:
     rows = []
     for c in fid["columns"]:
         rows.append(
-            f"<tr><td>{_e(c['name'])}</td><td>{_e(c['type'])}</td><td class=\"n\">{_num(c['ks'])}</td>"
-            f"<td class=\"n\">{_num(c['tvd'])}</td><td>{_e(c['tvd_method'])}</td>"
-            f"<td class=\"n\">{_pct(c['missing_real'])}</td><td class=\"n\">{_pct(c['missing_synthetic'])}</td></tr>")
+            f"<tr><td>{esc(c['name'])}</td><td>{esc(c['type'])}</td><td class=\"n\">{fmt_num(c['ks'])}</td>"
+            f"<td class=\"n\">{fmt_num(c['tvd'])}</td><td>{esc(c['tvd_method'])}</td>"
+            f"<td class=\"n\">{fmt_pct(c['missing_real'])}</td><td class=\"n\">{fmt_pct(c['missing_synthetic'])}</td></tr>")
     plots = []
     for c in fid["columns"]:
         caption = ("histogram on the public bounds' scale; shares of all rows, missing values listed in the legend"
                    if c["plot"]["kind"] == "histogram" else "share of rows per category (largest first)")
-        plots.append(f'<figure class="plot column-plot" data-column="{_e(c["name"])}">{_column_svg(c)}'
-                     f"<figcaption>{_e(c['name'])}: {caption}</figcaption></figure>")
+        plots.append(f'<figure class="plot column-plot" data-column="{esc(c["name"])}">{column_svg(c)}'
+                     f"<figcaption>{esc(c['name'])}: {caption}</figcaption></figure>")
     a = fid["associations"]
     heat = [
-        _heatmap_svg(a["real"], a["columns"], "Real", diverging=True),
-        _heatmap_svg(a["synthetic"], a["columns"], "Synthetic", diverging=True),
-        _heatmap_svg(a["abs_difference"], a["columns"], "|Real - Synthetic|", diverging=False),
+        heatmap_svg(a["real"], a["columns"], "Real", diverging=True),
+        heatmap_svg(a["synthetic"], a["columns"], "Synthetic", diverging=True),
+        heatmap_svg(a["abs_difference"], a["columns"], "|Real - Synthetic|", diverging=False),
     ]
     heat_html = "".join(f'<figure class="plot heatmap" data-kind="{k}">{s}</figure>'
                         for k, s in zip(("real", "synthetic", "difference"), heat, strict=True))
-    worst = "".join(f"<tr><td>{_e(p['columns'][0])} &times; {_e(p['columns'][1])}</td>"
-                    f"<td class=\"n\">{_num(p['tvd'])}</td></tr>" for p in fid["two_way"]["worst_pairs"])
+    worst = "".join(f"<tr><td>{esc(p['columns'][0])} &times; {esc(p['columns'][1])}</td>"
+                    f"<td class=\"n\">{fmt_num(p['tvd'])}</td></tr>" for p in fid["two_way"]["worst_pairs"])
     base = fid.get("baseline_holdout")
     base_row = ""
     if base:
         base_row = (f"<tr><td>real holdout vs training rows ({base['rows']} rows)</td>"
-                    f"<td class=\"n\">{_num(base['mean_tvd_1way'])}</td><td class=\"n\">{_num(base['mean_ks'])}</td>"
-                    f"<td class=\"n\">{_num(base['mean_tvd_2way'])}</td>"
-                    f"<td class=\"n\">{_num(base['association_similarity'])}</td></tr>")
+                    f"<td class=\"n\">{fmt_num(base['mean_tvd_1way'])}</td><td class=\"n\">{fmt_num(base['mean_ks'])}</td>"
+                    f"<td class=\"n\">{fmt_num(base['mean_tvd_2way'])}</td>"
+                    f"<td class=\"n\">{fmt_num(base['association_similarity'])}</td></tr>")
     return f"""<section id="fidelity"><h2>Fidelity</h2>
 <table><tr><th>comparison</th><th>mean 1-way TVD</th><th>mean KS (numericals)</th><th>mean 2-way TVD</th>
 <th>association similarity</th></tr>
-<tr><td>synthetic vs training rows</td><td class="n">{_num(fid['mean_tvd_1way'])}</td>
-<td class="n">{_num(fid['mean_ks'])}</td><td class="n">{_num(fid['two_way']['mean_tvd'])}</td>
-<td class="n">{_num(fid['associations']['similarity'])}</td></tr>{base_row}</table>
+<tr><td>synthetic vs training rows</td><td class="n">{fmt_num(fid['mean_tvd_1way'])}</td>
+<td class="n">{fmt_num(fid['mean_ks'])}</td><td class="n">{fmt_num(fid['two_way']['mean_tvd'])}</td>
+<td class="n">{fmt_num(fid['associations']['similarity'])}</td></tr>{base_row}</table>
 <p class="note">Distances: 0 = identical distributions, 1 = no overlap. The holdout row shows what two
 samples of the same real population give; a synthesizer cannot be expected to beat it by much.</p>
 <h3>Per column</h3>
@@ -155,39 +167,39 @@ samples of the same real population give; a synthesizer cannot be expected to be
 <div class="grid">{''.join(plots)}</div>
 <h3>Pairs of columns</h3>
 <p>Mean total variation distance between the joint distributions of all {fid['two_way']['n_pairs']} column
-pairs ({_e(fid['two_way']['numerical_bins'])}): <strong>{_num(fid['two_way']['mean_tvd'])}</strong>
-(contingency similarity {_num(fid['two_way']['contingency_similarity'])}). Worst pairs:</p>
+pairs ({esc(fid['two_way']['numerical_bins'])}): <strong>{fmt_num(fid['two_way']['mean_tvd'])}</strong>
+(contingency similarity {fmt_num(fid['two_way']['contingency_similarity'])}). Worst pairs:</p>
 <table><tr><th>pair</th><th>2-way TVD</th></tr>{worst}</table>
 <h3>Associations</h3>
 <p>Strength of association between every two columns: Spearman's rho for two numericals (signed),
 bias-corrected Cramér's V for two categoricals, correlation ratio (on ranks) for mixed pairs. Similarity
-{_num(a['similarity'])} (1 = identical).</p>
+{fmt_num(a['similarity'])} (1 = identical).</p>
 <div class="grid heatmaps">{heat_html}</div></section>"""
 
 
 def _utility_section(r: dict[str, Any]) -> str:
     u = r["utility"]
     if "models" not in u:
-        return f"""<section id="utility"><h2>Utility</h2><p>Not measured: {_e(u.get('skipped', ''))}</p></section>"""
+        return f"""<section id="utility"><h2>Utility</h2><p>Not measured: {esc(u.get('skipped', ''))}</p></section>"""
     rows = []
     for m in u["models"]:
         for key, label in (("real", "real training rows (TRTR)"), ("synthetic", "synthetic rows (TSTR)")):
             s = m[key]
             if "error" in s:
-                rows.append(f"<tr><td>{_e(m['model'])}</td><td>{label}</td>"
-                            f"<td colspan=\"4\">{_e(s['error'])}</td></tr>")
+                rows.append(f"<tr><td>{esc(m['model'])}</td><td>{label}</td>"
+                            f"<td colspan=\"4\">{esc(s['error'])}</td></tr>")
                 continue
-            ratio = _num(m.get("auc_ratio")) if key == "synthetic" else ""
-            rows.append(f"<tr><td>{_e(m['model'])}</td><td>{label}</td><td class=\"n\">{_num(s['auc'])}</td>"
-                        f"<td class=\"n\">{_num(s['accuracy'])}</td><td class=\"n\">{_num(s['f1'])}</td>"
+            ratio = fmt_num(m.get("auc_ratio")) if key == "synthetic" else ""
+            rows.append(f"<tr><td>{esc(m['model'])}</td><td>{label}</td><td class=\"n\">{fmt_num(s['auc'])}</td>"
+                        f"<td class=\"n\">{fmt_num(s['accuracy'])}</td><td class=\"n\">{fmt_num(s['f1'])}</td>"
                         f"<td class=\"n\">{ratio}</td></tr>")
-    pos = (f"F1 and AUC treat <code>{_e(u['positive_class'])}</code> as the positive class."
-           if u.get("positive_class") is not None else f"Averaging: {_e(u.get('averaging'))}.")
+    pos = (f"F1 and AUC treat <code>{esc(u['positive_class'])}</code> as the positive class."
+           if u.get("positive_class") is not None else f"Averaging: {esc(u.get('averaging'))}.")
     return f"""<section id="utility"><h2>Utility</h2>
 <p>Models are trained either on the real training rows or on the synthetic rows and both are tested on
-the {u['test_rows_holdout']} real holdout rows, which neither saw. Target: <code>{_e(u['target'])}</code>
-({_e(u['task'])}). {pos} Always predicting the most common class gives accuracy
-{_num(u['majority_class_accuracy'])}.</p>
+the {u['test_rows_holdout']} real holdout rows, which neither saw. Target: <code>{esc(u['target'])}</code>
+({esc(u['task'])}). {pos} Always predicting the most common class gives accuracy
+{fmt_num(u['majority_class_accuracy'])}.</p>
 <table><tr><th>model</th><th>trained on</th><th>ROC AUC</th><th>accuracy</th><th>F1</th>
 <th>AUC ratio (TSTR / TRTR)</th></tr>{''.join(rows)}</table></section>"""
 
@@ -200,55 +212,55 @@ def _privacy_section(r: dict[str, Any]) -> str:
 <h3>Exact copies</h3>
 <table><tr><th>synthetic rows identical to</th><th>share</th></tr>
 <tr><td>any training row (all {r['meta']['rows']['real']} rows)</td>
-<td class="n">{_pct(exact['exact_copy_rate'], 2)}</td></tr>
+<td class="n">{fmt_pct(exact['exact_copy_rate'], 2)}</td></tr>
 <tr><td>a training row, among {exact['equal_size_rows']} sampled (same size as the holdout comparison)</td>
-<td class="n">{_pct(exact['exact_copy_rate_equal_size'], 2)}</td></tr>
+<td class="n">{fmt_pct(exact['exact_copy_rate_equal_size'], 2)}</td></tr>
 <tr><td>a real holdout row, among {exact['equal_size_rows']} (chance level: never trained on)</td>
-<td class="n">{_pct(exact['exact_match_rate_holdout'], 2)}</td></tr></table>
+<td class="n">{fmt_pct(exact['exact_match_rate_holdout'], 2)}</td></tr></table>
 <h3>Distance to closest record</h3>
 <table><tr><th>distance from each synthetic row to the nearest</th><th>5th percentile</th><th>median</th>
 <th>mean</th></tr>
-<tr><td>training row ({dcr['reference_rows']} sampled)</td><td class="n">{_num(dcr['train']['p05'])}</td>
-<td class="n">{_num(dcr['train']['median'])}</td><td class="n">{_num(dcr['train']['mean'])}</td></tr>
-<tr><td>holdout row ({dcr['reference_rows']} sampled)</td><td class="n">{_num(dcr['holdout']['p05'])}</td>
-<td class="n">{_num(dcr['holdout']['median'])}</td><td class="n">{_num(dcr['holdout']['mean'])}</td></tr></table>
-<p>{_pct(dcr['share_closer_to_train'])} of {dcr['synthetic_rows_scored']} synthetic rows are closer to a
+<tr><td>training row ({dcr['reference_rows']} sampled)</td><td class="n">{fmt_num(dcr['train']['p05'])}</td>
+<td class="n">{fmt_num(dcr['train']['median'])}</td><td class="n">{fmt_num(dcr['train']['mean'])}</td></tr>
+<tr><td>holdout row ({dcr['reference_rows']} sampled)</td><td class="n">{fmt_num(dcr['holdout']['p05'])}</td>
+<td class="n">{fmt_num(dcr['holdout']['median'])}</td><td class="n">{fmt_num(dcr['holdout']['mean'])}</td></tr></table>
+<p>{fmt_pct(dcr['share_closer_to_train'])} of {dcr['synthetic_rows_scored']} synthetic rows are closer to a
 training row than to a holdout row; without memorisation this is about 50 %.</p>
-<div class="grid"><figure class="plot dcr-plot">{_dcr_svg(dcr)}</figure></div>
+<div class="grid"><figure class="plot dcr-plot">{dcr_svg(dcr)}</figure></div>
 <h3>Membership-inference attacks</h3>"""]
     if "attacks" not in mia:
-        parts.append(f"<p>Not run: {_e(mia.get('skipped', ''))}</p>")
+        parts.append(f"<p>Not run: {esc(mia.get('skipped', ''))}</p>")
     else:
         bound_head = "<th>allowed by the guarantee</th>" if g else ""
         rows = []
         for a in mia["attacks"]:
-            bound = (f"<td class=\"n\">AUC &le; {_num(g['max_auc'])}; TPR &le; {_pct(g['max_tpr_at_1pct_fpr'])}</td>"
+            bound = (f"<td class=\"n\">AUC &le; {fmt_num(g['max_auc'])}; TPR &le; {fmt_pct(g['max_tpr_at_1pct_fpr'])}</td>"
                      if g else "")
-            rows.append(f"<tr><td>{_e(a['attack'])}<br><span class=\"note\">{_e(a['reference'])}: "
-                        f"{_e(a['description'])}</span></td><td class=\"n\">{_num(a['auc'])}</td>"
-                        f"<td class=\"n\">{_ci(a['auc_ci95'])}</td><td class=\"n\">{_pct(a['tpr_at_1pct_fpr'])}</td>"
-                        f"<td class=\"n\">{_ci(a['tpr_at_1pct_fpr_ci95'], pct=True)}</td>{bound}</tr>")
+            rows.append(f"<tr><td>{esc(a['attack'])}<br><span class=\"note\">{esc(a['reference'])}: "
+                        f"{esc(a['description'])}</span></td><td class=\"n\">{fmt_num(a['auc'])}</td>"
+                        f"<td class=\"n\">{fmt_ci(a['auc_ci95'])}</td><td class=\"n\">{fmt_pct(a['tpr_at_1pct_fpr'])}</td>"
+                        f"<td class=\"n\">{fmt_ci(a['tpr_at_1pct_fpr_ci95'], pct=True)}</td>{bound}</tr>")
         parts.append(f"""<p>Each attack is shown {mia['members']} training rows (members) and {mia['nonmembers']}
 holdout rows (non-members) and must tell them apart using the synthetic data and {mia['reference_rows']}
 other real holdout rows as background knowledge. AUC 0.5 and a true-positive rate of 1 % at 1 % false
 positives mean the attack does no better than guessing. Intervals are 95 % bootstrap intervals.</p>
 <table><tr><th>attack</th><th>ROC AUC</th><th>95 % CI</th><th>TPR at 1 % FPR</th><th>95 % CI</th>{bound_head}</tr>
 {''.join(rows)}</table>
-<div class="grid"><figure class="plot roc-plot">{_roc_svg(mia['attacks'], g)}</figure></div>""")
+<div class="grid"><figure class="plot roc-plot">{roc_svg(mia['attacks'], g)}</figure></div>""")
     parts.append("</section>")
     return "".join(parts)
 
 
 def _meta_section(r: dict[str, Any]) -> str:
     m = r["meta"]
-    rows = "".join(f"<tr><td>{_e(k)}</td><td class=\"n\">{v}</td></tr>" for k, v in m["rows"].items())
-    times = "".join(f"<tr><td>{_e(k)}</td><td class=\"n\">{_num(v, 2)} s</td></tr>" for k, v in m["seconds"].items())
-    libs = "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in m["versions"].items())
+    rows = "".join(f"<tr><td>{esc(k)}</td><td class=\"n\">{v}</td></tr>" for k, v in m["rows"].items())
+    times = "".join(f"<tr><td>{esc(k)}</td><td class=\"n\">{fmt_num(v, 2)} s</td></tr>" for k, v in m["seconds"].items())
+    libs = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in m["versions"].items())
     return f"""<section id="meta"><h2>About this evaluation</h2>
 <div class="grid"><table><tr><th>table</th><th>rows</th></tr>{rows}</table>
 <table><tr><th>step</th><th>time</th></tr>{times}</table>
 <table><tr><th>library</th><th>version</th></tr>{libs}</table></div>
-<p class="note">Random seed {m['seed']}; created {_e(m.get('created_utc', ''))}. Distances use an
+<p class="note">Random seed {m['seed']}; created {esc(m.get('created_utc', ''))}. Distances use an
 embedding built from the public schema only: numericals scaled to [0, 1] by their public bounds
 (log scale where declared), one-hot categoricals weighted so a mismatch counts like a full-range
 numerical difference, and missing-value indicators.</p></section>"""
@@ -258,7 +270,7 @@ def render_html(result: dict[str, Any]) -> str:
     """The full self-contained HTML document for a (JSON-clean) evaluation result."""
     meta = result["meta"]
     title = f"Synthetic data evaluation: {meta.get('table', 'table')}"
-    with _rc():
+    with plot_style():
         body = "".join([
             _summary_section(result),
             _fidelity_section(result),
@@ -272,11 +284,11 @@ def render_html(result: dict[str, Any]) -> str:
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_e(title)}</title><style>{_CSS}</style></head>
+<title>{esc(title)}</title><style>{_CSS}</style></head>
 <body><main>
-<h1>{_e(title)}</h1>
+<h1>{esc(title)}</h1>
 <p class="sub">{rows['real']} training rows, {rows['holdout']} holdout rows, {rows['synthetic']} synthetic rows
-&middot; {_e(created)}</p>
+&middot; {esc(created)}</p>
 {body}
 </main></body></html>
 """

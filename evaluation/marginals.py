@@ -90,7 +90,7 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(cdf_a - cdf_b)))
 
 
-def _two_way(codes_a: dict[str, tuple[np.ndarray, int]], codes_b: dict[str, tuple[np.ndarray, int]],
+def two_way(codes_a: dict[str, tuple[np.ndarray, int]], codes_b: dict[str, tuple[np.ndarray, int]],
              names: list[str]) -> list[tuple[str, str, float]]:
     out = []
     for x, y in combinations(names, 2):
@@ -112,5 +112,5 @@ def marginal_tvds(real: PreparedTable, other: PreparedTable, schema: Schema) -> 
     codes_real = discretise(real, schema, binnings)
     codes_other = discretise(other, schema, binnings)
     one = {name: tvd(codes_real[name][0], codes_other[name][0], codes_real[name][1]) for name in schema.names}
-    pairs = _two_way(codes_real, codes_other, schema.names)
+    pairs = two_way(codes_real, codes_other, schema.names)
     return one, (float(np.mean([p[2] for p in pairs])) if pairs else 0.0)

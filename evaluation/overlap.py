@@ -18,7 +18,7 @@ from fedsynth.evaluation.prepared import PreparedTable
 OVERLAP_MARGIN = 0.01  # share of the holdout that may repeat training rows beyond natural duplicates
 
 
-def _row_hashes(table: PreparedTable) -> np.ndarray:
+def row_hashes(table: PreparedTable) -> np.ndarray:
     frame = pd.DataFrame(table.columns)
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 
@@ -67,7 +67,7 @@ class HoldoutOverlap:
 
 def holdout_overlap(real: PreparedTable, holdout: PreparedTable) -> HoldoutOverlap:
     """Count holdout rows identical to a training row (by row hash), against natural duplicates."""
-    h_real, h_hold = _row_hashes(real), _row_hashes(holdout)
+    h_real, h_hold = row_hashes(real), row_hashes(holdout)
     _, inverse, counts = np.unique(h_real, return_inverse=True, return_counts=True)
     twin_rate = float((counts[inverse] > 1).mean())
     n = holdout.n_rows

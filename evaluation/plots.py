@@ -11,11 +11,15 @@ from __future__ import annotations
 import io
 import itertools
 import re
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
+from matplotlib import rc_context
+from matplotlib.figure import Figure
 
-from fedsynth.evaluation.formatting import _mpl, _num, _pct, _short
+from fedsynth.evaluation.formatting import fmt_num, fmt_pct, mpl_text, shorten
+from fedsynth.evaluation.guarantee import dp_max_tpr
 
 REAL_COLOUR = "#4c72b0"
 SYN_COLOUR = "#dd8452"
@@ -24,7 +28,7 @@ SYN_COLOUR = "#dd8452"
 _SVG_IDS = itertools.count(1)
 
 
-def _svg(fig: Any, key: str) -> str:
+def _svg(fig: Figure, key: str) -> str:
     """Serialise a figure to inline SVG with document-unique ids.
 
     matplotlib derives ids (clip paths, glyph markers) from content hashes, so two similar
@@ -35,7 +39,7 @@ def _svg(fig: Any, key: str) -> str:
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
     text = text[text.index("<svg"):]
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
+    text = re.sub(r"<!--.*?-->", "", text, flags=re.DOTALL)
     prefix = f"{re.sub(r'[^A-Za-z0-9]', '', key)[:20]}{next(_SVG_IDS)}-"
     text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{prefix}{m.group(1)}"', text)
     text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}{m.group(1)})", text)
@@ -43,16 +47,13 @@ def _svg(fig: Any, key: str) -> str:
     return text.replace("<svg ", '<svg class="plot-svg" role="img" ', 1)
 
 
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.figure import Figure
-
+def _figure(width: float, height: float) -> Figure:
     return Figure(figsize=(width, height), dpi=100)
 
 
-def _rc() -> Any:
-    import matplotlib
-
-    return matplotlib.rc_context({
+def plot_style() -> AbstractContextManager[None]:
+    """The report's matplotlib settings, applied only while the report is drawn."""
+    return rc_context({
         "svg.fonttype": "none",
         "svg.hashsalt": "fedsynth-report",
         "font.size": 8,
@@ -64,23 +65,23 @@ def _rc() -> Any:
     })
 
 
-def _column_svg(entry: dict[str, Any]) -> str:
+def column_svg(entry: dict[str, Any]) -> str:
     plot = entry["plot"]
     if plot["kind"] == "histogram":
         fig = _figure(4.2, 2.5)
         ax = fig.add_subplot()
         edges = np.asarray(plot["edges"], dtype=float)
         ax.stairs(plot["real"], edges, fill=True, alpha=0.45, color=REAL_COLOUR,
-                  label=_mpl(f"real ({_pct(plot['missing_real'])} missing)"))
+                  label=mpl_text(f"real ({fmt_pct(plot['missing_real'])} missing)"))
         ax.stairs(plot["synthetic"], edges, color=SYN_COLOUR, linewidth=1.6,
-                  label=_mpl(f"synthetic ({_pct(plot['missing_synthetic'])} missing)"))
+                  label=mpl_text(f"synthetic ({fmt_pct(plot['missing_synthetic'])} missing)"))
         if plot.get("log_x"):
             ax.set_xscale("symlog", linthresh=1.0)
         if plot.get("datetime"):
             ax.xaxis_date()
             fig.autofmt_xdate()
         ax.set_ylabel("share of rows")
-        sub = f"KS {_num(entry['ks'])} · TVD {_num(entry['tvd'])}"
+        sub = f"KS {fmt_num(entry['ks'])} · TVD {fmt_num(entry['tvd'])}"
     else:
         labels = plot["labels"]
         n = len(labels)
@@ -89,16 +90,16 @@ def _column_svg(entry: dict[str, Any]) -> str:
         y = np.arange(n)
         ax.barh(y - 0.2, plot["real"], height=0.4, color=REAL_COLOUR, label="real")
         ax.barh(y + 0.2, plot["synthetic"], height=0.4, color=SYN_COLOUR, label="synthetic")
-        ax.set_yticks(y, [_mpl(_short(lbl)) for lbl in labels])
+        ax.set_yticks(y, [mpl_text(shorten(lbl)) for lbl in labels])
         ax.invert_yaxis()
         ax.set_xlabel("share of rows")
-        sub = f"TVD {_num(entry['tvd'])}"
-    ax.set_title(_mpl(f"{_short(entry['name'], 40)}   ({sub})"), loc="left")
+        sub = f"TVD {fmt_num(entry['tvd'])}"
+    ax.set_title(mpl_text(f"{shorten(entry['name'], 40)}   ({sub})"), loc="left")
     ax.legend(loc="best")
     return _svg(fig, "col")
 
 
-def _heatmap_svg(matrix: list[list[float]], names: list[str], title: str, diverging: bool) -> str:
+def heatmap_svg(matrix: list[list[float]], names: list[str], title: str, diverging: bool) -> str:
     m = np.asarray(matrix, dtype=float)
     size = max(3.6, 0.32 * len(names) + 1.6)
     fig = _figure(size, size * 0.92)
@@ -106,7 +107,7 @@ def _heatmap_svg(matrix: list[list[float]], names: list[str], title: str, diverg
     cmap, lo = ("RdBu_r", -1.0) if diverging else ("Reds", 0.0)
     image = ax.imshow(m, cmap=cmap, vmin=lo, vmax=1.0)
     ticks = np.arange(len(names))
-    short = [_mpl(_short(n, 18)) for n in names]
+    short = [mpl_text(shorten(n, 18)) for n in names]
     ax.set_xticks(ticks, short, rotation=90)
     ax.set_yticks(ticks, short)
     ax.spines[:].set_visible(False)
@@ -116,12 +117,12 @@ def _heatmap_svg(matrix: list[list[float]], names: list[str], title: str, diverg
                 if i != j:
                     ax.text(j, i, f"{m[i, j]:.2f}".replace("0.", ".", 1), ha="center", va="center",
                             fontsize=5, color="white" if abs(m[i, j]) > 0.6 else "black")
-    ax.set_title(_mpl(title), loc="left")
+    ax.set_title(mpl_text(title), loc="left")
     fig.colorbar(image, ax=ax, shrink=0.7)
     return _svg(fig, "heat")
 
 
-def _dcr_svg(dcr: dict[str, Any]) -> str:
+def dcr_svg(dcr: dict[str, Any]) -> str:
     fig = _figure(4.6, 2.6)
     ax = fig.add_subplot()
     edges = np.asarray(dcr["histogram"]["edges"], dtype=float)
@@ -136,21 +137,19 @@ def _dcr_svg(dcr: dict[str, Any]) -> str:
     return _svg(fig, "dcr")
 
 
-def _roc_svg(attacks: list[dict[str, Any]], guarantee: dict[str, Any] | None) -> str:
+def roc_svg(attacks: list[dict[str, Any]], guarantee: dict[str, Any] | None) -> str:
     fig = _figure(4.6, 3.4)
     ax = fig.add_subplot()
     grid = np.logspace(-3, 0, 200)
     ax.plot(grid, grid, color="#888888", linestyle=":", label="random guessing")
     if guarantee:
-        from fedsynth.evaluation.guarantee import dp_max_tpr
-
         bound = dp_max_tpr(guarantee["epsilon_max"], guarantee["delta_max"], grid)
         ax.plot(grid, bound, color="#2a9d55", linestyle="--",
                 label=f"limit under the DP guarantee (epsilon={guarantee['epsilon_max']:.3g})")
     for attack in attacks:
         fpr = np.maximum(np.asarray(attack["roc"]["fpr"], dtype=float), 1e-3)
         tpr = np.maximum(np.asarray(attack["roc"]["tpr"], dtype=float), 1e-3)
-        ax.plot(fpr, tpr, linewidth=1.4, label=_mpl(f"{attack['attack']} (AUC {attack['auc']:.3f})"))
+        ax.plot(fpr, tpr, linewidth=1.4, label=mpl_text(f"{attack['attack']} (AUC {attack['auc']:.3f})"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(1e-3, 1)

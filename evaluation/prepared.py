@@ -72,7 +72,7 @@ class PreparedTable:
 
     def take(self, index: np.ndarray) -> PreparedTable:
         """The rows at ``index`` (used for subsampling with a fixed seed)."""
-        return PreparedTable({k: v[index] for k, v in self.columns.items()}, int(len(index)))
+        return PreparedTable({k: v[index] for k, v in self.columns.items()}, len(index))
 
 
 def prepare(df: pd.DataFrame, schema: Schema, label: str) -> PreparedTable:
@@ -82,7 +82,7 @@ def prepare(df: pd.DataFrame, schema: Schema, label: str) -> PreparedTable:
     metric silently computed on the wrong columns would be worse than no metric.
     """
     if not isinstance(df, pd.DataFrame):
-        raise ValueError(f"the {label} table must be a pandas DataFrame, got {type(df).__name__}")
+        raise ValueError(f"the {label} table must be a pandas DataFrame, got {type(df).__name__}")  # noqa: TRY004 (documented)
     absent = [c for c in schema.names if c not in df.columns]
     if absent:
         raise ValueError(f"the {label} table lacks schema column(s) {absent}")

@@ -1,6 +1,7 @@
 """Empirical privacy: does the synthetic data give away who was in the training data?
 
-Three kinds of evidence, from blunt to sharp:
+Three kinds of evidence, from blunt to sharp (this module runs them all: exact copies here, DCR in
+:mod:`~fedsynth.evaluation.dcr`, the attacks in :mod:`~fedsynth.evaluation.attacks`):
 
 * **exact copies**: the share of synthetic rows identical to a training row, next to the
   share identical to a holdout row (low-entropy tables contain coincidental duplicates, so
@@ -31,17 +32,17 @@ Three kinds of evidence, from blunt to sharp:
 
 All of this needs a holdout the synthesizer never saw: a holdout that repeats training rows
 makes members look like non-members and the attacks look like chance.
-:func:`holdout_overlap` counts exact shared rows and refuses more than the table's own
+:func:`~fedsynth.evaluation.overlap.holdout_overlap` counts exact shared rows and refuses more than the table's own
 duplicate rows explain (see there).
 
-All distances are Euclidean on one embedding built from the *public* schema only: numericals
+All distances are Euclidean on one embedding (:mod:`fedsynth.evaluation.embedding`) built from the *public* schema only: numericals
 scaled to [0, 1] by their public bounds (on the log scale where the schema says so), one-hot
 categoricals weighted 1/sqrt(2) so that any mismatch in one column costs at most 1, like a
 numerical spanning its whole range, and an indicator per column that can be missing.
 
 Empirical attacks can show leakage; they can never prove its absence. A formal guarantee
 (differential privacy) is the only statement about all attacks, which is why the report
-puts the two side by side (:func:`describe_guarantee`).
+puts the two side by side (:mod:`fedsynth.evaluation.guarantee`).
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ from typing import Any
 import numpy as np
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.evaluation.attacks import _attacks
-from fedsynth.evaluation.dcr import _dcr
+from fedsynth.evaluation.attacks import membership_inference
+from fedsynth.evaluation.dcr import dcr
 from fedsynth.evaluation.embedding import Embedding
-from fedsynth.evaluation.overlap import _row_hashes
+from fedsynth.evaluation.overlap import row_hashes
 from fedsynth.evaluation.prepared import PreparedTable
 
 
@@ -62,7 +63,7 @@ def privacy(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTabl
             seed: int = 0) -> dict[str, Any]:
     """Exact copies, DCR and membership-inference attacks (members = ``real`` rows)."""
     rng = np.random.default_rng(seed)
-    h_real, h_hold, h_syn = _row_hashes(real), _row_hashes(holdout), _row_hashes(synthetic)
+    h_real, h_hold, h_syn = row_hashes(real), row_hashes(holdout), row_hashes(synthetic)
     n_eq = min(real.n_rows, holdout.n_rows)
     train_eq = h_real[rng.choice(real.n_rows, n_eq, replace=False)]
     hold_eq = h_hold[rng.choice(holdout.n_rows, n_eq, replace=False)]
@@ -76,7 +77,7 @@ def privacy(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTabl
     emb_train, emb_hold, emb_syn = (layout.transform(t) for t in (real, holdout, synthetic))
     return {
         "exact_copies": exact,
-        "dcr": _dcr(emb_train, emb_hold, emb_syn, rng),
-        "membership_inference": _attacks(emb_train, emb_hold, emb_syn, rng),
+        "dcr": dcr(emb_train, emb_hold, emb_syn, rng),
+        "membership_inference": membership_inference(emb_train, emb_hold, emb_syn, rng),
         "embedding_dimensions": int(emb_train.shape[1]),
     }

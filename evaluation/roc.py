@@ -24,7 +24,7 @@ def tpr_at_fpr(members: np.ndarray, nonmembers: np.ndarray, fpr: float = LOW_FPR
     Rows are flagged when their score is strictly above the threshold, so ties never push the
     false-positive rate over the target.
     """
-    allowed = int(math.floor(fpr * nonmembers.size))
+    allowed = math.floor(fpr * nonmembers.size)
     desc = np.sort(nonmembers)[::-1]
     threshold = desc[allowed] if allowed < desc.size else -np.inf
     return float(np.mean(members > threshold))
@@ -36,7 +36,7 @@ def roc_curve_points(members: np.ndarray, nonmembers: np.ndarray, n_points: int 
     return {"fpr": grid.tolist(), "tpr": [tpr_at_fpr(members, nonmembers, f) for f in grid]}
 
 
-def _bootstrap(members: np.ndarray, nonmembers: np.ndarray, rng: np.random.Generator,
+def bootstrap_ci(members: np.ndarray, nonmembers: np.ndarray, rng: np.random.Generator,
                n_boot: int = N_BOOTSTRAP) -> dict[str, list[float]]:
     """Percentile 95 % intervals, resampling members and non-members separately."""
     aucs, tprs = np.empty(n_boot), np.empty(n_boot)

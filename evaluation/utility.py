@@ -30,9 +30,15 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from fedsynth.evaluation.prepared import PreparedTable, code_labels, is_discrete, levels, n_codes
-from fedsynth.evaluation.embedding import Embedding
 from fedsynth.common.data.schema import Schema
+from fedsynth.evaluation.embedding import Embedding
+from fedsynth.evaluation.prepared import (
+    PreparedTable,
+    code_labels,
+    is_discrete,
+    levels,
+    n_codes,
+)
 
 MAX_TRAIN_ROWS = 50_000
 MODEL_NAMES = ("HistGradientBoostingClassifier", "LogisticRegression")

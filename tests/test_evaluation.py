@@ -9,18 +9,28 @@ were shuffled independently (perfect marginals, destroyed relations).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from fedsynth.cli import app
+from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.tables import load_table, write_table
 from fedsynth.common.errors import DataError
 from fedsynth.evaluation import evaluate, write_report
-from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee, dp_max_auc, dp_max_tpr
+from fedsynth.evaluation.guarantee import (
+    compare_with_guarantee,
+    describe_guarantee,
+    dp_max_auc,
+    dp_max_tpr,
+    guarantee_from_card,
+)
 from fedsynth.evaluation.roc import roc_auc, tpr_at_fpr
-from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.data.tables import load_table
+from fedsynth.simulations.quality import quick_quality
 
 DATA = Path(__file__).resolve().parents[1] / "fedsynth" / "data"
 GUARANTEE = {"clients": [{"client": "0", "epsilon": 0.99, "delta": 1e-5},
@@ -38,7 +48,10 @@ def split(schema: Schema) -> dict[str, pd.DataFrame]:
     """Disjoint training, holdout and 'other' samples of Adult."""
     df = load_table(DATA / "adult.csv.gz", schema)
     perm = np.random.default_rng(7).permutation(len(df))
-    take = lambda a, b: df.iloc[perm[a:b]].reset_index(drop=True)  # noqa: E731
+
+    def take(a: int, b: int) -> pd.DataFrame:
+        return df.iloc[perm[a:b]].reset_index(drop=True)
+
     return {"real": take(0, 2500), "holdout": take(2500, 4000), "other": take(4000, 6500)}
 
 
@@ -269,7 +282,7 @@ def test_boolean_and_datetime_columns(mixed):
 
 
 def test_report_escapes_user_strings(mixed):
-    result, json_path, html_path = mixed
+    _, json_path, html_path = mixed
     page = html_path.read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in page and "<script" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -301,8 +314,6 @@ def test_report_files_are_written(honest_result, tmp_path):
     for needle in ("<script", "<link", 'src="http', "url(http", "@import"):
         assert needle not in page
     # every SVG id is unique across the page, so figures cannot clip one another
-    import re
-
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids))
 
@@ -320,8 +331,6 @@ def test_report_without_guarantee_or_target(split, schema, tmp_path):
 # --------------------------------------------------------------------------- one definition
 def test_headline_quality_is_the_reports_definition(split, schema, honest_result):
     """summary.json / benchmark numbers (quick_quality) equal the report's, to the last digit."""
-    from fedsynth.simulations.quality import quick_quality
-
     q = quick_quality(split["real"], split["holdout"], split["other"], schema, "income", seed=0, floor=True)
     summary = honest_result["summary"]
     assert q["tvd_1way"] == pytest.approx(summary["mean_tvd_1way"], abs=1e-12)
@@ -364,11 +373,6 @@ def test_low_entropy_table_split_is_not_mistaken_for_overlap(split, schema):
 
 
 def test_cli_refuses_a_holdout_equal_to_the_training_file(split, schema, tmp_path):
-    from typer.testing import CliRunner
-
-    from fedsynth.cli import app
-    from fedsynth.common.data.tables import write_table
-
     real = tmp_path / "real.csv"
     write_table(split["real"].iloc[:500], real, schema=schema)
     write_table(split["other"].iloc[:500], tmp_path / "syn.csv", schema=schema)
@@ -382,8 +386,6 @@ def test_cli_refuses_a_holdout_equal_to_the_training_file(split, schema, tmp_pat
 
 
 def test_one_mapping_from_a_model_card_to_the_guarantee():
-    from fedsynth.evaluation.guarantee import guarantee_from_card
-
     federated = {"clients": [{"client": "0", "epsilon_spent": 0.98, "delta": 1e-5},
                              {"client": "1", "epsilon_spent": 0.5, "delta": 1e-5}]}
     g = guarantee_from_card(federated)
