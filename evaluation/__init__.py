@@ -23,10 +23,11 @@ import pandas as pd
 from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.fidelity import fidelity
 from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
+from fedsynth.evaluation.jsonable import to_jsonable
 from fedsynth.evaluation.overlap import holdout_overlap
 from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.privacy import privacy
-from fedsynth.evaluation.report import to_jsonable, write_report
+from fedsynth.evaluation.report import write_report
 from fedsynth.evaluation.utility import utility
 
 FORMAT = "fedsynth-evaluation/1"

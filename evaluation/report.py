@@ -3,38 +3,12 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.evaluation.html_report import render_html
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Plain JSON types only: numpy scalars/arrays unwrapped, NaN and infinities become null."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "isoformat"):
-        return obj.isoformat()
-    return str(obj)
+from fedsynth.evaluation.jsonable import to_jsonable
 
 
 def write_report(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
