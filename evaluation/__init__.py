@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any
@@ -21,12 +21,13 @@ from typing import Any
 import pandas as pd
 
 from fedsynth.common.data.schema import Schema
+from fedsynth.evaluation.attacks import MembershipInference
 from fedsynth.evaluation.fidelity import fidelity
 from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
 from fedsynth.evaluation.jsonable import to_jsonable
 from fedsynth.evaluation.overlap import holdout_overlap
 from fedsynth.evaluation.prepared import prepare
-from fedsynth.evaluation.privacy import privacy
+from fedsynth.evaluation.privacy import Privacy, privacy
 from fedsynth.evaluation.report import write_report
 from fedsynth.evaluation.utility import utility
 
@@ -44,23 +45,42 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _summary(fid: dict[str, Any], util: dict[str, Any], priv: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers, so that a pipeline can gate on them without parsing sections."""
-    mia = priv["membership_inference"]
-    strongest = mia.get("strongest", {})
-    return {
-        "fidelity_1way_score": 1.0 - fid["mean_tvd_1way"],
-        "mean_tvd_1way": fid["mean_tvd_1way"],
-        "mean_tvd_2way": fid["two_way"]["mean_tvd"],
-        "association_similarity": fid["associations"]["similarity"],
-        "utility_auc_ratio": util.get("mean_auc_ratio"),
-        "strongest_attack": strongest.get("attack"),
-        "attack_auc": strongest.get("auc"),
-        "attack_auc_ci95": strongest.get("auc_ci95"),
-        "attack_tpr_at_1pct_fpr": mia.get("max_tpr_at_1pct_fpr"),
-        "exact_copy_rate": priv["exact_copies"]["exact_copy_rate"],
-        "dcr_share_closer_to_train": priv["dcr"]["share_closer_to_train"],
-    }
+@dataclass(frozen=True)
+class Summary:
+    """The headline numbers, so that a pipeline can gate on them without parsing sections.
+
+    Every key is always present; a number that was not measured (no target, no attack) is null.
+    """
+
+    fidelity_1way_score: float
+    mean_tvd_1way: float
+    mean_tvd_2way: float
+    association_similarity: float
+    utility_auc_ratio: float | None
+    strongest_attack: str | None
+    attack_auc: float | None
+    attack_auc_ci95: tuple[float, float] | None
+    attack_tpr_at_1pct_fpr: float | None
+    exact_copy_rate: float
+    dcr_share_closer_to_train: float
+
+
+def _summary(fid: dict[str, Any], util: dict[str, Any], priv: Privacy) -> Summary:
+    mia = priv.membership_inference
+    strongest = mia.strongest if isinstance(mia, MembershipInference) else None
+    return Summary(
+        fidelity_1way_score=1.0 - fid["mean_tvd_1way"],
+        mean_tvd_1way=fid["mean_tvd_1way"],
+        mean_tvd_2way=fid["two_way"]["mean_tvd"],
+        association_similarity=fid["associations"]["similarity"],
+        utility_auc_ratio=util.get("mean_auc_ratio"),
+        strongest_attack=strongest.attack if strongest else None,
+        attack_auc=strongest.auc if strongest else None,
+        attack_auc_ci95=strongest.auc_ci95 if strongest else None,
+        attack_tpr_at_1pct_fpr=mia.max_tpr_at_1pct_fpr if isinstance(mia, MembershipInference) else None,
+        exact_copy_rate=priv.exact_copies.exact_copy_rate,
+        dcr_share_closer_to_train=priv.dcr.share_closer_to_train,
+    )
 
 
 def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
@@ -108,7 +128,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     t = time.perf_counter()
     priv = privacy(tables["real"], tables["holdout"], tables["synthetic"], schema, seed)
     if guarantee_info is not None:
-        priv["compared_with_guarantee"] = compare_with_guarantee(priv["membership_inference"], guarantee_info)
+        priv = replace(priv, compared_with_guarantee=compare_with_guarantee(priv.membership_inference, guarantee_info))
     seconds["privacy"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - start
 

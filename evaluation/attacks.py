@@ -6,12 +6,18 @@ The attacks, their reference rows and how they are scored are described in
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from fedsynth.evaluation.embedding import nn_distance
-from fedsynth.evaluation.roc import bootstrap_ci, roc_auc, roc_curve_points, tpr_at_fpr
+from fedsynth.evaluation.roc import (
+    RocCurve,
+    bootstrap_ci,
+    roc_auc,
+    roc_curve_points,
+    tpr_at_fpr,
+)
 
 MAX_ATTACK_ROWS = 5_000
 MAX_REFERENCE_ROWS = 10_000
@@ -20,25 +26,73 @@ DOMIAS_K = 5
 _LOG_EPS = 1e-6
 
 
+@dataclass(frozen=True)
+class AttackResult:
+    """One attack's success at telling members from non-members."""
+
+    attack: str
+    reference: str
+    description: str
+    auc: float
+    tpr_at_1pct_fpr: float
+    auc_ci95: tuple[float, float]
+    tpr_at_1pct_fpr_ci95: tuple[float, float]
+    roc: RocCurve
+
+
+@dataclass(frozen=True)
+class StrongestAttack:
+    """The headline numbers of the attack with the highest AUC."""
+
+    attack: str
+    auc: float
+    auc_ci95: tuple[float, float]
+    tpr_at_1pct_fpr: float
+    tpr_at_1pct_fpr_ci95: tuple[float, float]
+
+
+@dataclass(frozen=True)
+class MembershipInference:
+    """All attacks, run on the same members, non-members and reference rows."""
+
+    members: int
+    nonmembers: int
+    reference_rows: int
+    attacks: list[AttackResult]
+    strongest: StrongestAttack
+    max_tpr_at_1pct_fpr: float
+
+
+@dataclass(frozen=True)
+class AttacksSkipped:
+    """Why no attack was run (too few holdout rows)."""
+
+    skipped: str
+
+
 def _attack_result(name: str, citation: str, description: str, members: np.ndarray,
-                   nonmembers: np.ndarray, rng: np.random.Generator) -> dict[str, Any]:
-    return {
-        "attack": name,
-        "reference": citation,
-        "description": description,
-        "auc": roc_auc(members, nonmembers),
-        "tpr_at_1pct_fpr": tpr_at_fpr(members, nonmembers),
-        **bootstrap_ci(members, nonmembers, rng),
-        "roc": roc_curve_points(members, nonmembers),
-    }
+                   nonmembers: np.ndarray, rng: np.random.Generator) -> AttackResult:
+    ci = bootstrap_ci(members, nonmembers, rng)
+    return AttackResult(
+        attack=name,
+        reference=citation,
+        description=description,
+        auc=roc_auc(members, nonmembers),
+        tpr_at_1pct_fpr=tpr_at_fpr(members, nonmembers),
+        auc_ci95=ci.auc_ci95,
+        tpr_at_1pct_fpr_ci95=ci.tpr_at_1pct_fpr_ci95,
+        roc=roc_curve_points(members, nonmembers),
+    )
 
 
 def membership_inference(emb_train: np.ndarray, emb_hold: np.ndarray, emb_syn: np.ndarray,
-             rng: np.random.Generator) -> dict[str, Any]:
+                         rng: np.random.Generator) -> MembershipInference | AttacksSkipped:
+    """Run every attack on embedded rows: members from ``emb_train``, non-members and the
+    attacker's reference rows from disjoint halves of ``emb_hold``."""
     n = min(MAX_ATTACK_ROWS, emb_hold.shape[0] // 2, emb_train.shape[0])
     if n < MIN_ATTACK_ROWS:
-        return {"skipped": f"needs at least {2 * MIN_ATTACK_ROWS} holdout rows (half become "
-                           f"non-members, half the attacker's reference data); got {emb_hold.shape[0]}"}
+        return AttacksSkipped(f"needs at least {2 * MIN_ATTACK_ROWS} holdout rows (half become "
+                              f"non-members, half the attacker's reference data); got {emb_hold.shape[0]}")
     hold_perm = rng.permutation(emb_hold.shape[0])
     nonmembers = emb_hold[hold_perm[:n]]
     reference = emb_hold[hold_perm[n:n + MAX_REFERENCE_ROWS]]
@@ -69,13 +123,13 @@ def membership_inference(emb_train: np.ndarray, emb_hold: np.ndarray, emb_syn: n
             "distance to the closest synthetic row minus distance to the closest reference row",
             *split(calibrated), rng),
     ]
-    strongest = max(results, key=lambda r: r["auc"])
-    return {
-        "members": int(n),
-        "nonmembers": int(n),
-        "reference_rows": int(reference.shape[0]),
-        "attacks": results,
-        "strongest": {key: strongest[key] for key in ("attack", "auc", "auc_ci95", "tpr_at_1pct_fpr",
-                                                   "tpr_at_1pct_fpr_ci95")},
-        "max_tpr_at_1pct_fpr": max(r["tpr_at_1pct_fpr"] for r in results),
-    }
+    best = max(results, key=lambda r: r.auc)
+    return MembershipInference(
+        members=int(n),
+        nonmembers=int(n),
+        reference_rows=int(reference.shape[0]),
+        attacks=results,
+        strongest=StrongestAttack(best.attack, best.auc, best.auc_ci95, best.tpr_at_1pct_fpr,
+                                  best.tpr_at_1pct_fpr_ci95),
+        max_tpr_at_1pct_fpr=max(r.tpr_at_1pct_fpr for r in results),
+    )

@@ -8,11 +8,52 @@ puts the two side by side.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from fedsynth.evaluation.attacks import AttacksSkipped, MembershipInference
+from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.roc import LOW_FPR
+
+
+@dataclass(frozen=True)
+class ClientBudget:
+    """One institution's (epsilon, delta)."""
+
+    client: str
+    epsilon: float
+    delta: float
+
+
+@dataclass(frozen=True)
+class GuaranteeInfo:
+    """A validated guarantee, its bounds on any membership attack and a plain-words statement.
+
+    The bounds use the weakest (largest) epsilon and delta over the institutions. ``model_card``
+    is the guarantee as it was given, echoed into the report.
+    """
+
+    provided: bool
+    clients: list[ClientBudget]
+    epsilon_max: float
+    delta_max: float
+    mechanism: str | None
+    accountant: str | None
+    max_tpr_at_1pct_fpr: float
+    max_auc: float
+    statement: str
+    model_card: dict[str, Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuaranteeCheck:
+    """Whether the attacks stayed within the guarantee's bounds (None: no attack was run)."""
+
+    consistent: bool | None
+    conflicts: list[str] | None = field(default=None, metadata=OMIT_IF_NONE)
+    explanation: str
 
 
 def dp_max_tpr(epsilon: float, delta: float, fpr: np.ndarray | float) -> np.ndarray:
@@ -52,7 +93,7 @@ def guarantee_from_card(card: dict[str, Any]) -> dict[str, Any]:
             "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
 
 
-def describe_guarantee(guarantee: dict[str, Any] | None) -> dict[str, Any] | None:
+def describe_guarantee(guarantee: dict[str, Any] | None) -> GuaranteeInfo | None:
     """Validate a model card's guarantee and say what it means in plain words.
 
     Accepts ``{"clients": [{"client", "epsilon", "delta"}, ...], "accountant", "mechanism"}``
@@ -69,7 +110,7 @@ def describe_guarantee(guarantee: dict[str, Any] | None) -> dict[str, Any] | Non
     if not isinstance(raw_clients, list) or not raw_clients:
         raise ValueError("guarantee needs a non-empty 'clients' list of {client, epsilon, delta}, "
                          "or top-level 'epsilon' and 'delta'")
-    clients: list[dict[str, Any]] = []
+    clients: list[ClientBudget] = []
     for i, c in enumerate(raw_clients):
         try:
             eps, delta = float(c["epsilon"]), float(c.get("delta", 0.0))
@@ -78,19 +119,19 @@ def describe_guarantee(guarantee: dict[str, Any] | None) -> dict[str, Any] | Non
         if not (eps >= 0 and math.isfinite(eps) and 0 <= delta < 1):
             raise ValueError(f"guarantee client #{i}: epsilon must be finite and >= 0 and delta in "
                              f"[0, 1), got epsilon={eps}, delta={delta}")
-        clients.append({"client": str(c.get("client", i)), "epsilon": eps, "delta": delta})
-    eps_max: float = max(float(c["epsilon"]) for c in clients)
-    delta_max: float = max(float(c["delta"]) for c in clients)
+        clients.append(ClientBudget(str(c.get("client", i)), eps, delta))
+    eps_max = max(c.epsilon for c in clients)
+    delta_max = max(c.delta for c in clients)
     tpr_bound = float(dp_max_tpr(eps_max, delta_max, LOW_FPR))
     auc_bound = dp_max_auc(eps_max, delta_max)
     mechanism = str(guarantee.get("mechanism", "")) or None
     accountant = str(guarantee.get("accountant", "")) or None
 
-    if len(clients) == 1 and clients[0]["client"] == "all":
+    if len(clients) == 1 and clients[0].client == "all":
         who = f"the training records are protected with (epsilon, delta) = ({_fmt(eps_max)}, {_fmt(delta_max)})"
     else:
-        parts = "; ".join(f"institution {c['client']}: (epsilon, delta) = ({_fmt(c['epsilon'])}, "
-                          f"{_fmt(c['delta'])})" for c in clients)
+        parts = "; ".join(f"institution {c.client}: (epsilon, delta) = ({_fmt(c.epsilon)}, "
+                          f"{_fmt(c.delta)})" for c in clients)
         who = f"each institution's records are protected with record-level differential privacy ({parts})"
     how = ""
     if mechanism or accountant:
@@ -111,21 +152,21 @@ def describe_guarantee(guarantee: dict[str, Any] | None) -> dict[str, Any] | Non
         f"records; population-level patterns, which the synthetic data is meant to reproduce, are "
         f"not secret."
     )
-    return {
-        "provided": True,
-        "clients": clients,
-        "epsilon_max": eps_max,
-        "delta_max": delta_max,
-        "mechanism": mechanism,
-        "accountant": accountant,
-        "max_tpr_at_1pct_fpr": tpr_bound,
-        "max_auc": auc_bound,
-        "statement": statement,
-        "model_card": guarantee,
-    }
+    return GuaranteeInfo(
+        provided=True,
+        clients=clients,
+        epsilon_max=eps_max,
+        delta_max=delta_max,
+        mechanism=mechanism,
+        accountant=accountant,
+        max_tpr_at_1pct_fpr=tpr_bound,
+        max_auc=auc_bound,
+        statement=statement,
+        model_card=guarantee,
+    )
 
 
-def compare_with_guarantee(membership: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+def compare_with_guarantee(membership: MembershipInference | AttacksSkipped, info: GuaranteeInfo) -> GuaranteeCheck:
     """Whether any attack did significantly better than the guarantee allows.
 
     Only the lower ends of the confidence intervals count: an attack is in conflict with the
@@ -133,20 +174,20 @@ def compare_with_guarantee(membership: dict[str, Any], info: dict[str, Any]) -> 
     to preprocessing that used private statistics, or to a guarantee that does not cover this
     release; no conflict is consistent with, but not proof of, the guarantee.
     """
-    if "attacks" not in membership:
-        return {"consistent": None, "explanation": "no attack was run"}
+    if isinstance(membership, AttacksSkipped):
+        return GuaranteeCheck(consistent=None, explanation="no attack was run")
     conflicts = []
-    for a in membership["attacks"]:
-        if a["auc_ci95"][0] > info["max_auc"]:
-            conflicts.append(f"{a['attack']}: AUC {a['auc']:.3f} (95 % CI from {a['auc_ci95'][0]:.3f}) "
-                             f"exceeds the bound {info['max_auc']:.3f}")
-        if a["tpr_at_1pct_fpr_ci95"][0] > info["max_tpr_at_1pct_fpr"]:
-            conflicts.append(f"{a['attack']}: TPR at 1 % FPR {a['tpr_at_1pct_fpr']:.3f} exceeds the "
-                             f"bound {info['max_tpr_at_1pct_fpr']:.3f}")
+    for a in membership.attacks:
+        if a.auc_ci95[0] > info.max_auc:
+            conflicts.append(f"{a.attack}: AUC {a.auc:.3f} (95 % CI from {a.auc_ci95[0]:.3f}) "
+                             f"exceeds the bound {info.max_auc:.3f}")
+        if a.tpr_at_1pct_fpr_ci95[0] > info.max_tpr_at_1pct_fpr:
+            conflicts.append(f"{a.attack}: TPR at 1 % FPR {a.tpr_at_1pct_fpr:.3f} exceeds the "
+                             f"bound {info.max_tpr_at_1pct_fpr:.3f}")
     if conflicts:
         text = ("The empirical attacks did better than the formal guarantee allows: "
                 + "; ".join(conflicts) + ". Do not rely on the stated guarantee until this is explained.")
     else:
         text = ("All attacks stayed within what the formal guarantee allows. This is consistent with "
                 "the guarantee; attacks cannot prove it, the guarantee itself is the proof.")
-    return {"consistent": not conflicts, "conflicts": conflicts, "explanation": text}
+    return GuaranteeCheck(consistent=not conflicts, conflicts=conflicts, explanation=text)

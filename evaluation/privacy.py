@@ -47,37 +47,64 @@ puts the two side by side (:mod:`fedsynth.evaluation.guarantee`).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.evaluation.attacks import membership_inference
-from fedsynth.evaluation.dcr import dcr
+from fedsynth.evaluation.attacks import (
+    AttacksSkipped,
+    MembershipInference,
+    membership_inference,
+)
+from fedsynth.evaluation.dcr import Dcr, dcr
 from fedsynth.evaluation.embedding import Embedding
+from fedsynth.evaluation.guarantee import GuaranteeCheck
+from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.overlap import row_hashes
 from fedsynth.evaluation.prepared import PreparedTable
 
 
+@dataclass(frozen=True)
+class ExactCopies:
+    """Shares of synthetic rows identical to a real row; the holdout share is the chance level."""
+
+    exact_copy_rate: float
+    exact_copy_rate_equal_size: float
+    exact_match_rate_holdout: float
+    equal_size_rows: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Privacy:
+    """The privacy section of the report; ``compared_with_guarantee`` only when a guarantee was given."""
+
+    exact_copies: ExactCopies
+    dcr: Dcr
+    membership_inference: MembershipInference | AttacksSkipped
+    embedding_dimensions: int
+    compared_with_guarantee: GuaranteeCheck | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
 def privacy(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTable, schema: Schema,
-            seed: int = 0) -> dict[str, Any]:
+            seed: int = 0) -> Privacy:
     """Exact copies, DCR and membership-inference attacks (members = ``real`` rows)."""
     rng = np.random.default_rng(seed)
     h_real, h_hold, h_syn = row_hashes(real), row_hashes(holdout), row_hashes(synthetic)
     n_eq = min(real.n_rows, holdout.n_rows)
     train_eq = h_real[rng.choice(real.n_rows, n_eq, replace=False)]
     hold_eq = h_hold[rng.choice(holdout.n_rows, n_eq, replace=False)]
-    exact = {
-        "exact_copy_rate": float(np.isin(h_syn, h_real).mean()),
-        "exact_copy_rate_equal_size": float(np.isin(h_syn, train_eq).mean()),
-        "exact_match_rate_holdout": float(np.isin(h_syn, hold_eq).mean()),
-        "equal_size_rows": int(n_eq),
-    }
+    exact = ExactCopies(
+        exact_copy_rate=float(np.isin(h_syn, h_real).mean()),
+        exact_copy_rate_equal_size=float(np.isin(h_syn, train_eq).mean()),
+        exact_match_rate_holdout=float(np.isin(h_syn, hold_eq).mean()),
+        equal_size_rows=int(n_eq),
+    )
     layout = Embedding.build(schema, [real, holdout, synthetic])
     emb_train, emb_hold, emb_syn = (layout.transform(t) for t in (real, holdout, synthetic))
-    return {
-        "exact_copies": exact,
-        "dcr": dcr(emb_train, emb_hold, emb_syn, rng),
-        "membership_inference": membership_inference(emb_train, emb_hold, emb_syn, rng),
-        "embedding_dimensions": int(emb_train.shape[1]),
-    }
+    return Privacy(
+        exact_copies=exact,
+        dcr=dcr(emb_train, emb_hold, emb_syn, rng),
+        membership_inference=membership_inference(emb_train, emb_hold, emb_syn, rng),
+        embedding_dimensions=int(emb_train.shape[1]),
+    )

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import rankdata
 
 N_BOOTSTRAP = 500
 LOW_FPR = 0.01
+
+
+@dataclass(frozen=True)
+class RocCurve:
+    """True-positive rates on a grid of false-positive rates."""
+
+    fpr: list[float]
+    tpr: list[float]
+
+
+@dataclass(frozen=True)
+class BootstrapIntervals:
+    """Percentile 95 % intervals of an attack's AUC and of its TPR at 1 % FPR."""
+
+    auc_ci95: tuple[float, float]
+    tpr_at_1pct_fpr_ci95: tuple[float, float]
 
 
 def roc_auc(members: np.ndarray, nonmembers: np.ndarray) -> float:
@@ -30,14 +47,14 @@ def tpr_at_fpr(members: np.ndarray, nonmembers: np.ndarray, fpr: float = LOW_FPR
     return float(np.mean(members > threshold))
 
 
-def roc_curve_points(members: np.ndarray, nonmembers: np.ndarray, n_points: int = 60) -> dict[str, list[float]]:
+def roc_curve_points(members: np.ndarray, nonmembers: np.ndarray, n_points: int = 60) -> RocCurve:
     """ROC curve sampled on a log-spaced FPR grid (for a log-scale plot), from 1e-3 to 1."""
     grid = np.unique(np.concatenate([[0.0], np.logspace(-3, 0, n_points)]))
-    return {"fpr": grid.tolist(), "tpr": [tpr_at_fpr(members, nonmembers, f) for f in grid]}
+    return RocCurve(grid.tolist(), [tpr_at_fpr(members, nonmembers, f) for f in grid])
 
 
 def bootstrap_ci(members: np.ndarray, nonmembers: np.ndarray, rng: np.random.Generator,
-               n_boot: int = N_BOOTSTRAP) -> dict[str, list[float]]:
+                 n_boot: int = N_BOOTSTRAP) -> BootstrapIntervals:
     """Percentile 95 % intervals, resampling members and non-members separately."""
     aucs, tprs = np.empty(n_boot), np.empty(n_boot)
     for b in range(n_boot):
@@ -45,7 +62,7 @@ def bootstrap_ci(members: np.ndarray, nonmembers: np.ndarray, rng: np.random.Gen
         n = nonmembers[rng.integers(0, nonmembers.size, nonmembers.size)]
         aucs[b] = roc_auc(m, n)
         tprs[b] = tpr_at_fpr(m, n)
-    return {
-        "auc_ci95": [float(np.quantile(aucs, 0.025)), float(np.quantile(aucs, 0.975))],
-        "tpr_at_1pct_fpr_ci95": [float(np.quantile(tprs, 0.025)), float(np.quantile(tprs, 0.975))],
-    }
+    return BootstrapIntervals(
+        auc_ci95=(float(np.quantile(aucs, 0.025)), float(np.quantile(aucs, 0.975))),
+        tpr_at_1pct_fpr_ci95=(float(np.quantile(tprs, 0.025)), float(np.quantile(tprs, 0.975))),
+    )

@@ -29,6 +29,8 @@ from fedsynth.evaluation.guarantee import (
     dp_max_tpr,
     guarantee_from_card,
 )
+from fedsynth.evaluation.prepared import prepare
+from fedsynth.evaluation.privacy import privacy
 from fedsynth.evaluation.roc import roc_auc, tpr_at_fpr
 from fedsynth.simulations.quality import quick_quality
 
@@ -186,25 +188,45 @@ def test_guarantee_bounds_and_plain_words():
     assert dp_max_auc(20.0, 0.0) > 0.999
     assert 0.5 < dp_max_auc(1.0, 1e-5) < dp_max_auc(2.0, 1e-5) < 1.0
     info = describe_guarantee(GUARANTEE)
-    assert info["epsilon_max"] == 1.0 and info["delta_max"] == 1e-5
-    text = info["statement"]
+    assert info.epsilon_max == 1.0 and info.delta_max == 1e-5
+    text = info.statement
     assert "each institution's records are protected" in text
     assert "institution 0: (epsilon, delta) = (0.99, 1e-05)" in text
     assert "DP-SGD" in text and "RDP" in text
-    assert f"{100 * info['max_tpr_at_1pct_fpr']:.1f} %" in text
-    assert describe_guarantee({"epsilon": 3, "delta": 1e-6})["clients"][0]["epsilon"] == 3.0
+    assert f"{100 * info.max_tpr_at_1pct_fpr:.1f} %" in text
+    assert describe_guarantee({"epsilon": 3, "delta": 1e-6}).clients[0].epsilon == 3.0
     with pytest.raises(ValueError, match="epsilon"):
         describe_guarantee({"clients": [{"client": "0", "epsilon": "lots"}]})
     with pytest.raises(ValueError, match="clients"):
         describe_guarantee({"mechanism": "DP-SGD"})
 
 
-def test_attacks_are_checked_against_the_guarantee(copy_result, honest_result):
+def test_attacks_are_checked_against_the_guarantee(split, schema, honest_result):
     info = describe_guarantee(GUARANTEE)
     assert honest_result["privacy"]["compared_with_guarantee"]["consistent"] is True
-    assert honest_result["guarantee"]["statement"] == info["statement"]
-    verdict = compare_with_guarantee(copy_result["privacy"]["membership_inference"], info)
-    assert verdict["consistent"] is False and verdict["conflicts"]
+    assert honest_result["guarantee"]["statement"] == info.statement
+    real, holdout = (prepare(split[k].iloc[:600], schema, k) for k in ("real", "holdout"))
+    copied = privacy(real, holdout, real, schema, seed=0)
+    verdict = compare_with_guarantee(copied.membership_inference, info)
+    assert verdict.consistent is False and verdict.conflicts
+
+
+def test_report_sections_keep_their_json_shape_without_attacks(split, schema):
+    """Too few holdout rows: the attacks are skipped, and the file says so without invented keys."""
+    small = {k: v.iloc[:300].reset_index(drop=True) for k, v in split.items()}
+    result = evaluate(small["real"], small["holdout"].iloc[:30], small["other"], schema,
+                      guarantee=GUARANTEE, seed=0)
+    priv = result["privacy"]
+    assert list(priv) == ["exact_copies", "dcr", "membership_inference", "embedding_dimensions",
+                          "compared_with_guarantee"]
+    assert list(priv["membership_inference"]) == ["skipped"]
+    assert priv["compared_with_guarantee"] == {"consistent": None, "explanation": "no attack was run"}
+    summary = result["summary"]
+    assert summary["strongest_attack"] is None and summary["attack_auc_ci95"] is None
+    assert summary["attack_tpr_at_1pct_fpr"] is None and summary["utility_auc_ratio"] is None
+    assert list(result["utility"]) == ["skipped"]
+    without = evaluate(small["real"], small["holdout"], small["other"], schema, seed=0)
+    assert "compared_with_guarantee" not in without["privacy"] and without["guarantee"] is None
 
 
 # --------------------------------------------------------------------------- API contract
