@@ -22,7 +22,7 @@ import pandas as pd
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.attacks import MembershipInference
-from fedsynth.evaluation.fidelity import fidelity
+from fedsynth.evaluation.fidelity import Fidelity, fidelity
 from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
 from fedsynth.evaluation.jsonable import to_jsonable
 from fedsynth.evaluation.overlap import holdout_overlap
@@ -65,14 +65,14 @@ class Summary:
     dcr_share_closer_to_train: float
 
 
-def _summary(fid: dict[str, Any], util: dict[str, Any], priv: Privacy) -> Summary:
+def _summary(fid: Fidelity, util: dict[str, Any], priv: Privacy) -> Summary:
     mia = priv.membership_inference
     strongest = mia.strongest if isinstance(mia, MembershipInference) else None
     return Summary(
-        fidelity_1way_score=1.0 - fid["mean_tvd_1way"],
-        mean_tvd_1way=fid["mean_tvd_1way"],
-        mean_tvd_2way=fid["two_way"]["mean_tvd"],
-        association_similarity=fid["associations"]["similarity"],
+        fidelity_1way_score=1.0 - fid.mean_tvd_1way,
+        mean_tvd_1way=fid.mean_tvd_1way,
+        mean_tvd_2way=fid.two_way.mean_tvd,
+        association_similarity=fid.associations.similarity,
         utility_auc_ratio=util.get("mean_auc_ratio"),
         strongest_attack=strongest.attack if strongest else None,
         attack_auc=strongest.auc if strongest else None,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
 from fedsynth.common.data.schema import Column, Schema
+from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.marginals import ks_statistic, tvd
 from fedsynth.evaluation.prepared import (
     PreparedTable,
@@ -19,6 +21,51 @@ from fedsynth.evaluation.prepared import (
 
 PLOT_BINS = 30
 MAX_PLOT_CATEGORIES = 15
+
+
+@dataclass(frozen=True, kw_only=True)
+class HistogramPlot:
+    """A numerical or datetime column: shares of all rows per bin, missing shares beside."""
+
+    kind: Literal["histogram"] = "histogram"
+    edges: list[float]
+    real: list[float]
+    synthetic: list[float]
+    missing_real: float
+    missing_synthetic: float
+    log_x: bool
+    datetime: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BarsPlot:
+    """A categorical or boolean column: share of rows per category, largest first."""
+
+    kind: Literal["bars"] = "bars"
+    labels: list[str]
+    real: list[float]
+    synthetic: list[float]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ColumnFidelity:
+    """One column of ``other`` against the real rows.
+
+    ``ks`` is None for categories (null in the file); ``tvd_quantile_bins`` and ``bins`` exist
+    only for numerical columns, and ``plot`` only for the synthetic table, not the baseline.
+    """
+
+    name: str
+    type: str
+    ks: float | None
+    tvd: float
+    tvd_quantile_bins: float | None = field(default=None, metadata=OMIT_IF_NONE)
+    tvd_method: str
+    missing_real: float
+    missing_synthetic: float
+    score: float
+    plot: HistogramPlot | BarsPlot | None = field(default=None, metadata=OMIT_IF_NONE)
+    bins: int | None = field(default=None, metadata=OMIT_IF_NONE)
 
 
 def _plot_edges(col: Column, values: list[np.ndarray]) -> tuple[np.ndarray, bool]:
@@ -38,26 +85,25 @@ def _plot_edges(col: Column, values: list[np.ndarray]) -> tuple[np.ndarray, bool
     return np.linspace(lo, hi, PLOT_BINS + 1), False
 
 
-def _continuous_plot(col: Column, real: np.ndarray, syn: np.ndarray) -> dict[str, Any]:
+def _continuous_plot(col: Column, real: np.ndarray, syn: np.ndarray) -> HistogramPlot:
     edges, log_x = _plot_edges(col, [real, syn])
 
     def shares(v: np.ndarray) -> list[float]:
         counts, _ = np.histogram(np.clip(v[np.isfinite(v)], edges[0], edges[-1]), bins=edges)
         return (counts / v.size).tolist()
 
-    return {
-        "kind": "histogram",
-        "edges": edges.tolist(),
-        "real": shares(real),
-        "synthetic": shares(syn),
-        "missing_real": float(np.isnan(real).mean()),
-        "missing_synthetic": float(np.isnan(syn).mean()),
-        "log_x": log_x,
-        "datetime": col.type == "datetime",
-    }
+    return HistogramPlot(
+        edges=edges.tolist(),
+        real=shares(real),
+        synthetic=shares(syn),
+        missing_real=float(np.isnan(real).mean()),
+        missing_synthetic=float(np.isnan(syn).mean()),
+        log_x=log_x,
+        datetime=col.type == "datetime",
+    )
 
 
-def _discrete_plot(col: Column, real: np.ndarray, syn: np.ndarray) -> dict[str, Any]:
+def _discrete_plot(col: Column, real: np.ndarray, syn: np.ndarray) -> BarsPlot:
     k = n_codes(col)
     p = np.bincount(real, minlength=k) / real.size
     q = np.bincount(syn, minlength=k) / syn.size
@@ -74,10 +120,10 @@ def _discrete_plot(col: Column, real: np.ndarray, syn: np.ndarray) -> dict[str, 
         out_labels.append(f"(other {len(rest)} categories)")
         real_s.append(float(p[rest].sum()))
         syn_s.append(float(q[rest].sum()))
-    return {"kind": "bars", "labels": out_labels, "real": real_s, "synthetic": syn_s}
+    return BarsPlot(labels=out_labels, real=real_s, synthetic=syn_s)
 
 
-def column_plot(col: Column, real: np.ndarray, synthetic: np.ndarray) -> dict[str, Any]:
+def column_plot(col: Column, real: np.ndarray, synthetic: np.ndarray) -> HistogramPlot | BarsPlot:
     """The data of one column's plot: bars of category shares, or a histogram on the public bounds."""
     if is_discrete(col):
         return _discrete_plot(col, real, synthetic)
@@ -85,8 +131,9 @@ def column_plot(col: Column, real: np.ndarray, synthetic: np.ndarray) -> dict[st
 
 
 def one_way(schema: Schema, real: PreparedTable, other: PreparedTable,
-             codes_real: dict[str, tuple[np.ndarray, int]],
-             codes_other: dict[str, tuple[np.ndarray, int]]) -> list[dict[str, Any]]:
+            codes_real: dict[str, tuple[np.ndarray, int]],
+            codes_other: dict[str, tuple[np.ndarray, int]]) -> list[ColumnFidelity]:
+    """Per-column distances of ``other`` from ``real`` (codes from :func:`~fedsynth.evaluation.marginals.discretise`)."""
     rows = []
     for col in schema.columns:
         r, o = real[col.name], other[col.name]
@@ -95,12 +142,11 @@ def one_way(schema: Schema, real: PreparedTable, other: PreparedTable,
         if is_discrete(col):
             miss_r = float(np.mean(r == len(levels(col))))
             miss_o = float(np.mean(o == len(levels(col))))
-            rows.append({"name": col.name, "type": col.type, "ks": None, "tvd": t,
-                         "tvd_method": "categories", "missing_real": miss_r,
-                         "missing_synthetic": miss_o})
+            rows.append(ColumnFidelity(name=col.name, type=col.type, ks=None, tvd=t, tvd_method="categories",
+                                       missing_real=miss_r, missing_synthetic=miss_o, score=1.0 - t))
         else:
-            rows.append({"name": col.name, "type": col.type, "ks": ks_statistic(r, o), "tvd": t,
-                         "tvd_quantile_bins": t, "tvd_method": "real-quantile bins",
-                         "missing_real": float(np.isnan(r).mean()),
-                         "missing_synthetic": float(np.isnan(o).mean())})
+            rows.append(ColumnFidelity(name=col.name, type=col.type, ks=ks_statistic(r, o), tvd=t,
+                                       tvd_quantile_bins=t, tvd_method="real-quantile bins",
+                                       missing_real=float(np.isnan(r).mean()),
+                                       missing_synthetic=float(np.isnan(o).mean()), score=1.0 - t))
     return rows

@@ -21,7 +21,7 @@ them (KS, ranks), which is said next to the statistic.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -31,7 +31,8 @@ from fedsynth.evaluation.associations import (
     association_measures,
     association_similarity,
 )
-from fedsynth.evaluation.columns import column_plot, one_way
+from fedsynth.evaluation.columns import ColumnFidelity, column_plot, one_way
+from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.marginals import (
     N_QUANTILE_BINS,
     discretise,
@@ -41,8 +42,68 @@ from fedsynth.evaluation.marginals import (
 from fedsynth.evaluation.prepared import PreparedTable, is_discrete
 
 
+@dataclass(frozen=True)
+class WorstPair:
+    """A column pair whose joint distribution is reproduced worst."""
+
+    columns: tuple[str, str]
+    tvd: float
+
+
+@dataclass(frozen=True)
+class TwoWay:
+    """2-way TVD over all column pairs."""
+
+    mean_tvd: float
+    contingency_similarity: float
+    n_pairs: int
+    numerical_bins: str
+    worst_pairs: list[WorstPair]
+
+
+@dataclass(frozen=True)
+class Associations:
+    """Association matrices of both tables (rows and columns in ``columns`` order) and their similarity."""
+
+    columns: list[str]
+    measures: list[list[str]]
+    real: list[list[float]]
+    synthetic: list[list[float]]
+    abs_difference: list[list[float]]
+    similarity: float
+
+
+@dataclass(frozen=True)
+class HoldoutBaseline:
+    """The headline numbers for real holdout rows against the training rows: sampling noise alone."""
+
+    description: str
+    rows: int
+    mean_tvd_1way: float
+    mean_ks: float | None
+    mean_tvd_2way: float
+    association_similarity: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fidelity:
+    """The fidelity section of the report."""
+
+    columns: list[ColumnFidelity]
+    mean_tvd_1way: float
+    mean_ks: float | None
+    two_way: TwoWay
+    associations: Associations
+    baseline_holdout: HoldoutBaseline | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+def _mean_ks(columns: list[ColumnFidelity]) -> float | None:
+    ks_values = [c.ks for c in columns if c.ks is not None]
+    return float(np.mean(ks_values)) if ks_values else None
+
+
 def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
-             holdout: PreparedTable | None = None) -> dict[str, Any]:
+             holdout: PreparedTable | None = None) -> Fidelity:
     """All fidelity metrics of ``synthetic`` against ``real``.
 
     When ``holdout`` is given, the headline numbers are also computed for holdout-vs-real:
@@ -54,12 +115,10 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
     codes_real = discretise(real, schema, binnings)
     codes_syn = discretise(synthetic, schema, binnings)
 
-    columns = one_way(schema, real, synthetic, codes_real, codes_syn)
-    for entry, col in zip(columns, schema.columns, strict=True):
-        entry["score"] = 1.0 - entry["tvd"]
-        entry["plot"] = column_plot(col, real[col.name], synthetic[col.name])
-        if not is_discrete(col):
-            entry["bins"] = binnings[col.name].n_codes
+    columns = [replace(entry, plot=column_plot(col, real[col.name], synthetic[col.name]),
+                       bins=None if is_discrete(col) else binnings[col.name].n_codes)
+               for entry, col in zip(one_way(schema, real, synthetic, codes_real, codes_syn), schema.columns,
+                                     strict=True)]
 
     pairs = two_way(codes_real, codes_syn, names)
     pair_tvds = np.array([p[2] for p in pairs]) if pairs else np.zeros(0)
@@ -69,41 +128,40 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
     assoc_syn = association_matrix(synthetic, schema)
     sim, diff = association_similarity(assoc_real, assoc_syn, schema)
 
-    ks_values = [c["ks"] for c in columns if c["ks"] is not None]
     mean_tvd_2 = float(pair_tvds.mean()) if pair_tvds.size else 0.0
-    out: dict[str, Any] = {
-        "columns": columns,
-        "mean_tvd_1way": float(np.mean([c["tvd"] for c in columns])),
-        "mean_ks": float(np.mean(ks_values)) if ks_values else None,
-        "two_way": {
-            "mean_tvd": mean_tvd_2,
-            "contingency_similarity": 1.0 - mean_tvd_2,
-            "n_pairs": len(pairs),
-            "numerical_bins": f"{N_QUANTILE_BINS} real-quantile bins + one per declared point mass + missing",
-            "worst_pairs": [{"columns": [x, y], "tvd": t} for x, y, t in worst],
-        },
-        "associations": {
-            "columns": names,
-            "measures": association_measures(schema),
-            "real": assoc_real.tolist(),
-            "synthetic": assoc_syn.tolist(),
-            "abs_difference": diff.tolist(),
-            "similarity": sim,
-        },
-    }
+    baseline = None
     if holdout is not None:
         codes_hold = discretise(holdout, schema, binnings)
         base_cols = one_way(schema, real, holdout, codes_real, codes_hold)
         base_pairs = two_way(codes_real, codes_hold, names)
         base_sim, _ = association_similarity(assoc_real, association_matrix(holdout, schema), schema)
-        base_ks = [c["ks"] for c in base_cols if c["ks"] is not None]
-        out["baseline_holdout"] = {
-            "description": "the same metrics for real holdout rows against the training rows: "
-                           "the level sampling noise alone produces",
-            "rows": holdout.n_rows,
-            "mean_tvd_1way": float(np.mean([c["tvd"] for c in base_cols])),
-            "mean_ks": float(np.mean(base_ks)) if base_ks else None,
-            "mean_tvd_2way": float(np.mean([p[2] for p in base_pairs])) if base_pairs else 0.0,
-            "association_similarity": base_sim,
-        }
-    return out
+        baseline = HoldoutBaseline(
+            description="the same metrics for real holdout rows against the training rows: "
+                        "the level sampling noise alone produces",
+            rows=holdout.n_rows,
+            mean_tvd_1way=float(np.mean([c.tvd for c in base_cols])),
+            mean_ks=_mean_ks(base_cols),
+            mean_tvd_2way=float(np.mean([p[2] for p in base_pairs])) if base_pairs else 0.0,
+            association_similarity=base_sim,
+        )
+    return Fidelity(
+        columns=columns,
+        mean_tvd_1way=float(np.mean([c.tvd for c in columns])),
+        mean_ks=_mean_ks(columns),
+        two_way=TwoWay(
+            mean_tvd=mean_tvd_2,
+            contingency_similarity=1.0 - mean_tvd_2,
+            n_pairs=len(pairs),
+            numerical_bins=f"{N_QUANTILE_BINS} real-quantile bins + one per declared point mass + missing",
+            worst_pairs=[WorstPair((x, y), t) for x, y, t in worst],
+        ),
+        associations=Associations(
+            columns=list(names),
+            measures=association_measures(schema),
+            real=assoc_real.tolist(),
+            synthetic=assoc_syn.tolist(),
+            abs_difference=diff.tolist(),
+            similarity=sim,
+        ),
+        baseline_holdout=baseline,
+    )
