@@ -16,7 +16,6 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
 
 import pandas as pd
 
@@ -29,7 +28,7 @@ from fedsynth.evaluation.overlap import holdout_overlap
 from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.privacy import Privacy, privacy
 from fedsynth.evaluation.report import write_report
-from fedsynth.evaluation.utility import utility
+from fedsynth.evaluation.utility import Utility, UtilitySkipped, utility
 
 FORMAT = "fedsynth-evaluation/1"
 _LIBRARIES = ("fedsynth", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib")
@@ -65,7 +64,7 @@ class Summary:
     dcr_share_closer_to_train: float
 
 
-def _summary(fid: Fidelity, util: dict[str, Any], priv: Privacy) -> Summary:
+def _summary(fid: Fidelity, util: Utility | UtilitySkipped, priv: Privacy) -> Summary:
     mia = priv.membership_inference
     strongest = mia.strongest if isinstance(mia, MembershipInference) else None
     return Summary(
@@ -73,7 +72,7 @@ def _summary(fid: Fidelity, util: dict[str, Any], priv: Privacy) -> Summary:
         mean_tvd_1way=fid.mean_tvd_1way,
         mean_tvd_2way=fid.two_way.mean_tvd,
         association_similarity=fid.associations.similarity,
-        utility_auc_ratio=util.get("mean_auc_ratio"),
+        utility_auc_ratio=util.mean_auc_ratio if isinstance(util, Utility) else None,
         strongest_attack=strongest.attack if strongest else None,
         attack_auc=strongest.auc if strongest else None,
         attack_auc_ci95=strongest.auc_ci95 if strongest else None,
@@ -120,7 +119,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
 
     t = time.perf_counter()
     if target is None:
-        util: dict[str, Any] = {"skipped": "no target column was given"}
+        util: Utility | UtilitySkipped = UtilitySkipped(skipped="no target column was given")
     else:
         util = utility(tables["real"], tables["holdout"], tables["synthetic"], schema, target, seed)
     seconds["utility"] = time.perf_counter() - t
