@@ -23,7 +23,7 @@ from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.attacks import MembershipInference
 from fedsynth.evaluation.fidelity import Fidelity, fidelity
 from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
-from fedsynth.evaluation.jsonable import to_jsonable
+from fedsynth.evaluation.jsonable import JsonObject, to_jsonable
 from fedsynth.evaluation.overlap import holdout_overlap
 from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.privacy import Privacy, privacy
@@ -83,7 +83,7 @@ def _summary(fid: Fidelity, util: Utility | UtilitySkipped, priv: Privacy) -> Su
 
 
 def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
-             target: str | None = None, guarantee: dict | None = None, seed: int = 0) -> dict:
+             target: str | None = None, guarantee: dict | None = None, seed: int = 0) -> JsonObject:
     """Compare ``synthetic`` with ``real`` (its training rows) and ``holdout`` (unseen real rows).
 
     Args:

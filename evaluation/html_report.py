@@ -9,9 +9,9 @@ client ids) is HTML-escaped.
 from __future__ import annotations
 
 from datetime import date
-from typing import Any
 
 from fedsynth.evaluation.formatting import esc, fmt_ci, fmt_num, fmt_pct
+from fedsynth.evaluation.jsonable import JsonObject
 from fedsynth.evaluation.plots import (
     column_svg,
     dcr_svg,
@@ -56,7 +56,7 @@ code{background:#eef0f4;padding:0 3px;border-radius:3px}
 """
 
 
-def _summary_section(r: dict[str, Any]) -> str:
+def _summary_section(r: JsonObject) -> str:
     fid, util, priv = r["fidelity"], r["utility"], r["privacy"]
     base = fid.get("baseline_holdout")
     base_1 = f" (two real samples: {fmt_num(base['mean_tvd_1way'])})" if base else ""
@@ -104,7 +104,7 @@ associations, distances). Share it only with people allowed to see such statisti
 The badges are rules of thumb, not pass/fail criteria.</p></section>"""
 
 
-def _guarantee_block(r: dict[str, Any]) -> str:
+def _guarantee_block(r: JsonObject) -> str:
     g = r.get("guarantee")
     if not g:
         return ("<div class=\"guarantee none\"><strong>No formal privacy guarantee was supplied.</strong> "
@@ -122,7 +122,7 @@ def _guarantee_block(r: dict[str, Any]) -> str:
 <table><tr><th>institution</th><th>epsilon</th><th>delta</th></tr>{rows}</table>{verdict}</div>"""
 
 
-def _fidelity_section(r: dict[str, Any]) -> str:
+def _fidelity_section(r: JsonObject) -> str:
     fid = r["fidelity"]
     rows = []
     for c in fid["columns"]:
@@ -177,7 +177,7 @@ bias-corrected Cramér's V for two categoricals, correlation ratio (on ranks) fo
 <div class="grid heatmaps">{heat_html}</div></section>"""
 
 
-def _utility_section(r: dict[str, Any]) -> str:
+def _utility_section(r: JsonObject) -> str:
     u = r["utility"]
     if "models" not in u:
         return f"""<section id="utility"><h2>Utility</h2><p>Not measured: {esc(u.get('skipped', ''))}</p></section>"""
@@ -204,7 +204,7 @@ the {u['test_rows_holdout']} real holdout rows, which neither saw. Target: <code
 <th>AUC ratio (TSTR / TRTR)</th></tr>{''.join(rows)}</table></section>"""
 
 
-def _privacy_section(r: dict[str, Any]) -> str:
+def _privacy_section(r: JsonObject) -> str:
     p = r["privacy"]
     exact, dcr, mia = p["exact_copies"], p["dcr"], p["membership_inference"]
     g = r.get("guarantee")
@@ -251,7 +251,7 @@ positives mean the attack does no better than guessing. Intervals are 95 % boots
     return "".join(parts)
 
 
-def _meta_section(r: dict[str, Any]) -> str:
+def _meta_section(r: JsonObject) -> str:
     m = r["meta"]
     rows = "".join(f"<tr><td>{esc(k)}</td><td class=\"n\">{v}</td></tr>" for k, v in m["rows"].items())
     times = "".join(f"<tr><td>{esc(k)}</td><td class=\"n\">{fmt_num(v, 2)} s</td></tr>" for k, v in m["seconds"].items())
@@ -266,7 +266,7 @@ embedding built from the public schema only: numericals scaled to [0, 1] by thei
 numerical difference, and missing-value indicators.</p></section>"""
 
 
-def render_html(result: dict[str, Any]) -> str:
+def render_html(result: JsonObject) -> str:
     """The full self-contained HTML document for a (JSON-clean) evaluation result."""
     meta = result["meta"]
     title = f"Synthetic data evaluation: {meta.get('table', 'table')}"

@@ -17,6 +17,9 @@ from typing import Any
 
 import numpy as np
 
+JsonObject = dict[str, Any]
+"""A JSON object of ``report.json`` (the file format): what ``evaluate`` returns, the HTML is drawn from."""
+
 _OMIT = "omit_if_none"
 OMIT_IF_NONE: Mapping[str, bool] = MappingProxyType({_OMIT: True})
 """Field metadata: ``field(default=None, metadata=OMIT_IF_NONE)`` leaves the key out when None."""

@@ -12,7 +12,6 @@ import io
 import itertools
 import re
 from contextlib import AbstractContextManager
-from typing import Any
 
 import numpy as np
 from matplotlib import rc_context
@@ -20,6 +19,7 @@ from matplotlib.figure import Figure
 
 from fedsynth.evaluation.formatting import fmt_num, fmt_pct, mpl_text, shorten
 from fedsynth.evaluation.guarantee import dp_max_tpr
+from fedsynth.evaluation.jsonable import JsonObject
 
 REAL_COLOUR = "#4c72b0"
 SYN_COLOUR = "#dd8452"
@@ -65,7 +65,7 @@ def plot_style() -> AbstractContextManager[None]:
     })
 
 
-def column_svg(entry: dict[str, Any]) -> str:
+def column_svg(entry: JsonObject) -> str:
     plot = entry["plot"]
     if plot["kind"] == "histogram":
         fig = _figure(4.2, 2.5)
@@ -122,7 +122,7 @@ def heatmap_svg(matrix: list[list[float]], names: list[str], title: str, divergi
     return _svg(fig, "heat")
 
 
-def dcr_svg(dcr: dict[str, Any]) -> str:
+def dcr_svg(dcr: JsonObject) -> str:
     fig = _figure(4.6, 2.6)
     ax = fig.add_subplot()
     edges = np.asarray(dcr["histogram"]["edges"], dtype=float)
@@ -137,7 +137,7 @@ def dcr_svg(dcr: dict[str, Any]) -> str:
     return _svg(fig, "dcr")
 
 
-def roc_svg(attacks: list[dict[str, Any]], guarantee: dict[str, Any] | None) -> str:
+def roc_svg(attacks: list[JsonObject], guarantee: JsonObject | None) -> str:
     fig = _figure(4.6, 3.4)
     ax = fig.add_subplot()
     grid = np.logspace(-3, 0, 200)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.evaluation.html_report import render_html
-from fedsynth.evaluation.jsonable import to_jsonable
+from fedsynth.evaluation.jsonable import JsonObject, to_jsonable
 
 
-def write_report(result: dict[str, Any], out_dir: str | Path) -> tuple[Path, Path]:
+def write_report(result: JsonObject, out_dir: str | Path) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.html`` into ``out_dir`` atomically; return their paths.
 
     Both are fully rendered in memory before either file is replaced, so a failure while

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fedsynth.evaluation.formatting import esc
+from fedsynth.evaluation.jsonable import JsonObject
 
 OK, NOTE, WARN = "ok", "note", "warn"
 
@@ -13,7 +12,7 @@ def badge(level: str, text: str) -> str:
     return f'<span class="badge {level}">{esc(text)}</span>'
 
 
-def privacy_level(result: dict[str, Any]) -> tuple[str, str]:
+def privacy_level(result: JsonObject) -> tuple[str, str]:
     mia = result["privacy"]["membership_inference"]
     if "strongest" not in mia:
         return NOTE, "no attack run"
@@ -25,7 +24,7 @@ def privacy_level(result: dict[str, Any]) -> tuple[str, str]:
     return WARN, "attacks identify training rows"
 
 
-def copy_level(exact: dict[str, Any]) -> tuple[str, str]:
+def copy_level(exact: JsonObject) -> tuple[str, str]:
     if exact["exact_copy_rate_equal_size"] > 1.5 * exact["exact_match_rate_holdout"] + 0.001:
         return WARN, "more copies than chance"
     return OK, "at chance level"
