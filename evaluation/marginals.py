@@ -45,6 +45,7 @@ class Binning:
 
 
 def fit_binning(real_values: np.ndarray, col: Column, n_bins: int = N_QUANTILE_BINS) -> Binning:
+    """The :class:`Binning` of one numerical column, fitted on the real rows' values."""
     point_masses = np.asarray(sorted(col.point_masses), dtype=float)
     finite = real_values[np.isfinite(real_values)]
     rest = finite[~np.isin(finite, point_masses)]
@@ -91,7 +92,8 @@ def ks_statistic(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def two_way(codes_a: dict[str, tuple[np.ndarray, int]], codes_b: dict[str, tuple[np.ndarray, int]],
-             names: list[str]) -> list[tuple[str, str, float]]:
+            names: list[str]) -> list[tuple[str, str, float]]:
+    """(x, y, 2-way TVD) for every column pair, the joint codes of ``codes_b`` against ``codes_a``."""
     out = []
     for x, y in combinations(names, 2):
         (ax, kx), (ay, ky) = codes_a[x], codes_a[y]

@@ -19,6 +19,7 @@ OVERLAP_MARGIN = 0.01  # share of the holdout that may repeat training rows beyo
 
 
 def row_hashes(table: PreparedTable) -> np.ndarray:
+    """One hash per row over all columns: equal rows (as typed by the schema) hash equal."""
     frame = pd.DataFrame(table.columns)
     return pd.util.hash_pandas_object(frame, index=False).to_numpy()
 

@@ -66,6 +66,7 @@ def plot_style() -> AbstractContextManager[None]:
 
 
 def column_svg(entry: JsonObject) -> str:
+    """One column's real-vs-synthetic plot (histogram or bars) from its report entry."""
     plot = entry["plot"]
     if plot["kind"] == "histogram":
         fig = _figure(4.2, 2.5)
@@ -100,6 +101,7 @@ def column_svg(entry: JsonObject) -> str:
 
 
 def heatmap_svg(matrix: list[list[float]], names: list[str], title: str, diverging: bool) -> str:
+    """An association matrix as a heatmap; ``diverging`` for signed values in [-1, 1]."""
     m = np.asarray(matrix, dtype=float)
     size = max(3.6, 0.32 * len(names) + 1.6)
     fig = _figure(size, size * 0.92)
@@ -123,6 +125,7 @@ def heatmap_svg(matrix: list[list[float]], names: list[str], title: str, divergi
 
 
 def dcr_svg(dcr: JsonObject) -> str:
+    """The DCR histograms: distances to the nearest training row and to the nearest holdout row."""
     fig = _figure(4.6, 2.6)
     ax = fig.add_subplot()
     edges = np.asarray(dcr["histogram"]["edges"], dtype=float)
@@ -138,6 +141,7 @@ def dcr_svg(dcr: JsonObject) -> str:
 
 
 def roc_svg(attacks: list[JsonObject], guarantee: JsonObject | None) -> str:
+    """The attacks' ROC curves on log-log axes, with the DP guarantee's bound when there is one."""
     fig = _figure(4.6, 3.4)
     ax = fig.add_subplot()
     grid = np.logspace(-3, 0, 200)

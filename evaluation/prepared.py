@@ -38,6 +38,7 @@ def n_codes(col: Column) -> int:
 
 
 def code_labels(col: Column) -> list[str]:
+    """The label of every code of a discrete column, in code order."""
     return [*levels(col), MISSING_LABEL, OTHER_LABEL]
 
 

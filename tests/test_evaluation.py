@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from fedsynth.evaluation.guarantee import (
     dp_max_tpr,
     guarantee_from_card,
 )
+from fedsynth.evaluation.jsonable import OMIT_IF_NONE, to_jsonable
 from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.privacy import privacy
 from fedsynth.evaluation.roc import roc_auc, tpr_at_fpr
@@ -417,3 +419,19 @@ def test_one_mapping_from_a_model_card_to_the_guarantee():
     assert g["clients"] == [{"client": "single party", "epsilon": 1.0, "delta": 1e-6}] and g["accountant"] == "prv"
     with pytest.raises(KeyError):
         guarantee_from_card({"clients": [{"client": "0"}]})
+
+
+# --------------------------------------------------------------------------- JSON edge
+@dataclass(frozen=True, kw_only=True)
+class _Section:
+    name: str
+    value: float
+    extra: int | None = field(default=None, metadata=OMIT_IF_NONE)
+    kept: float | None = None
+
+
+def test_to_jsonable_writes_dataclass_fields_in_order_and_omits_only_marked_nones():
+    section = _Section(name="a", value=np.float64(0.5), kept=float("nan"))
+    assert json.dumps(to_jsonable([section, (np.int64(2), np.bool_(True))])) == (
+        '[{"name": "a", "value": 0.5, "kept": null}, [2, true]]')
+    assert list(to_jsonable(_Section(name="b", value=1.0, extra=3))) == ["name", "value", "extra", "kept"]
