@@ -13,23 +13,22 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import asdict
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
 from importlib import metadata
-from typing import Any
 
 import pandas as pd
 
-from fedsynth.evaluation.fidelity import fidelity, prepare
-from fedsynth.evaluation.attacks import (
-    compare_with_guarantee,
-    describe_guarantee,
-    holdout_overlap,
-    privacy,
-)
-from fedsynth.evaluation.report import to_jsonable, write_report
-from fedsynth.evaluation.utility import utility
 from fedsynth.common.data.schema import Schema
+from fedsynth.evaluation.attacks import MembershipInference
+from fedsynth.evaluation.fidelity import Fidelity, fidelity
+from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
+from fedsynth.evaluation.jsonable import JsonObject, to_jsonable
+from fedsynth.evaluation.overlap import holdout_overlap
+from fedsynth.evaluation.prepared import prepare
+from fedsynth.evaluation.privacy import Privacy, privacy
+from fedsynth.evaluation.report import write_report
+from fedsynth.evaluation.utility import Utility, UtilitySkipped, utility
 
 FORMAT = "fedsynth-evaluation/1"
 _LIBRARIES = ("fedsynth", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib")
@@ -45,27 +44,46 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _summary(fid: dict[str, Any], util: dict[str, Any], priv: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers, so that a pipeline can gate on them without parsing sections."""
-    mia = priv["membership_inference"]
-    strongest = mia.get("strongest", {})
-    return {
-        "fidelity_1way_score": 1.0 - fid["mean_tvd_1way"],
-        "mean_tvd_1way": fid["mean_tvd_1way"],
-        "mean_tvd_2way": fid["two_way"]["mean_tvd"],
-        "association_similarity": fid["associations"]["similarity"],
-        "utility_auc_ratio": util.get("mean_auc_ratio"),
-        "strongest_attack": strongest.get("attack"),
-        "attack_auc": strongest.get("auc"),
-        "attack_auc_ci95": strongest.get("auc_ci95"),
-        "attack_tpr_at_1pct_fpr": mia.get("max_tpr_at_1pct_fpr"),
-        "exact_copy_rate": priv["exact_copies"]["exact_copy_rate"],
-        "dcr_share_closer_to_train": priv["dcr"]["share_closer_to_train"],
-    }
+@dataclass(frozen=True)
+class Summary:
+    """The headline numbers, so that a pipeline can gate on them without parsing sections.
+
+    Every key is always present; a number that was not measured (no target, no attack) is null.
+    """
+
+    fidelity_1way_score: float
+    mean_tvd_1way: float
+    mean_tvd_2way: float
+    association_similarity: float
+    utility_auc_ratio: float | None
+    strongest_attack: str | None
+    attack_auc: float | None
+    attack_auc_ci95: tuple[float, float] | None
+    attack_tpr_at_1pct_fpr: float | None
+    exact_copy_rate: float
+    dcr_share_closer_to_train: float
+
+
+def _summary(fid: Fidelity, util: Utility | UtilitySkipped, priv: Privacy) -> Summary:
+    mia = priv.membership_inference
+    strongest = mia.strongest if isinstance(mia, MembershipInference) else None
+    return Summary(
+        fidelity_1way_score=1.0 - fid.mean_tvd_1way,
+        mean_tvd_1way=fid.mean_tvd_1way,
+        mean_tvd_2way=fid.two_way.mean_tvd,
+        association_similarity=fid.associations.similarity,
+        utility_auc_ratio=util.mean_auc_ratio if isinstance(util, Utility) else None,
+        strongest_attack=strongest.attack if strongest else None,
+        attack_auc=strongest.auc if strongest else None,
+        attack_auc_ci95=strongest.auc_ci95 if strongest else None,
+        attack_tpr_at_1pct_fpr=mia.max_tpr_at_1pct_fpr if isinstance(mia, MembershipInference) else None,
+        exact_copy_rate=priv.exact_copies.exact_copy_rate,
+        dcr_share_closer_to_train=priv.dcr.share_closer_to_train,
+    )
 
 
 def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
-             target: str | None = None, guarantee: dict | None = None, seed: int = 0) -> dict:
+             target: str | None = None, guarantee: dict | None = None, seed: int = 0) -> JsonObject:
     """Compare ``synthetic`` with ``real`` (its training rows) and ``holdout`` (unseen real rows).
 
     Args:
@@ -83,7 +101,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     ``warning`` when there are any). Raises ValueError on unusable input (missing columns, empty
     tables, unknown target, malformed guarantee), and ``OverlappingHoldout`` (a ``DataError``)
     when the holdout repeats more training rows than natural duplicates explain
-    (:class:`~fedsynth.evaluation.attacks.HoldoutOverlap`), before any work is done.
+    (:class:`~fedsynth.evaluation.overlap.HoldoutOverlap`), before any work is done.
     """
     start = time.perf_counter()
     if target is not None and target not in schema.names:
@@ -101,7 +119,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
 
     t = time.perf_counter()
     if target is None:
-        util: dict[str, Any] = {"skipped": "no target column was given"}
+        util: Utility | UtilitySkipped = UtilitySkipped(skipped="no target column was given")
     else:
         util = utility(tables["real"], tables["holdout"], tables["synthetic"], schema, target, seed)
     seconds["utility"] = time.perf_counter() - t
@@ -109,7 +127,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     t = time.perf_counter()
     priv = privacy(tables["real"], tables["holdout"], tables["synthetic"], schema, seed)
     if guarantee_info is not None:
-        priv["compared_with_guarantee"] = compare_with_guarantee(priv["membership_inference"], guarantee_info)
+        priv = replace(priv, compared_with_guarantee=compare_with_guarantee(priv.membership_inference, guarantee_info))
     seconds["privacy"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - start
 
@@ -129,7 +147,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
             "seed": seed,
             "seconds": seconds,
             "versions": _versions(),
-            "created_utc": datetime.now(timezone.utc).replace(microsecond=0).isoformat(),
+            "created_utc": datetime.now(UTC).replace(microsecond=0).isoformat(),
         },
     }
     return to_jsonable(result)

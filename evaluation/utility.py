@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,13 +31,72 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from threadpoolctl import threadpool_limits
 
-from fedsynth.evaluation.fidelity import PreparedTable, code_labels, is_discrete, levels, n_codes
-from fedsynth.evaluation.attacks import Embedding
 from fedsynth.common.data.schema import Schema
+from fedsynth.evaluation.embedding import Embedding
+from fedsynth.evaluation.jsonable import OMIT_IF_NONE
+from fedsynth.evaluation.prepared import (
+    PreparedTable,
+    code_labels,
+    is_discrete,
+    levels,
+    n_codes,
+)
 
 MAX_TRAIN_ROWS = 50_000
 MODEL_NAMES = ("HistGradientBoostingClassifier", "LogisticRegression")
 _HGB_MAX_CATEGORIES = 250  # HistGradientBoosting bins categories into at most 255 slots
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One model's scores on the real holdout rows."""
+
+    auc: float
+    accuracy: float
+    f1: float
+    fit_seconds: float
+
+
+@dataclass(frozen=True)
+class FitFailed:
+    """Why a model could not be trained on these rows."""
+
+    error: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelResult:
+    """A model family trained on real rows (TRTR) and on synthetic rows (TSTR); ``auc_ratio`` when both fit."""
+
+    model: str
+    real: Scores | FitFailed
+    synthetic: Scores | FitFailed
+    auc_ratio: float | None = field(default=None, metadata=OMIT_IF_NONE)
+
+
+@dataclass(frozen=True)
+class Utility:
+    """The utility section of the report."""
+
+    target: str
+    task: str
+    classes: list[str]
+    positive_class: str | None
+    averaging: str | None
+    train_rows_real: int
+    train_rows_synthetic: int
+    test_rows_holdout: int
+    majority_class_accuracy: float
+    models: list[ModelResult]
+    mean_auc_ratio: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class UtilitySkipped:
+    """Why utility was not measured (``target`` is absent when no target was given)."""
+
+    target: str | None = field(default=None, metadata=OMIT_IF_NONE)
+    skipped: str
 
 
 def _tree_features(table: PreparedTable, schema: Schema, target: str) -> tuple[np.ndarray, np.ndarray]:
@@ -73,29 +133,32 @@ def _proba(model: Any, X: np.ndarray, classes: np.ndarray) -> np.ndarray:
     return out
 
 
-def _scores(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive: int | None) -> dict[str, float]:
+def _scores(y: np.ndarray, proba: np.ndarray, classes: np.ndarray, positive: int | None,
+            fit_seconds: float) -> Scores:
     pred = classes[np.argmax(proba, axis=1)]
     if positive is not None:
         pos_col = int(np.searchsorted(classes, positive))
-        return {
-            "auc": float(roc_auc_score(y == positive, proba[:, pos_col])),
-            "accuracy": float(accuracy_score(y, pred)),
-            "f1": float(f1_score(y == positive, pred == positive, zero_division=0)),
-        }
+        return Scores(
+            auc=float(roc_auc_score(y == positive, proba[:, pos_col])),
+            accuracy=float(accuracy_score(y, pred)),
+            f1=float(f1_score(y == positive, pred == positive, zero_division=0)),
+            fit_seconds=fit_seconds,
+        )
     present = np.isin(classes, y)
-    return {
-        "auc": float(roc_auc_score(y, proba[:, present] / proba[:, present].sum(1, keepdims=True).clip(1e-12),
-                                   multi_class="ovr", average="macro", labels=classes[present])),
-        "accuracy": float(accuracy_score(y, pred)),
-        "f1": float(f1_score(y, pred, average="macro", labels=classes[present], zero_division=0)),
-    }
+    return Scores(
+        auc=float(roc_auc_score(y, proba[:, present] / proba[:, present].sum(1, keepdims=True).clip(1e-12),
+                                multi_class="ovr", average="macro", labels=classes[present])),
+        accuracy=float(accuracy_score(y, pred)),
+        f1=float(f1_score(y, pred, average="macro", labels=classes[present], zero_division=0)),
+        fit_seconds=fit_seconds,
+    )
 
 
 def _fit_and_score(name: str, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, y_test: np.ndarray,
-                   is_cat: np.ndarray, classes: np.ndarray, positive: int | None, seed: int) -> dict[str, Any]:
+                   is_cat: np.ndarray, classes: np.ndarray, positive: int | None, seed: int) -> Scores | FitFailed:
     if np.unique(y).size < 2:
-        return {"error": "the training rows contain a single class of the target, so no classifier "
-                         "can be trained on them"}
+        return FitFailed("the training rows contain a single class of the target, so no classifier "
+                         "can be trained on them")
     model = _make_model(name, is_cat, seed)
     start = time.perf_counter()
     # One thread: HistGradientBoosting runs hundreds of tiny OpenMP regions per fit, and on a
@@ -107,7 +170,7 @@ def _fit_and_score(name: str, X: np.ndarray, y: np.ndarray, X_test: np.ndarray, 
         model.fit(X, y)
         fit_seconds = time.perf_counter() - start
         proba = _proba(model, X_test, classes)
-    return {**_scores(y_test, proba, classes, positive), "fit_seconds": fit_seconds}
+    return _scores(y_test, proba, classes, positive, fit_seconds)
 
 
 def tree_auc(train: PreparedTable, test: PreparedTable, schema: Schema, target: str, seed: int = 0) -> float | None:
@@ -134,16 +197,16 @@ def tree_auc(train: PreparedTable, test: PreparedTable, schema: Schema, target: 
     (X, is_cat), (X_t, _) = _tree_features(tr, schema, target), _tree_features(te, schema, target)
     res = _fit_and_score("HistGradientBoostingClassifier", X, tr[target], X_t, te[target], is_cat, classes,
                          positive, seed)
-    return res.get("auc")
+    return res.auc if isinstance(res, Scores) else None
 
 
 def utility(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTable, schema: Schema,
-            target: str, seed: int = 0) -> dict[str, Any]:
+            target: str, seed: int = 0) -> Utility | UtilitySkipped:
     """TSTR vs TRTR for each model family; a ``skipped`` reason when the task is undefined."""
     col = schema.column(target)
     if not is_discrete(col):
-        return {"target": target, "skipped": f"target {target!r} is {col.type}; utility is measured "
-                                             "for classification targets (categorical or boolean)"}
+        return UtilitySkipped(target=target, skipped=f"target {target!r} is {col.type}; utility is measured "
+                                                     "for classification targets (categorical or boolean)")
     n_valid = len(levels(col))
     labels = code_labels(col)
     rng = np.random.default_rng(seed)
@@ -158,9 +221,9 @@ def utility(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTabl
     test = holdout.take(np.flatnonzero(holdout[target] < n_valid))
     y_r, y_s, y_t = train_r[target], train_s[target], test[target]
     if np.unique(y_r).size < 2:
-        return {"target": target, "skipped": "the real training rows contain a single class of the target"}
+        return UtilitySkipped(target=target, skipped="the real training rows contain a single class of the target")
     if np.unique(y_t).size < 2:
-        return {"target": target, "skipped": "the holdout rows contain a single class of the target"}
+        return UtilitySkipped(target=target, skipped="the holdout rows contain a single class of the target")
 
     classes = np.unique(np.concatenate([y_r, y_t, y_s]))
     binary = np.unique(np.concatenate([y_r, y_t])).size == 2 and classes.size == 2
@@ -178,23 +241,23 @@ def utility(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTabl
         (X_r, is_cat), (X_s, _), (X_t, _) = (features[name](t) for t in (train_r, train_s, test))
         trtr = _fit_and_score(name, X_r, y_r, X_t, y_t, is_cat, classes, positive, seed)
         tstr = _fit_and_score(name, X_s, y_s, X_t, y_t, is_cat, classes, positive, seed)
-        entry: dict[str, Any] = {"model": name, "real": trtr, "synthetic": tstr}
-        if "auc" in trtr and "auc" in tstr and trtr["auc"] > 0:
-            entry["auc_ratio"] = tstr["auc"] / trtr["auc"]
-        models.append(entry)
+        ratio = None
+        if isinstance(trtr, Scores) and isinstance(tstr, Scores) and trtr.auc > 0:
+            ratio = tstr.auc / trtr.auc
+        models.append(ModelResult(model=name, real=trtr, synthetic=tstr, auc_ratio=ratio))
 
     majority = int(np.bincount(y_r).argmax())
-    ratios = [m["auc_ratio"] for m in models if "auc_ratio" in m]
-    return {
-        "target": target,
-        "task": "binary" if binary else "multiclass",
-        "classes": [labels[int(c)] for c in classes],
-        "positive_class": labels[positive] if positive is not None else None,
-        "averaging": None if binary else "macro (one-vs-rest AUC)",
-        "train_rows_real": train_r.n_rows,
-        "train_rows_synthetic": train_s.n_rows,
-        "test_rows_holdout": test.n_rows,
-        "majority_class_accuracy": float(np.mean(y_t == majority)),
-        "models": models,
-        "mean_auc_ratio": float(np.mean(ratios)) if ratios else None,
-    }
+    ratios = [m.auc_ratio for m in models if m.auc_ratio is not None]
+    return Utility(
+        target=target,
+        task="binary" if binary else "multiclass",
+        classes=[labels[int(c)] for c in classes],
+        positive_class=labels[positive] if positive is not None else None,
+        averaging=None if binary else "macro (one-vs-rest AUC)",
+        train_rows_real=train_r.n_rows,
+        train_rows_synthetic=train_s.n_rows,
+        test_rows_holdout=test.n_rows,
+        majority_class_accuracy=float(np.mean(y_t == majority)),
+        models=models,
+        mean_auc_ratio=float(np.mean(ratios)) if ratios else None,
+    )

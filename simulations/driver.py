@@ -233,7 +233,7 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
                  + (f", TSTR ROC AUC {q['tstr_auc']:.3f} (train-on-real {q['trtr_auc']:.3f})" if "tstr_auc" in q else ""))
     if cfg.report:
         from fedsynth.evaluation import evaluate, write_report
-        from fedsynth.evaluation.attacks import guarantee_from_card
+        from fedsynth.evaluation.guarantee import guarantee_from_card
 
         result = evaluate(train, holdout, syn, schema, target=label, guarantee=guarantee_from_card(card),
                           seed=cfg.seed)

@@ -20,7 +20,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedsynth.evaluation.fidelity import marginal_tvds, prepare
+from fedsynth.evaluation.marginals import marginal_tvds
+from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.utility import tree_auc
 from fedsynth.common.data.schema import Schema
 

@@ -9,24 +9,32 @@ were shuffled independently (perfect marginals, destroyed relations).
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
 
+from fedsynth.cli import app
+from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.tables import load_table, write_table
 from fedsynth.common.errors import DataError
 from fedsynth.evaluation import evaluate, write_report
-from fedsynth.evaluation.attacks import (
+from fedsynth.evaluation.guarantee import (
     compare_with_guarantee,
     describe_guarantee,
     dp_max_auc,
     dp_max_tpr,
-    roc_auc,
-    tpr_at_fpr,
+    guarantee_from_card,
 )
-from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.data.tables import load_table
+from fedsynth.evaluation.jsonable import OMIT_IF_NONE, to_jsonable
+from fedsynth.evaluation.prepared import prepare
+from fedsynth.evaluation.privacy import privacy
+from fedsynth.evaluation.roc import roc_auc, tpr_at_fpr
+from fedsynth.simulations.quality import quick_quality
 
 DATA = Path(__file__).resolve().parents[1] / "fedsynth" / "data"
 GUARANTEE = {"clients": [{"client": "0", "epsilon": 0.99, "delta": 1e-5},
@@ -44,7 +52,10 @@ def split(schema: Schema) -> dict[str, pd.DataFrame]:
     """Disjoint training, holdout and 'other' samples of Adult."""
     df = load_table(DATA / "adult.csv.gz", schema)
     perm = np.random.default_rng(7).permutation(len(df))
-    take = lambda a, b: df.iloc[perm[a:b]].reset_index(drop=True)  # noqa: E731
+
+    def take(a: int, b: int) -> pd.DataFrame:
+        return df.iloc[perm[a:b]].reset_index(drop=True)
+
     return {"real": take(0, 2500), "holdout": take(2500, 4000), "other": take(4000, 6500)}
 
 
@@ -179,25 +190,45 @@ def test_guarantee_bounds_and_plain_words():
     assert dp_max_auc(20.0, 0.0) > 0.999
     assert 0.5 < dp_max_auc(1.0, 1e-5) < dp_max_auc(2.0, 1e-5) < 1.0
     info = describe_guarantee(GUARANTEE)
-    assert info["epsilon_max"] == 1.0 and info["delta_max"] == 1e-5
-    text = info["statement"]
+    assert info.epsilon_max == 1.0 and info.delta_max == 1e-5
+    text = info.statement
     assert "each institution's records are protected" in text
     assert "institution 0: (epsilon, delta) = (0.99, 1e-05)" in text
     assert "DP-SGD" in text and "RDP" in text
-    assert f"{100 * info['max_tpr_at_1pct_fpr']:.1f} %" in text
-    assert describe_guarantee({"epsilon": 3, "delta": 1e-6})["clients"][0]["epsilon"] == 3.0
+    assert f"{100 * info.max_tpr_at_1pct_fpr:.1f} %" in text
+    assert describe_guarantee({"epsilon": 3, "delta": 1e-6}).clients[0].epsilon == 3.0
     with pytest.raises(ValueError, match="epsilon"):
         describe_guarantee({"clients": [{"client": "0", "epsilon": "lots"}]})
     with pytest.raises(ValueError, match="clients"):
         describe_guarantee({"mechanism": "DP-SGD"})
 
 
-def test_attacks_are_checked_against_the_guarantee(copy_result, honest_result):
+def test_attacks_are_checked_against_the_guarantee(split, schema, honest_result):
     info = describe_guarantee(GUARANTEE)
     assert honest_result["privacy"]["compared_with_guarantee"]["consistent"] is True
-    assert honest_result["guarantee"]["statement"] == info["statement"]
-    verdict = compare_with_guarantee(copy_result["privacy"]["membership_inference"], info)
-    assert verdict["consistent"] is False and verdict["conflicts"]
+    assert honest_result["guarantee"]["statement"] == info.statement
+    real, holdout = (prepare(split[k].iloc[:600], schema, k) for k in ("real", "holdout"))
+    copied = privacy(real, holdout, real, schema, seed=0)
+    verdict = compare_with_guarantee(copied.membership_inference, info)
+    assert verdict.consistent is False and verdict.conflicts
+
+
+def test_report_sections_keep_their_json_shape_without_attacks(split, schema):
+    """Too few holdout rows: the attacks are skipped, and the file says so without invented keys."""
+    small = {k: v.iloc[:300].reset_index(drop=True) for k, v in split.items()}
+    result = evaluate(small["real"], small["holdout"].iloc[:30], small["other"], schema,
+                      guarantee=GUARANTEE, seed=0)
+    priv = result["privacy"]
+    assert list(priv) == ["exact_copies", "dcr", "membership_inference", "embedding_dimensions",
+                          "compared_with_guarantee"]
+    assert list(priv["membership_inference"]) == ["skipped"]
+    assert priv["compared_with_guarantee"] == {"consistent": None, "explanation": "no attack was run"}
+    summary = result["summary"]
+    assert summary["strongest_attack"] is None and summary["attack_auc_ci95"] is None
+    assert summary["attack_tpr_at_1pct_fpr"] is None and summary["utility_auc_ratio"] is None
+    assert list(result["utility"]) == ["skipped"]
+    without = evaluate(small["real"], small["holdout"], small["other"], schema, seed=0)
+    assert "compared_with_guarantee" not in without["privacy"] and without["guarantee"] is None
 
 
 # --------------------------------------------------------------------------- API contract
@@ -275,7 +306,7 @@ def test_boolean_and_datetime_columns(mixed):
 
 
 def test_report_escapes_user_strings(mixed):
-    result, json_path, html_path = mixed
+    _, json_path, html_path = mixed
     page = html_path.read_text(encoding="utf-8")
     assert "<script>alert(1)</script>" not in page and "<script" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -307,8 +338,6 @@ def test_report_files_are_written(honest_result, tmp_path):
     for needle in ("<script", "<link", 'src="http', "url(http", "@import"):
         assert needle not in page
     # every SVG id is unique across the page, so figures cannot clip one another
-    import re
-
     ids = re.findall(r'\bid="([^"]+)"', page)
     assert len(ids) == len(set(ids))
 
@@ -326,8 +355,6 @@ def test_report_without_guarantee_or_target(split, schema, tmp_path):
 # --------------------------------------------------------------------------- one definition
 def test_headline_quality_is_the_reports_definition(split, schema, honest_result):
     """summary.json / benchmark numbers (quick_quality) equal the report's, to the last digit."""
-    from fedsynth.simulations.quality import quick_quality
-
     q = quick_quality(split["real"], split["holdout"], split["other"], schema, "income", seed=0, floor=True)
     summary = honest_result["summary"]
     assert q["tvd_1way"] == pytest.approx(summary["mean_tvd_1way"], abs=1e-12)
@@ -370,11 +397,6 @@ def test_low_entropy_table_split_is_not_mistaken_for_overlap(split, schema):
 
 
 def test_cli_refuses_a_holdout_equal_to_the_training_file(split, schema, tmp_path):
-    from typer.testing import CliRunner
-
-    from fedsynth.cli import app
-    from fedsynth.common.data.tables import write_table
-
     real = tmp_path / "real.csv"
     write_table(split["real"].iloc[:500], real, schema=schema)
     write_table(split["other"].iloc[:500], tmp_path / "syn.csv", schema=schema)
@@ -388,8 +410,6 @@ def test_cli_refuses_a_holdout_equal_to_the_training_file(split, schema, tmp_pat
 
 
 def test_one_mapping_from_a_model_card_to_the_guarantee():
-    from fedsynth.evaluation.attacks import guarantee_from_card
-
     federated = {"clients": [{"client": "0", "epsilon_spent": 0.98, "delta": 1e-5},
                              {"client": "1", "epsilon_spent": 0.5, "delta": 1e-5}]}
     g = guarantee_from_card(federated)
@@ -399,3 +419,19 @@ def test_one_mapping_from_a_model_card_to_the_guarantee():
     assert g["clients"] == [{"client": "single party", "epsilon": 1.0, "delta": 1e-6}] and g["accountant"] == "prv"
     with pytest.raises(KeyError):
         guarantee_from_card({"clients": [{"client": "0"}]})
+
+
+# --------------------------------------------------------------------------- JSON edge
+@dataclass(frozen=True, kw_only=True)
+class _Section:
+    name: str
+    value: float
+    extra: int | None = field(default=None, metadata=OMIT_IF_NONE)
+    kept: float | None = None
+
+
+def test_to_jsonable_writes_dataclass_fields_in_order_and_omits_only_marked_nones():
+    section = _Section(name="a", value=np.float64(0.5), kept=float("nan"))
+    assert json.dumps(to_jsonable([section, (np.int64(2), np.bool_(True))])) == (
+        '[{"name": "a", "value": 0.5, "kept": null}, [2, true]]')
+    assert list(to_jsonable(_Section(name="b", value=1.0, extra=3))) == ["name", "value", "extra", "kept"]

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from fedsynth.evaluation import evaluate, write_report
-from fedsynth.evaluation.report import REAL_COLOUR, SYN_COLOUR
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table
+from fedsynth.evaluation import evaluate, write_report
+from fedsynth.evaluation.plots import REAL_COLOUR, SYN_COLOUR
 
 CHROMIUM = Path("/usr/bin/chromium")
 DATA = Path(__file__).resolve().parents[1] / "fedsynth" / "data"
@@ -70,8 +71,6 @@ def _share_near(pixels: np.ndarray, hex_colour: str, tol: int = 12) -> float:
 
 
 def test_screenshot_shows_real_and_synthetic_plots(report, tmp_path):
-    from PIL import Image
-
     _, html_path = report
     png = tmp_path / "shot.png"
     proc = _chromium(tmp_path, f"--screenshot={png}", "--window-size=1200,3000", html_path.as_uri())

@@ -25,7 +25,7 @@ def evaluate(
     """Fidelity, utility and empirical privacy of a synthetic table, as report.html + report.json."""
     from fedsynth.evaluation import evaluate as run_eval
     from fedsynth.evaluation import write_report
-    from fedsynth.evaluation.attacks import OverlappingHoldout
+    from fedsynth.evaluation.overlap import OverlappingHoldout
     from fedsynth.common.outputs import REPORT_FOLDER, check_replace, replace_dir
     from fedsynth.common.data.tables import load_table
 
@@ -49,7 +49,7 @@ def evaluate(
 
 def _guarantee_from(path: Path) -> dict:
     """The guarantee as recorded by fit (synthesizer.json) or by a federated run (model_card.json)."""
-    from fedsynth.evaluation.attacks import describe_guarantee, guarantee_from_card
+    from fedsynth.evaluation.guarantee import describe_guarantee, guarantee_from_card
     from fedsynth.common.inputs import read_json_object
 
     meta = read_json_object(path, label="--model-card ")
