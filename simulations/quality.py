@@ -27,7 +27,7 @@ from fedsynth.common.data.schema import Schema
 
 DEFINITION = ("TSTR/TRTR: HistGradientBoosting (fedsynth.evaluation.utility.tree_auc), ROC AUC on the real "
               "holdout; TVD: synthetic vs real training rows, numericals at training deciles + one bin per "
-              "declared point mass + missing (fedsynth.evaluation.fidelity.marginal_tvds)")
+              "declared point mass + missing (fedsynth.evaluation.marginals.marginal_tvds)")
 
 
 def quick_quality(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFrame, schema: Schema,
