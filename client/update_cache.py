@@ -65,8 +65,8 @@ class UpdateCache:
                     return None
                 n = sum(1 for k in z.files if k.startswith("a"))
                 return [z[f"a{i}"] for i in range(n)], FitMetrics.from_record(json.loads(str(z["metrics"])))
-        except (OSError, ValueError, KeyError):  # unreadable (MessageError included): train afresh, over-charging is safe
-            return None
+        except (OSError, ValueError, KeyError):  # unreadable (a MessageError is a ValueError): train
+            return None  # afresh, over-charging is safe
 
     def has(self, key: UpdateKey) -> bool:
         return self.load(key) is not None

@@ -31,8 +31,8 @@ from typing import Any
 
 from fedsynth.common.deploy import processes as fp
 from fedsynth.common.errors import FedsynthError
-from fedsynth.server.deployment_config import CoordinatorOptions, Prepared, load_deployment_config, prepare
-from fedsynth.server.events import EVENTS_FILE, describe_event, format_spent, reported_spend
+from fedsynth.server.deployment_config import CoordinatorOptions, Prepared, prepare
+from fedsynth.server.events import EVENT, EVENTS_FILE, EventKind, describe_event, format_spent, reported_spend
 from fedsynth.server.fleet_gateway import FleetGateway, GatewayTLS
 from fedsynth.server.run_config import (
     CONNECTION,
@@ -42,12 +42,7 @@ from fedsynth.server.run_config import (
     write_run_config,
 )
 
-# the command's public names, wherever they are defined (fedsynth.cli.deploy and tests import them from here)
-__all__ = ["Coordinator", "CoordinatorOptions", "describe_event", "load_deployment_config", "prepare",
-           "run_coordinator"]
 
-
-# ---------------------------------------------------------------------------- running
 class Coordinator:
     """One SuperLink and one run; its Flower processes end with it (see flower_processes.Supervisor)."""
 
@@ -188,9 +183,9 @@ class Coordinator:
             msg = describe_event(ev, self.p.settings.plan.schema_hash, self.names)
             if msg:
                 self.say(msg)
-            if ev.get("event") == "failed":
+            if ev.get(EVENT) == EventKind.FAILED:
                 self.last_failure = str(ev.get("reason"))
-            ended = ended or ev.get("event") in ("finished", "failed")
+            ended = ended or ev.get(EVENT) in (EventKind.FINISHED, EventKind.FAILED)
         return ended
 
     def _warn_spent(self) -> None:

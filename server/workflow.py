@@ -50,7 +50,7 @@ from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
 from fedsynth.common.protocol.messages import BudgetCheck, BudgetReply, MessageError
 from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
-from fedsynth.server.events import Event, reported_spend
+from fedsynth.server.events import EVENT, Event, EventKind, reported_spend
 from fedsynth.server.ledger_watch import SpendWatch
 from fedsynth.server.strategy import PlainMeanFedAvg, SecureDeltaFedAvg
 
@@ -96,7 +96,7 @@ class FederatedRun:
         try:
             self._run(grid, context)
         except BaseException as exc:
-            self.on_event({"event": "failed", "reason": f"{type(exc).__name__}: {exc}"[:1000],
+            self.on_event({EVENT: EventKind.FAILED, "reason": f"{type(exc).__name__}: {exc}"[:1000],
                            "spent": dict(self.spent)})
             raise
 
@@ -111,7 +111,7 @@ class FederatedRun:
             ckpt = Checkpoint(round=0, arrays=model.get_arrays(), freqs=None, history=[],
                               plan_json=self.plan.to_json(), started=_now())
         else:
-            self.on_event({"event": "resumed", "round": ckpt.round})
+            self.on_event({EVENT: EventKind.RESUMED, "round": ckpt.round})
         freq_sizes = [s.size for s in encoder.conditionable]
         strategy_cls = PlainMeanFedAvg if self.insecure_plain_aggregation else SecureDeltaFedAvg
         strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients,
@@ -130,7 +130,7 @@ class FederatedRun:
             cfg[Key.START_TIME] = time.time()
             context.state.config_records[MAIN_CONFIGS_RECORD] = cfg
             if self.insecure_plain_aggregation:
-                self.on_event({"event": "insecure_plain_aggregation", "warning": PLAIN_AGGREGATION_WARNING})
+                self.on_event({EVENT: EventKind.INSECURE_PLAIN_AGGREGATION, "warning": PLAIN_AGGREGATION_WARNING})
             failures_in_a_row = 0
             rng = secrets.SystemRandom()
             rnd = ckpt.round + 1
@@ -144,7 +144,7 @@ class FederatedRun:
                 # is not left stranded with a single client while rounds remain.
                 eligible = sorted((nid for nid, r in checks.items() if r.can_train),
                                   key=lambda nid: (checks[nid].epsilon_spent or 0.0, rng.random()))
-                self.on_event({"event": "budget_check", "round": rnd, "eligible": len(eligible),
+                self.on_event({EVENT: EventKind.BUDGET_CHECK, "round": rnd, "eligible": len(eligible),
                                "replies": _records(checks)})
                 if len(eligible) < max(2, self.plan.min_clients):
                     answered = sum(1 for r in checks.values() if not r.unreachable)
@@ -153,7 +153,7 @@ class FederatedRun:
                         if time.time() < absent_until:
                             self._wait_for_absent(legacy, rnd, answered, absent_until)
                             continue  # ask again
-                    self.on_event({"event": "stopped", "round": rnd,
+                    self.on_event({EVENT: EventKind.STOPPED, "round": rnd,
                                    "reason": f"only {len(eligible)} client(s) can afford another round"})
                     break
                 strategy.eligible = eligible
@@ -165,7 +165,7 @@ class FederatedRun:
                     error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 if strategy.last_round is None:
                     failures_in_a_row += 1
-                    self.on_event({"event": "round_failed", "round": rnd, "attempt": failures_in_a_row,
+                    self.on_event({EVENT: EventKind.ROUND_FAILED, "round": rnd, "attempt": failures_in_a_row,
                                    "reason": error or strategy.rejected
                                    or "SecAgg+ did not complete (too few clients survived)"})
                     if failures_in_a_row >= 3:
@@ -178,14 +178,14 @@ class FederatedRun:
                                   history=ckpt.history + [record], plan_json=self.plan.to_json(),
                                   started=ckpt.started)
                 ckpt.save(self.out_dir)  # atomic: a crash leaves the previous round's checkpoint
-                self.on_event({"event": "round_done", **record})
+                self.on_event({EVENT: EventKind.ROUND_DONE, **record})
                 rnd, absent_until = rnd + 1, None
             if ckpt.round == 0:
                 raise RuntimeError("no round completed; no model written")
             # final budget picture for the model card
             final = _records(self._budget_check(grid, legacy, ckpt.round + 1))
             write_global_model(self.out_dir, self.schema, self.plan, ckpt, final, asdict(self.secagg))
-            self.on_event({"event": "finished", "round": ckpt.round, "budget": final})
+            self.on_event({EVENT: EventKind.FINISHED, "round": ckpt.round, "budget": final})
         finally:
             f_stop.set()
             thread.join()
@@ -193,7 +193,7 @@ class FederatedRun:
     def _wait_for_absent(self, legacy, rnd: int, answered: int, until: float) -> None:
         """Too few could train and some institutions did not answer: wait (up to ``until``) for
         every expected one to be connected again; the caller then repeats the budget check."""
-        self.on_event({"event": "waiting", "round": rnd, "answered": answered, "expected": self.expected_clients,
+        self.on_event({EVENT: EventKind.WAITING, "round": rnd, "answered": answered, "expected": self.expected_clients,
                        "timeout": max(0, round(until - time.time()))})
         time.sleep(min(ABSENT_RECHECK_S, max(0.0, until - time.time())))
         legacy.client_manager.wait_for(self.expected_clients, timeout=max(0.0, until - time.time()))

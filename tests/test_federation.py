@@ -197,7 +197,7 @@ def test_the_step_is_at_most_sqrt_k_clip_norms_and_an_honest_equal_weight_round_
 def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp_path):
     from fedsynth.common.protocol.federation import FEDERATED_VAE_HIDDEN, federated_model_config
     from fedsynth.common.model.tabular import ModelConfig
-    from fedsynth.server.coordinator import load_deployment_config
+    from fedsynth.server.deployment_config import load_deployment_config
 
     assert FederationPlan().model.hidden == FEDERATED_VAE_HIDDEN < ModelConfig().hidden
     assert FederationPlan.from_json(FederationPlan().to_json()).model.hidden == FEDERATED_VAE_HIDDEN
