@@ -17,7 +17,8 @@ Flower's SecAgg+ exists on the legacy workflow path only (flwr 1.41/1.42), so th
 What the coordinator sees in plaintext: the budget-check replies (yes/no, schema hash,
 epsilon spent rounded to 0.01, delta), ``num_examples`` (always 1, or 0 for a refusal) and
 coarse fit metrics (epsilon spent rounded to 0.01, and 0/1 flags: whether the delta was
-norm-clipped, whether the update was a replay of a lost round, whether the client refused).
+norm-clipped, whether the update was a replay of a lost round, whether the client refused):
+the typed messages of :mod:`fedsynth.common.protocol.messages`, nothing else.
 Model deltas, frequencies and aggregation weights are only ever seen summed.
 """
 
