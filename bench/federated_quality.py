@@ -2,9 +2,10 @@
 
 Every institution runs exactly the code a Flower client runs (``Institution.check`` then
 ``Institution.train_round``: its own ledger, calibrated noise, DP-SGD, packed and weighted
-update), and the coordinator steps the global model with the strategy's own
-``next_global``. What is left out is only the transport: SecAgg+ would hand the coordinator
-the same mean (up to its fixed-point quantisation), so this measures the training recipe, and
+update), and the coordinator ends each round with the strategy's own round
+(:func:`fedsynth.server.round.finish_round`: guard, aggregate, next global model, round
+record). What is left out is only the transport: the mean is computed here, where SecAgg+
+would hand the coordinator the same mean (up to its fixed-point quantisation), so this measures the training recipe, and
 does so ~3x faster than a Flower simulation, which is what lets us average several runs per
 setting (one run's TSTR moves by about +-0.02 with fresh DP noise).
 
@@ -38,7 +39,7 @@ from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
-from fedsynth.server.strategy import next_global
+from fedsynth.server.round import finish_round
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
@@ -83,25 +84,28 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         torch.manual_seed(plan.seed)
         current = build_model(encoder, plan.model).get_arrays()
         freq_sizes = [s.size for s in encoder.conditionable]
-        freqs, history, budget = None, [], {}
+        freqs, history, budget, steps = None, [], {}, []
         for rnd in range(1, plan.rounds + 1):
-            updates = []
+            updates, reports = [], {}
             for i, inst in enumerate(institutions):
                 reply = inst.check(plan, len(institutions))
-                budget[str(i)] = reply
-                if reply["can_train"]:
-                    updates.append(inst.train_round(current, plan, rnd, len(institutions), CLIPPING_RANGE)[0])
+                budget[str(i)] = reply.to_record()
+                if reply.can_train:
+                    update, reports[str(i)] = inst.train_round(current, plan, rnd, len(institutions), CLIPPING_RANGE)
+                    updates.append(update)
             if not updates:
                 break
             mean = [np.mean([u[j].astype(np.float64) for u in updates], axis=0) for j in range(len(updates[0]))]
-            current, freqs, lr = next_global(current, mean, plan, freq_sizes, len(updates))
-            history.append({"round": rnd, "server_lr": lr, "reports": {str(i): {} for i in range(len(updates))}})
+            outcome = finish_round(current, mean, plan, CLIPPING_RANGE, freq_sizes, len(updates))
+            current, freqs = outcome.arrays, outcome.freqs
+            steps.append(outcome.server_lr)  # unrounded, as measured before (the record rounds to 4 places)
+            history.append(outcome.record(rnd, reports))
         spent = [inst.ledger().epsilon_spent for inst in institutions]
         write_global_model(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(), ""),
                            budget, {})
         syn = Synthesizer.load(root / "synthesizer").sample(len(train), seed=seed)
     return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent),
-            "server_lr_mean": round(float(np.mean([h["server_lr"] for h in history])), 3)}
+            "server_lr_mean": round(float(np.mean(steps)), 3)}
 
 
 def single_party_run(train, holdout, schema, epsilon: float, delta: float, seed: int, label: str) -> dict:

@@ -112,12 +112,18 @@ def run_child(cfg: dict, timeout: float) -> dict:
 # ----------------------------------------------------------------------------- the child
 def child(cfg: dict) -> None:
     """One simulation with message sizes counted at the coordinator's Grid."""
+    # lazy: only the child process runs a simulation; the parent only samples /proc and must
+    # not load Flower and torch for nothing
     import warnings
 
     from flwr.common.serde import message_to_proto
+    from flwr.server import ServerApp
 
     import fedsynth.server.workflow as workflow
-    from fedsynth.common.protocol.federation import SecAggSettings
+    from fedsynth.common.data.encoding import TableEncoder
+    from fedsynth.common.data.schema import Schema
+    from fedsynth.common.model.tabular import build_model
+    from fedsynth.common.protocol.federation import SecAggSettings, federated_model_config
     from fedsynth.simulations.driver import SimulationConfig, run
 
     warnings.filterwarnings("ignore")
@@ -152,8 +158,6 @@ def child(cfg: dict) -> None:
     original = workflow.make_server_app
 
     def counting_server_app(fed_run):
-        from flwr.server import ServerApp
-
         app = ServerApp()
 
         @app.main()
@@ -176,11 +180,6 @@ def child(cfg: dict) -> None:
     out = Path(cfg["out"])
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     rounds = [e for e in events if e["event"] == "round_done"]
-    from fedsynth.common.data.encoding import TableEncoder
-    from fedsynth.common.protocol.federation import federated_model_config
-    from fedsynth.common.model.tabular import build_model
-    from fedsynth.common.data.schema import Schema
-
     enc = TableEncoder(Schema.load(out / "schema.json"))
     arrays = build_model(enc, federated_model_config()).get_arrays()  # what the clients train
     update_floats = sum(a.size for a in arrays) + sum(s.size for s in enc.conditionable)

@@ -15,25 +15,35 @@ config in deployment, a resolver in simulation); the coordinator cannot change t
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from flwr.client import ClientApp, NumPyClient
 
 from fedsynth.client.ledger import Ledger
 from fedsynth.client.update_cache import UpdateCache, UpdateKey
+from fedsynth.common.atomic import atomic_write_bytes, atomic_write_text
+from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.tables import load_table
 from fedsynth.common.digest import arrays_digest
+from fedsynth.common.dp.accounting import (calibrate_noise, frequencies_from_counts, frequency_noise,
+                                           gaussian_counts_release, noisy_counts, rows_from_counts)
+from fedsynth.common.dp.plan import sampling_plan
 from fedsynth.common.errors import BudgetExhausted, DataError, FedsynthError, SchemaError
+from fedsynth.common.model.tabular import build_model
 from fedsynth.common.protocol.federation import FederationPlan, pack_update, refusal_update
 from fedsynth.common.protocol.flower_app import quiet_logs
-from fedsynth.common.dp.accounting import (calibrate_noise, frequencies_from_counts, frequency_noise, gaussian_counts_release,
-                                     noisy_counts, rows_from_counts)
-from fedsynth.common.dp.plan import sampling_plan
-from fedsynth.common.data.schema import Schema
+from fedsynth.common.protocol.messages import NO_SPEND, BudgetCheck, BudgetReply, FitConfig, FitMetrics
+# Flower's SecAgg+ mod with masks from a CSPRNG keyed by the full secret (see the module)
+from fedsynth.common.protocol.secure_masks import secure_secaggplus_mod
 
 FREQS_FILE = "category_counts.json"
 _log = logging.getLogger("fedsynth.client")
@@ -94,8 +104,6 @@ class Institution:
 
     # ------------------------------------------------------------------ local data
     def table(self):
-        from fedsynth.common.data.tables import load_table
-
         p = Path(self.settings.data)
         key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0, self.schema.hash())
         if key not in _TABLES:
@@ -135,15 +143,15 @@ class Institution:
         return frequency_noise(ledger.epsilon_cap, ledger.delta, ledger.accountant, floor=plan.marginal_noise)
 
     def check(self, plan: FederationPlan, total_clients: int, server_round: int | None = None,
-              digest: str | None = None) -> dict[str, Any]:
+              digest: str | None = None) -> BudgetReply:
         """Budget check before a round; never raises for a mere 'no'.
 
         A round this client already paid for (same plan, round and global model, see
         :mod:`fedsynth.client.update_cache`) is affordable even at the cap: it is re-sent free.
         """
 
-        def refuse(reason: str) -> dict[str, Any]:
-            return {"can_train": False, "reason": reason, "schema_hash": self.schema.hash(), "epsilon_spent": -1.0}
+        def refuse(reason: str) -> BudgetReply:
+            return BudgetReply(can_train=False, reason=reason, schema_hash=self.schema.hash(), epsilon_spent=NO_SPEND)
 
         if plan.schema_hash != self.schema.hash():
             return refuse("schema mismatch")
@@ -158,17 +166,12 @@ class Institution:
         replay = server_round is not None and digest is not None and UpdateCache(self.state_dir).has(
             UpdateKey(rp["plan_id"], int(server_round), str(digest)))
         ok = replay or ledger.can_afford(self._pending_releases(plan, ledger) + [release])
-        return {"can_train": ok, "reason": "" if ok else "budget exhausted", "schema_hash": self.schema.hash(),
-                "epsilon_spent": round(ledger.epsilon_spent, 2), "delta": ledger.delta}
+        return BudgetReply(can_train=ok, reason="" if ok else "budget exhausted", schema_hash=self.schema.hash(),
+                           epsilon_spent=round(ledger.epsilon_spent, 2), delta=ledger.delta)
 
     # ------------------------------------------------------------------ one round
     def train_round(self, arrays: list[np.ndarray], plan: FederationPlan, server_round: int, total_clients: int,
-                    clipping_range: float) -> tuple[list[np.ndarray], dict[str, float]]:
-        import torch
-
-        from fedsynth.common.data.encoding import TableEncoder
-        from fedsynth.common.model.tabular import build_model
-
+                    clipping_range: float) -> tuple[list[np.ndarray], FitMetrics]:
         if plan.schema_hash != self.schema.hash():
             raise FedsynthError(
                 f"schema mismatch: the coordinator's schema hash is {plan.schema_hash}, this institution's "
@@ -186,7 +189,7 @@ class Institution:
         cache = UpdateCache(self.state_dir)
         sent = cache.load(key)
         if sent is not None:  # this round was paid for and sent before, then lost: same bytes, no charge
-            return sent[0], {**sent[1], "replayed": 1.0}
+            return sent[0], replace(sent[1], replayed=1.0)
         freqs, rows_estimate = self._frequencies(ledger, plan, x_np, model.conditioner.segments)
         model.conditioner.probs = freqs
         release = (rp["noise_multiplier"], rp["sample_rate"], int(rp["steps_per_round"]))
@@ -195,11 +198,11 @@ class Institution:
         model.optimizer_state = self._load_optimizer(rp["plan_id"])
         model.train_steps(torch.from_numpy(x_np), release[2], release[1], release[0])
         self._save_optimizer(rp["plan_id"], model.optimizer_state)
-        packed, stats = pack_update(arrays, model.get_arrays(), freqs, plan, clipping_range,
-                                    weight=plan.client_weight(rows_estimate))
-        metrics = {"epsilon_spent": round(after, 2), **stats}
+        packed, norm_clipped = pack_update(arrays, model.get_arrays(), freqs, plan, clipping_range,
+                                           weight=plan.client_weight(rows_estimate))
+        metrics = FitMetrics(epsilon_spent=round(after, 2), norm_clipped=float(norm_clipped))
         cache.store(key, packed, metrics)  # on disk before it leaves: a lost round is re-sent, not re-charged
-        return packed, {**metrics, "replayed": 0.0}
+        return packed, replace(metrics, replayed=0.0)
 
     # ------------------------------------------------------------------ optimiser continuity
     def _optimizer_path(self, plan_id: str) -> Path:
@@ -212,8 +215,6 @@ class Institution:
         noise; continuing the moments (post-processing of earlier noisy gradients, kept on
         the institution's own disk, never sent) measured +0.02 TSTR on Adult at epsilon 1.
         """
-        import torch
-
         path = self._optimizer_path(plan_id)
         if not path.exists():
             return None
@@ -223,12 +224,6 @@ class Institution:
             return None
 
     def _save_optimizer(self, plan_id: str, state: dict | None) -> None:
-        import io
-
-        import torch
-
-        from fedsynth.common.atomic import atomic_write_bytes
-
         if state is None:
             return
         buf = io.BytesIO()
@@ -243,8 +238,6 @@ class Institution:
         frequencies (for the conditional generator) and the row-count estimate (for the
         aggregation weight) are post-processing of it.
         """
-        from fedsynth.common.atomic import atomic_write_text
-
         path = self._freqs_path()
         if path.exists():
             counts = [np.asarray(c, dtype=float) for c in json.loads(path.read_text())["noisy_counts"]]
@@ -263,38 +256,30 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
     ``secure=False`` (benchmarks only, paired with ``FederatedRun(insecure_plain_aggregation=True)``)
     drops ``secaggplus_mod``: the update then leaves the institution unmasked.
     """
-    from flwr.client import ClientApp, NumPyClient
-
-    # Flower's SecAgg+ mod with masks from a CSPRNG keyed by the full secret (see the module)
-    from fedsynth.common.protocol.secure_masks import secure_secaggplus_mod
-
     class FedsynthClient(NumPyClient):
         def __init__(self, institution: Institution) -> None:
             self.inst = institution
 
         def get_properties(self, config):
-            plan = FederationPlan.from_json(str(config["fedsynth"]))
-            rnd = config.get("round")
-            return self.inst.check(plan, int(config["total_clients"]), int(rnd) if rnd is not None else None,
-                                   str(config["arrays_sha256"]) if "arrays_sha256" in config else None)
+            ask = BudgetCheck.from_config(config)
+            return self.inst.check(ask.plan, ask.total_clients, ask.round, ask.arrays_sha256).to_record()
 
         def get_parameters(self, config):
             raise FedsynthError("clients never originate the global model")
 
         def fit(self, parameters, config):
-            plan = FederationPlan.from_json(str(config["fedsynth"]))
+            ask = FitConfig.from_config(config)
             try:
-                arrays, metrics = self.inst.train_round(
-                    [np.asarray(p) for p in parameters], plan, int(config["round"]),
-                    int(config["total_clients"]), float(config["clipping_range"]))
+                arrays, metrics = self.inst.train_round([np.asarray(p) for p in parameters], ask.plan, ask.round,
+                                                        ask.total_clients, ask.clipping_range)
             except BudgetExhausted:
                 # A clean refusal: weight 0 contributes nothing to the SecAgg+ sum.
-                return refusal_update(parameters, int(config["freq_size"])), 0, {"refused": 1.0}
+                return refusal_update(parameters, ask.freq_size), 0, FitMetrics(refused=1.0).to_record()
             except (DataError, SchemaError) as exc:
                 # Flower sends an exception's text to the coordinator: keep row values local.
-                _log.error("round %s failed: %s", config.get("round"), exc)
+                _log.error("round %s failed: %s", ask.round, exc)
                 raise FedsynthError(public_reason(exc)) from None
-            return arrays, 1, {**metrics, "refused": 0.0}
+            return arrays, 1, replace(metrics, refused=0.0).to_record()
 
     def client_fn(context):
         quiet_logs()

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from fedsynth.common.atomic import atomic_write_bytes
+from fedsynth.common.protocol.messages import FitMetrics
 
 CACHE_FILE = "last_update.npz"
 
@@ -48,13 +49,13 @@ class UpdateCache:
     def __init__(self, state_dir: str | Path) -> None:
         self.path = Path(state_dir) / CACHE_FILE
 
-    def store(self, key: UpdateKey, arrays: list[np.ndarray], metrics: dict[str, float]) -> None:
+    def store(self, key: UpdateKey, arrays: list[np.ndarray], metrics: FitMetrics) -> None:
         buf = io.BytesIO()
-        np.savez(buf, key=np.array(key.to_json()), metrics=np.array(json.dumps(metrics)),
+        np.savez(buf, key=np.array(key.to_json()), metrics=np.array(json.dumps(metrics.to_record())),
                  **{f"a{i}": a for i, a in enumerate(arrays)})
         atomic_write_bytes(self.path, buf.getvalue(), mode=0o600)
 
-    def load(self, key: UpdateKey) -> tuple[list[np.ndarray], dict[str, float]] | None:
+    def load(self, key: UpdateKey) -> tuple[list[np.ndarray], FitMetrics] | None:
         """The stored update if it was made for exactly ``key``; otherwise None."""
         if not self.path.exists():
             return None
@@ -63,9 +64,9 @@ class UpdateCache:
                 if str(z["key"]) != key.to_json():
                     return None
                 n = sum(1 for k in z.files if k.startswith("a"))
-                return [z[f"a{i}"] for i in range(n)], json.loads(str(z["metrics"]))
-        except (OSError, ValueError, KeyError):  # unreadable cache: train afresh (over-charging is safe)
-            return None
+                return [z[f"a{i}"] for i in range(n)], FitMetrics.from_record(json.loads(str(z["metrics"])))
+        except (OSError, ValueError, KeyError):  # unreadable (a MessageError is a ValueError): train
+            return None  # afresh, over-charging is safe
 
     def has(self, key: UpdateKey) -> bool:
         return self.load(key) is not None

@@ -67,7 +67,8 @@ import math
 
 import numpy as np
 
-from fedsynth.common.protocol.federation import TAIL_SLOTS, FederationPlan, squared_norm
+from fedsynth.common.protocol.federation import TAIL_SLOTS, FederationPlan
+from fedsynth.server.aggregate import squared_norm
 
 # quantisation (2**22 levels over +-clipping_range) and float32 round-off
 _ELEMENT_SLACK = 1e-3

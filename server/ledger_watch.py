@@ -18,8 +18,10 @@ ledger is the guarantee; this is a second line. docs/security.md states that lim
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from fedsynth.common.protocol.messages import BudgetKey, BudgetReply
 
 # budget replies are rounded to 0.01 by the client; rounding is monotone, so any drop is real
 _TOLERANCE = 1e-9
@@ -31,27 +33,32 @@ class SpendWatch:
     excluded: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_history(cls, rounds: Iterable[dict[str, Any]]) -> "SpendWatch":
-        """Rebuild the memory from checkpointed round records (their ``budget`` replies)."""
+    def from_history(cls, rounds: Iterable[dict[str, Any]]) -> SpendWatch:
+        """Rebuild the memory from checkpointed round records (the spend in their ``budget`` replies)."""
         watch = cls()
         for record in rounds:
-            watch.review(record.get("budget") or {})
+            for nid, reply in (record.get("budget") or {}).items():
+                spent = reply.get(BudgetKey.EPSILON_SPENT)
+                if isinstance(spent, (int, float)) and not isinstance(spent, bool):
+                    watch._observe(nid, float(spent))
         return watch
 
-    def review(self, replies: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def _observe(self, nid: str, spent: float) -> None:
+        if spent < 0:  # a refusal's NO_SPEND: nothing reported
+            return
+        before = self.highest.get(nid)
+        if before is not None and spent < before - _TOLERANCE:
+            self.excluded.setdefault(
+                nid, f"ledger reset suspected: reported epsilon spent fell from {before:g} to {spent:g}")
+        self.highest[nid] = max(spent, before if before is not None else spent)
+
+    def review(self, replies: dict[str, BudgetReply]) -> dict[str, BudgetReply]:
         """Record ``replies`` and return them with any node whose spend fell marked unable to train."""
         out = {}
         for nid, reply in replies.items():
-            reply = dict(reply)
-            spent = reply.get("epsilon_spent")
-            if isinstance(spent, (int, float)) and spent >= 0:
-                before = self.highest.get(nid)
-                if before is not None and spent < before - _TOLERANCE:
-                    self.excluded.setdefault(
-                        nid, f"ledger reset suspected: reported epsilon spent fell from {before:g} to {spent:g}")
-                self.highest[nid] = max(spent, before if before is not None else spent)
+            if reply.epsilon_spent is not None:
+                self._observe(nid, reply.epsilon_spent)
             if nid in self.excluded:
-                reply["can_train"] = False
-                reply["reason"] = self.excluded[nid]
+                reply = replace(reply, can_train=False, reason=self.excluded[nid])
             out[nid] = reply
         return out

@@ -17,7 +17,8 @@ Flower's SecAgg+ exists on the legacy workflow path only (flwr 1.41/1.42), so th
 What the coordinator sees in plaintext: the budget-check replies (yes/no, schema hash,
 epsilon spent rounded to 0.01, delta), ``num_examples`` (always 1, or 0 for a refusal) and
 coarse fit metrics (epsilon spent rounded to 0.01, and 0/1 flags: whether the delta was
-norm-clipped, whether the update was a replay of a lost round, whether the client refused).
+norm-clipped, whether the update was a replay of a lost round, whether the client refused):
+the typed messages of :mod:`fedsynth.common.protocol.messages`, nothing else.
 Model deltas, frequencies and aggregation weights are only ever seen summed.
 """
 
@@ -25,19 +26,36 @@ from __future__ import annotations
 
 import secrets
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import flwr.compat.common.recorddict_compat as compat
+import torch
+from flwr.app import ConfigRecord, Message
+from flwr.common import GetPropertiesIns
+from flwr.common.constant import MessageTypeLegacy
+from flwr.server import ServerApp, ServerConfig
+from flwr.server.compat.app_utils import start_update_client_manager_thread
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
+from flwr.server.workflow.default_workflows import default_fit_workflow
 
-from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
+from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
-from fedsynth.server.app import reported_spend
+from fedsynth.common.digest import arrays_digest
+from fedsynth.common.model.tabular import build_model
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
+from fedsynth.common.protocol.messages import BudgetCheck, BudgetReply, MessageError
+from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
+from fedsynth.server.events import EVENT, Event, EventKind, reported_spend
 from fedsynth.server.ledger_watch import SpendWatch
+from fedsynth.server.strategy import PlainMeanFedAvg, SecureDeltaFedAvg
 
-Event = Callable[[dict[str, Any]], None]
+OnEvent = Callable[[Event], None]  # where the run's progress events go (server/events.py)
 # Seconds between budget checks while waiting for institutions to come back: a node that died
 # without signing off stays listed until the SuperLink marks it offline (two missed heartbeats).
 ABSENT_RECHECK_S = 5.0
@@ -56,7 +74,7 @@ class FederatedRun:
     """
 
     def __init__(self, plan: FederationPlan, schema: Schema, out_dir: str | Path, secagg: SecAggSettings,
-                 expected_clients: int, on_event: Event | None = None, wait_timeout: int = 600, *,
+                 expected_clients: int, on_event: OnEvent | None = None, wait_timeout: int = 600, *,
                  insecure_plain_aggregation: bool = False) -> None:
         self.plan, self.schema, self.out_dir = plan, schema, Path(out_dir)
         self.secagg, self.expected_clients = secagg, expected_clients
@@ -65,11 +83,9 @@ class FederatedRun:
         self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported to this run
         self.insecure_plain_aggregation = insecure_plain_aggregation
         if insecure_plain_aggregation:
-            import warnings
-
             warnings.warn(PLAIN_AGGREGATION_WARNING, RuntimeWarning, stacklevel=2)
 
-    def on_event(self, ev: dict[str, Any]) -> None:
+    def on_event(self, ev: Event) -> None:
         self.spent.update(reported_spend(ev))
         self._sink(ev)
 
@@ -81,38 +97,24 @@ class FederatedRun:
         try:
             self._run(grid, context)
         except BaseException as exc:
-            self.on_event({"event": "failed", "reason": f"{type(exc).__name__}: {exc}"[:1000],
+            self.on_event({EVENT: EventKind.FAILED, "reason": f"{type(exc).__name__}: {exc}"[:1000],
                            "spent": dict(self.spent)})
             raise
 
     def _run(self, grid, context) -> None:
-        from flwr.app import ConfigRecord
-        from flwr.server import ServerConfig
-        from flwr.server.compat.app_utils import start_update_client_manager_thread
-        from flwr.server.compat.legacy_context import LegacyContext
-        from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
-
-        import flwr.compat.common.recorddict_compat as compat
-
-        from fedsynth.common.data.encoding import TableEncoder
-        from fedsynth.common.model.tabular import build_model
-        from fedsynth.server.strategy import SecureDeltaFedAvg
-
         encoder = TableEncoder(self.schema)
         ckpt = Checkpoint.load(self.out_dir)
         if ckpt is not None and ckpt.plan_json != self.plan.to_json():
             raise RuntimeError(f"{self.out_dir}: a checkpoint from a different plan exists; use a new --out")
         if ckpt is None:
-            import torch
-
             torch.manual_seed(self.plan.seed)  # public seed: every party could rebuild the start
             model = build_model(encoder, self.plan.model)
             ckpt = Checkpoint(round=0, arrays=model.get_arrays(), freqs=None, history=[],
                               plan_json=self.plan.to_json(), started=_now())
         else:
-            self.on_event({"event": "resumed", "round": ckpt.round})
+            self.on_event({EVENT: EventKind.RESUMED, "round": ckpt.round})
         freq_sizes = [s.size for s in encoder.conditionable]
-        strategy_cls = _PlainMeanFedAvg() if self.insecure_plain_aggregation else SecureDeltaFedAvg
+        strategy_cls = PlainMeanFedAvg if self.insecure_plain_aggregation else SecureDeltaFedAvg
         strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients,
                                 self.secagg.clipping_range)
         strategy.freqs = ckpt.freqs
@@ -129,7 +131,7 @@ class FederatedRun:
             cfg[Key.START_TIME] = time.time()
             context.state.config_records[MAIN_CONFIGS_RECORD] = cfg
             if self.insecure_plain_aggregation:
-                self.on_event({"event": "insecure_plain_aggregation", "warning": PLAIN_AGGREGATION_WARNING})
+                self.on_event({EVENT: EventKind.INSECURE_PLAIN_AGGREGATION, "warning": PLAIN_AGGREGATION_WARNING})
             failures_in_a_row = 0
             rng = secrets.SystemRandom()
             rnd = ckpt.round + 1
@@ -141,18 +143,18 @@ class FederatedRun:
                 checks = watch.review(self._budget_check(grid, legacy, rnd, strategy.current))
                 # Least-spent first (ties at random): balances participation so that budget
                 # is not left stranded with a single client while rounds remain.
-                eligible = sorted((nid for nid, r in checks.items() if r.get("can_train")),
-                                  key=lambda nid: (float(checks[nid].get("epsilon_spent", 0.0)), rng.random()))
-                self.on_event({"event": "budget_check", "round": rnd, "eligible": len(eligible),
-                               "replies": checks})
+                eligible = sorted((nid for nid, r in checks.items() if r.can_train),
+                                  key=lambda nid: (checks[nid].epsilon_spent or 0.0, rng.random()))
+                self.on_event({EVENT: EventKind.BUDGET_CHECK, "round": rnd, "eligible": len(eligible),
+                               "replies": _records(checks)})
                 if len(eligible) < max(2, self.plan.min_clients):
-                    answered = sum(1 for r in checks.values() if not r.get("unreachable"))
+                    answered = sum(1 for r in checks.values() if not r.unreachable)
                     if answered < self.expected_clients:
                         absent_until = absent_until or time.time() + self.wait_timeout
                         if time.time() < absent_until:
                             self._wait_for_absent(legacy, rnd, answered, absent_until)
                             continue  # ask again
-                    self.on_event({"event": "stopped", "round": rnd,
+                    self.on_event({EVENT: EventKind.STOPPED, "round": rnd,
                                    "reason": f"only {len(eligible)} client(s) can afford another round"})
                     break
                 strategy.eligible = eligible
@@ -164,27 +166,27 @@ class FederatedRun:
                     error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 if strategy.last_round is None:
                     failures_in_a_row += 1
-                    self.on_event({"event": "round_failed", "round": rnd, "attempt": failures_in_a_row,
-                                   "reason": error or getattr(strategy, "rejected", None)
+                    self.on_event({EVENT: EventKind.ROUND_FAILED, "round": rnd, "attempt": failures_in_a_row,
+                                   "reason": error or strategy.rejected
                                    or "SecAgg+ did not complete (too few clients survived)"})
                     if failures_in_a_row >= 3:
                         raise RuntimeError(f"round {rnd} failed 3 times in a row; giving up")
                     continue  # retry the same round number
                 failures_in_a_row = 0
                 record = dict(strategy.last_round, seconds=round(time.time() - started, 2), finished=_now(),
-                              budget=checks)
+                              budget=_records(checks))
                 ckpt = Checkpoint(round=rnd, arrays=strategy.current, freqs=strategy.freqs,
                                   history=ckpt.history + [record], plan_json=self.plan.to_json(),
                                   started=ckpt.started)
                 ckpt.save(self.out_dir)  # atomic: a crash leaves the previous round's checkpoint
-                self.on_event({"event": "round_done", **record})
+                self.on_event({EVENT: EventKind.ROUND_DONE, **record})
                 rnd, absent_until = rnd + 1, None
             if ckpt.round == 0:
                 raise RuntimeError("no round completed; no model written")
             # final budget picture for the model card
-            final = self._budget_check(grid, legacy, ckpt.round + 1)
+            final = _records(self._budget_check(grid, legacy, ckpt.round + 1))
             write_global_model(self.out_dir, self.schema, self.plan, ckpt, final, asdict(self.secagg))
-            self.on_event({"event": "finished", "round": ckpt.round, "budget": final})
+            self.on_event({EVENT: EventKind.FINISHED, "round": ckpt.round, "budget": final})
         finally:
             f_stop.set()
             thread.join()
@@ -192,7 +194,7 @@ class FederatedRun:
     def _wait_for_absent(self, legacy, rnd: int, answered: int, until: float) -> None:
         """Too few could train and some institutions did not answer: wait (up to ``until``) for
         every expected one to be connected again; the caller then repeats the budget check."""
-        self.on_event({"event": "waiting", "round": rnd, "answered": answered, "expected": self.expected_clients,
+        self.on_event({EVENT: EventKind.WAITING, "round": rnd, "answered": answered, "expected": self.expected_clients,
                        "timeout": max(0, round(until - time.time()))})
         time.sleep(min(ABSENT_RECHECK_S, max(0.0, until - time.time())))
         legacy.client_manager.wait_for(self.expected_clients, timeout=max(0.0, until - time.time()))
@@ -201,11 +203,7 @@ class FederatedRun:
         """This round's fit: Flower's SecAgg+ with CSPRNG mask expansion
         (fedsynth.common.protocol.secure_masks), its share count fitted to the round's ``clients``."""
         if self.insecure_plain_aggregation:
-            from flwr.server.workflow.default_workflows import default_fit_workflow
-
             return default_fit_workflow
-        from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
-
         s = self.secagg
         shares, threshold = s.for_round(clients)
         return SecureSecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=threshold, max_weight=1.0,
@@ -213,64 +211,43 @@ class FederatedRun:
                                         modulus_range=s.modulus_range, timeout=s.timeout)
 
     # ------------------------------------------------------------------ budget check
-    def _budget_check(self, grid, legacy, rnd: int, arrays=None) -> dict[str, dict[str, Any]]:
-        from flwr.app import Message
-        from flwr.common import GetPropertiesIns
-        from flwr.common.constant import MessageTypeLegacy
-
-        import flwr.compat.common.recorddict_compat as compat
-
-        from fedsynth.common.digest import arrays_digest
-
-        config: dict[str, Any] = {"fedsynth": self.plan.to_json(), "total_clients": self.expected_clients,
-                                  "round": rnd}
-        if arrays is not None:  # lets a client that already paid for this exact round say yes at its cap
-            config["arrays_sha256"] = arrays_digest(arrays)
+    def _budget_check(self, grid, legacy, rnd: int, arrays=None) -> dict[str, BudgetReply]:
+        """Each connected institution's answer to "can you afford round ``rnd``?" by node id."""
+        # the model's digest lets a client that already paid for this exact round say yes at its cap
+        ask = BudgetCheck(self.plan, self.expected_clients, rnd, None if arrays is None else arrays_digest(arrays))
         nodes = list(legacy.client_manager.all().values())
-        msgs = [Message(content=compat.getpropertiesins_to_recorddict(GetPropertiesIns(config)),
+        msgs = [Message(content=compat.getpropertiesins_to_recorddict(GetPropertiesIns(ask.to_config())),
                         dst_node_id=p.node_id, message_type=MessageTypeLegacy.GET_PROPERTIES,
                         group_id=f"budget-{rnd}") for p in nodes]
-        replies: dict[str, dict[str, Any]] = {}
+        replies: dict[str, BudgetReply] = {}
         for msg in grid.send_and_receive(msgs, timeout=self.secagg.timeout or 300):
             nid = str(msg.metadata.src_node_id)
             if msg.has_error():  # e.g. the node went offline: it may come back
-                replies[nid] = {"can_train": False, "reason": f"error: {msg.error.reason[:200]}", "unreachable": True}
+                replies[nid] = BudgetReply(can_train=False, reason=f"error: {msg.error.reason[:200]}",
+                                           unreachable=True)
                 continue
-            props = compat.recorddict_to_getpropertiesres(msg.content).properties
-            replies[nid] = dict(props)
+            replies[nid] = read_budget_reply(compat.recorddict_to_getpropertiesres(msg.content).properties)
         return replies
 
 
-def _PlainMeanFedAvg():
-    """SecureDeltaFedAvg fed the plain mean of individual updates (what SecAgg+ would unmask).
+def read_budget_reply(properties: dict[str, Any]) -> BudgetReply:
+    """A node's budget reply; a malformed one is a refusal that says what was wrong with it."""
+    try:
+        return BudgetReply.from_record(properties)
+    except MessageError as exc:
+        return BudgetReply(can_train=False, reason=str(exc)[:300])
 
-    Benchmark-only counterpart of the SecAgg+ path: same strategy, same update format, only
-    the sum is computed in the clear by the coordinator. Built lazily (flwr import)."""
-    import numpy as np
-    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
 
-    from fedsynth.server.strategy import SecureDeltaFedAvg
-
-    class PlainMeanFedAvg(SecureDeltaFedAvg):
-        def aggregate_fit(self, server_round, results, failures):
-            contributing = [r for _, r in results if r.num_examples > 0]
-            if contributing:
-                updates = [parameters_to_ndarrays(r.parameters) for r in contributing]
-                mean = ndarrays_to_parameters([np.mean(np.stack(a), axis=0) for a in zip(*updates)])
-                for r in contributing:
-                    r.parameters = mean
-            return super().aggregate_fit(server_round, results, failures)
-
-    return PlainMeanFedAvg
+def _records(replies: dict[str, BudgetReply]) -> dict[str, dict[str, Any]]:
+    """Budget replies as written to events.jsonl, the checkpoint history and the model card."""
+    return {nid: r.to_record() for nid, r in replies.items()}
 
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def make_server_app(run: FederatedRun):
-    from flwr.server import ServerApp
-
+def make_server_app(run: FederatedRun) -> ServerApp:
     app = ServerApp()
 
     @app.main()

@@ -24,7 +24,7 @@ from test_federated_faults import (
 
 from fedsynth.client.ledger import Ledger
 from fedsynth.server.checkpoint import Checkpoint
-from fedsynth.server.coordinator import describe_event
+from fedsynth.server.events import describe_event
 from fedsynth.server.dropout_grid import DropoutAwareGrid
 
 

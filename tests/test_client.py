@@ -40,7 +40,7 @@ def test_rounds_land_on_the_cap_then_client_refuses(silo, adult_paths, adult_sch
     plan = plan_for(adult_schema, rounds=3)
     arrays = initial(adult_schema, plan)
     for r in (1, 2, 3):
-        assert inst.check(plan, 3)["can_train"]
+        assert inst.check(plan, 3).can_train
         packed, metrics = inst.train_round(arrays, plan, r, 3, 8.0)
         assert len(packed) == len(arrays) + 1
         assert all(np.all(np.abs(p) <= 8.0) for p in packed)
@@ -48,7 +48,7 @@ def test_rounds_land_on_the_cap_then_client_refuses(silo, adult_paths, adult_sch
     assert ledger.epsilon_spent <= 1.0 and ledger.epsilon_spent > 0.99
     assert ledger.epsilon_spent == pytest.approx(epsilon_spent(ledger.history, 1e-5))
     check = inst.check(plan, 3)
-    assert check == {"can_train": False, "reason": "budget exhausted", "schema_hash": adult_schema.hash(),
+    assert check.to_record() == {"can_train": False, "reason": "budget exhausted", "schema_hash": adult_schema.hash(),
                      "epsilon_spent": round(ledger.epsilon_spent, 2), "delta": 1e-5}
     with pytest.raises(BudgetExhausted):
         inst.train_round(arrays, plan, 4, 3, 8.0)
@@ -74,7 +74,7 @@ def test_schema_mismatch_is_refused_clearly(silo, adult_paths, adult_schema, tmp
     inst = make(silo, adult_paths, tmp_path / "state")
     plan = plan_for(adult_schema)
     plan.schema_hash = "0" * 16
-    assert inst.check(plan, 3)["reason"] == "schema mismatch"
+    assert inst.check(plan, 3).reason == "schema mismatch"
     with pytest.raises(FedsynthError, match="schema mismatch"):
         inst.train_round(initial(adult_schema, plan), plan, 1, 3, 8.0)
     assert not (tmp_path / "state" / "ledger.json").exists() or inst.ledger().epsilon_spent == 0
@@ -85,7 +85,7 @@ def test_bad_table_refuses_to_join(tmp_path, adult_paths, adult_schema):
     bad.write_text("age,workclass\n30,Private\n")
     inst = make(bad, adult_paths, tmp_path / "state")
     reply = inst.check(plan_for(adult_schema), 3)
-    assert not reply["can_train"] and "does not match the schema" in reply["reason"]
+    assert not reply.can_train and "does not match the schema" in reply.reason
 
 
 def test_budget_reply_never_carries_a_cell_value(tmp_path, silo, adult_paths, adult_schema, caplog):
@@ -99,8 +99,8 @@ def test_budget_reply_never_carries_a_cell_value(tmp_path, silo, adult_paths, ad
     inst = make(bad, adult_paths, tmp_path / "state")
     with caplog.at_level("ERROR", logger="fedsynth.client"):
         reply = inst.check(plan_for(adult_schema), 3)
-    assert not reply["can_train"]
-    assert "Secret-Employer-7731" not in json.dumps(reply)
+    assert not reply.can_train
+    assert "Secret-Employer-7731" not in json.dumps(reply.to_record())
     assert "Secret-Employer-7731" in caplog.text  # the institution's own log says what is wrong
 
 
@@ -120,7 +120,7 @@ def test_wrong_shape_model_from_coordinator_is_rejected(silo, adult_paths, adult
 def test_small_cap_scales_the_frequency_release_by_the_single_party_rule(silo, adult_paths, adult_schema, tmp_path):
     inst = make(silo, adult_paths, tmp_path / "state", eps=0.3)
     plan = plan_for(adult_schema, rounds=2)
-    assert inst.check(plan, 2)["can_train"]
+    assert inst.check(plan, 2).can_train
     inst.train_round(initial(adult_schema, plan), plan, 1, 2, 8.0)
     ledger = inst.ledger()
     sigma, q, steps = ledger.history[0]

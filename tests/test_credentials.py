@@ -20,8 +20,8 @@ from fedsynth.common.deploy.credentials import (
     issue_certificates,
 )
 from fedsynth.common.errors import FedsynthError
-from fedsynth.server.app import run_config_for, settings_from_run_config
-from fedsynth.server.coordinator import CoordinatorOptions, load_deployment_config, prepare
+from fedsynth.server.run_config import run_config_for, settings_from_run_config
+from fedsynth.server.deployment_config import CoordinatorOptions, load_deployment_config, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,6 +14,7 @@ from fedsynth.common.digest import arrays_digest
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.errors import PrivacyError, StorageError
 from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.protocol.messages import BudgetReply
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.dp.accounting import epsilon_spent
 from fedsynth.common.data.tables import write_table
@@ -50,8 +51,8 @@ def test_wiped_state_dir_is_refused_not_turned_into_a_fresh_budget(silo, adult_p
     shutil.rmtree(state)  # the operator's disk is wiped; the client restarts without --init-ledger
     again = inst(silo, adult_paths, state)
     reply = again.check(plan, 3)
-    assert reply["can_train"] is False and "no privacy ledger" in reply["reason"]
-    assert "restore ledger.json from backup" in reply["reason"]
+    assert reply.can_train is False and "no privacy ledger" in reply.reason
+    assert "restore ledger.json from backup" in reply.reason
     with pytest.raises(PrivacyError, match="no privacy ledger"):
         again.train_round(arrays, plan, 2, 3, 8.0)
     assert not (state / "ledger.json").exists()  # refusing created nothing
@@ -67,16 +68,19 @@ def test_ledger_is_only_created_explicitly(tmp_path):
 
 
 def test_coordinator_excludes_a_node_whose_reported_spend_fell():
+    def yes(eps: float) -> BudgetReply:
+        return BudgetReply(can_train=True, epsilon_spent=eps)
+
     watch = SpendWatch()
-    r1 = watch.review({"a": {"can_train": True, "epsilon_spent": 0.4}, "b": {"can_train": True, "epsilon_spent": 0.4}})
-    assert r1["a"]["can_train"] and r1["b"]["can_train"]
-    r2 = watch.review({"a": {"can_train": True, "epsilon_spent": 0.0}, "b": {"can_train": True, "epsilon_spent": 0.6}})
-    assert not r2["a"]["can_train"] and "fell from 0.4 to 0" in r2["a"]["reason"]
-    assert r2["b"]["can_train"]
+    r1 = watch.review({"a": yes(0.4), "b": yes(0.4)})
+    assert r1["a"].can_train and r1["b"].can_train
+    r2 = watch.review({"a": yes(0.0), "b": yes(0.6)})
+    assert not r2["a"].can_train and "fell from 0.4 to 0" in r2["a"].reason
+    assert r2["b"].can_train
     # stays excluded even once its (new) ledger climbs back up; survives a coordinator restart
-    assert not watch.review({"a": {"can_train": True, "epsilon_spent": 0.5}})["a"]["can_train"]
+    assert not watch.review({"a": yes(0.5)})["a"].can_train
     history = [{"budget": {"a": {"epsilon_spent": 0.4}}}, {"budget": {"a": {"epsilon_spent": 0.0}}}]
-    assert not SpendWatch.from_history(history).review({"a": {"can_train": True, "epsilon_spent": 0.1}})["a"]["can_train"]
+    assert not SpendWatch.from_history(history).review({"a": yes(0.1)})["a"].can_train
 
 
 # --------------------------------------------------------------------------- lost rounds
@@ -87,7 +91,7 @@ def test_a_lost_round_is_resent_identically_and_not_charged_again(silo, adult_pa
     events = len(Ledger.open(state, 1.0, 1e-5).events)
     # the coordinator crashed before checkpointing round 1 and asks again: a new client process
     again, m2 = inst(silo, adult_paths, state).train_round(arrays, plan, 1, 2, 8.0)
-    assert m1["replayed"] == 0.0 and m2["replayed"] == 1.0
+    assert m1.replayed == 0.0 and m2.replayed == 1.0
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     ledger = Ledger.open(state, 1.0, 1e-5)
     assert ledger.epsilon_spent == pytest.approx(spent) and len(ledger.events) == events
@@ -105,9 +109,9 @@ def test_at_the_cap_a_paid_round_is_still_affordable_as_a_replay(silo, adult_pat
     client.train_round(arrays, plan, 1, 2, 8.0)
     moved = [a + 0.01 for a in arrays]
     client.train_round(moved, plan, 2, 2, 8.0)  # the plan lands on the cap after 2 rounds
-    assert client.check(plan, 2)["can_train"] is False
-    assert client.check(plan, 2, 2, arrays_digest(moved))["can_train"] is True  # re-send of round 2
-    assert client.check(plan, 2, 3, arrays_digest(moved))["can_train"] is False
+    assert client.check(plan, 2).can_train is False
+    assert client.check(plan, 2, 2, arrays_digest(moved)).can_train is True  # re-send of round 2
+    assert client.check(plan, 2, 3, arrays_digest(moved)).can_train is False
 
 
 # --------------------------------------------------------------------------- full disk

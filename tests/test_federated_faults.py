@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
 
-from _loopback import LoopbackGrid, stage_of
+from _loopback import LoopbackGrid
 from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings

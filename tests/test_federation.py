@@ -2,17 +2,12 @@ import numpy as np
 import pytest
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 
-from fedsynth.common.protocol.federation import (
-    FederationPlan,
-    aligned_server_lr,
-    pack_update,
-    refusal_update,
-    squared_norm,
-    unpack_aggregate,
-)
 from fedsynth.common.dp.accounting import noisy_counts, rows_from_counts
+from fedsynth.common.protocol.federation import FederationPlan, pack_update, refusal_update
+from fedsynth.server.aggregate import aligned_server_lr, squared_norm, unpack_aggregate
 from fedsynth.server.aggregate_guard import aggregate_problem
-from fedsynth.server.strategy import SecureDeltaFedAvg, next_global
+from fedsynth.server.round import next_global
+from fedsynth.server.strategy import SecureDeltaFedAvg
 
 
 def test_pack_unpack_is_exact_within_bounds():
@@ -20,8 +15,8 @@ def test_pack_unpack_is_exact_within_bounds():
     old = [np.zeros((3, 2), np.float32), np.zeros(4, np.float32)]
     new = [np.full((3, 2), 0.25, np.float32), np.array([-0.5, 0, 0.5, 1], np.float32)]
     freqs = [np.array([0.2, 0.8]), np.array([0.5, 0.25, 0.25])]
-    packed, stats = pack_update(old, new, freqs, plan, clipping_range=8.0)
-    assert stats["norm_clipped"] == 0.0
+    packed, norm_clipped = pack_update(old, new, freqs, plan, clipping_range=8.0)
+    assert norm_clipped is False
     assert all(np.all(np.abs(p) <= 8.0) for p in packed)
     agg = unpack_aggregate(packed, plan, [2, 3])
     np.testing.assert_allclose(agg.deltas[0], 0.25)
@@ -33,8 +28,8 @@ def test_pack_unpack_is_exact_within_bounds():
 
 def test_update_norm_bounds_a_clients_influence():
     plan = FederationPlan(update_scale=1.0, update_clip_norm=1.0)
-    packed, stats = pack_update([np.zeros(4, np.float32)], [np.full(4, 3.0, np.float32)], [], plan, 8.0)
-    assert stats["norm_clipped"] == 1.0
+    packed, norm_clipped = pack_update([np.zeros(4, np.float32)], [np.full(4, 3.0, np.float32)], [], plan, 8.0)
+    assert norm_clipped is True
     assert np.linalg.norm(packed[0]) == pytest.approx(1.0, rel=1e-5)
 
 
@@ -202,7 +197,7 @@ def test_the_step_is_at_most_sqrt_k_clip_norms_and_an_honest_equal_weight_round_
 def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp_path):
     from fedsynth.common.protocol.federation import FEDERATED_VAE_HIDDEN, federated_model_config
     from fedsynth.common.model.tabular import ModelConfig
-    from fedsynth.server.coordinator import load_deployment_config
+    from fedsynth.server.deployment_config import load_deployment_config
 
     assert FederationPlan().model.hidden == FEDERATED_VAE_HIDDEN < ModelConfig().hidden
     assert FederationPlan.from_json(FederationPlan().to_json()).model.hidden == FEDERATED_VAE_HIDDEN

@@ -20,7 +20,7 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.lineage import provenance, read_lineage, sidecar_path, write_synthetic
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
-from fedsynth.server.coordinator import CoordinatorOptions, prepare
+from fedsynth.server.deployment_config import CoordinatorOptions, prepare
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from _loopback import secagg_round
-from fedsynth.common.protocol.federation import FederationPlan, aligned_server_lr, pack_update, squared_norm, unpack_aggregate
+from fedsynth.common.protocol.federation import FederationPlan, pack_update
+from fedsynth.server.aggregate import aligned_server_lr, squared_norm, unpack_aggregate
 from fedsynth.server.aggregate_guard import aggregate_problem
-from fedsynth.server.strategy import next_global
+from fedsynth.server.round import next_global
 
 CLIP = 8.0
 

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fedsynth.common.errors import DataError, FedsynthError, SchemaError
+from fedsynth.common.errors import DataError, SchemaError
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import MAX_FIELD_CHARS, load_table
 

@@ -13,7 +13,8 @@ masking, so the mean SecAgg+ unmasks divided by its last element is the *weighte
 ``sum(w_k * x_k) / sum(w_k)``, and the second-to-last is the mean squared weight. The norm
 and weight slots are functions of DP releases (the delta; the noisy counts behind ``w``) and
 reach the coordinator only inside the round's means; they tell it how aligned the round's
-deltas were and how unequal the weights (see :func:`aligned_server_lr`). With exactly two
+deltas were and how unequal the weights (see
+:func:`fedsynth.server.aggregate.aligned_server_lr`). With exactly two
 contributors the mean and mean square of the weights give both weights: each is a capped,
 DP-derived row estimate, already paid for.
 
@@ -36,7 +37,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from fedsynth.common.model.tabular import ModelConfig
-from fedsynth.common.dp.accounting import frequencies_from_counts
 
 AGGREGATION_WEIGHTS = ("rows", "equal")
 
@@ -133,7 +133,7 @@ class FederationPlan:
     schema_hash: str = ""
     seed: int = 0  # public seed for the initial global weights
     # Step the global model by server_lr x (weighted mean client delta). None = chosen each
-    # round from how aligned the deltas were (aligned_server_lr), between about 1 (clients
+    # round from how aligned the deltas were (server.aggregate.aligned_server_lr), between about 1 (clients
     # agree: the mean is already a full step) and the number of contributors K (the deltas
     # are mostly independent DP noise: each client's Adam takes a full-size step, averaging K
     # of them shrinks the shared signal ~K-fold, so the *sum* is the step; measured on Adult,
@@ -169,7 +169,7 @@ class FederationPlan:
         return json.dumps(asdict(self), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "FederationPlan":
+    def from_json(cls, text: str) -> FederationPlan:
         raw = json.loads(text)
         raw["model"] = ModelConfig(**raw["model"])
         return cls(**raw)
@@ -177,8 +177,9 @@ class FederationPlan:
 
 def pack_update(old: list[np.ndarray], new: list[np.ndarray], freqs: list[np.ndarray],
                 plan: FederationPlan, clipping_range: float, weight: float = 1.0
-                ) -> tuple[list[np.ndarray], dict[str, float]]:
-    """Client side: (weighted, scaled, clipped delta arrays + [weighted frequencies, weight], stats)."""
+                ) -> tuple[list[np.ndarray], bool]:
+    """Client side: (weighted, scaled, clipped delta arrays + [weighted frequencies, weight],
+    whether the delta was norm-clipped)."""
     if not 0.0 < weight <= 1.0:
         raise ValueError(f"aggregation weight must be in (0, 1], not {weight!r}")
     deltas = [(n - o).astype(np.float64) for o, n in zip(old, new)]
@@ -190,7 +191,7 @@ def pack_update(old: list[np.ndarray], new: list[np.ndarray], freqs: list[np.nda
     packed = [d * plan.update_scale * weight for d in sent]
     flat = np.concatenate([f.ravel() for f in freqs]) if freqs else np.zeros(0)
     packed.append(np.append(flat, [norm_slot, weight, 1.0]) * weight)
-    return [p.astype(np.float32) for p in packed], {"norm_clipped": float(factor < 1.0)}
+    return [p.astype(np.float32) for p in packed], factor < 1.0
 
 
 #: values after the frequencies in the tail array: the squared-norm slot, the weight's square
@@ -204,60 +205,3 @@ def refusal_update(arrays: list[np.ndarray], freq_size: int) -> list[np.ndarray]
     zeros = [np.zeros_like(np.asarray(a), dtype=np.float32) for a in arrays]
     zeros.append(np.zeros(int(freq_size) + TAIL_SLOTS, dtype=np.float32))  # frequencies, norm, weight^2, weight
     return zeros
-
-
-@dataclass
-class MeanUpdate:
-    """One round's unmasked aggregate, unpacked."""
-
-    deltas: list[np.ndarray]  # weighted mean of the clients' (clipped) deltas
-    freqs: list[np.ndarray]  # weighted mean of their privatised category frequencies, per column
-    mean_sq_norm: float  # weighted mean of the squared L2 norms of the deltas they sent
-    weight: float  # mean aggregation weight of the contributors
-    weight_sq: float  # mean of their squared weights
-
-
-def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[int]) -> MeanUpdate:
-    """Server side: the mean packed update -> its weighted means."""
-    tail = mean[-1].astype(np.float64)
-    if tail.size != sum(sizes) + TAIL_SLOTS:
-        raise ValueError(f"aggregate tail has {tail.size} values, expected {sum(sizes) + TAIL_SLOTS}")
-    weight = float(tail[-1])
-    if not weight > 0:
-        raise ValueError("aggregate carries no weight (no client contributed)")
-    deltas = [(m.astype(np.float64) / (plan.update_scale * weight)).astype(np.float32) for m in mean[:-1]]
-    flat = tail[:-TAIL_SLOTS] / weight
-    bounds = np.cumsum([0, *sizes])
-    freqs = frequencies_from_counts([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], floor=1e-9)
-    return MeanUpdate(deltas, freqs, max(0.0, float(tail[-3]) / weight) * plan.update_clip_norm**2, weight,
-                      max(float(tail[-2]), weight * weight))
-
-
-def squared_norm(arrays: list[np.ndarray]) -> float:
-    """The squared L2 norm of a model-shaped list of arrays, in float64."""
-    return float(sum(float(np.sum(np.asarray(a, np.float64) ** 2)) for a in arrays))
-
-
-def aligned_server_lr(update: MeanUpdate, contributors: int) -> float:
-    """The server step for one round, within [1, K]: K when the K deltas look like independent
-    noise, less as they agree.
-
-    Model the deltas as one shared direction plus independent noise. The weighted mean's
-    squared norm ``M`` keeps the shared part and ``sum w^2 / (sum w)^2`` of the noise; the
-    weighted mean squared norm ``S`` keeps all of both. For pure noise ``S / M`` is the
-    effective number of clients ``K_eff = K * mean(w)^2 / mean(w^2)``, for full agreement 1.
-    The step is ``(S / M) * K / K_eff``: the sum of the deltas (K, the step fedsynth measured
-    best at epsilon 1, where each client's Adam takes a full-size, mostly-noise step) when
-    they are noise, and about one mean delta when they agree (where a fixed K over-shot:
-    large epsilon, IID silos).
-
-    For honest clients the step it gives, ``lr * sqrt(M)``, is at most ``sqrt(K * S * K / K_eff)``;
-    with equal weights at most ``sqrt(K) * update_clip_norm``, the bound every step is held to
-    (:func:`fedsynth.server.aggregate_guard.bounded_server_lr`).
-    """
-    k = max(1, int(contributors))
-    norm_of_mean_sq = squared_norm(update.deltas)  # M
-    if not norm_of_mean_sq > 0 or not update.mean_sq_norm > 0 or not update.weight > 0:
-        return float(k)
-    inequality = update.weight_sq / update.weight**2  # K / K_eff, >= 1
-    return float(np.clip(update.mean_sq_norm / norm_of_mean_sq * inequality, 1.0, k))  # (S / M) x K / K_eff

@@ -72,7 +72,8 @@ def coordinator(
     Prints each round and every institution's reported epsilon; exits 0 only when the run
     completed and OUT/synthesizer and OUT/model_card.json were written, 1 when it failed.
     """
-    from fedsynth.server.coordinator import CoordinatorOptions, run_coordinator
+    from fedsynth.server.coordinator import run_coordinator
+    from fedsynth.server.deployment_config import CoordinatorOptions
 
     _stop_on_sigterm()
     if insecure:

@@ -1,0 +1,214 @@
+"""The messages coordinator and institutions exchange, typed, with their wire keys.
+
+Flower carries fedsynth's instructions and answers as flat config/metric records (string
+keys, scalar values). The keys live here, one class per message kind (like Flower's own
+``Key`` classes), and each message is a dataclass with a converter to the record it is sent
+as and one back that checks every field's type: a malformed message is refused with a
+:class:`MessageError` naming the key, never half-read.
+
+The wire keys and values are fedsynth's protocol: what the coordinator sees in plaintext
+(docs/security.md) is exactly what these records hold. Changing a key breaks every
+installation of another version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fedsynth.common.protocol.federation import FederationPlan
+
+Scalar = bool | int | float | str
+Record = dict[str, Scalar]
+
+
+class MessageError(ValueError):
+    """A record that is not the message it claims to be (missing key, wrong type)."""
+
+
+class ConfigKey:
+    """Keys of the coordinator's instructions (the fit config and the budget check)."""
+
+    PLAN = "fedsynth"  # the FederationPlan as JSON
+    ROUND = "round"
+    TOTAL_CLIENTS = "total_clients"
+    CLIPPING_RANGE = "clipping_range"
+    FREQ_SIZE = "freq_size"
+    ARRAYS_SHA256 = "arrays_sha256"
+
+
+class BudgetKey:
+    """Keys of an institution's answer to the budget check (``get_properties``)."""
+
+    CAN_TRAIN = "can_train"
+    REASON = "reason"
+    SCHEMA_HASH = "schema_hash"
+    EPSILON_SPENT = "epsilon_spent"
+    DELTA = "delta"
+    UNREACHABLE = "unreachable"  # set by the coordinator for a node that did not answer
+
+
+class MetricKey:
+    """Keys of the metrics an institution returns with its (masked) update."""
+
+    EPSILON_SPENT = "epsilon_spent"
+    NORM_CLIPPED = "norm_clipped"
+    REPLAYED = "replayed"
+    REFUSED = "refused"
+
+
+# ---------------------------------------------------------------------------- field readers
+def _present(record: Mapping[str, Any], key: str, what: str) -> Any:
+    if key not in record:
+        raise MessageError(f"malformed {what}: no {key!r}")
+    return record[key]
+
+
+def _int(record: Mapping[str, Any], key: str, what: str) -> int:
+    value = _present(record, key, what)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise MessageError(f"malformed {what}: {key!r} = {value!r} is not an integer")
+    return value
+
+
+def _number(record: Mapping[str, Any], key: str, what: str) -> float:
+    value = _present(record, key, what)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MessageError(f"malformed {what}: {key!r} = {value!r} is not a number")
+    return float(value)
+
+
+def _str(record: Mapping[str, Any], key: str, what: str) -> str:
+    value = _present(record, key, what)
+    if not isinstance(value, str):
+        raise MessageError(f"malformed {what}: {key!r} = {value!r} is not a string")
+    return value
+
+
+def _bool(record: Mapping[str, Any], key: str, what: str) -> bool:
+    value = _present(record, key, what)
+    if not isinstance(value, bool):
+        raise MessageError(f"malformed {what}: {key!r} = {value!r} is not true/false")
+    return value
+
+
+def _optional(reader, record: Mapping[str, Any], key: str, what: str):
+    return reader(record, key, what) if key in record else None
+
+
+def _plan(record: Mapping[str, Any], what: str) -> FederationPlan:
+    text = _str(record, ConfigKey.PLAN, what)
+    try:
+        return FederationPlan.from_json(text)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise MessageError(f"malformed {what}: {ConfigKey.PLAN!r} is not a federation plan ({exc})") from None
+
+
+def _without_none(values: dict[str, Scalar | None]) -> Record:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------- coordinator -> institution
+@dataclass(frozen=True)
+class FitConfig:
+    """The instruction that comes with the global model in each SecAgg+ fit."""
+
+    plan: FederationPlan
+    round: int
+    total_clients: int  # institutions in the run: each plans its noise for its share of rounds
+    clipping_range: float  # SecAgg+'s, which the packed update must fit
+    freq_size: int  # category frequencies in the packed tail (a refusal sends that many zeros)
+
+    def to_config(self) -> Record:
+        return {ConfigKey.PLAN: self.plan.to_json(), ConfigKey.ROUND: int(self.round),
+                ConfigKey.TOTAL_CLIENTS: int(self.total_clients), ConfigKey.CLIPPING_RANGE: self.clipping_range,
+                ConfigKey.FREQ_SIZE: int(self.freq_size)}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> FitConfig:
+        what = "fit config"
+        return cls(plan=_plan(config, what), round=_int(config, ConfigKey.ROUND, what),
+                   total_clients=_int(config, ConfigKey.TOTAL_CLIENTS, what),
+                   clipping_range=_number(config, ConfigKey.CLIPPING_RANGE, what),
+                   freq_size=_int(config, ConfigKey.FREQ_SIZE, what))
+
+
+@dataclass(frozen=True)
+class BudgetCheck:
+    """The question before each round: can this institution afford it under its own cap?"""
+
+    plan: FederationPlan
+    total_clients: int
+    round: int | None = None
+    # SHA-256 of the round's global model: lets an institution that already paid for this
+    # exact round (and kept its update) say yes at its cap, since a re-send is free
+    arrays_sha256: str | None = None
+
+    def to_config(self) -> Record:
+        return _without_none({ConfigKey.PLAN: self.plan.to_json(), ConfigKey.TOTAL_CLIENTS: int(self.total_clients),
+                              ConfigKey.ROUND: self.round, ConfigKey.ARRAYS_SHA256: self.arrays_sha256})
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> BudgetCheck:
+        what = "budget check"
+        return cls(plan=_plan(config, what), total_clients=_int(config, ConfigKey.TOTAL_CLIENTS, what),
+                   round=_optional(_int, config, ConfigKey.ROUND, what),
+                   arrays_sha256=_optional(_str, config, ConfigKey.ARRAYS_SHA256, what))
+
+
+# ---------------------------------------------------------------------------- institution -> coordinator
+#: ``epsilon_spent`` of a reply that knows no spend (a refusal before the ledger was read)
+NO_SPEND = -1.0
+
+
+@dataclass(frozen=True)
+class BudgetReply:
+    """An institution's answer to a :class:`BudgetCheck`, read by the coordinator in plaintext:
+    yes/no and why, its schema hash, its spend rounded to 0.01 and its delta; nothing about
+    its rows."""
+
+    can_train: bool
+    reason: str = ""
+    schema_hash: str | None = None
+    epsilon_spent: float | None = None  # rounded to 0.01; NO_SPEND when unknown
+    delta: float | None = None
+    unreachable: bool = False  # the coordinator's note for a node whose reply never came
+
+    def to_record(self) -> Record:
+        return _without_none({BudgetKey.CAN_TRAIN: self.can_train, BudgetKey.REASON: self.reason,
+                              BudgetKey.SCHEMA_HASH: self.schema_hash, BudgetKey.EPSILON_SPENT: self.epsilon_spent,
+                              BudgetKey.DELTA: self.delta, BudgetKey.UNREACHABLE: self.unreachable or None})
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> BudgetReply:
+        what = "budget reply"
+        return cls(can_train=_bool(record, BudgetKey.CAN_TRAIN, what), reason=_str(record, BudgetKey.REASON, what),
+                   schema_hash=_optional(_str, record, BudgetKey.SCHEMA_HASH, what),
+                   epsilon_spent=_optional(_number, record, BudgetKey.EPSILON_SPENT, what),
+                   delta=_optional(_number, record, BudgetKey.DELTA, what),
+                   unreachable=bool(_optional(_bool, record, BudgetKey.UNREACHABLE, what)))
+
+
+
+@dataclass(frozen=True)
+class FitMetrics:
+    """The plaintext metrics beside an institution's masked update: its spend rounded to 0.01
+    and 0/1 flags (delta norm-clipped, a replay of a lost round, a refusal). A refusal
+    carries only ``refused = 1``."""
+
+    epsilon_spent: float | None = None
+    norm_clipped: float | None = None
+    replayed: float | None = None
+    refused: float | None = None
+
+    def to_record(self) -> Record:
+        return _without_none({MetricKey.EPSILON_SPENT: self.epsilon_spent, MetricKey.NORM_CLIPPED: self.norm_clipped,
+                              MetricKey.REPLAYED: self.replayed, MetricKey.REFUSED: self.refused})
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> FitMetrics:
+        what = "fit metrics"
+        return cls(**{name: _optional(_number, record, key, what) for name, key in (
+            ("epsilon_spent", MetricKey.EPSILON_SPENT), ("norm_clipped", MetricKey.NORM_CLIPPED),
+            ("replayed", MetricKey.REPLAYED), ("refused", MetricKey.REFUSED))})

@@ -1,0 +1,118 @@
+"""The run's progress events: ``<out-dir>/events.jsonl``, written by the ServerApp and read back.
+
+One JSON object a line, appended and flushed as the run goes (``budget_check``, ``waiting``,
+``round_done``, ``round_failed``, ``stopped``, ``resumed``, ``finished``, ``failed``). It is a
+file format: ``fedsynth coordinator`` follows it to print progress
+(:func:`describe_event`), the simulation driver reads it for its report, and every event that
+carries budget replies or fit reports says what each institution reported as spent
+(:func:`reported_spend`), so a failed run can still tell the institutions what it cost.
+Replies and reports inside an event are the wire records of
+:mod:`fedsynth.common.protocol.messages`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fedsynth.common.protocol.messages import BudgetKey
+
+EVENTS_FILE = "events.jsonl"
+
+Event = dict[str, Any]
+EVENT = "event"  # the key every event has: its kind
+
+
+class EventKind:
+    """The values of an event's ``event`` key (read by simulations/driver.py and the coordinator)."""
+
+    BUDGET_CHECK = "budget_check"  # replies: node id -> budget reply record
+    WAITING = "waiting"  # too few could train and some did not answer: waiting for them
+    STOPPED = "stopped"  # too few can afford another round: the run ends early
+    ROUND_FAILED = "round_failed"  # the round is retried under the same number
+    ROUND_DONE = "round_done"  # the round record (server/round.py) with reports: node id -> fit metrics
+    RESUMED = "resumed"  # a restarted coordinator continues from its checkpoint
+    FINISHED = "finished"  # budget: the final budget replies
+    FAILED = "failed"  # reason, and spent: node id -> epsilon last reported
+    INSECURE_PLAIN_AGGREGATION = "insecure_plain_aggregation"  # benchmark-only mode warning
+
+# which field of an event holds per-node replies or reports carrying an epsilon spent
+_SPEND_FIELDS = {EventKind.BUDGET_CHECK: "replies", EventKind.ROUND_DONE: "reports", EventKind.FINISHED: "budget"}
+
+
+def event_log(out_dir: Path) -> Callable[[Event], None]:
+    """An ``on_event`` callback appending one JSON line per event (flushed, so it can be followed)."""
+    path = Path(out_dir) / EVENTS_FILE
+
+    def on_event(ev: Event) -> None:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(ev, default=str) + "\n")
+            fh.flush()
+
+    return on_event
+
+
+def spent_in(replies: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """node id -> epsilon spent, from budget replies or fit reports (a refusal's -1 is no report)."""
+    out = {}
+    for nid, reply in replies.items():
+        eps = reply.get(BudgetKey.EPSILON_SPENT)  # the same key in fit reports (MetricKey)
+        if isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps >= 0:
+            out[str(nid)] = float(eps)
+    return out
+
+
+def reported_spend(ev: Event) -> dict[str, float]:
+    """What an event says each institution has spent (empty for events that say nothing about it)."""
+    if ev.get(EVENT) == EventKind.FAILED:
+        return {str(k): float(v) for k, v in (ev.get("spent") or {}).items()}
+    field = _SPEND_FIELDS.get(str(ev.get(EVENT)))
+    return spent_in(ev.get(field) or {}) if field else {}
+
+
+def node_label(nid: str, names: dict[str, str]) -> str:
+    return f"node {nid} ({names[nid]})" if nid in names else f"node {nid}"
+
+
+def format_spent(spent: dict[str, float], names: dict[str, str]) -> str:
+    return ", ".join(f"{node_label(nid, names)}: {eps}" for nid, eps in sorted(spent.items())) or "none reported"
+
+
+def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = None) -> str | None:
+    """One progress line: rounds, each institution's reported epsilon, refusals and why.
+
+    ``names`` (node id -> key name, from the registration) labels nodes by institution."""
+    kind = ev.get(EVENT)
+    names = names or {}
+
+    def eps(replies: dict[str, Any]) -> str:
+        return format_spent(spent_in(replies), names)
+
+    if kind == EventKind.BUDGET_CHECK:
+        replies = ev.get("replies", {})
+        parts = [f"round {ev['round']}: {ev['eligible']}/{len(replies)} institutions can afford it; "
+                 f"epsilon spent {{{eps(replies)}}}"]
+        for nid, r in sorted(replies.items()):
+            if not r.get(BudgetKey.CAN_TRAIN):
+                reason = r.get(BudgetKey.REASON, "?")
+                if reason == "schema mismatch":
+                    reason += f" (its schema hash {r.get(BudgetKey.SCHEMA_HASH)}, the coordinator's {plan_hash})"
+                parts.append(f"  {node_label(nid, names)} refused: {reason}")
+        return "\n".join(parts)
+    if kind == EventKind.ROUND_DONE:
+        step = f", server step {float(ev['server_lr']):.2f} x mean" if "server_lr" in ev else ""
+        return (f"round {ev['round']} done in {float(ev.get('seconds', 0)):.1f}s: {ev.get('contributors')} updates "
+                f"securely aggregated{step}; epsilon spent {{{eps(ev.get('reports', {}))}}}")
+    if kind == EventKind.FINISHED:
+        return f"finished after round {ev['round']}; final epsilon spent {{{eps(ev.get('budget', {}))}}}"
+    if kind == EventKind.WAITING:
+        return (f"round {ev['round']}: {ev['answered']}/{ev['expected']} institutions answered, too few to "
+                f"train; waiting up to {ev['timeout']}s for the others to come back")
+    if kind in (EventKind.STOPPED, EventKind.ROUND_FAILED, EventKind.RESUMED):
+        return f"{kind}: " + ", ".join(f"{k}={v}" for k, v in ev.items() if k != EVENT)
+    if kind == EventKind.FAILED:
+        return (f"ServerApp failed: {ev.get('reason')}; epsilon spent as last reported "
+                f"{{{format_spent(ev.get('spent') or {}, names)}}}")
+    return None
