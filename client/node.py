@@ -25,6 +25,7 @@ from pathlib import Path
 
 from fedsynth.client.installed_app import AppExecutor
 from fedsynth.common.deploy import processes as fp
+from fedsynth.common.deploy.addresses import free_loopback_port, parse_address
 from fedsynth.common.errors import DataError, FedsynthError
 
 NODE_CONFIG_FILE = "node_config.toml"
@@ -123,7 +124,7 @@ def prepare_node(opts: NodeOptions) -> PreparedNode:
     from fedsynth.common.deploy.credentials import check_certificate, check_node_private_key
     from fedsynth.common.dp.accounting import check_privacy_params
 
-    fp.parse_address(opts.coordinator, "--coordinator")
+    parse_address(opts.coordinator, "--coordinator")
     check_privacy_params(opts.budget_epsilon, opts.budget_delta)
     if opts.threads < 1:
         raise FedsynthError(f"--threads {opts.threads}: must be at least 1")
@@ -142,7 +143,7 @@ def prepare_node(opts: NodeOptions) -> PreparedNode:
     os.chmod(state, 0o700)  # the ledger and cached releases are the institution's own business
     _ensure_ledger(opts, state)
     node_config = _write_node_config(opts, state)
-    port = opts.runtime_port or fp.free_loopback_port()
+    port = opts.runtime_port or free_loopback_port()
     # `--isolation process`: the SuperNode launches no app itself; fedsynth's AppExecutor runs
     # the installed ClientApp for each task and refuses every other app (installed_app.py).
     cmd = [fp.executable("flower-supernode"), "--superlink", opts.coordinator, "--node-config", str(node_config),

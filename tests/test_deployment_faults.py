@@ -36,7 +36,7 @@ import pytest
 import test_deployment
 from test_deployment import EXAMPLE_CONFIG, Processes, free_port, run_cli
 
-from fedsynth.common.deploy.processes import process_identity
+from fedsynth.common.deploy.pids import process_identity
 
 demo = test_deployment.demo  # the module-scoped fixture: silo files, certificates, node keys
 

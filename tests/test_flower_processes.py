@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.deploy.processes import PID_FILE, Supervisor, process_identity
+from fedsynth.common.deploy.pids import process_identity
+from fedsynth.common.deploy.processes import PID_FILE, Supervisor
 
 PARENT = """
 import os, sys, time
