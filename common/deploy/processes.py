@@ -19,6 +19,9 @@ invisible to the next start. So each child
 * is recorded with its start time and command line in a pid file, so a restarted command
   finds survivors (a pid alone could have been recycled by an unrelated process) and stops
   them, and refuses to start while the command that owns them is still running.
+
+Telling processes apart lives in :mod:`fedsynth.common.deploy.pids`, addresses and ports
+(who listens where) in :mod:`fedsynth.common.deploy.addresses`.
 """
 
 from __future__ import annotations
