@@ -64,8 +64,8 @@ def run_task(address: str, token: str) -> int:
             log(ERROR, "%s", details)
             reply = Message(Error(code=ErrorCode.LOAD_CLIENT_APP_EXCEPTION, reason=details), reply_to=message)
         else:
-            # Imported only for our own app: a refusal needs no torch. Installed code, never the bundle's.
-            from fedsynth.client.supernode_app import app
+            # Installed code, never the bundle's.
+            from fedsynth.client.supernode_app import app  # lazy: only our own app needs torch; a refusal does not
 
             try:
                 reply = app(message=message, context=context)

@@ -46,15 +46,15 @@ import json
 import math
 import os
 import secrets
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.digest import as_stored, json_sha256
-from fedsynth.common.errors import BudgetExhausted, PrivacyError
 from fedsynth.common.dp.accounting import Release, check_privacy_params, epsilon_spent
+from fedsynth.common.errors import BudgetExhausted, PrivacyError
+from fedsynth.common.timestamps import utc_now
 
 LEDGER_FILE = "ledger.json"
 FORMAT = "fedsynth-ledger/2"
@@ -76,11 +76,11 @@ class Ledger:
     events: list[dict[str, Any]] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
     ledger_id: str = field(default_factory=lambda: secrets.token_hex(8))
-    created: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    created: str = field(default_factory=utc_now)
 
     # ------------------------------------------------------------------ files
     @classmethod
-    def create(cls, state_dir: str | Path, epsilon_cap: float, delta: float, accountant: str = "rdp") -> "Ledger":
+    def create(cls, state_dir: str | Path, epsilon_cap: float, delta: float, accountant: str = "rdp") -> Ledger:
         """Initialise a new, empty ledger in ``state_dir`` (an institution's first start only)."""
         check_privacy_params(epsilon_cap, delta)
         state_dir = Path(state_dir)
@@ -96,7 +96,7 @@ class Ledger:
 
     @classmethod
     def open(cls, state_dir: str | Path, epsilon_cap: float, delta: float, accountant: str = "rdp",
-             create: bool = False) -> "Ledger":
+             create: bool = False) -> Ledger:
         """Load and verify the ledger in ``state_dir``; with ``create=True`` (explicit first start) make one if absent.
 
         Without ``create`` a missing ledger raises :class:`PrivacyError`: it is
@@ -127,13 +127,13 @@ class Ledger:
         lowered = epsilon_cap < ledger.epsilon_cap
         if lowered:
             ledger.epsilon_cap = epsilon_cap
-            ledger._append({"event": "cap_lowered", "epsilon_cap": epsilon_cap, "time": _now()})
+            ledger._append({"event": "cap_lowered", "epsilon_cap": epsilon_cap, "time": utc_now()})
         if lowered or migrated:
             ledger.save()
         return ledger
 
     @classmethod
-    def _load(cls, path: Path) -> tuple["Ledger", bool]:
+    def _load(cls, path: Path) -> tuple[Ledger, bool]:
         """Read and verify ``path``; a version-1 ledger is migrated in memory (True: save it)."""
         try:
             raw = json.loads(path.read_text())
@@ -204,7 +204,7 @@ class Ledger:
         legacy, self.events = self.events, []
         for event in legacy:
             self._append(event)
-        self._append(dict(event="migrated", from_format=LEGACY_FORMAT, **self._terms(), time=_now()))
+        self._append(dict(event="migrated", from_format=LEGACY_FORMAT, **self._terms(), time=utc_now()))
 
     # ------------------------------------------------------------------ verification
     def _tampered(self, what: str) -> PrivacyError:
@@ -286,17 +286,13 @@ class Ledger:
         n_hist, n_events = len(self.history), len(self.events)
         self.history.extend(tuple(r) for r in releases)  # type: ignore[misc]
         self._append(dict({"event": "charge"}, **event, releases=[list(r) for r in releases], epsilon_after=after,
-                          time=_now()))
+                          time=utc_now()))
         try:
             self.save()
         except BaseException:  # not on disk = not spent, and must not be sent: roll back, re-raise
             del self.history[n_hist:], self.events[n_events:]
             raise
         return after
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _release(entry: Any) -> Release:

@@ -13,6 +13,7 @@ SuperNode connect, over TLS, authenticating with the key the coordinator registe
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -23,8 +24,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.hazmat.primitives.serialization import load_ssh_private_key
+from flwr.proto.fleet_pb2 import DeactivateNodeRequest
+from flwr.supercore.interceptors.http.runtime_version import RuntimeVersionHttpInterceptor
+from flwr.supernode.fleet_http_client import FleetHttpClient
+from flwr.supernode.node_auth_http_interceptor import NodeAuthHttpInterceptor
+
 from fedsynth.client.installed_app import AppExecutor
+from fedsynth.client.ledger import Ledger
+from fedsynth.common.atomic import atomic_write_text
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.tables import validate_file
 from fedsynth.common.deploy import processes as fp
+from fedsynth.common.deploy.addresses import free_loopback_port, parse_address
+from fedsynth.common.deploy.credentials import check_certificate, check_node_private_key
+from fedsynth.common.dp.accounting import check_privacy_params
 from fedsynth.common.errors import DataError, FedsynthError
 
 NODE_CONFIG_FILE = "node_config.toml"
@@ -66,9 +80,6 @@ class PreparedNode:
 
 def check_table(data: Path, schema_path: Path) -> tuple[int, str]:
     """Refuse to start on a table that does not match the schema: (rows, schema hash)."""
-    from fedsynth.common.data.schema import Schema
-    from fedsynth.common.data.tables import validate_file
-
     if not Path(schema_path).is_file():
         raise FedsynthError(f"--schema {schema_path}: no such file")
     if not Path(data).is_file():
@@ -87,10 +98,6 @@ def check_table(data: Path, schema_path: Path) -> tuple[int, str]:
 
 def _write_node_config(opts: NodeOptions, state: Path) -> Path:
     """The SuperNode's node config as a TOML file (paths with spaces survive, unlike k=v)."""
-    import json
-
-    from fedsynth.common.atomic import atomic_write_text
-
     values: dict[str, object] = {
         "data": str(Path(opts.data).resolve()), "schema": str(Path(opts.schema).resolve()),
         "state-dir": str(state), "budget-epsilon": float(opts.budget_epsilon),
@@ -111,8 +118,6 @@ def _ensure_ledger(opts: NodeOptions, state: Path) -> None:
     fresh budget), and a ledger whose cap or delta disagrees with the options is refused
     here rather than round after round at the coordinator.
     """
-    from fedsynth.client.ledger import Ledger
-
     if opts.init_ledger:
         Ledger.create(state, opts.budget_epsilon, opts.budget_delta)
     else:
@@ -120,10 +125,7 @@ def _ensure_ledger(opts: NodeOptions, state: Path) -> None:
 
 
 def prepare_node(opts: NodeOptions) -> PreparedNode:
-    from fedsynth.common.deploy.credentials import check_certificate, check_node_private_key
-    from fedsynth.common.dp.accounting import check_privacy_params
-
-    fp.parse_address(opts.coordinator, "--coordinator")
+    parse_address(opts.coordinator, "--coordinator")
     check_privacy_params(opts.budget_epsilon, opts.budget_delta)
     if opts.threads < 1:
         raise FedsynthError(f"--threads {opts.threads}: must be at least 1")
@@ -142,7 +144,7 @@ def prepare_node(opts: NodeOptions) -> PreparedNode:
     os.chmod(state, 0o700)  # the ledger and cached releases are the institution's own business
     _ensure_ledger(opts, state)
     node_config = _write_node_config(opts, state)
-    port = opts.runtime_port or fp.free_loopback_port()
+    port = opts.runtime_port or free_loopback_port()
     # `--isolation process`: the SuperNode launches no app itself; fedsynth's AppExecutor runs
     # the installed ClientApp for each task and refuses every other app (installed_app.py).
     cmd = [fp.executable("flower-supernode"), "--superlink", opts.coordinator, "--node-config", str(node_config),
@@ -202,8 +204,6 @@ def _run_once(prep: PreparedNode, children: fp.Supervisor, state: Path) -> Attem
     Output is read on a thread and the process itself is waited on. The node id it is given
     is kept in ``state`` until :func:`sign_off` has made sure it is signed off.
     """
-    from fedsynth.common.atomic import atomic_write_text
-
     started = time.monotonic()
     recent: deque[str] = deque(maxlen=40)
     connected = threading.Event()
@@ -294,16 +294,7 @@ def sign_off(opts: NodeOptions, state: Path, say: Callable[[str], None]) -> None
 
 
 def _deactivate(coordinator: str, ca_cert: Path, auth_key: Path, node_id: int) -> None:
-    # Flower's own Fleet client and node-auth signing, as flower-supernode uses them (flwr 1.41);
-    # imported here so that `fedsynth client --help` and the checks before start stay light.
-    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
-    from flwr.proto.fleet_pb2 import DeactivateNodeRequest
-    from flwr.supercore.interceptors.http.runtime_version import (
-        RuntimeVersionHttpInterceptor,
-    )
-    from flwr.supernode.fleet_http_client import FleetHttpClient
-    from flwr.supernode.node_auth_http_interceptor import NodeAuthHttpInterceptor
-
+    """Sign ``node_id`` off with Flower's own Fleet client and node-auth signing, as flower-supernode does (flwr 1.41)."""
     key = load_ssh_private_key(auth_key.read_bytes(), None)
     interceptors = [RuntimeVersionHttpInterceptor(component_name="SuperNode"),
                     NodeAuthHttpInterceptor(key, key.public_key())]  # type: ignore[arg-type]

@@ -26,11 +26,23 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from flwr.simulation import run_simulation
 
-from fedsynth.common.errors import FedsynthError
-from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
-from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
+from fedsynth.client.app import ClientSettings, make_client_app
+from fedsynth.client.ledger import Ledger, ledger_exists
+from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.tables import write_table
+from fedsynth.common.dp.accounting import check_privacy_params
+from fedsynth.common.errors import FedsynthError
+from fedsynth.common.lineage import provenance, write_synthetic
+from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.common.synthesizer import Synthesizer
+from fedsynth.server.workflow import FederatedRun, make_server_app
+from fedsynth.simulations.datasets import load_dataset
+from fedsynth.simulations.partition import holdout_split, partition
+from fedsynth.simulations.quality import quick_quality
 
 
 @dataclass
@@ -97,10 +109,6 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     refused if it finished; with ``cfg.overwrite`` either is replaced, the new run being built
     next to it and swapped in when it succeeds.
     """
-    from fedsynth.common.dp.accounting import check_privacy_params
-    from fedsynth.simulations.datasets import load_dataset
-    from fedsynth.simulations.partition import holdout_split, partition
-
     check_privacy_params(cfg.epsilon, cfg.delta)
     if cfg.clients < 2 and cfg.partition != "natural":
         raise FedsynthError("--clients must be at least 2 (secure aggregation needs several parties)")
@@ -153,8 +161,6 @@ class _RunData:
 
 def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
               print_fn: Callable[[str], None]) -> dict[str, Any]:
-    from fedsynth.common.data.tables import write_table
-
     schema = data.schema
     schema.save(out / "schema.json")
     write_table(data.holdout, out / "holdout.csv", schema=schema)
@@ -176,11 +182,6 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
 
 def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_clients: int,
                 print_fn: Callable[[str], None]) -> None:
-    from flwr.simulation import run_simulation
-
-    from fedsynth.client.app import ClientSettings, make_client_app
-    from fedsynth.server.workflow import FederatedRun, make_server_app
-
     schema_path = str((out / "schema.json").resolve())
     silo_dir, state_root = (out / "silos").resolve(), (out / "clients").resolve()
     eps, delta = cfg.epsilon, cfg.delta
@@ -191,8 +192,6 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
                               state_dir=str(state_root / f"client-{i}"), epsilon=eps, delta=delta)
 
     plain = cfg.insecure_plain_aggregation
-    from fedsynth.client.ledger import Ledger, ledger_exists
-
     for i in range(1, n_clients + 1):  # each simulated institution's explicit first start
         if not ledger_exists(state_root / f"client-{i}"):
             Ledger.create(state_root / f"client-{i}", eps, delta)
@@ -204,18 +203,12 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
 
 
-def _load_schema(out: Path):
-    from fedsynth.common.data.schema import Schema
-
+def _load_schema(out: Path) -> Schema:
     return Schema.load(out / "schema.json")
 
 
 def finish(out: Path, train, holdout, schema, label: str | None, cfg: SimulationConfig, started: float,
            print_fn: Callable[[str], None]) -> dict[str, Any]:
-    from fedsynth.common.atomic import atomic_write_text
-    from fedsynth.common.lineage import provenance, write_synthetic
-    from fedsynth.common.synthesizer import Synthesizer
-
     synth = Synthesizer.load(out / "synthesizer")
     n = cfg.rows or len(train)
     syn = synth.sample(n, seed=cfg.seed)
@@ -225,8 +218,6 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
     summary: dict[str, Any] = {"config": {k: v for k, v in asdict(cfg).items()}, "model_card": card,
                                "seconds": round(time.time() - started, 1)}
     if cfg.evaluate:
-        from fedsynth.simulations.quality import quick_quality
-
         summary["quality"] = quick_quality(train, holdout, syn, schema, label)
         q = summary["quality"]
         print_fn(f"quality vs real holdout: mean 1-way TVD {q['tvd_1way']:.3f}, 2-way TVD {q['tvd_2way']:.3f}"

@@ -21,6 +21,7 @@ def partition(df: pd.DataFrame, scheme: str, clients: int, *, label: str | None 
               column: str | None = None, seed: int = 0, min_rows: int = 50) -> list[pd.DataFrame]:
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # lazy: `datasets` reads the HF_*_OFFLINE switches once, when imported: after they are set just above
     from datasets import Dataset
     from flwr_datasets.partitioner import IidPartitioner, LinearPartitioner, NaturalIdPartitioner
 
@@ -80,7 +81,7 @@ def _dirichlet(ds, clients: int, alpha: float, seed: int, min_rows: int, label: 
 
 
 def _try_dirichlet(ds, clients: int, alpha: float, seed: int, min_rows: int):
-    from flwr_datasets.partitioner import DirichletPartitioner
+    from flwr_datasets.partitioner import DirichletPartitioner  # lazy: after partition() set HF_*_OFFLINE
 
     part = DirichletPartitioner(num_partitions=clients, partition_by="__key__", alpha=alpha,
                                 min_partition_size=min_rows, self_balancing=False, seed=seed)

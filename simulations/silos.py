@@ -10,8 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedsynth.common.data.tables import write_table
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.outputs import SILO_FOLDER, replace_dir
+from fedsynth.simulations.datasets import load_dataset
 
 
 @dataclass(frozen=True)
@@ -30,9 +32,6 @@ def write_silos(req: SiloRequest) -> list[Path]:
 
     The folder is written whole, with the rules of :func:`fedsynth.common.outputs.replace_dir`.
     """
-    from fedsynth.common.data.tables import write_table
-    from fedsynth.simulations.datasets import load_dataset
-
     if req.clients < 1:
         raise FedsynthError(f"--clients {req.clients}: must be at least 1")
     if req.rows < 1:

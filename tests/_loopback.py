@@ -10,15 +10,26 @@ drop a node at an exact protocol stage, or tamper with what one node sends.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 from uuid import uuid4
 
-from flwr.app import Context, Message, RecordDict
+import flwr.compat.common.recorddict_compat as compat
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.app.error import Error
+from flwr.client import ClientApp, NumPyClient
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server import ServerConfig
+from flwr.server.compat.app_utils import start_update_client_manager_thread
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.strategy import FedAvg
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
+from flwr.serverapp.grid import Grid
 from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
-from flwr.serverapp.grid import Grid
+
+from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow, secure_secaggplus_mod
 
 # (node_id, incoming message) -> True to drop the message (the node "died" before replying)
 DropRule = Callable[[int, Message], bool]
@@ -101,21 +112,6 @@ def secagg_round(updates: dict[int, list], *, mod=None, workflow_cls=None, drop:
     Returns (the unmasked mean the strategy was handed or None, the grid). Client mod and
     server workflow default to fedsynth's (CSPRNG masks).
     """
-    import time
-
-    from flwr.app import ConfigRecord
-    from flwr.client import ClientApp, NumPyClient
-    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
-    from flwr.server import ServerConfig
-    from flwr.server.compat.app_utils import start_update_client_manager_thread
-    from flwr.server.compat.legacy_context import LegacyContext
-    from flwr.server.strategy import FedAvg
-    from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
-
-    import flwr.compat.common.recorddict_compat as compat
-
-    from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow, secure_secaggplus_mod
-
     mod = mod or secure_secaggplus_mod
     workflow_cls = workflow_cls or SecureSecAggPlusWorkflow
 

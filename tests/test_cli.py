@@ -6,6 +6,7 @@ import pytest
 from _cli import fedsynth
 
 from fedsynth.common.data.tables import write_table
+from fedsynth.common.lineage import provenance, write_synthetic
 
 
 @pytest.fixture()
@@ -39,8 +40,6 @@ def test_fit_sample_lineage(tmp_path, small_csv, adult_paths):
 @pytest.fixture()
 def written(tmp_path, adult, adult_schema):
     """A synthetic file and its sidecar as `fedsynth sample` writes them (no training needed)."""
-    from fedsynth.common.lineage import provenance, write_synthetic
-
     meta = {"model_id": "0123456789abcdef", "format": "fedsynth-synthesizer/1", "schema_hash": adult_schema.hash(),
             "round": 2, "privacy": {"epsilon_spent": 0.99, "delta": 1e-5, "accountant": "rdp"}}
     df = adult.head(50)
@@ -111,8 +110,14 @@ def test_evaluate_writes_report(tmp_path, adult, adult_schema, adult_paths):
     r = fedsynth("evaluate", "--real", str(real), "--holdout", str(hold), "--synthetic", str(syn), "--schema",
                  str(adult_paths[1]), "--target", "income", "--out", str(tmp_path / "rep"))
     assert r.returncode == 0, r.stderr
+    assert (tmp_path / "rep" / "report.html").is_file()
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
-    assert rep["fidelity"] and rep["utility"] and rep["privacy"]
+    # The "synthetic" rows are real rows no model saw: as faithful and as useful as real data,
+    # none copied from the training rows, and no membership attack tells the training rows apart.
+    assert rep["utility"]["target"] == "income" and rep["utility"]["test_rows_holdout"] == 1000
+    summary = rep["summary"]
+    assert summary["mean_tvd_1way"] < 0.05 and 0.9 <= summary["utility_auc_ratio"] <= 1.1, summary
+    assert summary["exact_copy_rate"] == 0.0 and summary["attack_auc"] < 0.6, summary
 
 
 def test_simulate_help_explains_every_option():

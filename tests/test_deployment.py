@@ -8,7 +8,8 @@ is refused, a node with another schema is left out with a clear reason, a table 
 not match its schema stops `fedsynth client` before it connects, and a failed run makes
 `fedsynth coordinator` exit non-zero (``flwr run`` itself would report success).
 
-Loopback only, free ports picked at run time, bounded waits, and every process started
+Loopback only, free ports picked at run time (a coordinator whose port was taken meanwhile is
+started again on another), bounded waits, and every process started
 here is stopped in a finalizer (each runs in its own process group, killed as a group).
 """
 
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -27,9 +28,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fedsynth.client.ledger import Ledger
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.deploy.addresses import free_loopback_port
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = REPO / "examples" / "federation.toml"
 INSTITUTIONS = ("hospital-a", "hospital-b", "hospital-c")
+NOBODY = "127.0.0.1:9"  # a coordinator address for clients that must stop before connecting anywhere
 ENV = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
        "PYTHONUNBUFFERED": "1"}
 
@@ -37,12 +43,6 @@ ENV = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "RAY_USA
 def fedsynth_cmd() -> list[str]:
     script = Path(sys.executable).parent / "fedsynth"
     return [str(script)] if script.exists() else [sys.executable, "-m", "fedsynth.cli"]
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -90,6 +90,32 @@ class Processes:
                 pass
 
 
+PORT_TAKEN = "port in use"  # how `fedsynth coordinator` says another process holds one of its ports
+START_ATTEMPTS = 3
+
+
+def start_coordinator(procs: Processes, name: str, args: list[str], address: str | None = None,
+                      timeout: float = 120) -> str:
+    """Start `fedsynth coordinator ARGS --address HOST:PORT` and return HOST:PORT once it listens.
+
+    Without ``address`` a free loopback port is picked. A port is only free until someone binds
+    it: if another process takes it (or one of the SuperLink's own) before the coordinator
+    does, the coordinator exits saying so, and it is started again on a newly picked port.
+    """
+    for _ in range(START_ATTEMPTS):
+        addr = address or f"127.0.0.1:{free_loopback_port()}"
+        proc = procs.start(name, [*args, "--address", addr])
+        deadline = time.time() + timeout
+        while "listening for institutions" not in procs.output(name) and proc.poll() is None:
+            if time.time() > deadline:
+                pytest.fail(f"`fedsynth {name}` did not listen within {timeout}s:\n{procs.output(name)[-4000:]}")
+            time.sleep(0.2)
+        port_taken = proc.poll() is not None and PORT_TAKEN in procs.output(name)
+        if not port_taken or address is not None:
+            break  # listening, or ended for a reason of its own: the test looks at that
+    return addr
+
+
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
     try:
         os.killpg(proc.pid, sig)  # start_new_session: the group id is the leader's pid
@@ -119,14 +145,12 @@ def demo(tmp_path_factory) -> Path:
 def federation(demo):
     """Coordinator + three registered institutions + one with another schema + one unregistered."""
     procs = Processes(demo)
-    port = free_port()
-    addr = f"127.0.0.1:{port}"
     try:
         registered = (*INSTITUTIONS, "clinic-x")
-        procs.start("coordinator", [
+        addr = start_coordinator(procs, "coordinator", [
             "coordinator", "--config", str(EXAMPLE_CONFIG), "--schema", "demo/silos/schema.json",
             "--certs", "demo/certs", *sum((["--authorized-key", f"demo/keys/{n}.pub"] for n in registered), []),
-            "--address", addr, "--out", "demo/run"])
+            "--out", "demo/run"])
         for i, name in enumerate(INSTITUTIONS, start=1):
             procs.start(name, [
                 "client", "--data", f"demo/silos/client-{i}.csv", "--schema", "demo/silos/schema.json",
@@ -161,20 +185,33 @@ def test_run_completes_with_tls_auth_and_secagg(federation):
     assert "3 updates securely aggregated" in out
     run = root / "demo/run"
     assert (run / "synthesizer" / "synthesizer.json").is_file()
+    # The model card says what ran: both planned rounds, the three institutions of the coordinator's
+    # schema (not clinic-x, not the rogue), SecAgg+ as configured, each within its own budget.
     card = json.loads((run / "model_card.json").read_text())
-    assert card  # written by the same FederatedRun the simulation uses
-    # Each institution's ledger stayed on its own disk, private, within its cap.
+    schema_hash = Schema.load(root / "demo/silos/schema.json").hash()
+    assert card["schema_hash"] == schema_hash and card["model"] == "vae"
+    assert card["model_id"] == json.loads((run / "synthesizer" / "synthesizer.json").read_text())["model_id"]
+    assert card["rounds_planned"] == card["rounds_completed"] == 2
+    assert [(r["round"], r["contributors"]) for r in card["rounds"]] == [(1, 3), (2, 3)], card["rounds"]
+    assert card["participating_clients"] == 3
+    secagg = card["secure_aggregation"]  # as examples/federation.toml configures it
+    assert (secagg["protocol"], secagg["num_shares"], secagg["reconstruction_threshold"]) == ("SecAgg+ (Flower)", 1.0, 0.67)
+    ours = [c for c in card["clients"] if c["schema_hash"] == schema_hash]
+    assert len(ours) == 3, card["clients"]
+    assert all(0 < c["epsilon_spent"] <= 1.0 and c["delta"] == 1e-5 for c in ours), ours
+    # Each institution's ledger stayed on its own disk, private, within its cap; the card states
+    # what the ledgers hold (clients report their spend rounded to 0.01).
     for name in INSTITUTIONS:
         ledger = root / "demo/state" / name / "ledger.json"
         assert ledger.is_file()
         assert stat.S_IMODE(ledger.stat().st_mode) == 0o600
+    in_ledgers = sorted(Ledger.open(root / "demo/state" / name, 1.0, 1e-5).epsilon_spent for name in INSTITUTIONS)
+    assert sorted(c["epsilon_spent"] for c in ours) == pytest.approx(in_ledgers, abs=0.01)
     spent = [float(x) for x in _epsilons_reported(out)]
     assert spent and max(spent) <= 1.0 and max(spent) > 0.0
 
 
 def _epsilons_reported(out: str) -> list[str]:
-    import re
-
     final = [line for line in out.splitlines() if line.startswith("finished after round")]
     assert final, out[-3000:]
     return re.findall(r": (\d+\.\d+)", final[-1])
@@ -217,7 +254,7 @@ def test_table_not_matching_schema_stops_client_before_connecting(demo):
     df.loc[4, "age"] = "abc"
     df.to_csv(bad, index=False)
     res = run_cli(["client", "--data", "demo/bad.csv", "--schema", "demo/silos/schema.json",
-                   "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", f"127.0.0.1:{free_port()}",
+                   "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", NOBODY,
                    "--ca-cert", "demo/certs/ca.pem", "--auth-key", "demo/keys/hospital-c",
                    "--state-dir", "demo/state/bad"], demo, timeout=60)
     assert res.returncode == 2
@@ -227,14 +264,12 @@ def test_table_not_matching_schema_stops_client_before_connecting(demo):
 
 def test_client_needs_an_explicit_first_start_and_never_replaces_a_ledger(demo):
     common = ["client", "--data", "demo/silos/client-3.csv", "--schema", "demo/silos/schema.json",
-              "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", f"127.0.0.1:{free_port()}",
+              "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", NOBODY,
               "--ca-cert", "demo/certs/ca.pem", "--auth-key", "demo/keys/hospital-c"]
     res = run_cli(common + ["--state-dir", "demo/state/never-started"], demo, timeout=60)
     assert res.returncode == 2 and "no privacy ledger" in res.stderr and "--init-ledger" in res.stderr
     assert not (demo / "demo/state/never-started/ledger.json").exists()
     (demo / "demo/state/has-ledger").mkdir(parents=True)
-    from fedsynth.client.ledger import Ledger
-
     Ledger.create(demo / "demo/state/has-ledger", 1.0, 1e-5)
     res = run_cli(common + ["--state-dir", "demo/state/has-ledger", "--init-ledger"], demo, timeout=60)
     assert res.returncode == 2 and "a ledger already exists" in res.stderr
@@ -249,9 +284,9 @@ def test_failed_run_makes_coordinator_exit_nonzero(demo, tmp_path):
     assert "wait_timeout = 2" in cfg.read_text()
     procs = Processes(demo)
     try:
-        procs.start("coordinator-fail", [
+        start_coordinator(procs, "coordinator-fail", [
             "coordinator", "--config", str(cfg), "--schema", "demo/silos/schema.json", "--insecure",
-            "--clients", "2", "--address", f"127.0.0.1:{free_port()}", "--out", "demo/run-fail"])
+            "--clients", "2", "--out", "demo/run-fail"])
         rc = procs.wait("coordinator-fail", timeout=180)
     finally:
         procs.stop_all()

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import pytest
 import test_deployment
-from test_deployment import EXAMPLE_CONFIG, Processes, free_port, run_cli
+from test_deployment import EXAMPLE_CONFIG, Processes, run_cli, start_coordinator
 
-from fedsynth.common.deploy.processes import process_identity
+from fedsynth.common.deploy.pids import process_identity
 
 demo = test_deployment.demo  # the module-scoped fixture: silo files, certificates, node keys
 
@@ -119,12 +119,11 @@ def test_killed_processes_end_their_flower_children_and_the_run_resumes(demo, tm
     root = demo
     config = tmp_path / "fast.toml"
     config.write_text(FAST_PLAN)
-    addr = f"127.0.0.1:{free_port()}"
     state = root / "demo/faults/state"
     institutions = {"hospital-a": 1, "hospital-b": 2}
     coordinator = ["coordinator", "--config", str(config), "--schema", "demo/silos/schema.json",
                    "--certs", "demo/certs", "--authorized-key", "demo/keys/hospital-a.pub",
-                   "--authorized-key", "demo/keys/hospital-b.pub", "--address", addr, "--out", "demo/faults/run"]
+                   "--authorized-key", "demo/keys/hospital-b.pub", "--out", "demo/faults/run"]
 
     def client(name: str, first: bool) -> list[str]:
         return ["client", "--data", f"demo/silos/client-{institutions[name]}.csv", "--schema", "demo/silos/schema.json",
@@ -134,7 +133,7 @@ def test_killed_processes_end_their_flower_children_and_the_run_resumes(demo, tm
 
     procs = Processes(root)
     try:
-        procs.start("coord-1", coordinator)
+        addr = start_coordinator(procs, "coord-1", coordinator)  # client() reads it
         wait_until(lambda: "waiting for 2 institutions" in procs.output("coord-1"), 120, "key registration",
                    procs, ["coord-1"])  # clients started earlier would only be refused and retry
         procs.start("a-1", client("hospital-a", True))
@@ -155,7 +154,7 @@ def test_killed_processes_end_their_flower_children_and_the_run_resumes(demo, tm
         assert procs.procs["b-2"].poll() is None, procs.output("b-2")[-3000:]  # still trying to reconnect
 
         # 4. restart: keys registered again, round 1 checkpoint resumed, clients back by themselves
-        procs.start("coord-2", coordinator)
+        procs.start("coord-2", [*coordinator, "--address", addr])  # on its own port again
         rc = procs.wait("coord-2", timeout=420)
         out2 = procs.output("coord-2")
         assert rc == 0, out2[-4000:]
@@ -176,17 +175,17 @@ def test_killed_processes_end_their_flower_children_and_the_run_resumes(demo, tm
 def test_coordinator_killed_alone_restarts_on_its_own_port(demo, tmp_path):
     """kill -9 of the main process only: its SuperLink must not survive to hold the port and the
     keys (the restart would talk to the orphan: "SuperLink listening", then "Public key already in use")."""
-    addr = f"127.0.0.1:{free_port()}"
     args = ["coordinator", "--config", str(EXAMPLE_CONFIG), "--schema", "demo/silos/schema.json",
             "--certs", "demo/certs", "--authorized-key", "demo/keys/hospital-a.pub",
-            "--authorized-key", "demo/keys/hospital-b.pub", "--address", addr, "--out", str(tmp_path / "run")]
+            "--authorized-key", "demo/keys/hospital-b.pub", "--out", str(tmp_path / "run")]
     procs = Processes(demo)
     try:
-        first = procs.start("coord-alone-1", args)
+        addr = start_coordinator(procs, "coord-alone-1", args)
+        first = procs.procs["coord-alone-1"]
         wait_until(lambda: "waiting for 2 institutions" in procs.output("coord-alone-1"), 120, "key registration",
                    procs, ["coord-alone-1"])
         kill_and_check(first, group=False)
-        second = procs.start("coord-alone-2", args)
+        second = procs.start("coord-alone-2", [*args, "--address", addr])
         wait_until(lambda: "waiting for 2 institutions" in procs.output("coord-alone-2"), 120,
                    "key registration after the restart", procs, ["coord-alone-2"])
         out = procs.output("coord-alone-2")

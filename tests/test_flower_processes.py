@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.deploy.processes import PID_FILE, Supervisor, process_identity
+from fedsynth.common.deploy.pids import process_identity
+from fedsynth.common.deploy.processes import PID_FILE, Supervisor
 
 PARENT = """
 import os, sys, time
@@ -41,7 +42,6 @@ linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="us
 def start_parent(tmp_path: Path, mode: str, child: str) -> tuple[subprocess.Popen, list[int]]:
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(tmp_path / PID_FILE), mode, child],
                               stdout=subprocess.PIPE, text=True, start_new_session=True)
-    assert parent.stdout is not None
     pids = [int(parent.stdout.readline()) for _ in range(2)]
     return parent, pids
 
@@ -133,9 +133,11 @@ def held_port():
         yield s.getsockname()[1]
 
 
+# Listens on the port given (0: one the kernel picks, so no other process can take it first) and prints it.
 BIND = """
 import socket, sys, time
-s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print("listening", flush=True); time.sleep(600)
+s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(); print(s.getsockname()[1], flush=True)
+time.sleep(600)
 """
 
 
@@ -165,12 +167,10 @@ def test_a_child_that_cannot_bind_names_the_process_holding_the_port(tmp_path, h
 
 
 def test_our_listening_child_is_accepted(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     sup = Supervisor(tmp_path / PID_FILE, "test")
     try:
-        child = sup.start("SuperLink", [sys.executable, "-c", BIND, str(port)], dict(os.environ), capture=True)
+        child = sup.start("SuperLink", [sys.executable, "-c", BIND, "0"], dict(os.environ), capture=True)
+        port = int(child.stdout.readline())
         sup.wait_listening(child, "127.0.0.1", port, timeout=30)
         assert child.poll() is None
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from test_deployment import ENV, EXAMPLE_CONFIG, Processes, free_port, run_cli
+from test_deployment import ENV, EXAMPLE_CONFIG, Processes, run_cli, start_coordinator
 
 ATTACK_PYPROJECT = """
 [build-system]
@@ -105,11 +105,10 @@ def attacked(tmp_path_factory):
     (app / "evil_app.py").write_text(ATTACK_CODE)
     loot = root / "loot.json"
     procs = Processes(root)
-    addr = f"127.0.0.1:{free_port()}"
     try:
-        procs.start("coordinator", [
+        addr = start_coordinator(procs, "coordinator", [
             "coordinator", "--config", str(EXAMPLE_CONFIG), "--schema", "silos/schema.json", "--certs", "certs",
-            *sum((["--authorized-key", f"keys/{n}.pub"] for n in names), []), "--address", addr, "--out", "run"])
+            *sum((["--authorized-key", f"keys/{n}.pub"] for n in names), []), "--out", "run"])
         for i, name in enumerate(names, start=1):
             procs.start(name, [
                 "client", "--data", f"silos/client-{i}.csv", "--schema", "silos/schema.json", "--budget-epsilon", "1",

@@ -114,8 +114,6 @@ def test_parquet_and_gzip_roundtrip(tmp_path):
 
 
 def test_parquet_with_mismatched_types(tmp_path):
-    import pandas as pd
-
     pd.DataFrame({"age": ["old", "young"], "score": [0.1, 0.2], "plan": ["basic", "basic"],
                   "active": [True, False], "joined": ["2010-01-01", "2011-01-01"]}).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DataError, match="column 'age', row 1: not a number"):

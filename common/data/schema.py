@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json
 
@@ -141,8 +142,6 @@ class Schema:
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
     def save(self, path: str | Path) -> None:
-        from fedsynth.common.atomic import atomic_write_text
-
         atomic_write_text(Path(path), self.dumps() + "\n")
 
     @classmethod
@@ -234,7 +233,7 @@ def _check_column(col: Column, source: str) -> None:
             if not col.min <= pm <= col.max:  # type: ignore[operator]
                 raise SchemaError(f"{where}: point mass {pm} lies outside [{col.min}, {col.max}]")
     if col.type == "datetime":
-        import pandas as pd
+        import pandas as pd  # lazy: only datetime bounds need pandas; the CLI imports Schema at start
 
         for key in ("min", "max"):
             v = getattr(col, key)

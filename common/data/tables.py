@@ -8,6 +8,7 @@ first, so an institution can fix its export in one pass.
 from __future__ import annotations
 
 import csv
+import gzip
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,10 +16,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from fedsynth.common.errors import DataError
+from fedsynth.common.atomic import atomic_path
 from fedsynth.common.data.schema import Column, Schema
 from fedsynth.common.data.validation_types import Violation
+from fedsynth.common.errors import DataError
 
 MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
 TRUE_TOKENS = frozenset({"true", "t", "yes", "y", "1"})
@@ -76,8 +80,6 @@ def read_raw(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
 def _read_csv(path: Path, schema: Schema | None) -> pd.DataFrame:
     compression = "gzip" if path.suffix == ".gz" else None
     try:
-        import gzip
-
         opener = gzip.open if compression else open
         with opener(path, "rt", encoding="utf-8", newline="") as fh:  # type: ignore[operator]
             head = fh.read(64_000)
@@ -245,8 +247,6 @@ def write_table(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path,
     ``frames`` is one DataFrame or an iterable of them (e.g. :meth:`Synthesizer.iter_sample`),
     written one at a time so that memory holds a single chunk whatever the table's size.
     """
-    from fedsynth.common.atomic import atomic_path
-
     path = Path(path)
     chunks = [frames] if isinstance(frames, pd.DataFrame) else frames
     if schema is not None:
@@ -264,9 +264,6 @@ def write_table(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path,
 
 def _write_parquet(chunks: Iterable[pd.DataFrame], tmp: Path, metadata: dict[str, str] | None,
                    schema: Schema | None) -> int:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     writer, rows = None, 0
     try:
         for df in chunks:
@@ -289,9 +286,7 @@ def _write_parquet(chunks: Iterable[pd.DataFrame], tmp: Path, metadata: dict[str
     return rows
 
 
-def _arrow_schema(df: pd.DataFrame, schema: Schema | None):
-    import pyarrow as pa
-
+def _arrow_schema(df: pd.DataFrame, schema: Schema | None) -> pa.Schema | None:
     if schema is None:
         return None
     declared = {c.name: c for c in schema.columns}
@@ -300,9 +295,7 @@ def _arrow_schema(df: pd.DataFrame, schema: Schema | None):
     return pa.schema([(name, _arrow_type(declared[name])) for name in df.columns])
 
 
-def _arrow_type(col: Column):
-    import pyarrow as pa
-
+def _arrow_type(col: Column) -> pa.DataType:
     if col.type == "categorical":
         return pa.string()
     if col.type == "boolean":

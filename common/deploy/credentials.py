@@ -16,7 +16,9 @@ draws from the operating system's CSPRNG.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 import re
@@ -24,10 +26,24 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
+    load_ssh_private_key,
+    load_ssh_public_key,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from fedsynth.common.atomic import atomic_write_bytes
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.outputs import (CERTIFICATE_FOLDER, KEY_FOLDER, Existing, claim_dir, find_existing,
-                                     replace_dir)
+from fedsynth.common.outputs import (
+    CERTIFICATE_FOLDER,
+    KEY_FOLDER,
+    Existing,
+    claim_dir,
+    find_existing,
+    replace_dir,
+)
 
 PRIVATE_MODE = 0o600
 CA_CERT, CA_KEY = "ca.pem", "ca.key"
@@ -56,12 +72,11 @@ class IssuedCertificates:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    """Aware UTC now, for certificate validity (not the string stamps of fedsynth.common.timestamps)."""
+    return dt.datetime.now(dt.UTC)
 
 
-def _san_entries(sans: tuple[str, ...]):
-    from cryptography import x509
-
+def _san_entries(sans: tuple[str, ...]) -> list[x509.GeneralName]:
     entries = []
     for raw in sans:
         name = raw.strip()
@@ -76,9 +91,7 @@ def _san_entries(sans: tuple[str, ...]):
     return entries
 
 
-def _private_pem(key) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
+def _private_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -90,11 +103,6 @@ def issue_certificates(req: CertificateRequest) -> IssuedCertificates:
     one is replaced only with ``overwrite``: a new CA silently would lock every institution
     out (their copy of ``ca.pem`` would no longer verify the coordinator).
     """
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
     if req.days < 1:
         raise FedsynthError(f"--days {req.days}: must be at least 1")
     if not req.sans:
@@ -148,9 +156,6 @@ class NodeKeyPair:
 
 
 def _fingerprint(public_ssh: bytes) -> str:
-    import base64
-    import hashlib
-
     blob = base64.b64decode(public_ssh.split()[1])
     return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
 
@@ -161,9 +166,6 @@ def generate_node_keys(out_dir: Path, name: str, *, overwrite: bool = False) -> 
     ``out_dir`` is a key folder fedsynth made (or a new or empty one); further pairs are added
     to it, and an existing pair of the same name is replaced only with ``overwrite``.
     """
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     if not _NAME_RE.match(name):
         raise FedsynthError(f"--name {name!r}: use letters, digits, '.', '_' or '-' (at most 64)")
     out = Path(out_dir)
@@ -198,9 +200,6 @@ def check_private_file(path: Path, option: str) -> Path:
 
 def check_node_private_key(path: Path, option: str = "--auth-key") -> Path:
     """The SuperNode key must be an OpenSSH EC private key (what flower-supernode accepts)."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_ssh_private_key
-
     p = check_private_file(path, option)
     try:
         key = load_ssh_private_key(p.read_bytes(), None)
@@ -214,9 +213,6 @@ def check_node_private_key(path: Path, option: str = "--auth-key") -> Path:
 
 def check_node_public_key(path: Path, option: str = "--authorized-key") -> str:
     """Validate a registered public key; returns its fingerprint."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-
     p = Path(path)
     if not p.is_file():
         raise FedsynthError(f"{option} {p}: no such file")
@@ -234,8 +230,6 @@ def check_node_public_key(path: Path, option: str = "--authorized-key") -> str:
 
 def check_certificate(path: Path, option: str) -> Path:
     """A PEM certificate that parses (catches swapped or truncated files before Flower does)."""
-    from cryptography import x509
-
     p = Path(path)
     if not p.is_file():
         raise FedsynthError(f"{option} {p}: no such file")

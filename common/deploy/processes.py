@@ -19,6 +19,9 @@ invisible to the next start. So each child
 * is recorded with its start time and command line in a pid file, so a restarted command
   finds survivors (a pid alone could have been recycled by an unrelated process) and stops
   them, and refuses to start while the command that owns them is still running.
+
+Telling processes apart lives in :mod:`fedsynth.common.deploy.pids`, addresses and ports
+(who listens where) in :mod:`fedsynth.common.deploy.addresses`.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +39,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fedsynth.common.atomic import atomic_write_text
+
+# free_loopback_port, parse_address and port_holder are re-exported for server/coordinator.py and
+# server/fleet_gateway.py until they import them from addresses (issue 14 merge); then drop them here.
+from fedsynth.common.deploy.addresses import (  # noqa: F401
+    answers,
+    free_loopback_port,
+    listening_pids,
+    parse_address,
+    port_holder,
+)
+from fedsynth.common.deploy.pids import descends_from, describe_pid, process_identity
 from fedsynth.common.errors import FedsynthError
 
 OFFLINE_ENV = {
@@ -96,89 +109,6 @@ def _die_with_parent(parent_pid: int) -> None:
     _PRCTL(PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died between fork and prctl
         os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
-
-
-def process_identity(pid: int) -> str | None:
-    """Start time and command line of a live process; None if there is none (or a zombie).
-
-    Two different processes never share both, so comparing identities tells a survivor from
-    an unrelated process that was given a recycled pid.
-    """
-    proc = Path("/proc") / str(pid)
-    if Path("/proc/self/stat").exists():
-        try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            return None
-        after_name = stat.rsplit(")", 1)[1].split()  # the name may contain spaces and ')'
-        if after_name[0] in ("Z", "X"):  # state; exited, not yet reaped
-            return None
-        command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-        return f"{after_name[19]} {command}"  # field 22 of stat: start time in clock ticks since boot
-    res = subprocess.run(["ps", "-o", "lstart=,command=", "-p", str(pid)], capture_output=True, text=True,
-                         check=False)
-    return res.stdout.strip() or None
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def descends_from(pid: int, ancestor: int) -> bool:
-    """Whether ``pid`` is ``ancestor`` or one of its descendants (Linux /proc)."""
-    seen = 0
-    while pid > 1 and seen < 64:
-        if pid == ancestor:
-            return True
-        pid, seen = _parent_pid(pid) or 0, seen + 1
-    return False
-
-
-def listening_pids(port: int) -> set[int] | None:
-    """Pids of the processes holding a TCP socket that listens on ``port``; None where unknown.
-
-    Linux only (/proc/net/tcp{,6} for the socket, /proc/*/fd for its owner); processes of
-    other users are not readable and are left out.
-    """
-    tables = [Path("/proc/net/tcp"), Path("/proc/net/tcp6")]
-    if not tables[0].exists():
-        return None
-    inodes = set()
-    for table in tables:
-        try:
-            lines = table.read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            f = line.split()
-            if len(f) > 9 and f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:  # 0A = LISTEN
-                inodes.add(f"socket:[{f[9]}]")
-    pids: set[int] = set()
-    if not inodes:
-        return pids
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
-                pids.add(int(fd_dir.parent.name))
-        except OSError:
-            continue
-    return pids
-
-
-def describe_pid(pid: int) -> str:
-    ident = process_identity(pid)
-    cmd = ident.split(" ", 1)[1] if ident and " " in ident else "?"
-    return f"pid {pid}: {cmd[:160]}"
-
-
-def port_holder(port: int) -> str | None:
-    """'pid N: command' of a process listening on ``port``, if one can be named."""
-    holders = listening_pids(port)
-    return describe_pid(min(holders)) if holders else None
 
 
 def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
@@ -358,7 +288,7 @@ class Supervisor:
             if child.proc.poll() is not None:
                 raise FedsynthError(self._exit_reason(child, where, holders))
             if holders is None:  # no /proc: something answers and our child is still alive a moment later
-                if _answers(host, port):
+                if answers(host, port):
                     time.sleep(1.0)
                     if child.proc.poll() is None:
                         return
@@ -378,21 +308,6 @@ class Supervisor:
             who = f" ({describe_pid(min(holders))})" if holders else ""
             return f"{where}: port in use by another process{who}; the {child.name} could not listen there"
         return f"the {child.name} exited with status {child.proc.returncode}: {tail or '(no output)'}"
-
-
-def free_loopback_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago (the caller binds it soon after)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def log_tail(path: Path | None, n: int = 15) -> str:
@@ -417,11 +332,3 @@ def _watch(parent_pid: int, grace: float = 10.0) -> None:
 
 if __name__ == "__main__" and sys.argv[1:2] == ["watch"]:
     _watch(int(sys.argv[2]))
-
-
-def parse_address(address: str, option: str = "--address") -> tuple[str, int]:
-    """``HOST:PORT`` (IPv6 in brackets) as given to a coordinator or a client; a clear error otherwise."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise FedsynthError(f"{option} {address!r}: expected HOST:PORT, e.g. 127.0.0.1:9092")
-    return host.strip("[]"), int(port)

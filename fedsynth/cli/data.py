@@ -8,7 +8,10 @@ from typing import Annotated
 
 import typer
 
-from fedsynth.cli.shared import err, out, load_schema, DataOption, SchemaForDataOption, OverwriteOption
+from fedsynth.cli.shared import DataOption, OverwriteOption, SchemaForDataOption, err, load_schema, out
+
+# lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
+# so that `fedsynth --help` and the other commands do not load it.
 
 
 def schema_draft(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,11 +10,12 @@ import typer
 
 from fedsynth.cli.shared import err, out
 
+# lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
+# so that `fedsynth --help` and the other commands do not load it.
+
 
 def _stop_on_sigterm() -> None:
     """Turn SIGTERM (docker stop, a supervisor) into KeyboardInterrupt so Flower children are stopped."""
-    import signal
-
     def handler(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 

@@ -10,6 +10,9 @@ import typer
 from fedsynth.common.errors import FedsynthError
 from fedsynth.cli.shared import err, out, load_schema, OverwriteOption
 
+# lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
+# so that `fedsynth --help` and the other commands do not load it.
+
 
 def evaluate(
     real: Annotated[Path, typer.Option(help="The real rows the synthesizer was trained on.")],

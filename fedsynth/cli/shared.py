@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.errors import FedsynthError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -53,7 +54,6 @@ def progress(description: str) -> Progress:
                     console=err, transient=False)
 
 
-def load_schema(path: Path):
-    from fedsynth.common.data.schema import Schema  # keeps `fedsynth --help` free of pandas
-
+def load_schema(path: Path) -> Schema:
+    """The schema given with ``--schema``."""
     return Schema.load(path)

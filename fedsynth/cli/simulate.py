@@ -7,8 +7,11 @@ from typing import Annotated, Optional
 
 import typer
 
+from fedsynth.cli.shared import DataOption, SchemaForDataOption, err, out
 from fedsynth.common.errors import FedsynthError
-from fedsynth.cli.shared import err, out, DataOption, SchemaForDataOption
+
+# lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
+# so that `fedsynth --help` and the other commands do not load it.
 
 
 def simulate(

@@ -9,8 +9,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from fedsynth.cli.shared import OverwriteOption, err, load_schema, out, progress
 from fedsynth.common.errors import FedsynthError
-from fedsynth.cli.shared import err, out, progress, load_schema, OverwriteOption
+from fedsynth.common.outputs import MODEL_FOLDER, SYNTHETIC_TABLE, check_replace
+
+# lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
+# so that `fedsynth --help` and the other commands do not load it.
 
 
 def fit(
@@ -29,7 +33,6 @@ def fit(
     """Train a single-party DP synthesizer (also the centralized baseline)."""
     import torch
 
-    from fedsynth.common.outputs import MODEL_FOLDER, check_replace
     from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
     from fedsynth.common.data.tables import load_table
 
@@ -76,7 +79,6 @@ def sample(
     Rows are generated and written in chunks, so memory stays bounded for any --rows.
     """
     from fedsynth.common.lineage import provenance, sidecar_path, write_synthetic
-    from fedsynth.common.outputs import SYNTHETIC_TABLE, check_replace
     from fedsynth.common.synthesizer import Synthesizer
 
     conds = _parse_where(where or [])
