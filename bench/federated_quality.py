@@ -89,7 +89,7 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
             updates, reports = [], {}
             for i, inst in enumerate(institutions):
                 reply = inst.check(plan, len(institutions))
-                budget[str(i)] = reply.to_record()
+                budget[str(i)] = reply
                 if reply.can_train:
                     update, reports[str(i)] = inst.train_round(current, plan, rnd, len(institutions), CLIPPING_RANGE)
                     updates.append(update)

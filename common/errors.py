@@ -32,5 +32,3 @@ class StorageError(FedsynthError, OSError):
         FedsynthError.__init__(self, message)
         self.errno = errno  # type: ignore[misc]
 
-
-from fedsynth.common.data.validation_types import Violation  # noqa: E402  (re-export)

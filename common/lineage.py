@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import SYNTHETIC_TABLE
 from fedsynth.common.data.tables import write_table
+from fedsynth.common.timestamps import utc_now
 from fedsynth.common.version import __version__
 
 DIGESTS = "digests"
@@ -60,7 +60,7 @@ def provenance(meta: dict[str, Any], rows: int, conditions: dict[str, Any] | Non
         "schema_hash": meta.get("schema_hash"),
         "rows": rows,
         "conditions": conditions or {},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": utc_now(),
         "round": meta.get("round"),
         "privacy": {
             "epsilon": priv.get("epsilon_spent"),

@@ -48,6 +48,7 @@ from fedsynth.common.dp.accounting import (
 from fedsynth.common.dp.plan import TrainingConfig, sampling_plan
 from fedsynth.common.errors import FedsynthError, PrivacyError
 from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
+from fedsynth.common.timestamps import utc_now
 
 SAMPLE_CHUNK_ROWS = 50_000  # rows per pass of the model: bounds memory (~ 0.5 KB a row encoded) for any n
 MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
@@ -142,7 +143,7 @@ class Synthesizer:
         if spent > self.privacy.epsilon_target + 1e-9:  # cannot happen if calibration is right
             raise PrivacyError(f"internal error: spent epsilon {spent} exceeds target")
         self.info = {"fit_seconds": round(time.time() - started, 2), "plan": plan,
-                     "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                     "trained_at": utc_now()}
         return self
 
     # ------------------------------------------------------------------ sampling

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The layering contract in pyproject.toml ([tool.importlinter]), checked with import-linter.
+# The import contracts in pyproject.toml ([tool.importlinter]: the layering, no cycles), checked with import-linter.
 # import-linter (grimp) finds submodules by walking the root package's folder, while the roles
 # live in sibling folders (server/ installs as fedsynth.server); so it reads a throw-away view
 # laid out as installed, made of symbolic links, in a Python without site hooks (-S) so that

@@ -9,5 +9,5 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -
     || echo "chromium could not be installed; the browser test will be skipped"
 fi
 export HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
-bash scripts/lint_layers.sh   # cli > simulations > server | client | evaluation > common (pyproject.toml)
+bash scripts/lint_layers.sh   # the layering and no import cycles (pyproject.toml [tool.importlinter])
 .venv/bin/python -m pytest -q -p no:cacheprovider tests "$@"

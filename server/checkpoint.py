@@ -8,9 +8,9 @@ and its card are written by :mod:`fedsynth.common.artifact`, like a single-party
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,8 @@ from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.plan import TrainingConfig
 from fedsynth.common.outputs import CHECKPOINT_FOLDER, recover
 from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.protocol.messages import BudgetReply, MetricKey
+from fedsynth.common.timestamps import utc_now
 
 CHECKPOINT = "checkpoint"
 SYNTHESIZER = "synthesizer"
@@ -68,12 +70,13 @@ class Checkpoint:
 
 
 def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt: Checkpoint,
-                       final_budget: dict[str, dict[str, Any]], secagg: dict[str, Any]) -> dict[str, Any]:
+                       final_budget: Mapping[str, BudgetReply], secagg: dict[str, Any]) -> dict[str, Any]:
     """Write ``<out>/synthesizer`` (loadable by ``fedsynth sample``) and ``<out>/model_card.json``;
-    returns the card's JSON."""
-    clients = [ClientPrivacy(f"client-{i}", rep.get("epsilon_spent"), rep.get("delta"), rep.get("schema_hash"))
+    returns the card's JSON. ``final_budget`` is each node's last budget reply."""
+    clients = [ClientPrivacy(f"client-{i}", rep.epsilon_spent, rep.delta, rep.schema_hash)
                for i, (_nid, rep) in enumerate(sorted(final_budget.items()), start=1)]
-    participated = {nid for rec in ckpt.history for nid, r in rec["reports"].items() if not r.get("refused")}
+    participated = {nid for rec in ckpt.history for nid, r in rec["reports"].items()
+                    if not r.get(MetricKey.REFUSED)}
     eps_values = [c.epsilon_spent for c in clients if isinstance(c.epsilon_spent, (int, float)) and c.epsilon_spent >= 0]
     deltas = [c.delta for c in clients if isinstance(c.delta, (int, float))]
     # The training settings the clients ran: the plan fixes the category-frequency noise, the
@@ -83,7 +86,7 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
         schema=schema, model_config=plan.model, training=training, cond_probs=list(ckpt.freqs or []),
         privacy=PrivacyRecord(max(eps_values) if eps_values else 0.0, max(deltas) if deltas else 0.0,
                               training.accountant, [], max(eps_values) if eps_values else None, per_client=True),
-        info={"trained_at": _now(), "started": ckpt.started},
+        info={"trained_at": utc_now(), "started": ckpt.started},
         round=ckpt.round,
         federation=FederationRecord(ckpt.round, len(participated), clients),
     )
@@ -104,11 +107,8 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
         rounds=[{k: v for k, v in rec.items() if k in ("round", "contributors", "failures", "seconds", "finished")}
                 for rec in ckpt.history],
         started=ckpt.started,
-        finished=_now(),
+        finished=utc_now(),
     )
     write_model_card(out_dir, card)
     return card.to_json()
 
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -44,7 +44,7 @@ from fedsynth.server.run_config import (
 
 
 class Coordinator:
-    """One SuperLink and one run; its Flower processes end with it (see flower_processes.Supervisor)."""
+    """One SuperLink and one run; its Flower processes end with it (see fedsynth.common.deploy.processes.Supervisor)."""
 
     def __init__(self, prep: Prepared, say: Callable[[str], None], warn: Callable[[str], None]) -> None:
         self.p, self.say, self.warn = prep, say, warn

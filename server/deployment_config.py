@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.deploy import processes as fp
+from fedsynth.common.deploy.addresses import free_loopback_port, parse_address
 from fedsynth.common.deploy.credentials import (
     CA_CERT,
     SERVER_CERT,
@@ -166,7 +166,7 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     if not schema_path.is_file():
         raise FedsynthError(f"schema {schema_path}: no such file")
     schema = Schema.load(schema_path)
-    host, port = fp.parse_address(opts.address)
+    host, port = parse_address(opts.address)
     out = Path(opts.out_dir).resolve()
     # a new or empty folder, or this coordinator's own interrupted run (resumed); nothing else
     if find_existing(out, COORDINATOR_RUN, "--out") is Existing.PREVIOUS and (out / "synthesizer").exists():
@@ -198,5 +198,5 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     settings = ServerRunSettings(plan=cfg.plan, secagg=cfg.secagg, schema=str(schema_path), out_dir=str(out),
                                  clients=clients, wait_timeout=cfg.wait_timeout)
     claim_dir(out, COORDINATOR_RUN, "--out")  # last: a refused start leaves no folder behind
-    return Prepared(settings, host, port, "127.0.0.1", fp.free_loopback_port(), out / "flower", keys, tls,
+    return Prepared(settings, host, port, "127.0.0.1", free_loopback_port(), out / "flower", keys, tls,
                     cfg.run_timeout, opts.status_every)

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.deploy.processes import port_holder
+from fedsynth.common.deploy.addresses import port_holder
 
 FLEET_PREFIX = "/v1/fleet/"
 # Headers that describe one hop, not the message (RFC 9110 7.6.1), plus those httpx and

@@ -50,6 +50,7 @@ from fedsynth.common.model.tabular import build_model
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
 from fedsynth.common.protocol.messages import BudgetCheck, BudgetReply, MessageError
 from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
+from fedsynth.common.timestamps import utc_now
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.events import EVENT, Event, EventKind, reported_spend
 from fedsynth.server.ledger_watch import SpendWatch
@@ -110,7 +111,7 @@ class FederatedRun:
             torch.manual_seed(self.plan.seed)  # public seed: every party could rebuild the start
             model = build_model(encoder, self.plan.model)
             ckpt = Checkpoint(round=0, arrays=model.get_arrays(), freqs=None, history=[],
-                              plan_json=self.plan.to_json(), started=_now())
+                              plan_json=self.plan.to_json(), started=utc_now())
         else:
             self.on_event({EVENT: EventKind.RESUMED, "round": ckpt.round})
         freq_sizes = [s.size for s in encoder.conditionable]
@@ -173,7 +174,7 @@ class FederatedRun:
                         raise RuntimeError(f"round {rnd} failed 3 times in a row; giving up")
                     continue  # retry the same round number
                 failures_in_a_row = 0
-                record = dict(strategy.last_round, seconds=round(time.time() - started, 2), finished=_now(),
+                record = dict(strategy.last_round, seconds=round(time.time() - started, 2), finished=utc_now(),
                               budget=_records(checks))
                 ckpt = Checkpoint(round=rnd, arrays=strategy.current, freqs=strategy.freqs,
                                   history=ckpt.history + [record], plan_json=self.plan.to_json(),
@@ -184,9 +185,9 @@ class FederatedRun:
             if ckpt.round == 0:
                 raise RuntimeError("no round completed; no model written")
             # final budget picture for the model card
-            final = _records(self._budget_check(grid, legacy, ckpt.round + 1))
+            final = self._budget_check(grid, legacy, ckpt.round + 1)
             write_global_model(self.out_dir, self.schema, self.plan, ckpt, final, asdict(self.secagg))
-            self.on_event({EVENT: EventKind.FINISHED, "round": ckpt.round, "budget": final})
+            self.on_event({EVENT: EventKind.FINISHED, "round": ckpt.round, "budget": _records(final)})
         finally:
             f_stop.set()
             thread.join()
@@ -242,9 +243,6 @@ def _records(replies: dict[str, BudgetReply]) -> dict[str, dict[str, Any]]:
     """Budget replies as written to events.jsonl, the checkpoint history and the model card."""
     return {nid: r.to_record() for nid, r in replies.items()}
 
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def make_server_app(run: FederatedRun) -> ServerApp:

@@ -39,6 +39,8 @@ from fedsynth.common.lineage import provenance, write_synthetic
 from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.synthesizer import Synthesizer
+from fedsynth.evaluation import evaluate, write_report
+from fedsynth.evaluation.guarantee import guarantee_from_card
 from fedsynth.server.workflow import FederatedRun, make_server_app
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
@@ -223,9 +225,6 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
         print_fn(f"quality vs real holdout: mean 1-way TVD {q['tvd_1way']:.3f}, 2-way TVD {q['tvd_2way']:.3f}"
                  + (f", TSTR ROC AUC {q['tstr_auc']:.3f} (train-on-real {q['trtr_auc']:.3f})" if "tstr_auc" in q else ""))
     if cfg.report:
-        from fedsynth.evaluation import evaluate, write_report
-        from fedsynth.evaluation.guarantee import guarantee_from_card
-
         result = evaluate(train, holdout, syn, schema, target=label, guarantee=guarantee_from_card(card),
                           seed=cfg.seed)
         if result["meta"]["holdout_overlap"]["warning"]:

@@ -16,6 +16,7 @@ from fedsynth.common.dp.plan import TrainingConfig
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.model.tabular import build_model
 from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.protocol.messages import BudgetReply
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.server.checkpoint import SYNTHESIZER, Checkpoint, write_global_model
 
@@ -53,9 +54,9 @@ def test_federated_model_and_its_card_state_the_same_model_and_guarantee(adult_s
     freqs = [np.full(s.size, 1.0 / s.size) for s in model.conditioner.segments]
     history = [{"round": 1, "contributors": 2, "reports": {"a": {}, "b": {}, "c": {"refused": True}}, "secret": 1}]
     ckpt = Checkpoint(1, model.get_arrays(), freqs, history, plan.to_json(), "2026-01-01T00:00:00Z")
-    budget = {"node-b": {"epsilon_spent": 0.8, "delta": 1e-5, "schema_hash": adult_schema.hash()},
-              "node-a": {"epsilon_spent": 0.5, "delta": 1e-6, "schema_hash": adult_schema.hash()},
-              "node-c": {"epsilon_spent": -1.0, "delta": None, "schema_hash": None}}
+    budget = {"node-b": BudgetReply(True, epsilon_spent=0.8, delta=1e-5, schema_hash=adult_schema.hash()),
+              "node-a": BudgetReply(True, epsilon_spent=0.5, delta=1e-6, schema_hash=adult_schema.hash()),
+              "node-c": BudgetReply(False, epsilon_spent=-1.0)}
     returned = write_global_model(tmp_path, adult_schema, plan, ckpt, budget, {"num_shares": 3})
     card = read_model_card(tmp_path)
     assert card.to_json() == returned

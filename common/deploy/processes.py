@@ -40,15 +40,7 @@ from pathlib import Path
 
 from fedsynth.common.atomic import atomic_write_text
 
-# free_loopback_port, parse_address and port_holder are re-exported for server/coordinator.py and
-# server/fleet_gateway.py until they import them from addresses (issue 14 merge); then drop them here.
-from fedsynth.common.deploy.addresses import (  # noqa: F401
-    answers,
-    free_loopback_port,
-    listening_pids,
-    parse_address,
-    port_holder,
-)
+from fedsynth.common.deploy.addresses import answers, listening_pids
 from fedsynth.common.deploy.pids import descends_from, describe_pid, process_identity
 from fedsynth.common.errors import FedsynthError
 

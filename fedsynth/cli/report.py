@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.inputs import read_json_object
+from fedsynth.common.outputs import REPORT_FOLDER, check_replace, replace_dir
 from fedsynth.cli.shared import err, out, load_schema, OverwriteOption
 
 # lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
@@ -29,7 +31,6 @@ def evaluate(
     from fedsynth.evaluation import evaluate as run_eval
     from fedsynth.evaluation import write_report
     from fedsynth.evaluation.overlap import OverlappingHoldout
-    from fedsynth.common.outputs import REPORT_FOLDER, check_replace, replace_dir
     from fedsynth.common.data.tables import load_table
 
     check_replace(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out")  # before the evaluation runs
@@ -53,7 +54,6 @@ def evaluate(
 def _guarantee_from(path: Path) -> dict:
     """The guarantee as recorded by fit (synthesizer.json) or by a federated run (model_card.json)."""
     from fedsynth.evaluation.guarantee import describe_guarantee, guarantee_from_card
-    from fedsynth.common.inputs import read_json_object
 
     meta = read_json_object(path, label="--model-card ")
     try:
