@@ -34,6 +34,7 @@ from flwr.supercore.retry import make_simple_http_retry_invoker
 from flwr.supercore.runtime import RuntimeHttpClient
 from flwr.supernode.runtime.run_clientapp import pull_task_input, push_message, push_task_output
 
+from fedsynth.common.deploy.processes import parent_death_preexec
 from fedsynth.common.protocol.flower_app import foreign_app_reason
 
 POLL_S = 0.5
@@ -123,7 +124,12 @@ class AppExecutor:
     def _launch(self, token: str) -> subprocess.Popen:
         cmd = [sys.executable, "-m", __name__, "--runtime-api-address", self.address, "--parent-pid",
                str(os.getpid())]
-        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, text=True)  # the token never shows in `ps`
+        # The task dies with this process even while busy in C code (training, a gRPC call), where
+        # Flower's SIGINT-raising parent monitor (the fallback without prctl) waits for Python.
+        # The kernel's signal follows the executor thread that forks here, which lives as long
+        # as the executor; stop() ends the tasks itself.
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, text=True,  # the token never shows in `ps`
+                                preexec_fn=parent_death_preexec())  # noqa: PLW1509 (async-signal-safe)
         assert proc.stdin is not None
         proc.stdin.write(token + "\n")
         proc.stdin.close()

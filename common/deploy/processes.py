@@ -103,6 +103,15 @@ def _die_with_parent(parent_pid: int) -> None:
         os.kill(os.getpid(), PARENT_DEATH_SIGNAL)
 
 
+def parent_death_preexec() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that has the child signalled when the calling thread of this process
+    dies (see :func:`_die_with_parent`); None where prctl is unavailable."""
+    if _PRCTL is None:
+        return None
+    parent = os.getpid()
+    return lambda: _die_with_parent(parent)
+
+
 def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
     """SIGTERM the child's process group, then SIGKILL whatever is left after ``grace`` s."""
     if proc is not None:
@@ -223,7 +232,7 @@ class Supervisor:
             proc = subprocess.Popen(
                 cmd, env=env, stdout=stdout, stderr=subprocess.STDOUT if stdout is not None else None,
                 stdin=subprocess.DEVNULL, text=capture, bufsize=1 if capture else -1, process_group=0,
-                preexec_fn=(lambda: _die_with_parent(parent)) if self.pdeathsig else None)  # noqa: PLW1509 (see _die_with_parent)
+                preexec_fn=parent_death_preexec() if self.pdeathsig else None)  # noqa: PLW1509 (see _die_with_parent)
         finally:
             if out is not None:
                 out.close()
