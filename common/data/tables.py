@@ -158,6 +158,14 @@ def coerce(raw: pd.DataFrame, schema: Schema, file: str = "<table>") -> tuple[pd
     return df, report
 
 
+def _holds_text(s: pd.Series) -> bool:
+    """Cells held as text (every CSV column); a Parquet column may hold typed values instead
+    (a nullable boolean one arrives as objects: bools and None)."""
+    if s.dtype != object:
+        return pd.api.types.is_string_dtype(s)
+    return bool(s.map(lambda v: isinstance(v, str)).any()) or not s.notna().any()
+
+
 def _as_text(s: pd.Series) -> pd.Series:
     if s.dtype == object or pd.api.types.is_string_dtype(s):
         return s.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).str.strip()
@@ -166,6 +174,9 @@ def _as_text(s: pd.Series) -> pd.Series:
 
 def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, list[Violation]]:
     bad: list[Violation] = []
+    # the declared tokens and date format are how text spells a value; native typed cells
+    # (Parquet booleans and timestamps) are values already
+    declared_text = _holds_text(s)
     text = _as_text(s).reset_index(drop=True)
     missing = text.str.lower().isin(MISSING_TOKENS)
 
@@ -213,7 +224,7 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
         return pd.Series(text.where(~missing, None).astype(object), name=col.name), bad
 
     if col.type == "boolean":
-        if col.true_token is not None:
+        if col.true_token is not None and declared_text:
             is_true, is_false = text == col.true_token, text == col.false_token
             report(~missing & ~is_true & ~is_false,
                    f"not one of the declared tokens {col.true_token!r} / {col.false_token!r}")
@@ -225,10 +236,9 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
         return pd.Series(vals, name=col.name, dtype=object), bad
 
     # datetime
-    fmt = col.datetime_format or "mixed"
+    fmt = col.datetime_format if col.datetime_format and declared_text else "mixed"
     parsed = pd.to_datetime(text.where(~missing, None), errors="coerce", format=fmt)
-    report(parsed.isna() & ~missing,
-           f"not a date/time in the declared format {fmt!r}" if col.datetime_format else "not a date/time")
+    report(parsed.isna() & ~missing, "not a date/time" if fmt == "mixed" else f"not a date/time in the declared format {fmt!r}")
     lo, hi = pd.Timestamp(col.min), pd.Timestamp(col.max)
     report(parsed.notna() & ((parsed < lo) | (parsed > hi)), f"outside the public range [{col.min}, {col.max}]")
     return pd.Series(parsed, name=col.name), bad
