@@ -4,7 +4,6 @@ The tokens, decimals and date format are declared in the public schema; reading 
 only them and writing uses them, so the synthetic CSV has the input's vocabulary.
 """
 
-import re
 from datetime import datetime
 
 import numpy as np
