@@ -4,11 +4,14 @@ The tokens, decimals and date format are declared in the public schema; reading 
 only them and writing uses them, so the synthetic CSV has the input's vocabulary.
 """
 
+import string
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table, read_raw, write_table
@@ -131,3 +134,15 @@ def test_without_declared_forms_reading_and_writing_are_unchanged(tmp_path):
     assert df["flag"].tolist() == [True, False] and df["x"].tolist() == [1.2345, 2.0]
     write_table(df, tmp_path / "out.csv", schema=schema)
     assert (tmp_path / "out.csv").read_text().splitlines()[1:] == ["True,1.2345,2020-12-31", "False,2.0,2021-12-31"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cell=st.text(alphabet=string.ascii_letters + string.digits + " ?/", max_size=6))
+def test_a_declared_boolean_accepts_exactly_its_tokens(tmp_path, cell):
+    path = tmp_path / "t.csv"
+    path.write_text(GOOD + f"{cell},Y,1,3,1.00,31/12/2020\n")
+    if cell.strip() in ("yes", "no"):
+        assert load_table(path, SCHEMA)["smoker"].iloc[2] == (cell.strip() == "yes")
+    else:  # anything else, a missing-looking text included (the column is not nullable), is refused
+        with pytest.raises(DataError, match="column 'smoker', row 3"):
+            load_table(path, SCHEMA)
