@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table, read_raw, write_table
 from fedsynth.common.errors import DataError
@@ -146,3 +147,16 @@ def test_a_declared_boolean_accepts_exactly_its_tokens(tmp_path, cell):
     else:  # anything else, a missing-looking text included (the column is not nullable), is refused
         with pytest.raises(DataError, match="column 'smoker', row 3"):
             load_table(path, SCHEMA)
+
+
+def test_decoded_decimals_stay_inside_bounds_held_at_that_precision():
+    schema = Schema.from_json({"columns": [
+        {"name": "dose", "type": "numerical", "min": 1.1, "max": 2.29, "decimals": 2},
+        {"name": "rate", "type": "numerical", "min": 0, "max": 2.345, "decimals": 2},
+    ]})
+    encoder = TableEncoder(schema)
+    values = pd.DataFrame({"dose": [1.1, 1.25, 2.29], "rate": [0.0, 1.0, 2.345]})
+    decoded = encoder.decode(encoder.encode(values))
+    # bounds held at 2 places come back as they are (1.1 * 100 is 110.00000000000001 in floats)
+    assert decoded["dose"].tolist() == [1.1, 1.25, 2.29]
+    assert decoded["rate"].tolist() == [0.0, 1.0, 2.34]  # one with more places rounds inward

@@ -209,9 +209,11 @@ def _numbers(x: np.ndarray, column: Column) -> pd.Series:
         dtype = "Int64" if column.nullable else "int64"
         return pd.Series(pd.array(x, dtype="Float64").astype(dtype), name=column.name)
     if column.decimals is not None:
-        # rounding cannot leave the bounds when they hold at that precision; clip for those that do not
-        lo = np.ceil(float(column.min) * 10**column.decimals) / 10**column.decimals  # type: ignore[arg-type]
-        hi = np.floor(float(column.max) * 10**column.decimals) / 10**column.decimals  # type: ignore[arg-type]
+        # rounding may step past a bound held at more places: clip to the bounds at this precision
+        # (the scaled bound is rounded first so that float noise, 0.1 * 100 = 10.000000000000002, is not a step)
+        scale = 10.0**column.decimals
+        lo = np.ceil(np.round(float(column.min) * scale, 6)) / scale  # type: ignore[arg-type]
+        hi = np.floor(np.round(float(column.max) * scale, 6)) / scale  # type: ignore[arg-type]
         x = np.clip(np.round(x, column.decimals), lo, hi)
     return pd.Series(x, name=column.name)
 
