@@ -238,7 +238,8 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
     # datetime
     fmt = col.datetime_format if col.datetime_format and declared_text else "mixed"
     parsed = pd.to_datetime(text.where(~missing, None), errors="coerce", format=fmt)
-    report(parsed.isna() & ~missing, "not a date/time" if fmt == "mixed" else f"not a date/time in the declared format {fmt!r}")
+    report(parsed.isna() & ~missing,
+           "not a date/time" if fmt == "mixed" else f"not a date/time in the declared format {fmt!r}")
     lo, hi = pd.Timestamp(col.min), pd.Timestamp(col.max)
     report(parsed.notna() & ((parsed < lo) | (parsed > hi)), f"outside the public range [{col.min}, {col.max}]")
     return pd.Series(parsed, name=col.name), bad
