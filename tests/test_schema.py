@@ -35,6 +35,20 @@ def test_roundtrip_json_keeps_hash(adult_schema, tmp_path):
     ({"name": "x", "type": "numerical", "min": 0, "max": 1, "point_masses": [2]}, "outside"),
     ({"name": "x", "type": "numerical", "min": 0, "max": 1, "colour": 2}, "unknown keys"),
     ({"name": "d", "type": "datetime", "min": "2020-01-01", "max": "not a date"}, "ISO date"),
+    ({"name": "b", "type": "boolean", "true_token": "yes"}, "both 'true_token' and 'false_token'"),
+    ({"name": "b", "type": "boolean", "true_token": "Y", "false_token": "Y"}, "both 'Y'"),
+    ({"name": "b", "type": "boolean", "true_token": "yes", "false_token": "NA"}, "does not read as missing"),
+    ({"name": "b", "type": "boolean", "true_token": " yes", "false_token": "no"}, "surrounding spaces"),
+    ({"name": "b", "type": "boolean", "true_token": True, "false_token": "no"}, "'true_token' must be a str"),
+    ({"name": "c", "type": "categorical", "categories": ["a"], "true_token": "a", "false_token": "b"},
+     "applies to boolean columns only"),
+    ({"name": "x", "type": "numerical", "subtype": "int", "min": 0, "max": 9, "decimals": 2},
+     "float numerical columns only"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "decimals": -1}, "integer from 0 to 15"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "decimals": 1.5}, "'decimals' must be a int"),
+    ({"name": "d", "type": "datetime", "min": "2020-01-01", "max": "2021-01-01", "datetime_format": "dd/mm/yyyy"},
+     "strftime format"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "datetime_format": "%Y"}, "datetime columns only"),
 ])
 def test_bad_schema_is_refused_with_the_column_named(col, message):
     with pytest.raises(SchemaError, match=message) as exc:
@@ -77,3 +91,42 @@ def test_missing_or_broken_file(tmp_path):
     bad.write_text("{oops")
     with pytest.raises(SchemaError, match="not valid JSON"):
         Schema.load(bad)
+
+
+FORMATTED = [
+    {"name": "smoker", "type": "boolean", "true_token": "yes", "false_token": "no"},
+    {"name": "price", "type": "numerical", "min": 0, "max": 100, "decimals": 2},
+    {"name": "seen", "type": "datetime", "min": "2015-01-01", "max": "2024-12-31", "datetime_format": "%d/%m/%Y"},
+]
+
+
+def test_format_fields_survive_save_and_load(tmp_path):
+    schema = Schema.from_json({"columns": FORMATTED})
+    schema.save(tmp_path / "s.json")
+    again = Schema.load(tmp_path / "s.json")
+    assert again == schema and again.hash() == schema.hash()
+    assert (again.column("smoker").true_token, again.column("price").decimals) == ("yes", 2)
+    assert again.column("seen").datetime_format == "%d/%m/%Y"
+
+
+def test_format_fields_change_the_hash_only_when_set():
+    plain = [{k: v for k, v in c.items() if k not in ("true_token", "false_token", "decimals", "datetime_format")}
+             for c in FORMATTED]
+    explicit_null = [dict(c, true_token=None, false_token=None) if c["type"] == "boolean" else
+                     dict(c, decimals=None) if c["type"] == "numerical" else dict(c, datetime_format=None)
+                     for c in plain]
+    assert Schema.from_json({"columns": explicit_null}).hash() == Schema.from_json({"columns": plain}).hash()
+    assert Schema.from_json({"columns": FORMATTED}).hash() != Schema.from_json({"columns": plain}).hash()
+
+
+def test_bundled_schema_hash_is_unchanged_by_the_format_fields(adult_schema):
+    # parties compare this hash before federating; the format fields (unset in Adult) must not move it
+    assert adult_schema.hash() == "3cd2e47c64595e03"
+    assert not {"true_token", "false_token", "decimals", "datetime_format"} & {
+        k for c in adult_schema.to_json()["columns"] for k in c}
+
+
+def test_sdv_datetime_format_is_read():
+    s = Schema.from_json({"columns": {"seen": {"sdtype": "datetime", "datetime_format": "%d/%m/%Y",
+                                               "min": "2015-01-01", "max": "2024-12-31"}}})
+    assert s.column("seen").datetime_format == "%d/%m/%Y"

@@ -13,7 +13,9 @@ every other. This is the schema-only analogue of CTGAN's mode-specific normalisa
   offset back inside the bin, so values look like real values (``capital-gain`` gets its
   exact zeros and a continuous, log-shaped tail), never bin midpoints.
 
-Decoding always respects bounds, integer subtypes and category lists exactly.
+Decoding always respects bounds, integer subtypes and category lists exactly, and returns
+the column's declared form in Python: integer columns as ``int64`` (``Int64`` when nullable,
+whether or not a given sample has a gap), floats rounded to their ``decimals``.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class _OneHot(_ColumnCodec):
         idx = block.argmax(axis=1)
         if self.column.type == "numerical":
             vals = np.array([np.nan if i >= len(self.values) else float(self.values[i]) for i in idx])
-            return pd.Series(vals, name=self.column.name)
+            return _numbers(vals, self.column)
         decoded = [None if i >= len(self.values) else self.values[i] for i in idx]
         return pd.Series(decoded, name=self.column.name, dtype=object)
 
@@ -198,7 +200,22 @@ class _Binned(_ColumnCodec):
             return pd.Series(_from_days(x), name=self.column.name)
         if self.column.subtype == "int":
             x = np.where(np.isnan(x), np.nan, np.clip(np.round(x), np.ceil(self.lo), np.floor(self.hi)))
-        return pd.Series(x, name=self.column.name)
+        return _numbers(x, self.column)
+
+
+def _numbers(x: np.ndarray, column: Column) -> pd.Series:
+    """Decoded numbers in the column's declared form: an integer dtype for ints, rounded decimals."""
+    if column.subtype == "int":
+        dtype = "Int64" if column.nullable else "int64"
+        return pd.Series(pd.array(x, dtype="Float64").astype(dtype), name=column.name)
+    if column.decimals is not None:
+        # rounding may step past a bound held at more places: clip to the bounds at this precision
+        # (the scaled bound is rounded first so that float noise, 0.1 * 100 = 10.000000000000002, is not a step)
+        scale = 10.0**column.decimals
+        lo = np.ceil(np.round(float(column.min) * scale, 6)) / scale  # type: ignore[arg-type]
+        hi = np.floor(np.round(float(column.max) * scale, 6)) / scale  # type: ignore[arg-type]
+        x = np.clip(np.round(x, column.decimals), lo, hi)
+    return pd.Series(x, name=column.name)
 
 
 def _to_days(s: pd.Series) -> np.ndarray:

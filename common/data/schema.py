@@ -28,6 +28,9 @@ from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json
 
 ColumnType = Literal["numerical", "categorical", "boolean", "datetime"]
+# Cell texts read as missing (case-insensitive) in every table; a declared token may not be one.
+MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
+MAX_DECIMALS = 15  # beyond this a float64 holds no more decimal digits
 COLUMN_TYPES: tuple[str, ...] = ("numerical", "categorical", "boolean", "datetime")
 SCALES: tuple[str, ...] = ("linear", "log")
 
@@ -49,6 +52,17 @@ class Column:
             ``log`` suits heavy right tails (incomes, sampling weights).
         bins: number of public bins the encoder splits the range into.
         description: free text, e.g. where the bounds come from.
+        true_token, false_token: for booleans, the exact texts the table uses (``yes``/``no``,
+            ``Y``/``N``, ...): reading accepts only these, writing uses them. Unset: any of
+            true/false, yes/no, 1/0, t/f, y/n is read, and ``True``/``False`` is written.
+        decimals: for float numericals, the number of decimal places the column is kept at
+            (values with more are refused on reading; synthetic values are rounded to it).
+        datetime_format: for datetimes, the ``strftime`` format of the table's texts
+            (SDV's ``datetime_format``, e.g. ``%d/%m/%Y``): reading accepts only it, writing
+            uses it. Unset: any date pandas parses is read, and ISO is written.
+
+    The three format fields default to ``None`` and are left out of the JSON when unset, so
+    a schema that does not use them keeps its hash.
     """
 
     name: str
@@ -62,6 +76,10 @@ class Column:
     scale: Literal["linear", "log"] = "linear"
     bins: int = 12
     description: str = ""
+    true_token: str | None = None
+    false_token: str | None = None
+    decimals: int | None = None
+    datetime_format: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type}
@@ -77,6 +95,9 @@ class Column:
         out["nullable"] = self.nullable
         if self.description:
             out["description"] = self.description
+        for key in _FORMAT_KEYS:  # only when set: an existing schema's hash must not change
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
     @property
@@ -173,8 +194,9 @@ class Schema:
 
 
 # --------------------------------------------------------------------------- parsing
+_FORMAT_KEYS = ("true_token", "false_token", "decimals", "datetime_format")
 _KNOWN_KEYS = {"name", "type", "subtype", "min", "max", "categories", "nullable",
-               "point_masses", "scale", "bins", "description"}
+               "point_masses", "scale", "bins", "description", *_FORMAT_KEYS}
 
 
 def _column_from_json(raw: Any, source: str, index: int) -> Column:
@@ -190,7 +212,8 @@ def _column_from_json(raw: Any, source: str, index: int) -> Column:
         raise SchemaError(f"{where}: 'name' must be a non-empty string, got {raw['name']!r}")
     where = f"{source}: column {raw['name']!r}"
     kwargs = dict(raw)
-    for key, kinds in (("nullable", bool), ("bins", int), ("description", str), ("scale", str), ("subtype", str)):
+    for key, kinds in (("nullable", bool), ("bins", int), ("description", str), ("scale", str), ("subtype", str),
+                       ("true_token", str), ("false_token", str), ("decimals", int), ("datetime_format", str)):
         v = kwargs.get(key)
         if v is not None and (not isinstance(v, kinds) or (kinds is int and isinstance(v, bool))):
             raise SchemaError(f"{where}: '{key}' must be a {kinds.__name__}, got {v!r}")
@@ -255,6 +278,44 @@ def _check_column(col: Column, source: str) -> None:
             raise SchemaError(f"{where}: duplicate categories")
     if not isinstance(col.bins, int) or col.bins < 1:
         raise SchemaError(f"{where}: bins must be a positive integer, got {col.bins!r}")
+    _check_formats(col, where)
+
+
+def _check_formats(col: Column, where: str) -> None:
+    """The format fields: each only on its own type, and each one a table could really hold."""
+    for key, kind in (("true_token", "boolean"), ("false_token", "boolean"), ("datetime_format", "datetime")):
+        if getattr(col, key) is not None and col.type != kind:
+            raise SchemaError(f"{where}: '{key}' applies to {kind} columns only, not {col.type}")
+    if col.decimals is not None and (col.type != "numerical" or col.subtype != "float"):
+        raise SchemaError(f"{where}: 'decimals' applies to float numerical columns only")
+    if col.decimals is not None and not (isinstance(col.decimals, int) and not isinstance(col.decimals, bool)
+                                         and 0 <= col.decimals <= MAX_DECIMALS):
+        raise SchemaError(f"{where}: 'decimals' must be an integer from 0 to {MAX_DECIMALS}, got {col.decimals!r}")
+    tokens = (col.true_token, col.false_token)
+    if any(t is not None for t in tokens):
+        if any(t is None for t in tokens):
+            raise SchemaError(f"{where}: give both 'true_token' and 'false_token', or neither")
+        for token in tokens:
+            if not isinstance(token, str) or token != token.strip() or token.lower() in MISSING_TOKENS:
+                raise SchemaError(f"{where}: boolean token {token!r} must be a non-empty text without surrounding "
+                                  f"spaces that does not read as missing ({sorted(MISSING_TOKENS)})")
+        if col.true_token == col.false_token:
+            raise SchemaError(f"{where}: 'true_token' and 'false_token' are both {col.true_token!r}")
+    if col.datetime_format is not None:
+        _check_datetime_format(col, where)
+
+
+def _check_datetime_format(col: Column, where: str) -> None:
+    import pandas as pd  # lazy: only datetime columns need pandas; the CLI imports Schema at start
+
+    fmt = col.datetime_format
+    if not isinstance(fmt, str) or "%" not in fmt:
+        raise SchemaError(f"{where}: 'datetime_format' must be a strftime format such as '%d/%m/%Y', got {fmt!r}")
+    for bound in (col.min, col.max):  # the bounds written in the format must read back
+        try:
+            pd.to_datetime(pd.Timestamp(bound).strftime(fmt), format=fmt)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"{where}: 'datetime_format' {fmt!r} cannot write and read back a date ({exc})") from None
 
 
 def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
@@ -276,7 +337,7 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
     for cname, spec in raw.get("columns", {}).items():
         sdtype = spec.get("sdtype")
         extra = {k: spec[k] for k in ("min", "max", "point_masses", "scale", "bins", "nullable",
-                                      "description") if k in spec}
+                                      "description", *_FORMAT_KEYS) if k in spec}
         if "point_masses" in extra:
             extra["point_masses"] = tuple(float(v) for v in extra["point_masses"])
         if sdtype == "id" or spec.get("pii"):

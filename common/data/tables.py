@@ -20,11 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from fedsynth.common.atomic import atomic_path
-from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.schema import MISSING_TOKENS, Column, Schema
 from fedsynth.common.data.validation_types import Violation
 from fedsynth.common.errors import DataError
 
-MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
 TRUE_TOKENS = frozenset({"true", "t", "yes", "y", "1"})
 FALSE_TOKENS = frozenset({"false", "f", "no", "n", "0"})
 MAX_REPORTED = 200
@@ -159,6 +158,14 @@ def coerce(raw: pd.DataFrame, schema: Schema, file: str = "<table>") -> tuple[pd
     return df, report
 
 
+def _holds_text(s: pd.Series) -> bool:
+    """Cells held as text (every CSV column); a Parquet column may hold typed values instead
+    (a nullable boolean one arrives as objects: bools and None)."""
+    if s.dtype != object:
+        return pd.api.types.is_string_dtype(s)
+    return bool(s.map(lambda v: isinstance(v, str)).any()) or not s.notna().any()
+
+
 def _as_text(s: pd.Series) -> pd.Series:
     if s.dtype == object or pd.api.types.is_string_dtype(s):
         return s.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).str.strip()
@@ -167,6 +174,9 @@ def _as_text(s: pd.Series) -> pd.Series:
 
 def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, list[Violation]]:
     bad: list[Violation] = []
+    # the declared tokens and date format are how text spells a value; native typed cells
+    # (Parquet booleans and timestamps) are values already
+    declared_text = _holds_text(s)
     text = _as_text(s).reset_index(drop=True)
     missing = text.str.lower().isin(MISSING_TOKENS)
 
@@ -201,6 +211,10 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
             frac = finite & (np.abs(arr - np.round(arr)) > 1e-9)
             report(frac, "not an integer, but the schema says int")
             arr = np.round(arr)  # accepted values within 1e-9 of an integer are that integer
+        if col.decimals is not None:
+            # a text with more places parses to a float that rounding moves by far more than an ulp
+            extra = finite & ~np.isclose(np.round(arr, col.decimals), arr, rtol=1e-12, atol=0.0)
+            report(extra, f"more than {col.decimals} decimal places, but the schema says decimals={col.decimals}")
         return pd.Series(arr, name=col.name), bad
 
     if col.type == "categorical":
@@ -210,15 +224,22 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
         return pd.Series(text.where(~missing, None).astype(object), name=col.name), bad
 
     if col.type == "boolean":
-        low = text.str.lower()
-        is_true, is_false = low.isin(TRUE_TOKENS), low.isin(FALSE_TOKENS)
-        report(~missing & ~is_true & ~is_false, "not a boolean (true/false, yes/no, 1/0)")
+        if col.true_token is not None and declared_text:
+            is_true, is_false = text == col.true_token, text == col.false_token
+            report(~missing & ~is_true & ~is_false,
+                   f"not one of the declared tokens {col.true_token!r} / {col.false_token!r}")
+        else:
+            low = text.str.lower()
+            is_true, is_false = low.isin(TRUE_TOKENS), low.isin(FALSE_TOKENS)
+            report(~missing & ~is_true & ~is_false, "not a boolean (true/false, yes/no, 1/0)")
         vals = np.where(is_true, True, np.where(is_false, False, None))
         return pd.Series(vals, name=col.name, dtype=object), bad
 
     # datetime
-    parsed = pd.to_datetime(text.where(~missing, None), errors="coerce", format="mixed")
-    report(parsed.isna() & ~missing, "not a date/time")
+    fmt = col.datetime_format if col.datetime_format and declared_text else "mixed"
+    parsed = pd.to_datetime(text.where(~missing, None), errors="coerce", format=fmt)
+    report(parsed.isna() & ~missing,
+           "not a date/time" if fmt == "mixed" else f"not a date/time in the declared format {fmt!r}")
     lo, hi = pd.Timestamp(col.min), pd.Timestamp(col.max)
     report(parsed.notna() & ((parsed < lo) | (parsed > hi)), f"outside the public range [{col.min}, {col.max}]")
     return pd.Series(parsed, name=col.name), bad
@@ -230,13 +251,49 @@ def _short(cats: tuple[str, ...] | None, n: int = 8) -> str:
     return body + (f", ... {len(cats) - n} more" if len(cats) > n else "")
 
 
-def for_output(df: pd.DataFrame, schema: Schema) -> pd.DataFrame:
-    """Integer columns as nullable integers, so files say ``49``, not ``49.0``."""
+def for_output(df: pd.DataFrame, schema: Schema, text: bool = False) -> pd.DataFrame:
+    """A typed table in the schema's declared form, so a written file reads like the input.
+
+    Always: integer columns as nullable integers (files say ``49``, not ``49.0``) and floats
+    rounded to their ``decimals``. With ``text`` (CSV), also the declared texts: boolean
+    tokens, ``decimals`` places written out (``12.50``), dates in their ``datetime_format``.
+    Parquet keeps native booleans and timestamps, its own exact form.
+    """
     df = df.copy()
     for col in schema.columns:
-        if col.name in df and col.type == "numerical" and col.subtype == "int":
-            df[col.name] = pd.array(np.round(df[col.name].to_numpy(dtype=float)), dtype="Float64").astype("Int64")
+        if col.name in df:
+            df[col.name] = _output_column(df[col.name], col, text)
     return df
+
+
+def _output_column(s: pd.Series, col: Column, text: bool) -> pd.Series:
+    missing = s.isna().to_numpy()
+    if col.type == "numerical" and col.subtype == "int":
+        return pd.Series(pd.array(np.round(s.to_numpy(dtype=float, na_value=np.nan)), dtype="Float64")
+                         .astype("Int64"), index=s.index, name=s.name)
+    if col.type == "numerical" and col.decimals is not None:
+        x = np.round(s.to_numpy(dtype=float, na_value=np.nan), col.decimals)
+        if not text:
+            return pd.Series(x, index=s.index, name=s.name)
+        shown = [None if m else f"{v:.{col.decimals}f}" for v, m in zip(x, missing)]
+        return pd.Series(shown, index=s.index, name=s.name, dtype=object)
+    if text and col.type == "boolean" and col.true_token is not None:
+        truth = s.astype(object).map(lambda v: None if v is None or v is pd.NA else _truth(v, col))
+        shown = truth.map({True: col.true_token, False: col.false_token})
+        return shown.where(~missing, None).astype(object)
+    if text and col.type == "datetime" and col.datetime_format is not None:
+        return pd.to_datetime(s).dt.strftime(col.datetime_format).where(~missing, None).astype(object)
+    return s
+
+
+def _truth(value: object, col: Column) -> bool | None:
+    """A boolean cell as a bool: typed frames hold bools, raw ones may hold any accepted text."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value in (col.true_token, col.false_token):
+        return value == col.true_token
+    low = str(value).strip().lower()
+    return True if low in TRUE_TOKENS else False if low in FALSE_TOKENS else None
 
 
 def write_table(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path,
@@ -249,10 +306,11 @@ def write_table(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path,
     """
     path = Path(path)
     chunks = [frames] if isinstance(frames, pd.DataFrame) else frames
+    parquet = path.suffix.lower() in (".parquet", ".pq")
     if schema is not None:
-        chunks = (for_output(df, schema) for df in chunks)
+        chunks = (for_output(df, schema, text=not parquet) for df in chunks)
     with atomic_path(path) as tmp:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if parquet:
             return _write_parquet(chunks, tmp, metadata, schema)
         rows = 0
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
