@@ -196,6 +196,8 @@ def _plausible_bounds(lo: float, hi: float, is_int: bool) -> tuple[float, float,
         step, digits = 1.0, 0
     out_lo = round(math.floor(lo / step) * step, digits)
     out_hi = round(math.ceil(hi / step) * step, digits)
+    if is_int and lo == 1:  # codes and counts that start at 1 keep their public origin
+        out_lo = 1.0
     if out_lo > lo:  # guard against float rounding of the multiple
         out_lo = round(out_lo - step, digits)
     if out_hi < hi:
