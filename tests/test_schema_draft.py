@@ -147,6 +147,26 @@ def test_a_table_with_nothing_to_draft_is_a_schema_error_naming_the_file(tmp_pat
         draft_file(path)
 
 
+@pytest.mark.parametrize("text, message", [
+    ("t,v\n2021-01-01T00:00:00+02:00,1\n2021-01-02T00:00:00+05:00,2\n2021-01-03T00:00:00Z,3\n", "time zones"),
+    ("t,v\n2021-01-01T00:00:00+02:00,1\n2021-01-02T00:00:00+02:00,2\n2021-01-03T00:00:00+02:00,3\n", "time zones"),
+])
+def test_dates_with_time_zones_are_dropped_with_a_reason(tmp_path, text, message):
+    path = tmp_path / "tz.csv"
+    path.write_text(text)
+    draft = draft_file(path)
+    assert draft.schema.drop == ("t",)
+    assert any(w.startswith("column 't':") and message in w for w in draft.warnings)
+    assert_sound(draft, path)
+
+
+def test_a_file_split_by_semicolons_is_named_as_such(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b\n" + "".join(f"{i % 3};{i}\n" for i in range(30)))
+    with pytest.raises(SchemaError, match="semi.csv: no column could be drafted.*split by another delimiter"):
+        draft_file(path)
+
+
 def test_mostly_numeric_column_says_which_value_is_not_a_number(tmp_path):
     values = [str(v) for v in range(5)] * 19 + ["unknown"] * 5
     draft, path = draft_of(tmp_path, {"n": values})

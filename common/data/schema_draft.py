@@ -87,6 +87,9 @@ def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table") 
         "category lists with public knowledge (documentation, code lists, regulations)."
     )]
     raw = raw.rename(columns=str)
+    if len(raw.columns) == 1 and any(d in raw.columns[0] for d in ";\t|"):
+        warnings.append(f"the header {raw.columns[0]!r} looks split by another delimiter than commas; "
+                        "fedsynth reads comma-separated files")
     cols: list[Column] = []
     drop: list[str] = []
     for cname in raw.columns:
@@ -138,7 +141,10 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
         notes.append(f"calendar names, drafted as {len(calendar)} categories in calendar order")
         return Column(cname, "categorical", categories=calendar, nullable=nullable)
     if present.map(lambda v: _DATE_RE.search(v) is not None).all():
-        dates = pd.to_datetime(present, errors="coerce", format="mixed")
+        try:
+            dates = pd.to_datetime(present, errors="coerce", format="mixed")
+        except ValueError:  # pandas refuses mixed UTC offsets in one column
+            raise _Skip("dates with mixed time zones or offsets are not supported; convert them to one zone") from None
         if dates.notna().all():
             return _datetime(cname, dates, nullable, notes)
     _note_near_numbers(present, nums, notes)
