@@ -41,9 +41,9 @@ MAX_EXACT_FLOAT_INT = 2**53  # larger integers lose precision in float64, the va
 # Well-known public integer ranges: a column inside one of them that covers most of it is drafted
 # with exactly that range (a day-of-month column as [1, 31], not [0, 40]).
 PUBLIC_INT_RANGES: tuple[tuple[int, int, str], ...] = (
-    (0, 6, "day of week"), (1, 7, "day of week"), (1, 12, "month"), (0, 23, "hour of day"),
-    (1, 31, "day of month"), (1, 53, "week of year"), (0, 59, "minute or second"),
-    (1, 366, "day of year"),
+    (0, 6, "days of the week"), (1, 7, "days of the week"), (1, 12, "months"), (0, 23, "hours of the day"),
+    (1, 31, "days of the month"), (1, 53, "weeks of the year"), (0, 59, "minutes or seconds"),
+    (1, 366, "days of the year"),
 )
 PUBLIC_RANGE_COVER = 0.75  # the data must span this share of a public range to be snapped to it
 
@@ -172,7 +172,7 @@ def _numerical(cname: str, nums: np.ndarray, nullable: bool, notes: list[str]) -
     skewed = lo >= 0 and len(positive) > 10 and float(positive.max()) > 20 * float(np.median(positive))
     col = Column(cname, "numerical", subtype="int" if is_int else "float", min=lo, max=hi,
                  nullable=nullable, scale="log" if skewed else "linear", bins=12)
-    why = f" (the public range of a {known})" if known else ""
+    why = f" (the public range of {known})" if known else ""
     notes.append(f"bounds [{lo}, {hi}] widened from the data{why}; confirm them from public knowledge")
     if len(values) == 1:
         notes.append("a single distinct value")
