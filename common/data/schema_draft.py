@@ -1,22 +1,65 @@
 """Draft a schema from a local table, for its owner to review before sharing.
 
 Everything read here comes from private rows, so the draft is a starting point for a human,
-never something to send as is: bounds are widened to round numbers, category lists are
-flagged, and every column whose public description must be checked gets a warning.
+never something to send as is: bounds are rounded outward to round numbers (or to a well-known
+public range such as 1..31 for a day of month), category lists are flagged, and every column
+whose public description must be checked gets a warning.
+
+Drafting never fails on a table pandas can read: a column that cannot be described (free text,
+identifiers, values the validator would refuse) is listed under ``drop`` with a warning saying
+why, and each drafted column is checked against the same rows with the validator, so the draft
+always passes ``fedsynth schema validate`` on the table it was drafted from.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.data.tables import FALSE_TOKENS, MISSING_TOKENS, TRUE_TOKENS
+from fedsynth.common.data.tables import (
+    FALSE_TOKENS,
+    MAX_FIELD_CHARS,
+    MISSING_TOKENS,
+    TRUE_TOKENS,
+    _as_text,
+    coerce,
+    read_raw,
+)
+from fedsynth.common.errors import SchemaError
 
 MAX_CATEGORIES = 100
+POINT_MASS_SHARE = 0.2  # a single value holding this share of the rows is declared a point mass
+MAX_POINT_MASSES = 3
+MAX_EXACT_FLOAT_INT = 2**53  # larger integers lose precision in float64, the validator's and encoder's type
+
+# Well-known public integer ranges: a column inside one of them that covers most of it is drafted
+# with exactly that range (a day-of-month column as [1, 31], not [0, 40]).
+PUBLIC_INT_RANGES: tuple[tuple[int, int, str], ...] = (
+    (0, 6, "days of the week"), (1, 7, "days of the week"), (1, 12, "months"), (0, 23, "hours of the day"),
+    (1, 31, "days of the month"), (1, 53, "weeks of the year"), (0, 59, "minutes or seconds"),
+    (1, 366, "days of the year"),
+)
+PUBLIC_RANGE_COVER = 0.75  # the data must span this share of a public range to be snapped to it
+
+MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september",
+          "october", "november", "december")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+# Only strings with a date part are dates: "10:30", "may" or "3.5" are not.
+_DATE_RE = re.compile(
+    r"\d{4}[-/.]\d{1,2}"                          # 2020-01-31, 2020/1, 2020.01.31
+    r"|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}"           # 31/01/2020, 1-31-20
+    r"|\d{1,2}[-\s]*[A-Za-z]{3,9}\.?,?[-\s]*\d{2,4}"  # 31 Jan 2020, 31-jan-2020
+    r"|[A-Za-z]{3,9}\.?\s+\d{1,2}(st|nd|rd|th)?,?\s+\d{4}"  # January 31, 2020
+    r"|[A-Za-z]{3,9}\.?\s+\d{4}"                  # Jan 2020
+)
+_UNITS_RE = re.compile(r"[$€£¥%\s,]")
 
 
 @dataclass
@@ -25,67 +68,231 @@ class Draft:
     warnings: list[str]
 
 
-def _round_out(lo: float, hi: float) -> tuple[float, float]:
-    """Widen [lo, hi] to round numbers so the exact private extremes are not published."""
-    span = hi - lo if hi > lo else max(abs(hi), 1.0)
-    step = 10 ** math.floor(math.log10(span)) if span > 0 else 1.0
-    return math.floor(lo / step) * step, math.ceil(hi / step) * step + (step if math.ceil(hi / step) * step == hi else 0)
+class _Skip(Exception):
+    """A column that cannot be drafted; the message says why (it becomes a warning)."""
 
 
-def draft_schema(raw: pd.DataFrame, name: str = "table") -> Draft:
-    warnings: list[str] = [
+def draft_file(path: str | Path, name: str = "table") -> Draft:
+    """Read a local CSV or Parquet file and draft its schema; errors name the file."""
+    return draft_schema(read_raw(path), name=name, source=str(path))
+
+
+def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table") -> Draft:
+    """Draft one column at a time; a column that cannot be drafted is dropped with a warning.
+
+    Raises SchemaError (naming ``source``) only when no column at all can be drafted.
+    """
+    warnings: list[str] = [(
         "This schema was read off private rows. Before sharing it, replace bounds and "
         "category lists with public knowledge (documentation, code lists, regulations)."
-    ]
+    )]
+    raw = raw.rename(columns=str)
+    if len(raw.columns) == 1 and any(d in raw.columns[0] for d in ";\t|"):
+        warnings.append(f"the header {raw.columns[0]!r} looks split by another delimiter than commas; "
+                        "fedsynth reads comma-separated files")
     cols: list[Column] = []
     drop: list[str] = []
     for cname in raw.columns:
-        text = raw[cname].astype(str).str.strip()
-        missing = text.str.lower().isin(MISSING_TOKENS)
-        nullable = bool(missing.any())
-        present = text[~missing]
-        if present.empty:
-            warnings.append(f"column {cname!r}: no values; dropped")
+        notes: list[str] = []
+        try:
+            col = _draft_column(cname, raw[cname], notes)
+            _check_against_rows(col, raw[[cname]], source)
+        except _Skip as why:
+            col = None
+            notes.append(f"{why}; dropped")
+        except Exception as exc:  # noqa: BLE001 - the contract: an odd column is a warning, never a traceback
+            col = None
+            notes.append(f"could not be drafted ({type(exc).__name__}: {exc}); dropped, describe it by hand")
+        warnings.extend(f"column {cname!r}: {n}" for n in notes)
+        if col is None:
             drop.append(cname)
-            continue
-        low = present.str.lower()
-        if low.isin(TRUE_TOKENS | FALSE_TOKENS).all() and low.nunique() <= 2 and not low.isin({"0", "1"}).all():
-            cols.append(Column(cname, "boolean", nullable=nullable))
-            continue
-        nums = pd.to_numeric(present, errors="coerce")
-        if nums.notna().all() and np.isfinite(nums).all():
-            is_int = bool((nums == np.round(nums)).all())
-            lo, hi = _round_out(float(nums.min()), float(nums.max()))
-            if is_int:
-                lo, hi = int(lo), int(hi)
-            zero_share = float((nums == 0).mean())
-            pm = (0.0,) if zero_share > 0.2 and lo <= 0 <= hi else ()
-            positive = nums[nums > 0]
-            skewed = lo >= 0 and len(positive) > 10 and float(positive.max()) > 20 * float(positive.median())
-            cols.append(Column(cname, "numerical", subtype="int" if is_int else "float", min=lo, max=hi,
-                               nullable=nullable, point_masses=pm, scale="log" if skewed else "linear",
-                               bins=12))
-            warnings.append(f"column {cname!r}: bounds [{lo}, {hi}] widened from the data; confirm them from public knowledge")
-            if pm:
-                warnings.append(f"column {cname!r}: {zero_share:.0%} zeros, declared 0 as a point mass")
-            continue
-        dates = pd.to_datetime(present, errors="coerce", format="mixed")
+        else:
+            cols.append(col)
+    if not cols:
+        reasons = "; ".join(w for w in warnings[1:])
+        raise SchemaError(f"{source}: no column could be drafted ({reasons})")
+    return Draft(Schema(columns=tuple(cols), drop=tuple(drop), name=name, source=source), warnings)
+
+
+def _check_against_rows(col: Column, rows: pd.DataFrame, source: str) -> None:
+    """The draft must pass the validator on the rows it came from; otherwise the column is skipped."""
+    _, report = coerce(rows, Schema(columns=(col,), source=source), source)
+    if not report.ok:
+        raise _Skip(f"the drafted {col.type} description would not validate ({report.violations[0]})")
+
+
+def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
+    text = _as_text(series).reset_index(drop=True)
+    missing = text.str.lower().isin(MISSING_TOKENS)
+    nullable = bool(missing.any())
+    present = text[~missing]
+    if present.empty:
+        raise _Skip("no values")
+    if (present.str.len() > MAX_FIELD_CHARS).any():
+        raise _Skip(f"values longer than {MAX_FIELD_CHARS} characters, looks like free text")
+    low = present.str.lower()
+    if low.isin(TRUE_TOKENS | FALSE_TOKENS).all() and low.nunique() <= 2 and not low.isin({"0", "1"}).all():
+        return Column(cname, "boolean", nullable=nullable)
+    nums = pd.to_numeric(present, errors="coerce")
+    if nums.notna().all() and np.isfinite(nums.to_numpy(dtype=float)).all():
+        return _numerical(cname, nums.to_numpy(dtype=float), nullable, notes)
+    calendar = _calendar_categories(present)
+    if calendar is not None:
+        notes.append(f"calendar names, drafted as {len(calendar)} categories in calendar order")
+        return Column(cname, "categorical", categories=calendar, nullable=nullable)
+    if present.map(lambda v: _DATE_RE.search(v) is not None).all():
+        try:
+            dates = pd.to_datetime(present, errors="coerce", format="mixed")
+        except ValueError:  # pandas refuses mixed UTC offsets in one column
+            raise _Skip("dates with mixed time zones or offsets are not supported; convert them to one zone") from None
         if dates.notna().all():
-            lo_d = dates.min().normalize() - pd.DateOffset(years=1)
-            hi_d = dates.max().normalize() + pd.DateOffset(years=1)
-            cols.append(Column(cname, "datetime", min=str(lo_d.date().replace(month=1, day=1)),
-                               max=str(hi_d.date().replace(month=12, day=31)), nullable=nullable))
-            warnings.append(f"column {cname!r}: date range widened from the data; confirm it")
+            return _datetime(cname, dates, nullable, notes)
+    _note_near_numbers(present, nums, notes)
+    return _categorical(cname, present, nullable, notes)
+
+
+def _numerical(cname: str, nums: np.ndarray, nullable: bool, notes: list[str]) -> Column:
+    is_int = bool((nums == np.round(nums)).all())
+    if is_int and float(np.abs(nums).max()) > MAX_EXACT_FLOAT_INT:
+        raise _Skip("integers beyond 2**53 (not exact as floats), looks like an identifier or a code")
+    values, counts = np.unique(nums, return_counts=True)
+    share = dict(zip(values.tolist(), (counts / len(nums)).tolist()))
+    heavy = sorted((v for v in share if share[v] > POINT_MASS_SHARE), key=lambda v: -share[v])
+    masses = sorted(heavy[:MAX_POINT_MASSES]) if len(values) > 2 else []
+    rest = nums[~np.isin(nums, masses)]
+    # A point mass outside the other values' range is a code (-1 = not applicable, 0 = none,
+    # 999 = unknown): keep it exactly as a bound instead of rounding the range out around it.
+    sentinels = [m for m in masses if len(rest) and (m < rest.min() or m > rest.max())]
+    core = rest if sentinels else nums
+    lo, hi, known = _plausible_bounds(float(core.min()), float(core.max()), is_int)
+    lo, hi = min([lo, *sentinels]), max([hi, *sentinels])
+    if is_int:
+        lo, hi = int(lo), int(hi)
+    positive = nums[nums > 0]
+    skewed = lo >= 0 and len(positive) > 10 and float(positive.max()) > 20 * float(np.median(positive))
+    col = Column(cname, "numerical", subtype="int" if is_int else "float", min=lo, max=hi,
+                 nullable=nullable, scale="log" if skewed else "linear", bins=12)
+    why = f" (the public range of {known})" if known else ""
+    notes.append(f"bounds [{lo}, {hi}] widened from the data{why}; confirm them from public knowledge")
+    if len(values) == 1:
+        notes.append("a single distinct value")
+    if masses and not col.is_discrete_int:  # exactly encoded columns model every value already
+        col = replace(col, point_masses=tuple(masses))
+        shown = ", ".join(f"{_fmt(m)} ({share[m]:.0%})" for m in masses)
+        notes.append(f"declared point masses {shown}; confirm these are public codes or common values")
+    return col
+
+
+def _plausible_bounds(lo: float, hi: float, is_int: bool) -> tuple[float, float, str]:
+    """[lo, hi] rounded outward: to a well-known public range, else to a round step (~1/10 of the span)."""
+    if is_int:
+        fits = [(b - a, a, b, label) for a, b, label in PUBLIC_INT_RANGES
+                if a <= lo and hi <= b and hi - lo >= PUBLIC_RANGE_COVER * (b - a)]
+        if fits:
+            _, a, b, label = min(fits)
+            return float(a), float(b), label
+    span = hi - lo
+    if not math.isfinite(span):
+        raise _Skip("values too large to bound")
+    if span > 0:
+        step, digits = _nice_step(span / 10)
+    else:
+        step, digits = _nice_step(abs(hi) or 1.0)
+    if is_int and step < 1:
+        step, digits = 1.0, 0
+    out_lo = round(math.floor(lo / step) * step, digits)
+    out_hi = round(math.ceil(hi / step) * step, digits)
+    if is_int and lo == 1:  # codes and counts that start at 1 keep their public origin
+        out_lo = 1.0
+    if out_lo > lo:  # guard against float rounding of the multiple
+        out_lo = round(out_lo - step, digits)
+    if out_hi < hi:
+        out_hi = round(out_hi + step, digits)
+    if not out_lo < out_hi:  # a single value on a multiple of the step
+        out_hi = round(out_lo + step, digits)
+    if not out_lo < out_hi:  # the step vanishes next to the magnitude
+        raise _Skip("values too close together for their magnitude to bound")
+    return out_lo, out_hi, ""
+
+
+def _nice_step(raw: float) -> tuple[float, int]:
+    """The smallest 1, 2 or 5 times a power of ten at or above ``raw``, with the decimals it needs."""
+    exp = math.floor(math.log10(raw))
+    for mult in (1, 2, 5, 10):
+        if mult * 10.0**exp >= raw * (1 - 1e-12):
+            break
+    exp += mult == 10
+    mult = 1 if mult == 10 else mult
+    return mult * 10.0**exp, max(0, -exp)
+
+
+def _calendar_categories(present: pd.Series) -> tuple[str, ...] | None:
+    """Month or weekday names in calendar order, or None. The full public list when the tokens
+    share one style (``jan``, ``January``, ``MON``...), else the observed tokens only."""
+    tokens = list(dict.fromkeys(present))
+    for names in (MONTHS, WEEKDAYS):
+        index = {t: _calendar_index(t, names) for t in tokens}
+        if None in index.values():
             continue
-        uniq = present.unique()
-        if len(uniq) > MAX_CATEGORIES or len(uniq) > 0.5 * len(present):
-            drop.append(cname)
-            warnings.append(f"column {cname!r}: {len(uniq)} distinct values, looks like an identifier or free text; dropped")
-            continue
-        cats = tuple(sorted(map(str, uniq)))
-        cols.append(Column(cname, "categorical", categories=cats, nullable=nullable))
-        warnings.append(
-            f"column {cname!r}: category list read off the data ({len(cats)} values). Rare values "
-            "identify people: replace it with the full public code list"
-        )
-    return Draft(Schema(columns=tuple(cols), drop=tuple(drop), name=name), warnings)
+        observed = tuple(sorted(tokens, key=lambda t: (index[t], t)))
+        cases = {_case(t) for t in tokens}
+        # "may" is both short and full; the other tokens say which style the column uses
+        lengths = {len(t.rstrip(".")) == 3 for t in tokens if len(names[index[t]]) > 3} or {True}
+        if len(cases) != 1 or len(lengths) != 1 or cases == {"mixed"}:
+            return observed
+        case, short = cases.pop(), lengths.pop()
+        full = tuple(_styled(n[:3] if short else n, case) for n in names)
+        return full if set(tokens) <= set(full) else observed
+    return None
+
+
+def _calendar_index(token: str, names: tuple[str, ...]) -> int | None:
+    t = token.lower().rstrip(".")
+    for i, n in enumerate(names):
+        if t == n or (len(t) >= 3 and n.startswith(t) and len(t) <= 4):
+            return i
+    return None
+
+
+def _styled(name: str, case: str) -> str:
+    return name.upper() if case == "upper" else name.title() if case == "title" else name
+
+
+def _case(token: str) -> str:
+    return "upper" if token.isupper() else "title" if token.istitle() else "lower" if token.islower() else "mixed"
+
+
+def _datetime(cname: str, dates: pd.Series, nullable: bool, notes: list[str]) -> Column:
+    if not pd.api.types.is_datetime64_dtype(dates.dtype):
+        raise _Skip("dates with time zones or mixed offsets are not supported; convert them to one zone")
+    lo_year, hi_year = int(dates.min().year), int(dates.max().year)
+    with_time = bool((dates != dates.dt.normalize()).any())
+    hi = f"{hi_year}-12-31T23:59:59" if with_time else f"{hi_year}-12-31"
+    notes.append("date range widened from the data to whole years; confirm it")
+    return Column(cname, "datetime", min=f"{lo_year:04d}-01-01", max=hi, nullable=nullable)
+
+
+def _note_near_numbers(present: pd.Series, nums: pd.Series, notes: list[str]) -> None:
+    """Say why a column that looks numeric is not drafted as a number."""
+    with_units = present.str.contains(_UNITS_RE)
+    stripped = pd.to_numeric(present.str.replace(_UNITS_RE, "", regex=True), errors="coerce")
+    if with_units.any() and np.isfinite(stripped.to_numpy(dtype=float)).all():
+        notes.append(f"numbers written with units or separators (e.g. {present[with_units].iloc[0]!r}); "
+                     "export plain numbers to model it as a number")
+    elif 0.9 <= (numeric := np.isfinite(nums.to_numpy(dtype=float))).mean() < 1:
+        odd = present[~numeric].iloc[0]
+        notes.append(f"mostly numbers, but some values are not (e.g. {odd!r}); treated as text")
+
+
+def _categorical(cname: str, present: pd.Series, nullable: bool, notes: list[str]) -> Column:
+    uniq = present.unique()
+    if len(uniq) > MAX_CATEGORIES or len(uniq) > 0.5 * len(present):
+        raise _Skip(f"{len(uniq)} distinct values, looks like an identifier or free text")
+    cats = tuple(sorted(map(str, uniq)))
+    notes.append(f"category list read off the data ({len(cats)} values). Rare values identify people: "
+                 "replace it with the full public code list")
+    return Column(cname, "categorical", categories=cats, nullable=nullable)
+
+
+def _fmt(v: float) -> str:
+    return str(int(v)) if v == int(v) else str(v)

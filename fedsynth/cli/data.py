@@ -23,10 +23,9 @@ def schema_draft(
     Bounds and category lists read off private rows must be coarsened or replaced with public
     knowledge before the schema is shared with other parties.
     """
-    from fedsynth.common.data.schema_draft import draft_schema
-    from fedsynth.common.data.tables import read_raw
+    from fedsynth.common.data.schema_draft import draft_file
 
-    draft = draft_schema(read_raw(data), name=name)
+    draft = draft_file(data, name=name)
     for w in draft.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     sys.stdout.write(draft.schema.dumps() + "\n")

@@ -1,0 +1,227 @@
+"""`schema draft` on tables a new user brings: plausible drafts, a warning per odd column, no traceback.
+
+Every draft must pass the validator on the table it was drafted from, and every column of the
+table is either drafted or listed under ``drop`` with a warning naming it.
+"""
+
+import random
+import string
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from _cli import fedsynth
+from fedsynth.common.data.schema_draft import MONTHS, WEEKDAYS, Draft, draft_file
+from fedsynth.common.data.tables import read_raw, validate_file
+from fedsynth.common.errors import FedsynthError, SchemaError
+
+PROFILE = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def draft_of(tmp_path, columns: dict, name: str = "t.csv") -> tuple[Draft, object]:
+    path = tmp_path / name
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return draft_file(path), path
+
+
+def assert_sound(draft: Draft, path) -> None:
+    """The draft validates its own table; each column is drafted or dropped with a warning naming it."""
+    report = validate_file(path, draft.schema)
+    assert report.ok, [str(v) for v in report.violations[:5]]
+    table_columns = list(read_raw(path).columns)
+    assert sorted(draft.schema.names + list(draft.schema.drop)) == sorted(table_columns)
+    for dropped in draft.schema.drop:
+        assert any(w.startswith(f"column {dropped!r}:") for w in draft.warnings)
+
+
+# ------------------------------------------------------------------ calendar names
+@pytest.mark.parametrize("names, expected", [
+    ([m[:3] for m in MONTHS], [m[:3] for m in MONTHS]),
+    ([m.title() for m in MONTHS], [m.title() for m in MONTHS]),
+    (["MAR", "JAN", "DEC"], [m[:3].upper() for m in MONTHS]),  # one style: the full public list
+    ([d[:3] for d in WEEKDAYS], [d[:3] for d in WEEKDAYS]),
+    (["Sunday", "Monday", "Friday"], [d.title() for d in WEEKDAYS]),
+    (["Feb", "january", "Sept"], ["january", "Feb", "Sept"]),  # mixed styles: the tokens seen, in calendar order
+])
+def test_month_and_weekday_names_are_categories_in_calendar_order(tmp_path, names, expected):
+    rng = random.Random(0)
+    values = [rng.choice(names) for _ in range(200)] + names
+    draft, path = draft_of(tmp_path, {"when": values})
+    col = draft.schema.column("when")
+    assert col.type == "categorical"
+    assert list(col.categories) == expected
+    assert_sound(draft, path)
+
+
+def test_cli_drafts_month_names_without_a_traceback(tmp_path):
+    path = tmp_path / "bank.csv"
+    pd.DataFrame({"month": [m[:3] for m in MONTHS] * 5, "balance": range(60)}).to_csv(path, index=False)
+    r = fedsynth("schema", "draft", str(path))
+    assert r.returncode == 0, r.stderr
+    assert "Traceback" not in r.stderr
+    assert '"jan"' in r.stdout and "calendar order" in r.stderr
+
+
+def test_times_of_day_and_text_are_not_dates(tmp_path):
+    draft, path = draft_of(tmp_path, {"time": ["10:30", "11:45", "09:00"] * 20,
+                                      "code": ["A-12", "B-7", "C-3"] * 20})
+    assert draft.schema.column("time").type == "categorical"
+    assert draft.schema.column("code").type == "categorical"
+    assert_sound(draft, path)
+
+
+@pytest.mark.parametrize("fmt", ["%Y-%m-%d", "%m/%d/%Y", "%d.%m.%Y", "%d %b %Y", "%Y-%m-%d %H:%M:%S"])
+def test_dates_are_drafted_with_whole_year_bounds(tmp_path, fmt):
+    stamps = pd.date_range("2020-01-01 07:00", "2020-12-31 18:00", periods=120)
+    draft, path = draft_of(tmp_path, {"d": stamps.strftime(fmt)})
+    col = draft.schema.column("d")
+    assert col.type == "datetime"
+    assert pd.Timestamp(col.min) == pd.Timestamp("2020-01-01")
+    assert pd.Timestamp("2020-12-31") <= pd.Timestamp(col.max) < pd.Timestamp("2021-01-01")
+    assert_sound(draft, path)
+
+
+# ------------------------------------------------------------------ numeric bounds
+@pytest.mark.parametrize("lo, hi, expected", [
+    (1, 31, (1, 31)),      # day of month, not [0, 40]
+    (1, 12, (1, 12)),      # month number
+    (0, 23, (0, 23)),      # hour of day
+    (0, 100, (0, 100)),    # a percentage, not [0, 200]
+    (1990, 2020, (1990, 2020)),
+    (1, 16, (1, 16)),      # a 1-based code (education-num), not [0, 16]
+])
+def test_integer_columns_get_plausible_public_bounds(tmp_path, lo, hi, expected):
+    values = np.random.default_rng(0).integers(lo, hi + 1, 500)
+    values[:2] = lo, hi
+    draft, path = draft_of(tmp_path, {"x": values})
+    col = draft.schema.column("x")
+    assert (col.subtype, col.min, col.max) == ("int", *expected)
+    assert any("bounds" in w and "confirm them from public knowledge" in w for w in draft.warnings)
+    assert_sound(draft, path)
+
+
+@pytest.mark.parametrize("lo, hi", [(17, 90), (0, 1000), (-2000.5, -3.25), (0.001, 0.37), (3, 250_000)])
+def test_bounds_are_rounded_outward_without_absurd_widening(tmp_path, lo, hi):
+    values = np.linspace(lo, hi, 300)
+    draft, path = draft_of(tmp_path, {"x": values})
+    col = draft.schema.column("x")
+    assert col.min <= lo and col.max >= hi
+    assert (col.max - col.min) <= 1.25 * (hi - lo)
+    assert_sound(draft, path)
+
+
+def test_sentinel_value_is_a_point_mass_and_an_exact_bound(tmp_path):
+    rng = np.random.default_rng(1)
+    values = np.where(rng.random(1000) < 0.8, -1, rng.integers(1, 200, 1000))
+    draft, path = draft_of(tmp_path, {"days_since": values})
+    col = draft.schema.column("days_since")
+    assert -1.0 in col.point_masses
+    assert col.min == -1 and 199 <= col.max <= 250
+    assert any("point masses -1" in w for w in draft.warnings)
+    assert_sound(draft, path)
+
+
+# ------------------------------------------------------------------ odd columns
+def test_odd_columns_are_dropped_with_a_warning_each(tmp_path):
+    n = 60
+    draft, path = draft_of(tmp_path, {
+        "id": [str(10**30 + i) for i in range(n)],          # integers beyond float precision
+        "notes": ["x" * 12_000] * n,                          # longer than the validator accepts
+        "empty": [""] * n,
+        "money": [f"${v:,}" for v in range(1000, 1000 + 37 * n, 37)],
+        "ok": ["yes", "no"] * (n // 2),
+    })
+    assert draft.schema.names == ["ok"]
+    assert set(draft.schema.drop) == {"id", "notes", "empty", "money"}
+    assert any("'money'" in w and "units or separators" in w for w in draft.warnings)
+    assert_sound(draft, path)
+
+
+def test_a_table_with_nothing_to_draft_is_a_schema_error_naming_the_file(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text("a,b\n,\n?,NA\n")
+    with pytest.raises(SchemaError, match="blank.csv: no column could be drafted"):
+        draft_file(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("t,v\n2021-01-01T00:00:00+02:00,1\n2021-01-02T00:00:00+05:00,2\n2021-01-03T00:00:00Z,3\n", "time zones"),
+    ("t,v\n2021-01-01T00:00:00+02:00,1\n2021-01-02T00:00:00+02:00,2\n2021-01-03T00:00:00+02:00,3\n", "time zones"),
+])
+def test_dates_with_time_zones_are_dropped_with_a_reason(tmp_path, text, message):
+    path = tmp_path / "tz.csv"
+    path.write_text(text)
+    draft = draft_file(path)
+    assert draft.schema.drop == ("t",)
+    assert any(w.startswith("column 't':") and message in w for w in draft.warnings)
+    assert_sound(draft, path)
+
+
+def test_a_file_split_by_semicolons_is_named_as_such(tmp_path):
+    path = tmp_path / "semi.csv"
+    path.write_text("a;b\n" + "".join(f"{i % 3};{i}\n" for i in range(30)))
+    with pytest.raises(SchemaError, match="semi.csv: no column could be drafted.*split by another delimiter"):
+        draft_file(path)
+
+
+def test_mostly_numeric_column_says_which_value_is_not_a_number(tmp_path):
+    values = [str(v) for v in range(5)] * 19 + ["unknown"] * 5
+    draft, path = draft_of(tmp_path, {"n": values})
+    assert any("'unknown'" in w and "mostly numbers" in w for w in draft.warnings)
+    assert_sound(draft, path)
+
+
+# ------------------------------------------------------------------ property: never a traceback
+_cells = st.one_of(
+    st.integers(-10**25, 10**25).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.sampled_from(["", " ", "?", "NA", "null", "yes", "no", "Y", "true", "0", "1", "-1", "inf", "1e400",
+                     "12%", "$1,200", "10:30", "2020-02-30", "2021-03-04", "03/04/2021", "4 Mar 2021",
+                     "jan", "Feb", "MAR", "monday", "Sun", "é", "日本", "🙂", "x" * 10_050]),
+    st.text(max_size=12),
+)
+_month_style = st.sampled_from([str.lower, str.upper, str.title, lambda m: m[:3], lambda m: m[:3].upper()])
+
+
+@st.composite
+def _column(draw, n: int) -> list[str]:
+    kind = draw(st.sampled_from(["cells", "months", "ints", "floats", "dates", "sentinel"]))
+    if kind == "cells":
+        return draw(st.lists(_cells, min_size=n, max_size=n))
+    if kind == "months":
+        style = draw(_month_style)
+        return [style(m) for m in draw(st.lists(st.sampled_from(MONTHS + WEEKDAYS[:2]), min_size=n, max_size=n))]
+    if kind == "ints":
+        lo = draw(st.integers(-10**18, 10**18))
+        return [str(v) for v in draw(st.lists(st.integers(lo, lo + draw(st.integers(0, 10**6))), min_size=n, max_size=n))]
+    if kind == "floats":
+        return [repr(v) for v in draw(st.lists(st.floats(-1e300, 1e300), min_size=n, max_size=n))]
+    if kind == "dates":
+        days = draw(st.lists(st.integers(-40_000, 40_000), min_size=n, max_size=n))
+        fmt = draw(st.sampled_from(["%Y-%m-%d", "%d/%m/%Y", "%b %d, %Y", "%Y-%m-%d %H:%M"]))
+        return [(pd.Timestamp("2000-01-01") + pd.Timedelta(days=d)).strftime(fmt) for d in days]
+    return draw(st.lists(st.sampled_from(["-1", "-1", "-1", "3", "17", ""]), min_size=n, max_size=n))
+
+
+@st.composite
+def _tables(draw) -> pd.DataFrame:
+    n = draw(st.integers(1, 40))
+    names = draw(st.lists(st.text(alphabet=string.ascii_letters + "é _-.日", min_size=1, max_size=8),
+                          min_size=1, max_size=5, unique=True))
+    return pd.DataFrame({name: draw(_column(n)) for name in names})
+
+
+@PROFILE
+@given(table=_tables())
+def test_draft_never_crashes_and_always_validates_its_own_table(tmp_path, table):
+    path = tmp_path / "odd.csv"
+    table.to_csv(path, index=False)
+    try:
+        draft = draft_file(path)
+    except FedsynthError as exc:  # an unreadable or undraftable table: a clear error naming the file
+        assert str(path) in str(exc)
+        return
+    assert_sound(draft, path)
