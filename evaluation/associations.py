@@ -6,14 +6,13 @@ pairs, the correlation ratio on ranks for mixed pairs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
 from scipy.stats import rankdata
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.prepared import PreparedTable, is_discrete, n_codes
 
 STRONG_ASSOCIATION = 0.5
@@ -115,7 +114,7 @@ def association_matrix(table: PreparedTable, schema: Schema) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True)
 class StrongPair:
     """A pair with a strong real association, with the value each compared table gives it.
 
@@ -129,12 +128,12 @@ class StrongPair:
     synthetic: float
     abs_difference: float
     kept: bool
-    no_relations: float | None = field(default=None, metadata=OMIT_IF_NONE)
-    holdout: float | None = field(default=None, metadata=OMIT_IF_NONE)
+    no_relations: float
+    holdout: float
 
 
-def strong_pairs(real: np.ndarray, synthetic: np.ndarray, schema: Schema, no_relations: np.ndarray | None = None,
-                 holdout: np.ndarray | None = None) -> list[StrongPair]:
+def strong_pairs(real: np.ndarray, synthetic: np.ndarray, no_relations: np.ndarray, holdout: np.ndarray,
+                 schema: Schema) -> list[StrongPair]:
     """Every pair with ``|real association| >= STRONG_ASSOCIATION``, strongest first, from the matrices
     of :func:`association_matrix`."""
     names, measures = schema.names, association_measures(schema)
@@ -147,8 +146,8 @@ def strong_pairs(real: np.ndarray, synthetic: np.ndarray, schema: Schema, no_rel
         synthetic=float(synthetic[i, j]),
         abs_difference=float(abs(synthetic[i, j] - real[i, j])),
         kept=bool(abs(synthetic[i, j] - real[i, j]) <= KEPT_WITHIN),
-        no_relations=None if no_relations is None else float(no_relations[i, j]),
-        holdout=None if holdout is None else float(holdout[i, j]),
+        no_relations=float(no_relations[i, j]),
+        holdout=float(holdout[i, j]),
     ) for i, j in found]
 
 

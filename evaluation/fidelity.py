@@ -28,7 +28,7 @@ them (KS, ranks), which is said next to the statistic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -41,7 +41,6 @@ from fedsynth.evaluation.associations import (
     strong_pairs,
 )
 from fedsynth.evaluation.columns import ColumnFidelity, column_plot, one_way
-from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.marginals import (
     N_QUANTILE_BINS,
     Binning,
@@ -104,9 +103,9 @@ class Fidelity:
     mean_ks: float | None
     two_way: TwoWay
     associations: Associations
-    baseline_holdout: Reference | None = field(default=None, metadata=OMIT_IF_NONE)
-    baseline_no_relations: Reference | None = field(default=None, metadata=OMIT_IF_NONE)
-    strong_pairs: list[StrongPair] = field(default_factory=list)
+    baseline_holdout: Reference
+    baseline_no_relations: Reference
+    strong_pairs: list[StrongPair]
 
 
 _HOLDOUT = ("the same metrics for real holdout rows against the training rows: the level sampling noise "
@@ -138,15 +137,14 @@ def _reference(description: str, real: PreparedTable, other: PreparedTable, sche
     ), assoc
 
 
-def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
-             holdout: PreparedTable | None = None, no_relations: PreparedTable | None = None) -> Fidelity:
-    """All fidelity metrics of ``synthetic`` against ``real``.
+def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema, holdout: PreparedTable,
+             no_relations: PreparedTable) -> Fidelity:
+    """All fidelity metrics of ``synthetic`` against ``real``, and the headline ones of the references.
 
-    When ``holdout`` is given, the headline numbers are also computed for holdout-vs-real:
-    two independent real samples never match perfectly, so that baseline shows how much of
-    the distance is plain sampling noise. When ``no_relations`` is given (the training rows'
-    :meth:`~fedsynth.evaluation.prepared.PreparedTable.independent_columns`), the same for it:
-    the score of keeping the marginals and nothing else.
+    ``holdout``: two independent real samples never match perfectly, so holdout-vs-real shows
+    how much of the distance is plain sampling noise. ``no_relations`` (the training rows'
+    :meth:`~fedsynth.evaluation.prepared.PreparedTable.independent_columns`): the score of
+    keeping the marginals and nothing else.
     """
     names = schema.names
     binnings = {c.name: fit_binning(real[c.name], c) for c in schema.columns if not is_discrete(c)}
@@ -167,11 +165,8 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
     sim, diff = association_similarity(assoc_real, assoc_syn, schema)
 
     mean_tvd_2 = float(pair_tvds.mean()) if pair_tvds.size else 0.0
-    base_hold = base_none = assoc_hold = assoc_none = None
-    if holdout is not None:
-        base_hold, assoc_hold = _reference(_HOLDOUT, real, holdout, schema, binnings, assoc_real)
-    if no_relations is not None:
-        base_none, assoc_none = _reference(_NO_RELATIONS, real, no_relations, schema, binnings, assoc_real)
+    base_hold, assoc_hold = _reference(_HOLDOUT, real, holdout, schema, binnings, assoc_real)
+    base_none, assoc_none = _reference(_NO_RELATIONS, real, no_relations, schema, binnings, assoc_real)
     return Fidelity(
         columns=columns,
         mean_tvd_1way=float(np.mean([c.tvd for c in columns])),
@@ -193,5 +188,5 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
         ),
         baseline_holdout=base_hold,
         baseline_no_relations=base_none,
-        strong_pairs=strong_pairs(assoc_real, assoc_syn, schema, no_relations=assoc_none, holdout=assoc_hold),
+        strong_pairs=strong_pairs(assoc_real, assoc_syn, assoc_none, assoc_hold, schema),
     )
