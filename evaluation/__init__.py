@@ -6,7 +6,9 @@ JSON-serialisable dict; ``write_report`` turns that dict into ``report.json`` an
 self-contained ``report.html``. The holdout is what makes the numbers interpretable: it is the
 test set for utility, the "never trained on" baseline for distances and exact copies, the
 non-members and background knowledge for membership attacks, and the sampling-noise reference
-for fidelity.
+for fidelity and detection. The training rows with every column shuffled separately are the
+other reference (no relations kept), so that no score looks good only because every table
+gets it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pandas as pd
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.attacks import MembershipInference
+from fedsynth.evaluation.detection import Detection, detection
 from fedsynth.evaluation.fidelity import Fidelity, fidelity
 from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
 from fedsynth.evaluation.jsonable import JsonObject, to_jsonable
@@ -55,6 +58,16 @@ class Summary:
     mean_tvd_1way: float
     mean_tvd_2way: float
     association_similarity: float
+    mean_tvd_2way_no_relations: float
+    association_similarity_no_relations: float
+    mean_tvd_2way_holdout: float
+    association_similarity_holdout: float
+    detection_auc: float | None
+    detection_score: float | None
+    detection_auc_no_relations: float | None
+    detection_auc_holdout: float | None
+    strong_pairs: int
+    strong_pairs_kept: int
     utility_auc_ratio: float | None
     strongest_attack: str | None
     attack_auc: float | None
@@ -64,7 +77,7 @@ class Summary:
     dcr_share_closer_to_train: float
 
 
-def _summary(fid: Fidelity, util: Utility | UtilitySkipped, priv: Privacy) -> Summary:
+def _summary(fid: Fidelity, det: Detection, util: Utility | UtilitySkipped, priv: Privacy) -> Summary:
     mia = priv.membership_inference
     strongest = mia.strongest if isinstance(mia, MembershipInference) else None
     return Summary(
@@ -72,6 +85,16 @@ def _summary(fid: Fidelity, util: Utility | UtilitySkipped, priv: Privacy) -> Su
         mean_tvd_1way=fid.mean_tvd_1way,
         mean_tvd_2way=fid.two_way.mean_tvd,
         association_similarity=fid.associations.similarity,
+        mean_tvd_2way_no_relations=fid.baseline_no_relations.mean_tvd_2way,
+        association_similarity_no_relations=fid.baseline_no_relations.association_similarity,
+        mean_tvd_2way_holdout=fid.baseline_holdout.mean_tvd_2way,
+        association_similarity_holdout=fid.baseline_holdout.association_similarity,
+        detection_auc=det.synthetic.auc,
+        detection_score=det.synthetic.score,
+        detection_auc_no_relations=det.no_relations.auc,
+        detection_auc_holdout=det.holdout.auc,
+        strong_pairs=len(fid.strong_pairs),
+        strong_pairs_kept=sum(p.kept for p in fid.strong_pairs),
         utility_auc_ratio=util.mean_auc_ratio if isinstance(util, Utility) else None,
         strongest_attack=strongest.attack if strongest else None,
         attack_auc=strongest.auc if strongest else None,
@@ -96,8 +119,8 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
             "epsilon": 0.99, "delta": 1e-5}], "accountant": "rdp", "mechanism": "DP-SGD"}``.
         seed: seeds every subsample, bootstrap and model, so reruns give identical numbers.
 
-    Returns a JSON-serialisable dict with ``summary``, ``fidelity``, ``utility``, ``privacy``,
-    ``guarantee`` and ``meta`` (``meta.holdout_overlap``: holdout rows also in ``real``, with a
+    Returns a JSON-serialisable dict with ``summary``, ``fidelity``, ``detection``, ``utility``,
+    ``privacy``, ``guarantee`` and ``meta`` (``meta.holdout_overlap``: holdout rows also in ``real``, with a
     ``warning`` when there are any). Raises ValueError on unusable input (missing columns, empty
     tables, unknown target, malformed guarantee), and ``OverlappingHoldout`` (a ``DataError``)
     when the holdout repeats more training rows than natural duplicates explain
@@ -114,8 +137,13 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     seconds: dict[str, float] = {"prepare": time.perf_counter() - start}
 
     t = time.perf_counter()
-    fid = fidelity(tables["real"], tables["synthetic"], schema, holdout=tables["holdout"])
+    no_relations = tables["real"].independent_columns(seed)
+    fid = fidelity(tables["real"], tables["synthetic"], schema, holdout=tables["holdout"], no_relations=no_relations)
     seconds["fidelity"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    det = detection(tables["real"], tables["holdout"], tables["synthetic"], no_relations, schema, seed)
+    seconds["detection"] = time.perf_counter() - t
 
     t = time.perf_counter()
     if target is None:
@@ -133,8 +161,9 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
 
     result = {
         "format": FORMAT,
-        "summary": _summary(fid, util, priv),
+        "summary": _summary(fid, det, util, priv),
         "fidelity": fid,
+        "detection": det,
         "utility": util,
         "privacy": priv,
         "guarantee": guarantee_info,

@@ -6,6 +6,7 @@ pairs, the correlation ratio on ranks for mixed pairs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
@@ -13,6 +14,11 @@ from scipy.stats import rankdata
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.prepared import PreparedTable, is_discrete, n_codes
+
+STRONG_ASSOCIATION = 0.5
+"""A pair whose real association is at least this strong (in absolute value) is listed on its own."""
+KEPT_WITHIN = 0.1
+"""A strong pair counts as kept when the synthetic association is within this of the real one."""
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
@@ -106,6 +112,43 @@ def association_matrix(table: PreparedTable, schema: Schema) -> np.ndarray:
             v = spearman(table[ci.name], table[cj.name], ranks[ci.name], ranks[cj.name])
         out[i, j] = out[j, i] = v
     return out
+
+
+@dataclass(frozen=True)
+class StrongPair:
+    """A pair with a strong real association, with the value each compared table gives it.
+
+    A mean similarity over all pairs hides a broken strong relation among many weak ones that
+    any table reproduces (independent columns included); this lists the relations that matter.
+    """
+
+    columns: tuple[str, str]
+    measure: str
+    real: float
+    synthetic: float
+    abs_difference: float
+    kept: bool
+    no_relations: float
+    holdout: float
+
+
+def strong_pairs(real: np.ndarray, synthetic: np.ndarray, no_relations: np.ndarray, holdout: np.ndarray,
+                 schema: Schema) -> list[StrongPair]:
+    """Every pair with ``|real association| >= STRONG_ASSOCIATION``, strongest first, from the matrices
+    of :func:`association_matrix`."""
+    names, measures = schema.names, association_measures(schema)
+    found = [(i, j) for i, j in combinations(range(len(names)), 2) if abs(real[i, j]) >= STRONG_ASSOCIATION]
+    found.sort(key=lambda ij: (-abs(real[ij]), ij))
+    return [StrongPair(
+        columns=(names[i], names[j]),
+        measure=measures[i][j],
+        real=float(real[i, j]),
+        synthetic=float(synthetic[i, j]),
+        abs_difference=float(abs(synthetic[i, j] - real[i, j])),
+        kept=bool(abs(synthetic[i, j] - real[i, j]) <= KEPT_WITHIN),
+        no_relations=float(no_relations[i, j]),
+        holdout=float(holdout[i, j]),
+    ) for i, j in found]
 
 
 def association_measures(schema: Schema) -> list[list[str]]:

@@ -12,7 +12,14 @@ Three levels, each answering a question a data user asks:
   metrics and badly here.
 * **associations**: "are the relations as strong as in the real data?" -- one association
   matrix per table (Spearman for numerical pairs, bias-corrected Cramér's V for categorical
-  pairs, the correlation ratio on ranks for mixed pairs) and their similarity.
+  pairs, the correlation ratio on ranks for mixed pairs) and their similarity, and every pair
+  with a strong real association listed with its synthetic value.
+
+Each headline number is given next to two references computed the same way: real holdout rows
+(two real samples: the ceiling, set by sampling noise) and the training rows with every column
+shuffled separately (the no-relations baseline: right marginals, no relation kept). A score
+close to the baseline's says the synthesizer kept little more than the marginals, however high
+the number looks on its own.
 
 Missing values are part of the distribution everywhere (a synthesizer must reproduce how
 often a value is missing), never silently dropped, except where a statistic is undefined on
@@ -21,20 +28,22 @@ them (KS, ranks), which is said next to the statistic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.associations import (
+    StrongPair,
     association_matrix,
     association_measures,
     association_similarity,
+    strong_pairs,
 )
 from fedsynth.evaluation.columns import ColumnFidelity, column_plot, one_way
-from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.marginals import (
     N_QUANTILE_BINS,
+    Binning,
     discretise,
     fit_binning,
     two_way,
@@ -74,8 +83,8 @@ class Associations:
 
 
 @dataclass(frozen=True)
-class HoldoutBaseline:
-    """The headline numbers for real holdout rows against the training rows: sampling noise alone."""
+class Reference:
+    """The headline numbers of a reference table against the training rows, to read the synthetic ones by."""
 
     description: str
     rows: int
@@ -94,7 +103,15 @@ class Fidelity:
     mean_ks: float | None
     two_way: TwoWay
     associations: Associations
-    baseline_holdout: HoldoutBaseline | None = field(default=None, metadata=OMIT_IF_NONE)
+    baseline_holdout: Reference
+    baseline_no_relations: Reference
+    strong_pairs: list[StrongPair]
+
+
+_HOLDOUT = ("the same metrics for real holdout rows against the training rows: the level sampling noise "
+            "alone produces")
+_NO_RELATIONS = ("the same metrics for the training rows with every column shuffled separately: right "
+                 "marginals, no relation between columns (what a synthesizer keeping no relation scores)")
 
 
 def _mean_ks(columns: list[ColumnFidelity]) -> float | None:
@@ -102,13 +119,32 @@ def _mean_ks(columns: list[ColumnFidelity]) -> float | None:
     return float(np.mean(ks_values)) if ks_values else None
 
 
-def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
-             holdout: PreparedTable | None = None) -> Fidelity:
-    """All fidelity metrics of ``synthetic`` against ``real``.
+def _reference(description: str, real: PreparedTable, other: PreparedTable, schema: Schema,
+               binnings: dict[str, Binning], assoc_real: np.ndarray) -> tuple[Reference, np.ndarray]:
+    """The headline numbers of ``other`` against ``real``, and its association matrix."""
+    codes_real, codes_other = discretise(real, schema, binnings), discretise(other, schema, binnings)
+    cols = one_way(schema, real, other, codes_real, codes_other)
+    pairs = two_way(codes_real, codes_other, schema.names)
+    assoc = association_matrix(other, schema)
+    sim, _ = association_similarity(assoc_real, assoc, schema)
+    return Reference(
+        description=description,
+        rows=other.n_rows,
+        mean_tvd_1way=float(np.mean([c.tvd for c in cols])),
+        mean_ks=_mean_ks(cols),
+        mean_tvd_2way=float(np.mean([p[2] for p in pairs])) if pairs else 0.0,
+        association_similarity=sim,
+    ), assoc
 
-    When ``holdout`` is given, the headline numbers are also computed for holdout-vs-real:
-    two independent real samples never match perfectly, so that baseline shows how much of
-    the distance is plain sampling noise.
+
+def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema, holdout: PreparedTable,
+             no_relations: PreparedTable) -> Fidelity:
+    """All fidelity metrics of ``synthetic`` against ``real``, and the headline ones of the references.
+
+    ``holdout``: two independent real samples never match perfectly, so holdout-vs-real shows
+    how much of the distance is plain sampling noise. ``no_relations`` (the training rows'
+    :meth:`~fedsynth.evaluation.prepared.PreparedTable.independent_columns`): the score of
+    keeping the marginals and nothing else.
     """
     names = schema.names
     binnings = {c.name: fit_binning(real[c.name], c) for c in schema.columns if not is_discrete(c)}
@@ -129,21 +165,8 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
     sim, diff = association_similarity(assoc_real, assoc_syn, schema)
 
     mean_tvd_2 = float(pair_tvds.mean()) if pair_tvds.size else 0.0
-    baseline = None
-    if holdout is not None:
-        codes_hold = discretise(holdout, schema, binnings)
-        base_cols = one_way(schema, real, holdout, codes_real, codes_hold)
-        base_pairs = two_way(codes_real, codes_hold, names)
-        base_sim, _ = association_similarity(assoc_real, association_matrix(holdout, schema), schema)
-        baseline = HoldoutBaseline(
-            description="the same metrics for real holdout rows against the training rows: "
-                        "the level sampling noise alone produces",
-            rows=holdout.n_rows,
-            mean_tvd_1way=float(np.mean([c.tvd for c in base_cols])),
-            mean_ks=_mean_ks(base_cols),
-            mean_tvd_2way=float(np.mean([p[2] for p in base_pairs])) if base_pairs else 0.0,
-            association_similarity=base_sim,
-        )
+    base_hold, assoc_hold = _reference(_HOLDOUT, real, holdout, schema, binnings, assoc_real)
+    base_none, assoc_none = _reference(_NO_RELATIONS, real, no_relations, schema, binnings, assoc_real)
     return Fidelity(
         columns=columns,
         mean_tvd_1way=float(np.mean([c.tvd for c in columns])),
@@ -163,5 +186,7 @@ def fidelity(real: PreparedTable, synthetic: PreparedTable, schema: Schema,
             abs_difference=diff.tolist(),
             similarity=sim,
         ),
-        baseline_holdout=baseline,
+        baseline_holdout=base_hold,
+        baseline_no_relations=base_none,
+        strong_pairs=strong_pairs(assoc_real, assoc_syn, assoc_none, assoc_hold, schema),
     )

@@ -25,6 +25,7 @@ from fedsynth.evaluation.verdicts import (
     badge,
     copy_level,
     dcr_level,
+    detection_level,
     privacy_level,
 )
 
@@ -56,18 +57,56 @@ code{background:#eef0f4;padding:0 3px;border-radius:3px}
 """
 
 
+_REFERENCE_ROWS = (("baseline_no_relations", "no_relations", "no-relations baseline: training columns shuffled separately"),
+                   ("baseline_holdout", "holdout", "real holdout vs training rows"))
+"""(fidelity key, detection key, label) of the reference tables every synthetic score is shown next to."""
+
+
+def _references(fid: JsonObject, key: str, no_relations: bool = True) -> str:
+    """`` · no-relations baseline x · real holdout y`` for one headline number (those computed; the
+    baseline is left out of 1-way numbers, where it is 0 by construction)."""
+    refs = (("baseline_no_relations", "no-relations baseline"),) if no_relations else ()
+    parts = [f" &middot; {label} {fmt_num(fid[ref][key])}"
+             for ref, label in (*refs, ("baseline_holdout", "real holdout")) if ref in fid]
+    return "".join(parts)
+
+
+def _strong_pairs_line(fid: JsonObject) -> str:
+    pairs = fid.get("strong_pairs", [])
+    if not pairs:
+        return "<p>no pair of columns has a strong real association (&ge; 0.5)</p>"
+    kept = sum(p["kept"] for p in pairs)
+    return (f"<p>strong relations kept: <strong>{kept} of {len(pairs)}</strong> (pairs with real association "
+            f"&ge; 0.5 reproduced within 0.1)</p>")
+
+
+def _detection_card(r: JsonObject) -> str:
+    det = r.get("detection")
+    if det is None:
+        return ""
+    auc = det["synthetic"]["auc"]
+    level, text = detection_level(auc)
+    return f"""<div class="card detection"><h3>Detection (real or synthetic?)</h3>
+<div class="big">AUC {fmt_num(auc)}</div>
+<p>a classifier tells synthetic rows from real ones with this ROC AUC; 0.5 = indistinguishable,
+1 = every synthetic row gives itself away {badge(level, text)}</p>
+<p>synthetic {fmt_num(auc)} &middot; no-relations baseline {fmt_num(det['no_relations']['auc'])} &middot;
+real holdout {fmt_num(det['holdout']['auc'])}</p>
+<p>detection score (SDMetrics, 1 = indistinguishable): {fmt_num(det['synthetic']['score'])}</p></div>"""
+
+
 def _summary_section(r: JsonObject) -> str:
     fid, util, priv = r["fidelity"], r["utility"], r["privacy"]
-    base = fid.get("baseline_holdout")
-    base_1 = f" (two real samples: {fmt_num(base['mean_tvd_1way'])})" if base else ""
-    base_2 = f" (two real samples: {fmt_num(base['mean_tvd_2way'])})" if base else ""
-    base_a = f" (two real samples: {fmt_num(base['association_similarity'])})" if base else ""
     cards = [
         f"""<div class="card"><h3>Fidelity</h3>
 <div class="big">{fmt_num(1 - fid['mean_tvd_1way'])}</div>
-<p>column-distribution score (1 = identical; 1 &minus; mean TVD {fmt_num(fid['mean_tvd_1way'])}{base_1})</p>
-<p>pairs of columns: mean 2-way TVD {fmt_num(fid['two_way']['mean_tvd'])}{base_2}</p>
-<p>association similarity {fmt_num(fid['associations']['similarity'])}{base_a}</p></div>"""
+<p>column-distribution score (1 = identical; 1 &minus; mean TVD {fmt_num(fid['mean_tvd_1way'])}{_references(fid, 'mean_tvd_1way', no_relations=False)})</p>
+<p>pairs of columns: mean 2-way TVD {fmt_num(fid['two_way']['mean_tvd'])}{_references(fid, 'mean_tvd_2way')}</p>
+<p class="association-line">association similarity: synthetic {fmt_num(fid['associations']['similarity'])}{_references(fid, 'association_similarity')}</p>
+{_strong_pairs_line(fid)}
+<p class="note">No-relations baseline: the training columns shuffled separately (right marginals, no relation kept).
+A score near it means little more than the marginals was kept.</p></div>""",
+        _detection_card(r),
     ]
     if "models" in util:
         best = max(util["models"], key=lambda m: m["real"].get("auc", 0))
@@ -146,21 +185,38 @@ def _fidelity_section(r: JsonObject) -> str:
                         for k, s in zip(("real", "synthetic", "difference"), heat, strict=True))
     worst = "".join(f"<tr><td>{esc(p['columns'][0])} &times; {esc(p['columns'][1])}</td>"
                     f"<td class=\"n\">{fmt_num(p['tvd'])}</td></tr>" for p in fid["two_way"]["worst_pairs"])
-    base = fid.get("baseline_holdout")
-    base_row = ""
-    if base:
-        base_row = (f"<tr><td>real holdout vs training rows ({base['rows']} rows)</td>"
-                    f"<td class=\"n\">{fmt_num(base['mean_tvd_1way'])}</td><td class=\"n\">{fmt_num(base['mean_ks'])}</td>"
-                    f"<td class=\"n\">{fmt_num(base['mean_tvd_2way'])}</td>"
-                    f"<td class=\"n\">{fmt_num(base['association_similarity'])}</td></tr>")
+    det = r.get("detection", {})
+    compared = [("synthetic vs training rows", fid, fid["two_way"]["mean_tvd"], fid["associations"]["similarity"],
+                 det.get("synthetic"))]
+    for key, det_key, label in _REFERENCE_ROWS:
+        if key in fid:
+            b = fid[key]
+            compared.append((f"{label} ({b['rows']} rows)", b, b["mean_tvd_2way"], b["association_similarity"],
+                             det.get(det_key)))
+    comparison = "".join(
+        f"<tr><td>{label}</td><td class=\"n\">{fmt_num(v['mean_tvd_1way'])}</td><td class=\"n\">{fmt_num(v['mean_ks'])}</td>"
+        f"<td class=\"n\">{fmt_num(tvd2)}</td><td class=\"n\">{fmt_num(sim)}</td>"
+        f"<td class=\"n\">{fmt_num(d['auc'] if d else None)}</td></tr>" for label, v, tvd2, sim, d in compared)
+    strong = "".join(
+        f"<tr><td>{esc(p['columns'][0])} &times; {esc(p['columns'][1])}</td><td>{esc(p['measure'])}</td>"
+        f"<td class=\"n\">{fmt_num(p['real'])}</td><td class=\"n\">{fmt_num(p['synthetic'])}</td>"
+        f"<td class=\"n\">{fmt_num(p.get('no_relations'))}</td><td class=\"n\">{fmt_num(p.get('holdout'))}</td>"
+        f"<td>{badge(OK, 'kept') if p['kept'] else badge(WARN, 'lost')}</td></tr>" for p in fid.get("strong_pairs", []))
+    strong_table = (f"""<table class="strong-pairs"><tr><th>pair</th><th>measure</th><th>real</th><th>synthetic</th>
+<th>no-relations baseline</th><th>real holdout</th><th>within 0.1</th></tr>{strong}</table>""" if strong
+                    else "<p>No pair has a real association of 0.5 or more.</p>")
     return f"""<section id="fidelity"><h2>Fidelity</h2>
-<table><tr><th>comparison</th><th>mean 1-way TVD</th><th>mean KS (numericals)</th><th>mean 2-way TVD</th>
-<th>association similarity</th></tr>
-<tr><td>synthetic vs training rows</td><td class="n">{fmt_num(fid['mean_tvd_1way'])}</td>
-<td class="n">{fmt_num(fid['mean_ks'])}</td><td class="n">{fmt_num(fid['two_way']['mean_tvd'])}</td>
-<td class="n">{fmt_num(fid['associations']['similarity'])}</td></tr>{base_row}</table>
+<table class="comparison"><tr><th>comparison</th><th>mean 1-way TVD</th><th>mean KS (numericals)</th><th>mean 2-way TVD</th>
+<th>association similarity</th><th>detection AUC</th></tr>{comparison}</table>
 <p class="note">Distances: 0 = identical distributions, 1 = no overlap. The holdout row shows what two
-samples of the same real population give; a synthesizer cannot be expected to beat it by much.</p>
+samples of the same real population give; a synthesizer cannot be expected to beat it by much. The
+no-relations row is the training rows with every column shuffled separately: perfect marginals and no
+relation at all, so a synthetic score near it means the relations between columns were not kept.</p>
+<h3>Detection</h3>
+<p>{esc(det.get('description', 'not measured'))}. A classifier ({esc(det.get('model', ''))}) told the synthetic
+rows from real training rows with ROC AUC <strong>{fmt_num(det.get('synthetic', {}).get('auc'))}</strong>; two real
+samples give {fmt_num(det.get('holdout', {}).get('auc'))}, columns that keep no relation
+{fmt_num(det.get('no_relations', {}).get('auc'))}.</p>
 <h3>Per column</h3>
 <table><tr><th>column</th><th>type</th><th>KS</th><th>TVD</th><th>TVD computed on</th><th>missing (real)</th>
 <th>missing (synthetic)</th></tr>{''.join(rows)}</table>
@@ -174,6 +230,10 @@ pairs ({esc(fid['two_way']['numerical_bins'])}): <strong>{fmt_num(fid['two_way']
 <p>Strength of association between every two columns: Spearman's rho for two numericals (signed),
 bias-corrected Cramér's V for two categoricals, correlation ratio (on ranks) for mixed pairs. Similarity
 {fmt_num(a['similarity'])} (1 = identical).</p>
+<h3>Strong relations</h3>
+<p>Every pair of columns with a real association of at least 0.5, strongest first, and the value each table
+gives it. A mean over all pairs hides a lost strong relation among many weak ones.</p>
+{strong_table}
 <div class="grid heatmaps">{heat_html}</div></section>"""
 
 

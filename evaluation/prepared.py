@@ -75,6 +75,12 @@ class PreparedTable:
         """The rows at ``index`` (used for subsampling with a fixed seed)."""
         return PreparedTable({k: v[index] for k, v in self.columns.items()}, len(index))
 
+    def independent_columns(self, seed: int = 0) -> PreparedTable:
+        """Every column permuted separately (seeded): the same 1-way marginals, no relation between
+        columns. The report's no-relations baseline: what a synthesizer keeping no relation scores."""
+        rng = np.random.default_rng(seed)
+        return PreparedTable({k: v[rng.permutation(self.n_rows)] for k, v in self.columns.items()}, self.n_rows)
+
 
 def prepare(df: pd.DataFrame, schema: Schema, label: str) -> PreparedTable:
     """Convert a typed frame (as from ``load_table``) into a :class:`PreparedTable`.

@@ -99,8 +99,9 @@ class UtilitySkipped:
     skipped: str
 
 
-def _tree_features(table: PreparedTable, schema: Schema, target: str) -> tuple[np.ndarray, np.ndarray]:
-    """Raw columns for the tree model: numbers as they are, categories as codes, NaN = missing."""
+def tree_features(table: PreparedTable, schema: Schema, target: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw columns for a tree model, all but ``target``: numbers as they are, categories as codes,
+    NaN = missing; with the mask of the columns the model should treat as categorical."""
     cols, is_cat = [], []
     for col in schema.columns:
         if col.name == target:
@@ -194,7 +195,7 @@ def tree_auc(train: PreparedTable, test: PreparedTable, schema: Schema, target: 
     classes = np.unique(np.concatenate([tr[target], te[target]]))
     binary = np.unique(te[target]).size == 2 and classes.size == 2
     positive = int(classes[-1]) if binary else None
-    (X, is_cat), (X_t, _) = _tree_features(tr, schema, target), _tree_features(te, schema, target)
+    (X, is_cat), (X_t, _) = tree_features(tr, schema, target), tree_features(te, schema, target)
     res = _fit_and_score("HistGradientBoostingClassifier", X, tr[target], X_t, te[target], is_cat, classes,
                          positive, seed)
     return res.auc if isinstance(res, Scores) else None
@@ -233,7 +234,7 @@ def utility(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTabl
 
     layout = Embedding.build(schema, [real, holdout, synthetic], exclude=(target,))
     features = {
-        "HistGradientBoostingClassifier": lambda t: _tree_features(t, schema, target),
+        "HistGradientBoostingClassifier": lambda t: tree_features(t, schema, target),
         "LogisticRegression": lambda t: (layout.transform(t), np.zeros(0, dtype=bool)),
     }
     models = []

@@ -40,3 +40,14 @@ def dcr_level(share: float) -> tuple[str, str]:
     if share > 0.53:
         return NOTE, "slightly closer to training rows"
     return OK, "no memorisation signal"
+
+
+def detection_level(auc: float | None) -> tuple[str, str]:
+    """Level and words for the real-vs-synthetic detection AUC (0.5 = cannot be told apart)."""
+    if auc is None:
+        return NOTE, "not measured"
+    if auc < 0.6:
+        return OK, "hard to tell from real rows"
+    if auc < 0.8:
+        return NOTE, "partly told apart from real rows"
+    return WARN, "easily told apart from real rows"

@@ -23,6 +23,7 @@ from fedsynth.common.data.schema import Column, Schema
 from fedsynth.common.data.tables import load_table, write_table
 from fedsynth.common.errors import DataError
 from fedsynth.evaluation import evaluate, write_report
+from fedsynth.evaluation.detection import detect, detection_score
 from fedsynth.evaluation.guarantee import (
     compare_with_guarantee,
     describe_guarantee,
@@ -106,6 +107,15 @@ def test_independent_real_sample_is_close_but_not_perfect(honest_result):
     assert age["ks"] is not None and age["tvd_quantile_bins"] == age["tvd"]
     # the sampling-noise baseline is reported next to it and is of the same order
     assert fid["baseline_holdout"]["mean_tvd_1way"] < 0.05
+    # a classifier cannot tell two real samples apart: detection at chance, for the holdout too
+    summary = honest_result["summary"]
+    assert 0.4 < summary["detection_auc"] < 0.6
+    assert 0.4 < summary["detection_auc_holdout"] < 0.6
+    assert summary["detection_score"] > 0.8
+    # and it keeps Adult's strong relations (education <-> education-num first) within 0.1
+    pairs = fid["strong_pairs"]
+    assert tuple(pairs[0]["columns"]) == ("education", "education-num") and pairs[0]["real"] > 0.95
+    assert summary["strong_pairs"] == len(pairs) >= 3 and summary["strong_pairs_kept"] == len(pairs)
 
 
 def test_shuffled_columns_keep_marginals_but_lose_associations(shuffled_result, honest_result):
@@ -122,6 +132,91 @@ def test_shuffled_columns_keep_marginals_but_lose_associations(shuffled_result, 
     assert fid["associations"]["synthetic"][i][j] < 0.1
     worst = fid["two_way"]["worst_pairs"][0]["columns"]
     assert set(worst) == {"education", "education-num"}
+
+
+def test_no_relations_baseline_is_what_shuffled_columns_score(shuffled_result, honest_result):
+    """The baseline (training columns shuffled) scores like a synthesizer that keeps no relation,
+    clearly below two real samples, and a classifier sees through both."""
+    s, h = shuffled_result["summary"], honest_result["summary"]
+    assert s["association_similarity"] == pytest.approx(s["association_similarity_no_relations"], abs=0.02)
+    assert s["association_similarity_no_relations"] < s["association_similarity_holdout"] - 0.08
+    assert s["mean_tvd_2way_no_relations"] > s["mean_tvd_2way_holdout"] + 0.03
+    assert shuffled_result["fidelity"]["baseline_no_relations"]["mean_tvd_1way"] == pytest.approx(0.0, abs=1e-12)
+    assert s["detection_auc"] > 0.8 and s["detection_auc_no_relations"] > 0.8
+    assert h["detection_auc"] < s["detection_auc"] - 0.2
+    # the references do not depend on the synthetic table
+    for key in ("association_similarity_no_relations", "association_similarity_holdout", "detection_auc_holdout",
+                "detection_auc_no_relations", "mean_tvd_2way_no_relations"):
+        assert s[key] == h[key], key
+    assert all(not p["kept"] for p in shuffled_result["fidelity"]["strong_pairs"])
+    assert s["strong_pairs_kept"] == 0
+
+
+# --------------------------------------------------------------------------- a planted 1:1 relation
+_LEVELS = tuple(f"L{k}" for k in range(8))
+
+
+def _planted_schema() -> Schema:
+    return Schema(columns=(
+        Column(name="level", type="categorical", categories=_LEVELS),
+        Column(name="level_num", type="numerical", subtype="int", min=0, max=20),
+        Column(name="x", type="numerical", subtype="float", min=-10, max=10),
+        Column(name="flag", type="boolean"),
+    ), name="planted")
+
+
+def _planted_frame(n: int, seed: int) -> pd.DataFrame:
+    """``level`` <-> ``level_num`` one to one (as Adult's education <-> education-num), x and flag noise."""
+    rng = np.random.default_rng(seed)
+    k = rng.integers(0, len(_LEVELS), n)
+    return pd.DataFrame({"level": pd.Series(np.asarray(_LEVELS)[k], dtype=object), "level_num": k + 1,
+                         "x": rng.normal(0, 1, n), "flag": rng.random(n) < 0.3})
+
+
+@pytest.fixture(scope="module")
+def planted() -> dict:
+    schema = _planted_schema()
+    real, holdout, keeps = _planted_frame(2000, 1), _planted_frame(1000, 2), _planted_frame(2000, 3)
+    breaks = keeps.assign(level_num=np.random.default_rng(4).permutation(keeps["level_num"].to_numpy()))
+    return {"schema": schema, "real": real, "holdout": holdout, "breaks_frame": breaks,
+            "keeps": evaluate(real, holdout, keeps, schema, seed=0),
+            "breaks": evaluate(real, holdout, breaks, schema, seed=0)}
+
+
+def test_breaking_a_planted_relation_scores_worse_and_near_the_no_relations_baseline(planted):
+    keeps, breaks = planted["keeps"]["summary"], planted["breaks"]["summary"]
+    assert breaks["association_similarity"] < keeps["association_similarity"] - 0.1
+    assert breaks["mean_tvd_2way"] > keeps["mean_tvd_2way"] + 0.05
+    assert breaks["detection_auc"] > 0.9 and keeps["detection_auc"] < 0.6
+    # the baseline keeps no relation, the real holdout keeps them all
+    assert keeps["association_similarity_no_relations"] < keeps["association_similarity_holdout"] - 0.1
+    assert breaks["association_similarity"] < keeps["association_similarity_holdout"] - 0.1
+
+
+def test_strong_pairs_list_the_planted_pair_with_every_tables_value(planted):
+    (kept,) = planted["keeps"]["fidelity"]["strong_pairs"]  # the only strong relation in the table
+    (lost,) = planted["breaks"]["fidelity"]["strong_pairs"]
+    for pair in (kept, lost):
+        assert tuple(pair["columns"]) == ("level", "level_num") and pair["measure"] == "correlation_ratio"
+        assert pair["real"] > 0.99 and pair["holdout"] > 0.99 and pair["no_relations"] < 0.1
+    assert kept["synthetic"] > 0.99 and kept["kept"] is True
+    assert lost["synthetic"] < 0.1 and lost["kept"] is False
+    assert lost["abs_difference"] == pytest.approx(lost["real"] - lost["synthetic"])
+    assert planted["breaks"]["summary"]["strong_pairs_kept"] == 0
+
+
+def test_detection_is_chance_for_real_rows_and_near_one_for_shifted_numbers(planted):
+    schema = planted["schema"]
+    real = prepare(planted["real"], schema, "real")
+    holdout = prepare(planted["holdout"], schema, "holdout")
+    shifted = prepare(planted["real"].assign(x=planted["real"]["x"] + 3.0), schema, "shifted")
+    floor = detect(real, holdout, schema, seed=0)
+    wrong = detect(real, shifted, schema, seed=0)
+    assert floor.rows_per_side == 1000 and 0.4 < floor.auc < 0.6
+    assert wrong.auc > 0.95 and wrong.score < 0.1
+    assert detection_score(0.3) == 1.0 and detection_score(1.0) == 0.0 and detection_score(0.75) == 0.5
+    # seeded: the same call gives the same number
+    assert detect(real, shifted, schema, seed=0) == wrong
 
 
 # --------------------------------------------------------------------------- utility
@@ -334,6 +429,13 @@ def test_report_files_are_written(honest_result, tmp_path):
         assert f'class="plot heatmap" data-kind="{kind}"' in page
     assert "Differential-privacy guarantee" in page and "each institution" in page
     assert "HistGradientBoostingClassifier" in page and "DOMIAS" in page
+    # every similarity score has its references next to it, and detection is said in plain words
+    s = honest_result["summary"]
+    assert (f"association similarity: synthetic {s['association_similarity']:.3f} &middot; no-relations baseline "
+            f"{s['association_similarity_no_relations']:.3f} &middot; real holdout "
+            f"{s['association_similarity_holdout']:.3f}") in page
+    assert f"AUC {s['detection_auc']:.3f}</div>" in page and "a classifier tells synthetic rows from real ones" in page
+    assert page.count("<tr><td>education &times; education-num</td><td>correlation_ratio</td>") == 1
     # self-contained: nothing is fetched from anywhere
     for needle in ("<script", "<link", 'src="http', "url(http", "@import"):
         assert needle not in page
@@ -365,6 +467,8 @@ def test_headline_quality_is_the_reports_definition(split, schema, honest_result
     base = honest_result["fidelity"]["baseline_holdout"]
     assert q["tvd_1way_floor"] == pytest.approx(base["mean_tvd_1way"], abs=1e-12)
     assert q["tvd_2way_floor"] == pytest.approx(base["mean_tvd_2way"], abs=1e-12)
+    # detection on a smaller subsample than the report's: the same classifier, at chance for real rows
+    assert 0.4 < q["detection_auc"] < 0.6 and 0.4 < q["detection_auc_floor"] < 0.6
 
 
 # --------------------------------------------------------------------------- holdout disjointness

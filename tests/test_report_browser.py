@@ -63,6 +63,14 @@ def test_rendered_dom_contains_the_plots(report, tmp_path):
     assert dom.count("<text") > 500
     assert "Membership-inference ROC" in dom and "Distance to closest record" in dom
     assert "Differential-privacy guarantee" in dom
+    # the references and the detection verdict survive rendering, next to the synthetic numbers
+    summary = result["summary"]
+    assert "Detection (real or synthetic?)" in dom
+    assert f"no-relations baseline {summary['association_similarity_no_relations']:.3f}" in dom
+    comparison = re.search(r'<table class="comparison">(.*?)</table>', dom, re.DOTALL).group(1)
+    assert comparison.count("<tr>") == 4 and "no-relations baseline" in comparison and "real holdout" in comparison
+    strong = re.search(r'<table class="strong-pairs">(.*?)</table>', dom, re.DOTALL).group(1)
+    assert strong.count("<tr>") == 1 + summary["strong_pairs"]
 
 
 def _share_near(pixels: np.ndarray, hex_colour: str, tol: int = 12) -> float:
