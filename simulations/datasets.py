@@ -8,10 +8,9 @@ from importlib import resources
 from pathlib import Path
 
 import pandas as pd
-
-from fedsynth.common.errors import FedsynthError
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table
+from fedsynth.common.errors import FedsynthError
 
 
 @dataclass(frozen=True)
