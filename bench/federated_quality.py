@@ -15,6 +15,9 @@ repeat draws fresh DP noise. Settings are FederationPlan fields given as ``name=
     python bench/federated_quality.py --repeats 3                      # the defaults
     python bench/federated_quality.py --repeats 3 local_epochs=1.0 rounds=30
     python bench/federated_quality.py --repeats 3 --single-party      # pooled baseline, same split
+    python bench/federated_quality.py --repeats 3 --dataset taxi      # another bundled table
+
+bench/suite.py runs both over every bundled table.
 
 Prints one line per run and the mean and standard deviation; ``--json PATH`` appends them.
 """
@@ -34,13 +37,14 @@ import torch
 from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.round import finish_round
-from fedsynth.simulations.datasets import load_dataset
+from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
 
@@ -65,6 +69,12 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict]:
         else:
             raise SystemExit(f"unknown setting {name!r}: not a FederationPlan or ModelConfig field")
     return plan_kw, model_kw
+
+
+def build_plan(settings: list[str], schema: Schema, seed: int) -> FederationPlan:
+    """The plan for ``settings`` (``name=value`` overrides of the defaults) on ``schema``'s table."""
+    plan_kw, model_kw = parse_overrides(settings)
+    return FederationPlan(**plan_kw, model=federated_model_config(**model_kw), schema_hash=schema.hash(), seed=seed)
 
 
 def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: float, delta: float,
@@ -117,6 +127,7 @@ def single_party_run(train, holdout, schema, epsilon: float, delta: float, seed:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("settings", nargs="*", help="FederationPlan / ModelConfig fields as name=value")
+    ap.add_argument("--dataset", default="adult", choices=sorted(BUNDLED), help="bundled table")
     ap.add_argument("--clients", type=int, default=5)
     ap.add_argument("--partition", default="dirichlet")
     ap.add_argument("--alpha", type=float, default=0.5)
@@ -130,12 +141,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="append the runs and their mean here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    df, schema, bundled = load_dataset("adult")
+    df, schema, bundled = load_dataset(args.dataset)
     label = bundled.label
     train, holdout = holdout_split(df, 0.2, args.seed)
-    plan_kw, model_kw = parse_overrides(args.settings)
-    plan = FederationPlan(**plan_kw, model=federated_model_config(**model_kw), schema_hash=schema.hash(),
-                          seed=args.seed)
+    plan = build_plan(args.settings, schema, args.seed)
     silos = partition(train, args.partition, args.clients, label=label, alpha=args.alpha, seed=args.seed)
     name = "single-party" if args.single_party else (" ".join(args.settings) or "defaults")
     runs = []
@@ -153,7 +162,7 @@ def main() -> None:
               f"2-way TVD {q['tvd_2way']:.3f}  max epsilon {q['epsilon_spent_max']:.3f}{lr}  {time.time() - t:.0f}s",
               flush=True)
     tstr = np.array([r["tstr_auc"] for r in runs])
-    summary = {"setting": name, "partition": args.partition, "clients": args.clients, "epsilon": args.epsilon,
+    summary = {"dataset": args.dataset, "setting": name, "partition": args.partition, "clients": args.clients, "epsilon": args.epsilon,
                "seed": args.seed, "runs": runs, "tstr_mean": float(tstr.mean()),
                "tstr_sd": float(tstr.std(ddof=1)) if len(tstr) > 1 else 0.0,
                "tvd_1way_mean": float(np.mean([r["tvd_1way"] for r in runs])),
