@@ -1,5 +1,27 @@
 """Errors a user can act on. Each message names the file, column, row and value involved."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One cell (or whole column) that does not match the schema; small, so that thousands can
+    be listed and serialised."""
+
+    file: str
+    column: str
+    row: int | None  # 1-based data row (header excluded); None for whole-column problems
+    value: str
+    problem: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: column {self.column!r}"
+        if self.row is not None:
+            where += f", row {self.row}"
+        return f"{where}: {self.problem} (value: {self.value})"
+
 
 class FedsynthError(Exception):
     """Base class: the CLI prints these without a traceback."""
@@ -12,7 +34,7 @@ class SchemaError(FedsynthError):
 class DataError(FedsynthError):
     """A table does not match the schema (wrong type, out of bounds, unknown category...)."""
 
-    def __init__(self, message: str, violations: list["Violation"] | None = None) -> None:
+    def __init__(self, message: str, violations: list[Violation] | None = None) -> None:
         super().__init__(message)
         self.violations = violations or []
 

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.data.tables import FALSE_TOKENS, TRUE_TOKENS
+from fedsynth.common.data.cells import FALSE_TOKENS, TRUE_TOKENS
 
 MISSING_LABEL = "(missing)"
 OTHER_LABEL = "(not in schema)"

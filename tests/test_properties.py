@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from fedsynth.common.errors import DataError, SchemaError
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.data.tables import MAX_FIELD_CHARS, load_table
+from fedsynth.common.data.cells import MAX_FIELD_CHARS
+from fedsynth.common.data.tables import load_table
 
 SCHEMA = Schema.from_json({"columns": [
     {"name": "age", "type": "numerical", "subtype": "int", "min": 0, "max": 120},

@@ -21,16 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.data.tables import (
-    FALSE_TOKENS,
-    MAX_FIELD_CHARS,
-    MISSING_TOKENS,
-    TRUE_TOKENS,
-    _as_text,
-    coerce,
-    read_raw,
-)
+from fedsynth.common.data.cells import FALSE_TOKENS, MAX_FIELD_CHARS, TRUE_TOKENS, as_text, coerce
+from fedsynth.common.data.schema import MISSING_TOKENS, Column, Schema
+from fedsynth.common.data.tables import read_raw
 from fedsynth.common.errors import SchemaError
 
 MAX_CATEGORIES = 100
@@ -122,7 +115,7 @@ def _check_against_rows(col: Column, rows: pd.DataFrame, source: str) -> None:
 
 
 def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
-    text = _as_text(series).reset_index(drop=True)
+    text = as_text(series).reset_index(drop=True)
     missing = text.str.lower().isin(MISSING_TOKENS)
     nullable = bool(missing.any())
     present = text[~missing]
