@@ -225,3 +225,29 @@ def test_draft_never_crashes_and_always_validates_its_own_table(tmp_path, table)
         assert str(path) in str(exc)
         return
     assert_sound(draft, path)
+
+
+# ------------------------------------------------------------------ the file's own forms
+@pytest.mark.parametrize(("true", "false"), [("yes", "no"), ("Y", "N"), ("TRUE", "FALSE")])
+def test_booleans_are_drafted_with_the_files_own_tokens(tmp_path, true, false):
+    draft, path = draft_of(tmp_path, {"smoker": [true, false, false, true] * 10})
+    col = draft.schema.column("smoker")
+    assert (col.type, col.true_token, col.false_token) == ("boolean", true, false)
+    assert_sound(draft, path)
+
+
+def test_floats_keep_the_decimal_places_they_are_written_with(tmp_path):
+    draft, path = draft_of(tmp_path, {"price": ["12.50", "3.75", "100.00", "0.05"] * 10,
+                                      "ratio": ["1e-3", "2.5", "3.1", "0.2"] * 10})
+    assert draft.schema.column("price").decimals == 2
+    assert draft.schema.column("ratio").decimals is None  # exponent notation: no fixed precision to keep
+    assert_sound(draft, path)
+
+
+def test_dates_get_their_one_format_and_an_ambiguous_one_is_left_to_the_owner(tmp_path):
+    days = [f"{d:02d}/{m:02d}/2020" for d in (3, 17, 28) for m in (1, 6, 11)]
+    draft, path = draft_of(tmp_path, {"seen": days * 4, "ambiguous": ["01/02/2020", "03/04/2021"] * 18})
+    assert draft.schema.column("seen").datetime_format == "%d/%m/%Y"
+    assert draft.schema.column("ambiguous").datetime_format is None
+    assert any("ambiguous" in w and "several formats" in w for w in draft.warnings)
+    assert_sound(draft, path)

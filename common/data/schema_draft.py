@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.cells import FALSE_TOKENS, MAX_FIELD_CHARS, TRUE_TOKENS, as_text, coerce
-from fedsynth.common.data.schema import MISSING_TOKENS, Column, Schema
+from fedsynth.common.data.schema import MAX_DECIMALS, MISSING_TOKENS, Column, Schema
 from fedsynth.common.data.tables import read_raw
 from fedsynth.common.errors import SchemaError
 
@@ -52,6 +52,10 @@ _DATE_RE = re.compile(
     r"|[A-Za-z]{3,9}\.?\s+\d{1,2}(st|nd|rd|th)?,?\s+\d{4}"  # January 31, 2020
     r"|[A-Za-z]{3,9}\.?\s+\d{4}"                  # Jan 2020
 )
+# Date formats a draft may declare (SDV's ``datetime_format``); a column must fit exactly one.
+DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d",
+                "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y")
+_FIXED_POINT_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)"
 _UNITS_RE = re.compile(r"[$€£¥%\s,]")
 
 
@@ -125,10 +129,10 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
         raise _Skip(f"values longer than {MAX_FIELD_CHARS} characters, looks like free text")
     low = present.str.lower()
     if low.isin(TRUE_TOKENS | FALSE_TOKENS).all() and low.nunique() <= 2 and not low.isin({"0", "1"}).all():
-        return Column(cname, "boolean", nullable=nullable)
+        return _boolean(cname, present, nullable, notes)
     nums = pd.to_numeric(present, errors="coerce")
     if nums.notna().all() and np.isfinite(nums.to_numpy(dtype=float)).all():
-        return _numerical(cname, nums.to_numpy(dtype=float), nullable, notes)
+        return _with_decimals(_numerical(cname, nums.to_numpy(dtype=float), nullable, notes), present, notes)
     calendar = _calendar_categories(present)
     if calendar is not None:
         notes.append(f"calendar names, drafted as {len(calendar)} categories in calendar order")
@@ -139,9 +143,40 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
         except ValueError:  # pandas refuses mixed UTC offsets in one column
             raise _Skip("dates with mixed time zones or offsets are not supported; convert them to one zone") from None
         if dates.notna().all():
-            return _datetime(cname, dates, nullable, notes)
+            return replace(_datetime(cname, dates, nullable, notes), datetime_format=_date_format(present, notes))
     _note_near_numbers(present, nums, notes)
     return _categorical(cname, present, nullable, notes)
+
+
+def _boolean(cname: str, present: pd.Series, nullable: bool, notes: list[str]) -> Column:
+    """A boolean column; with the file's own two spellings as its tokens when it uses exactly two."""
+    col = Column(cname, "boolean", nullable=nullable)
+    spellings = list(present.unique())
+    true = [s for s in spellings if s.lower() in TRUE_TOKENS]
+    false = [s for s in spellings if s.lower() in FALSE_TOKENS]
+    if len(spellings) != 2 or len(true) != 1 or len(false) != 1:
+        return col
+    notes.append(f"written as {true[0]!r} / {false[0]!r}; synthetic files use the same tokens")
+    return replace(col, true_token=true[0], false_token=false[0])
+
+
+def _with_decimals(col: Column, present: pd.Series, notes: list[str]) -> Column:
+    """A float column kept at the most decimal places its plain (fixed-point) texts show."""
+    if col.subtype != "float" or not present.str.fullmatch(_FIXED_POINT_RE).all():
+        return col
+    places = int(present.str.extract(r"\.(\d*)$")[0].fillna("").str.len().max())
+    if places > MAX_DECIMALS:
+        return col
+    notes.append(f"kept at {places} decimal place(s), as written")
+    return replace(col, decimals=places)
+
+
+def _date_format(present: pd.Series, notes: list[str]) -> str | None:
+    """The one format of :data:`DATE_FORMATS` every text fits, or None (and why, if several fit)."""
+    fits = [f for f in DATE_FORMATS if pd.to_datetime(present, format=f, errors="coerce").notna().all()]
+    if len(fits) > 1:
+        notes.append(f"dates fit several formats ({', '.join(fits)}); declare the right one as 'datetime_format'")
+    return fits[0] if len(fits) == 1 else None
 
 
 def _numerical(cname: str, nums: np.ndarray, nullable: bool, notes: list[str]) -> Column:
