@@ -46,13 +46,15 @@ from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
 
+DEFAULT_CLIENTS = 5  # institutions simulated when --clients is not given (all partitions but natural)
+
 
 @dataclass
 class SimulationConfig:
     out: str
     data: str = "adult"
     schema: str | None = None
-    clients: int = 5
+    clients: int | None = None  # None: DEFAULT_CLIENTS, or one per value of the natural column
     partition: str = "iid"
     alpha: float = 0.5
     label: str | None = None
@@ -112,7 +114,8 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     next to it and swapped in when it succeeds.
     """
     check_privacy_params(cfg.epsilon, cfg.delta)
-    if cfg.clients < 2 and cfg.partition != "natural":
+    clients = cfg.clients if cfg.clients is not None else (None if cfg.partition == "natural" else DEFAULT_CLIENTS)
+    if clients is not None and clients < 2:
         raise FedsynthError("--clients must be at least 2 (secure aggregation needs several parties)")
     if cfg.rounds < 1:
         raise FedsynthError("--rounds must be at least 1")
@@ -125,7 +128,10 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     train, holdout = holdout_split(df, cfg.holdout, cfg.seed)
     if cfg.max_train_rows and len(train) > cfg.max_train_rows:
         train = train.sample(cfg.max_train_rows, random_state=cfg.seed).reset_index(drop=True)
-    silos = partition(train, cfg.partition, cfg.clients, label=label, alpha=cfg.alpha, column=column, seed=cfg.seed)
+    silos = partition(train, cfg.partition, clients, label=label, alpha=cfg.alpha, column=column, seed=cfg.seed)
+    if len(silos) < 2:
+        raise FedsynthError(f"--partition natural on {column!r} gives {len(silos)} institution; pick a column "
+                            "with at least 2 values (secure aggregation needs several parties)")
     print_fn(f"{len(df)} rows: {len(train)} split over {len(silos)} institutions ({cfg.partition}), "
              f"{len(holdout)} held out; silo sizes {[len(s) for s in silos]}")
     data = _RunData(train, holdout, silos, schema, label)

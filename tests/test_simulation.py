@@ -107,3 +107,12 @@ def test_a_finished_run_is_replaced_whole_only_with_overwrite(tmp_path):
         ledger = Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5)
         assert [e["round"] for e in ledger.events if e["event"] == "round"] == [1]
     assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the old run is gone, nothing set aside
+
+
+def test_natural_partition_makes_one_institution_per_value_without_clients(tmp_path):
+    """flights' natural column (origin) has 3 airports: --clients is not needed, and not 5."""
+    out = tmp_path / "natural"
+    proc = fedsynth("simulate", "--data", "flights", "--partition", "natural", "--rounds", "1",
+                    "--local-epochs", "0.2", "--rows", "200", "--no-report", "--out", str(out))
+    assert "split over 3 institutions (natural)" in proc.stdout + proc.stderr
+    assert json.loads((out / "model_card.json").read_text())["participating_clients"] == 3

@@ -18,7 +18,7 @@ err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
 # Options shared by the commands that read a bundled dataset or a user's table.
-DataOption = Annotated[str, typer.Option(help="Bundled dataset name (adult) or a CSV/Parquet path.")]
+DataOption = Annotated[str, typer.Option(help="Bundled dataset name (adult, flights, taxi) or a CSV/Parquet path.")]
 SchemaForDataOption = Annotated[Optional[Path], typer.Option(help="Schema JSON; required when --data is a file.")]
 # Every command with --out: an existing path is only ever an earlier output of the same command,
 # replaced with this flag (see fedsynth.common.outputs); anything else there is refused.

@@ -18,7 +18,7 @@ def simulate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run folder (silos, ledgers, model, synthetic.csv, report).")],
     data: DataOption = "adult",
     schema: SchemaForDataOption = None,
-    clients: Annotated[int, typer.Option(min=2, help="Number of simulated institutions (ignored by --partition natural).")] = 5,
+    clients: Annotated[Optional[int], typer.Option(min=2, help="Number of simulated institutions (default 5; with --partition natural, one per value of --column).")] = None,
     partition: Annotated[str, typer.Option(help="How rows are split: iid, dirichlet (label skew), quantity (size skew), natural (one institution per value of --column).")] = "iid",
     alpha: Annotated[float, typer.Option(min=1e-3, help="Dirichlet concentration for --partition dirichlet; smaller = more skewed.")] = 0.5,
     label: Annotated[Optional[str], typer.Option(help="Label column: Dirichlet skew and the utility (TSTR) test. Default: the bundled dataset's label.")] = None,
