@@ -22,14 +22,25 @@ import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+
 from fedsynth.common.errors import SchemaError
 
-if TYPE_CHECKING:
-    from fedsynth.common.data.schema import Column
+
+class Column(Protocol):
+    """What a constraint reads of a schema column (``fedsynth.common.data.schema.Column``; the
+    schema imports this module, so it is described here rather than imported)."""
+
+    name: str
+    type: str
+    subtype: str | None
+    min: float | str | None
+    max: float | str | None
+    categories: tuple[str, ...] | None
+    nullable: bool
 
 RELATIONS: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
