@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fedsynth.common.data.cells import coerce
-from fedsynth.common.data.constraints import check
+from fedsynth.common.data.constraints import FixedCombinations, Inequality, check
 from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.schema_draft import draft_file, draft_schema
 from fedsynth.common.data.tables import validate_file
 from fedsynth.common.errors import FedsynthError, SchemaError
 from fedsynth.common.model.tabular import ModelConfig
@@ -243,3 +244,34 @@ def test_adult_with_the_education_constraint_samples_no_violating_row(tiny_model
     assert len(df) == 2000
     assert (df["education"].map(EDUCATION_NUM) == df["education-num"]).all()
     assert df["education-num"].dtype == before["education-num"].dtype
+
+
+# ------------------------------------------------------------------ drafting
+def test_a_draft_of_adult_suggests_the_education_mapping_and_nothing_else(adult_paths):
+    draft = draft_file(adult_paths[0], name="adult")
+    assert [c.to_json()["constraint_class"] for c in draft.schema.constraints] == ["FixedCombinations"]
+    fixed = draft.schema.constraints[0]
+    assert fixed.column_names == ("education", "education-num")
+    assert dict(fixed.combinations) == {k: float(v) for k, v in EDUCATION_NUM.items()}
+    assert any("FixedCombinations(education, education-num)" in w and "private rows" in w for w in draft.warnings)
+    assert validate_file(adult_paths[0], draft.schema).ok
+
+
+def test_a_draft_suggests_an_inequality_only_where_ranges_overlap():
+    rows = _rows(200, seed=3)
+    rows["far"] = rows["hi"] + 1000.0  # always above hi, but only because its range lies apart
+    draft = draft_schema(rows.astype(str), source="t.csv")
+    suggested = {(c.low_column_name, c.high_column_name) for c in draft.schema.constraints
+                 if isinstance(c, Inequality)}
+    assert suggested == {("lo", "mid"), ("mid", "hi"), ("lo", "hi"), ("start", "end")}
+    fixed = [c for c in draft.schema.constraints if isinstance(c, FixedCombinations)]
+    assert [c.column_names for c in fixed] == [("grade", "level")]
+
+
+def test_a_draft_of_unrelated_columns_suggests_nothing():
+    rng = np.random.default_rng(0)
+    raw = pd.DataFrame({"a": rng.choice(["x", "y", "z"], 300), "b": rng.integers(0, 5, 300),
+                        "u": rng.uniform(0, 1, 300), "v": rng.uniform(0, 1, 300)}).astype(str)
+    draft = draft_schema(raw)
+    assert draft.schema.constraints == ()
+    assert not any("suggested constraint" in w for w in draft.warnings)
