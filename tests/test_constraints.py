@@ -229,6 +229,14 @@ def test_fixed_combinations_keep_the_first_column_and_a_seeded_sample_repeats(to
     pd.testing.assert_frame_equal(fixed, again)
 
 
+def test_a_saved_model_keeps_its_constraints_and_enforces_them_after_loading(toy_model, tmp_path):
+    _constrained(toy_model, _c("FixedCombinations"), _c("Range")).save(tmp_path / "m")
+    loaded = Synthesizer.load(tmp_path / "m")
+    assert [c.to_json()["constraint_class"] for c in loaded.schema.constraints] == ["FixedCombinations", "Range"]
+    df = next(loaded.iter_sample(700, seed=2, chunk_rows=300))  # `fedsynth sample` streams chunks like this
+    assert len(df) == 300 and _keeps("FixedCombinations", df).all() and _keeps("Range", df).all()
+
+
 def test_constraints_no_row_can_keep_fail_clearly_naming_one(toy_model):
     synth = _constrained(toy_model, _c("Range"), _c("Inequality", low_column_name="hi", high_column_name="lo"))
     with pytest.raises(FedsynthError, match=r"rejecting most rows is (Range\(lo, mid, hi\)|Inequality\(hi, lo\))"):
