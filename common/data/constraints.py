@@ -66,23 +66,24 @@ class FixedCombinations:
         """Each row outside the table becomes the allowed combination agreeing with it most,
         earlier columns first: with a complete 1:1 table the first column is kept and the
         others set from it, so the first column's distribution is untouched."""
-        bad = np.flatnonzero(~self.valid(df))
-        if not len(bad):
+        rows = list(_rows(df, self.column_names))
+        allowed = set(self.combinations)
+        bad = [i for i, row in enumerate(rows) if row not in allowed]
+        if not bad:
             return df
-        rows = list(_rows(df.iloc[bad], self.column_names))
-        k = len(self.column_names)
-        best = np.full(len(bad), -1)
-        best_score = np.full(len(bad), -1)
-        for ci, combo in enumerate(self.combinations):
-            score = np.zeros(len(bad), dtype=np.int64)
-            for j in range(k):
-                score += (1 << (k - 1 - j)) * np.fromiter((r[j] == combo[j] for r in rows), dtype=bool, count=len(rows))
-            better = score > best_score
-            best[better], best_score[better] = ci, score[better]
+        by_first: dict[Any, list[tuple[Any, ...]]] = {}
+        for combo in self.combinations:
+            by_first.setdefault(combo[0], []).append(combo)
+        nearest: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        for i in bad:
+            row = rows[i]
+            if row not in nearest:  # max keeps the first of equals: the table's own order breaks ties
+                nearest[row] = max(by_first.get(row[0]) or self.combinations,
+                                   key=lambda combo, row=row: tuple(a == b for a, b in zip(row, combo)))
         df = df.copy()
         for j, name in enumerate(self.column_names):
-            col = df[name].astype(object) if df[name].dtype != object else df[name]
-            col.iloc[bad] = [self.combinations[ci][j] for ci in best]
+            col = df[name].astype(object)
+            col.iloc[bad] = [nearest[rows[i]][j] for i in bad]
             df[name] = _same_dtype(col, df[name])
         return df
 
