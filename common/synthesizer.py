@@ -34,6 +34,7 @@ from fedsynth.common.artifact import (
     read_model,
     write_model,
 )
+from fedsynth.common.data.constraints import Rejections, repair
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import (
@@ -186,26 +187,29 @@ class Synthesizer:
                       seed: int | None, max_tries: int) -> pd.DataFrame:
         if n == 0:
             return self.encoder.decode(np.zeros((0, self.encoder.dim), dtype=np.float32))
-        if not conditions:
+        if not conditions and not self.schema.constraints:
             return self.encoder.decode(self.model.generate(n, seed=seed), seed=seed)
-        first = next(iter(parsed.values()))
-        fixed = (self.model.conditioner.index(first[0]), first[1])
+        first = next(iter(parsed.values())) if parsed else None
+        fixed = (self.model.conditioner.index(first[0]), first[1]) if first else None
         rng = np.random.default_rng(seed)
         kept: list[pd.DataFrame] = []
         have = 0
+        rejected = Rejections.empty()
         for _ in range(max_tries):
             batch = self.encoder.decode(self.model.generate(max(n - have, 64) * 2, seed=int(rng.integers(2**62)),
                                                             cond=fixed))
-            mask = np.ones(len(batch), dtype=bool)
-            for col, value in conditions.items():
+            # schema constraints (common/data/constraints.py): FixedCombinations repaired, rows breaking the rest redrawn
+            batch = repair(self.schema.constraints, batch)
+            mask = rejected.keep_valid(self.schema.constraints, batch)
+            for col, value in (conditions or {}).items():
                 mask &= batch[col].astype(str).str.lower().to_numpy() == str(value).lower()
             kept.append(batch[mask])
             have += int(mask.sum())
             if have >= n:
                 return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
         raise FedsynthError(
-            f"could only generate {have} of {n} rows satisfying {dict(conditions)} in {max_tries} "
-            "rounds of rejection sampling: the combination is too rare under the model"
+            f"could only generate {have} of {n} rows satisfying {dict(conditions or {})} and the schema's constraints "
+            f"in {max_tries} rounds of rejection sampling: the combination is too rare under the model{rejected.worst()}"
         )
 
     def _parse_conditions(self, conditions: Mapping[str, Any]):

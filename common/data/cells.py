@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-
+from fedsynth.common.data.constraints import columns_of, describe
 from fedsynth.common.data.schema import MISSING_TOKENS, Column, Schema
 from fedsynth.common.errors import DataError, Violation
 
@@ -69,10 +69,37 @@ def coerce(raw: pd.DataFrame, schema: Schema, file: str = "<table>") -> tuple[pd
         out[col.name] = series
         if len(violations) > MAX_REPORTED:
             break
+    violations.extend(_broken_constraints(pd.DataFrame(out, index=range(len(raw))), schema, file))
     truncated = len(violations) > MAX_REPORTED
     report = ValidationReport(file, len(raw), violations[:MAX_REPORTED], truncated)
     df = pd.DataFrame(out, index=range(len(raw))) if not violations else pd.DataFrame()
     return df, report
+
+
+def _broken_constraints(typed: pd.DataFrame, schema: Schema, file: str) -> list[Violation]:
+    """Rows breaking a constraint of the schema, for each constraint whose columns were all read."""
+    bad: list[Violation] = []
+    for c in schema.constraints:
+        cols = columns_of(c)
+        if not set(cols) <= set(typed.columns):
+            continue
+        idx = np.flatnonzero(~c.valid(typed))
+        for i in idx[: MAX_REPORTED // 4]:
+            shown = ", ".join(f"{name}={_shown(typed[name].iloc[i])}" for name in cols)
+            bad.append(Violation(file, ", ".join(cols), int(i) + 1, shown, f"breaks the constraint {describe(c)}"))
+        if len(idx) > MAX_REPORTED // 4:
+            bad.append(Violation(file, ", ".join(cols), None, f"{len(idx)} rows",
+                                 f"breaks the constraint {describe(c)} (more rows)"))
+    return bad
+
+
+def _shown(v: object) -> str:
+    """A typed cell as its file showed it: integers without '.0', missing as empty."""
+    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
+        return "(missing)"
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
 
 
 def _holds_text(s: pd.Series) -> bool:

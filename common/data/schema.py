@@ -21,11 +21,14 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json
+
+if TYPE_CHECKING:
+    from fedsynth.common.data.constraints import Constraint
 
 ColumnType = Literal["numerical", "categorical", "boolean", "datetime"]
 # Cell texts read as missing (case-insensitive) in every table; a declared token may not be one.
@@ -117,12 +120,17 @@ MAX_EXACT_INT_LEVELS = 32
 
 @dataclass(frozen=True)
 class Schema:
-    """An ordered list of columns plus identifier columns to drop before anything else."""
+    """An ordered list of columns plus identifier columns to drop before anything else.
+
+    ``constraints`` (:mod:`fedsynth.common.data.constraints`) are rules between columns that
+    every row keeps; left out of the JSON when there are none, so such a schema keeps its hash.
+    """
 
     columns: tuple[Column, ...]
     drop: tuple[str, ...] = ()
     name: str = "table"
     source: str = field(default="", compare=False)
+    constraints: tuple[Constraint, ...] = ()
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.columns]
@@ -133,6 +141,8 @@ class Schema:
             raise SchemaError(f"{self.source or 'schema'}: no columns")
         for col in self.columns:
             _check_column(col, self.source or "schema")
+        if self.constraints:  # built in Python: checked against the columns as the JSON would be
+            _constraints([c.to_json() for c in self.constraints], self.columns, self.source or "schema")
 
     # ----------------------------------------------------------------- accessors
     @property
@@ -147,12 +157,15 @@ class Schema:
 
     # ------------------------------------------------------------- serialisation
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": "fedsynth-schema/1",
             "name": self.name,
             "columns": [c.to_json() for c in self.columns],
             "drop": list(self.drop),
         }
+        if self.constraints:  # only when set: an existing schema's hash must not change
+            out["constraints"] = [c.to_json() for c in self.constraints]
+        return out
 
     def dumps(self) -> str:
         return json.dumps(self.to_json(), indent=2)
@@ -180,7 +193,7 @@ class Schema:
             raise SchemaError(f"{source}: malformed schema ({type(exc).__name__}: {exc})") from None
 
     @classmethod
-    def _from_json(cls, raw: Any, source: str) -> "Schema":
+    def _from_json(cls, raw: Any, source: str) -> Schema:
         if not isinstance(raw, dict):
             raise SchemaError(f"{source}: the schema must be a JSON object")
         if "tables" in raw or isinstance(raw.get("columns"), dict):
@@ -190,7 +203,17 @@ class Schema:
             raise SchemaError(f"{source}: 'columns' must be a list of column objects")
         columns = tuple(_column_from_json(c, source, i) for i, c in enumerate(cols_raw))
         drop = tuple(str(d) for d in raw.get("drop", []))
-        return cls(columns=columns, drop=drop, name=str(raw.get("name", "table")), source=source)
+        return cls(columns=columns, drop=drop, name=str(raw.get("name", "table")), source=source,
+                   constraints=_constraints(raw.get("constraints"), columns, source))
+
+
+def _constraints(raw: Any, columns: tuple[Column, ...], source: str) -> tuple[Constraint, ...]:
+    if not raw:
+        return ()
+    # lazy: constraints need numpy and pandas; the CLI imports Schema at start and most schemas have none
+    from fedsynth.common.data.constraints import parse_constraints
+
+    return parse_constraints(raw, {c.name: c for c in columns}, source)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -357,5 +380,6 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
             cols.append(Column(name=cname, type="datetime", **extra))
         else:
             raise SchemaError(f"{source}: column {cname!r}: SDV sdtype {sdtype!r} is not supported")
-    return Schema(columns=tuple(cols), drop=tuple(drop), name=str(name), source=source)
+    return Schema(columns=tuple(cols), drop=tuple(drop), name=str(name), source=source,
+                  constraints=_constraints(raw.get("constraints"), tuple(cols), source))
 

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.cells import FALSE_TOKENS, MAX_FIELD_CHARS, TRUE_TOKENS, as_text, coerce
+from fedsynth.common.data.constraint_draft import suggest_constraints
 from fedsynth.common.data.schema import MAX_DECIMALS, MISSING_TOKENS, Column, Schema
 from fedsynth.common.data.tables import read_raw
 from fedsynth.common.errors import SchemaError
@@ -108,7 +109,22 @@ def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table") 
     if not cols:
         reasons = "; ".join(w for w in warnings[1:])
         raise SchemaError(f"{source}: no column could be drafted ({reasons})")
-    return Draft(Schema(columns=tuple(cols), drop=tuple(drop), name=name, source=source), warnings)
+    schema = Schema(columns=tuple(cols), drop=tuple(drop), name=name, source=source)
+    return Draft(_with_constraints(schema, raw, warnings), warnings)
+
+
+def _with_constraints(schema: Schema, raw: pd.DataFrame, warnings: list[str]) -> Schema:
+    """The draft with the constraints its rows suggest (see constraint_draft), each one warned about."""
+    try:
+        typed, report = coerce(raw.loc[:, ~raw.columns.duplicated()][schema.names], schema)
+        if not report.ok:
+            return schema
+        found, notes = suggest_constraints(typed, schema)
+        warnings.extend(notes)
+        return replace(schema, constraints=found)
+    except Exception as exc:  # noqa: BLE001 - the contract: an odd table is a warning, never a traceback
+        warnings.append(f"no constraints suggested ({type(exc).__name__}: {exc})")
+        return schema
 
 
 def _check_against_rows(col: Column, rows: pd.DataFrame, source: str) -> None:
