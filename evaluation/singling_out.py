@@ -24,8 +24,9 @@ from fedsynth.evaluation.prepared import PreparedTable, is_discrete
 
 MAX_CONDITIONS = 3
 N_PREDICATES = 1_000
-MAX_ATTEMPTS_PER_PREDICATE = 20
-"""Attempts at most ``N_PREDICATES * MAX_ATTEMPTS_PER_PREDICATE`` synthetic rows before giving up."""
+MAX_ATTEMPTS_PER_PREDICATE = 4
+"""At most ``n * MAX_ATTEMPTS_PER_PREDICATE`` synthetic rows are tried: bounds the time on tables full of
+duplicate rows, where few predicates fit exactly one row."""
 
 
 @dataclass(frozen=True)
