@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-N_BOOTSTRAP = 2_000
-"""Binomial resamples of each success rate for the interval (cheap: two vectors of draws)."""
+N_DRAWS = 4_000
+"""Draws of each success rate for the interval (cheap: two vectors of beta draws)."""
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,19 @@ def estimate(attack: str, detail: str, train_hits: np.ndarray, control_hits: np.
              rng: np.random.Generator, what: str) -> RiskEstimate:
     """Added risk of one attack from its per-attempt successes (booleans) on training and control rows.
 
-    The 95 % interval is a percentile bootstrap: each success rate is redrawn as a binomial share
-    of its own number of attempts (the bootstrap of a mean of 0/1 outcomes), so both sources of
-    noise are in it. ``what`` is the plain sentence's first half, with ``{train}`` and ``{control}``
+    The 95 % interval propagates both rates' uncertainty through the formula: each rate is drawn
+    from its Jeffreys distribution Beta(hits + 1/2, misses + 1/2), whose central 95 % is the
+    Jeffreys binomial interval; unlike a bootstrap it does not collapse to a point when an attack
+    succeeds on every row (or none). ``what`` is the plain sentence's first half, with ``{train}`` and ``{control}``
     where the two success rates go.
     """
     n_t, n_c = int(train_hits.size), int(control_hits.size)
     if n_t == 0 or n_c == 0:
         raise ValueError(f"{attack}: no attempts on {'training' if n_t == 0 else 'control'} rows")
     t, c = float(np.mean(train_hits)), float(np.mean(control_hits))
-    boot = _added(rng.binomial(n_t, t, N_BOOTSTRAP) / n_t, rng.binomial(n_c, c, N_BOOTSTRAP) / n_c)
-    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+    k_t, k_c = int(np.sum(train_hits)), int(np.sum(control_hits))
+    draws = _added(rng.beta(k_t + 0.5, n_t - k_t + 0.5, N_DRAWS), rng.beta(k_c + 0.5, n_c - k_c + 0.5, N_DRAWS))
+    ci = (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)))
     risk = float(_added(t, c))
     return RiskEstimate(attack=attack, detail=detail, train_success=t, control_success=c, added_risk=risk,
                         added_risk_ci95=ci, n_train=n_t, n_control=n_c,

@@ -57,6 +57,6 @@ def risks_section(r: JsonObject) -> str:
 synthetic rows and what it is told about a real person, and runs on {risks['targets']} training rows and, as the
 control, on as many holdout rows the synthesizer never saw. The control's success is what the population reveals
 anyway; the <em>added risk</em> (train &minus; control) / (1 &minus; control) is what the synthetic data give away
-about the people they were made from (0 = nothing, 1 = everyone). Intervals are 95 % binomial-bootstrap intervals.</p>
+about the people they were made from (0 = nothing, 1 = everyone). Intervals are 95 % intervals (Jeffreys, for each success rate).</p>
 {table}{skipped}{beside}
 <p class="note">Like the membership attacks, these can show leakage but never prove there is none.</p></section>"""
