@@ -17,7 +17,7 @@ import numpy as np
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.added_risk import RiskEstimate
-from fedsynth.evaluation.inference import attribute_inference
+from fedsynth.evaluation.inference import attribute_inference, model_inference
 from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.linkability import default_halves, linkability
 from fedsynth.evaluation.prepared import PreparedTable
@@ -60,8 +60,8 @@ def risks(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTable,
     n = min(MAX_TARGETS, real.n_rows, holdout.n_rows)
     members = real.take(rng.choice(real.n_rows, n, replace=False))
     control = holdout.take(rng.choice(holdout.n_rows, n, replace=False))
-    inferred = [attribute_inference(schema, synthetic, members, control, s,
-                                    tuple(c for c in schema.names if c != s), rng) for s in sensitive]
+    inferred = [attack(schema, synthetic, members, control, s, tuple(c for c in schema.names if c != s), rng)
+                for s in sensitive for attack in (attribute_inference, model_inference)]
     single = singling_out(schema, synthetic, real, holdout, rng)
     linkable = [c for c in schema.names if c != target]
     link = (linkability(schema, synthetic, members, control, default_halves(linkable), rng)

@@ -37,7 +37,8 @@ def _risks(parts: dict[str, pd.DataFrame], synthetic: pd.DataFrame, schema: Sche
 
 def test_copied_training_rows_fire_every_attack(parts, adult_schema):
     result = _risks(parts, parts["real"].copy(), adult_schema)
-    assert [e.attack for e in result.estimates] == ["attribute inference"] * 2 + ["singling out", "linkability"]
+    assert [e.attack for e in result.estimates] == (["attribute inference", "attribute inference (model)"] * 2
+                                                    + ["singling out", "linkability"])
     for e in result.estimates:
         # a copy answers every attack on its own training rows; the holdout rows only as the population does
         assert e.train_success > 0.9 and e.train_success > e.control_success, e
@@ -53,7 +54,7 @@ def test_independent_sample_adds_no_risk(parts, adult_schema):
     the race inference did (lower bound 0.8 %); seeds 1 to 6 all include 0, and the test uses seed 1.
     """
     result = _risks(parts, parts["other"], adult_schema)
-    assert len(result.estimates) == 4 and result.targets == N // 2
+    assert len(result.estimates) == 6 and result.targets == N // 2
     for e in result.estimates:
         lo, hi = e.added_risk_ci95
         assert lo <= 0.0 <= hi and lo <= e.added_risk <= hi, e
@@ -106,13 +107,15 @@ def test_report_json_and_html_have_the_risks(parts, adult_schema, tmp_path, adul
     assert r.returncode == 0, r.stderr
     rep = json.loads((tmp_path / "rep" / "report.json").read_text())
     inferred = rep["risks"]["attribute_inference"]
-    assert [e["detail"].split(";")[0] for e in inferred] == ["sensitive column 'sex'", "sensitive column 'race'"]
+    assert [e["detail"].split(";")[0] for e in inferred] == [
+        "sensitive column 'sex'", "sensitive column 'sex' (gradient-boosting model)",
+        "sensitive column 'race'", "sensitive column 'race' (gradient-boosting model)"]
     assert {"singling_out", "linkability"} <= rep["risks"].keys() and rep["meta"]["sensitive"] == ["sex", "race"]
     top = max([*inferred, rep["risks"]["singling_out"], rep["risks"]["linkability"]], key=lambda e: e["added_risk"])
     assert rep["summary"]["max_added_risk"] == top["added_risk"] > 0.5
     assert rep["summary"]["max_added_risk_ci95"][0] > 0
     html = (tmp_path / "rep" / "report.html").read_text()
-    assert 'id="risks"' in html and html.count('class="risk"') == 4 and "Re-identification risks" in html
+    assert 'id="risks"' in html and html.count('class="risk"') == 6 and "Re-identification risks" in html
 
     bad = fedsynth(*common, "--sensitive", "salary", "--out", str(tmp_path / "rep2"))
     assert bad.returncode != 0 and "--sensitive 'salary' is not a column" in bad.stderr
