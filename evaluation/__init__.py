@@ -31,6 +31,7 @@ from fedsynth.evaluation.overlap import holdout_overlap
 from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.privacy import Privacy, privacy
 from fedsynth.evaluation.report import write_report
+from fedsynth.evaluation.risks import Risks, risks
 from fedsynth.evaluation.utility import Utility, UtilitySkipped, utility
 
 FORMAT = "fedsynth-evaluation/1"
@@ -75,11 +76,15 @@ class Summary:
     attack_tpr_at_1pct_fpr: float | None
     exact_copy_rate: float
     dcr_share_closer_to_train: float
+    max_added_risk: float | None
+    max_added_risk_ci95: tuple[float, float] | None
+    max_added_risk_attack: str | None
 
 
-def _summary(fid: Fidelity, det: Detection, util: Utility | UtilitySkipped, priv: Privacy) -> Summary:
+def _summary(fid: Fidelity, det: Detection, util: Utility | UtilitySkipped, priv: Privacy, risk: Risks) -> Summary:
     mia = priv.membership_inference
     strongest = mia.strongest if isinstance(mia, MembershipInference) else None
+    highest = risk.highest
     return Summary(
         fidelity_1way_score=1.0 - fid.mean_tvd_1way,
         mean_tvd_1way=fid.mean_tvd_1way,
@@ -102,11 +107,15 @@ def _summary(fid: Fidelity, det: Detection, util: Utility | UtilitySkipped, priv
         attack_tpr_at_1pct_fpr=mia.max_tpr_at_1pct_fpr if isinstance(mia, MembershipInference) else None,
         exact_copy_rate=priv.exact_copies.exact_copy_rate,
         dcr_share_closer_to_train=priv.dcr.share_closer_to_train,
+        max_added_risk=highest.added_risk if highest else None,
+        max_added_risk_ci95=highest.added_risk_ci95 if highest else None,
+        max_added_risk_attack=f"{highest.attack}: {highest.detail}" if highest else None,
     )
 
 
 def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
-             target: str | None = None, guarantee: dict | None = None, seed: int = 0) -> JsonObject:
+             target: str | None = None, guarantee: dict | None = None, seed: int = 0,
+             sensitive: tuple[str, ...] | None = None) -> JsonObject:
     """Compare ``synthetic`` with ``real`` (its training rows) and ``holdout`` (unseen real rows).
 
     Args:
@@ -118,17 +127,24 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         guarantee: the model card's DP guarantee, e.g. ``{"clients": [{"client": "0",
             "epsilon": 0.99, "delta": 1e-5}], "accountant": "rdp", "mechanism": "DP-SGD"}``.
         seed: seeds every subsample, bootstrap and model, so reruns give identical numbers.
+        sensitive: the columns an attribute-inference attack tries to guess (default: the target,
+            if any; ``()`` runs none).
 
     Returns a JSON-serialisable dict with ``summary``, ``fidelity``, ``detection``, ``utility``,
-    ``privacy``, ``guarantee`` and ``meta`` (``meta.holdout_overlap``: holdout rows also in ``real``, with a
+    ``privacy``, ``risks`` (:mod:`~fedsynth.evaluation.risks`), ``guarantee`` and ``meta`` (``meta.holdout_overlap``: holdout rows also in ``real``, with a
     ``warning`` when there are any). Raises ValueError on unusable input (missing columns, empty
-    tables, unknown target, malformed guarantee), and ``OverlappingHoldout`` (a ``DataError``)
+    tables, unknown target or sensitive column, malformed guarantee), and ``OverlappingHoldout`` (a ``DataError``)
     when the holdout repeats more training rows than natural duplicates explain
     (:class:`~fedsynth.evaluation.overlap.HoldoutOverlap`), before any work is done.
     """
     start = time.perf_counter()
     if target is not None and target not in schema.names:
         raise ValueError(f"target {target!r} is not a schema column (columns: {schema.names})")
+    if sensitive is None:
+        sensitive = (target,) if target is not None else ()
+    unknown = [c for c in sensitive if c not in schema.names]
+    if unknown:
+        raise ValueError(f"sensitive column(s) {unknown} are not schema columns (columns: {schema.names})")
     guarantee_info = describe_guarantee(guarantee)
     tables = {label: prepare(df, schema, label)
               for label, df in (("real", real), ("holdout", holdout), ("synthetic", synthetic))}
@@ -157,15 +173,21 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     if guarantee_info is not None:
         priv = replace(priv, compared_with_guarantee=compare_with_guarantee(priv.membership_inference, guarantee_info))
     seconds["privacy"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    risk = risks(tables["real"], tables["holdout"], tables["synthetic"], schema, tuple(dict.fromkeys(sensitive)),
+                 target, seed)
+    seconds["risks"] = time.perf_counter() - t
     seconds["total"] = time.perf_counter() - start
 
     result = {
         "format": FORMAT,
-        "summary": _summary(fid, det, util, priv),
+        "summary": _summary(fid, det, util, priv, risk),
         "fidelity": fid,
         "detection": det,
         "utility": util,
         "privacy": priv,
+        "risks": risk,
         "guarantee": guarantee_info,
         "meta": {
             "table": schema.name,
@@ -173,6 +195,7 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
             "rows": {"real": len(real), "holdout": len(holdout), "synthetic": len(synthetic)},
             "holdout_overlap": dict(asdict(overlap), warning=overlap.warning),
             "target": target,
+            "sensitive": list(sensitive),
             "seed": seed,
             "seconds": seconds,
             "versions": _versions(),

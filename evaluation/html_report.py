@@ -19,6 +19,7 @@ from fedsynth.evaluation.plots import (
     plot_style,
     roc_svg,
 )
+from fedsynth.evaluation.risks_html import risks_card, risks_section
 from fedsynth.evaluation.verdicts import (
     OK,
     WARN,
@@ -136,6 +137,7 @@ A score near it means little more than the marginals was kept.</p></div>""",
 {fmt_pct(exact['exact_match_rate_holdout'], 2)} by chance {badge(c_level, c_text)}</p>
 <p>{fmt_pct(dcr['share_closer_to_train'])} of synthetic rows are closer to a training row than to a holdout
 row (50 % expected) {badge(d_level, d_text)}</p></div>""")
+    cards.append(risks_card(r))
     return f"""<section id="summary"><h2>Summary</h2><div class="cards">{''.join(cards)}</div>
 {_guarantee_block(r)}
 <p class="note">This report contains statistics of the real data (histograms, category shares,
@@ -336,6 +338,7 @@ def render_html(result: JsonObject) -> str:
             _fidelity_section(result),
             _utility_section(result),
             _privacy_section(result),
+            risks_section(result),
             _meta_section(result),
         ])
     rows = meta["rows"]

@@ -260,6 +260,18 @@ def test_copied_training_rows_are_detected(copy_result, honest_result):
     assert honest_result["summary"]["attack_auc"] < 0.56
 
 
+def test_copied_training_rows_carry_re_identification_risk(copy_result, honest_result):
+    """Inference of the target, singling out and linkability, each against the holdout control."""
+    copied = copy_result["risks"]
+    assert [e["detail"].split(";")[0] for e in copied["attribute_inference"]] == [
+        "sensitive column 'income'", "sensitive column 'income' (gradient-boosting model)"]
+    for e in (*copied["attribute_inference"], copied["singling_out"], copied["linkability"]):
+        assert e["added_risk_ci95"][0] > 0.3 and e["n_train"] == e["n_control"], e
+    summary = copy_result["summary"]
+    assert summary["max_added_risk"] > 0.9 and summary["max_added_risk_ci95"][0] > 0.3
+    assert honest_result["summary"]["max_added_risk"] < 0.3
+
+
 def test_attack_confidence_intervals_bracket_the_estimate(honest_result):
     for a in honest_result["privacy"]["membership_inference"]["attacks"]:
         lo, hi = a["auc_ci95"]
@@ -322,6 +334,8 @@ def test_report_sections_keep_their_json_shape_without_attacks(split, schema):
     assert summary["strongest_attack"] is None and summary["attack_auc_ci95"] is None
     assert summary["attack_tpr_at_1pct_fpr"] is None and summary["utility_auc_ratio"] is None
     assert list(result["utility"]) == ["skipped"]
+    assert result["risks"]["attribute_inference"] == [] and "no sensitive column" in result["risks"]["attribute_inference_skipped"]
+    assert result["risks"]["targets"] == 30 and "linkability" in result["risks"]
     without = evaluate(small["real"], small["holdout"], small["other"], schema, seed=0)
     assert "compared_with_guarantee" not in without["privacy"] and without["guarantee"] is None
 
@@ -335,7 +349,7 @@ def test_result_is_json_and_deterministic(honest_result, split, schema):
     assert meta["seed"] == 0 and "scikit-learn" in meta["versions"] and meta["seconds"]["total"] > 0
     again = evaluate(split["real"], split["holdout"], split["other"], schema, target="income",
                      guarantee=GUARANTEE, seed=0)
-    for key in ("fidelity", "utility", "privacy", "guarantee"):
+    for key in ("fidelity", "utility", "privacy", "risks", "guarantee"):
         if key == "utility":
             for a, b in zip(again[key]["models"], honest_result[key]["models"], strict=True):
                 assert a["real"]["auc"] == b["real"]["auc"] and a["synthetic"]["auc"] == b["synthetic"]["auc"]
@@ -350,6 +364,8 @@ def test_bad_input_is_refused(split, schema):
         evaluate(split["real"], split["holdout"], split["other"].iloc[:0], schema)
     with pytest.raises(ValueError, match="not a schema column"):
         evaluate(split["real"], split["holdout"], split["other"], schema, target="salary")
+    with pytest.raises(ValueError, match=r"sensitive column\(s\) \['salary'\] are not schema columns"):
+        evaluate(split["real"], split["holdout"], split["other"], schema, sensitive=("sex", "salary"))
 
 
 def test_numerical_target_skips_utility(split, schema):

@@ -63,6 +63,11 @@ def test_rendered_dom_contains_the_plots(report, tmp_path):
     assert dom.count("<text") > 500
     assert "Membership-inference ROC" in dom and "Distance to closest record" in dom
     assert "Differential-privacy guarantee" in dom
+    # the re-identification risks: one row per attack (inference of the target by nearest row and by
+    # model, singling out, linkability)
+    risks = re.search(r'<section id="risks">(.*?)</section>', dom, re.DOTALL).group(1)
+    assert risks.count('<tr class="risk"') == 4 and "Beside the formal guarantee" in risks
+    assert result["risks"]["linkability"]["sentence"].split(":")[0] in risks
     # the references and the detection verdict survive rendering, next to the synthetic numbers
     summary = result["summary"]
     assert "Detection (real or synthetic?)" in dom

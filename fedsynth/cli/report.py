@@ -24,6 +24,8 @@ def evaluate(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for report.html and report.json.")],
     target: Annotated[Optional[str], typer.Option(help="Label column for the utility (TSTR) test.")] = None,
     model_card: Annotated[Optional[Path], typer.Option(help="model_card.json or synthesizer.json: states the guarantee next to the results.")] = None,
+    sensitive: Annotated[Optional[list[str]], typer.Option(
+        help="A column an attribute-inference attack tries to guess from the others (repeatable; default: --target).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for subsampling and bootstraps.")] = 0,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -38,9 +40,13 @@ def evaluate(
     frames = [load_table(p, sch) for p in (real, holdout, synthetic)]
     if target is not None and target not in sch.names:
         raise FedsynthError(f"--target {target!r} is not a column of {schema}")
+    for col in sensitive or ():
+        if col not in sch.names:
+            raise FedsynthError(f"--sensitive {col!r} is not a column of {schema} (columns: {', '.join(sch.names)})")
     guarantee = _guarantee_from(model_card) if model_card else None
     try:
-        result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed)
+        result = run_eval(*frames, sch, target=target, guarantee=guarantee, seed=seed,
+                          sensitive=tuple(sensitive) if sensitive else None)
     except OverlappingHoldout as exc:
         raise OverlappingHoldout(f"--holdout {holdout} and --real {real}: {exc}") from None
     with replace_dir(out_dir, REPORT_FOLDER, overwrite=overwrite, option="--out") as new:

@@ -1,0 +1,77 @@
+"""Added risk over the holdout baseline: one attack's success on training rows against its success on
+rows the synthesizer never saw (the control), as in Anonymeter (Giomi et al., PETS 2023).
+
+An attack that predicts a sensitive value, singles a record out or links two halves of a record
+succeeds some of the time on *any* row of the population: the synthetic data teach the attacker
+what the population looks like, which is their purpose. Only the excess on training rows is
+privacy leakage. With success rates ``t`` (training rows) and ``c`` (control rows) the added risk
+is ``(t - c) / (1 - c)``: the share of the attack's room for improvement over the baseline that the
+training rows' presence bought (0 = none, 1 = every training row falls to the attack).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+N_DRAWS = 4_000
+"""Draws of each success rate for the interval (cheap: two vectors of beta draws)."""
+
+
+@dataclass(frozen=True)
+class RiskEstimate:
+    """One attack on training rows and on control rows, and the risk it adds over the control."""
+
+    attack: str
+    detail: str
+    train_success: float
+    control_success: float
+    added_risk: float
+    added_risk_ci95: tuple[float, float]
+    n_train: int
+    n_control: int
+    sentence: str
+
+    @property
+    def significant(self) -> bool:
+        """True when the interval excludes 0: the attack does measurably better on training rows."""
+        return self.added_risk_ci95[0] > 0.0
+
+
+def _added(train: np.ndarray | float, control: np.ndarray | float) -> np.ndarray:
+    train, control = np.asarray(train, dtype=float), np.asarray(control, dtype=float)
+    room = np.maximum(1.0 - control, 1e-12)
+    return np.where(control < 1.0, (train - control) / room, 0.0)
+
+
+def estimate(attack: str, detail: str, train_hits: np.ndarray, control_hits: np.ndarray,
+             rng: np.random.Generator, what: str) -> RiskEstimate:
+    """Added risk of one attack from its per-attempt successes (booleans) on training and control rows.
+
+    The 95 % interval propagates both rates' uncertainty through the formula: each rate is drawn
+    from its Jeffreys distribution Beta(hits + 1/2, misses + 1/2), whose central 95 % is the
+    Jeffreys binomial interval; unlike a bootstrap it does not collapse to a point when an attack
+    succeeds on every row (or none). ``what`` is the plain sentence's first half, with ``{train}`` and ``{control}``
+    where the two success rates go.
+    """
+    n_t, n_c = int(train_hits.size), int(control_hits.size)
+    if n_t == 0 or n_c == 0:
+        raise ValueError(f"{attack}: no attempts on {'training' if n_t == 0 else 'control'} rows")
+    t, c = float(np.mean(train_hits)), float(np.mean(control_hits))
+    k_t, k_c = int(np.sum(train_hits)), int(np.sum(control_hits))
+    draws = _added(rng.beta(k_t + 0.5, n_t - k_t + 0.5, N_DRAWS), rng.beta(k_c + 0.5, n_c - k_c + 0.5, N_DRAWS))
+    ci = (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)))
+    risk = float(_added(t, c))
+    return RiskEstimate(attack=attack, detail=detail, train_success=t, control_success=c, added_risk=risk,
+                        added_risk_ci95=ci, n_train=n_t, n_control=n_c,
+                        sentence=_sentence(what, t, c, risk, ci))
+
+
+def _sentence(what: str, t: float, c: float, risk: float, ci: tuple[float, float]) -> str:
+    base = what.format(train=f"{100 * t:.1f} %", control=f"{100 * c:.1f} %")
+    if ci[0] > 0.0:
+        return (f"{base}: the synthetic data add a measurable risk of {100 * risk:.1f} % "
+                f"(95 % CI {100 * ci[0]:.1f} % to {100 * ci[1]:.1f} %) over what the population reveals.")
+    return (f"{base}: no risk beyond what the population reveals was measured (added risk "
+            f"{100 * risk:.1f} %, 95 % CI {100 * ci[0]:.1f} % to {100 * ci[1]:.1f} %).")
