@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
@@ -222,3 +225,19 @@ def test_fit_with_a_small_epsilon_spends_within_it(tmp_path, small_csv, adult_pa
     privacy = json.loads((model / "synthesizer.json").read_text())["privacy"]
     assert 0.29 <= privacy["epsilon_spent"] <= 0.3
     assert privacy["history"][0][0] > 10  # the category-frequency release took more noise than at epsilon 1
+
+
+# ------------------------------------------------------------------------- issue 17: --version, choices, extensions
+@pytest.mark.parametrize("module", ["fedsynth", "fedsynth.cli"])
+def test_version_prints_the_installed_version(module):
+    r = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"fedsynth {metadata.version('fedsynth')}"
+
+
+def test_the_cli_imports_no_heavy_library():
+    """`fedsynth --help` and --version stay quick: torch, Flower, pandas load inside the commands."""
+    heavy = ("torch", "flwr", "sklearn", "pandas", "opacus", "cryptography")
+    code = f"import sys, fedsynth.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
