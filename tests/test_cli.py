@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from _cli import fedsynth
 
-from fedsynth.common.data.tables import write_table
+from fedsynth.common.data.tables import load_table, write_table
 from fedsynth.common.lineage import provenance, write_synthetic
 
 
@@ -241,3 +241,24 @@ def test_the_cli_imports_no_heavy_library():
     code = f"import sys, fedsynth.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name", ["synth.xlsx", "synth.json", "synth.gz", "synth", ".csv"])
+def test_sample_refuses_an_output_name_it_cannot_write_before_any_work(tmp_path, name):
+    """Before: exit 0 and CSV text in synth.xlsx. The model folder does not exist: the name is checked first."""
+    out = tmp_path / name
+    r = fedsynth("sample", str(tmp_path / "no-model"), "--rows", "10", "--out", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"--out {out}: unsupported file type" in r.stderr
+    assert ".csv, .csv.gz, .parquet, .pq" in r.stderr
+    assert not out.exists() and not (tmp_path / f"{name}.lineage.json").exists()
+
+
+def test_sample_writes_gzipped_csv_for_csv_gz(tmp_path, tiny_model_dir, adult_schema):
+    """Before: plain CSV text in a file named .csv.gz."""
+    out = tmp_path / "s.csv.gz"
+    r = fedsynth("sample", str(tiny_model_dir), "--rows", "40", "--seed", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:2] == b"\x1f\x8b"  # the gzip magic number
+    assert len(load_table(out, adult_schema)) == 40
+    assert fedsynth("lineage", str(out)).returncode == 0

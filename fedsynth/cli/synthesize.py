@@ -69,7 +69,7 @@ def _parse_where(where: list[str]) -> dict[str, str]:
 def sample(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by fit or simulate.")],
     rows: Annotated[int, typer.Option("--rows", "-n", help="Number of rows to generate.")],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv, .csv.gz or .parquet (.pq).")],
     where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable, one per column).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
     overwrite: OverwriteOption = False,
@@ -78,9 +78,11 @@ def sample(
 
     Rows are generated and written in chunks, so memory stays bounded for any --rows.
     """
+    from fedsynth.common.data.tables import table_format
     from fedsynth.common.lineage import provenance, sidecar_path, write_synthetic
     from fedsynth.common.synthesizer import Synthesizer
 
+    table_format(out_file, option="--out")  # before the model is loaded
     conds = _parse_where(where or [])
     check_replace(out_file, SYNTHETIC_TABLE, overwrite=overwrite, option="--out")
     synth = Synthesizer.load(model_dir)
