@@ -101,6 +101,10 @@ class Synthesizer:
         self.privacy = PrivacyState(epsilon, delta, self.training.accountant)
         self.model: TabularModel | None = None
         self.info: dict[str, Any] = {}
+        # The privacy record load() read: saved back as it was (load() cannot hold every record
+        # in PrivacyState: a federated epsilon nobody reported, a zero target), so that the model
+        # id a loaded model states (sidecars of its samples) is the model card's.
+        self._loaded_privacy: PrivacyRecord | None = None
 
     # ------------------------------------------------------------------ training
     @property
@@ -133,6 +137,7 @@ class Synthesizer:
         if self.privacy.history:
             raise PrivacyError("this synthesizer has already spent its budget; create a new one")
         df = self._checked(data)
+        self._loaded_privacy = None  # this fit's releases make a new record
         plan = self.plan(len(df))
         started = time.time()
         x_np = self.encoder.encode(df)
@@ -253,9 +258,9 @@ class Synthesizer:
         return ModelMeta(
             schema=self.schema, model_config=self.model_config, training=self.training,
             cond_probs=self.model.conditioner.probs,
-            privacy=PrivacyRecord(self.privacy.epsilon_target, self.privacy.delta, self.privacy.accountant,
-                                  list(self.privacy.history), self.epsilon_spent,
-                                  per_client=self.privacy.reported is not None),
+            privacy=self._loaded_privacy or PrivacyRecord(
+                self.privacy.epsilon_target, self.privacy.delta, self.privacy.accountant, list(self.privacy.history),
+                self.epsilon_spent, per_client=self.privacy.reported is not None),
             info=self.info,
             # a federated model keeps its provenance (round, federation) through load/save
             round=self.info.get("round"),
@@ -284,6 +289,7 @@ class Synthesizer:
         obj = cls(meta.schema, model=mc.model, epsilon=max(priv.epsilon_target, 1e-9),
                   delta=max(priv.delta, 1e-12), training=meta.training, model_config=mc)
         obj.privacy.history = list(priv.history)
+        obj._loaded_privacy = priv
         if priv.per_client:
             obj.privacy.reported = priv.epsilon_spent
         obj.model = build_model(obj.encoder, mc, cond_probs=meta.cond_probs)
