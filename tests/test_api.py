@@ -85,6 +85,17 @@ def test_a_frame_read_with_pandas_defaults_fits(adult_paths):
     assert list(synth.sample(num_rows=20, seed=0).columns) == Schema.load(adult_paths[1]).names
 
 
+def test_pandas_nullable_columns_hold_missing_values_not_text(adult_paths):
+    """pd.NA in a 'string' column is a missing value (workclass may be missing), not the category '<NA>'."""
+    raw = pd.read_csv(adult_paths[0], nrows=500).astype({"workclass": "string", "sex": "category", "age": "Int64"})
+    raw.loc[3, "workclass"] = pd.NA
+    raw.loc[4, "age"] = pd.NA
+    with pytest.raises(DataError, match="1 schema violation") as caught:
+        Synthesizer(adult_paths[1], **QUICK).fit(raw)
+    [v] = caught.value.violations
+    assert (v.column, v.row, v.problem) == ("age", 5, "missing value, but the schema does not allow missing values")
+
+
 def test_sample_takes_sdvs_num_rows(tiny_model_dir):
     synth = Synthesizer.load(tiny_model_dir)
     by_n = synth.sample(7, seed=1)
