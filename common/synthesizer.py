@@ -17,7 +17,7 @@ target. Saving and loading go through :mod:`fedsynth.common.artifact`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -194,6 +194,22 @@ class Synthesizer:
         chunks = list(self.iter_sample(n, conditions, seed, max_tries))
         return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
 
+    def sample_from_conditions(self, conditions: Iterable[Any], seed: int | None = None,
+                               max_tries: int = 50) -> pd.DataFrame:
+        """SDV's spelling: the rows of every condition in one DataFrame, in order.
+
+        Each condition is SDV's ``Condition`` (its ``column_values`` and ``num_rows``) or a
+        dict with those keys; all of them are checked before any row is generated.
+        """
+        wanted = [_condition(c) for c in conditions]
+        for values, rows in wanted:
+            if rows < 0:
+                raise FedsynthError(f"condition {values}: num_rows must be >= 0, got {rows}")
+            self._parse_conditions(values)
+        frames = [self.sample(rows, conditions=values, seed=_chunk_seed(seed, i), max_tries=max_tries)
+                  for i, (values, rows) in enumerate(wanted)]
+        return pd.concat(frames, ignore_index=True) if frames else self.sample(0)
+
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
                     max_tries: int = 50, chunk_rows: int = SAMPLE_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
         """``n`` synthetic rows as DataFrames of at most ``chunk_rows`` rows, generated one at a time.
@@ -316,6 +332,18 @@ def as_schema(schema: Schema | str | Path | Mapping[str, Any]) -> Schema:
         raise FedsynthError(f"schema: expected a Schema, a path to its JSON or a metadata dict, "
                             f"got {type(schema).__name__}")
     return Schema.from_json(dict(raw), source=f"{type(schema).__name__} metadata")
+
+
+def _condition(condition: Any) -> tuple[dict[str, Any], int]:
+    """(column values, rows) of an SDV ``Condition`` or a dict with its two keys."""
+    if isinstance(condition, Mapping):
+        values, rows = condition.get("column_values"), condition.get("num_rows")
+    else:
+        values, rows = getattr(condition, "column_values", None), getattr(condition, "num_rows", None)
+    if not isinstance(values, Mapping) or not isinstance(rows, int):
+        raise FedsynthError(f"condition {condition!r}: expected column_values (a dict) and num_rows (an int), "
+                            "as in SDV's Condition")
+    return dict(values), rows
 
 
 def _row_count(n: int | None, num_rows: int | None) -> int:

@@ -108,6 +108,22 @@ def test_sample_takes_sdvs_num_rows(tiny_model_dir):
         synth.sample()
 
 
+def test_sample_from_conditions_as_in_sdv(tiny_model_dir):
+    class Condition:  # SDV's: column_values and num_rows
+        def __init__(self, column_values, num_rows):
+            self.column_values, self.num_rows = column_values, num_rows
+
+    synth = Synthesizer.load(tiny_model_dir)
+    out = synth.sample_from_conditions([Condition({"sex": "Female"}, 6),
+                                        {"column_values": {"income": ">50K"}, "num_rows": 4}], seed=0)
+    assert len(out) == 10
+    assert (out["sex"].iloc[:6] == "Female").all() and (out["income"].iloc[6:] == ">50K").all()
+    with pytest.raises(FedsynthError, match="not a category"):  # checked before any row is generated
+        synth.sample_from_conditions([Condition({"sex": "Female"}, 6), Condition({"sex": "Robot"}, 1)])
+    with pytest.raises(FedsynthError, match="expected column_values"):
+        synth.sample_from_conditions([{"sex": "Female"}])
+
+
 def test_schema_from_an_sdv_metadata_dict_or_object(tmp_path):
     df = _sdv_frame()
     path = tmp_path / "metadata.json"
