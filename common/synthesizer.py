@@ -17,7 +17,8 @@ target. Saving and loading go through :mod:`fedsynth.common.artifact`.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from fedsynth.common.artifact import (
     read_model,
     write_model,
 )
+from fedsynth.common.data.cells import coerce
 from fedsynth.common.data.constraints import Rejections, repair
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
@@ -47,13 +49,15 @@ from fedsynth.common.dp.accounting import (
     noisy_frequencies,
 )
 from fedsynth.common.dp.plan import TrainingConfig, sampling_plan
-from fedsynth.common.errors import FedsynthError, PrivacyError
+from fedsynth.common.errors import DataError, FedsynthError, PrivacyError
 from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
+from fedsynth.common.progress import progress_bar
 from fedsynth.common.timestamps import utc_now
 
 SAMPLE_CHUNK_ROWS = 50_000  # rows per pass of the model: bounds memory (~ 0.5 KB a row encoded) for any n
 MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
 MAX_STREAM_ROWS = 100_000_000  # iter_sample(): bounded by time and disk (~ 10 GB of CSV), not memory
+FRAME_LABEL = "DataFrame"  # stands for the file name in the violations of a frame given to fit()
 
 
 @dataclass
@@ -77,15 +81,17 @@ class Synthesizer:
     """Differentially private synthetic data for one table.
 
     Args:
-        schema: the public schema (``Schema`` or a path to its JSON).
+        schema: the public schema: a ``Schema``, a path to its JSON, or the JSON as a dict
+            (fedsynth's, or SDV single-table metadata with its public bounds; an SDV metadata
+            object is read through its ``to_dict()``).
         model: ``"vae"`` (default; conditional VAE) or ``"gan"`` (conditional GAN).
         epsilon, delta: the privacy target for the whole fit.
     """
 
-    def __init__(self, schema: Schema | str | Path, model: str = "vae", epsilon: float = 1.0,
+    def __init__(self, schema: Schema | str | Path | Mapping[str, Any], model: str = "vae", epsilon: float = 1.0,
                  delta: float = 1e-5, training: TrainingConfig | None = None,
                  model_config: ModelConfig | None = None) -> None:
-        self.schema = schema if isinstance(schema, Schema) else Schema.load(schema)
+        self.schema = as_schema(schema)
         if model not in MODELS:
             raise FedsynthError(f"unknown model {model!r}; choose one of {MODELS}")
         check_privacy_params(epsilon, delta)
@@ -96,6 +102,10 @@ class Synthesizer:
         self.privacy = PrivacyState(epsilon, delta, self.training.accountant)
         self.model: TabularModel | None = None
         self.info: dict[str, Any] = {}
+        # The privacy record load() read: saved back as it was (load() cannot hold every record
+        # in PrivacyState: a federated epsilon nobody reported, a zero target), so that the model
+        # id a loaded model states (sidecars of its samples) is the model card's.
+        self._loaded_privacy: PrivacyRecord | None = None
 
     # ------------------------------------------------------------------ training
     @property
@@ -114,13 +124,21 @@ class Synthesizer:
         return {"sample_rate": q, "steps": steps, "noise_multiplier": cal.noise_multiplier,
                 "expected_batch": batch, "planned_epsilon": cal.epsilon, "frequency_noise": freq_noise}
 
-    def fit(self, df: pd.DataFrame, progress: Callable[[int, int], None] | None = None) -> Synthesizer:
-        """Train on a typed table (see :func:`fedsynth.common.data.tables.load_table`).
+    def fit(self, data: pd.DataFrame, progress: Callable[[int, int], None] | None = None,
+            verbose: bool = False) -> Synthesizer:
+        """Train on a table: raw cells (text, as a CSV holds them) or the typed output of
+        :func:`fedsynth.common.data.tables.load_table`.
 
-        ``progress(done, total)`` is called after every DP step.
+        The frame is checked and typed against the schema exactly as a file is
+        (:func:`fedsynth.common.data.cells.coerce`): a bad cell raises the DataError listing
+        every violation that ``fedsynth schema validate`` reports for the same rows, before
+        any budget is spent. ``progress(done, total)`` is called after every DP step;
+        ``verbose`` shows a progress bar on stderr.
         """
         if self.privacy.history:
             raise PrivacyError("this synthesizer has already spent its budget; create a new one")
+        df = self._checked(data)
+        self._loaded_privacy = None  # this fit's releases make a new record
         plan = self.plan(len(df))
         started = time.time()
         x_np = self.encoder.encode(df)
@@ -131,15 +149,20 @@ class Synthesizer:
         self.privacy.history.append(gaussian_counts_release(plan["frequency_noise"]))
         self.model = build_model(self.encoder, self.model_config, cond_probs=probs)
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
-        done = 0
+        steps, done = int(plan["steps"]), 0
+        bar = progress_bar("training") if verbose else None
+        with bar if bar is not None else nullcontext():
+            task = bar.add_task("train", total=steps) if bar is not None else None
 
-        def tick(k: int) -> None:
-            nonlocal done
-            done += k
-            if progress:
-                progress(done, int(plan["steps"]))
+            def tick(k: int) -> None:
+                nonlocal done
+                done += k
+                if bar is not None:
+                    bar.update(task, completed=done)
+                if progress:
+                    progress(done, steps)
 
-        self.model.train_steps(x, int(plan["steps"]), plan["sample_rate"], plan["noise_multiplier"], tick)
+            self.model.train_steps(x, steps, plan["sample_rate"], plan["noise_multiplier"], tick)
         spent = self.epsilon_spent
         if spent > self.privacy.epsilon_target + 1e-9:  # cannot happen if calibration is right
             raise PrivacyError(f"internal error: spent epsilon {spent} exceeds target")
@@ -147,21 +170,46 @@ class Synthesizer:
                      "trained_at": utc_now()}
         return self
 
+    def _checked(self, data: pd.DataFrame) -> pd.DataFrame:
+        """``data`` typed against the schema, or the DataError a table file with these cells gets."""
+        if not isinstance(data, pd.DataFrame):
+            raise DataError(f"fit() takes a pandas DataFrame, got {type(data).__name__}")
+        df, report = coerce(data, self.schema, FRAME_LABEL)
+        report.raise_if_bad()
+        return df
+
     # ------------------------------------------------------------------ sampling
-    def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
-               max_tries: int = 50) -> pd.DataFrame:
+    def sample(self, n: int | None = None, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
+               max_tries: int = 50, *, num_rows: int | None = None) -> pd.DataFrame:
         """``n`` synthetic rows in one DataFrame; with ``conditions`` every row satisfies all of them.
 
-        The first categorical condition is fed to the model as its condition vector (exact);
-        further conditions are met by rejection sampling, at most ``max_tries`` batches per
-        chunk. More than :data:`MAX_SAMPLE_ROWS` rows are refused: stream them with
-        :meth:`iter_sample` instead.
+        ``num_rows`` is SDV's name for ``n``. The first categorical condition is fed to the
+        model as its condition vector (exact); further conditions are met by rejection
+        sampling, at most ``max_tries`` batches per chunk. More than :data:`MAX_SAMPLE_ROWS`
+        rows are refused: stream them with :meth:`iter_sample` instead.
         """
+        n = _row_count(n, num_rows)
         if n > MAX_SAMPLE_ROWS:
             raise FedsynthError(f"{n} rows is more than sample() holds in memory (at most {MAX_SAMPLE_ROWS:,}); "
                                 "use iter_sample(), which yields them in chunks, or `fedsynth sample`")
         chunks = list(self.iter_sample(n, conditions, seed, max_tries))
         return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+    def sample_from_conditions(self, conditions: Iterable[Any], seed: int | None = None,
+                               max_tries: int = 50) -> pd.DataFrame:
+        """SDV's spelling: the rows of every condition in one DataFrame, in order.
+
+        Each condition is SDV's ``Condition`` (its ``column_values`` and ``num_rows``) or a
+        dict with those keys; all of them are checked before any row is generated.
+        """
+        wanted = [_condition(c) for c in conditions]
+        for values, rows in wanted:
+            if rows < 0:
+                raise FedsynthError(f"condition {values}: num_rows must be >= 0, got {rows}")
+            self._parse_conditions(values)
+        frames = [self.sample(rows, conditions=values, seed=_chunk_seed(seed, i), max_tries=max_tries)
+                  for i, (values, rows) in enumerate(wanted)]
+        return pd.concat(frames, ignore_index=True) if frames else self.sample(0)
 
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
                     max_tries: int = 50, chunk_rows: int = SAMPLE_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
@@ -230,9 +278,9 @@ class Synthesizer:
         return ModelMeta(
             schema=self.schema, model_config=self.model_config, training=self.training,
             cond_probs=self.model.conditioner.probs,
-            privacy=PrivacyRecord(self.privacy.epsilon_target, self.privacy.delta, self.privacy.accountant,
-                                  list(self.privacy.history), self.epsilon_spent,
-                                  per_client=self.privacy.reported is not None),
+            privacy=self._loaded_privacy or PrivacyRecord(
+                self.privacy.epsilon_target, self.privacy.delta, self.privacy.accountant, list(self.privacy.history),
+                self.epsilon_spent, per_client=self.privacy.reported is not None),
             info=self.info,
             # a federated model keeps its provenance (round, federation) through load/save
             round=self.info.get("round"),
@@ -261,6 +309,7 @@ class Synthesizer:
         obj = cls(meta.schema, model=mc.model, epsilon=max(priv.epsilon_target, 1e-9),
                   delta=max(priv.delta, 1e-12), training=meta.training, model_config=mc)
         obj.privacy.history = list(priv.history)
+        obj._loaded_privacy = priv
         if priv.per_client:
             obj.privacy.reported = priv.epsilon_spent
         obj.model = build_model(obj.encoder, mc, cond_probs=meta.cond_probs)
@@ -272,6 +321,42 @@ class Synthesizer:
         if meta.federation is not None:
             obj.info["federation"] = asdict(meta.federation)
         return obj
+
+
+def as_schema(schema: Schema | str | Path | Mapping[str, Any]) -> Schema:
+    """The public schema from what a user holds: a Schema, a path, a dict (fedsynth's JSON or
+    SDV single-table metadata) or an object with ``to_dict()`` (SDV's metadata classes)."""
+    if isinstance(schema, Schema):
+        return schema
+    if isinstance(schema, (str, Path)):
+        return Schema.load(schema)
+    to_dict = getattr(schema, "to_dict", None)
+    raw = to_dict() if callable(to_dict) else schema
+    if not isinstance(raw, Mapping):
+        raise FedsynthError(f"schema: expected a Schema, a path to its JSON or a metadata dict, "
+                            f"got {type(schema).__name__}")
+    return Schema.from_json(dict(raw), source=f"{type(schema).__name__} metadata")
+
+
+def _condition(condition: Any) -> tuple[dict[str, Any], int]:
+    """(column values, rows) of an SDV ``Condition`` or a dict with its two keys."""
+    if isinstance(condition, Mapping):
+        values, rows = condition.get("column_values"), condition.get("num_rows")
+    else:
+        values, rows = getattr(condition, "column_values", None), getattr(condition, "num_rows", None)
+    if not isinstance(values, Mapping) or not isinstance(rows, int):
+        raise FedsynthError(f"condition {condition!r}: expected column_values (a dict) and num_rows (an int), "
+                            "as in SDV's Condition")
+    return dict(values), rows
+
+
+def _row_count(n: int | None, num_rows: int | None) -> int:
+    """``n``, or SDV's ``num_rows`` for it: one of them, or both the same."""
+    if n is None and num_rows is None:
+        raise FedsynthError("sample() needs the number of rows: n (or num_rows)")
+    if n is not None and num_rows is not None and n != num_rows:
+        raise FedsynthError(f"sample(): n={n} and num_rows={num_rows} disagree; give one of them")
+    return n if n is not None else num_rows  # type: ignore[return-value]
 
 
 def _chunk_seed(seed: int | None, chunk: int) -> int | None:

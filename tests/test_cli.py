@@ -1,12 +1,20 @@
 import json
+import subprocess
+import sys
+from importlib import metadata
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from _cli import fedsynth
 
-from fedsynth.common.data.tables import write_table
+from fedsynth.cli.choices import Accountant, ClientWeighting, Model, Partition
+from fedsynth.common.data.tables import load_table, write_table
+from fedsynth.common.dp.accounting import ACCOUNTANTS
 from fedsynth.common.lineage import provenance, write_synthetic
+from fedsynth.common.model.tabular import MODELS
+from fedsynth.common.protocol.federation import AGGREGATION_WEIGHTS
+from fedsynth.simulations.partition import PARTITIONS
 
 
 @pytest.fixture()
@@ -130,12 +138,9 @@ def test_simulate_help_explains_every_option():
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--partition", "random"], "choose one of"),
     (["--clients", "1"], "x>=2"),
     (["--epsilon", "-1"], "epsilon must be"),
     (["--data", "nope.csv"], "give --schema"),
-    (["--model", "diffusion"], "choose vae or gan"),
-    (["--client-weighting", "median"], "choose rows or equal"),
     (["--secagg-shares", "2.5"], "--secagg-shares 2.5 / --secagg-threshold 0.67: num_shares = 2.5: a value above 1 is a count"),
 ])
 def test_simulate_bad_options_get_clear_errors(tmp_path, args, message):
@@ -222,3 +227,67 @@ def test_fit_with_a_small_epsilon_spends_within_it(tmp_path, small_csv, adult_pa
     privacy = json.loads((model / "synthesizer.json").read_text())["privacy"]
     assert 0.29 <= privacy["epsilon_spent"] <= 0.3
     assert privacy["history"][0][0] > 10  # the category-frequency release took more noise than at epsilon 1
+
+
+# ------------------------------------------------------------------------- issue 17: --version, choices, extensions
+@pytest.mark.parametrize("module", ["fedsynth", "fedsynth.cli"])
+def test_version_prints_the_installed_version(module):
+    r = subprocess.run([sys.executable, "-m", module, "--version"], capture_output=True, text=True, timeout=120,
+                       check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"fedsynth {metadata.version('fedsynth')}"
+
+
+def test_the_cli_imports_no_heavy_library():
+    """`fedsynth --help` and --version stay quick: torch, Flower, pandas load inside the commands."""
+    heavy = ("torch", "flwr", "sklearn", "pandas", "opacus", "cryptography")
+    code = f"import sys, fedsynth.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("name", ["synth.xlsx", "synth.json", "synth.gz", "synth", ".csv"])
+def test_sample_refuses_an_output_name_it_cannot_write_before_any_work(tmp_path, name):
+    """Before: exit 0 and CSV text in synth.xlsx. The model folder does not exist: the name is checked first."""
+    out = tmp_path / name
+    r = fedsynth("sample", str(tmp_path / "no-model"), "--rows", "10", "--out", str(out))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"--out {out}: unsupported file type" in r.stderr
+    assert ".csv, .csv.gz, .parquet, .pq" in r.stderr
+    assert not out.exists() and not (tmp_path / f"{name}.lineage.json").exists()
+
+
+def test_sample_writes_gzipped_csv_for_csv_gz(tmp_path, tiny_model_dir, adult_schema):
+    """Before: plain CSV text in a file named .csv.gz."""
+    out = tmp_path / "s.csv.gz"
+    r = fedsynth("sample", str(tiny_model_dir), "--rows", "40", "--seed", "2", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes()[:2] == b"\x1f\x8b"  # the gzip magic number
+    assert len(load_table(out, adult_schema)) == 40
+    assert fedsynth("lineage", str(out)).returncode == 0
+
+
+CHOICES = [  # (command, option, allowed values in order)
+    (["simulate"], "--partition", ["iid", "dirichlet", "quantity", "natural"]),
+    (["simulate"], "--model", ["vae", "gan"]),
+    (["simulate"], "--client-weighting", ["rows", "equal"]),
+    (["fit", "t.csv", "--schema", "s.json"], "--model", ["vae", "gan"]),
+    (["fit", "t.csv", "--schema", "s.json"], "--accountant", ["rdp", "prv"]),
+]
+
+
+@pytest.mark.parametrize("command, option, allowed", CHOICES, ids=lambda v: v if isinstance(v, str) else None)
+def test_every_choice_option_lists_its_values_and_refuses_others(tmp_path, command, option, allowed):
+    shown = "[" + "|".join(allowed) + "]"
+    assert shown in fedsynth(command[0], "--help").stdout
+    r = fedsynth(*command, "--out", str(tmp_path / "x"), option, "bogus")
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert f"'bogus' is not one of {', '.join(repr(v) for v in allowed)}" in r.stderr, r.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_the_cli_choices_are_the_librarys():
+    """The enums are spelled out in the CLI (kept free of torch and Flower): they must not drift."""
+    for enum, values in ((Model, MODELS), (Accountant, ACCOUNTANTS), (ClientWeighting, AGGREGATION_WEIGHTS),
+                         (Partition, PARTITIONS)):
+        assert tuple(e.value for e in enum) == tuple(values), enum

@@ -64,6 +64,17 @@ def test_global_model_samples_with_the_cli(run_dir, tmp_path):
     assert lineage["synthetic"] is True and lineage["round"] == 2 and lineage["conditions"] == {"income": ">50K"}
 
 
+def test_one_model_id_in_the_model_card_the_model_and_every_sidecar(run_dir, tmp_path):
+    """Issue 17: the lineage sidecar of a federated run named another model id than model_card.json."""
+    out, _ = run_dir
+    card_id = json.loads((out / "model_card.json").read_text())["model_id"]
+    assert json.loads((out / "synthesizer" / "synthesizer.json").read_text())["model_id"] == card_id
+    assert json.loads((out / "synthetic.csv.lineage.json").read_text())["model_id"] == card_id
+    assert json.loads((out / "summary.json").read_text())["model_card"]["model_id"] == card_id
+    fedsynth("sample", str(out / "synthesizer"), "--rows", "20", "--out", str(tmp_path / "more.parquet"))
+    assert json.loads(fedsynth("lineage", str(tmp_path / "more.parquet")).stdout)["model_id"] == card_id
+
+
 def test_quality_summary_against_holdout(run_dir):
     out, _ = run_dir
     q = json.loads((out / "summary.json").read_text())["quality"]

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import numpy as np
@@ -5,6 +6,7 @@ import pandas as pd
 import pytest
 from opacus.accountants import RDPAccountant
 
+from fedsynth.common.artifact import PrivacyRecord, write_model
 from fedsynth.common.errors import FedsynthError, PrivacyError
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.lineage import provenance, read_lineage, write_synthetic
@@ -171,3 +173,19 @@ def test_small_budgets_scale_the_frequency_release_and_stay_within_epsilon(adult
         assert s.epsilon_spent <= eps and _opacus_epsilon(s.privacy.history, 1e-5) <= eps
         sigmas.append(sigma)
     assert sigmas[0] == 10.0 < sigmas[1] < sigmas[2]
+
+
+@pytest.mark.parametrize("record", [
+    PrivacyRecord(0.98, 1e-5, "rdp", [], 0.98, per_client=True),  # a federated model, as the coordinator writes it
+    PrivacyRecord(0.5, 1e-5, "rdp", [], None, per_client=True),  # no client reported its epsilon
+    PrivacyRecord(0.0, 0.0, "rdp", [], None, per_client=True),  # no client reported anything
+], ids=["reported", "epsilon-unreported", "nothing-reported"])
+def test_a_loaded_model_states_the_model_id_it_was_saved_with(tiny_model_dir, tmp_path, record):
+    """The id in a sample's sidecar is recomputed from the loaded model: it must be the file's (and the card's).
+    Before, the two unreported cases came back with epsilon_spent 0.0 and a clamped target: another id."""
+    meta = dataclasses.replace(Synthesizer.load(tiny_model_dir).artifact_meta(), privacy=record)
+    written = write_model(tmp_path / "m", meta, Synthesizer.load(tiny_model_dir).model.get_arrays())
+    loaded = Synthesizer.load(tmp_path / "m")
+    state, _ = loaded.to_state()
+    assert state["model_id"] == written["model_id"] and state["privacy"] == written["privacy"]
+    assert provenance(state, 10)["model_id"] == written["model_id"]

@@ -112,8 +112,14 @@ def _holds_text(s: pd.Series) -> bool:
 
 def as_text(s: pd.Series) -> pd.Series:
     if s.dtype == object or pd.api.types.is_string_dtype(s):
-        return s.map(lambda v: "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).str.strip()
+        return s.map(lambda v: "" if _no_value(v) else str(v)).str.strip()
     return s.map(lambda v: "" if pd.isna(v) else str(v))
+
+
+def _no_value(v: object) -> bool:
+    """A cell that holds nothing: None, NaN, or pandas' NA and NaT (a DataFrame's nullable
+    columns, given to ``Synthesizer.fit``), which would otherwise read as the text '<NA>'."""
+    return v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and math.isnan(v))
 
 
 def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, list[Violation]]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import csv
 import gzip
-from collections.abc import Iterable
+import io
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +21,24 @@ import pyarrow.parquet as pq
 from fedsynth.common.atomic import atomic_path
 from fedsynth.common.data.cells import MAX_FIELD_CHARS, ValidationReport, coerce, for_output
 from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.errors import DataError
+from fedsynth.common.errors import DataError, FedsynthError
+
+
+# What write_table writes, by the end of the file name: a file never holds another format than
+# its name says (CSV text in ``synth.xlsx``).
+TABLE_SUFFIXES = {".csv": "csv", ".csv.gz": "csv.gz", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def table_format(path: str | Path, option: str | None = None) -> str:
+    """``csv``, ``csv.gz`` or ``parquet``, from ``path``'s name; any other name is refused, the
+    error naming ``option`` (e.g. ``--out``) when given."""
+    name = Path(path).name.lower()
+    for suffix in sorted(TABLE_SUFFIXES, key=len, reverse=True):  # .csv.gz before .csv
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return TABLE_SUFFIXES[suffix]
+    where = f"{option} {path}" if option else str(path)
+    raise FedsynthError(f"{where}: unsupported file type; a table is written as "
+                        f"{', '.join(TABLE_SUFFIXES)} (chosen by the file name)")
 
 
 def read_raw(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
@@ -100,26 +119,37 @@ def validate_file(path: str | Path, schema: Schema) -> ValidationReport:
 
 def write_table(frames: pd.DataFrame | Iterable[pd.DataFrame], path: str | Path,
                 metadata: dict[str, str] | None = None, schema: Schema | None = None) -> int:
-    """Write CSV or Parquet atomically; returns the rows written. Parquet gets ``metadata`` as
-    key-value pairs.
+    """Write CSV (gzipped for ``.csv.gz``) or Parquet atomically, by the file name (see
+    :func:`table_format`; other names are refused before anything is written); returns the
+    rows written. Parquet gets ``metadata`` as key-value pairs.
 
     ``frames`` is one DataFrame or an iterable of them (e.g. :meth:`Synthesizer.iter_sample`),
     written one at a time so that memory holds a single chunk whatever the table's size.
     """
     path = Path(path)
+    fmt = table_format(path)
     chunks = [frames] if isinstance(frames, pd.DataFrame) else frames
-    parquet = path.suffix.lower() in (".parquet", ".pq")
+    parquet = fmt == "parquet"
     if schema is not None:
         chunks = (for_output(df, schema, text=not parquet) for df in chunks)
     with atomic_path(path) as tmp:
         if parquet:
             return _write_parquet(chunks, tmp, metadata, schema)
         rows = 0
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+        with _csv_file(tmp, gzipped=fmt == "csv.gz") as fh:
             for i, df in enumerate(chunks):
                 df.to_csv(fh, index=False, header=i == 0)
                 rows += len(df)
         return rows
+
+
+@contextmanager
+def _csv_file(path: Path, gzipped: bool) -> Iterator[io.TextIOBase]:
+    """A UTF-8 text file for CSV; gzipped with no timestamp, so equal rows give equal bytes."""
+    with open(path, "wb") as raw:
+        binary = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if gzipped else raw
+        with binary, io.TextIOWrapper(binary, encoding="utf-8", newline="") as fh:
+            yield fh
 
 
 def _write_parquet(chunks: Iterable[pd.DataFrame], tmp: Path, metadata: dict[str, str] | None,

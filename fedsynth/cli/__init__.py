@@ -10,16 +10,32 @@ modules import their heavy dependencies (torch, Flower) inside the command, so t
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 
 from fedsynth.cli import data, deploy, report, simulate, synthesize
-from fedsynth.cli.shared import user_errors
+from fedsynth.cli.shared import out, user_errors
+from fedsynth.common.version import __version__
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Federated, differentially private synthetic data.")
 schema_app = typer.Typer(no_args_is_help=True, help="Draft and check the shared public schema.")
 app.add_typer(schema_app, name="schema")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"fedsynth {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the installed fedsynth version and exit.")] = False,
+) -> None:
+    """Options that come before any command."""
 
 
 def _register(group: typer.Typer, command: Callable, name: str | None = None) -> None:

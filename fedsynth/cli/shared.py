@@ -9,10 +9,11 @@ from typing import Annotated, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.progress import progress_bar
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -50,8 +51,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def progress(description: str) -> Progress:
-    return Progress(TextColumn(description), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=err, transient=False)
+    """A progress bar on the CLI's stderr console."""
+    return progress_bar(description, console=err)
 
 
 def load_schema(path: Path) -> Schema:

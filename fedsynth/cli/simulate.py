@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fedsynth.cli.choices import ClientWeighting, Model, Partition
 from fedsynth.cli.shared import DataOption, SchemaForDataOption, err, out
 from fedsynth.common.errors import FedsynthError
 
@@ -19,7 +20,7 @@ def simulate(
     data: DataOption = "adult",
     schema: SchemaForDataOption = None,
     clients: Annotated[Optional[int], typer.Option(min=2, help="Number of simulated institutions (default 5; with --partition natural, one per value of --column).")] = None,
-    partition: Annotated[str, typer.Option(help="How rows are split: iid, dirichlet (label skew), quantity (size skew), natural (one institution per value of --column).")] = "iid",
+    partition: Annotated[Partition, typer.Option(help="How rows are split: iid, dirichlet (label skew), quantity (size skew), natural (one institution per value of --column).")] = Partition.IID,
     alpha: Annotated[float, typer.Option(min=1e-3, help="Dirichlet concentration for --partition dirichlet; smaller = more skewed.")] = 0.5,
     label: Annotated[Optional[str], typer.Option(help="Label column: Dirichlet skew and the utility (TSTR) test. Default: the bundled dataset's label.")] = None,
     column: Annotated[Optional[str], typer.Option(help="Column whose values define institutions for --partition natural.")] = None,
@@ -29,9 +30,9 @@ def simulate(
     local_epochs: Annotated[float, typer.Option(min=0.01, help="Passes over its own table each client makes per round (in expectation).")] = 1.5,
     clients_per_round: Annotated[Optional[int], typer.Option(min=2, help="Clients sampled each round (default: all).")] = None,
     server_lr: Annotated[Optional[float], typer.Option(min=0.0, help="Global step = server_lr x mean client delta (default: chosen each round from how aligned the deltas were, between 1 and the number K of contributing clients); every step is capped at sqrt(K) x update_clip_norm.")] = None,
-    client_weighting: Annotated[str, typer.Option(help="How updates are combined: rows (weight each institution by its DP row-count estimate, capped at --weight-cap-rows) or equal.")] = "rows",
+    client_weighting: Annotated[ClientWeighting, typer.Option(help="How updates are combined: rows (weight each institution by its DP row-count estimate, capped at --weight-cap-rows) or equal.")] = ClientWeighting.ROWS,
     weight_cap_rows: Annotated[float, typer.Option(min=1.0, help="With --client-weighting rows: an institution counts as at most this many rows (public; also bounds what a lying client can claim).")] = 10_000.0,
-    model: Annotated[str, typer.Option(help="Generator: vae (default) or gan.")] = "vae",
+    model: Annotated[Model, typer.Option(help="Generator: a conditional VAE or GAN.")] = Model.VAE,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of rows held out from every client, for evaluation.")] = 0.2,
     rows: Annotated[Optional[int], typer.Option(min=1, help="Synthetic rows to generate (default: as many as the pooled training rows).")] = None,
     secagg_shares: Annotated[float, typer.Option(min=0.0, help="SecAgg+ shares per key, as a fraction of the round's clients (or a count if > 1).")] = 1.0,
@@ -45,25 +46,18 @@ def simulate(
     Ends with OUT/synthetic.csv, OUT/synthesizer (for `fedsynth sample`), OUT/model_card.json and a
     fidelity/utility summary against a real holdout that no client trained on.
     """
-    from fedsynth.common.protocol.federation import AGGREGATION_WEIGHTS, SecAggSettings
+    from fedsynth.common.protocol.federation import SecAggSettings
     from fedsynth.simulations.driver import SimulationConfig, run
-    from fedsynth.simulations.partition import PARTITIONS
 
-    if partition not in PARTITIONS:
-        raise FedsynthError(f"--partition {partition!r}: choose one of {', '.join(PARTITIONS)}")
-    if model not in ("vae", "gan"):
-        raise FedsynthError(f"--model {model!r}: choose vae or gan")
-    if client_weighting not in AGGREGATION_WEIGHTS:
-        raise FedsynthError(f"--client-weighting {client_weighting!r}: choose {' or '.join(AGGREGATION_WEIGHTS)}")
     try:
         secagg = SecAggSettings(num_shares=secagg_shares, reconstruction_threshold=secagg_threshold)
     except ValueError as exc:
         raise FedsynthError(f"--secagg-shares {secagg_shares:g} / --secagg-threshold {secagg_threshold:g}: {exc}") from None
     cfg = SimulationConfig(out=str(out_dir), data=data, schema=str(schema) if schema else None, clients=clients,
-                           partition=partition, alpha=alpha, label=label, column=column, epsilon=epsilon,
+                           partition=partition.value, alpha=alpha, label=label, column=column, epsilon=epsilon,
                            delta=delta, rounds=rounds, local_epochs=local_epochs, server_lr=server_lr,
-                           clients_per_round=clients_per_round, client_weighting=client_weighting,
-                           weight_cap_rows=weight_cap_rows, model=model, holdout=holdout, rows=rows,
+                           clients_per_round=clients_per_round, client_weighting=client_weighting.value,
+                           weight_cap_rows=weight_cap_rows, model=model.value, holdout=holdout, rows=rows,
                            seed=seed, report=report, secagg=secagg, overwrite=overwrite)
     summary = run(cfg, print_fn=lambda m: err.print(m, highlight=False, markup=False))
     out.print(f"[green]done[/] in {summary['seconds']}s: {out_dir}/synthetic.csv, {out_dir}/model_card.json"

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from fedsynth.cli.choices import Accountant, Model
 from fedsynth.cli.shared import OverwriteOption, err, load_schema, out, progress
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.outputs import MODEL_FOLDER, SYNTHETIC_TABLE, check_replace
@@ -23,10 +24,10 @@ def fit(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
     epsilon: Annotated[float, typer.Option(help="Privacy budget epsilon for the whole fit.")] = 1.0,
     delta: Annotated[float, typer.Option(help="Privacy delta; must be well below 1/rows.")] = 1e-5,
-    model: Annotated[str, typer.Option(help="Generator: vae (default) or gan.")] = "vae",
+    model: Annotated[Model, typer.Option(help="Generator: a conditional VAE or GAN.")] = Model.VAE,
     epochs: Annotated[float, typer.Option(help="Passes over the data (in expectation).")] = 30.0,
     batch_size: Annotated[Optional[int], typer.Option(help="Expected Poisson batch size (default: rows/12, 64..2048).")] = None,
-    accountant: Annotated[str, typer.Option(help="Privacy accountant: rdp or prv.")] = "rdp",
+    accountant: Annotated[Accountant, typer.Option(help="Privacy accountant (Opacus): RDP or PRV.")] = Accountant.RDP,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
     overwrite: OverwriteOption = False,
 ) -> None:
@@ -40,8 +41,8 @@ def fit(
     torch.set_num_threads(threads)
     sch = load_schema(schema)
     df = load_table(data, sch)
-    synth = Synthesizer(sch, model=model, epsilon=epsilon, delta=delta,
-                        training=TrainingConfig(epochs=epochs, batch_size=batch_size, accountant=accountant))
+    synth = Synthesizer(sch, model=model.value, epsilon=epsilon, delta=delta,
+                        training=TrainingConfig(epochs=epochs, batch_size=batch_size, accountant=accountant.value))
     plan = synth.plan(len(df))
     err.print(f"{len(df)} rows; {plan['steps']} DP-SGD steps at sample rate {plan['sample_rate']:.4f}, "
               f"noise multiplier {plan['noise_multiplier']:.3f} (category frequencies: {plan['frequency_noise']:.3g})")
@@ -50,7 +51,7 @@ def fit(
         synth.fit(df, progress=lambda done, total: bar.update(task, completed=done))
     synth.save(out_dir, overwrite=overwrite)
     out.print(f"[green]saved[/] {out_dir}  epsilon spent = {synth.epsilon_spent:.4f} (target {epsilon}), "
-              f"delta = {delta:g}, accountant = {accountant}")
+              f"delta = {delta:g}, accountant = {accountant.value}")
 
 
 def _parse_where(where: list[str]) -> dict[str, str]:
@@ -69,7 +70,7 @@ def _parse_where(where: list[str]) -> dict[str, str]:
 def sample(
     model_dir: Annotated[Path, typer.Argument(help="Model folder written by fit or simulate.")],
     rows: Annotated[int, typer.Option("--rows", "-n", help="Number of rows to generate.")],
-    out_file: Annotated[Path, typer.Option("--out", "-o", help="Output .csv or .parquet.")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv, .csv.gz or .parquet (.pq).")],
     where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable, one per column).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
     overwrite: OverwriteOption = False,
@@ -78,9 +79,11 @@ def sample(
 
     Rows are generated and written in chunks, so memory stays bounded for any --rows.
     """
+    from fedsynth.common.data.tables import table_format
     from fedsynth.common.lineage import provenance, sidecar_path, write_synthetic
     from fedsynth.common.synthesizer import Synthesizer
 
+    table_format(out_file, option="--out")  # before the model is loaded
     conds = _parse_where(where or [])
     check_replace(out_file, SYNTHETIC_TABLE, overwrite=overwrite, option="--out")
     synth = Synthesizer.load(model_dir)
