@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.lineage import provenance, write_synthetic
 from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
 from fedsynth.evaluation.guarantee import guarantee_from_card
@@ -81,8 +83,12 @@ class SimulationConfig:
     insecure_plain_aggregation: bool = False
 
 
-def _event_printer(out_dir: Path, print_fn: Callable[[str], None]) -> Callable[[dict[str, Any]], None]:
+def _event_printer(out_dir: Path, print_fn: Callable[[str], None],
+                   rounds: int) -> Callable[[dict[str, Any]], None]:
+    """Events to ``events.jsonl`` and a line each for people: round k/N, with the time left
+    estimated from the rounds this process has seen."""
     log = out_dir / "events.jsonl"
+    seconds: list[float] = []
 
     def on_event(ev: dict[str, Any]) -> None:
         with open(log, "a") as fh:
@@ -92,17 +98,28 @@ def _event_printer(out_dir: Path, print_fn: Callable[[str], None]) -> Callable[[
             spent = sorted(r.get("epsilon_spent", -1) for r in ev["replies"].values())
             refused = {r.get("reason") for r in ev["replies"].values() if not r.get("can_train")}
             extra = f"; not training: {sorted(refused)}" if refused else ""
-            print_fn(f"round {ev['round']}: {ev['eligible']}/{len(ev['replies'])} clients can afford it; "
+            print_fn(f"round {ev['round']}/{rounds}: {ev['eligible']}/{len(ev['replies'])} clients can afford it; "
                      f"epsilon spent per client {spent}{extra}")
         elif kind == "round_done":
             eps = sorted(r.get("epsilon_spent", -1) for r in ev["reports"].values())
             step = f", server step {ev['server_lr']:.2f} x mean" if "server_lr" in ev else ""
-            print_fn(f"round {ev['round']} done in {ev['seconds']:.1f}s: {ev['contributors']} updates "
+            seconds.append(float(ev["seconds"]))
+            left = (rounds - ev["round"]) * sum(seconds) / len(seconds)
+            eta = f", about {_duration(left)} left" if ev["round"] < rounds else ""
+            print_fn(f"round {ev['round']}/{rounds} done in {ev['seconds']:.1f}s{eta}: {ev['contributors']} updates "
                      f"securely aggregated{step}; epsilon spent per client now {eps}")
         elif kind in ("stopped", "round_failed", "resumed"):
             print_fn(f"{kind}: {ev}")
 
     return on_event
+
+
+def _duration(seconds: float) -> str:
+    """``45s``, ``3 min``, ``1 h 05 min``: a time left as people read it."""
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
@@ -203,9 +220,12 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
     for i in range(1, n_clients + 1):  # each simulated institution's explicit first start
         if not ledger_exists(state_root / f"client-{i}"):
             Ledger.create(state_root / f"client-{i}", eps, delta)
-    run = FederatedRun(plan, _load_schema(out), out, cfg.secagg, n_clients, _event_printer(out, print_fn),
+    run = FederatedRun(plan, _load_schema(out), out, cfg.secagg, n_clients, _event_printer(out, print_fn, plan.rounds),
                        insecure_plain_aggregation=plain)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    quiet_logs()  # the ServerApp runs in this process
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's worker-line prefixes: no colour codes in a file
     run_simulation(server_app=make_server_app(run), client_app=make_client_app(resolve, secure=not plain),
                    num_supernodes=n_clients,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})

@@ -40,7 +40,9 @@ def test_outputs_exist_and_are_consistent(run_dir):
     assert card["secure_aggregation"]["protocol"].startswith("SecAgg+")
     assert len(card["clients"]) == 3
     assert all(0 < c["epsilon_spent"] <= 1.0 and c["delta"] == 1e-5 for c in card["clients"])
-    assert "round 2 done" in log and "3 updates securely aggregated" in log
+    assert "round 2/2 done" in log and "3 updates securely aggregated" in log
+    assert "round 1/2 done" in log and "left:" in log.split("round 1/2 done")[1].split("\n")[0]  # time left
+    assert "\x1b[" not in log  # no colour codes when the output is not a terminal
 
 
 def test_each_ledger_is_the_accountant_over_its_history(run_dir):

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import tomllib
 import warnings
 import zipfile
+
+from flwr.common.logger import update_console_handler
 
 from fedsynth.common.version import __version__
 
@@ -51,7 +54,9 @@ def foreign_app_reason(fab_id: str, fab_version: str, fab_content: bytes) -> str
 
 
 def quiet_logs() -> None:
-    """SecAgg+ logs every stage at DEBUG and Opacus warns about its own hooks: keep INFO."""
+    """SecAgg+ logs every stage at DEBUG and Opacus warns about its own hooks: keep INFO.
+    Colour codes only on a terminal: in a log file they are noise."""
     logging.getLogger("flwr").setLevel(logging.INFO)
+    update_console_handler(colored=sys.stderr.isatty())
     warnings.filterwarnings("ignore", message="Full backward hook is firing")
     warnings.filterwarnings("ignore", message="Using a non-full backward hook")
