@@ -1,0 +1,155 @@
+"""RDP accounting of the Poisson-subsampled multi-dimensional Skellam mechanism (shared-noise mode).
+
+In shared-noise mode a round is one DP-SGD step on the pooled rows: every institution
+Poisson-samples its rows at rate q, rounds each clipped, scaled example gradient to an integer
+vector, sums and adds a share of Skellam noise; SecAgg+ sums the shares. The noise that
+protects a row is Sk(mu, mu) = Poisson(mu) - Poisson(mu) per coordinate (variance 2 mu), mu
+being the sum of the honest shares' mus. Its RDP curve is amplified by Poisson subsampling
+with a bound valid for any mechanism, composed (RDP adds up) with fedsynth's Gaussian releases
+at integer orders, and converted to (epsilon, delta) the way fedsynth's RDP accountant does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import gammaln, logsumexp
+
+# Integer orders only: the subsampling bound below holds at integers >= 2.
+INTEGER_ORDERS: tuple[int, ...] = tuple(range(2, 65)) + (80, 96, 128, 192, 256)
+_TAG = "skellam"
+
+
+@dataclass(frozen=True)
+class SkellamRelease:
+    """`steps` Poisson-subsampled steps at `sample_rate`, each adding Skellam noise Sk(mu, mu) per coordinate
+    to a sum in which one row moves the integer vector by at most l2_sensitivity (L2) and l1_sensitivity (L1)."""
+
+    sample_rate: float
+    steps: int
+    mu: float
+    l2_sensitivity: float
+    l1_sensitivity: float
+
+    def __post_init__(self) -> None:
+        checks = {
+            "sample_rate": 0 < self.sample_rate <= 1,
+            "steps": self.steps >= 0,
+            "mu": self.mu > 0,
+            "l2_sensitivity": self.l2_sensitivity >= 0,
+            "l1_sensitivity": self.l1_sensitivity >= 0,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not ok or not math.isfinite(value):
+                raise ValueError(f"Skellam release: invalid {name} {value!r}")
+
+    def to_list(self) -> list:
+        """JSON-ready form for the privacy ledger: ["skellam", q, steps, mu, l2, l1]."""
+        return [_TAG, self.sample_rate, self.steps, self.mu, self.l2_sensitivity, self.l1_sensitivity]
+
+    @classmethod
+    def from_list(cls, raw: object) -> SkellamRelease:
+        """Inverse of :meth:`to_list`; a ledger entry that is not exactly that shape is refused."""
+        if not isinstance(raw, (list, tuple)) or len(raw) != 6 or raw[0] != _TAG:
+            raise ValueError(f"Skellam release: expected [{_TAG!r}, q, steps, mu, l2, l1], got {raw!r}")
+        names = ("sample_rate", "steps", "mu", "l2_sensitivity", "l1_sensitivity")
+        for name, value in zip(names, raw[1:]):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"Skellam release: invalid {name} {value!r}")  # noqa: TRY004 (the ledger reader catches ValueError)
+        if not math.isfinite(raw[2]) or int(raw[2]) != raw[2]:
+            raise ValueError(f"Skellam release: invalid steps {raw[2]!r}")
+        q, steps, mu, l2, l1 = raw[1:]
+        return cls(float(q), int(steps), float(mu), float(l2), float(l1))
+
+
+def _integer_orders(orders: Sequence[float]) -> np.ndarray:
+    alphas = np.asarray(orders, dtype=float)
+    if alphas.ndim != 1 or np.any(alphas < 2) or np.any(alphas != np.round(alphas)) or np.any(np.diff(alphas) <= 0):
+        raise ValueError(f"orders must be increasing integers >= 2, got {orders!r}")
+    return alphas
+
+
+def skellam_rdp(mu: float, l2: float, l1: float, orders: Sequence[float]) -> np.ndarray:
+    """RDP of one unsubsampled multi-dimensional Skellam mechanism (Agarwal, Kairouz, Liu 2021, 'The Skellam
+    Mechanism for Differentially Private Federated Learning', NeurIPS; the multi-dimensional RDP theorem,
+    Theorem 3.5 of arXiv:2110.04995, stated for integer alpha > 1).
+
+    The paper's noise Sk_mu has variance mu (Poisson(mu/2) - Poisson(mu/2)); ours, Sk(mu, mu), has
+    variance 2 mu, so its mu is our 2 mu. For integer alpha > 1 that gives
+        eps(alpha) <= alpha l2^2 / (4 mu) + min(((2 alpha - 1) l2^2 + 6 l1) / (16 mu^2), 3 l1 / (4 mu)):
+    the Gaussian mechanism's RDP at variance 2 mu plus a discretisation surcharge that vanishes as mu grows.
+    """
+    if not mu > 0 or l2 < 0 or l1 < 0:
+        raise ValueError(f"need mu > 0 and non-negative sensitivities, got mu={mu}, l2={l2}, l1={l1}")
+    a = _integer_orders(orders)
+    surcharge = np.minimum(((2 * a - 1) * l2**2 + 6 * l1) / (16 * mu**2), 3 * l1 / (4 * mu))
+    return a * l2**2 / (4 * mu) + surcharge
+
+
+def poisson_subsampled_rdp(rdp: np.ndarray, orders: Sequence[float], q: float) -> np.ndarray:
+    """Zhu & Wang 2019 ('Poisson Subsampled Renyi Differential Privacy', ICML), general upper bound for
+    integer orders >= 2, valid for ANY mechanism given its RDP curve (computed in log space, stable).
+
+    Theorem 6 there: with eps(l) the mechanism's RDP at order l, for integer alpha >= 2
+        eps'(alpha) <= log((1-q)^(alpha-1) (alpha q - q + 1) + C(alpha, 2) q^2 (1-q)^(alpha-2) e^eps(2)
+                           + 3 sum_{l=3..alpha} C(alpha, l) (1-q)^(alpha-l) q^l e^((l-1) eps(l))) / (alpha - 1).
+    It needs eps(l) at every integer l <= alpha; between given orders the bound on eps(l) comes from
+    interpolating (l - 1) eps(l) linearly, an upper bound because (l - 1) D_l is convex in l (pass
+    every integer order, as release_rdp does, to avoid that slack). The result is capped by the
+    unsubsampled curve: subsampling never costs more than not subsampling.
+    """
+    alphas = _integer_orders(orders)
+    rdp = np.asarray(rdp, dtype=float)
+    if rdp.shape != alphas.shape:
+        raise ValueError("rdp and orders must have the same length")
+    if not 0 < q <= 1:
+        raise ValueError(f"sample rate must be in (0, 1], got {q}")
+    if q == 1:
+        return rdp.copy()
+    grid = np.arange(2, int(alphas.max()) + 1)
+    eps = np.interp(grid, alphas, (alphas - 1) * rdp) / (grid - 1)  # eps[l - 2] bounds eps(l)
+    log_q, log_1q = math.log(q), math.log1p(-q)
+    out = np.empty_like(rdp)
+    for i, alpha in enumerate(alphas.astype(int)):
+        ls = np.arange(2, alpha + 1)
+        log_binom = gammaln(alpha + 1) - gammaln(ls + 1) - gammaln(alpha - ls + 1)
+        terms = log_binom + (alpha - ls) * log_1q + ls * log_q + (ls - 1) * eps[ls - 2]
+        terms[1:] += math.log(3.0)  # the l >= 3 terms carry the factor 3
+        head = (alpha - 1) * log_1q + math.log(alpha * q - q + 1)
+        out[i] = logsumexp(np.append(terms, head)) / (alpha - 1)
+    return np.minimum(out, rdp)
+
+
+def release_rdp(release: SkellamRelease, orders: Sequence[float] = INTEGER_ORDERS) -> np.ndarray:
+    """RDP curve of `release`: `steps` times the subsampled per-step Skellam curve (RDP composes additively)."""
+    alphas = _integer_orders(orders).astype(int)
+    grid = np.arange(2, alphas.max() + 1)  # every integer order: no interpolation slack
+    step = skellam_rdp(release.mu, release.l2_sensitivity, release.l1_sensitivity, grid)
+    return release.steps * poisson_subsampled_rdp(step, grid, release.sample_rate)[alphas - 2]
+
+
+def composed_epsilon(gaussian: Sequence[tuple[float, float, int]], skellam: Sequence[SkellamRelease],
+                     delta: float) -> float:
+    """epsilon of the composition: Gaussian releases (noise_multiplier, sample_rate, steps) via Opacus'
+    compute_rdp at INTEGER_ORDERS, plus every Skellam release; converted with Opacus' get_privacy_spent
+    (opacus.accountants.analysis.rdp), the same conversion fedsynth's RDP accountant uses."""
+    # lazy: importing opacus loads torch (~2 s); keeps this module as light to import as accounting.py
+    from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+
+    orders = list(INTEGER_ORDERS)
+    total = np.zeros(len(orders))
+    for sigma, q, steps in gaussian:
+        if int(steps) > 0:
+            total += np.asarray(compute_rdp(q=float(q), noise_multiplier=float(sigma), steps=int(steps),
+                                            orders=orders))
+    for release in skellam:
+        if release.steps > 0:
+            total += release_rdp(release, orders)
+    if not np.any(total):
+        return 0.0
+    eps, _ = get_privacy_spent(orders=orders, rdp=total, delta=delta)
+    return float(eps)
