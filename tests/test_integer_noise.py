@@ -1,4 +1,4 @@
-"""Shared-noise integer mechanics: bounded conditional rounding, exact Poisson/Skellam draws,
+"""Shared-noise integer mechanics: stochastic rounding and its sensitivity, exact Poisson/Skellam draws,
 noise shares that sum to the accountant's variance, and residues that survive Flower's SecAgg+."""
 
 import math
@@ -22,11 +22,12 @@ from fedsynth.common.dp import integer_noise
 from fedsynth.common.dp.integer_noise import (
     FIELD_BITS,
     IntegerGrid,
-    conditional_round,
     from_field_sum,
     poisson,
     share_mu,
+    signal_bound,
     skellam_noise,
+    stochastic_round,
     to_field,
     wrap_probability,
 )
@@ -52,69 +53,46 @@ def chi2_pvalue(draws: np.ndarray, dist) -> float:
     return float(stats.chisquare(observed, probs * draws.size).pvalue)
 
 
-def sq_norms(v: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", v, v)
+# ---------------------------------------------------------------- grid and rounding
+@pytest.mark.parametrize("resolution", [1.0, 16.0])
+def test_one_example_moves_the_coupled_rounded_sum_by_at_most_delta2(resolution):
+    """The sensitivity argument itself: the same uniforms round two sums that differ by one
+    clipped example to integer vectors whose difference in each coordinate is the floor or the
+    ceiling of the scaled shift, hence at most c + sqrt(d) apart in L2."""
+    grid = IntegerGrid(clip_norm=1.0, dim=400, resolution=resolution)
+    rng = np.random.default_rng(0)
+    for tag in range(50):
+        total = rng.normal(0, 20, grid.dim)
+        example = rng.normal(0, 1, grid.dim) * rng.choice([0.0, 1.0], grid.dim, p=[0.3, 0.7])
+        example *= grid.clip_norm / np.linalg.norm(example)
+        a = stochastic_round(total, grid, stream(tag))
+        b = stochastic_round(total + example, grid, stream(tag))  # same key: coupled rounding
+        shift = (total + example) / grid.gamma - total / grid.gamma
+        assert np.all((b - a >= np.floor(shift) - 1e-9) & (b - a <= np.ceil(shift) + 1e-9))
+        assert np.linalg.norm(b - a) <= grid.l2_sensitivity
+        assert np.abs(b - a).sum() <= grid.l1_sensitivity
 
 
-# ---------------------------------------------------------------- grid and conditional rounding
-def adversarial_rows(grid: IntegerGrid, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Rows of norm exactly C whose every coordinate sits half-way between grid points (the
-    largest rounding variance), with random signs, at resolutions r + 1/2 (C/gamma/sqrt(d) = r)."""
-    signs = rng.choice([-1.0, 1.0], size=(n, grid.dim))
-    return signs * grid.clip_norm / math.sqrt(grid.dim)
-
-
-@pytest.mark.parametrize("resolution", [0.5, 4.5])
-def test_sensitivity_bound_holds_for_plain_rounding_with_probability_one_minus_beta(resolution):
-    """At resolution 0.5 the d/4 term is half the expected squared norm: a bound without it fails."""
-    grid = IntegerGrid(clip_norm=2.0, dim=400, resolution=resolution)
-    assert grid.clip_norm / grid.gamma == pytest.approx(resolution * 20)
-    x = adversarial_rows(grid, 4000, np.random.default_rng(0)) / grid.gamma
-    plain = np.floor(x).astype(np.int64) + (stream(1).uniform(x.size).reshape(x.shape) < x - np.floor(x))
-    exceed = np.mean(sq_norms(plain) > grid.l2_sensitivity ** 2)
-    assert exceed <= grid.beta  # the KLS21 bound is a (1 - beta) bound on unconditional rounding
-    assert 0 < exceed  # ...and tight enough that the worst case does exceed it sometimes
-    assert np.sqrt(sq_norms(plain)).max() <= grid.clip_norm / grid.gamma + math.sqrt(grid.dim)
-
-
-def test_conditional_round_bounds_every_row_including_adversarial_ones():
-    grid = IntegerGrid(clip_norm=2.0, dim=400, resolution=4.5)
-    rows = adversarial_rows(grid, 2000, np.random.default_rng(1))
-    out = conditional_round(rows, grid, stream(2))
-    assert out.dtype == np.int64 and out.shape == rows.shape
-    assert sq_norms(out).max() <= grid.l2_sensitivity ** 2
-    assert np.abs(out).sum(axis=1).max() <= grid.l1_sensitivity
-    assert np.all(np.abs(out - rows / grid.gamma) < 1)  # still a rounding of each coordinate
-
-
-def test_conditional_round_falls_back_to_rounding_toward_zero(monkeypatch):
-    grid = IntegerGrid(clip_norm=2.0, dim=400, resolution=4.5)
-    rows = np.random.default_rng(3).normal(size=(2000, grid.dim))  # random fractional parts
-    rows *= grid.clip_norm / np.linalg.norm(rows, axis=1, keepdims=True)
-    monkeypatch.setattr(integer_noise, "ROUNDING_TRIES", 1)
-    out = conditional_round(rows, grid, stream(3))
-    truncated = np.all(out == np.trunc(rows / grid.gamma), axis=1)
-    assert 0 < truncated.sum() < len(rows)  # some rows fell back on the first over-norm draw
-    assert sq_norms(out).max() <= grid.l2_sensitivity ** 2
-
-
-def test_conditional_round_is_unbiased():
-    grid = IntegerGrid(clip_norm=1.0, dim=16, resolution=4.0)
-    x = np.random.default_rng(4).uniform(-1, 1, grid.dim)
-    x *= 0.5 * grid.clip_norm / np.linalg.norm(x)  # half the clip norm: conditioning never binds
+def test_stochastic_rounding_is_unbiased_and_integer():
+    grid = IntegerGrid(clip_norm=1.0, dim=8, resolution=2.0)
+    x = np.linspace(-0.4, 0.4, grid.dim)
     n = 40_000
-    out = conditional_round(np.tile(x, (n, 1)), grid, stream(4))
-    target = x / grid.gamma
-    frac = target - np.floor(target)
-    z = (out.mean(axis=0) - target) / np.sqrt(frac * (1 - frac) / n)
-    assert np.abs(z).max() < 5
-    assert set(np.unique(out - np.floor(target))) == {0, 1}  # floor + Bernoulli(frac)
+    out = stochastic_round(np.tile(x, (n, 1)), grid, stream(4))
+    assert out.dtype == np.int64
+    scaled = x / grid.gamma
+    assert np.all((out == np.floor(scaled)) | (out == np.floor(scaled) + 1))
+    se = 0.5 / math.sqrt(n)
+    assert np.all(np.abs(out.mean(axis=0) - scaled) < 5 * se)
 
 
-def test_conditional_round_rejects_unclipped_rows():
-    grid = IntegerGrid(clip_norm=1.0, dim=8)
-    with pytest.raises(ValueError, match="clip"):
-        conditional_round(np.full((2, 8), 1.0), grid, stream(5))
+def test_signal_bound_leaves_room_for_the_share_and_no_more():
+    mu, dim = 1e8, 60_000
+    bound = signal_bound(mu, dim)
+    assert wrap_probability(bound, mu, dim) <= integer_noise.WRAP_TARGET
+    assert wrap_probability(bound + 1, mu, dim) > integer_noise.WRAP_TARGET
+    assert (1 << (FIELD_BITS - 1)) - bound < 20 * math.sqrt(2 * mu) * 2  # a margin of some tens of std, not more
+    with pytest.raises(ValueError, match="does not fit"):
+        signal_bound(1e15, dim)
 
 
 # ---------------------------------------------------------------- Poisson and Skellam draws
