@@ -53,6 +53,7 @@ from typing import Any
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.digest import as_stored, json_sha256
 from fedsynth.common.dp.accounting import Release, check_privacy_params, epsilon_spent
+from fedsynth.common.dp.shared_noise import ALONE, SHARED_TAG, SharedNoiseRelease
 from fedsynth.common.errors import BudgetExhausted, PrivacyError
 from fedsynth.common.timestamps import utc_now
 
@@ -174,7 +175,7 @@ class Ledger:
             "epsilon_cap": self.epsilon_cap,
             "delta": self.delta,
             "accountant": self.accountant,
-            "history": [list(h) for h in self.history],
+            "history": [_stored(h) for h in self.history],
             "epsilon_spent": self.epsilon_spent,
             "plan": self.plan,
             "events": self.events,
@@ -267,15 +268,23 @@ class Ledger:
     # ------------------------------------------------------------------ budget
     @property
     def epsilon_spent(self) -> float:
+        """Epsilon over every release, against the coordinator plus up to T colluding institutions
+        (the figure the cap enforces; the only figure when all noise is local)."""
         return epsilon_spent(self.history, self.delta, self.accountant)
 
-    def epsilon_after(self, releases: list[Release]) -> float:
+    @property
+    def epsilon_alone(self) -> float:
+        """Epsilon if every other party colluded: shared-noise steps count only this
+        institution's own noise share (equal to :attr:`epsilon_spent` without shared steps)."""
+        return epsilon_spent(self.history, self.delta, self.accountant, view=ALONE)
+
+    def epsilon_after(self, releases: list[Release | SharedNoiseRelease]) -> float:
         return epsilon_spent(list(self.history) + list(releases), self.delta, self.accountant)
 
-    def can_afford(self, releases: list[Release]) -> bool:
+    def can_afford(self, releases: list[Release | SharedNoiseRelease]) -> bool:
         return self.epsilon_after(releases) <= self.epsilon_cap + 1e-9
 
-    def charge(self, releases: list[Release], **event: Any) -> float:
+    def charge(self, releases: list[Release | SharedNoiseRelease], **event: Any) -> float:
         """Record ``releases`` on disk; raise BudgetExhausted (recording nothing) if over the cap."""
         after = self.epsilon_after(releases)
         if after > self.epsilon_cap + 1e-9:
@@ -284,8 +293,8 @@ class Ledger:
                 f"{self.epsilon_cap:g} (spent so far {self.epsilon_spent:.4f})"
             )
         n_hist, n_events = len(self.history), len(self.events)
-        self.history.extend(tuple(r) for r in releases)  # type: ignore[misc]
-        self._append(dict({"event": "charge"}, **event, releases=[list(r) for r in releases], epsilon_after=after,
+        self.history.extend(_release(_stored(r)) for r in releases)
+        self._append(dict({"event": "charge"}, **event, releases=[_stored(r) for r in releases], epsilon_after=after,
                           time=utc_now()))
         try:
             self.save()
@@ -295,11 +304,18 @@ class Ledger:
         return after
 
 
-def _release(entry: Any) -> Release:
+def _release(entry: Any) -> Release | SharedNoiseRelease:
     """A history entry as read from JSON; a malformed one is a corrupt ledger (TypeError/ValueError)."""
+    if isinstance(entry, (list, tuple)) and entry and entry[0] == SHARED_TAG:
+        return SharedNoiseRelease.from_list(entry)
     if not isinstance(entry, (list, tuple)) or len(entry) != 3:
         raise TypeError(f"history entry {entry!r} is not [noise_multiplier, sample_rate, steps]")
     return tuple(entry)  # type: ignore[return-value]
+
+
+def _stored(entry: Release | SharedNoiseRelease) -> list:
+    """A history entry as written to JSON."""
+    return entry.to_list() if isinstance(entry, SharedNoiseRelease) else list(entry)
 
 
 def _event_hash(event: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fedsynth.common.dp.rng import ChaChaStream
+from fedsynth.common.dp.shared_noise import COALITION, SharedNoiseRelease, is_shared, mixed_epsilon
 from fedsynth.common.errors import PrivacyError
 
 Release = tuple[float, float, int]  # (noise_multiplier, sample_rate, steps)
@@ -47,9 +48,19 @@ def _accountant(kind: str):
     raise PrivacyError(f"unknown accountant {kind!r}; choose one of {ACCOUNTANTS}")
 
 
-def epsilon_spent(history: Sequence[Release], delta: float, accountant: str = "rdp") -> float:
-    """Epsilon of the composition of all releases in ``history`` at ``delta``."""
-    releases = [(float(s), float(q), int(n)) for s, q, n in history if int(n) > 0]
+def epsilon_spent(history: Sequence[Release | SharedNoiseRelease], delta: float, accountant: str = "rdp",
+                  view: str = COALITION) -> float:
+    """Epsilon of the composition of all releases in ``history`` at ``delta``.
+
+    A history with shared-noise steps (:mod:`fedsynth.common.dp.shared_noise`) is accounted
+    by RDP at integer orders (the Skellam bound needs them), in the trust ``view`` asked for;
+    Gaussian-only histories are unchanged by ``view``.
+    """
+    if any(is_shared(h) for h in history):
+        if accountant != "rdp":
+            raise PrivacyError(f"shared-noise steps are accounted with RDP; this ledger uses {accountant!r}")
+        return mixed_epsilon(history, delta, view)
+    releases = [(float(s), float(q), int(n)) for s, q, n in history if int(n) > 0]  # type: ignore[misc]
     if not releases:
         return 0.0
     acc = _accountant(accountant)
