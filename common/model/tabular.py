@@ -15,7 +15,10 @@ import torch.nn.functional as F
 
 from fedsynth.common.data.encoding import Segment, TableEncoder
 from fedsynth.common.dp.dp_sgd import csprng_torch_rng
+from fedsynth.common.dp.integer_noise import IntegerGrid
+from fedsynth.common.dp.shared_step import Contribution, parameter_dim, shared_contribution
 from fedsynth.common.dp.trainer import DPOptimizerConfig, DPSchedule, StepFn, StepHook, train_dp_steps
+from fedsynth.common.errors import FedsynthError
 from fedsynth.common.model.networks import (
     GeneratorNet,
     PairDiscriminator,
@@ -101,6 +104,16 @@ class TabularModel:
                                 one_step, optimizer_state=self.optimizer_state, on_step=progress)
         self.optimizer_state = result.optimizer_state
         return result.losses, result.module
+
+    def shared_contribution(self, x: torch.Tensor, sample_rate: float, grid: IntegerGrid,
+                            mu_share: float) -> Contribution:
+        """This institution's part of one shared-noise DP-SGD step (fedsynth.common.dp.shared_step)."""
+        raise FedsynthError(f"shared-noise training is implemented for the VAE only, not {self.config.model!r}; "
+                            "use --noise local")
+
+    def trainable_dim(self) -> int:
+        """d of the shared-noise integer grid: the trainable values, which are all the weight arrays."""
+        return sum(parameter_dim(m) for m in self.modules())
 
     def _raw(self, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         """Generator logits for the given condition vectors."""
@@ -204,6 +217,17 @@ class VAEModel(TabularModel):
 
         losses, self.net = self._train(self.net, loss, x, steps, sample_rate, noise_multiplier, one_step, progress)
         return losses
+
+    def shared_contribution(self, x, sample_rate, grid, mu_share):
+        cfg = self.config
+        loss = VAELoss(self.encoder.segments, self.encoder.dim, cfg.latent, cfg.beta)
+        loss.reduction = "none"
+        g = csprng_torch_rng()
+
+        def per_row(module, rows):
+            return loss(module(torch.cat([rows, self.conditioner.from_rows(rows, g)], dim=1)), rows)
+
+        return shared_contribution(self.net, per_row, x, sample_rate, grid, mu_share)
 
     def _raw(self, cond, g):
         return self.net.generate(cond, rng=g)
