@@ -34,12 +34,14 @@ from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table
 from fedsynth.common.digest import arrays_digest
-from fedsynth.common.dp.accounting import (calibrate_noise, frequencies_from_counts, frequency_noise,
+from fedsynth.common.dp.accounting import (Release, calibrate_noise, frequencies_from_counts, frequency_noise,
                                            gaussian_counts_release, noisy_counts, rows_from_counts)
 from fedsynth.common.dp.plan import sampling_plan
 from fedsynth.common.errors import BudgetExhausted, DataError, FedsynthError, SchemaError
 from fedsynth.common.model.tabular import build_model
-from fedsynth.common.protocol.federation import FederationPlan, pack_update, refusal_update
+from fedsynth.common.dp.shared_noise import SharedNoiseRelease
+from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, model_arrays, pack_shared_update,
+                                                 pack_update, refusal_update, shared_grid)
 from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.protocol.messages import NO_SPEND, BudgetCheck, BudgetReply, FitConfig, FitMetrics
 # Flower's SecAgg+ mod with masks from a CSPRNG keyed by the full secret (see the module)
@@ -121,6 +123,10 @@ class Institution:
         plan_id = hashlib.sha256((plan.to_json() + f"|{total_clients}").encode()).hexdigest()[:16]
         if ledger.plan.get("plan_id") == plan_id:
             return ledger.plan
+        if plan.shared_noise is not None:  # the plan fixes the pooled noise: nothing to calibrate here
+            ledger.plan = {"plan_id": plan_id, "shared_noise": True}
+            ledger.save()
+            return ledger.plan
         batch, q, steps = sampling_plan(n_rows, plan.local_epochs, self.settings.batch_size)
         rounds = plan.planned_participations(total_clients)
         prior = list(ledger.history) + self._pending_releases(plan, ledger)
@@ -162,12 +168,28 @@ class Institution:
         except FedsynthError as exc:
             _log.error("cannot take part: %s", exc)  # the full message stays at the institution
             return refuse(public_reason(exc))
-        release = (rp["noise_multiplier"], rp["sample_rate"], rp["steps_per_round"])
+        try:
+            release = self._round_release(plan, rp)
+        except (FedsynthError, ValueError) as exc:
+            _log.error("cannot take part: %s", exc)
+            return refuse(str(exc)[:500])
         replay = server_round is not None and digest is not None and UpdateCache(self.state_dir).has(
             UpdateKey(rp["plan_id"], int(server_round), str(digest)))
         ok = replay or ledger.can_afford(self._pending_releases(plan, ledger) + [release])
         return BudgetReply(can_train=ok, reason="" if ok else "budget exhausted", schema_hash=self.schema.hash(),
-                           epsilon_spent=round(ledger.epsilon_spent, 2), delta=ledger.delta)
+                           epsilon_spent=round(ledger.epsilon_spent, 2), delta=ledger.delta,
+                           epsilon_alone=self._alone(plan, ledger))
+
+    def _round_release(self, plan: FederationPlan, rp: dict[str, Any]) -> Release | SharedNoiseRelease:
+        """What one round costs: the planned local DP-SGD steps, or one shared-noise step."""
+        if plan.shared_noise is None:
+            return (rp["noise_multiplier"], rp["sample_rate"], int(rp["steps_per_round"]))
+        return plan.shared_noise.release(shared_grid(plan, model_arrays(self.schema, plan)))
+
+    @staticmethod
+    def _alone(plan: FederationPlan, ledger: Ledger) -> float | None:
+        """The spend if every other party colluded, shown beside shared-noise runs only."""
+        return round(ledger.epsilon_alone, 2) if plan.shared_noise is not None else None
 
     # ------------------------------------------------------------------ one round
     def train_round(self, arrays: list[np.ndarray], plan: FederationPlan, server_round: int, total_clients: int,
@@ -190,18 +212,42 @@ class Institution:
         sent = cache.load(key)
         if sent is not None:  # this round was paid for and sent before, then lost: same bytes, no charge
             return sent[0], replace(sent[1], replayed=1.0)
-        freqs, rows_estimate = self._frequencies(ledger, plan, x_np, model.conditioner.segments)
-        model.conditioner.probs = freqs
-        release = (rp["noise_multiplier"], rp["sample_rate"], int(rp["steps_per_round"]))
+        counts = self._noisy_counts(ledger, plan, x_np, model.conditioner.segments)
+        model.conditioner.probs = frequencies_from_counts(counts)
+        if plan.shared_noise is not None:
+            return self._shared_step(model, ledger, x_np, arrays, counts, plan, rp, server_round, clipping_range, key)
+        release = self._round_release(plan, rp)
         # Spend first (atomically, on disk), then compute and send.
         after = ledger.charge([release], event="round", round=server_round, plan_id=rp["plan_id"])
         model.optimizer_state = self._load_optimizer(rp["plan_id"])
         model.train_steps(torch.from_numpy(x_np), release[2], release[1], release[0])
         self._save_optimizer(rp["plan_id"], model.optimizer_state)
-        packed, norm_clipped = pack_update(arrays, model.get_arrays(), freqs, plan, clipping_range,
-                                           weight=plan.client_weight(rows_estimate))
+        packed, norm_clipped = pack_update(arrays, model.get_arrays(), model.conditioner.probs, plan, clipping_range,
+                                           weight=plan.client_weight(rows_from_counts(counts)))
         metrics = FitMetrics(epsilon_spent=round(after, 2), norm_clipped=float(norm_clipped))
         cache.store(key, packed, metrics)  # on disk before it leaves: a lost round is re-sent, not re-charged
+        return packed, replace(metrics, replayed=0.0)
+
+    def _shared_step(self, model, ledger: Ledger, x_np: np.ndarray, arrays: list[np.ndarray], counts: list[np.ndarray],
+                     plan: FederationPlan, rp: dict[str, Any], server_round: int, clipping_range: float,
+                     key: UpdateKey) -> tuple[list[np.ndarray], FitMetrics]:
+        """Shared-noise mode: this institution's part of one pooled DP-SGD step."""
+        shared = plan.shared_noise
+        assert shared is not None
+        if clipping_range != FIELD_CLIPPING_RANGE:
+            # Flower would clip each share before masking, and the sum would no longer be the
+            # accounted Skellam mechanism: refuse rather than send
+            raise FedsynthError(f"the coordinator's SecAgg+ clipping range {clipping_range:g} is not the shared-noise "
+                                f"field's ({FIELD_CLIPPING_RANGE:g}); refusing to send a noise share")
+        grid = shared_grid(plan, arrays)
+        if model.trainable_dim() != grid.dim:
+            raise FedsynthError(f"the model has {model.trainable_dim()} trainable values, the plan's grid {grid.dim}")
+        after = ledger.charge([shared.release(grid)], event="round", round=server_round, plan_id=rp["plan_id"])
+        contribution = model.shared_contribution(torch.from_numpy(x_np), shared.sample_rate, grid,
+                                                 shared.share_mu(grid))
+        packed = pack_shared_update(contribution.gradient, counts)
+        metrics = FitMetrics(epsilon_spent=round(after, 2), norm_clipped=0.0, epsilon_alone=round(ledger.epsilon_alone, 2))
+        UpdateCache(self.state_dir).store(key, packed, metrics)  # on disk before it leaves (see train_round)
         return packed, replace(metrics, replayed=0.0)
 
     # ------------------------------------------------------------------ optimiser continuity
@@ -230,13 +276,12 @@ class Institution:
         torch.save(state, buf)
         atomic_write_bytes(self._optimizer_path(plan_id), buf.getvalue())
 
-    def _frequencies(self, ledger: Ledger, plan: FederationPlan, x_np: np.ndarray, segments
-                     ) -> tuple[list[np.ndarray], float | None]:
-        """This institution's privatised category frequencies and its DP row-count estimate.
+    def _noisy_counts(self, ledger: Ledger, plan: FederationPlan, x_np: np.ndarray, segments) -> list[np.ndarray]:
+        """This institution's privatised category counts.
 
-        One Gaussian release of the category counts, charged once and kept on disk; both the
-        frequencies (for the conditional generator) and the row-count estimate (for the
-        aggregation weight) are post-processing of it.
+        One Gaussian release, charged once and kept on disk; the frequencies (for the
+        conditional generator), the row-count estimate (for the aggregation weight) and the
+        shared-noise tail are all post-processing of it.
         """
         path = self._freqs_path()
         if path.exists():
@@ -246,7 +291,7 @@ class Institution:
             ledger.charge([gaussian_counts_release(sigma)], event="category_frequencies")
             counts = noisy_counts([x_np[:, s.start : s.end] for s in segments], sigma)
             atomic_write_text(path, json.dumps({"noisy_counts": [c.tolist() for c in counts]}))
-        return frequencies_from_counts(counts), rows_from_counts(counts)
+        return counts
 
 
 # ---------------------------------------------------------------------- Flower glue
@@ -273,6 +318,10 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
                 arrays, metrics = self.inst.train_round([np.asarray(p) for p in parameters], ask.plan, ask.round,
                                                         ask.total_clients, ask.clipping_range)
             except BudgetExhausted:
+                if ask.plan.shared_noise is not None:
+                    # zeros would be a contribution without its noise share: drop out of the round
+                    # instead, and SecAgg+ unmasks only if enough shares remain (its threshold)
+                    raise FedsynthError("budget exhausted: leaving this shared-noise round") from None
                 # A clean refusal: weight 0 contributes nothing to the SecAgg+ sum.
                 return refusal_update(parameters, ask.freq_size), 0, FitMetrics(refused=1.0).to_record()
             except (DataError, SchemaError) as exc:

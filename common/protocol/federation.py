@@ -36,9 +36,18 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from fedsynth.common.model.tabular import ModelConfig
+import torch
+
+from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.dp.integer_noise import FIELD_BITS, IntegerGrid, to_field
+from fedsynth.common.dp.shared_noise import SharedNoise
+from fedsynth.common.model.tabular import ModelConfig, build_model
 
 AGGREGATION_WEIGHTS = ("rows", "equal")
+#: local: each institution adds the noise for its own budget; shared: one pooled step per
+#: round with the noise split into shares under SecAgg+ (FederationPlan.shared_noise)
+NOISE_MODES = ("local", "shared")
 
 
 # Federated VAEs default narrower than single-party ones (ModelConfig.hidden = 64). Each
@@ -145,6 +154,10 @@ class FederationPlan:
     # docstring), capped at weight_cap_rows; "equal": every contributor counts the same.
     aggregation_weights: str = "rows"
     weight_cap_rows: float = 10_000.0
+    # None: local noise (each institution adds the full DP noise for its own budget to its own
+    # update). Set: shared noise, one pooled DP-SGD step per round (fedsynth.common.dp.shared_noise);
+    # local_epochs, server_lr and the aggregation weights then play no part.
+    shared_noise: SharedNoise | None = None
 
     def __post_init__(self) -> None:
         if self.aggregation_weights not in AGGREGATION_WEIGHTS:
@@ -166,12 +179,17 @@ class FederationPlan:
         return int(np.ceil(self.rounds * self.clients_per_round / total_clients))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        raw = asdict(self)
+        if self.shared_noise is None:
+            del raw["shared_noise"]  # a local-noise plan reads (and hashes) as before the field existed
+        return json.dumps(raw, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> FederationPlan:
         raw = json.loads(text)
         raw["model"] = ModelConfig(**raw["model"])
+        if raw.get("shared_noise") is not None:
+            raw["shared_noise"] = SharedNoise(**raw["shared_noise"])
         return cls(**raw)
 
 
@@ -205,3 +223,57 @@ def refusal_update(arrays: list[np.ndarray], freq_size: int) -> list[np.ndarray]
     zeros = [np.zeros_like(np.asarray(a), dtype=np.float32) for a in arrays]
     zeros.append(np.zeros(int(freq_size) + TAIL_SLOTS, dtype=np.float32))  # frequencies, norm, weight^2, weight
     return zeros
+
+
+def model_arrays(schema: Schema, plan: FederationPlan) -> list[np.ndarray]:
+    """The plan's initial global weights for ``schema`` (public: built from the plan's seed)."""
+    key = (schema.hash(), json.dumps(asdict(plan.model), sort_keys=True), plan.seed)
+    if key not in _INITIAL:
+        torch.manual_seed(plan.seed)
+        _INITIAL[key] = build_model(TableEncoder(schema), plan.model).get_arrays()
+    return _INITIAL[key]
+
+
+_INITIAL: dict[tuple, list[np.ndarray]] = {}
+
+
+def shared_grid(plan: FederationPlan, arrays: list[np.ndarray]) -> IntegerGrid:
+    """The integer grid of a shared-noise plan: d is every value of the global weights (all of
+    them are trained), C the model's per-example clip norm."""
+    if plan.shared_noise is None:
+        raise ValueError("not a shared-noise plan")
+    return plan.shared_noise.grid(int(sum(np.asarray(a).size for a in arrays)), plan.model.max_grad_norm)
+
+
+def pack_shared_update(gradient: list[np.ndarray], counts: list[np.ndarray]) -> list[np.ndarray]:
+    """Client side, shared-noise mode: the integer contribution as SecAgg+ field residues.
+
+    The model-shaped arrays are the step's integer gradient sum plus noise share; the tail holds
+    the institution's noisy category counts (its one-off DP release, rounded: post-processing)
+    and a 1, so the coordinator's sum gives the pooled counts and the number of contributors.
+    Residues are float64 so that Flower's quantisation passes them through exactly (see
+    :func:`shared_secagg`)."""
+    flat = np.concatenate([np.rint(np.asarray(c, dtype=np.float64)).ravel() for c in counts]) if counts else np.zeros(0)
+    tail = np.append(flat, 1.0).astype(np.int64)
+    return [to_field(np.asarray(g, dtype=np.int64)) for g in gradient] + [to_field(tail)]
+
+
+#: Flower's SecAgg+ quantisation settings under which field residues pass through unchanged:
+#: clipping range half the field and quantisation range the field, so its quantiser is 1.
+FIELD_CLIPPING_RANGE = float(2 ** (FIELD_BITS - 1))
+FIELD_QUANTIZATION_RANGE = 2**FIELD_BITS
+
+
+def shared_threshold(shares: int | float, threshold: int | float, clients: int, min_contributors: int) -> int:
+    """SecAgg+'s reconstruction threshold for a shared-noise round, as a count of at least K_min.
+
+    Flower unmasks only while every node keeps at least this many active share-holding
+    neighbours, so a round with fewer than ``min_contributors`` survivors is never unmasked
+    (and the noise it would have revealed never falls below the plan's)."""
+    holders = round(shares * clients) if isinstance(shares, float) else int(shares)
+    count = int(threshold) if isinstance(threshold, int) else max(2, round(threshold * holders))
+    count = max(count, int(min_contributors))
+    if isinstance(shares, int) and count >= shares:
+        raise ValueError(f"shared noise needs a SecAgg+ threshold of {count} (min_contributors), but each key has "
+                         f"only {shares} share holders: raise num_shares above {count}")
+    return count

@@ -45,6 +45,7 @@ class BudgetKey:
     REASON = "reason"
     SCHEMA_HASH = "schema_hash"
     EPSILON_SPENT = "epsilon_spent"
+    EPSILON_ALONE = "epsilon_alone"  # shared noise: epsilon if every other party colluded
     DELTA = "delta"
     UNREACHABLE = "unreachable"  # set by the coordinator for a node that did not answer
 
@@ -53,6 +54,7 @@ class MetricKey:
     """Keys of the metrics an institution returns with its (masked) update."""
 
     EPSILON_SPENT = "epsilon_spent"
+    EPSILON_ALONE = "epsilon_alone"
     NORM_CLIPPED = "norm_clipped"
     REPLAYED = "replayed"
     REFUSED = "refused"
@@ -174,11 +176,15 @@ class BudgetReply:
     epsilon_spent: float | None = None  # rounded to 0.01; NO_SPEND when unknown
     delta: float | None = None
     unreachable: bool = False  # the coordinator's note for a node whose reply never came
+    # shared noise only, rounded to 0.01: the spend if every other party colluded (epsilon_spent
+    # is against the coordinator plus up to T colluding institutions)
+    epsilon_alone: float | None = None
 
     def to_record(self) -> Record:
         return _without_none({BudgetKey.CAN_TRAIN: self.can_train, BudgetKey.REASON: self.reason,
                               BudgetKey.SCHEMA_HASH: self.schema_hash, BudgetKey.EPSILON_SPENT: self.epsilon_spent,
-                              BudgetKey.DELTA: self.delta, BudgetKey.UNREACHABLE: self.unreachable or None})
+                              BudgetKey.DELTA: self.delta, BudgetKey.UNREACHABLE: self.unreachable or None,
+                              BudgetKey.EPSILON_ALONE: self.epsilon_alone})
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> BudgetReply:
@@ -187,7 +193,8 @@ class BudgetReply:
                    schema_hash=_optional(_str, record, BudgetKey.SCHEMA_HASH, what),
                    epsilon_spent=_optional(_number, record, BudgetKey.EPSILON_SPENT, what),
                    delta=_optional(_number, record, BudgetKey.DELTA, what),
-                   unreachable=bool(_optional(_bool, record, BudgetKey.UNREACHABLE, what)))
+                   unreachable=bool(_optional(_bool, record, BudgetKey.UNREACHABLE, what)),
+                   epsilon_alone=_optional(_number, record, BudgetKey.EPSILON_ALONE, what))
 
 
 
@@ -201,14 +208,17 @@ class FitMetrics:
     norm_clipped: float | None = None
     replayed: float | None = None
     refused: float | None = None
+    epsilon_alone: float | None = None  # shared noise only (see BudgetReply)
 
     def to_record(self) -> Record:
         return _without_none({MetricKey.EPSILON_SPENT: self.epsilon_spent, MetricKey.NORM_CLIPPED: self.norm_clipped,
-                              MetricKey.REPLAYED: self.replayed, MetricKey.REFUSED: self.refused})
+                              MetricKey.REPLAYED: self.replayed, MetricKey.REFUSED: self.refused,
+                              MetricKey.EPSILON_ALONE: self.epsilon_alone})
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> FitMetrics:
         what = "fit metrics"
         return cls(**{name: _optional(_number, record, key, what) for name, key in (
             ("epsilon_spent", MetricKey.EPSILON_SPENT), ("norm_clipped", MetricKey.NORM_CLIPPED),
-            ("replayed", MetricKey.REPLAYED), ("refused", MetricKey.REFUSED))})
+            ("replayed", MetricKey.REPLAYED), ("refused", MetricKey.REFUSED),
+            ("epsilon_alone", MetricKey.EPSILON_ALONE))})
