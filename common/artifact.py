@@ -101,6 +101,9 @@ class ClientPrivacy:
     epsilon_spent: float | None
     delta: float | None
     schema_hash: str | None
+    # shared noise: epsilon if every other party colluded (epsilon_spent holds against the
+    # coordinator plus up to T colluding institutions); None with local noise, where they are equal
+    epsilon_alone: float | None = None
 
 
 @dataclass

@@ -85,9 +85,19 @@ def guarantee_from_card(card: dict[str, Any]) -> dict[str, Any]:
     federated run (model_card.json) records to what the report prints. Raises KeyError,
     TypeError or AttributeError on a card fedsynth did not write."""
     if "clients" in card:
-        return {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
-                            for c in card["clients"]],
-                "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
+        out = {"clients": [{"client": c["client"], "epsilon": c["epsilon_spent"], "delta": c["delta"]}
+                           for c in card["clients"]],
+               "accountant": "rdp", "mechanism": "DP-SGD (federated, SecAgg+)"}
+        shared = (card.get("plan") or {}).get("shared_noise")
+        if shared:
+            alone = ", ".join(f"{c['client']}: {c['epsilon_alone']}" for c in card["clients"]
+                              if c.get("epsilon_alone") is not None)
+            out["mechanism"] = "DP-SGD with integer (Skellam) noise shared under SecAgg+, one pooled step per round"
+            out["trust"] = (f"the epsilons hold against the coordinator plus up to {shared['collusion_tolerance']} "
+                            f"colluding institution(s), assuming SecAgg+ is sound and every unmasked round had at "
+                            f"least {shared['min_contributors']} contributors; if every other party colluded, each "
+                            f"institution's own noise share alone gives epsilon {{{alone or 'not reported'}}}")
+        return out
     priv = card.get("privacy", {})
     return {"clients": [{"client": "single party", "epsilon": priv.get("epsilon_spent"), "delta": priv.get("delta")}],
             "accountant": priv.get("accountant", "rdp"), "mechanism": "DP-SGD"}
@@ -138,6 +148,9 @@ def describe_guarantee(guarantee: dict[str, Any] | None) -> GuaranteeInfo | None
         how = " The guarantee comes from " + " with ".join(
             x for x in (f"the {mechanism} training mechanism" if mechanism else "",
                         f"the {accountant.upper()} privacy accountant" if accountant else "") if x) + "."
+    trust = str(guarantee.get("trust", "")) or None
+    if trust:
+        how += f" Trust assumption: {trust}."
     statement = (
         f"Formal guarantee: {who}.{how} "
         f"Meaning: for any single person, everything the released model and synthetic data allow "

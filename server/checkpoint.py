@@ -48,12 +48,17 @@ class Checkpoint:
     history: list[dict[str, Any]]
     plan_json: str
     started: str
+    # shared noise: the coordinator's Adam moments (first, then second, per weight array) and steps
+    optimizer_moments: list[np.ndarray] | None = None
+    optimizer_steps: int = 0
 
     def save(self, out_dir: Path) -> None:
+        moments = list(self.optimizer_moments or [])
         meta = {"round": self.round, "freqs": [f.tolist() for f in self.freqs] if self.freqs else None,
-                "history": self.history, "plan": self.plan_json, "started": self.started}
+                "history": self.history, "plan": self.plan_json, "started": self.started,
+                "optimizer_arrays": len(moments), "optimizer_steps": self.optimizer_steps}
         # reuse the model-folder swap (weights.pt + synthesizer.json, renames only)
-        write_folder(Path(out_dir) / CHECKPOINT, {"checkpoint": meta}, weights_bytes(self.arrays),
+        write_folder(Path(out_dir) / CHECKPOINT, {"checkpoint": meta}, weights_bytes(self.arrays + moments),
                      overwrite=True, kind=CHECKPOINT_FOLDER)
 
     @classmethod
@@ -65,15 +70,34 @@ class Checkpoint:
             return None
         meta = folder["checkpoint"]
         arrays = load_weights(path / WEIGHTS_FILE)
+        n_moments = int(meta.get("optimizer_arrays", 0))
+        moments = arrays[len(arrays) - n_moments:] if n_moments else None
+        arrays = arrays[: len(arrays) - n_moments]
         freqs = [np.asarray(f) for f in meta["freqs"]] if meta["freqs"] else None
-        return cls(meta["round"], arrays, freqs, meta["history"], meta["plan"], meta["started"])
+        return cls(meta["round"], arrays, freqs, meta["history"], meta["plan"], meta["started"], moments,
+                   int(meta.get("optimizer_steps", 0)))
+
+
+def privacy_note(plan: FederationPlan, accountant: str) -> str:
+    """The model card's sentence on whose epsilon it states and what it assumes."""
+    common = ("values are as reported by the clients, rounded to 0.01.")
+    shared = plan.shared_noise
+    if shared is None:
+        return (f"Each institution spends its own (epsilon, delta), computed by its own Opacus {accountant.upper()} "
+                f"accountant over every DP step and release it ever made; {common}")
+    return (f"Noise shared under SecAgg+: every round is one DP-SGD step on the pooled rows whose integer (Skellam) "
+            f"noise is the sum of the contributors' shares. Each institution's epsilon_spent, computed by its own "
+            f"RDP accountant over every step and release it ever made, holds against the coordinator plus up to "
+            f"{shared.collusion_tolerance} colluding institution(s), assuming SecAgg+ is sound and every unmasked round "
+            f"had at least {shared.min_contributors} contributors (SecAgg+'s threshold enforces it); epsilon_alone is "
+            f"its guarantee if every other party colluded (its own noise share alone); {common}")
 
 
 def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt: Checkpoint,
                        final_budget: Mapping[str, BudgetReply], secagg: dict[str, Any]) -> dict[str, Any]:
     """Write ``<out>/synthesizer`` (loadable by ``fedsynth sample``) and ``<out>/model_card.json``;
     returns the card's JSON. ``final_budget`` is each node's last budget reply."""
-    clients = [ClientPrivacy(f"client-{i}", rep.epsilon_spent, rep.delta, rep.schema_hash)
+    clients = [ClientPrivacy(f"client-{i}", rep.epsilon_spent, rep.delta, rep.schema_hash, rep.epsilon_alone)
                for i, (_nid, rep) in enumerate(sorted(final_budget.items()), start=1)]
     participated = {nid for rec in ckpt.history for nid, r in rec["reports"].items()
                     if not r.get(MetricKey.REFUSED)}
@@ -99,9 +123,7 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
         rounds_completed=ckpt.round,
         participating_clients=len(participated),
         clients=clients,
-        privacy_note=(f"Each institution spends its own (epsilon, delta), computed by its own Opacus "
-                      f"{training.accountant.upper()} accountant over every DP step and release it ever made; "
-                      "values are as reported by the clients, rounded to 0.01."),
+        privacy_note=privacy_note(plan, training.accountant),
         secure_aggregation={"protocol": "SecAgg+ (Flower)", **secagg},
         plan=json.loads(plan.to_json()),
         rounds=[{k: v for k, v in rec.items() if k in ("round", "contributors", "failures", "seconds", "finished")}

@@ -54,11 +54,12 @@ def event_log(out_dir: Path) -> Callable[[Event], None]:
     return on_event
 
 
-def spent_in(replies: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """node id -> epsilon spent, from budget replies or fit reports (a refusal's -1 is no report)."""
+def spent_in(replies: dict[str, dict[str, Any]], key: str = BudgetKey.EPSILON_SPENT) -> dict[str, float]:
+    """node id -> epsilon spent, from budget replies or fit reports (a refusal's -1 is no report).
+    ``key`` = ``BudgetKey.EPSILON_ALONE``: the shared-noise spend if every other party colluded."""
     out = {}
     for nid, reply in replies.items():
-        eps = reply.get(BudgetKey.EPSILON_SPENT)  # the same key in fit reports (MetricKey)
+        eps = reply.get(key)  # the same keys in fit reports (MetricKey)
         if isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps >= 0:
             out[str(nid)] = float(eps)
     return out
@@ -88,12 +89,14 @@ def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = Non
     names = names or {}
 
     def eps(replies: dict[str, Any]) -> str:
-        return format_spent(spent_in(replies), names)
+        alone = spent_in(replies, BudgetKey.EPSILON_ALONE)
+        both = f" (if all other parties colluded {{{format_spent(alone, names)}}})" if alone else ""
+        return f"{{{format_spent(spent_in(replies), names)}}}{both}"
 
     if kind == EventKind.BUDGET_CHECK:
         replies = ev.get("replies", {})
         parts = [f"round {ev['round']}: {ev['eligible']}/{len(replies)} institutions can afford it; "
-                 f"epsilon spent {{{eps(replies)}}}"]
+                 f"epsilon spent {eps(replies)}"]
         for nid, r in sorted(replies.items()):
             if not r.get(BudgetKey.CAN_TRAIN):
                 reason = r.get(BudgetKey.REASON, "?")
@@ -104,9 +107,9 @@ def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = Non
     if kind == EventKind.ROUND_DONE:
         step = f", server step {float(ev['server_lr']):.2f} x mean" if "server_lr" in ev else ""
         return (f"round {ev['round']} done in {float(ev.get('seconds', 0)):.1f}s: {ev.get('contributors')} updates "
-                f"securely aggregated{step}; epsilon spent {{{eps(ev.get('reports', {}))}}}")
+                f"securely aggregated{step}; epsilon spent {eps(ev.get('reports', {}))}")
     if kind == EventKind.FINISHED:
-        return f"finished after round {ev['round']}; final epsilon spent {{{eps(ev.get('budget', {}))}}}"
+        return f"finished after round {ev['round']}; final epsilon spent {eps(ev.get('budget', {}))}"
     if kind == EventKind.WAITING:
         return (f"round {ev['round']}: {ev['answered']}/{ev['expected']} institutions answered, too few to "
                 f"train; waiting up to {ev['timeout']}s for the others to come back")

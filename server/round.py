@@ -48,13 +48,14 @@ class RoundOutcome:
 
     arrays: list[np.ndarray]  # the next global model
     freqs: list[np.ndarray]  # mean privatised category frequencies, per conditionable column
-    server_lr: float  # the step used (see next_global)
+    server_lr: float | None  # the step used (see next_global); None in shared-noise mode (the server's Adam steps)
     contributors: int
 
     def record(self, server_round: int, reports: dict[str, FitMetrics], failures: int = 0) -> dict[str, Any]:
         """The round's history entry (checkpoint) and ``round_done`` event fields: a file
         format read by simulations/driver.py and the coordinator, so a plain dict."""
-        return {"round": server_round, "contributors": self.contributors, "server_lr": round(self.server_lr, 4),
+        step = {} if self.server_lr is None else {"server_lr": round(self.server_lr, 4)}
+        return {"round": server_round, "contributors": self.contributors, **step,
                 "failures": failures, "reports": {cid: m.to_record() for cid, m in reports.items()}}
 
 

@@ -23,9 +23,10 @@ import numpy as np
 from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.strategy import FedAvg
 
-from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.protocol.federation import FederationPlan, shared_grid
 from fedsynth.common.protocol.messages import FitConfig, FitMetrics, MessageError
 from fedsynth.server.round import RoundRejected, finish_round
+from fedsynth.server.shared_round import ServerAdam, finish_shared_round
 
 _log = logging.getLogger("fedsynth.server")
 
@@ -42,7 +43,8 @@ def read_metrics(metrics: dict[str, Any], cid: str) -> FitMetrics:
 
 class SecureDeltaFedAvg(FedAvg):
     def __init__(self, plan: FederationPlan, initial: list[np.ndarray], freq_sizes: list[int],
-                 total_clients: int, clipping_range: float) -> None:
+                 total_clients: int, clipping_range: float, optimizer_moments: list[np.ndarray] | None = None,
+                 optimizer_steps: int = 0) -> None:
         super().__init__(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=plan.min_clients,
                          min_available_clients=plan.min_clients, accept_failures=True)
         self.plan = plan
@@ -54,6 +56,11 @@ class SecureDeltaFedAvg(FedAvg):
         self.eligible: list[str] | None = None  # node ids that passed the budget check, in selection order
         self.last_round: dict[str, Any] | None = None  # the last accepted round's record (RoundOutcome.record)
         self.rejected: str | None = None  # why the last aggregate was discarded, if it was
+        # shared noise: the coordinator's own optimiser steps on each round's pooled noisy gradient
+        self.server_optimizer: ServerAdam | None = None
+        if plan.shared_noise is not None:
+            self.grid = shared_grid(plan, self.current)
+            self.server_optimizer = ServerAdam(self.current, plan.model.lr, optimizer_moments, optimizer_steps)
 
     def initialize_parameters(self, client_manager):
         return ndarrays_to_parameters(self.current)
@@ -77,8 +84,12 @@ class SecureDeltaFedAvg(FedAvg):
             return None, {}
         mean = parameters_to_ndarrays(contributing[0].parameters)  # identical in every result
         try:
-            outcome = finish_round(self.current, mean, self.plan, self.clipping_range, self.freq_sizes,
-                                   len(contributing))
+            if self.server_optimizer is not None:
+                outcome = finish_shared_round(mean, self.plan, self.grid, self.freq_sizes, len(contributing),
+                                              self.server_optimizer)
+            else:
+                outcome = finish_round(self.current, mean, self.plan, self.clipping_range, self.freq_sizes,
+                                       len(contributing))
         except RoundRejected as exc:
             self.rejected = str(exc)
             raise ValueError(f"{self.rejected} (non-finite or out of bounds); round discarded") from None

@@ -47,7 +47,8 @@ from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.digest import arrays_digest
 from fedsynth.common.model.tabular import build_model
-from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
+from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FIELD_QUANTIZATION_RANGE, FederationPlan,
+                                                 SecAggSettings, shared_threshold)
 from fedsynth.common.protocol.messages import BudgetCheck, BudgetReply, MessageError
 from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
 from fedsynth.common.timestamps import utc_now
@@ -116,8 +117,9 @@ class FederatedRun:
             self.on_event({EVENT: EventKind.RESUMED, "round": ckpt.round})
         freq_sizes = [s.size for s in encoder.conditionable]
         strategy_cls = PlainMeanFedAvg if self.insecure_plain_aggregation else SecureDeltaFedAvg
-        strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients,
-                                self.secagg.clipping_range)
+        clipping_range = FIELD_CLIPPING_RANGE if self.plan.shared_noise is not None else self.secagg.clipping_range
+        strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients, clipping_range,
+                                ckpt.optimizer_moments, ckpt.optimizer_steps)
         strategy.freqs = ckpt.freqs
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=self.plan.rounds), strategy=strategy)
         thread, f_stop, c_done = start_update_client_manager_thread(grid, legacy.client_manager)
@@ -176,9 +178,11 @@ class FederatedRun:
                 failures_in_a_row = 0
                 record = dict(strategy.last_round, seconds=round(time.time() - started, 2), finished=utc_now(),
                               budget=_records(checks))
+                opt = strategy.server_optimizer
                 ckpt = Checkpoint(round=rnd, arrays=strategy.current, freqs=strategy.freqs,
                                   history=ckpt.history + [record], plan_json=self.plan.to_json(),
-                                  started=ckpt.started)
+                                  started=ckpt.started, optimizer_moments=opt.moments() if opt else None,
+                                  optimizer_steps=opt.steps if opt else 0)
                 ckpt.save(self.out_dir)  # atomic: a crash leaves the previous round's checkpoint
                 self.on_event({EVENT: EventKind.ROUND_DONE, **record})
                 rnd, absent_until = rnd + 1, None
@@ -207,8 +211,13 @@ class FederatedRun:
             return default_fit_workflow
         s = self.secagg
         shares, threshold = s.for_round(clients)
+        clipping_range, quantization_range = s.clipping_range, s.quantization_range
+        shared = self.plan.shared_noise
+        if shared is not None:  # field residues pass through unchanged; fewer than K_min: never unmasked
+            threshold = shared_threshold(shares, threshold, clients, shared.min_contributors)
+            clipping_range, quantization_range = FIELD_CLIPPING_RANGE, FIELD_QUANTIZATION_RANGE
         return SecureSecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=threshold, max_weight=1.0,
-                                        clipping_range=s.clipping_range, quantization_range=s.quantization_range,
+                                        clipping_range=clipping_range, quantization_range=quantization_range,
                                         modulus_range=s.modulus_range, timeout=s.timeout)
 
     # ------------------------------------------------------------------ budget check

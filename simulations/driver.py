@@ -17,6 +17,7 @@ Layout of ``--out``::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -38,7 +39,8 @@ from fedsynth.common.dp.accounting import check_privacy_params
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.lineage import provenance, write_synthetic
 from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
-from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.common.protocol.federation import NOISE_MODES, FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.server.shared_plan import SHARED_ROUNDS, default_sample_rate, shared_noise_plan
 from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
@@ -49,6 +51,7 @@ from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
 
 DEFAULT_CLIENTS = 5  # institutions simulated when --clients is not given (all partitions but natural)
+LOCAL_ROUNDS = 20  # rounds of a local-noise run when none are asked for
 
 
 @dataclass
@@ -63,11 +66,17 @@ class SimulationConfig:
     column: str | None = None
     epsilon: float = 1.0
     delta: float = 1e-5
-    rounds: int = 20
+    rounds: int | None = None  # None: LOCAL_ROUNDS, or SHARED_ROUNDS with shared noise
     local_epochs: float = 1.5
     server_lr: float | None = None
     clients_per_round: int | None = None
     client_weighting: str = "rows"  # FederationPlan.aggregation_weights
+    # "local": each institution adds the full noise to its own update; "shared": one pooled
+    # DP-SGD step per round, noise shared under SecAgg+ (fedsynth.common.dp.shared_noise)
+    noise: str = "local"
+    collusion_tolerance: int = 1  # shared noise: T
+    min_contributors: int | None = None  # shared noise: K_min (None: every institution)
+    sample_rate: float | None = None  # shared noise: q (None: server.shared_plan.default_sample_rate)
     weight_cap_rows: float = 10_000.0
     model: str = "vae"
     holdout: float = 0.2
@@ -102,12 +111,14 @@ def _event_printer(out_dir: Path, print_fn: Callable[[str], None],
                      f"epsilon spent per client {spent}{extra}")
         elif kind == "round_done":
             eps = sorted(r.get("epsilon_spent", -1) for r in ev["reports"].values())
+            alone = sorted(r["epsilon_alone"] for r in ev["reports"].values() if "epsilon_alone" in r)
+            both = f" (if all other parties colluded: {alone})" if alone else ""
             step = f", server step {ev['server_lr']:.2f} x mean" if "server_lr" in ev else ""
             seconds.append(float(ev["seconds"]))
             left = (rounds - ev["round"]) * sum(seconds) / len(seconds)
             eta = f", about {_duration(left)} left" if ev["round"] < rounds else ""
             print_fn(f"round {ev['round']}/{rounds} done in {ev['seconds']:.1f}s{eta}: {ev['contributors']} updates "
-                     f"securely aggregated{step}; epsilon spent per client now {eps}")
+                     f"securely aggregated{step}; epsilon spent per client now {eps}{both}")
         elif kind in ("stopped", "round_failed", "resumed"):
             print_fn(f"{kind}: {ev}")
 
@@ -131,6 +142,10 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     next to it and swapped in when it succeeds.
     """
     check_privacy_params(cfg.epsilon, cfg.delta)
+    if cfg.noise not in NOISE_MODES:
+        raise FedsynthError(f"noise must be one of {NOISE_MODES}, not {cfg.noise!r}")
+    if cfg.rounds is None:
+        cfg = dataclasses.replace(cfg, rounds=SHARED_ROUNDS if cfg.noise == "shared" else LOCAL_ROUNDS)
     clients = cfg.clients if cfg.clients is not None else (None if cfg.partition == "natural" else DEFAULT_CLIENTS)
     if clients is not None and clients < 2:
         raise FedsynthError("--clients must be at least 2 (secure aggregation needs several parties)")
@@ -197,6 +212,17 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
                           min_clients=2, local_epochs=cfg.local_epochs, model=federated_model_config(cfg.model),
                           server_lr=cfg.server_lr, aggregation_weights=cfg.client_weighting,
                           weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed)
+    if cfg.noise == "shared":
+        k_min = cfg.min_contributors or len(data.silos)
+        if k_min > len(data.silos):
+            raise FedsynthError(f"--min-contributors {k_min} is more than the {len(data.silos)} institutions")
+        plan = shared_noise_plan(plan, schema, cfg.epsilon, cfg.delta,
+                                 cfg.sample_rate or default_sample_rate(len(data.train)), cfg.collusion_tolerance, k_min)
+        s = plan.shared_noise
+        print_fn(f"shared noise: {plan.rounds} pooled DP-SGD steps at sample rate {s.sample_rate:.3g}, noise "
+                 f"multiplier {s.noise_multiplier:.3g}, split into shares so that it holds against the coordinator "
+                 f"plus up to {s.collusion_tolerance} colluding institution(s) when at least {s.min_contributors} "
+                 "contribute")
     _run_flower(plan, cfg, out, len(data.silos), print_fn)
 
     if not (out / "synthesizer" / "synthesizer.json").exists():

@@ -32,6 +32,13 @@ class ClientWeighting(str, Enum):
     EQUAL = "equal"
 
 
+class Noise(str, Enum):
+    """Where the DP noise of a federated run is added (``fedsynth.common.protocol.federation.NOISE_MODES``)."""
+
+    LOCAL = "local"
+    SHARED = "shared"
+
+
 class Partition(str, Enum):
     """How simulate splits rows over institutions (``fedsynth.simulations.partition.PARTITIONS``)."""
 

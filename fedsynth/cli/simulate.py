@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fedsynth.cli.choices import ClientWeighting, Model, Partition
+from fedsynth.cli.choices import ClientWeighting, Model, Noise, Partition
 from fedsynth.cli.shared import DataOption, SchemaForDataOption, err, out
 from fedsynth.common.errors import FedsynthError
 
@@ -26,7 +26,11 @@ def simulate(
     column: Annotated[Optional[str], typer.Option(help="Column whose values define institutions for --partition natural.")] = None,
     epsilon: Annotated[float, typer.Option(help="Each institution's privacy budget epsilon (its cap over the whole run).")] = 1.0,
     delta: Annotated[float, typer.Option(help="Each institution's delta; must be well below 1/(its rows).")] = 1e-5,
-    rounds: Annotated[int, typer.Option(min=1, help="Federated rounds.")] = 20,
+    rounds: Annotated[Optional[int], typer.Option(min=1, help="Federated rounds (default 20 with local noise; 120 with shared noise, where each round is one pooled DP-SGD step).")] = None,
+    noise: Annotated[Noise, typer.Option(help="local: each institution adds the full DP noise for its budget to its own update. shared: each round is one DP-SGD step on the pooled rows and the noise is split into shares summed under SecAgg+ (see --collusion-tolerance).")] = Noise.LOCAL,
+    collusion_tolerance: Annotated[int, typer.Option(min=0, help="With --noise shared: the guarantee holds against the coordinator plus this many colluding institutions (T).")] = 1,
+    min_contributors: Annotated[Optional[int], typer.Option(min=2, help="With --noise shared: rounds with fewer contributions are never unmasked (K_min; default: every institution).")] = None,
+    sample_rate: Annotated[Optional[float], typer.Option(min=1e-6, max=1.0, help="With --noise shared: each row's chance to be in a round's step (default: 3 x single-party's batch rule on the pooled rows).")] = None,
     local_epochs: Annotated[float, typer.Option(min=0.01, help="Passes over its own table each client makes per round (in expectation).")] = 1.5,
     clients_per_round: Annotated[Optional[int], typer.Option(min=2, help="Clients sampled each round (default: all).")] = None,
     server_lr: Annotated[Optional[float], typer.Option(min=0.0, help="Global step = server_lr x mean client delta (default: chosen each round from how aligned the deltas were, between 1 and the number K of contributing clients); every step is capped at sqrt(K) x update_clip_norm.")] = None,
@@ -58,7 +62,9 @@ def simulate(
                            delta=delta, rounds=rounds, local_epochs=local_epochs, server_lr=server_lr,
                            clients_per_round=clients_per_round, client_weighting=client_weighting.value,
                            weight_cap_rows=weight_cap_rows, model=model.value, holdout=holdout, rows=rows,
-                           seed=seed, report=report, secagg=secagg, overwrite=overwrite)
+                           seed=seed, report=report, secagg=secagg, overwrite=overwrite, noise=noise.value,
+                           collusion_tolerance=collusion_tolerance, min_contributors=min_contributors,
+                           sample_rate=sample_rate)
     summary = run(cfg, print_fn=lambda m: err.print(m, highlight=False, markup=False))
     out.print(f"[green]done[/] in {summary['seconds']}s: {out_dir}/synthetic.csv, {out_dir}/model_card.json"
               + (f", {out_dir}/report.html" if report else ""))
