@@ -4,21 +4,24 @@ In shared-noise mode a round is one DP-SGD step on the pooled rows: every instit
 Poisson-samples its rows at rate q, rounds each clipped, scaled example gradient to an integer
 vector, sums and adds a share of Skellam noise; SecAgg+ sums the shares. The noise that
 protects a row is Sk(mu, mu) = Poisson(mu) - Poisson(mu) per coordinate (variance 2 mu), mu
-being the sum of the honest shares' mus. Its RDP curve is amplified by Poisson subsampling
-with a bound valid for any mechanism, composed (RDP adds up) with fedsynth's Gaussian releases
-at integer orders, and converted to (epsilon, delta) the way fedsynth's RDP accountant does.
+being the sum of the honest shares' mus. Its RDP curve (a bound in both directions) is
+amplified by Poisson subsampling (:mod:`fedsynth.common.dp.subsampling`), composed (RDP adds up)
+with fedsynth's Gaussian releases at integer orders, and converted to (epsilon, delta) the way
+fedsynth's RDP accountant does.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import gammaln, logsumexp
 
-# Integer orders only: the subsampling bound below holds at integers >= 2.
+from fedsynth.common.dp.subsampling import poisson_subsampled_rdp
+
+# Integer orders only: the subsampling bounds hold at integers >= 2.
 INTEGER_ORDERS: tuple[int, ...] = tuple(range(2, 65)) + (80, 96, 128, 192, 256)
 _TAG = "skellam"
 
@@ -90,46 +93,22 @@ def skellam_rdp(mu: float, l2: float, l1: float, orders: Sequence[float]) -> np.
     return a * l2**2 / (4 * mu) + surcharge
 
 
-def poisson_subsampled_rdp(rdp: np.ndarray, orders: Sequence[float], q: float) -> np.ndarray:
-    """Zhu & Wang 2019 ('Poisson Subsampled Renyi Differential Privacy', ICML), general upper bound for
-    integer orders >= 2, valid for ANY mechanism given its RDP curve (computed in log space, stable).
-
-    Theorem 6 there: with eps(l) the mechanism's RDP at order l, for integer alpha >= 2
-        eps'(alpha) <= log((1-q)^(alpha-1) (alpha q - q + 1) + C(alpha, 2) q^2 (1-q)^(alpha-2) e^eps(2)
-                           + 3 sum_{l=3..alpha} C(alpha, l) (1-q)^(alpha-l) q^l e^((l-1) eps(l))) / (alpha - 1).
-    It needs eps(l) at every integer l <= alpha; between given orders the bound on eps(l) comes from
-    interpolating (l - 1) eps(l) linearly, an upper bound because (l - 1) D_l is convex in l (pass
-    every integer order, as release_rdp does, to avoid that slack). The result is capped by the
-    unsubsampled curve: subsampling never costs more than not subsampling.
-    """
-    alphas = _integer_orders(orders)
-    rdp = np.asarray(rdp, dtype=float)
-    if rdp.shape != alphas.shape:
-        raise ValueError("rdp and orders must have the same length")
-    if not 0 < q <= 1:
-        raise ValueError(f"sample rate must be in (0, 1], got {q}")
-    if q == 1:
-        return rdp.copy()
-    grid = np.arange(2, int(alphas.max()) + 1)
-    eps = np.interp(grid, alphas, (alphas - 1) * rdp) / (grid - 1)  # eps[l - 2] bounds eps(l)
-    log_q, log_1q = math.log(q), math.log1p(-q)
-    out = np.empty_like(rdp)
-    for i, alpha in enumerate(alphas.astype(int)):
-        ls = np.arange(2, alpha + 1)
-        log_binom = gammaln(alpha + 1) - gammaln(ls + 1) - gammaln(alpha - ls + 1)
-        terms = log_binom + (alpha - ls) * log_1q + ls * log_q + (ls - 1) * eps[ls - 2]
-        terms[1:] += math.log(3.0)  # the l >= 3 terms carry the factor 3
-        head = (alpha - 1) * log_1q + math.log(alpha * q - q + 1)
-        out[i] = logsumexp(np.append(terms, head)) / (alpha - 1)
-    return np.minimum(out, rdp)
-
-
 def release_rdp(release: SkellamRelease, orders: Sequence[float] = INTEGER_ORDERS) -> np.ndarray:
     """RDP curve of `release`: `steps` times the subsampled per-step Skellam curve (RDP composes additively)."""
     alphas = _integer_orders(orders).astype(int)
-    grid = np.arange(2, alphas.max() + 1)  # every integer order: no interpolation slack
-    step = skellam_rdp(release.mu, release.l2_sensitivity, release.l1_sensitivity, grid)
-    return release.steps * poisson_subsampled_rdp(step, grid, release.sample_rate)[alphas - 2]
+    step = _step_rdp(release.sample_rate, release.mu, release.l2_sensitivity, release.l1_sensitivity,
+                     int(alphas.max()))
+    return release.steps * step[alphas - 2]
+
+
+@functools.lru_cache(maxsize=64)
+def _step_rdp(q: float, mu: float, l2: float, l1: float, max_order: int) -> np.ndarray:
+    """One subsampled step at every integer order 2..max_order (cached: a ledger asks for the
+    same step every round, and the subsampling bound is the slow part)."""
+    grid = np.arange(2, max_order + 1)  # every integer order: the bounds need each one
+    out = poisson_subsampled_rdp(skellam_rdp(mu, l2, l1, grid), q)
+    out.flags.writeable = False
+    return out
 
 
 def composed_epsilon(gaussian: Sequence[tuple[float, float, int]], skellam: Sequence[SkellamRelease],
