@@ -15,7 +15,6 @@ from fedsynth.common.dp.skellam import (
     release_rdp,
     skellam_rdp,
 )
-from opacus.accountants.analysis.rdp import compute_rdp
 from scipy.special import logsumexp
 from scipy.stats import skellam
 
