@@ -38,13 +38,14 @@ from fedsynth.common.data.tables import write_table
 from fedsynth.common.dp.accounting import check_privacy_params
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.lineage import provenance, write_synthetic
+from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
 from fedsynth.common.protocol.federation import NOISE_MODES, FederationPlan, SecAggSettings, federated_model_config
-from fedsynth.server.shared_plan import SHARED_ROUNDS, default_sample_rate, shared_noise_plan
 from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
 from fedsynth.evaluation.guarantee import guarantee_from_card
+from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.workflow import FederatedRun, make_server_app
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
@@ -208,16 +209,20 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
     (out / "silos").mkdir(exist_ok=True)
     for i, silo in enumerate(data.silos, start=1):
         write_table(silo, out / "silos" / f"client-{i}.csv", schema=schema)
+    shared = cfg.noise == "shared"
+    model = ModelConfig(model=cfg.model) if shared else federated_model_config(cfg.model)  # pooled noise: single-party widths
     plan = FederationPlan(rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,
-                          min_clients=2, local_epochs=cfg.local_epochs, model=federated_model_config(cfg.model),
+                          min_clients=2, local_epochs=cfg.local_epochs, model=model,
                           server_lr=cfg.server_lr, aggregation_weights=cfg.client_weighting,
                           weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed)
-    if cfg.noise == "shared":
+    if shared:
         k_min = cfg.min_contributors or len(data.silos)
         if k_min > len(data.silos):
             raise FedsynthError(f"--min-contributors {k_min} is more than the {len(data.silos)} institutions")
-        plan = shared_noise_plan(plan, schema, cfg.epsilon, cfg.delta,
-                                 cfg.sample_rate or default_sample_rate(len(data.train)), cfg.collusion_tolerance, k_min)
+        request = SharedNoiseRequest(cfg.sample_rate or default_sample_rate(len(data.train)), epsilon=cfg.epsilon,
+                                     delta=cfg.delta, collusion_tolerance=cfg.collusion_tolerance,
+                                     min_contributors=k_min)
+        plan = request.resolve(plan, schema)
         s = plan.shared_noise
         print_fn(f"shared noise: {plan.rounds} pooled DP-SGD steps at sample rate {s.sample_rate:.3g}, noise "
                  f"multiplier {s.noise_multiplier:.3g}, split into shares so that it holds against the coordinator "
