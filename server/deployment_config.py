@@ -30,6 +30,7 @@ from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, find_existing
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.server.run_config import ServerRunSettings
+from fedsynth.server.shared_plan import SharedNoiseRequest
 
 
 @dataclass
@@ -42,6 +43,7 @@ class DeploymentConfig:
     clients: int | None = None  # institutions expected; default = number of registered keys
     wait_timeout: int = 600  # seconds to wait for every institution to connect
     run_timeout: int = 6 * 3600  # seconds before the coordinator stops the run
+    shared_noise: SharedNoiseRequest | None = None  # [plan.shared_noise]: resolved once the schema is known
 
 
 def _known(section: str, raw: dict[str, Any], cls, path: Path, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -65,6 +67,11 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
         local_epochs = 1.5
         [plan.model]                # ModelConfig fields
         model = "vae"
+        [plan.shared_noise]         # optional: noise shared under SecAgg+ (SharedNoiseRequest fields)
+        sample_rate = 0.2
+        epsilon = 1.0               # sigma is calibrated for it (or give noise_multiplier)
+        collusion_tolerance = 1
+        min_contributors = 3
         [secagg]                    # SecAggSettings fields
         num_shares = 1.0
         reconstruction_threshold = 0.67
@@ -80,20 +87,26 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
         raise FedsynthError(f"{p}: unknown key(s) {unknown}; allowed: {sorted(top)}")
     plan_raw = dict(raw.get("plan", {}))
     model_raw = plan_raw.pop("model", {})
-    _known("[plan]", plan_raw, FederationPlan, p, skip=("schema_hash", "model"))
+    shared_raw = plan_raw.pop("shared_noise", None)
+    _known("[plan]", plan_raw, FederationPlan, p, skip=("schema_hash", "model", "shared_noise"))
     _known("[plan.model]", model_raw, ModelConfig, p)
+    if shared_raw is not None:
+        _known("[plan.shared_noise]", shared_raw, SharedNoiseRequest, p)
     secagg_raw = _known("[secagg]", dict(raw.get("secagg", {})), SecAggSettings, p)
     try:
-        plan = FederationPlan(**plan_raw, model=federated_model_config(**model_raw))
+        # pooled noise: the single-party widths; local noise: the narrower federated ones
+        model = ModelConfig(**model_raw) if shared_raw is not None else federated_model_config(**model_raw)
+        plan = FederationPlan(**plan_raw, model=model)
         secagg = SecAggSettings(**secagg_raw)
-    except (TypeError, ValueError) as exc:
+        shared = SharedNoiseRequest(**shared_raw) if shared_raw is not None else None
+    except (TypeError, ValueError, FedsynthError) as exc:
         raise FedsynthError(f"{p}: {exc}") from None
     _check_plan(plan, secagg, p)
     schema = raw.get("schema")
     cfg = DeploymentConfig(plan=plan, secagg=secagg,
                            schema=(p.parent / schema).resolve() if isinstance(schema, str) else None,
                            clients=raw.get("clients"), wait_timeout=raw.get("wait_timeout", 600),
-                           run_timeout=raw.get("run_timeout", 6 * 3600))
+                           run_timeout=raw.get("run_timeout", 6 * 3600), shared_noise=shared)
     for key in ("clients", "wait_timeout", "run_timeout"):
         v = getattr(cfg, key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
@@ -195,6 +208,14 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
     if keys and clients > len(keys):
         raise FedsynthError(f"{clients} institutions expected but only {len(keys)} key(s) registered")
     cfg.plan.schema_hash = schema.hash()
+    if cfg.shared_noise is not None:
+        try:
+            cfg.plan = cfg.shared_noise.resolve(cfg.plan, schema)
+        except (ValueError, FedsynthError) as exc:
+            raise FedsynthError(f"{opts.config}: [plan.shared_noise]: {exc}") from None
+        if clients < cfg.plan.shared_noise.min_contributors:
+            raise FedsynthError(f"{opts.config}: min_contributors = {cfg.plan.shared_noise.min_contributors} but only "
+                                f"{clients} institutions are expected")
     settings = ServerRunSettings(plan=cfg.plan, secagg=cfg.secagg, schema=str(schema_path), out_dir=str(out),
                                  clients=clients, wait_timeout=cfg.wait_timeout)
     claim_dir(out, COORDINATOR_RUN, "--out")  # last: a refused start leaves no folder behind

@@ -295,3 +295,51 @@ def test_failed_run_makes_coordinator_exit_nonzero(demo, tmp_path):
     assert "WARNING" in out and "--insecure" in out
     assert "finished:failed" in out and "clients connected within 2s" in out, out[-3000:]
     assert not (demo / "demo/run-fail/synthesizer").exists()
+
+
+SHARED_CONFIG = REPO / "examples" / "federation-shared.toml"
+
+
+@pytest.fixture(scope="module")
+def shared_federation(demo):
+    """The three registered institutions again, on fresh ledgers, with the noise shared under SecAgg+."""
+    procs = Processes(demo)
+    try:
+        addr = start_coordinator(procs, "coordinator-shared", [
+            "coordinator", "--config", str(SHARED_CONFIG), "--schema", "demo/silos/schema.json",
+            "--certs", "demo/certs", *sum((["--authorized-key", f"demo/keys/{n}.pub"] for n in INSTITUTIONS), []),
+            "--out", "demo/run-shared"])
+        for i, name in enumerate(INSTITUTIONS, start=1):
+            procs.start(f"{name}-shared", [
+                "client", "--data", f"demo/silos/client-{i}.csv", "--schema", "demo/silos/schema.json",
+                "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", addr,
+                "--ca-cert", "demo/certs/ca.pem", "--auth-key", f"demo/keys/{name}",
+                "--state-dir", f"demo/state-shared/{name}", "--init-ledger"])
+        rc = procs.wait("coordinator-shared", timeout=420)
+        yield {"root": demo, "procs": procs, "coordinator_rc": rc}
+    finally:
+        procs.stop_all()
+
+
+def test_shared_noise_runs_end_to_end_with_tls_auth_and_secagg(shared_federation):
+    """Shared-noise mode over the real deployment: every round one pooled step of 3 contributions,
+    each institution's ledger holding one shared-noise step per round and both epsilons, the
+    model card stating both and the trust assumption behind them."""
+    procs, root = shared_federation["procs"], shared_federation["root"]
+    out = procs.output("coordinator-shared")
+    assert shared_federation["coordinator_rc"] == 0, out[-4000:]
+    assert "TLS, SuperNode authentication on" in out
+    assert "round 4 done" in out and "if all other parties colluded" in out, out[-3000:]
+    card = json.loads((root / "demo/run-shared/model_card.json").read_text())
+    assert card["rounds_completed"] == 4 and [r["contributors"] for r in card["rounds"]] == [3, 3, 3, 3]
+    assert card["plan"]["shared_noise"]["min_contributors"] == 3
+    assert "1 colluding institution" in card["privacy_note"]
+    for name in INSTITUTIONS:
+        ledger = Ledger.open(root / "demo/state-shared" / name, 1.0, 1e-5)
+        steps = [h for h in ledger.history if not isinstance(h, tuple)]
+        assert len(steps) == 4 and all(s.honest_shares == 2 for s in steps)
+        assert 0 < ledger.epsilon_spent <= 1.0 and ledger.epsilon_alone > ledger.epsilon_spent
+    reported = sorted((c["epsilon_spent"], c["epsilon_alone"]) for c in card["clients"])
+    in_ledgers = sorted((round(lg.epsilon_spent, 2), round(lg.epsilon_alone, 2)) for lg in
+                        (Ledger.open(root / "demo/state-shared" / n, 1.0, 1e-5) for n in INSTITUTIONS))
+    assert reported == in_ledgers
