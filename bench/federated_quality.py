@@ -38,12 +38,15 @@ from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
+from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, SecAggSettings,
+                                                 federated_model_config, shared_grid)
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.round import finish_round
+from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
+from fedsynth.server.shared_round import ServerAdam, finish_shared_round
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
@@ -77,6 +80,18 @@ def build_plan(settings: list[str], schema: Schema, seed: int) -> FederationPlan
     return FederationPlan(**plan_kw, model=federated_model_config(**model_kw), schema_hash=schema.hash(), seed=seed)
 
 
+def build_shared_plan(settings: list[str], schema: Schema, seed: int, pooled_rows: int, clients: int,
+                      epsilon: float, delta: float) -> FederationPlan:
+    """``simulate --noise shared``'s plan: single-party widths, SHARED_ROUNDS unless ``rounds=`` is
+    given, q by the pooled rows, T = 1, K_min = every institution, sigma calibrated for ``epsilon``."""
+    plan_kw, model_kw = parse_overrides(settings)
+    plan_kw.setdefault("rounds", SHARED_ROUNDS)
+    plan = FederationPlan(**plan_kw, model=ModelConfig(**model_kw), schema_hash=schema.hash(), seed=seed)
+    request = SharedNoiseRequest(default_sample_rate(pooled_rows), epsilon=epsilon, delta=delta,
+                                 collusion_tolerance=1, min_contributors=clients)
+    return request.resolve(plan, schema)
+
+
 def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: float, delta: float,
                   batch_size: int | None, threads: int, seed: int, label: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,27 +110,35 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         current = build_model(encoder, plan.model).get_arrays()
         freq_sizes = [s.size for s in encoder.conditionable]
         freqs, history, budget, steps = None, [], {}, []
+        shared = plan.shared_noise is not None
+        clipping = FIELD_CLIPPING_RANGE if shared else CLIPPING_RANGE
+        optimizer = ServerAdam(current, plan.model.lr) if shared else None
         for rnd in range(1, plan.rounds + 1):
             updates, reports = [], {}
             for i, inst in enumerate(institutions):
                 reply = inst.check(plan, len(institutions))
                 budget[str(i)] = reply
                 if reply.can_train:
-                    update, reports[str(i)] = inst.train_round(current, plan, rnd, len(institutions), CLIPPING_RANGE)
+                    update, reports[str(i)] = inst.train_round(current, plan, rnd, len(institutions), clipping)
                     updates.append(update)
             if not updates:
                 break
             mean = [np.mean([u[j].astype(np.float64) for u in updates], axis=0) for j in range(len(updates[0]))]
-            outcome = finish_round(current, mean, plan, CLIPPING_RANGE, freq_sizes, len(updates))
+            if optimizer is not None:
+                outcome = finish_shared_round(mean, plan, shared_grid(plan, current), freq_sizes, len(updates),
+                                              optimizer)
+            else:
+                outcome = finish_round(current, mean, plan, clipping, freq_sizes, len(updates))
             current, freqs = outcome.arrays, outcome.freqs
-            steps.append(outcome.server_lr)  # unrounded, as measured before (the record rounds to 4 places)
+            if outcome.server_lr is not None:
+                steps.append(outcome.server_lr)  # unrounded, as measured before (the record rounds to 4 places)
             history.append(outcome.record(rnd, reports))
         spent = [inst.ledger().epsilon_spent for inst in institutions]
         write_global_model(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(), ""),
                            budget, {})
         syn = Synthesizer.load(root / "synthesizer").sample(len(train), seed=seed)
     return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent),
-            "server_lr_mean": round(float(np.mean(steps)), 3)}
+            "server_lr_mean": round(float(np.mean(steps)), 3) if steps else None}
 
 
 def single_party_run(train, holdout, schema, epsilon: float, delta: float, seed: int, label: str) -> dict:

@@ -38,6 +38,7 @@ import pandas as pd
 import torch
 from federated_quality import (  # bench/ is on sys.path as the script's folder
     build_plan,
+    build_shared_plan,
     federated_run,
     single_party_run,
 )
@@ -124,20 +125,24 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
     floor = quick_quality(train, holdout, holdout, schema, None, floor=True)
     info = TableInfo(name, len(train), len(holdout), len(schema.columns), label, bundled.positive_share,
                      floor["tvd_1way_floor"], floor["tvd_2way_floor"])
-    plan = build_plan(args.settings, schema, args.seed)
+    plans = {noise: (build_plan(args.settings, schema, args.seed) if noise == "local" else
+                     build_shared_plan(args.settings, schema, args.seed, len(train), args.clients, args.epsilon,
+                                       args.delta)) for noise in args.noise}
     silos = partition(train, "dirichlet", args.clients, label=label, alpha=args.alpha, seed=args.seed)
-    cells = [Cell(name, "single-party"), Cell(name, f"federated ({args.clients} Dirichlet silos)")]
+    federated = [Cell(name, f"federated, {noise} noise ({args.clients} silos)") for noise in args.noise]
+    cells = [Cell(name, "single-party"), *federated]
     cells += [Cell(name, f"anchor {a}") for a in args.anchors]
     for r in range(args.repeats):
         seed = args.seed + r
         t = time.time()
         q = single_party_run(train, holdout, schema, args.epsilon, args.delta, seed, label)
         cells[0].runs.append(as_run(q, time.time() - t))
-        t = time.time()
-        q = federated_run(train, holdout, schema, silos, plan, args.epsilon, args.delta, None, args.threads, seed,
-                          label)
-        cells[1].runs.append(as_run(q, time.time() - t))
-        for anchor, cell in zip(args.anchors, cells[2:]):
+        for noise, cell in zip(args.noise, federated):
+            t = time.time()
+            q = federated_run(train, holdout, schema, silos, plans[noise], args.epsilon, args.delta, None, args.threads,
+                              seed, label)
+            cell.runs.append(as_run(q, time.time() - t))
+        for anchor, cell in zip(args.anchors, cells[1 + len(federated):]):
             if cell.error:
                 continue
             t = time.time()
@@ -175,17 +180,17 @@ def suite_means(cells: list[Cell]) -> dict[str, dict[str, float | None]]:
 
 
 def print_summary(infos: list[TableInfo], cells: list[Cell], means: dict) -> None:
-    print(f"\n{'table':<8} {'system':<30} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6}  runs")
+    print(f"\n{'table':<8} {'system':<36} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6}  runs")
     for info in infos:
         for c in (c for c in cells if c.table == info.name):
             if c.error and not c.runs:
-                print(f"{info.name:<8} {c.system:<30} unavailable: {c.error[:80]}")
+                print(f"{info.name:<8} {c.system:<36} unavailable: {c.error[:80]}")
                 continue
-            print(f"{info.name:<8} {c.system:<30} " + " ".join(_fmt(c.mean(m)) for m in METRICS) + f"  {len(c.runs)}")
-        print(f"{info.name:<8} {'real holdout (TVD floor)':<30} {'':>6} {'':>6} {_fmt(info.tvd_1way_floor)} "
+            print(f"{info.name:<8} {c.system:<36} " + " ".join(_fmt(c.mean(m)) for m in METRICS) + f"  {len(c.runs)}")
+        print(f"{info.name:<8} {'real holdout (TVD floor)':<36} {'':>6} {'':>6} {_fmt(info.tvd_1way_floor)} "
               f"{_fmt(info.tvd_2way_floor)}")
     for system, m in means.items():
-        print(f"{'MEAN':<8} {system:<30} " + " ".join(_fmt(m[k]) for k in METRICS) + f"  over {m['tables']} tables")
+        print(f"{'MEAN':<8} {system:<36} " + " ".join(_fmt(m[k]) for k in METRICS) + f"  over {m['tables']} tables")
 
 
 def main() -> None:
@@ -198,6 +203,8 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--seed", type=int, default=0, help="holdout and silo split (the README command's is 0)")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--noise", nargs="+", default=["local", "shared"], choices=["local", "shared"],
+                    help="federated runs to make: local noise, shared noise (simulate --noise), or both")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each training")
     ap.add_argument("--anchors", nargs="*", default=[], choices=ANCHORS)
     ap.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv")
