@@ -175,10 +175,15 @@ class Institution:
             return refuse(str(exc)[:500])
         replay = server_round is not None and digest is not None and UpdateCache(self.state_dir).has(
             UpdateKey(rp["plan_id"], int(server_round), str(digest)))
-        ok = replay or ledger.can_afford(self._pending_releases(plan, ledger) + [release])
+        pending = self._pending_releases(plan, ledger)
+        ok = replay or ledger.can_afford(pending + [release])
+        left = None
+        if plan.shared_noise is not None and ok:
+            planned = plan.rounds - (int(server_round) - 1 if server_round else 0)
+            left = max(1, ledger.affordable_repeats(pending, release, planned))  # a replay is free
         return BudgetReply(can_train=ok, reason="" if ok else "budget exhausted", schema_hash=self.schema.hash(),
                            epsilon_spent=round(ledger.epsilon_spent, 2), delta=ledger.delta,
-                           epsilon_alone=self._alone(plan, ledger))
+                           epsilon_alone=self._alone(plan, ledger), rounds_left=left)
 
     def _round_release(self, plan: FederationPlan, rp: dict[str, Any]) -> Release | SharedNoiseRelease:
         """What one round costs: the planned local DP-SGD steps, or one shared-noise step."""

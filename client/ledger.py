@@ -46,7 +46,7 @@ import json
 import math
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +283,18 @@ class Ledger:
 
     def can_afford(self, releases: list[Release | SharedNoiseRelease]) -> bool:
         return self.epsilon_after(releases) <= self.epsilon_cap + 1e-9
+
+    def affordable_repeats(self, first: list[Release | SharedNoiseRelease], release: SharedNoiseRelease,
+                           limit: int) -> int:
+        """How many times (at most ``limit``) ``release`` fits under the cap after ``first``."""
+        def fits(n: int) -> bool:
+            return self.can_afford(list(first) + [replace(release, steps=release.steps * n)])
+
+        lo, hi = 0, max(0, int(limit))
+        while lo < hi:  # fits() is monotone in n: bisect for the largest n that fits
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
+        return lo
 
     def charge(self, releases: list[Release | SharedNoiseRelease], **event: Any) -> float:
         """Record ``releases`` on disk; raise BudgetExhausted (recording nothing) if over the cap."""

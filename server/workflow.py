@@ -140,17 +140,21 @@ class FederatedRun:
             rnd = ckpt.round + 1
             watch = SpendWatch.from_history(ckpt.history)  # a node whose reported spend falls is excluded
             absent_until: float | None = None  # end of this round's wait for institutions that left
+            checks: dict[str, BudgetReply] = {}
+            checked_until = 0  # shared noise: the last round the previous budget check covers
             while rnd <= self.plan.rounds:
                 started = time.time()
                 cfg[Key.CURRENT_ROUND] = rnd
-                checks = watch.review(self._budget_check(grid, legacy, rnd, strategy.current))
+                if rnd > checked_until or failures_in_a_row:
+                    checks = watch.review(self._budget_check(grid, legacy, rnd, strategy.current))
+                    checked_until = rnd + _covered_rounds(checks) - 1
+                    self.on_event({EVENT: EventKind.BUDGET_CHECK, "round": rnd,
+                                   "eligible": sum(r.can_train for r in checks.values()), "replies": _records(checks)})
                 checked = time.time()
                 # Least-spent first (ties at random): balances participation so that budget
                 # is not left stranded with a single client while rounds remain.
                 eligible = sorted((nid for nid, r in checks.items() if r.can_train),
                                   key=lambda nid: (checks[nid].epsilon_spent or 0.0, rng.random()))
-                self.on_event({EVENT: EventKind.BUDGET_CHECK, "round": rnd, "eligible": len(eligible),
-                               "replies": _records(checks)})
                 if len(eligible) < max(2, self.plan.min_clients):
                     answered = sum(1 for r in checks.values() if not r.unreachable)
                     if answered < self.expected_clients:
@@ -249,6 +253,16 @@ def read_budget_reply(properties: dict[str, Any]) -> BudgetReply:
         return BudgetReply.from_record(properties)
     except MessageError as exc:
         return BudgetReply(can_train=False, reason=str(exc)[:300])
+
+
+def _covered_rounds(replies: dict[str, BudgetReply]) -> int:
+    """Rounds one budget check answers for: with shared noise every round costs each institution
+    the same, and each says how many more it can afford (``rounds_left``), so the next check is
+    due when the first of them runs out; without that answer, one round (ask every round)."""
+    left = [r.rounds_left for r in replies.values() if r.can_train]
+    if not left or any(n is None for n in left):
+        return 1
+    return max(1, min(left))
 
 
 def _records(replies: dict[str, BudgetReply]) -> dict[str, dict[str, Any]]:

@@ -41,6 +41,10 @@ def test_budget_check_round_trip_with_and_without_the_optional_fields():
      {"can_train": False, "reason": "schema mismatch", "schema_hash": "h", "epsilon_spent": -1.0}),
     (BudgetReply(can_train=False, reason="error: node offline", unreachable=True),
      {"can_train": False, "reason": "error: node offline", "unreachable": True}),
+    (BudgetReply(can_train=True, reason="", schema_hash="h", epsilon_spent=0.5, delta=1e-5, epsilon_alone=0.9,
+                 rounds_left=7),  # shared noise
+     {"can_train": True, "reason": "", "schema_hash": "h", "epsilon_spent": 0.5, "delta": 1e-5, "epsilon_alone": 0.9,
+      "rounds_left": 7}),
 ])
 def test_budget_reply_round_trip_keeps_every_field_and_the_wire_record(reply, wire):
     assert reply.to_record() == wire
@@ -63,6 +67,7 @@ def test_fit_metrics_round_trip():
     ({"can_train": True, "reason": "", "epsilon_spent": "0.5"}, "'epsilon_spent' = '0.5' is not a number"),
     ({"can_train": True, "reason": "", "epsilon_spent": True}, "is not a number"),
     ({"can_train": True, "reason": "", "schema_hash": 7}, "'schema_hash' = 7 is not a string"),
+    ({"can_train": True, "reason": "", "rounds_left": 2.5}, "'rounds_left' = 2.5 is not an integer"),
 ])
 def test_a_malformed_budget_reply_is_refused_with_a_clear_error(bad, message):
     with pytest.raises(MessageError, match=f"malformed budget reply: .*{message}"):

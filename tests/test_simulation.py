@@ -129,3 +129,25 @@ def test_natural_partition_makes_one_institution_per_value_without_clients(tmp_p
                     "--local-epochs", "0.2", "--rows", "200", "--no-report", "--out", str(out))
     assert "split over 3 institutions (natural)" in proc.stdout + proc.stderr
     assert json.loads((out / "model_card.json").read_text())["participating_clients"] == 3
+
+
+def test_shared_noise_simulation_end_to_end(tmp_path):
+    """`simulate --noise shared` on the Simulation Engine with SecAgg+: one pooled step per round,
+    one budget check for the whole run (every institution can afford every planned round), both
+    epsilons in the ledgers, the log and the model card, within each cap."""
+    out = tmp_path / "shared"
+    proc = fedsynth("simulate", "--clients", "3", "--rounds", "4", "--noise", "shared", "--rows", "300", "--no-report",
+                    "--out", str(out))
+    log = proc.stdout + proc.stderr
+    assert "round 4/4 done" in log and "if all other parties colluded" in log
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events].count("budget_check") == 1
+    assert [e["contributors"] for e in events if e["event"] == "round_done"] == [3, 3, 3, 3]
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["plan"]["shared_noise"]["min_contributors"] == 3
+    for i in (1, 2, 3):
+        ledger = Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5)
+        assert [e["round"] for e in ledger.events if e["event"] == "round"] == [1, 2, 3, 4]
+        assert 0.99 <= ledger.epsilon_spent <= 1.0 < ledger.epsilon_alone
+    assert sorted(c["epsilon_alone"] for c in card["clients"]) == sorted(
+        round(Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5).epsilon_alone, 2) for i in (1, 2, 3))

@@ -46,6 +46,7 @@ class BudgetKey:
     SCHEMA_HASH = "schema_hash"
     EPSILON_SPENT = "epsilon_spent"
     EPSILON_ALONE = "epsilon_alone"  # shared noise: epsilon if every other party colluded
+    ROUNDS_LEFT = "rounds_left"  # shared noise: further rounds of this plan the institution can afford
     DELTA = "delta"
     UNREACHABLE = "unreachable"  # set by the coordinator for a node that did not answer
 
@@ -179,12 +180,15 @@ class BudgetReply:
     # shared noise only, rounded to 0.01: the spend if every other party colluded (epsilon_spent
     # is against the coordinator plus up to T colluding institutions)
     epsilon_alone: float | None = None
+    # shared noise only: how many more rounds of this plan it can afford (each costs the same),
+    # so the coordinator asks again only when the first institution runs out
+    rounds_left: int | None = None
 
     def to_record(self) -> Record:
         return _without_none({BudgetKey.CAN_TRAIN: self.can_train, BudgetKey.REASON: self.reason,
                               BudgetKey.SCHEMA_HASH: self.schema_hash, BudgetKey.EPSILON_SPENT: self.epsilon_spent,
                               BudgetKey.DELTA: self.delta, BudgetKey.UNREACHABLE: self.unreachable or None,
-                              BudgetKey.EPSILON_ALONE: self.epsilon_alone})
+                              BudgetKey.EPSILON_ALONE: self.epsilon_alone, BudgetKey.ROUNDS_LEFT: self.rounds_left})
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> BudgetReply:
@@ -194,7 +198,8 @@ class BudgetReply:
                    epsilon_spent=_optional(_number, record, BudgetKey.EPSILON_SPENT, what),
                    delta=_optional(_number, record, BudgetKey.DELTA, what),
                    unreachable=bool(_optional(_bool, record, BudgetKey.UNREACHABLE, what)),
-                   epsilon_alone=_optional(_number, record, BudgetKey.EPSILON_ALONE, what))
+                   epsilon_alone=_optional(_number, record, BudgetKey.EPSILON_ALONE, what),
+                   rounds_left=_optional(_int, record, BudgetKey.ROUNDS_LEFT, what))
 
 
 
