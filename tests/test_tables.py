@@ -151,3 +151,10 @@ def test_chunks_are_streamed_into_one_table_typed_by_the_schema(tmp_path, suffix
     assert back["age"].tolist() == [30, 41, 7] and back["colour"].isna().tolist() == [True, True, False]
     assert back["colour"].iloc[2] == "red" and back["score"].iloc[2] == 0.25
     assert back["active"].tolist() == [True, False, True] and back["joined"].iloc[2] == pd.Timestamp("2001-01-01")
+
+
+def test_a_table_with_an_unknown_extension_is_refused_not_read_as_csv(tmp_path, adult_schema):
+    path = tmp_path / "rows.tsv"
+    path.write_text("age\tworkclass\n39\tState-gov\n")
+    with pytest.raises(DataError, match=r"rows\.tsv: unsupported file type; a table is a \.csv, \.csv\.gz"):
+        load_table(path, adult_schema)

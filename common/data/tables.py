@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from fedsynth.common.atomic import atomic_path
 from fedsynth.common.data.cells import MAX_FIELD_CHARS, ValidationReport, coerce, for_output
 from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.errors import DataError, FedsynthError
+from fedsynth.common.errors import DataError
 
 
 # What write_table writes, by the end of the file name: a file never holds another format than
@@ -37,8 +37,8 @@ def table_format(path: str | Path, option: str | None = None) -> str:
         if name.endswith(suffix) and len(name) > len(suffix):
             return TABLE_SUFFIXES[suffix]
     where = f"{option} {path}" if option else str(path)
-    raise FedsynthError(f"{where}: unsupported file type; a table is written as "
-                        f"{', '.join(TABLE_SUFFIXES)} (chosen by the file name)")
+    raise DataError(f"{where}: unsupported file type; a table is a {', '.join(TABLE_SUFFIXES)} file "
+                    "(the format is chosen by the file name)")
 
 
 def read_raw(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
@@ -54,8 +54,7 @@ def read_raw(path: str | Path, schema: Schema | None = None) -> pd.DataFrame:
         raise DataError(f"{path}: is a folder, expected a CSV or Parquet file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
-    suffix = "".join(path.suffixes[-2:]).lower()
-    if suffix.endswith(".parquet") or suffix.endswith(".pq"):
+    if table_format(path) == "parquet":  # an unknown extension is refused, never guessed to be CSV
         try:
             return pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises many kinds
