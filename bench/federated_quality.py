@@ -83,11 +83,14 @@ def build_plan(settings: list[str], schema: Schema, seed: int) -> FederationPlan
 def build_shared_plan(settings: list[str], schema: Schema, seed: int, pooled_rows: int, clients: int,
                       epsilon: float, delta: float) -> FederationPlan:
     """``simulate --noise shared``'s plan: single-party widths, SHARED_ROUNDS unless ``rounds=`` is
-    given, q by the pooled rows, T = 1, K_min = every institution, sigma calibrated for ``epsilon``."""
-    plan_kw, model_kw = parse_overrides(settings)
+    given, q by the pooled rows (or ``sample_rate=``), T = 1, K_min = every institution, sigma
+    calibrated for ``epsilon``."""
+    rates = [item for item in settings if item.startswith("sample_rate=")]
+    plan_kw, model_kw = parse_overrides([item for item in settings if item not in rates])
     plan_kw.setdefault("rounds", SHARED_ROUNDS)
     plan = FederationPlan(**plan_kw, model=ModelConfig(**model_kw), schema_hash=schema.hash(), seed=seed)
-    request = SharedNoiseRequest(default_sample_rate(pooled_rows), epsilon=epsilon, delta=delta,
+    rate = float(rates[-1].split("=", 1)[1]) if rates else default_sample_rate(pooled_rows)
+    request = SharedNoiseRequest(rate, epsilon=epsilon, delta=delta,
                                  collusion_tolerance=1, min_contributors=clients)
     return request.resolve(plan, schema)
 

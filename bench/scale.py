@@ -172,7 +172,7 @@ def child(cfg: dict) -> None:
         sim = SimulationConfig(out=cfg["out"], data="adult", clients=cfg["clients"], partition="iid",
                                epsilon=1.0, delta=1e-5, rounds=cfg["rounds"], local_epochs=cfg["local_epochs"],
                                max_train_rows=cfg.get("max_train_rows"), rows=500, evaluate=False, seed=0,
-                               insecure_plain_aggregation=cfg.get("plain", False),
+                               insecure_plain_aggregation=cfg.get("plain", False), noise="local",
                                secagg=SecAggSettings(num_shares=cfg.get("secagg_shares", SecAggSettings.num_shares)))
         run(sim, print_fn=lambda m: print(m, flush=True))
     finally:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: a local federated simulation on the bundled UCI Adult table.
-# 5 institutions (Dirichlet label skew), SecAgg+, epsilon=1 per institution.
+# 5 institutions (Dirichlet label skew), SecAgg+ with the DP noise shared in it, epsilon=1 per institution.
 # Ends with runs/demo/synthetic.csv, runs/demo/model_card.json and runs/demo/report.html.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -92,7 +92,8 @@ def test_a_finished_run_is_not_overwritten(run_dir):
 def test_clients_refuse_rounds_they_cannot_afford(tmp_path):
     """4 institutions, 2 per round, 6 rounds: each plans 3 participations and must sit out after them."""
     out = tmp_path / "pp"
-    fedsynth("simulate", "--clients", "4", "--clients-per-round", "2", "--rounds", "6", "--local-epochs", "0.3",
+    fedsynth("simulate", "--noise", "local", "--clients", "4", "--clients-per-round", "2", "--rounds", "6",
+             "--local-epochs", "0.3",
              "--rows", "500", "--no-report", "--out", str(out))
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     checks = [e for e in events if e["event"] == "budget_check"]
