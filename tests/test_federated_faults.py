@@ -16,6 +16,7 @@ from flwr.app import Context, RecordDict
 from _loopback import LoopbackGrid
 from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.client.ledger import Ledger
+from fedsynth.common.dp.shared_noise import SharedNoise
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.dp.accounting import epsilon_spent
@@ -26,7 +27,8 @@ from fedsynth.server.workflow import FederatedRun
 NODES = (11, 12, 13, 14)
 
 
-def federation(tmp_path, adult, schema_path, schema, *, nodes=NODES, rounds=2, drop=None, tamper=None):
+def federation(tmp_path, adult, schema_path, schema, *, nodes=NODES, rounds=2, drop=None, tamper=None,
+               shared: SharedNoise | None = None):
     """Silos, explicitly initialised ledgers, one ClientApp per node; returns (run it, state dirs, events)."""
     states = {}
     for i, nid in enumerate(nodes):
@@ -42,7 +44,8 @@ def federation(tmp_path, adult, schema_path, schema, *, nodes=NODES, rounds=2, d
     app = make_client_app(resolve)
     grid = LoopbackGrid({nid: app for nid in nodes}, drop=drop, tamper=tamper)
     plan = FederationPlan(rounds=rounds, local_epochs=0.3, model=ModelConfig(hidden=16),
-                          schema_hash=schema.hash(), server_lr=1.0)
+                          schema_hash=schema.hash(), server_lr=1.0, shared_noise=shared,
+                          min_clients=shared.min_contributors if shared else 2)
     events: list[dict] = []
     run = FederatedRun(plan, schema, tmp_path / "out", SecAggSettings(), len(nodes), events.append, wait_timeout=10)
 
@@ -87,6 +90,29 @@ def test_client_killed_after_training_is_recovered_by_secagg(fed, tmp_path):
     for s in states.values():
         assert_consistent(s)
     assert Checkpoint.load(tmp_path / "out").round == 2
+
+
+def test_a_shared_noise_round_below_k_min_is_never_unmasked(fed, tmp_path):
+    """The same loss as above under shared noise with K_min = 4 of 4: SecAgg+'s threshold (raised to
+    K_min) refuses to unmask three contributions, so no round ever carries fewer than K_min noise
+    shares; the retry re-sends every paid contribution free and completes with all four."""
+    killed = []
+
+    def kill(nid, reply):
+        if nid == 12 and stage_of_reply(reply) == "masked" and not killed:
+            killed.append(nid)
+            return None
+        return reply
+
+    shared = SharedNoise(sample_rate=0.2, noise_multiplier=8.0, collusion_tolerance=1, min_contributors=4)
+    go, states, events, grid, _ = fed(tamper=kill, shared=shared)
+    go()
+    assert killed
+    assert [e["round"] for e in events if e["event"] == "round_failed"] == [1]
+    assert [e["contributors"] for e in events if e["event"] == "round_done"] == [4, 4]
+    for s in states.values():
+        assert rounds_charged(s) == [1, 2]
+        assert_consistent(s)
 
 
 def test_round_without_enough_survivors_is_retried_and_charged_once(fed):
