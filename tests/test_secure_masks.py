@@ -86,13 +86,20 @@ def test_flower_modules_stay_untouched_and_fedsynth_uses_the_strong_copies(tmp_p
     assert secure_secaggplus_mod in app._mods and secaggplus_mod not in app._mods
     from types import SimpleNamespace
 
-    from fedsynth.common.protocol.federation import SecAggSettings
+    from fedsynth.common.dp.shared_noise import SharedNoise
+    from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, FederationPlan, SecAggSettings
     from fedsynth.server import workflow
 
     # the round's fit workflow is built by _fit_workflow: the strong copy
     fit = workflow.FederatedRun._fit_workflow(SimpleNamespace(insecure_plain_aggregation=False,
-                                                              secagg=SecAggSettings()), 5)
+                                                              secagg=SecAggSettings(), plan=FederationPlan()), 5)
     assert isinstance(fit, SecureSecAggPlusWorkflow) and uses_secure_expansion(type(fit))
+    # with shared noise too, its threshold raised to K_min and the field's quantisation
+    shared = FederationPlan(shared_noise=SharedNoise(sample_rate=0.1, noise_multiplier=1.0, min_contributors=5))
+    fit = workflow.FederatedRun._fit_workflow(SimpleNamespace(insecure_plain_aggregation=False,
+                                                              secagg=SecAggSettings(), plan=shared), 5)
+    assert isinstance(fit, SecureSecAggPlusWorkflow) and uses_secure_expansion(type(fit))
+    assert (fit.reconstruction_threshold, fit.clipping_range) == (5, FIELD_CLIPPING_RANGE)
 
 
 def test_chacha_stream_normals_and_uniforms_are_calibrated():
