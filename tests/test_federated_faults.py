@@ -72,17 +72,20 @@ def fed(tmp_path, adult, adult_paths, adult_schema):
     return lambda **kw: federation(tmp_path, adult, adult_paths[1], adult_schema, **kw)
 
 
-def test_client_killed_after_training_is_recovered_by_secagg(fed, tmp_path):
-    """Node 12 charges and trains in round 1, then dies before its masked vector arrives; it is back for round 2."""
-    killed = []
-
+def kill_once_before_masked_vector(node: int, killed: list[int]):
+    """A tamper rule: ``node``'s first masked vector is lost (it died after training), then it is back."""
     def kill(nid, reply):
-        if nid == 12 and stage_of_reply(reply) == "masked" and not killed:
+        if nid == node and stage_of_reply(reply) == "masked" and not killed:
             killed.append(nid)
             return None
         return reply
 
-    go, states, events, grid, _ = fed(tamper=kill)
+    return kill
+
+
+def test_client_killed_after_training_is_recovered_by_secagg(fed, tmp_path):
+    """Node 12 charges and trains in round 1, then dies before its masked vector arrives; it is back for round 2."""
+    go, states, events, grid, _ = fed(tamper=kill_once_before_masked_vector(12, []))
     go()
     done = [e for e in events if e["event"] == "round_done"]
     assert [e["contributors"] for e in done] == [3, 4]  # round 1 completed without it (masks reconstructed)
@@ -96,16 +99,9 @@ def test_a_shared_noise_round_below_k_min_is_never_unmasked(fed, tmp_path):
     """The same loss as above under shared noise with K_min = 4 of 4: SecAgg+'s threshold (raised to
     K_min) refuses to unmask three contributions, so no round ever carries fewer than K_min noise
     shares; the retry re-sends every paid contribution free and completes with all four."""
-    killed = []
-
-    def kill(nid, reply):
-        if nid == 12 and stage_of_reply(reply) == "masked" and not killed:
-            killed.append(nid)
-            return None
-        return reply
-
+    killed: list[int] = []
     shared = SharedNoise(sample_rate=0.2, noise_multiplier=8.0, collusion_tolerance=1, min_contributors=4)
-    go, states, events, grid, _ = fed(tamper=kill, shared=shared)
+    go, states, events, grid, _ = fed(tamper=kill_once_before_masked_vector(12, killed), shared=shared)
     go()
     assert killed
     assert [e["round"] for e in events if e["event"] == "round_failed"] == [1]
