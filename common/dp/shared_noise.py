@@ -22,8 +22,8 @@ Local-noise mode (each institution adds full noise itself) has one figure; both 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from fedsynth.common.dp.integer_noise import IntegerGrid, share_mu
 from fedsynth.common.dp.skellam import SkellamRelease, composed_epsilon
