@@ -13,9 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.dp.accounting import frequency_noise, gaussian_counts_release
+from fedsynth.common.dp.accounting import calibrate_shared_noise, frequency_noise, gaussian_counts_release
 from fedsynth.common.dp.plan import default_batch_size
-from fedsynth.common.dp.shared_noise import SharedNoise, calibrate_shared_noise
+from fedsynth.common.dp.shared_noise import SharedNoise
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.federation import FederationPlan, model_arrays
 

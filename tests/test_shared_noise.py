@@ -12,8 +12,8 @@ from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.tables import write_table
-from fedsynth.common.dp.accounting import epsilon_spent, rows_from_counts
-from fedsynth.common.dp.shared_noise import ALONE, SharedNoise, SharedNoiseRelease, calibrate_shared_noise
+from fedsynth.common.dp.accounting import calibrate_shared_noise, epsilon_spent, rows_from_counts
+from fedsynth.common.dp.shared_noise import ALONE, SharedNoise, SharedNoiseRelease
 from fedsynth.common.dp.shared_step import clipped_gradient_sum
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, model_arrays,

@@ -11,14 +11,14 @@ epsilon shown is always over *every* step the client ever took.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from fedsynth.common.dp.rng import ChaChaStream
-from fedsynth.common.dp.shared_noise import COALITION, SharedNoiseRelease, is_shared, mixed_epsilon
+from fedsynth.common.dp.shared_noise import COALITION, SharedNoise, SharedNoiseRelease, is_shared, mixed_epsilon
 from fedsynth.common.errors import PrivacyError
 
 Release = tuple[float, float, int]  # (noise_multiplier, sample_rate, steps)
@@ -113,33 +113,56 @@ def calibrate_noise(
     if steps <= 0:
         raise PrivacyError(f"the plan needs at least one step, got {steps}")
     prior = list(prior)
-    already = epsilon_spent(prior, delta, accountant)
-    if already >= target_epsilon:
-        raise PrivacyError(
-            f"the budget is already spent: epsilon {already:.3f} of {target_epsilon:.3f}"
-        )
 
     def eps(sigma: float) -> float:
         return epsilon_spent(prior + [(sigma, sample_rate, steps)], delta, accountant)
 
+    return least_noise(eps, target_epsilon, epsilon_spent(prior, delta, accountant), tolerance,
+                       f"{steps} steps at sample rate {sample_rate:.4g}")
+
+
+def least_noise(spend: Callable[[float], float], target_epsilon: float, already: float, tolerance: float,
+                what: str) -> Calibration:
+    """The smallest noise multiplier sigma (to ``tolerance`` in epsilon) with ``spend(sigma) <=
+    target_epsilon``: doubling, then bisection on sigma (``spend`` is decreasing). ``already`` is
+    the spend before the plan; ``what`` names the plan in the error when no sigma reaches the target."""
+    if already >= target_epsilon:
+        raise PrivacyError(
+            f"the budget is already spent: epsilon {already:.3f} of {target_epsilon:.3f}"
+        )
     lo, hi = 0.0, 1.0
-    while eps(hi) > target_epsilon:
+    while spend(hi) > target_epsilon:
         lo, hi = hi, hi * 2
         if hi > _MAX_SIGMA:
             raise PrivacyError(
-                f"cannot reach epsilon={target_epsilon} with {steps} steps at sample rate "
-                f"{sample_rate:.4g}: plan fewer steps or a larger budget"
+                f"cannot reach epsilon={target_epsilon} with {what}: plan fewer steps or a larger budget"
             )
-    # bisection on sigma: eps(sigma) is decreasing
     while True:
         mid = (lo + hi) / 2
-        if eps(mid) > target_epsilon:
+        if spend(mid) > target_epsilon:
             lo = mid
         else:
             hi = mid
-        e_hi = eps(hi)
+        e_hi = spend(hi)
         if target_epsilon - e_hi <= tolerance or hi - lo < 1e-6:
             return Calibration(hi, e_hi)
+
+
+def calibrate_shared_noise(epsilon: float, delta: float, sample_rate: float, steps: int, dim: int, clip_norm: float,
+                           prior: Sequence[Release | SharedNoiseRelease] = (), tolerance: float = 0.005,
+                           **settings) -> SharedNoise:
+    """The least noise multiplier (to ``tolerance`` in epsilon) with which ``steps`` shared-noise
+    steps after ``prior`` spend at most ``epsilon`` in the coalition view; ``settings`` are the
+    other :class:`~fedsynth.common.dp.shared_noise.SharedNoise` fields."""
+    prior = list(prior)
+
+    def spend(sigma: float) -> float:
+        s = SharedNoise(sample_rate, sigma, **settings)
+        return mixed_epsilon(prior + [s.release(s.grid(dim, clip_norm), steps)], delta)
+
+    already = mixed_epsilon(prior, delta) if prior else 0.0
+    cal = least_noise(spend, epsilon, already, tolerance, f"{steps} shared-noise steps at sample rate {sample_rate:.4g}")
+    return SharedNoise(sample_rate, cal.noise_multiplier, **settings)
 
 
 def frequency_noise(epsilon: float, delta: float, accountant: str = "rdp", floor: float = MIN_FREQUENCY_NOISE,

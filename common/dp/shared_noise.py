@@ -1,4 +1,5 @@
-"""Shared-noise DP-SGD: the public settings, the ledger entry, and the noise calibration.
+"""Shared-noise DP-SGD: the public settings and the ledger entry (calibration:
+:func:`fedsynth.common.dp.accounting.calibrate_shared_noise`).
 
 In shared-noise mode every federated round is one step of *central* DP-SGD on the pooled
 rows. Each contributing institution Poisson-samples its rows at the plan's ``sample_rate``,
@@ -27,13 +28,11 @@ from dataclasses import dataclass
 
 from fedsynth.common.dp.integer_noise import IntegerGrid, share_mu
 from fedsynth.common.dp.skellam import SkellamRelease, composed_epsilon
-from fedsynth.common.errors import PrivacyError
 
 SHARED_TAG = "shared"
 #: the two trust views of a shared-noise epsilon (see the module docstring)
 COALITION, ALONE = "coalition", "alone"
 VIEWS = (COALITION, ALONE)
-_MAX_SIGMA = 1e3
 
 
 @dataclass(frozen=True)
@@ -129,26 +128,3 @@ def _merged(releases: list[SkellamRelease]) -> list[SkellamRelease]:
         key = (r.sample_rate, r.mu, r.l2_sensitivity, r.l1_sensitivity)
         steps[key] = steps.get(key, 0) + r.steps
     return [SkellamRelease(q, n, mu, l2, l1) for (q, mu, l2, l1), n in steps.items()]
-
-
-def calibrate_shared_noise(epsilon: float, delta: float, sample_rate: float, steps: int, dim: int, clip_norm: float,
-                           prior: Sequence = (), tolerance: float = 0.005, **settings) -> SharedNoise:
-    """The least noise multiplier (to ``tolerance`` in epsilon) with which ``steps`` shared-noise
-    steps after ``prior`` spend at most ``epsilon`` in the coalition view."""
-
-    def spend(sigma: float) -> float:
-        s = SharedNoise(sample_rate, sigma, **settings)
-        return mixed_epsilon(list(prior) + [s.release(s.grid(dim, clip_norm), steps)], delta)
-
-    if prior and mixed_epsilon(list(prior), delta) >= epsilon:
-        raise PrivacyError(f"the budget epsilon={epsilon:g} is already spent by the releases before training")
-    lo, hi = 0.0, 1.0
-    while spend(hi) > epsilon:
-        lo, hi = hi, hi * 2
-        if hi > _MAX_SIGMA:
-            raise PrivacyError(f"cannot reach epsilon={epsilon:g} with {steps} shared-noise steps at sample rate "
-                               f"{sample_rate:.4g}: plan fewer rounds or a larger budget")
-    while hi - lo > 1e-4 and epsilon - spend(hi) > tolerance:
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if spend(mid) > epsilon else (lo, mid)
-    return SharedNoise(sample_rate, hi, **settings)
