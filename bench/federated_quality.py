@@ -38,8 +38,8 @@ from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, SecAggSettings,
-                                                 federated_model_config, shared_grid)
+from fedsynth.common.protocol.federation import (FederationPlan, SecAggSettings, federated_model_config, run_secagg,
+                                                 shared_grid)
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
@@ -50,8 +50,6 @@ from fedsynth.server.shared_round import ServerAdam, finish_shared_round
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
-
-CLIPPING_RANGE = SecAggSettings().clipping_range  # what the Flower runs use
 
 
 def parse_overrides(items: list[str]) -> tuple[dict, dict]:
@@ -114,7 +112,7 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         freq_sizes = [s.size for s in encoder.conditionable]
         freqs, history, budget, steps = None, [], {}, []
         shared = plan.shared_noise is not None
-        clipping = FIELD_CLIPPING_RANGE if shared else CLIPPING_RANGE
+        clipping = run_secagg(SecAggSettings(), plan).clipping_range  # what the Flower runs use
         optimizer = ServerAdam(current, plan.model.lr) if shared else None
         for rnd in range(1, plan.rounds + 1):
             updates, reports = [], {}

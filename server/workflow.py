@@ -47,8 +47,7 @@ from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.digest import arrays_digest
 from fedsynth.common.model.tabular import build_model
-from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FIELD_QUANTIZATION_RANGE, FederationPlan,
-                                                 SecAggSettings, shared_threshold)
+from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, run_secagg, shared_threshold
 from fedsynth.common.protocol.messages import BudgetCheck, BudgetReply, MessageError
 from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
 from fedsynth.common.timestamps import utc_now
@@ -79,7 +78,7 @@ class FederatedRun:
                  expected_clients: int, on_event: OnEvent | None = None, wait_timeout: int = 600, *,
                  insecure_plain_aggregation: bool = False) -> None:
         self.plan, self.schema, self.out_dir = plan, schema, Path(out_dir)
-        self.secagg, self.expected_clients = secagg, expected_clients
+        self.secagg, self.expected_clients = run_secagg(secagg, plan), expected_clients
         self._sink = on_event or (lambda e: None)
         self.wait_timeout = wait_timeout
         self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported to this run
@@ -117,8 +116,7 @@ class FederatedRun:
             self.on_event({EVENT: EventKind.RESUMED, "round": ckpt.round})
         freq_sizes = [s.size for s in encoder.conditionable]
         strategy_cls = PlainMeanFedAvg if self.insecure_plain_aggregation else SecureDeltaFedAvg
-        clipping_range = FIELD_CLIPPING_RANGE if self.plan.shared_noise is not None else self.secagg.clipping_range
-        strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients, clipping_range,
+        strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients, self.secagg.clipping_range,
                                 ckpt.optimizer_moments, ckpt.optimizer_steps)
         strategy.freqs = ckpt.freqs
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=self.plan.rounds), strategy=strategy)
@@ -218,13 +216,11 @@ class FederatedRun:
             return default_fit_workflow
         s = self.secagg
         shares, threshold = s.for_round(clients)
-        clipping_range, quantization_range = s.clipping_range, s.quantization_range
         shared = self.plan.shared_noise
-        if shared is not None:  # field residues pass through unchanged; fewer than K_min: never unmasked
+        if shared is not None:  # fewer than K_min survivors: never unmasked
             threshold = shared_threshold(shares, threshold, clients, shared.min_contributors)
-            clipping_range, quantization_range = FIELD_CLIPPING_RANGE, FIELD_QUANTIZATION_RANGE
         return SecureSecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=threshold, max_weight=1.0,
-                                        clipping_range=clipping_range, quantization_range=quantization_range,
+                                        clipping_range=s.clipping_range, quantization_range=s.quantization_range,
                                         modulus_range=s.modulus_range, timeout=s.timeout)
 
     # ------------------------------------------------------------------ budget check

@@ -84,20 +84,16 @@ def test_flower_modules_stay_untouched_and_fedsynth_uses_the_strong_copies(tmp_p
 
     app = make_client_app(lambda ctx: ClientSettings("x.csv", "s.json", str(tmp_path), 1.0, 1e-5))
     assert secure_secaggplus_mod in app._mods and secaggplus_mod not in app._mods
-    from types import SimpleNamespace
-
     from fedsynth.common.dp.shared_noise import SharedNoise
     from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, FederationPlan, SecAggSettings
-    from fedsynth.server import workflow
+    from fedsynth.server.workflow import FederatedRun
 
     # the round's fit workflow is built by _fit_workflow: the strong copy
-    fit = workflow.FederatedRun._fit_workflow(SimpleNamespace(insecure_plain_aggregation=False,
-                                                              secagg=SecAggSettings(), plan=FederationPlan()), 5)
+    fit = FederatedRun(FederationPlan(), None, tmp_path, SecAggSettings(), 5)._fit_workflow(5)
     assert isinstance(fit, SecureSecAggPlusWorkflow) and uses_secure_expansion(type(fit))
     # with shared noise too, its threshold raised to K_min and the field's quantisation
     shared = FederationPlan(shared_noise=SharedNoise(sample_rate=0.1, noise_multiplier=1.0, min_contributors=5))
-    fit = workflow.FederatedRun._fit_workflow(SimpleNamespace(insecure_plain_aggregation=False,
-                                                              secagg=SecAggSettings(), plan=shared), 5)
+    fit = FederatedRun(shared, None, tmp_path, SecAggSettings(), 5)._fit_workflow(5)
     assert isinstance(fit, SecureSecAggPlusWorkflow) and uses_secure_expansion(type(fit))
     assert (fit.reconstruction_threshold, fit.clipping_range) == (5, FIELD_CLIPPING_RANGE)
 

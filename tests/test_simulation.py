@@ -146,6 +146,7 @@ def test_shared_noise_simulation_end_to_end(tmp_path):
     assert [e["contributors"] for e in events if e["event"] == "round_done"] == [3, 3, 3, 3]
     card = json.loads((out / "model_card.json").read_text())
     assert card["plan"]["shared_noise"]["min_contributors"] == 3
+    assert card["secure_aggregation"]["clipping_range"] == 2**25  # the field's quantisation, as run
     for i in (1, 2, 3):
         ledger = Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5)
         assert [e["round"] for e in ledger.events if e["event"] == "round"] == [1, 2, 3, 4]

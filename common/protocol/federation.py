@@ -32,7 +32,7 @@ square of each round's participants' weights (DP-derived, coarse numbers).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -40,7 +40,7 @@ import torch
 
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.dp.integer_noise import FIELD_BITS, IntegerGrid, to_field
+from fedsynth.common.dp.integer_noise import FIELD_BITS, IntegerGrid, from_field_sum, to_field
 from fedsynth.common.dp.shared_noise import SharedNoise
 from fedsynth.common.model.tabular import ModelConfig, build_model
 
@@ -258,10 +258,25 @@ def pack_shared_update(gradient: list[np.ndarray], counts: list[np.ndarray]) -> 
     return [to_field(np.asarray(g, dtype=np.int64)) for g in gradient] + [to_field(tail)]
 
 
+def shared_sums(mean: list[np.ndarray], contributors: int) -> list[np.ndarray]:
+    """Coordinator side, the inverse of :func:`pack_shared_update` summed: SecAgg+'s unmasked mean
+    of ``contributors`` updates -> the exact integer sum of every array (the tail last)."""
+    return [from_field_sum(np.asarray(m, dtype=np.float64) * contributors) for m in mean]
+
+
 #: Flower's SecAgg+ quantisation settings under which field residues pass through unchanged:
 #: clipping range half the field and quantisation range the field, so its quantiser is 1.
 FIELD_CLIPPING_RANGE = float(2 ** (FIELD_BITS - 1))
 FIELD_QUANTIZATION_RANGE = 2**FIELD_BITS
+
+
+def run_secagg(settings: SecAggSettings, plan: FederationPlan) -> SecAggSettings:
+    """The SecAgg+ settings a run uses: ``settings``, with the field's quantisation when the plan
+    shares noise (so residues pass through unchanged; the coordinator, the strategy, the fit
+    instruction and the model card all read it from here)."""
+    if plan.shared_noise is None:
+        return settings
+    return replace(settings, clipping_range=FIELD_CLIPPING_RANGE, quantization_range=FIELD_QUANTIZATION_RANGE)
 
 
 def shared_threshold(shares: int | float, threshold: int | float, clients: int, min_contributors: int) -> int:
