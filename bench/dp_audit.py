@@ -21,21 +21,13 @@ import warnings
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-
 from fedsynth.common.dp.shared_noise import SharedNoise
 from fedsynth.evaluation.dp_audit import AuditResult, audit_shared_noise
-from fedsynth.server.shared_round import unpack_shared_sum
-
-
-def coordinator_decode(mean: list[np.ndarray], contributors: int) -> list[np.ndarray]:
-    return unpack_shared_sum(mean, contributors, []).gradient
 
 
 def measure(sigma: float, canaries: int, guesses: int, reps: int, delta: float, confidence: float) -> dict:
     shared = SharedNoise(1.0, sigma, collusion_tolerance=1, min_contributors=3)
-    runs: list[AuditResult] = [audit_shared_noise(shared, canaries, guesses, delta, confidence,
-                                                  decode=coordinator_decode) for _ in range(reps)]
+    runs: list[AuditResult] = [audit_shared_noise(shared, canaries, guesses, delta, confidence) for _ in range(reps)]
     bounds = [r.epsilon_lower_bound for r in runs]
     claimed = runs[0].claimed_epsilon
     return {"sigma": sigma, "canaries": canaries, "guesses": guesses, "claimed_epsilon": claimed,

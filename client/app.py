@@ -219,23 +219,32 @@ class Institution:
             return sent[0], replace(sent[1], replayed=1.0)
         counts = self._noisy_counts(ledger, plan, x_np, model.conditioner.segments)
         model.conditioner.probs = frequencies_from_counts(counts)
+        # Spend first (atomically, on disk), then compute, keep and send.
         if plan.shared_noise is not None:
-            return self._shared_step(model, ledger, x_np, arrays, counts, plan, rp, server_round, clipping_range, key)
+            packed, metrics = self._shared_step(model, ledger, x_np, arrays, counts, plan, rp, server_round,
+                                                clipping_range)
+        else:
+            packed, metrics = self._local_steps(model, ledger, x_np, arrays, counts, plan, rp, server_round,
+                                                clipping_range)
+        cache.store(key, packed, metrics)  # on disk before it leaves: a lost round is re-sent, not re-charged
+        return packed, replace(metrics, replayed=0.0)
+
+    def _local_steps(self, model, ledger: Ledger, x_np: np.ndarray, arrays: list[np.ndarray], counts: list[np.ndarray],
+                     plan: FederationPlan, rp: dict[str, Any], server_round: int, clipping_range: float
+                     ) -> tuple[list[np.ndarray], FitMetrics]:
+        """Local-noise mode: the round's DP-SGD steps on this table, as a weighted, clipped delta."""
         release = self._round_release(plan, rp)
-        # Spend first (atomically, on disk), then compute and send.
         after = ledger.charge([release], event="round", round=server_round, plan_id=rp["plan_id"])
         model.optimizer_state = self._load_optimizer(rp["plan_id"])
         model.train_steps(torch.from_numpy(x_np), release[2], release[1], release[0])
         self._save_optimizer(rp["plan_id"], model.optimizer_state)
         packed, norm_clipped = pack_update(arrays, model.get_arrays(), model.conditioner.probs, plan, clipping_range,
                                            weight=plan.client_weight(rows_from_counts(counts)))
-        metrics = FitMetrics(epsilon_spent=round(after, 2), norm_clipped=float(norm_clipped))
-        cache.store(key, packed, metrics)  # on disk before it leaves: a lost round is re-sent, not re-charged
-        return packed, replace(metrics, replayed=0.0)
+        return packed, FitMetrics(epsilon_spent=round(after, 2), norm_clipped=float(norm_clipped))
 
     def _shared_step(self, model, ledger: Ledger, x_np: np.ndarray, arrays: list[np.ndarray], counts: list[np.ndarray],
-                     plan: FederationPlan, rp: dict[str, Any], server_round: int, clipping_range: float,
-                     key: UpdateKey) -> tuple[list[np.ndarray], FitMetrics]:
+                     plan: FederationPlan, rp: dict[str, Any], server_round: int, clipping_range: float
+                     ) -> tuple[list[np.ndarray], FitMetrics]:
         """Shared-noise mode: this institution's part of one pooled DP-SGD step."""
         shared = plan.shared_noise
         assert shared is not None
@@ -250,10 +259,8 @@ class Institution:
         after = ledger.charge([shared.release(grid)], event="round", round=server_round, plan_id=rp["plan_id"])
         contribution = model.shared_contribution(torch.from_numpy(x_np), shared.sample_rate, grid,
                                                  shared.share_mu(grid))
-        packed = pack_shared_update(contribution.gradient, counts)
-        metrics = FitMetrics(epsilon_spent=round(after, 2), norm_clipped=0.0, epsilon_alone=round(ledger.epsilon_alone, 2))
-        UpdateCache(self.state_dir).store(key, packed, metrics)  # on disk before it leaves (see train_round)
-        return packed, replace(metrics, replayed=0.0)
+        return pack_shared_update(contribution.gradient, counts), FitMetrics(
+            epsilon_spent=round(after, 2), norm_clipped=0.0, epsilon_alone=round(ledger.epsilon_alone, 2))
 
     # ------------------------------------------------------------------ optimiser continuity
     def _optimizer_path(self, plan_id: str) -> Path:

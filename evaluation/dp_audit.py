@@ -19,14 +19,14 @@ White-box gradient canaries through the real client step (:func:`audit_shared_no
 institution holds the included canaries and runs ``shared_contribution`` at sample rate 1;
 the other ``K_min - T - 1`` honest institutions send noise-only contributions; what the
 coordinator and T colluders know is subtracted, so the sum holds the ``K_min - T`` honest
-shares the coalition view accounts for. Scores are the decoded sum's coordinates (negated).
+shares the coalition view accounts for. Scores are the coordinates of the sum as the coordinator
+decodes it (:func:`~fedsynth.common.protocol.federation.shared_sums`), negated.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,14 +35,11 @@ from scipy.stats import binom
 from torch import nn
 
 from fedsynth.common.dp.accounting import epsilon_spent
-from fedsynth.common.dp.integer_noise import from_field_sum
 from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.dp.shared_noise import SharedNoise
 from fedsynth.common.dp.shared_step import parameter_dim, shared_contribution
-from fedsynth.common.protocol.federation import pack_shared_update
+from fedsynth.common.protocol.federation import pack_shared_update, shared_sums
 
-#: SecAgg+'s unmasked mean of K packed updates, and K -> the integer gradient sums (model-shaped)
-SumDecoder = Callable[[list[np.ndarray], int], list[np.ndarray]]
 _EPS_MAX = 60.0  # e^60 / (1 + e^60) is 1 in float64: no count of guesses supports more
 
 
@@ -93,22 +90,13 @@ def epsilon_lower_bound(canaries: int, guesses: int, correct: int, delta: float,
     return lo
 
 
-def field_sum(mean: list[np.ndarray], contributors: int) -> list[np.ndarray]:
-    """Default decoder: the exact integer sums of the model arrays (the tail of counts dropped).
-
-    The coordinator's own decoder (``fedsynth.server.shared_round.unpack_shared_sum``) sits
-    beside evaluation in the layers, so callers that may import it pass it as ``decode``."""
-    return [from_field_sum(np.asarray(m, dtype=np.float64) * contributors) for m in mean[:-1]]
-
-
 def _canary_loss(module: nn.Module, rows: torch.Tensor) -> torch.Tensor:
     """Per-row loss -<w, row>: each row's gradient is -row."""
     return -module(rows).sum(dim=1)
 
 
 def audit_shared_noise(shared: SharedNoise, canaries: int, guesses: int, delta: float = 1e-5,
-                       confidence: float = 0.95, clip_norm: float = 1.0,
-                       decode: SumDecoder = field_sum) -> AuditResult:
+                       confidence: float = 0.95, clip_norm: float = 1.0) -> AuditResult:
     """Audit one shared-noise step with ``canaries`` gradient canaries (see the module docstring).
 
     ``shared.sample_rate`` must be 1 so that every included canary is in the step; the coin
@@ -128,7 +116,8 @@ def audit_shared_noise(shared: SharedNoise, canaries: int, guesses: int, delta: 
     packed = [pack_shared_update(shared_contribution(module, _canary_loss, x, 1.0, grid, mu).gradient, [])
               for x in holders]
     mean = [np.mean(np.stack(parts), axis=0) for parts in zip(*packed)]  # what SecAgg+ hands the coordinator
-    scores = -np.concatenate([np.ravel(g) for g in decode(mean, len(packed))]).astype(np.float64)
+    gradient = shared_sums(mean, len(packed))[:-1]  # the tail (no counts here, the contributor count) dropped
+    scores = -np.concatenate([np.ravel(g) for g in gradient]).astype(np.float64)
     order = np.argsort(scores, kind="stable")
     high = guesses // 2
     guessed_in, guessed_out = order[canaries - high:], order[: guesses - high]

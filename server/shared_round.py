@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from fedsynth.common.dp.accounting import frequencies_from_counts, rows_from_counts
-from fedsynth.common.dp.integer_noise import IntegerGrid, from_field_sum
-from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.dp.integer_noise import IntegerGrid
+from fedsynth.common.protocol.federation import FederationPlan, shared_sums
 from fedsynth.server.round import RoundOutcome, RoundRejected
 
 
@@ -33,7 +33,7 @@ class SharedSum:
 
 def unpack_shared_sum(mean: list[np.ndarray], contributors: int, freq_sizes: list[int]) -> SharedSum:
     """The unmasked mean of ``contributors`` shared-noise updates -> the integer sums."""
-    total = [from_field_sum(np.asarray(m, dtype=np.float64) * contributors) for m in mean]
+    total = shared_sums(mean, contributors)
     tail = total[-1].ravel()
     if tail.size != sum(freq_sizes) + 1:
         raise RoundRejected(f"aggregate tail has {tail.size} values, expected {sum(freq_sizes) + 1}")

@@ -11,8 +11,8 @@ import pytest
 from fedsynth.common.dp import shared_step
 from fedsynth.common.dp.integer_noise import skellam_noise
 from fedsynth.common.dp.shared_noise import SharedNoise
-from fedsynth.common.protocol.federation import pack_shared_update
-from fedsynth.evaluation.dp_audit import audit_shared_noise, epsilon_lower_bound, field_sum
+from fedsynth.common.protocol.federation import pack_shared_update, shared_sums
+from fedsynth.evaluation.dp_audit import audit_shared_noise, epsilon_lower_bound
 from fedsynth.server.shared_round import unpack_shared_sum
 
 CANARIES, GUESSES = 2000, 200
@@ -21,14 +21,8 @@ DELTA = 1e-5
 SIGMA = 2.0  # one step at sample rate 1: the accountant claims about 2.17 (coalition view)
 
 
-def coordinator_decode(mean, contributors):
-    """The coordinator's own decoding of SecAgg+'s mean (no count columns in the tail)."""
-    return unpack_shared_sum(mean, contributors, []).gradient
-
-
 def audit(shared):
-    return audit_shared_noise(shared, CANARIES, GUESSES, delta=DELTA, confidence=CONFIDENCE,
-                              decode=coordinator_decode)
+    return audit_shared_noise(shared, CANARIES, GUESSES, delta=DELTA, confidence=CONFIDENCE)
 
 
 def test_all_guesses_right_gives_a_finite_bound_that_grows_with_the_guesses():
@@ -53,11 +47,14 @@ def test_half_right_proves_nothing_and_the_bound_is_monotone_in_correct_guesses(
     assert bounds[-1] > bounds[-2] > bounds[-3] > 0
 
 
-def test_the_default_decoder_is_the_coordinators():
+def test_the_audit_decodes_the_sum_as_the_coordinator_does():
     rng = np.random.default_rng(0)
-    updates = [pack_shared_update([rng.integers(-2**20, 2**20, size=(1, 7))], []) for _ in range(3)]
+    grads = [rng.integers(-2**20, 2**20, size=(1, 7)) for _ in range(3)]
+    updates = [pack_shared_update([g], []) for g in grads]
     mean = [np.mean(np.stack(parts), axis=0) for parts in zip(*updates)]
-    assert all(np.array_equal(a, b) for a, b in zip(field_sum(mean, 3), coordinator_decode(mean, 3)))
+    audited = shared_sums(mean, 3)[:-1]  # what audit_shared_noise scores
+    assert all(np.array_equal(a, b) for a, b in zip(audited, unpack_shared_sum(mean, 3, []).gradient))
+    np.testing.assert_array_equal(audited[0], sum(grads))
 
 
 def test_the_audit_refuses_a_sampled_step():
