@@ -36,7 +36,7 @@ import pytest
 import test_deployment
 from test_deployment import EXAMPLE_CONFIG, Processes, run_cli, start_coordinator
 
-from fedsynth.common.deploy.pids import process_identity
+from fedsynth.common.deploy.pids import descendants, process_identity
 
 demo = test_deployment.demo  # the module-scoped fixture: silo files, certificates, node keys
 
@@ -58,24 +58,6 @@ reconstruction_threshold = 0.67
 """  # no [secagg] timeout: as deployed by default, a reply owed by a dead SuperNode is waited for until seen offline
 
 
-def flower_tree(pid: int) -> dict[int, str]:
-    """Every live descendant of ``pid`` (SuperLink/SuperNode, superexec, app processes), with its identity."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    tree, todo = {}, [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if (ident := process_identity(child)) is not None:
-                tree[child] = ident
-                todo.append(child)
-    return tree
-
-
 def assert_gone(tree: dict[int, str], seconds: float = 15) -> None:
     deadline = time.time() + seconds
     while time.time() < deadline:
@@ -87,7 +69,7 @@ def assert_gone(tree: dict[int, str], seconds: float = 15) -> None:
 
 
 def kill_and_check(proc: subprocess.Popen, *, group: bool) -> None:
-    tree = flower_tree(proc.pid)
+    tree = descendants(proc.pid)
     assert any("flower-super" in ident for ident in tree.values()), tree  # it did run Flower
     if group:
         os.killpg(proc.pid, signal.SIGKILL)  # started in its own session: its group
@@ -190,7 +172,7 @@ def test_coordinator_killed_alone_restarts_on_its_own_port(demo, tmp_path):
                    "key registration after the restart", procs, ["coord-alone-2"])
         out = procs.output("coord-alone-2")
         assert out.count("registered institution key") == 2 and "already in use" not in out, out
-        tree = flower_tree(second.pid)
+        tree = descendants(second.pid)
         second.send_signal(signal.SIGTERM)  # a deliberate stop takes its Flower processes along
         assert second.wait(timeout=30) == 130
         assert_gone(tree)

@@ -20,14 +20,15 @@ from pathlib import Path
 import pytest
 
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.deploy.pids import process_identity
+from fedsynth.common.deploy.pids import descendants, process_identity
 from fedsynth.common.deploy.processes import PID_FILE, Supervisor
 
 PARENT = """
 import os, sys, time
 from pathlib import Path
 from fedsynth.common.deploy.processes import Supervisor
-sup = Supervisor(Path(sys.argv[1]), "test parent", pdeathsig=sys.argv[2] == "pdeathsig")
+mode = sys.argv[2]  # "pdeathsig" or "watchdog" alone, or "both" (the default)
+sup = Supervisor(Path(sys.argv[1]), "test parent", pdeathsig=mode != "watchdog", watchdog=mode != "pdeathsig")
 for name in ("first", "second"):
     print(sup.start(name, [sys.executable, "-c", sys.argv[3]], dict(os.environ)).pid, flush=True)
 time.sleep(600)
@@ -35,6 +36,13 @@ time.sleep(600)
 SLEEPER = "import time; time.sleep(600)"
 # A hung child: ignores SIGTERM (so the parent-death signal), as a stuck Flower process might.
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+# A child that starts a helper in a session of its own, as the SuperLink starts superexec; the helper
+# ignores SIGTERM and does not watch its parent, like a flwr-serverapp stuck pushing its output.
+DETACHES = f"""
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", {STUBBORN!r}], start_new_session=True)
+time.sleep(600)
+"""
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="uses /proc")
 
@@ -70,7 +78,7 @@ def kill(pids: list[int]) -> None:
 
 
 @linux_only
-@pytest.mark.parametrize("mode", ["pdeathsig", "watchdog"])
+@pytest.mark.parametrize("mode", ["both", "pdeathsig", "watchdog"])
 def test_children_stop_when_their_parent_is_killed(tmp_path, mode):
     parent, children = start_parent(tmp_path, mode, SLEEPER)
     try:
@@ -83,9 +91,51 @@ def test_children_stop_when_their_parent_is_killed(tmp_path, mode):
         kill(children)
 
 
+def helpers_of(children: list[int]) -> list[int]:
+    """The detached helpers the children started (waits until each child has one)."""
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        found = [list(descendants(c)) for c in children]
+        if all(found) and all(ignores_sigterm(h[0]) for h in found):
+            return [h[0] for h in found]
+        time.sleep(0.1)
+    raise AssertionError(f"no helper started: {found}")
+
+
+@linux_only
+@pytest.mark.parametrize("mode", ["both", "watchdog"])
+def test_detached_helpers_that_ignore_sigterm_end_when_the_parent_is_killed(tmp_path, mode):
+    parent, children = start_parent(tmp_path, mode, DETACHES)
+    helpers = []
+    try:
+        helpers = helpers_of(children)
+        assert all(os.getsid(h) == h for h in helpers)  # out of every group a signal of ours reaches
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait(timeout=5)
+        assert gone_within(children, 5)
+        time.sleep(2)
+        assert all(process_identity(h) for h in helpers)  # given their grace: nobody SIGKILLs at once
+        assert gone_within(helpers, 15), [process_identity(h) for h in helpers]
+    finally:
+        kill(children + helpers)
+
+
+@linux_only
+def test_a_stop_ends_detached_helpers_too(tmp_path):
+    sup = Supervisor(tmp_path / PID_FILE, "test")
+    helpers = []
+    try:
+        child = sup.start("SuperLink", [sys.executable, "-c", DETACHES], dict(os.environ))
+        helpers = helpers_of([child.pid])
+        sup.close(grace=1)
+        assert child.poll() is not None and gone_within(helpers, 5)
+    finally:
+        kill(helpers)
+
+
 @linux_only
 def test_restart_stops_what_a_dead_owner_left_and_spares_a_recycled_pid(tmp_path):
-    parent, children = start_parent(tmp_path, "pdeathsig", STUBBORN)
+    parent, children = start_parent(tmp_path, "pdeathsig", STUBBORN)  # no watchdog: the children survive
     try:
         deadline = time.time() + 10
         while not all(ignores_sigterm(p) for p in children) and time.time() < deadline:

@@ -52,6 +52,28 @@ def descends_from(pid: int, ancestor: int) -> bool:
     return False
 
 
+def descendants(pid: int) -> dict[int, str]:
+    """Every live descendant of ``pid`` with its identity (Linux /proc; empty elsewhere).
+
+    Flower's SuperLink starts its helpers detached (``start_new_session``), so they are in no
+    process group of ours: a supervisor can only reach them through the process tree, and only
+    while they still hang under it (an orphan is re-parented).
+    """
+    if not Path("/proc/self/stat").exists():
+        return {}
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        if (ppid := _parent_pid(int(stat.parent.name))) is not None:
+            children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = {}, [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if (ident := process_identity(child)) is not None:
+                tree[child] = ident
+                todo.append(child)
+    return tree
+
+
 def describe_pid(pid: int) -> str:
     """'pid N: command' for messages; '?' for a process that is gone."""
     ident = process_identity(pid)

@@ -16,6 +16,11 @@ invisible to the next start. So each child
 * gets SIGTERM when its parent dies, even by SIGKILL: ``PR_SET_PDEATHSIG`` on Linux, a small
   watchdog process in the child's group elsewhere. Flower's own helpers follow: ``superexec``
   and the app processes watch their parent's pid and exit when it is gone;
+* has its whole tree ended, however slowly a helper shuts down: Flower starts ``superexec``
+  detached (its own session), and a ``flwr-serverapp`` whose SuperLink is gone may spend
+  seconds pushing its output to nobody. So the watchdog always runs: it keeps a snapshot of
+  the child's descendants and, once the parent is gone, SIGKILLs what is still there after a
+  grace period. A stop does the same with the tree it sees;
 * is recorded with its start time and command line in a pid file, so a restarted command
   finds survivors (a pid alone could have been recycled by an unrelated process) and stops
   them, and refuses to start while the command that owns them is still running.
@@ -41,7 +46,7 @@ from pathlib import Path
 from fedsynth.common.atomic import atomic_write_text
 
 from fedsynth.common.deploy.addresses import answers, listening_pids
-from fedsynth.common.deploy.pids import descends_from, describe_pid, process_identity
+from fedsynth.common.deploy.pids import descendants, descends_from, describe_pid, process_identity
 from fedsynth.common.errors import FedsynthError
 
 OFFLINE_ENV = {
@@ -119,10 +124,12 @@ def stop(proc: subprocess.Popen | None, grace: float = 10.0) -> None:
 
 
 def _terminate(procs: list[subprocess.Popen], grace: float) -> None:
-    """Stop several children at once: SIGTERM to each one's group, one shared grace, SIGKILL."""
+    """Stop several children at once: SIGTERM to each one's group, one shared grace (for the
+    children and their detached helpers), then SIGKILL to whatever is left."""
     own = os.getpgid(0)
-    groups = {}
+    groups, helpers = {}, {}
     for proc in procs:
+        helpers.update(descendants(proc.pid))  # before the signal: an orphan leaves the tree
         try:
             groups[proc.pid] = os.getpgid(proc.pid)
         except ProcessLookupError:
@@ -130,11 +137,25 @@ def _terminate(procs: list[subprocess.Popen], grace: float) -> None:
     for proc in procs:
         _signal(proc, groups[proc.pid], own, signal.SIGTERM)
     deadline = time.time() + grace
-    while any(p.poll() is None for p in procs) and time.time() < deadline:
+    while (any(p.poll() is None for p in procs) or _alive(helpers)) and time.time() < deadline:
         time.sleep(0.1)
     for proc in procs:
         _signal(proc, groups[proc.pid], own, signal.SIGKILL)  # its group's helpers too
         proc.wait(timeout=5)
+    _kill(helpers)
+
+
+def _alive(tree: dict[int, str]) -> dict[int, str]:
+    """The processes of ``tree`` still running (same pid *and* identity)."""
+    return {pid: ident for pid, ident in tree.items() if process_identity(pid) == ident}
+
+
+def _kill(tree: dict[int, str]) -> None:
+    for pid in _alive(tree):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _signal(proc: subprocess.Popen, pgid: int | None, own: int, sig: int) -> None:
@@ -175,7 +196,7 @@ class Child:
     proc: subprocess.Popen
     identity: str
     log_file: Path | None = None
-    watchdog: subprocess.Popen | None = None  # where PR_SET_PDEATHSIG is unavailable
+    watchdog: subprocess.Popen | None = None  # ends the child's tree if this command dies
 
 
 class Supervisor:
@@ -186,9 +207,10 @@ class Supervisor:
     restarted one finds what the previous one left.
     """
 
-    def __init__(self, pid_file: Path, role: str, *, pdeathsig: bool | None = None) -> None:
+    def __init__(self, pid_file: Path, role: str, *, pdeathsig: bool | None = None, watchdog: bool = True) -> None:
         self.pid_file, self.role = Path(pid_file), role
         self.pdeathsig = _PRCTL is not None if pdeathsig is None else pdeathsig
+        self.watchdog = watchdog or not self.pdeathsig  # without either, nothing would stop the children
         self.children: list[Child] = []
 
     # -- restart ---------------------------------------------------------------------
@@ -237,9 +259,10 @@ class Supervisor:
             if out is not None:
                 out.close()
         child = Child(name, proc, process_identity(proc.pid) or "", log_file)
-        if not self.pdeathsig:
+        if self.watchdog:
             child.watchdog = subprocess.Popen(
-                [sys.executable, "-m", "fedsynth.common.deploy.processes", "watch", str(parent)],
+                [sys.executable, "-m", "fedsynth.common.deploy.processes", "watch", str(parent), str(proc.pid),
+                 "signalled" if self.pdeathsig else "unsignalled"],
                 stdin=subprocess.DEVNULL, process_group=proc.pid)
         self.children.append(child)
         self._record()
@@ -320,16 +343,29 @@ def log_tail(path: Path | None, n: int = 15) -> str:
         return "(no log)"
 
 
-def _watch(parent_pid: int, grace: float = 10.0) -> None:
-    """The fallback watchdog, run inside a child's process group: when the parent is gone
-    (this process is re-parented), SIGTERM the group, then SIGKILL it (itself included)."""
+def _watch(parent_pid: int, child_pid: int, signalled: bool, grace: float = 8.0) -> None:
+    """The watchdog, run inside a child's process group beside the child.
+
+    While the parent lives it keeps a snapshot of the child's tree. When the parent is gone
+    (this process is re-parented) it SIGTERMs the group, unless the kernel already did
+    (``signalled``: a second SIGTERM would cut a SuperNode's sign-off short, Flower's handler
+    runs once), waits up to ``grace`` s for the tree to end, then SIGKILLs what is left,
+    detached helpers and the group (itself included).
+    """
+    tree = {child_pid: process_identity(child_pid) or ""}
     while os.getppid() == parent_pid:
+        tree.update(descendants(child_pid))
         time.sleep(0.5)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    os.killpg(0, signal.SIGTERM)
-    time.sleep(grace)
+    tree.update(descendants(child_pid))
+    if not signalled:
+        os.killpg(0, signal.SIGTERM)
+    deadline = time.time() + grace
+    while _alive(tree) and time.time() < deadline:
+        time.sleep(0.2)
+    _kill(tree)
     os.killpg(0, signal.SIGKILL)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["watch"]:
-    _watch(int(sys.argv[2]))
+    _watch(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "signalled")
