@@ -28,6 +28,7 @@ import torch
 from flwr.client import ClientApp, NumPyClient
 
 from fedsynth.client.ledger import Ledger
+from fedsynth.client.secagg_terms import secagg_terms_mod
 from fedsynth.client.update_cache import UpdateCache, UpdateKey
 from fedsynth.common.atomic import atomic_write_bytes, atomic_write_text
 from fedsynth.common.data.encoding import TableEncoder
@@ -346,7 +347,8 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
         quiet_logs()
         return FedsynthClient(Institution(resolve(context))).to_client()
 
-    return ClientApp(client_fn=client_fn, mods=[secure_secaggplus_mod] if secure else [])
+    # the terms mod runs inside SecAgg+'s (mods nest in order): it reads the terms SecAgg+ set up
+    return ClientApp(client_fn=client_fn, mods=[secure_secaggplus_mod, secagg_terms_mod] if secure else [])
 
 
 def _deployment_resolver(context) -> ClientSettings:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from flwr.app import Context, RecordDict
 
-from _loopback import LoopbackGrid
+from _loopback import LoopbackGrid, stage_of
 from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.dp.shared_noise import SharedNoise
@@ -109,6 +109,25 @@ def test_a_shared_noise_round_below_k_min_is_never_unmasked(fed, tmp_path):
     for s in states.values():
         assert rounds_charged(s) == [1, 2]
         assert_consistent(s)
+
+
+def test_a_threshold_below_k_min_is_refused_before_any_charge(fed, monkeypatch):
+    """A coordinator that sets SecAgg+ up with a reconstruction threshold of 2 under a plan whose
+    K_min is 4 (its fit instruction still states that plan): every institution refuses inside the
+    SecAgg+ round, before it trains, so nothing is charged and no round completes."""
+    import fedsynth.server.workflow as wf
+    monkeypatch.setattr(wf, "shared_threshold", lambda *args: 2)
+    shared = SharedNoise(sample_rate=0.2, noise_multiplier=8.0, collusion_tolerance=1, min_contributors=4)
+    go, states, events, grid, _ = fed(shared=shared, rounds=1)
+    with pytest.raises(RuntimeError, match="failed 3 times"):
+        go()
+    thresholds = {int(m.content.config_records["secaggplus_configs"]["threshold"]) for m in grid.sent
+                  if stage_of(m) == "setup"}
+    assert thresholds == {2}  # the lie was told, and SecAgg+ ran with it
+    assert not [e for e in events if e["event"] == "round_done"]
+    for s in states.values():
+        assert rounds_charged(s) == []
+        assert not [e for e in Ledger.open(s, 1.0, 1e-5).events if e.get("releases")]
 
 
 def test_round_without_enough_survivors_is_retried_and_charged_once(fed):
