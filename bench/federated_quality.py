@@ -109,7 +109,7 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         encoder = TableEncoder(schema)
         torch.manual_seed(plan.seed)
         current = build_model(encoder, plan.model).get_arrays()
-        freq_sizes = [s.size for s in encoder.conditionable]
+        freq_sizes = encoder.count_sizes
         freqs, history, budget, steps = None, [], {}, []
         shared = plan.shared_noise is not None
         clipping = run_secagg(SecAggSettings(), plan).clipping_range  # what the Flower runs use

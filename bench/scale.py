@@ -182,7 +182,7 @@ def child(cfg: dict) -> None:
     rounds = [e for e in events if e["event"] == "round_done"]
     enc = TableEncoder(Schema.load(out / "schema.json"))
     arrays = build_model(enc, federated_model_config()).get_arrays()  # what the clients train
-    update_floats = sum(a.size for a in arrays) + sum(s.size for s in enc.conditionable)
+    update_floats = sum(a.size for a in arrays) + sum(enc.count_sizes)
     (out / "bench_child.json").write_text(json.dumps({
         "round_seconds": [r["seconds"] for r in rounds], "contributors": [r["contributors"] for r in rounds],
         "calls": calls, "update_floats": int(update_floats), "update_bytes_float32": int(4 * update_floats),

@@ -218,28 +218,29 @@ class Institution:
         sent = cache.load(key)
         if sent is not None:  # this round was paid for and sent before, then lost: same bytes, no charge
             return sent[0], replace(sent[1], replayed=1.0)
-        counts = self._noisy_counts(ledger, plan, x_np, model.conditioner.segments)
-        model.conditioner.probs = frequencies_from_counts(counts)
+        counts = self._noisy_counts(ledger, plan, encoder.count_blocks(df, x_np), encoder.count_sizes)
+        freqs = frequencies_from_counts(counts)  # category frequencies, then numerical histograms
+        model.conditioner.probs = freqs[: len(encoder.conditionable)]
         # Spend first (atomically, on disk), then compute, keep and send.
         if plan.shared_noise is not None:
             packed, metrics = self._shared_step(model, ledger, x_np, arrays, counts, plan, rp, server_round,
                                                 clipping_range)
         else:
-            packed, metrics = self._local_steps(model, ledger, x_np, arrays, counts, plan, rp, server_round,
+            packed, metrics = self._local_steps(model, ledger, x_np, arrays, counts, freqs, plan, rp, server_round,
                                                 clipping_range)
         cache.store(key, packed, metrics)  # on disk before it leaves: a lost round is re-sent, not re-charged
         return packed, replace(metrics, replayed=0.0)
 
     def _local_steps(self, model, ledger: Ledger, x_np: np.ndarray, arrays: list[np.ndarray], counts: list[np.ndarray],
-                     plan: FederationPlan, rp: dict[str, Any], server_round: int, clipping_range: float
-                     ) -> tuple[list[np.ndarray], FitMetrics]:
+                     freqs: list[np.ndarray], plan: FederationPlan, rp: dict[str, Any], server_round: int,
+                     clipping_range: float) -> tuple[list[np.ndarray], FitMetrics]:
         """Local-noise mode: the round's DP-SGD steps on this table, as a weighted, clipped delta."""
         release = self._round_release(plan, rp)
         after = ledger.charge([release], event="round", round=server_round, plan_id=rp["plan_id"])
         model.optimizer_state = self._load_optimizer(rp["plan_id"])
         model.train_steps(torch.from_numpy(x_np), release[2], release[1], release[0])
         self._save_optimizer(rp["plan_id"], model.optimizer_state)
-        packed, norm_clipped = pack_update(arrays, model.get_arrays(), model.conditioner.probs, plan, clipping_range,
+        packed, norm_clipped = pack_update(arrays, model.get_arrays(), freqs, plan, clipping_range,
                                            weight=plan.client_weight(rows_from_counts(counts)))
         return packed, FitMetrics(epsilon_spent=round(after, 2), norm_clipped=float(norm_clipped))
 
@@ -289,20 +290,27 @@ class Institution:
         torch.save(state, buf)
         atomic_write_bytes(self._optimizer_path(plan_id), buf.getvalue())
 
-    def _noisy_counts(self, ledger: Ledger, plan: FederationPlan, x_np: np.ndarray, segments) -> list[np.ndarray]:
-        """This institution's privatised category counts.
+    def _noisy_counts(self, ledger: Ledger, plan: FederationPlan, blocks: list[np.ndarray], sizes: list[int]
+                      ) -> list[np.ndarray]:
+        """This institution's privatised counts: category counts, then numerical histograms
+        (``blocks``, from :meth:`TableEncoder.count_blocks`).
 
         One Gaussian release, charged once and kept on disk; the frequencies (for the
-        conditional generator), the row-count estimate (for the aggregation weight) and the
-        shared-noise tail are all post-processing of it.
+        conditional generator), the histograms (for calibrated sampling), the row-count
+        estimate (for the aggregation weight) and the shared-noise tail are all post-processing
+        of it.
         """
         path = self._freqs_path()
         if path.exists():
             counts = [np.asarray(c, dtype=float) for c in json.loads(path.read_text())["noisy_counts"]]
+            if [c.size for c in counts] != sizes:  # released by an older fedsynth: cannot be re-released free
+                raise FedsynthError(f"{path}: these counts were released for another layout ({len(counts)} blocks, "
+                                    f"this version releases {len(sizes)}); finish the federation with the fedsynth "
+                                    f"version that started it, or start a new state folder")
         else:
             sigma = self._frequency_noise(plan, ledger)
             ledger.charge([gaussian_counts_release(sigma)], event="category_frequencies")
-            counts = noisy_counts([x_np[:, s.start : s.end] for s in segments], sigma)
+            counts = noisy_counts(blocks, sigma)
             atomic_write_text(path, json.dumps({"noisy_counts": [c.tolist() for c in counts]}))
         return counts
 

@@ -41,6 +41,7 @@ MODEL_CARD = "model_card.json"
 # The meta fields the model id covers: everything that changes the rows a seed generates
 # (and the privacy claim), nothing that merely records when or how long.
 _MODEL_ID_FIELDS = ("schema_hash", "model_config", "cond_probs", "privacy")
+_MODEL_ID_IF_PRESENT = ("marginals",)  # absent from models saved before it existed: their ids stand
 
 
 # ----------------------------------------------------------------------------- weights
@@ -61,6 +62,7 @@ def load_weights(path: Path) -> list[np.ndarray]:
 def model_id(meta: dict[str, Any], weights: bytes) -> str:
     """Content hash of what determines the samples: weights, schema, model, conditions, privacy."""
     keyed = {k: meta.get(k) for k in _MODEL_ID_FIELDS}
+    keyed.update({k: meta[k] for k in _MODEL_ID_IF_PRESENT if k in meta})
     return hashlib.sha256(weights + json.dumps(keyed, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -132,6 +134,9 @@ class ModelMeta:
     info: dict[str, Any]  # free-form provenance (fit plan, timings); not covered by the model id
     round: int | None = None  # federated: the last completed round
     federation: FederationRecord | None = None
+    # privatised histograms, one per numerical or datetime column (common/data/histogram.py), from
+    # the same release as cond_probs; empty: samples are not calibrated (common/calibration.py)
+    marginals: list[np.ndarray] = field(default_factory=list)
     fedsynth_version: str = __version__
     model_id: str | None = None  # as read from the file; recomputed on every write
 
@@ -147,6 +152,8 @@ class ModelMeta:
             "cond_probs": [np.asarray(p).tolist() for p in self.cond_probs],
             "privacy": self.privacy.to_json(),
         }
+        if self.marginals:
+            out["marginals"] = [np.asarray(m).tolist() for m in self.marginals]
         if self.round is not None:
             out["round"] = self.round
         if self.federation is not None:
@@ -170,6 +177,7 @@ class ModelMeta:
             federation=FederationRecord.from_json(federation) if federation is not None else None,
             fedsynth_version=raw.get("fedsynth_version", ""),
             model_id=raw.get("model_id"),
+            marginals=[np.asarray(m) for m in raw.get("marginals", [])],
         )
 
 

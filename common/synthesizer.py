@@ -4,8 +4,10 @@ baseline the federation is measured against.
 ``Synthesizer(schema, epsilon=1, delta=1e-5).fit(df)`` spends its budget in two accounted
 releases, composed by one Opacus accountant:
 
-1. the category frequencies of the categorical columns (Gaussian mechanism), needed to draw
-   sampling conditions without touching private counts; its noise is chosen from epsilon
+1. the category frequencies of the categorical columns and a fine histogram of every
+   numerical and datetime column (one Gaussian mechanism), needed to draw sampling
+   conditions without touching private counts and to calibrate samples
+   (:mod:`fedsynth.common.calibration`); its noise is chosen from epsilon
    (:func:`fedsynth.common.dp.accounting.frequency_noise`), so small budgets remain possible;
 2. DP-SGD on the model (:mod:`fedsynth.common.dp.trainer`), its noise multiplier calibrated
    so that the planned steps land on the target epsilon (from below).
@@ -35,6 +37,7 @@ from fedsynth.common.artifact import (
     read_model,
     write_model,
 )
+from fedsynth.common.calibration import POOL_FACTOR, calibrated_rows
 from fedsynth.common.data.cells import coerce
 from fedsynth.common.data.constraints import Rejections, repair
 from fedsynth.common.data.encoding import TableEncoder
@@ -101,6 +104,10 @@ class Synthesizer:
         self.encoder = TableEncoder(self.schema)
         self.privacy = PrivacyState(epsilon, delta, self.training.accountant)
         self.model: TabularModel | None = None
+        # released histograms, one per encoder.histograms entry (empty: samples are not
+        # calibrated, as in models saved before they existed); see fedsynth.common.calibration
+        self.marginals: list[np.ndarray] = []
+        self.calibrate = True  # unconditional samples agree with the released marginals
         self.info: dict[str, Any] = {}
         # The privacy record load() read: saved back as it was (load() cannot hold every record
         # in PrivacyState: a federated epsilon nobody reported, a zero target), so that the model
@@ -143,11 +150,13 @@ class Synthesizer:
         started = time.time()
         x_np = self.encoder.encode(df)
         x = torch.from_numpy(x_np)
-        segs = self.encoder.conditionable
-        probs = noisy_frequencies([x_np[:, s.start : s.end] for s in segs], plan["frequency_noise"])
+        # one release: category counts and numerical histograms (common/data/histogram.py)
+        freqs = noisy_frequencies(self.encoder.count_blocks(df, x_np), plan["frequency_noise"])
         # Spend first, then use: the history records each release before its result is used.
         self.privacy.history.append(gaussian_counts_release(plan["frequency_noise"]))
-        self.model = build_model(self.encoder, self.model_config, cond_probs=probs)
+        n_cond = len(self.encoder.conditionable)
+        self.model = build_model(self.encoder, self.model_config, cond_probs=freqs[:n_cond])
+        self.marginals = freqs[n_cond:]
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
         steps, done = int(plan["steps"]), 0
         bar = progress_bar("training") if verbose else None
@@ -236,7 +245,7 @@ class Synthesizer:
         if n == 0:
             return self.encoder.decode(np.zeros((0, self.encoder.dim), dtype=np.float32))
         if not conditions and not self.schema.constraints:
-            return self.encoder.decode(self.model.generate(n, seed=seed), seed=seed)
+            return self._draw(n, seed)
         first = next(iter(parsed.values())) if parsed else None
         fixed = (self.model.conditioner.index(first[0]), first[1]) if first else None
         rng = np.random.default_rng(seed)
@@ -244,8 +253,7 @@ class Synthesizer:
         have = 0
         rejected = Rejections.empty()
         for _ in range(max_tries):
-            batch = self.encoder.decode(self.model.generate(max(n - have, 64) * 2, seed=int(rng.integers(2**62)),
-                                                            cond=fixed))
+            batch = self._draw(max(n - have, 64) * 2, int(rng.integers(2**62)), fixed)
             # schema constraints (common/data/constraints.py): FixedCombinations repaired, rows breaking the rest redrawn
             batch = repair(self.schema.constraints, batch)
             mask = rejected.keep_valid(self.schema.constraints, batch)
@@ -259,6 +267,17 @@ class Synthesizer:
             f"could only generate {have} of {n} rows satisfying {dict(conditions or {})} and the schema's constraints "
             f"in {max_tries} rounds of rejection sampling: the combination is too rare under the model{rejected.worst()}"
         )
+
+    def _draw(self, n: int, seed: int | None, cond: tuple[int, int] | None = None) -> pd.DataFrame:
+        """``n`` decoded model rows; unconditional ones calibrated to the released marginals."""
+        if cond is not None or not self.calibrate or not self.marginals:
+            return self.encoder.decode(self.model.generate(n, seed=seed, cond=cond), seed=seed)
+        rng = np.random.default_rng(seed)
+        step = max(1, SAMPLE_CHUNK_ROWS // POOL_FACTOR)  # a pool per pass of the model, as bounded as a plain chunk
+        parts = [calibrated_rows(lambda m: self.model.generate(m, seed=int(rng.integers(2**62))), self.encoder,
+                                 self.model.conditioner.probs, self.marginals, min(step, n - start), rng)
+                 for start in range(0, n, step)]
+        return parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
 
     def _parse_conditions(self, conditions: Mapping[str, Any]):
         parsed = {}
@@ -277,7 +296,7 @@ class Synthesizer:
         federation = self.info.get("federation")
         return ModelMeta(
             schema=self.schema, model_config=self.model_config, training=self.training,
-            cond_probs=self.model.conditioner.probs,
+            cond_probs=self.model.conditioner.probs, marginals=self.marginals,
             privacy=self._loaded_privacy or PrivacyRecord(
                 self.privacy.epsilon_target, self.privacy.delta, self.privacy.accountant, list(self.privacy.history),
                 self.epsilon_spent, per_client=self.privacy.reported is not None),
@@ -314,6 +333,11 @@ class Synthesizer:
             obj.privacy.reported = priv.epsilon_spent
         obj.model = build_model(obj.encoder, mc, cond_probs=meta.cond_probs)
         obj.model.set_arrays(arrays)
+        obj.marginals = list(meta.marginals)
+        if obj.marginals and [m.size for m in obj.marginals] != [h.size for h in obj.encoder.histograms]:
+            raise FedsynthError(f"{path}: the saved marginals do not fit the schema's numerical and datetime columns "
+                                f"({[m.size for m in obj.marginals]} cells, expected "
+                                f"{[h.size for h in obj.encoder.histograms]}); the model folder is damaged")
         obj.info = dict(meta.info)
         obj.info["model_id"] = meta.model_id
         if meta.round is not None:

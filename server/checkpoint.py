@@ -29,6 +29,7 @@ from fedsynth.common.artifact import (
     write_model,
     write_model_card,
 )
+from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.plan import TrainingConfig
 from fedsynth.common.outputs import CHECKPOINT_FOLDER, recover
@@ -106,8 +107,11 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
     # The training settings the clients ran: the plan fixes the category-frequency noise, the
     # rest (the accountant included) are the defaults every institution uses.
     training = TrainingConfig(marginal_noise=plan.marginal_noise)
+    freqs = list(ckpt.freqs or [])
+    n_cond = len(TableEncoder(schema).conditionable)  # then one histogram per numerical column
     meta = ModelMeta(
-        schema=schema, model_config=plan.model, training=training, cond_probs=list(ckpt.freqs or []),
+        schema=schema, model_config=plan.model, training=training, cond_probs=freqs[:n_cond],
+        marginals=freqs[n_cond:],
         privacy=PrivacyRecord(max(eps_values) if eps_values else 0.0, max(deltas) if deltas else 0.0,
                               training.accountant, [], max(eps_values) if eps_values else None, per_client=True),
         info={"trained_at": utc_now(), "started": ckpt.started},

@@ -47,7 +47,7 @@ class RoundOutcome:
     """What an accepted round produced."""
 
     arrays: list[np.ndarray]  # the next global model
-    freqs: list[np.ndarray]  # mean privatised category frequencies, per conditionable column
+    freqs: list[np.ndarray]  # mean privatised frequencies: per conditionable column, then per histogram
     server_lr: float | None  # the step used (see next_global); None in shared-noise mode (the server's Adam steps)
     contributors: int
 

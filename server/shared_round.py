@@ -27,7 +27,7 @@ class SharedSum:
     """A shared-noise round's secure sum, decoded."""
 
     gradient: list[np.ndarray]  # int64: sum of rounded clipped example gradients + every noise share
-    counts: list[np.ndarray]  # pooled noisy category counts, per conditionable column
+    counts: list[np.ndarray]  # pooled noisy counts: per conditionable column, then per histogram
     contributors: int  # as counted inside the sum (each contributor adds 1)
 
 

@@ -3,7 +3,8 @@
 Under Flower's SecAgg+ workflow the strategy never sees an individual update: every result
 handed to ``aggregate_fit`` carries the same, already-unmasked *mean* of the clients'
 (scaled) deltas. This strategy turns that mean into the next global model and keeps the
-mean of the clients' privatised category frequencies for conditional sampling.
+mean of the clients' privatised category frequencies and histograms, for conditional and
+calibrated sampling.
 
 Each round the model moves by ``server_lr x mean delta``, ``server_lr`` fixed by the plan or
 aligned (:func:`~fedsynth.server.aggregate.aligned_server_lr`, in [1, K] for K contributors),

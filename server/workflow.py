@@ -114,7 +114,7 @@ class FederatedRun:
                               plan_json=self.plan.to_json(), started=utc_now())
         else:
             self.on_event({EVENT: EventKind.RESUMED, "round": ckpt.round})
-        freq_sizes = [s.size for s in encoder.conditionable]
+        freq_sizes = encoder.count_sizes  # category frequencies, then numerical histograms
         strategy_cls = PlainMeanFedAvg if self.insecure_plain_aggregation else SecureDeltaFedAvg
         strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients, self.secagg.clipping_range,
                                 ckpt.optimizer_moments, ckpt.optimizer_steps)

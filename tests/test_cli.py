@@ -291,3 +291,18 @@ def test_the_cli_choices_are_the_librarys():
     for enum, values in ((Model, MODELS), (Accountant, ACCOUNTANTS), (ClientWeighting, AGGREGATION_WEIGHTS),
                          (Partition, PARTITIONS)):
         assert tuple(e.value for e in enum) == tuple(values), enum
+
+
+def test_sample_calibrates_unless_told_not_to(tmp_path, tiny_model_dir, adult_schema):
+    from fedsynth.common.synthesizer import Synthesizer
+    files = {}
+    for flag in ("--calibrate", "--no-calibrate"):
+        files[flag] = tmp_path / f"{flag.strip('-')}.csv"
+        r = fedsynth("sample", str(tiny_model_dir), "--rows", "60", "--seed", "5", flag, "--out", str(files[flag]))
+        assert r.returncode == 0, r.stderr
+    syn = Synthesizer.load(tiny_model_dir)
+    syn.calibrate = False
+    write_table(syn.sample(60, seed=5), tmp_path / "api.csv", schema=adult_schema)
+    plain, api = load_table(files["--no-calibrate"], adult_schema), load_table(tmp_path / "api.csv", adult_schema)
+    pd.testing.assert_frame_equal(plain, api)
+    assert not load_table(files["--calibrate"], adult_schema).equals(plain)

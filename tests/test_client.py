@@ -127,3 +127,22 @@ def test_small_cap_scales_the_frequency_release_by_the_single_party_rule(silo, a
     same_rule = Synthesizer(adult_schema, epsilon=0.3, delta=1e-5).plan(2000)["frequency_noise"]
     assert (q, steps) == (1.0, 1) and sigma == same_rule > plan.marginal_noise
     assert ledger.epsilon_spent <= 0.3
+
+
+def test_counts_released_under_another_layout_are_refused_not_released_again(silo, adult_paths, adult_schema,
+                                                                             tmp_path):
+    """A state folder whose counts release predates the histograms: re-releasing would charge twice,
+    reusing it would send blocks the coordinator cannot place."""
+    plan = plan_for(adult_schema, rounds=2)
+    arrays = initial(adult_schema, plan)
+    inst = make(silo, adult_paths, tmp_path / "state")
+    inst.train_round(arrays, plan, 1, 2, 8.0)
+    saved = json.loads(inst._freqs_path().read_text())
+    enc = TableEncoder(adult_schema)
+    assert [len(c) for c in saved["noisy_counts"]] == enc.count_sizes  # categories, then histograms
+    saved["noisy_counts"] = saved["noisy_counts"][: len(enc.conditionable)]  # what an older version kept
+    inst._freqs_path().write_text(json.dumps(saved))
+    spent = inst.ledger().epsilon_spent
+    with pytest.raises(FedsynthError, match="released for another layout"):
+        make(silo, adult_paths, tmp_path / "state").train_round(arrays, plan, 2, 2, 8.0)
+    assert inst.ledger().epsilon_spent == spent

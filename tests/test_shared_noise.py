@@ -62,7 +62,7 @@ def test_a_round_is_one_pooled_step_charged_before_it_leaves(institutions, adult
         assert ledger.epsilon_alone > ledger.epsilon_spent  # its own share alone is half the noise
         updates.append(packed)
     grid = shared_grid(plan, arrays)
-    freq_sizes = [s.size for s in TableEncoder(adult_schema).conditionable]
+    freq_sizes = TableEncoder(adult_schema).count_sizes
     opt = ServerAdam(arrays, plan.model.lr)
     outcome = finish_shared_round(secure_mean(updates), plan, grid, freq_sizes, 3, opt)
     assert [a.shape for a in outcome.arrays] == [a.shape for a in arrays]
@@ -123,7 +123,7 @@ def test_rounds_below_k_min_are_never_unmasked_and_never_stepped_on(adult_schema
         shared_threshold(5, 2, 10, 5)  # each key has only 5 holders: K_min 5 can never be met
     plan = shared_plan(adult_schema, k_min=3)
     arrays = model_arrays(adult_schema, plan)
-    freq_sizes = [s.size for s in TableEncoder(adult_schema).conditionable]
+    freq_sizes = TableEncoder(adult_schema).count_sizes
     fake = [np.zeros_like(a, dtype=np.float64) for a in arrays] + [np.zeros(sum(freq_sizes) + 1)]
     with pytest.raises(RoundRejected, match="min_contributors"):
         finish_shared_round(fake, plan, shared_grid(plan, arrays), freq_sizes, 2, ServerAdam(arrays, 1e-2))
@@ -133,7 +133,7 @@ def test_a_sum_that_miscounts_its_contributors_is_rejected(adult_schema):
     """An update with no contributor mark (a refusal's zeros) or a doubled one breaks the count."""
     plan = shared_plan(adult_schema)
     arrays = model_arrays(adult_schema, plan)
-    freq_sizes = [s.size for s in TableEncoder(adult_schema).conditionable]
+    freq_sizes = TableEncoder(adult_schema).count_sizes
     one = pack_shared_update([np.zeros(a.shape, dtype=np.int64) for a in arrays], [np.zeros(n) for n in freq_sizes])
     assert unpack_shared_sum(secure_mean([one, one, one]), 3, freq_sizes).contributors == 3
     zeros = [np.zeros_like(a) for a in one]  # no noise share, no mark

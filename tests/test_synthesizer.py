@@ -7,6 +7,7 @@ import pytest
 from opacus.accountants import RDPAccountant
 
 from fedsynth.common.artifact import PrivacyRecord, write_model
+from fedsynth.common.calibration import POOL_FACTOR
 from fedsynth.common.errors import FedsynthError, PrivacyError
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.lineage import provenance, read_lineage, write_synthetic
@@ -121,6 +122,11 @@ def test_sampling_generates_in_bounded_chunks(trained, monkeypatch):
     generate = trained.model.generate
     monkeypatch.setattr(trained.model, "generate", lambda n, **kw: (asked.append(n), generate(n, **kw))[1])
     n = 2 * SAMPLE_CHUNK_ROWS + 7
+    assert len(trained.sample(n, seed=1)) == n
+    # calibrated: each row is drawn from a pool of POOL_FACTOR model rows, one bounded pool at a time
+    assert max(asked) <= SAMPLE_CHUNK_ROWS and sum(asked) == POOL_FACTOR * n
+    asked.clear()
+    monkeypatch.setattr(trained, "calibrate", False)  # the fixture is shared
     assert len(trained.sample(n, seed=1)) == n
     assert max(asked) <= SAMPLE_CHUNK_ROWS and sum(asked) == n
 

@@ -26,6 +26,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from fedsynth.common.data.days import from_days, to_days
+from fedsynth.common.data.histogram import histograms_for
 from fedsynth.common.data.schema import Column, Schema
 
 MISSING = "__missing__"
@@ -115,7 +117,7 @@ class _OneHot(_ColumnCodec):
         idx = block.argmax(axis=1)
         if self.column.type == "numerical":
             vals = np.array([np.nan if i >= len(self.values) else float(self.values[i]) for i in idx])
-            return _numbers(vals, self.column)
+            return as_declared(vals, self.column)
         decoded = [None if i >= len(self.values) else self.values[i] for i in idx]
         return pd.Series(decoded, name=self.column.name, dtype=object)
 
@@ -127,8 +129,8 @@ class _Binned(_ColumnCodec):
         self.column = column
         self.is_datetime = column.type == "datetime"
         if self.is_datetime:
-            self.lo = _to_days(pd.Series([pd.Timestamp(column.min)]))[0]
-            self.hi = _to_days(pd.Series([pd.Timestamp(column.max)]))[0]
+            self.lo = to_days(pd.Series([pd.Timestamp(column.min)]))[0]
+            self.hi = to_days(pd.Series([pd.Timestamp(column.max)]))[0]
             self.log = False
         else:
             self.lo, self.hi = float(column.min), float(column.max)  # type: ignore[arg-type]
@@ -159,7 +161,7 @@ class _Binned(_ColumnCodec):
 
     def _values(self, s: pd.Series) -> np.ndarray:
         if self.is_datetime:
-            return _to_days(s)
+            return to_days(s)
         return s.to_numpy(dtype=float)
 
     def encode(self, s: pd.Series) -> np.ndarray:
@@ -197,13 +199,13 @@ class _Binned(_ColumnCodec):
         if self.column.nullable:
             x = np.where(token == 0, np.nan, x)
         if self.is_datetime:
-            return pd.Series(_from_days(x), name=self.column.name)
+            return pd.Series(from_days(x), name=self.column.name)
         if self.column.subtype == "int":
             x = np.where(np.isnan(x), np.nan, np.clip(np.round(x), np.ceil(self.lo), np.floor(self.hi)))
-        return _numbers(x, self.column)
+        return as_declared(x, self.column)
 
 
-def _numbers(x: np.ndarray, column: Column) -> pd.Series:
+def as_declared(x: np.ndarray, column: Column) -> pd.Series:
     """Decoded numbers in the column's declared form: an integer dtype for ints, rounded decimals."""
     if column.subtype == "int":
         dtype = "Int64" if column.nullable else "int64"
@@ -216,16 +218,6 @@ def _numbers(x: np.ndarray, column: Column) -> pd.Series:
         hi = np.floor(np.round(float(column.max) * scale, 6)) / scale  # type: ignore[arg-type]
         x = np.clip(np.round(x, column.decimals), lo, hi)
     return pd.Series(x, name=column.name)
-
-
-def _to_days(s: pd.Series) -> np.ndarray:
-    ts = pd.to_datetime(s)
-    out = (ts - pd.Timestamp("1970-01-01")) / pd.Timedelta(days=1)
-    return out.to_numpy(dtype=float)
-
-
-def _from_days(x: np.ndarray) -> pd.Series:
-    return pd.to_datetime(pd.Series(x) * 86400.0, unit="s").dt.round("s")
 
 
 class TableEncoder:
@@ -247,10 +239,23 @@ class TableEncoder:
             self._blocks.append((pos, pos + codec.width()))
             pos += codec.width()
         self.dim = pos
+        self.histograms = histograms_for(schema)  # released with the category counts (histogram.py)
 
     @property
     def conditionable(self) -> list[Segment]:
         return [s for s in self.segments if s.conditionable]
+
+    @property
+    def count_sizes(self) -> list[int]:
+        """Cells of each block of the one-off counts release: every conditionable column's
+        categories, then every numerical and datetime column's histogram."""
+        return [s.size for s in self.conditionable] + [h.size for h in self.histograms]
+
+    def count_blocks(self, df: pd.DataFrame, x: np.ndarray) -> list[np.ndarray]:
+        """What the counts release sums, block by block (:attr:`count_sizes`): the one-hot rows of
+        each conditionable column (from the encoded ``x``), then each histogram's counts (from ``df``)."""
+        return ([x[:, s.start : s.end] for s in self.conditionable]
+                + [h.counts(df[h.column]) for h in self.histograms])
 
     def encode(self, df: pd.DataFrame) -> np.ndarray:
         return np.concatenate([c.encode(df[c.column.name]) for c in self.codecs], axis=1).astype(np.float32)

@@ -191,8 +191,9 @@ def gaussian_counts_release(sigma: float) -> Release:
 
 
 def noisy_counts(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
-    """Gaussian-mechanism release of category counts, one block per column (raw noisy counts).
+    """Gaussian-mechanism release of counts, one block per column (raw noisy counts).
 
+    A block is a one-hot matrix (a row per table row) or already its column sums (a histogram).
     Under add/remove-one-row neighbours each row adds 1 to one count in every block, so the
     L2 sensitivity of all blocks together is sqrt(#blocks); noise std is sigma * that. The
     caller must add ``gaussian_counts_release(sigma)`` to the privacy history. The noise
@@ -205,18 +206,38 @@ def noisy_counts(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
     out = []
     for block in onehot_blocks:
         block = np.asarray(block, dtype=float)
-        out.append(block.sum(axis=0) + scale * stream.normal(block.shape[1]))
+        exact = block.sum(axis=0) if block.ndim == 2 else block
+        out.append(exact + scale * stream.normal(exact.shape[0]))
     return out
 
 
 def frequencies_from_counts(counts: Sequence[Any], floor: float = 1e-3) -> list[Any]:
-    """Noisy counts (or unnormalised frequencies) -> per-column frequencies: negative values
-    clipped to 0, ``floor`` added so that no category is ever empty."""
+    """Noisy counts (or unnormalised frequencies) -> per-column frequencies, ``floor`` added so
+    that no category is ever empty.
+
+    Each block is first projected onto the nonnegative counts with the table's estimated row
+    count as their sum (:func:`rows_from_counts`; the Euclidean projection): clipping the
+    negative noise alone would leave the positive noise of every empty cell, and a sparse
+    histogram's tail (most of a 64-bin one when 90% of a column is 0) would gain mass it does
+    not have.
+    """
+    total = rows_from_counts(counts) if counts else None
     out = []
     for c in counts:
-        c = np.clip(np.asarray(c, dtype=float), 0.0, None) + floor
+        c = _projected(np.asarray(c, dtype=float), total) + floor
         out.append(c / c.sum())
     return out
+
+
+def _projected(c: Any, total: float | None) -> Any:
+    """The nonnegative vector with sum ``total`` nearest to ``c``: max(c - tau, 0) for the tau that
+    gives that sum; plain clipping when there is no positive total to aim at."""
+    if total is None or not total > 0 or c.size == 0:
+        return np.clip(c, 0.0, None)
+    top = np.sort(c)[::-1]
+    taus = (np.cumsum(top) - total) / np.arange(1, c.size + 1)
+    k = int(np.nonzero(top - taus > 0)[0][-1]) if np.any(top - taus > 0) else 0
+    return np.clip(c - taus[k], 0.0, None)
 
 
 def rows_from_counts(counts: Sequence[Any]) -> float | None:

@@ -6,7 +6,8 @@ instruction and contains nothing about any institution's data.
 An update is the client's weight *delta* for the round, norm- and element-clipped and scaled
 so that SecAgg+'s fixed-point quantisation (values clipped to +-``clipping_range`` then mapped
 onto ``quantization_range`` integers) keeps it precise, followed by the client's privatised
-category frequencies (a DP release made once, re-sent unchanged each round: no extra cost),
+category frequencies and numerical histograms (one DP release made once, re-sent unchanged
+each round: no extra cost),
 the squared norm of the delta it sent (as a fraction of ``update_clip_norm**2``), its
 aggregation weight ``w`` once more and ``w`` itself. Everything is multiplied by ``w`` before
 masking, so the mean SecAgg+ unmasks divided by its last element is the *weighted* mean

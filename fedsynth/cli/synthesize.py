@@ -73,6 +73,9 @@ def sample(
     out_file: Annotated[Path, typer.Option("--out", "-o", help="Output table: .csv, .csv.gz or .parquet (.pq).")],
     where: Annotated[Optional[list[str]], typer.Option(help="Condition COLUMN=VALUE (repeatable, one per column).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for reproducible sampling.")] = None,
+    calibrate: Annotated[bool, typer.Option(
+        "--calibrate/--no-calibrate",
+        help="Match unconditional rows to the model's released marginals (post-processing).")] = True,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Generate synthetic rows (with a lineage sidecar); sampling costs no privacy.
@@ -87,6 +90,7 @@ def sample(
     conds = _parse_where(where or [])
     check_replace(out_file, SYNTHETIC_TABLE, overwrite=overwrite, option="--out")
     synth = Synthesizer.load(model_dir)
+    synth.calibrate = calibrate
     chunks = synth.iter_sample(rows, conditions=conds or None, seed=seed)  # refuses bad --rows/--where now
     meta, _ = synth.to_state()
     write_synthetic(chunks, out_file, provenance(meta, rows, conds), schema=synth.schema)

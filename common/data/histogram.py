@@ -1,0 +1,138 @@
+"""A numerical column's public histogram layout, and the map that gives a sample its shape.
+
+The encoder's dozen equal-width bins carry a continuous offset that DP-SGD's noise smears:
+synthetic ages, hours and weights come out with the right ranks but the wrong shape. A fine
+histogram of each numerical column, released once with the category counts (one Gaussian
+release, :func:`fedsynth.common.dp.accounting.noisy_counts`; summed across institutions
+through SecAgg+), fixes the shape by post-processing: :meth:`NumericHistogram.quantile_map`
+moves each synthetic value to the same quantile of the noisy histogram, which keeps the
+sample's order within the column (so its relations to the other columns) and replaces its
+marginal by the released one.
+
+The layout is public, from the schema alone, so every party counts into the same cells:
+
+* an integer column with at most :data:`MAX_EXACT_VALUES` values: one cell per value;
+* otherwise a cell per declared point mass plus :data:`FINE_BINS` equal bins on the column's
+  scale (linear, or log as the encoder uses it), split at the point masses; a datetime
+  column is counted in days between its bounds;
+* a cell for missing values when the column is nullable (never mapped: the model's missing
+  rate stands), so that every block counts each row once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from fedsynth.common.data.days import to_days
+from fedsynth.common.data.schema import Column, Schema
+
+MAX_EXACT_VALUES = 128  # ages, hours, days of a month: counted value by value
+FINE_BINS = 64
+
+
+@dataclass(frozen=True)
+class NumericHistogram:
+    """The cells of one numerical column's released histogram (see the module docstring)."""
+
+    column: str
+    atoms: tuple[float, ...]  # exact values with a cell of their own, ascending
+    edges: tuple[float, ...]  # bin edges on the column's scale (empty: atoms only)
+    lo: float
+    hi: float
+    log: bool
+    integer: bool
+    nullable: bool
+    datetime: bool = False  # values are days (fedsynth.common.data.days)
+
+    @classmethod
+    def for_column(cls, col: Column) -> NumericHistogram:
+        if col.type == "datetime":
+            lo, hi = to_days(pd.Series([col.min, col.max]))
+            edges = tuple(np.linspace(lo, hi, FINE_BINS + 1))
+            return cls(col.name, (), edges, float(lo), float(hi), False, False, col.nullable, datetime=True)
+        lo, hi = float(col.min), float(col.max)  # type: ignore[arg-type]
+        integer, log = col.subtype == "int", col.scale == "log"
+        if integer and np.floor(hi) - np.ceil(lo) + 1 <= MAX_EXACT_VALUES:
+            return cls(col.name, tuple(np.arange(np.ceil(lo), np.floor(hi) + 1)), (), lo, hi, log, integer,
+                       col.nullable)
+        atoms = tuple(sorted({float(p) for p in col.point_masses if lo <= p <= hi}))
+        t = _scale(np.array([lo, hi]), lo, log)
+        edges = np.union1d(np.linspace(t[0], t[1], FINE_BINS + 1), _scale(np.array(atoms), lo, log))
+        return cls(col.name, atoms, tuple(edges), lo, hi, log, integer, col.nullable)
+
+    @property
+    def bins(self) -> int:
+        return max(0, len(self.edges) - 1)
+
+    @property
+    def size(self) -> int:
+        return len(self.atoms) + self.bins + int(self.nullable)
+
+    def values(self, column: pd.Series) -> np.ndarray:
+        """A typed column as the floats the cells are laid out on (days for datetimes; NaN = missing)."""
+        return to_days(column) if self.datetime else pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+
+    def counts(self, values: pd.Series) -> np.ndarray:
+        """Exact counts of ``values`` (typed, within bounds) in the layout's cells: atoms, bins, missing."""
+        x = self.values(values)
+        missing = np.isnan(x)
+        out = np.zeros(self.size)
+        atom = np.full(len(x), -1)
+        for j, a in enumerate(self.atoms):
+            atom[~missing & (x == a)] = j
+        out[: len(self.atoms)] = np.bincount(atom[atom >= 0], minlength=len(self.atoms))
+        rest = ~missing & (atom < 0)
+        if self.bins:
+            b = np.searchsorted(np.asarray(self.edges), _scale(np.clip(x[rest], self.lo, self.hi), self.lo, self.log),
+                                side="right") - 1
+            out[len(self.atoms) : len(self.atoms) + self.bins] = np.bincount(np.clip(b, 0, self.bins - 1),
+                                                                             minlength=self.bins)
+        if self.nullable:
+            out[-1] = missing.sum()
+        return out
+
+    def quantile_map(self, values: np.ndarray, freqs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``values`` (NaN = missing, left alone) moved to the same quantiles of ``freqs`` (this
+        layout's cells, nonnegative). Ties are broken at random, so a value repeated by the
+        model (a point mass) can spread over neighbouring cells when the histogram says so."""
+        x = np.asarray(values, dtype=float).copy()
+        present = ~np.isnan(x)
+        m = int(present.sum())
+        mass = np.clip(np.asarray(freqs, dtype=float)[: len(self.atoms) + self.bins], 0.0, None)
+        if m == 0 or mass.sum() <= 0:
+            return x
+        # cells in value order: an atom sits on a bin edge and comes before the bin it starts
+        t_edges = np.asarray(self.edges)
+        cells = [(_scale(np.array([a]), self.lo, self.log)[0], 0, a, a) for a in self.atoms]
+        cells += [(t_edges[i], 1, t_edges[i], t_edges[i + 1]) for i in range(self.bins)]
+        order = sorted(range(len(cells)), key=lambda i: cells[i][:2])
+        cum = np.concatenate([[0.0], np.cumsum(mass[order])]) / mass.sum()
+        ranks = np.empty(m)
+        ranks[np.lexsort((rng.random(m), x[present]))] = (np.arange(m) + 0.5) / m
+        k = np.clip(np.searchsorted(cum, ranks, side="right") - 1, 0, len(order) - 1)
+        frac = np.clip((ranks - cum[k]) / np.maximum(cum[k + 1] - cum[k], 1e-12), 0.0, 1.0)
+        kind = np.array([cells[order[i]][1] for i in k])
+        left = np.array([cells[order[i]][2] for i in k])
+        right = np.array([cells[order[i]][3] for i in k])
+        inside = _unscale(left + frac * (right - left), self.lo, self.log)  # bins: within the bin, on its scale
+        out = np.where(kind == 0, left, inside)
+        if self.integer:
+            out = np.where(kind == 0, out, np.round(out))
+        x[present] = np.clip(out, self.lo, self.hi)
+        return x
+
+
+def _scale(x: np.ndarray, lo: float, log: bool) -> np.ndarray:
+    return np.log1p(x - lo) if log else x  # the encoder's transform: log(x - lo + 1)
+
+
+def _unscale(t: np.ndarray, lo: float, log: bool) -> np.ndarray:
+    return np.expm1(t) + lo if log else t
+
+
+def histograms_for(schema: Schema) -> list[NumericHistogram]:
+    """The released histogram of every numerical and datetime column, in schema order."""
+    return [NumericHistogram.for_column(c) for c in schema.columns if c.type in ("numerical", "datetime")]
