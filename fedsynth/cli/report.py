@@ -10,7 +10,7 @@ import typer
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.inputs import read_json_object
 from fedsynth.common.outputs import REPORT_FOLDER, check_replace, replace_dir
-from fedsynth.cli.shared import err, out, load_schema, OverwriteOption
+from fedsynth.cli.shared import err, load_schema, need_extras, out, OverwriteOption
 
 # lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
 # so that `fedsynth --help` and the other commands do not load it.
@@ -30,6 +30,7 @@ def evaluate(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Fidelity, utility and empirical privacy of a synthetic table, as report.html + report.json."""
+    need_extras("evaluate", "report")
     from fedsynth.evaluation import evaluate as run_eval
     from fedsynth.evaluation import write_report
     from fedsynth.evaluation.overlap import OverlappingHoldout

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, NoReturn, Optional, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress
 
 from fedsynth.common.data.schema import Schema
@@ -31,7 +33,8 @@ R = TypeVar("R")
 
 def fail(exc: Exception) -> NoReturn:
     """One red line on stderr and exit status 2."""
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+    # the message is text, not markup: a file name or an install line may hold [brackets]
+    err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -48,6 +51,26 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             fail(exc)
 
     return run
+
+
+# The optional dependencies of each pyproject extra that a command imports (the base install
+# runs `fedsynth client`, the coordinator, fit, sample and split without them).
+EXTRAS = {"simulation": ("ray", "flwr_datasets"), "report": ("sklearn", "matplotlib", "threadpoolctl")}
+
+
+def need_extras(command: str, *extras: str) -> None:
+    """Refuse ``command`` with the install line when an extra it needs is missing, before any work."""
+    missing = []
+    for extra in extras:
+        try:
+            for module in EXTRAS[extra]:
+                importlib.import_module(module)
+        except ImportError:
+            missing.append(extra)
+    if missing:
+        spec = ",".join(missing)
+        raise FedsynthError(f"`fedsynth {command}` needs the optional dependencies of fedsynth[{spec}]: "
+                            f"pip install 'fedsynth[{spec}]' (or 'fedsynth[all]')")
 
 
 def progress(description: str) -> Progress:

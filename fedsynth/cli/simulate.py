@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fedsynth.cli.choices import ClientWeighting, Model, Noise, Partition
-from fedsynth.cli.shared import DataOption, SchemaForDataOption, err, out
+from fedsynth.cli.shared import DataOption, SchemaForDataOption, err, need_extras, out
 from fedsynth.common.errors import FedsynthError
 
 # lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
@@ -50,6 +50,7 @@ def simulate(
     Ends with OUT/synthetic.csv, OUT/synthesizer (for `fedsynth sample`), OUT/model_card.json and a
     fidelity/utility summary against a real holdout that no client trained on.
     """
+    need_extras("simulate", "simulation", "report")
     from fedsynth.common.protocol.federation import SecAggSettings
     from fedsynth.simulations.driver import SimulationConfig, run
 
