@@ -218,7 +218,7 @@ def frequencies_from_counts(counts: Sequence[Any], floor: float = 1e-3) -> list[
     Each block is first projected onto the nonnegative counts with the table's estimated row
     count as their sum (:func:`rows_from_counts`; the Euclidean projection): clipping the
     negative noise alone would leave the positive noise of every empty cell, and a sparse
-    histogram's tail (most of a 64-bin one when 90% of a column is 0) would gain mass it does
+    histogram's tail (most of a 256-bin one when 90% of a column is 0) would gain mass it does
     not have.
     """
     total = rows_from_counts(counts) if counts else None
