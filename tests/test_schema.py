@@ -84,6 +84,20 @@ def test_sdv_metadata_without_bounds_says_what_to_add():
         Schema.from_json({"columns": {"age": {"sdtype": "numerical"}}})
 
 
+def test_a_bare_sdv_file_gets_every_missing_key_in_one_error(tmp_path):
+    p = tmp_path / "metadata.json"
+    p.write_text(json.dumps({"columns": {
+        "age": {"sdtype": "numerical", "computer_representation": "Int64"}, "sex": {"sdtype": "categorical"},
+        "joined": {"sdtype": "datetime", "datetime_format": "%d/%m/%Y"}, "active": {"sdtype": "boolean"}}}))
+    with pytest.raises(SchemaError) as caught:
+        Schema.load(p)
+    message = str(caught.value)
+    assert "3 columns need fixing" in message
+    assert "'age': needs finite public 'min' and 'max'" in message
+    assert "'sex': needs a non-empty public 'categories'" in message and "'joined': needs public 'min' and 'max'" in message
+    assert f"--from-sdv {p}" in message  # the way to a fedsynth schema that leaves the SDV file valid
+
+
 def test_missing_or_broken_file(tmp_path):
     with pytest.raises(SchemaError, match="not found"):
         Schema.load(tmp_path / "nope.json")

@@ -4,6 +4,7 @@ Every draft must pass the validator on the table it was drafted from, and every 
 table is either drafted or listed under ``drop`` with a warning naming it.
 """
 
+import json
 import random
 import string
 
@@ -16,6 +17,7 @@ from hypothesis import strategies as st
 from _cli import fedsynth
 from fedsynth.common.data.schema_draft import MONTHS, WEEKDAYS, Draft, draft_file
 from fedsynth.common.data.tables import read_raw, validate_file
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.errors import FedsynthError, SchemaError
 
 PROFILE = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -251,3 +253,54 @@ def test_dates_get_their_one_format_and_an_ambiguous_one_is_left_to_the_owner(tm
     assert draft.schema.column("ambiguous").datetime_format is None
     assert any("ambiguous" in w and "several formats" in w for w in draft.warnings)
     assert_sound(draft, path)
+
+
+# ------------------------------------------------------------------ SDV metadata
+def test_from_sdv_follows_sdvs_types_and_leaves_its_file_valid_for_sdv(tmp_path):
+    """Alone, the draft would read 1..5 codes and 0/1 flags as numbers and could not tell
+    01/02/2020 from 02/01/2020; with the SDV metadata each column takes SDV's type."""
+    n = 60
+    rng = np.random.default_rng(0)
+    path = tmp_path / "t.csv"
+    pd.DataFrame({
+        "id": [f"p{i:04d}" for i in range(n)],
+        "grade": rng.integers(1, 6, n),
+        "smoker": rng.integers(0, 2, n),
+        "seen": [f"{d:02d}/{m:02d}/2021" for d, m in zip(rng.integers(1, 13, n), rng.integers(1, 13, n))],
+        "weight": rng.integers(50, 100, n),
+        "age": rng.integers(20, 80, n),
+    }).to_csv(path, index=False)
+    sdv = {"METADATA_SPEC_VERSION": "SINGLE_TABLE_V1", "primary_key": "id", "columns": {
+        "id": {"sdtype": "id"}, "grade": {"sdtype": "categorical"}, "smoker": {"sdtype": "boolean"},
+        "seen": {"sdtype": "datetime", "datetime_format": "%d/%m/%Y"},
+        "weight": {"sdtype": "numerical", "computer_representation": "Float"},
+        "gone": {"sdtype": "categorical"}}}
+    meta = tmp_path / "metadata.json"
+    meta.write_text(json.dumps(sdv))
+    before = meta.read_bytes()
+
+    res = fedsynth("schema", "draft", str(path), "--from-sdv", str(meta))
+
+    assert res.returncode == 0, res.stderr
+    assert meta.read_bytes() == before  # SDV's file is read, never written
+    schema = Schema.from_json(json.loads(res.stdout))
+    alone = draft_file(path).schema
+    assert alone.column("grade").type == "numerical" and alone.column("smoker").type == "numerical"
+    assert schema.column("grade").categories == ("1", "2", "3", "4", "5")
+    assert schema.column("smoker").type == "boolean"
+    assert schema.column("seen").datetime_format == "%d/%m/%Y"
+    assert schema.column("weight").subtype == "float" and schema.column("age").subtype == "int"
+    assert schema.drop == ("id",)
+    assert "column 'gone': in the SDV metadata but not in the table" in res.stderr
+    assert "column 'age': not in the SDV metadata" in res.stderr
+    assert validate_file(path, schema).ok
+
+
+def test_from_sdv_names_a_value_that_breaks_sdvs_type(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": ["1", "2", "n/a?", "4"] * 5, "y": list("abab") * 5}).to_csv(path, index=False)
+    meta = tmp_path / "m.json"
+    meta.write_text(json.dumps({"columns": {"x": {"sdtype": "numerical"}, "y": {"sdtype": "categorical"}}}))
+    draft = draft_file(path, sdv=meta)
+    assert draft.schema.drop == ("x",)
+    assert any("'x'" in w and "'n/a?' is not a number" in w for w in draft.warnings)

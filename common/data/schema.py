@@ -139,8 +139,17 @@ class Schema:
             raise SchemaError(f"{self.source or 'schema'}: duplicate column names {dupes}")
         if not self.columns:
             raise SchemaError(f"{self.source or 'schema'}: no columns")
+        problems = []  # every column's problem at once: a file is fixed in one pass, not one run per key
         for col in self.columns:
-            _check_column(col, self.source or "schema")
+            try:
+                _check_column(col, self.source or "schema")
+            except SchemaError as exc:
+                problems.append(str(exc))
+        if len(problems) == 1:
+            raise SchemaError(problems[0])
+        if problems:
+            raise SchemaError(f"{self.source or 'schema'}: {len(problems)} columns need fixing:\n  "
+                              + "\n  ".join(problems))
         if self.constraints:  # built in Python: checked against the columns as the JSON would be
             _constraints([c.to_json() for c in self.constraints], self.columns, self.source or "schema")
 
@@ -264,13 +273,14 @@ def _check_column(col: Column, source: str) -> None:
     if col.type == "numerical":
         if col.subtype not in ("int", "float"):
             raise SchemaError(f"{where}: subtype must be 'int' or 'float', got {col.subtype!r}")
-        for key in ("min", "max"):
-            v = getattr(col, key)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-                raise SchemaError(
-                    f"{where}: needs a finite public '{key}' bound (got {v!r}); bounds must "
-                    "come from public knowledge, not from the private rows"
-                )
+        bad = [k for k in ("min", "max") if not isinstance(getattr(col, k), (int, float))
+               or isinstance(getattr(col, k), bool) or not math.isfinite(getattr(col, k))]
+        if bad:
+            got = ", ".join(f"{k}={getattr(col, k)!r}" for k in bad)
+            raise SchemaError(
+                f"{where}: needs finite public {' and '.join(repr(k) for k in bad)} bound(s) (got {got}); "
+                "bounds must come from public knowledge, not from the private rows"
+            )
         if not col.min < col.max:  # type: ignore[operator]
             raise SchemaError(f"{where}: min {col.min} must be below max {col.max}")
         if col.scale not in SCALES:
@@ -281,6 +291,7 @@ def _check_column(col: Column, source: str) -> None:
     if col.type == "datetime":
         import pandas as pd  # lazy: only datetime bounds need pandas; the CLI imports Schema at start
 
+        bad = []
         for key in ("min", "max"):
             v = getattr(col, key)
             try:
@@ -288,7 +299,9 @@ def _check_column(col: Column, source: str) -> None:
             except (TypeError, ValueError):
                 raise SchemaError(f"{where}: '{key}' must be an ISO date, got {v!r}") from None
             if v is None:
-                raise SchemaError(f"{where}: needs a public '{key}' date")
+                bad.append(key)
+        if bad:
+            raise SchemaError(f"{where}: needs public {' and '.join(repr(k) for k in bad)} date(s)")
         if not pd.Timestamp(col.min) < pd.Timestamp(col.max):
             raise SchemaError(f"{where}: min {col.min} must be before max {col.max}")
     if col.type == "categorical":
@@ -380,6 +393,11 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
             cols.append(Column(name=cname, type="datetime", **extra))
         else:
             raise SchemaError(f"{source}: column {cname!r}: SDV sdtype {sdtype!r} is not supported")
-    return Schema(columns=tuple(cols), drop=tuple(drop), name=str(name), source=source,
-                  constraints=_constraints(raw.get("constraints"), tuple(cols), source))
+    try:
+        return Schema(columns=tuple(cols), drop=tuple(drop), name=str(name), source=source,
+                      constraints=_constraints(raw.get("constraints"), tuple(cols), source))
+    except SchemaError as exc:
+        raise SchemaError(f"{exc}\n(SDV metadata holds no bounds or category lists, and SDV refuses extra keys in "
+                          f"its own file: `fedsynth schema draft DATA --from-sdv {source}` writes a fedsynth "
+                          "schema with them instead, leaving the SDV file as it is)") from None
 

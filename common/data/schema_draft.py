@@ -17,6 +17,7 @@ import math
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ from fedsynth.common.data.constraint_draft import suggest_constraints
 from fedsynth.common.data.schema import MAX_DECIMALS, MISSING_TOKENS, Column, Schema
 from fedsynth.common.data.tables import read_raw
 from fedsynth.common.errors import SchemaError
+from fedsynth.common.inputs import read_json_object
 
 MAX_CATEGORIES = 100
 POINT_MASS_SHARE = 0.2  # a single value holding this share of the rows is declared a point mass
@@ -70,14 +72,35 @@ class _Skip(Exception):
     """A column that cannot be drafted; the message says why (it becomes a warning)."""
 
 
-def draft_file(path: str | Path, name: str = "table") -> Draft:
-    """Read a local CSV or Parquet file and draft its schema; errors name the file."""
-    return draft_schema(read_raw(path), name=name, source=str(path))
+def draft_file(path: str | Path, name: str = "table", sdv: str | Path | None = None) -> Draft:
+    """Read a local CSV or Parquet file and draft its schema; errors name the file.
+
+    ``sdv``: an SDV single-table metadata file whose column types (sdtype, computer_representation,
+    datetime_format, id columns) the draft follows; only the bounds and categories come from the
+    rows. The SDV file is read, never written: it stays valid in SDV.
+    """
+    return draft_schema(read_raw(path), name=name, source=str(path),
+                        sdv=sdv_columns(sdv) if sdv is not None else None)
 
 
-def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table") -> Draft:
+def sdv_columns(path: str | Path) -> dict[str, dict[str, Any]]:
+    """The ``columns`` of an SDV single-table metadata file (optionally inside ``tables``)."""
+    raw = read_json_object(path, error=SchemaError)
+    if "tables" in raw:
+        if len(raw["tables"]) != 1:
+            raise SchemaError(f"{path}: SDV metadata with {len(raw['tables'])} tables; only single-table is supported")
+        raw = next(iter(raw["tables"].values()))
+    columns = raw.get("columns")
+    if not isinstance(columns, dict) or not all(isinstance(v, dict) for v in columns.values()):
+        raise SchemaError(f"{path}: not SDV metadata: no 'columns' object of column objects")
+    return {str(k): v for k, v in columns.items()}
+
+
+def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table",
+                 sdv: dict[str, dict[str, Any]] | None = None) -> Draft:
     """Draft one column at a time; a column that cannot be drafted is dropped with a warning.
 
+    With ``sdv`` (column name -> SDV column metadata) each column takes the type SDV declares.
     Raises SchemaError (naming ``source``) only when no column at all can be drafted.
     """
     warnings: list[str] = [(
@@ -90,10 +113,18 @@ def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table") 
                         "fedsynth reads comma-separated files")
     cols: list[Column] = []
     drop: list[str] = []
+    if sdv is not None:
+        warnings.extend(f"column {c!r}: in the SDV metadata but not in the table; left out"
+                        for c in sdv if c not in raw.columns)
     for cname in raw.columns:
         notes: list[str] = []
         try:
-            col = _draft_column(cname, raw[cname], notes)
+            if sdv is not None and cname not in sdv:
+                notes.append("not in the SDV metadata; drafted from the rows")
+            if sdv is not None and cname in sdv:
+                col = _draft_as_sdv(cname, raw[cname], sdv[cname], notes)
+            else:
+                col = _draft_column(cname, raw[cname], notes)
             _check_against_rows(col, raw[[cname]], source)
         except _Skip as why:
             col = None
@@ -162,6 +193,48 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
             return replace(_datetime(cname, dates, nullable, notes), datetime_format=_date_format(present, notes))
     _note_near_numbers(present, nums, notes)
     return _categorical(cname, present, nullable, notes)
+
+
+def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: list[str]) -> Column:
+    """A column of the type its SDV metadata declares; bounds and categories drafted from the rows."""
+    sdtype = spec.get("sdtype")
+    if sdtype == "id" or spec.get("pii"):
+        raise _Skip(f"SDV declares it {'pii' if spec.get('pii') else 'an id'}: identifiers are not synthesized")
+    text = as_text(series).reset_index(drop=True)
+    missing = text.str.lower().isin(MISSING_TOKENS)
+    nullable, present = bool(missing.any()), text[~missing]
+    if present.empty:
+        raise _Skip("no values")
+    if sdtype == "numerical":
+        nums = pd.to_numeric(present, errors="coerce")
+        if nums.isna().any() or not np.isfinite(nums.to_numpy(dtype=float)).all():
+            bad = present[nums.isna()].iloc[0] if nums.isna().any() else "inf"
+            raise _Skip(f"SDV declares it numerical, but {bad!r} is not a number")
+        col = _with_decimals(_numerical(cname, nums.to_numpy(dtype=float), nullable, notes), present, notes)
+        rep = spec.get("computer_representation")
+        if rep is not None:
+            is_int = str(rep).lower().startswith(("int", "uint"))
+            if is_int and col.subtype != "int":
+                raise _Skip(f"SDV's computer_representation {rep!r} is an integer type, but the rows hold fractions")
+            col = replace(col, subtype="int" if is_int else "float", decimals=None if is_int else col.decimals)
+        return col
+    if sdtype == "categorical":
+        return _categorical(cname, present, nullable, notes)
+    if sdtype == "boolean":
+        low = present.str.lower()
+        if not (low.isin(TRUE_TOKENS | FALSE_TOKENS).all() and low.nunique() <= 2):
+            raise _Skip("SDV declares it boolean, but its values are not two true/false spellings")
+        return _boolean(cname, present, nullable, notes)
+    if sdtype == "datetime":
+        fmt = spec.get("datetime_format")
+        dates = pd.to_datetime(present, format=fmt, errors="coerce") if fmt else \
+            pd.to_datetime(present, format="mixed", errors="coerce")
+        if dates.isna().any():
+            bad = present[dates.isna()].iloc[0]
+            raise _Skip(f"{bad!r} is not a date" + (f" in SDV's datetime_format {fmt!r}" if fmt else ""))
+        return replace(_datetime(cname, dates, nullable, notes), datetime_format=fmt or _date_format(present, notes))
+    notes.append(f"SDV sdtype {sdtype!r} has no fedsynth type; drafted from the rows")
+    return _draft_column(cname, series, notes)
 
 
 def _boolean(cname: str, present: pd.Series, nullable: bool, notes: list[str]) -> Column:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -17,6 +17,8 @@ from fedsynth.cli.shared import DataOption, OverwriteOption, SchemaForDataOption
 def schema_draft(
     data: Annotated[Path, typer.Argument(help="Local CSV or Parquet table (read only on this machine).")],
     name: Annotated[str, typer.Option(help="Name recorded in the schema.")] = "table",
+    from_sdv: Annotated[Optional[Path], typer.Option(
+        "--from-sdv", help="SDV single-table metadata to follow for column types (left unchanged).")] = None,
 ) -> None:
     """Propose a schema from a local table; prints JSON on stdout, warnings on stderr.
 
@@ -25,7 +27,7 @@ def schema_draft(
     """
     from fedsynth.common.data.schema_draft import draft_file
 
-    draft = draft_file(data, name=name)
+    draft = draft_file(data, name=name, sdv=from_sdv)
     for w in draft.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     sys.stdout.write(draft.schema.dumps() + "\n")
