@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from flwr.common.logger import update_console_handler
 from flwr.simulation import run_simulation
 
 from fedsynth.client.app import ClientSettings, make_client_app
@@ -234,7 +237,7 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
     _run_flower(plan, cfg, out, len(data.silos), print_fn)
 
     if not (out / "synthesizer" / "synthesizer.json").exists():
-        raise FedsynthError("the federated run ended without a model: see the log above and "
+        raise FedsynthError(f"the federated run ended without a model: see {out / FLOWER_LOG} and "
                             f"{out / 'events.jsonl'}")
     return finish(out, data.train, data.holdout, schema, data.label, cfg, started, print_fn)
 
@@ -258,11 +261,32 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
                        insecure_plain_aggregation=plain)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     quiet_logs()  # the ServerApp runs in this process
+    flower_log_to(out / FLOWER_LOG)
     if not sys.stderr.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's worker-line prefixes: no colour codes in a file
     run_simulation(server_app=make_server_app(run), client_app=make_client_app(resolve, secure=not plain),
                    num_supernodes=n_clients,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+
+
+FLOWER_LOG = "flower.log"
+
+
+def flower_log_to(path: Path) -> None:
+    """Flower's own lines (every SecAgg+ stage, the strategy's chatter, notices about its API) go to
+    ``path``; the console keeps fedsynth's round lines and Flower's errors. Ray's notice about
+    accelerator variables concerns GPUs this run does not use."""
+    flwr = logging.getLogger("flwr")
+    for old in [h for h in flwr.handlers if getattr(h, "fedsynth_file", False)]:  # a resumed run in one process
+        flwr.removeHandler(old)
+        old.close()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.fedsynth_file = True  # type: ignore[attr-defined]
+    flwr.addHandler(handler)
+    flwr.propagate = False  # not again through a root handler Ray installs
+    update_console_handler(level=logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*Ray will no longer override accelerator", category=FutureWarning)
 
 
 def _load_schema(out: Path) -> Schema:

@@ -43,6 +43,11 @@ def test_outputs_exist_and_are_consistent(run_dir):
     assert "round 2/2 done" in log and "3 updates securely aggregated" in log
     assert "round 1/2 done" in log and "left:" in log.split("round 1/2 done")[1].split("\n")[0]  # time left
     assert "\x1b[" not in log  # no colour codes when the output is not a terminal
+    # Flower's own lines are in their log file, not between the round lines
+    flower = (out / "flower.log").read_text()
+    assert "Secure aggregation completed" in flower and "Secure aggregation" not in log
+    assert "DEPRECATED" not in log and "Ray will no longer override" not in log
+    assert f"{out}/flower.log" in log
 
 
 def test_each_ledger_is_the_accountant_over_its_history(run_dir):

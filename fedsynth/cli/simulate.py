@@ -68,4 +68,4 @@ def simulate(
                            sample_rate=sample_rate)
     summary = run(cfg, print_fn=lambda m: err.print(m, highlight=False, markup=False))
     out.print(f"[green]done[/] in {summary['seconds']}s: {out_dir}/synthetic.csv, {out_dir}/model_card.json"
-              + (f", {out_dir}/report.html" if report else ""))
+              + (f", {out_dir}/report.html" if report else "") + f" (Flower's own log: {out_dir}/flower.log)")
