@@ -125,3 +125,33 @@ def test_datetime_columns_are_counted_and_mapped_in_days():
     days = pd.to_datetime(pd.Series(mapped) * 86400.0, unit="s")
     assert (days < "2013-04-01").mean() == pytest.approx(0.75, abs=0.03)  # March, as released
     assert days.min() >= pd.Timestamp("2013-01-01") and days.max() <= pd.Timestamp("2013-12-31")
+
+
+def test_calibrated_samples_keep_every_declared_form_with_dates_gaps_and_bounds():
+    """Nullable integers stay Int64 with their gaps, dates stay dates inside their bounds, floats keep
+    their decimals, and the released shares (a 70% category, a mode at 40) come back."""
+    from fedsynth.common.data.schema import Schema
+    from fedsynth.common.dp.plan import TrainingConfig
+    from fedsynth.common.model.tabular import ModelConfig
+    rng = np.random.default_rng(0)
+    n = 3000
+    schema = Schema.from_json({"columns": [
+        {"name": "when", "type": "datetime", "min": "2020-01-01", "max": "2021-12-31", "nullable": True},
+        {"name": "kind", "type": "categorical", "categories": ["a", "b", "c"]},
+        {"name": "hours", "type": "numerical", "subtype": "int", "min": 0, "max": 99, "nullable": True},
+        {"name": "price", "type": "numerical", "subtype": "float", "min": 0, "max": 1000, "decimals": 2},
+    ]})
+    df = pd.DataFrame({
+        "when": pd.to_datetime("2020-01-01") + pd.to_timedelta(rng.integers(0, 700, n), unit="D"),
+        "kind": rng.choice(["a", "b", "c"], n, p=[0.7, 0.2, 0.1]),
+        "hours": pd.array(np.where(rng.random(n) < 0.5, 40, rng.integers(0, 100, n)), dtype="Int64"),
+        "price": np.round(rng.gamma(2.0, 50.0, n).clip(0, 1000), 2),
+    })
+    df.loc[rng.random(n) < 0.1, "hours"] = pd.NA
+    syn = Synthesizer(schema, epsilon=3.0, training=TrainingConfig(epochs=0.5), model_config=ModelConfig(hidden=16))
+    out = syn.fit(df).sample(2000, seed=1)
+    assert str(out["hours"].dtype) == "Int64" and out["hours"].isna().any()
+    assert (out["hours"].dropna() == 40).mean() == pytest.approx(0.505, abs=0.05)  # 50% + 1% of the rest
+    assert (out["kind"] == "a").mean() == pytest.approx(0.7, abs=0.05)
+    assert out["when"].dropna().between(pd.Timestamp("2020-01-01"), pd.Timestamp("2021-12-31")).all()
+    assert (out["price"] == out["price"].round(2)).all() and out["price"].between(0, 1000).all()
