@@ -26,7 +26,7 @@ def small_csv(tmp_path, adult, adult_schema):
 
 def test_fit_sample_lineage(tmp_path, small_csv, adult_paths):
     model = tmp_path / "model"
-    r = fedsynth("fit", str(small_csv), "--schema", str(adult_paths[1]), "--epsilon", "1", "--delta", "1e-5",
+    r = fedsynth("fit", "--data", str(small_csv), "--schema", str(adult_paths[1]), "--epsilon", "1", "--delta", "1e-5",
                  "--epochs", "2", "--out", str(model))
     assert r.returncode == 0, r.stderr
     assert "epsilon spent" in r.stdout
@@ -306,3 +306,18 @@ def test_sample_calibrates_unless_told_not_to(tmp_path, tiny_model_dir, adult_sc
     plain, api = load_table(files["--no-calibrate"], adult_schema), load_table(tmp_path / "api.csv", adult_schema)
     pd.testing.assert_frame_equal(plain, api)
     assert not load_table(files["--calibrate"], adult_schema).equals(plain)
+
+
+def test_every_command_takes_the_table_as_data_and_the_old_argument_still_works(tmp_path, small_csv, adult_paths):
+    schema = str(adult_paths[1])
+    for args in (["schema", "validate", "--data", str(small_csv)], ["schema", "validate", str(small_csv)]):
+        r = fedsynth(*args, "--schema", schema)
+        assert r.returncode == 0 and "ok:" in r.stdout, r.stderr
+    r = fedsynth("schema", "draft", "--data", str(small_csv))
+    assert r.returncode == 0 and json.loads(r.stdout)["columns"], r.stderr
+    r = fedsynth("fit", "--schema", schema, "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and "no table given: pass it as --data FILE" in r.stderr
+    r = fedsynth("fit", str(small_csv), "--data", str(tmp_path / "other.csv"), "--schema", schema,
+                 "--out", str(tmp_path / "m"))
+    assert r.returncode == 2 and "given twice" in r.stderr
+    assert not (tmp_path / "m").exists()

@@ -8,14 +8,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from fedsynth.cli.shared import DataOption, OverwriteOption, SchemaForDataOption, err, load_schema, out
+from fedsynth.cli.shared import (DataOption, OverwriteOption, SchemaForDataOption, TableArgument, TableOption, err,
+                                 load_schema, out, the_table)
 
 # lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
 # so that `fedsynth --help` and the other commands do not load it.
 
 
 def schema_draft(
-    data: Annotated[Path, typer.Argument(help="Local CSV or Parquet table (read only on this machine).")],
+    table: TableArgument = None,
+    data: TableOption = None,
     name: Annotated[str, typer.Option(help="Name recorded in the schema.")] = "table",
     from_sdv: Annotated[Optional[Path], typer.Option(
         "--from-sdv", help="SDV single-table metadata to follow for column types (left unchanged).")] = None,
@@ -27,19 +29,21 @@ def schema_draft(
     """
     from fedsynth.common.data.schema_draft import draft_file
 
-    draft = draft_file(data, name=name, sdv=from_sdv)
+    draft = draft_file(the_table(table, data), name=name, sdv=from_sdv)
     for w in draft.warnings:
         err.print(f"[yellow]warning:[/] {w}", highlight=False)
     sys.stdout.write(draft.schema.dumps() + "\n")
 
 
 def schema_validate(
-    data: Annotated[Path, typer.Argument(help="CSV or Parquet table to check.")],
     schema: Annotated[Path, typer.Option("--schema", "-s", help="Schema JSON (fedsynth or SDV metadata).")],
+    table: TableArgument = None,
+    data: TableOption = None,
 ) -> None:
     """Check a table against the schema; list every violation with file, column, row, value."""
     from fedsynth.common.data.tables import validate_file
 
+    data = the_table(table, data)
     sch = load_schema(schema)
     report = validate_file(data, sch)
     if report.ok:

@@ -23,6 +23,23 @@ out = Console(soft_wrap=True)
 # Options shared by the commands that read a bundled dataset or a user's table.
 DataOption = Annotated[str, typer.Option(help="Bundled dataset name (adult, flights, taxi) or a CSV/Parquet path.")]
 SchemaForDataOption = Annotated[Optional[Path], typer.Option(help="Schema JSON; required when --data is a file.")]
+# A user's own table: --data, as every command names it; fit and schema draft/validate also take it
+# as their first argument (how they first took it).
+TableArgument = Annotated[Optional[Path], typer.Argument(help="The table (CSV or Parquet); same as --data.",
+                                                        show_default=False)]
+TableOption = Annotated[Optional[Path], typer.Option("--data", help="The table (CSV or Parquet).", show_default=False)]
+
+
+def the_table(positional: Path | None, option: Path | None) -> Path:
+    """The table given as the first argument or as ``--data`` (once)."""
+    if positional is not None and option is not None and positional != option:
+        raise FedsynthError(f"the table is given twice, as {positional} and as --data {option}; give it once")
+    table = option or positional
+    if table is None:
+        raise FedsynthError("no table given: pass it as --data FILE")
+    return table
+
+
 # Every command with --out: an existing path is only ever an earlier output of the same command,
 # replaced with this flag (see fedsynth.common.outputs); anything else there is refused.
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace what an earlier run of this command wrote at --out (never anything else).")]

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from fedsynth.cli.choices import Accountant, Model
-from fedsynth.cli.shared import OverwriteOption, err, load_schema, out, progress
+from fedsynth.cli.shared import OverwriteOption, TableArgument, TableOption, err, load_schema, out, progress, the_table
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.outputs import MODEL_FOLDER, SYNTHETIC_TABLE, check_replace
 
@@ -19,9 +19,10 @@ from fedsynth.common.outputs import MODEL_FOLDER, SYNTHETIC_TABLE, check_replace
 
 
 def fit(
-    data: Annotated[Path, typer.Argument(help="Training table (CSV or Parquet).")],
     schema: Annotated[Path, typer.Option("--schema", "-s", help="Schema JSON.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Model folder to write.")],
+    table: TableArgument = None,
+    data: TableOption = None,
     epsilon: Annotated[float, typer.Option(help="Privacy budget epsilon for the whole fit.")] = 1.0,
     delta: Annotated[float, typer.Option(help="Privacy delta; must be well below 1/rows.")] = 1e-5,
     model: Annotated[Model, typer.Option(help="Generator: a conditional VAE or GAN.")] = Model.VAE,
@@ -37,6 +38,7 @@ def fit(
     from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
     from fedsynth.common.data.tables import load_table
 
+    data = the_table(table, data)
     check_replace(out_dir, MODEL_FOLDER, overwrite=overwrite, option="--out")  # before training, not after
     torch.set_num_threads(threads)
     sch = load_schema(schema)
