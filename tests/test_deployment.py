@@ -127,7 +127,7 @@ def _signal_group(proc: subprocess.Popen, sig: int) -> None:
 def demo(tmp_path_factory) -> Path:
     """Silo files, certificates and keys, made with the CLI as in README."""
     root = tmp_path_factory.mktemp("deploy")
-    for args in (["split", "--out", "demo/silos", "--clients", "3", "--rows", "300"],
+    for args in (["split", "--out", "demo/silos", "--clients", "3", "--rows-per-silo", "300"],
                  ["certs", "--out", "demo/certs"],
                  ["keys", "--out", "demo/keys", *sum((["--name", n] for n in (*INSTITUTIONS, "clinic-x", "rogue")), [])]):
         res = run_cli(args, root)

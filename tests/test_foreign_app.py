@@ -95,7 +95,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 def attacked(tmp_path_factory):
     root = tmp_path_factory.mktemp("attack")
     names = ("hospital-a", "hospital-b")
-    for args in (["split", "--out", "silos", "--clients", "2", "--rows", "300"], ["certs", "--out", "certs"],
+    for args in (["split", "--out", "silos", "--clients", "2", "--rows-per-silo", "300"], ["certs", "--out", "certs"],
                  ["keys", "--out", "keys", "--name", names[0], "--name", names[1]]):
         res = run_cli(args, root)
         assert res.returncode == 0, res.stderr + res.stdout

@@ -148,15 +148,15 @@ def test_evaluate_refuses_a_folder_it_did_not_write(tmp_path, adult, adult_schem
 def test_split_replaces_its_own_silos_whole_and_nothing_else(tmp_path):
     foreign = tmp_path / "mine"
     before = _user_folder(foreign)
-    _refused(fedsynth("split", "--out", str(foreign), "--clients", "2", "--rows", "50", "--overwrite"), foreign)
+    _refused(fedsynth("split", "--out", str(foreign), "--clients", "2", "--rows-per-silo", "50", "--overwrite"), foreign)
     assert _snapshot(foreign) == before
 
     out = tmp_path / "silos"
-    assert fedsynth("split", "--out", str(out), "--clients", "3", "--rows", "50").returncode == 0
+    assert fedsynth("split", "--out", str(out), "--clients", "3", "--rows-per-silo", "50").returncode == 0
     first = _snapshot(out)
-    _refused(fedsynth("split", "--out", str(out), "--clients", "2", "--rows", "50"), out)
+    _refused(fedsynth("split", "--out", str(out), "--clients", "2", "--rows-per-silo", "50"), out)
     assert _snapshot(out) == first
-    assert fedsynth("split", "--out", str(out), "--clients", "2", "--rows", "50", "--seed", "1",
+    assert fedsynth("split", "--out", str(out), "--clients", "2", "--rows-per-silo", "50", "--seed", "1",
                     "--overwrite").returncode == 0
     assert sorted(p.name for p in out.glob("*.csv")) == ["client-1.csv", "client-2.csv"]  # no stale client-3
     assert _set_aside(tmp_path) == []

@@ -62,7 +62,7 @@ def split(
     data: DataOption = "adult",
     schema: SchemaForDataOption = None,
     clients: Annotated[int, typer.Option(min=1, help="Number of silo files.")] = 3,
-    rows: Annotated[int, typer.Option(min=1, help="Rows per silo.")] = 400,
+    rows: Annotated[int, typer.Option("--rows-per-silo", min=1, help="Rows in each silo file (--rows is synthetic rows elsewhere).")] = 400,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
     overwrite: OverwriteOption = False,
 ) -> None:
