@@ -14,8 +14,9 @@ taxi trips with a rare positive class) it takes the README command's 80/20 holdo
   venv or a failing anchor is recorded, not fatal.
 
 Every number is :func:`fedsynth.simulations.quality.quick_quality`'s (TSTR ROC AUC on the real
-holdout, TRTR the real-data ceiling, mean 1-way and 2-way TVD against the training rows; the
-real holdout's TVDs as the sampling-noise floor). Prints per-table means and the mean over the
+holdout, TRTR the real-data ceiling, mean 1-way and 2-way TVD against the training rows, and
+the real-vs-synthetic detection ROC AUC, 0.5 when a classifier cannot tell them apart; the real
+holdout's scores as the sampling-noise floor). Prints per-table means and the mean over the
 suite for each system; ``--json PATH`` writes every run.
 
     python bench/suite.py --repeats 3                          # epsilon 1, 5 Dirichlet silos
@@ -51,7 +52,7 @@ from fedsynth.simulations.quality import DEFINITION, quick_quality
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ("mst", "aim", "dpctgan", "patectgan")
 ANCHOR_EPOCHS = 30
-METRICS = ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way")
+METRICS = ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc")
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,7 @@ class Run:
     tvd_1way: float
     tvd_2way: float
     seconds: float
+    detection_auc: float | None = None  # real-vs-synthetic classifier; 0.5 = indistinguishable
 
 
 @dataclass
@@ -91,10 +93,12 @@ class TableInfo:
     positive_share: float
     tvd_1way_floor: float
     tvd_2way_floor: float
+    detection_auc_floor: float | None = None
 
 
 def as_run(q: dict, seconds: float) -> Run:
-    return Run(q.get("tstr_auc"), q.get("trtr_auc"), q["tvd_1way"], q["tvd_2way"], round(seconds, 1))
+    return Run(q.get("tstr_auc"), q.get("trtr_auc"), q["tvd_1way"], q["tvd_2way"], round(seconds, 1),
+               q.get("detection_auc"))
 
 
 def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: float, delta: float, seed: int,
@@ -124,7 +128,7 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
     train, holdout = holdout_split(df, 0.2, args.seed)
     floor = quick_quality(train, holdout, holdout, schema, None, floor=True)
     info = TableInfo(name, len(train), len(holdout), len(schema.columns), label, bundled.positive_share,
-                     floor["tvd_1way_floor"], floor["tvd_2way_floor"])
+                     floor["tvd_1way_floor"], floor["tvd_2way_floor"], floor.get("detection_auc_floor"))
     plans = {noise: (build_plan(args.settings, schema, args.seed) if noise == "local" else
                      build_shared_plan(args.settings, schema, args.seed, len(train), args.clients, args.epsilon,
                                        args.delta)) for noise in args.noise}
@@ -165,7 +169,8 @@ def _fmt(v: float | None) -> str:
 
 
 def _scores(run: Run) -> str:
-    return f"TSTR {_fmt(run.tstr_auc)}  1-way TVD {_fmt(run.tvd_1way)}  2-way TVD {_fmt(run.tvd_2way)}"
+    return (f"TSTR {_fmt(run.tstr_auc)}  1-way TVD {_fmt(run.tvd_1way)}  2-way TVD {_fmt(run.tvd_2way)}  "
+            f"detection AUC {_fmt(run.detection_auc)}")
 
 
 def suite_means(cells: list[Cell]) -> dict[str, dict[str, float | None]]:
@@ -180,7 +185,7 @@ def suite_means(cells: list[Cell]) -> dict[str, dict[str, float | None]]:
 
 
 def print_summary(infos: list[TableInfo], cells: list[Cell], means: dict) -> None:
-    print(f"\n{'table':<8} {'system':<36} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6}  runs")
+    print(f"\n{'table':<8} {'system':<36} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6} {'detect':>6}  runs")
     for info in infos:
         for c in (c for c in cells if c.table == info.name):
             if c.error and not c.runs:
@@ -188,7 +193,7 @@ def print_summary(infos: list[TableInfo], cells: list[Cell], means: dict) -> Non
                 continue
             print(f"{info.name:<8} {c.system:<36} " + " ".join(_fmt(c.mean(m)) for m in METRICS) + f"  {len(c.runs)}")
         print(f"{info.name:<8} {'real holdout (TVD floor)':<36} {'':>6} {'':>6} {_fmt(info.tvd_1way_floor)} "
-              f"{_fmt(info.tvd_2way_floor)}")
+              f"{_fmt(info.tvd_2way_floor)} {_fmt(info.detection_auc_floor)}")
     for system, m in means.items():
         print(f"{'MEAN':<8} {system:<36} " + " ".join(_fmt(m[k]) for k in METRICS) + f"  over {m['tables']} tables")
 
