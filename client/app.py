@@ -220,7 +220,7 @@ class Institution:
             return sent[0], replace(sent[1], replayed=1.0)
         counts = self._noisy_counts(ledger, plan, encoder.count_blocks(df, x_np), encoder.count_sizes)
         freqs = frequencies_from_counts(counts)  # category frequencies, then numerical histograms
-        model.conditioner.probs = freqs[: len(encoder.conditionable)]
+        model.conditioner.probs = encoder.split_counts(freqs)[0]
         # Spend first (atomically, on disk), then compute, keep and send.
         if plan.shared_noise is not None:
             packed, metrics = self._shared_step(model, ledger, x_np, arrays, counts, plan, rp, server_round,

@@ -154,9 +154,8 @@ class Synthesizer:
         freqs = noisy_frequencies(self.encoder.count_blocks(df, x_np), plan["frequency_noise"])
         # Spend first, then use: the history records each release before its result is used.
         self.privacy.history.append(gaussian_counts_release(plan["frequency_noise"]))
-        n_cond = len(self.encoder.conditionable)
-        self.model = build_model(self.encoder, self.model_config, cond_probs=freqs[:n_cond])
-        self.marginals = freqs[n_cond:]
+        cond_probs, self.marginals = self.encoder.split_counts(freqs)
+        self.model = build_model(self.encoder, self.model_config, cond_probs=cond_probs)
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
         steps, done = int(plan["steps"]), 0
         bar = progress_bar("training") if verbose else None

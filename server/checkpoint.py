@@ -107,11 +107,9 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
     # The training settings the clients ran: the plan fixes the category-frequency noise, the
     # rest (the accountant included) are the defaults every institution uses.
     training = TrainingConfig(marginal_noise=plan.marginal_noise)
-    freqs = list(ckpt.freqs or [])
-    n_cond = len(TableEncoder(schema).conditionable)  # then one histogram per numerical column
+    cond_probs, marginals = TableEncoder(schema).split_counts(list(ckpt.freqs or []))
     meta = ModelMeta(
-        schema=schema, model_config=plan.model, training=training, cond_probs=freqs[:n_cond],
-        marginals=freqs[n_cond:],
+        schema=schema, model_config=plan.model, training=training, cond_probs=cond_probs, marginals=marginals,
         privacy=PrivacyRecord(max(eps_values) if eps_values else 0.0, max(deltas) if deltas else 0.0,
                               training.accountant, [], max(eps_values) if eps_values else None, per_client=True),
         info={"trained_at": utc_now(), "started": ckpt.started},

@@ -251,6 +251,11 @@ class TableEncoder:
         categories, then every numerical and datetime column's histogram."""
         return [s.size for s in self.conditionable] + [h.size for h in self.histograms]
 
+    def split_counts(self, blocks: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Blocks laid out as :attr:`count_sizes` -> (one per conditionable column, one per histogram)."""
+        n = len(self.conditionable)
+        return list(blocks[:n]), list(blocks[n:])
+
     def count_blocks(self, df: pd.DataFrame, x: np.ndarray) -> list[np.ndarray]:
         """What the counts release sums, block by block (:attr:`count_sizes`): the one-hot rows of
         each conditionable column (from the encoded ``x``), then each histogram's counts (from ``df``)."""
