@@ -79,8 +79,7 @@ def calibrated_rows(generate: Callable[[int], np.ndarray], encoder: TableEncoder
     codes = [pool[:, s.start : s.end].argmax(axis=1) for s in encoder.conditionable]
     rows = pool[weighted_draw(raking_weights(codes, category_freqs), n, rng)]
     df = encoder.decode(rows, seed=int(rng.integers(2**62)))
-    columns = {c.name: c for c in encoder.schema.columns}
     for layout, freqs in zip(encoder.histograms, histograms):
         mapped = layout.quantile_map(layout.values(df[layout.column]), freqs, rng)
-        df[layout.column] = from_days(mapped) if layout.datetime else as_declared(mapped, columns[layout.column])
+        df[layout.column] = from_days(mapped) if layout.datetime else as_declared(mapped, encoder.schema.column(layout.column))
     return df

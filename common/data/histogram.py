@@ -104,23 +104,23 @@ class NumericHistogram:
         mass = np.clip(np.asarray(freqs, dtype=float)[: len(self.atoms) + self.bins], 0.0, None)
         if m == 0 or mass.sum() <= 0:
             return x
-        # cells in value order: an atom sits on a bin edge and comes before the bin it starts
+        # cells in value order: an atom sits on a bin edge and comes before the bin it starts;
+        # an atom's left and right are its value, a bin's its edges on the column's scale
         t_edges = np.asarray(self.edges)
-        cells = [(_scale(np.array([a]), self.lo, self.log)[0], 0, a, a) for a in self.atoms]
-        cells += [(t_edges[i], 1, t_edges[i], t_edges[i + 1]) for i in range(self.bins)]
-        order = sorted(range(len(cells)), key=lambda i: cells[i][:2])
+        atoms = np.asarray(self.atoms, dtype=float)
+        position = np.concatenate([_scale(atoms, self.lo, self.log), t_edges[:-1]])
+        is_bin = np.concatenate([np.zeros(len(atoms), dtype=bool), np.ones(self.bins, dtype=bool)])
+        order = np.lexsort((is_bin, position))
+        left = np.concatenate([atoms, t_edges[:-1]])[order]
+        right = np.concatenate([atoms, t_edges[1:]])[order]
+        is_bin = is_bin[order]
         cum = np.concatenate([[0.0], np.cumsum(mass[order])]) / mass.sum()
         ranks = np.empty(m)
         ranks[np.lexsort((rng.random(m), x[present]))] = (np.arange(m) + 0.5) / m
         k = np.clip(np.searchsorted(cum, ranks, side="right") - 1, 0, len(order) - 1)
         frac = np.clip((ranks - cum[k]) / np.maximum(cum[k + 1] - cum[k], 1e-12), 0.0, 1.0)
-        kind = np.array([cells[order[i]][1] for i in k])
-        left = np.array([cells[order[i]][2] for i in k])
-        right = np.array([cells[order[i]][3] for i in k])
-        inside = _unscale(left + frac * (right - left), self.lo, self.log)  # bins: within the bin, on its scale
-        out = np.where(kind == 0, left, inside)
-        if self.integer:
-            out = np.where(kind == 0, out, np.round(out))
+        inside = _unscale(left[k] + frac * (right[k] - left[k]), self.lo, self.log)  # within the bin, on its scale
+        out = np.where(is_bin[k], np.round(inside) if self.integer else inside, left[k])
         x[present] = np.clip(out, self.lo, self.hi)
         return x
 
