@@ -119,12 +119,13 @@ def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table",
     for cname in raw.columns:
         notes: list[str] = []
         try:
-            if sdv is not None and cname not in sdv:
+            spec = sdv.get(cname) if sdv is not None else None
+            if sdv is not None and spec is None:
                 notes.append("not in the SDV metadata; drafted from the rows")
-            if sdv is not None and cname in sdv:
-                col = _draft_as_sdv(cname, raw[cname], sdv[cname], notes)
-            else:
+            if spec is None:
                 col = _draft_column(cname, raw[cname], notes)
+            else:
+                col = _draft_as_sdv(cname, raw[cname], spec, notes)
             _check_against_rows(col, raw[[cname]], source)
         except _Skip as why:
             col = None
@@ -165,13 +166,17 @@ def _check_against_rows(col: Column, rows: pd.DataFrame, source: str) -> None:
         raise _Skip(f"the drafted {col.type} description would not validate ({report.violations[0]})")
 
 
-def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
+def _present(series: pd.Series) -> tuple[pd.Series, bool]:
+    """A column's non-missing texts and whether any were missing; a column with none is skipped."""
     text = as_text(series).reset_index(drop=True)
     missing = text.str.lower().isin(MISSING_TOKENS)
-    nullable = bool(missing.any())
-    present = text[~missing]
-    if present.empty:
+    if missing.all():
         raise _Skip("no values")
+    return text[~missing], bool(missing.any())
+
+
+def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
+    present, nullable = _present(series)
     if (present.str.len() > MAX_FIELD_CHARS).any():
         raise _Skip(f"values longer than {MAX_FIELD_CHARS} characters, looks like free text")
     low = present.str.lower()
@@ -200,11 +205,7 @@ def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: li
     sdtype = spec.get("sdtype")
     if sdtype == "id" or spec.get("pii"):
         raise _Skip(f"SDV declares it {'pii' if spec.get('pii') else 'an id'}: identifiers are not synthesized")
-    text = as_text(series).reset_index(drop=True)
-    missing = text.str.lower().isin(MISSING_TOKENS)
-    nullable, present = bool(missing.any()), text[~missing]
-    if present.empty:
-        raise _Skip("no values")
+    present, nullable = _present(series)
     if sdtype == "numerical":
         nums = pd.to_numeric(present, errors="coerce")
         if nums.isna().any() or not np.isfinite(nums.to_numpy(dtype=float)).all():
