@@ -9,19 +9,27 @@ size (``default_batch_size``), Adam. Variants:
 * ``hooks``     Opacus ``GradSampleModule`` (per-sample gradients materialised by hooks);
 * ``functorch`` the same with ``force_functorch=True`` (per-sample gradients via torch.func);
 * ``ew``        Opacus' expanded-weights module (per-sample gradients via ExpandedWeights);
-* ``ghost``     ghost clipping, exactly as fedsynth builds it (``fedsynth.common.dp.dp_sgd.DPSGD``):
+* ``ghost``     Opacus' ghost clipping, as fedsynth builds it (``fedsynth.common.dp.dp_sgd.DPSGD``):
   per-sample gradient *norms* from activations and output gradients, then a second
   backward pass with the clipping factors folded into the loss; noise and Poisson batches
   from fedsynth's ChaCha20 stream (``hooks`` is built by ``DPSGD`` too; ``functorch`` and
-  ``ew`` use Opacus' own optimizer and noise).
+  ``ew`` use Opacus' own optimizer and noise);
+* ``bookkeeping`` fedsynth's default engine (``fedsynth.common.dp.bookkeeping``, through
+  ``DPSGD``): per-row norms and the clipped sum from one backward pass, same noise and batches.
 
 Why interleaved: the machine is shared, so absolute times drift; every repetition runs one
 epoch of every variant in a shuffled order and the ratio to ``nondp`` is taken within that
 repetition; the median over repetitions is reported. Each step is also split into phases
 (batch preparation, forward, loss + backward, optimiser step incl. clipping and noise) to
-show where the time goes. GPU numbers are not measured here (no GPU on this machine).
+show where the time goes (for ``bookkeeping`` "backward" is the one backward pass, the
+per-row norms, the clipped sums and the noise; "optimizer" is Adam alone).
 
-    python bench/dp_cost.py [--reps 7] [--slow-reps 2] [--threads 1 2] [--batch 0 512] [--json bench/results/dp_cost.json]
+``--device cuda`` runs the same comparison on a GPU: network, batches and the training table
+on the device, the Poisson sample and the ChaCha20 noise drawn on the CPU and copied over (as
+fedsynth does), ``torch.cuda.synchronize()`` before every clock reading.
+
+    python bench/dp_cost.py [--reps 7] [--slow-reps 2] [--threads 1 2] [--batch 0 512] [--device cpu]
+                            [--json bench/results/dp_cost.json]
 
 ``--batch 0`` means fedsynth's default expected batch for the table (2048 on Adult's 26k rows).
 """
@@ -51,7 +59,7 @@ from fedsynth.common.dp.plan import default_batch_size
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 
-MODES = ("nondp", "hooks", "functorch", "ew", "ghost")
+MODES = ("nondp", "hooks", "functorch", "ew", "ghost", "bookkeeping")
 PHASES = ("batch", "forward", "backward", "optimizer")
 NOISE = 1.0  # the noise multiplier's value does not change the cost
 
@@ -64,6 +72,7 @@ class Variant:
     module: torch.nn.Module
     optimizer: torch.optim.Optimizer
     loss: torch.nn.Module
+    trainer: DPSGD | None = None  # the single-pass engine's steps go through fedsynth's trainer
     phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
     steps: int = 0
     sampler: ChaChaStream = field(default_factory=ChaChaStream.from_os)
@@ -75,10 +84,12 @@ def build_variant(mode: str, model, dim: int, batch: int) -> Variant:
     loss = VAELoss(model.encoder.segments, dim, cfg.latent, cfg.beta)
     if mode == "nondp":
         return Variant(mode, net, torch.optim.Adam(net.parameters(), lr=cfg.lr), loss)
-    if mode in ("ghost", "hooks"):
+    if mode in ("ghost", "hooks", "bookkeeping"):
         # fedsynth's own construction (what clients run)
         t = DPSGD(net, loss, DPStepConfig(NOISE, cfg.max_grad_norm, batch, cfg.lr, grad_sample_mode=mode))
-        return Variant(mode, t.module, t.optimizer, t._dp_loss or loss)
+        if t.engine != mode:
+            raise RuntimeError(f"DPSGD fell back from {mode} to {t.engine}")
+        return Variant(mode, t.module, t.optimizer, t._dp_loss or loss, t if mode == "bookkeeping" else None)
     from opacus import GradSampleModule
     from opacus.grad_sample import GradSampleModuleExpandedWeights
     from opacus.optimizers import DPOptimizer
@@ -98,24 +109,38 @@ def run_epoch(v: Variant, model, x: torch.Tensor, q: float, steps: int, g: torch
     training loop would. The difference shows up in the "batch" phase."""
     v.module.train()
     sampler = g if v.mode == "nondp" else v.sampler
-    start = time.perf_counter()
+    cuda = x.device.type == "cuda"
+
+    def clock() -> float:
+        if cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    start = clock()
     for _ in range(steps):
-        t0 = time.perf_counter()
-        idx = poisson_indices(len(x), q, sampler)
+        t0 = clock()
+        idx = poisson_indices(len(x), q, sampler).to(x.device)
         b = x[idx]
-        inputs = torch.cat([b, model.conditioner.from_rows(b, g)], dim=1)
-        t1 = time.perf_counter()
-        v.optimizer.zero_grad(set_to_none=True)
-        out = v.module(inputs)
-        t2 = time.perf_counter()
-        v.loss(out, b).backward()
-        t3 = time.perf_counter()
-        v.optimizer.step()
-        t4 = time.perf_counter()
+        inputs = torch.cat([b, model.conditioner.from_rows(b.cpu(), g).to(x.device)], dim=1)
+        t1 = clock()
+        if v.trainer is not None:
+            losses = v.trainer.row_losses(lambda m: m(inputs), b)
+            t2 = clock()
+            v.trainer.noisy_gradient(losses)
+            t3 = clock()
+            v.trainer.base_optimizer.step()
+        else:
+            v.optimizer.zero_grad(set_to_none=True)
+            out = v.module(inputs)
+            t2 = clock()
+            v.loss(out, b).backward()
+            t3 = clock()
+            v.optimizer.step()
+        t4 = clock()
         for k, dt in zip(PHASES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             v.phases[k] += dt
         v.steps += 1
-    return time.perf_counter() - start
+    return clock() - start
 
 
 SLOW = ("hooks", "functorch", "ew")  # 20-50x slower: a few repetitions pin their ratio down
@@ -132,6 +157,7 @@ def measure(x: torch.Tensor, encoder: TableEncoder, threads: int, batch: int, re
     g = torch.Generator().manual_seed(seed)
     for mode in modes:
         model = build_model(encoder, ModelConfig())  # a fresh default network per variant
+        model.net.to(x.device)
         try:
             v = build_variant(mode, model, encoder.dim, batch)
             run_epoch(v, model, x, q, 1, g)  # warm-up step (allocations, hooks), not timed
@@ -179,13 +205,14 @@ def main() -> None:
     ap.add_argument("--batch", type=int, nargs="+", default=[0, 512], help="expected batch; 0 = fedsynth default")
     ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU variant")
     ap.add_argument("--json", default="bench/results/dp_cost.json")
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
     df, schema, _ = load_dataset("adult")
     train, _ = holdout_split(df, 0.2, args.seed)
     encoder = TableEncoder(schema)
-    x = torch.from_numpy(encoder.encode(train))
+    x = torch.from_numpy(encoder.encode(train)).to(args.device)
     results = []
     for threads in args.threads:
         for b in args.batch:
@@ -203,7 +230,8 @@ def main() -> None:
         f"--{k} {' '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in vars(args).items()),
         "torch": torch.__version__, "opacus": __import__("opacus").__version__, "python": platform.python_version(),
         "cpu": platform.processor() or platform.machine(), "model": "fedsynth VAE, default ModelConfig",
-        "encoded_dim": encoder.dim, "gpu": "not measured (no GPU on this machine)"}
+        "encoded_dim": encoder.dim, "device": args.device,
+        "gpu": torch.cuda.get_device_name() if x.device.type == "cuda" else None}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     print(f"\nwrote {args.json}")

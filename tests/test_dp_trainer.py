@@ -20,7 +20,7 @@ def _regression_step(trainer, batch, rng):
     return trainer.step(lambda m: m(batch[:, :3]), batch[:, 3:])
 
 
-@pytest.mark.parametrize("mode", ["ghost", "hooks"])
+@pytest.mark.parametrize("mode", ["bookkeeping", "ghost", "hooks"])
 def test_runs_exactly_the_scheduled_steps_and_carries_the_optimiser(mode):
     torch.manual_seed(0)
     net, x = nn.Linear(3, 1), torch.randn(200, 4)

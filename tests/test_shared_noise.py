@@ -14,7 +14,7 @@ from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.tables import write_table
 from fedsynth.common.dp.accounting import calibrate_shared_noise, epsilon_spent, rows_from_counts
 from fedsynth.common.dp.shared_noise import ALONE, SharedNoise, SharedNoiseRelease
-from fedsynth.common.dp.shared_step import clipped_gradient_sum
+from fedsynth.common.dp.shared_step import clipped_gradient_sum, clipped_total
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, model_arrays,
                                                  pack_shared_update, shared_grid, shared_threshold)
@@ -175,8 +175,9 @@ def test_t_must_leave_a_secret_share():
         SharedNoise(sample_rate=0.1, noise_multiplier=1.0, collusion_tolerance=3, min_contributors=3)
 
 
-def test_the_clipped_gradient_sum_is_the_sum_of_each_rows_clipped_gradient():
-    """Ghost clipping against the definition: one backward pass per row, clip, add."""
+@pytest.mark.parametrize("engine", ["bookkeeping", "ghost"])
+def test_the_clipped_gradient_sum_is_the_sum_of_each_rows_clipped_gradient(engine):
+    """Both engines against the definition: one backward pass per row, clip, add."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(), torch.nn.Linear(5, 3))
     rows = torch.randn(40, 6) * 3
@@ -184,14 +185,18 @@ def test_the_clipped_gradient_sum_is_the_sum_of_each_rows_clipped_gradient():
     def per_row(module, batch):
         return ((module(batch) - 1.0) ** 2).sum(dim=1)
 
-    expected = np.zeros(sum(p.numel() for p in net.parameters()))
+    grads = []
     for r in rows:
         net.zero_grad()
         per_row(net, r[None]).sum().backward()
-        g = torch.cat([p.grad.reshape(-1) for p in net.parameters()]).double()
-        expected += (g * min(1.0, 0.5 / float(g.norm()))).numpy()
-    gsm = GradSampleModuleFastGradientClipping(net, batch_first=True, loss_reduction="sum", max_grad_norm=0.5,
-                                               use_ghost_clipping=True)
-    got = clipped_gradient_sum(gsm, per_row, rows)
-    gsm._close()
+        grads.append(torch.cat([p.grad.reshape(-1) for p in net.parameters()]).double())
+    clip = float(np.median([float(g.norm()) for g in grads]))  # rows on both sides of the bound
+    expected = sum((g * min(1.0, clip / float(g.norm()))).numpy() for g in grads)
+    if engine == "bookkeeping":
+        got = clipped_total(net, per_row, rows, clip)
+    else:
+        gsm = GradSampleModuleFastGradientClipping(net, batch_first=True, loss_reduction="sum", max_grad_norm=clip,
+                                                   use_ghost_clipping=True)
+        got = clipped_gradient_sum(gsm, per_row, rows)
+        gsm._close()
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -1,8 +1,9 @@
 """One institution's part of a shared-noise DP-SGD step (see :mod:`fedsynth.common.dp.shared_noise`).
 
 The step: a Poisson sample of the institution's rows at the plan's rate, each example's
-gradient clipped to C and summed (Opacus' ghost clipping), rounded once onto
-the public integer grid (one example moves the rounded sum by at most ``Delta2``, see
+gradient clipped to C and summed (the single-pass engine of :mod:`fedsynth.common.dp.bookkeeping`,
+or Opacus' ghost clipping for a network it does not cover), rounded once onto the public
+integer grid (one example moves the rounded sum by at most ``Delta2``, see
 :mod:`fedsynth.common.dp.integer_noise`), each coordinate clipped to the field's signal bound,
 plus the institution's Skellam noise share. The result is an integer vector; SecAgg+ adds the
 contributions up and the coordinator turns the sum into the pooled step
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedsynth.common.dp.bookkeeping import BookkeepingClipper, UnsupportedNetwork
 from fedsynth.common.dp.dp_sgd import poisson_indices
 from fedsynth.common.dp.integer_noise import IntegerGrid, signal_bound, skellam_noise, stochastic_round
 from fedsynth.common.dp.rng import ChaChaStream
@@ -43,7 +45,7 @@ def parameter_dim(module: nn.Module) -> int:
 
 
 def clipped_gradient_sum(gsm: nn.Module, per_row_loss: PerRowLoss, rows: torch.Tensor) -> np.ndarray:
-    """(d,) float64: the sum over ``rows`` of each row's gradient clipped to the module's
+    """(d,) float64: the sum over ``rows`` of each row's gradient clipped to the Opacus wrapper's
     ``max_grad_norm``, by Opacus' ghost clipping: the first backward pass gives each row's
     gradient norm without materialising per-row gradients, the second the clipped sum as the
     gradient of the rows' losses weighted by their clipping factors (as Opacus' DP loss does)."""
@@ -63,26 +65,47 @@ def clipped_gradient_sum(gsm: nn.Module, per_row_loss: PerRowLoss, rows: torch.T
     return total
 
 
+def clipped_total(module: nn.Module, per_row_loss: PerRowLoss, rows: torch.Tensor, clip_norm: float) -> np.ndarray:
+    """(d,) float64: the sum over ``rows`` of each row's gradient clipped to ``clip_norm``, in chunks
+    of :data:`CHUNK` rows; one backward pass a chunk where the single-pass engine covers the
+    network, Opacus' ghost clipping (two passes) where it does not."""
+    total = np.zeros(parameter_dim(module), dtype=np.float64)
+    try:
+        clipper = BookkeepingClipper(module, clip_norm)
+    except UnsupportedNetwork:
+        clipper = None
+    if clipper is None:
+        # lazy: opacus takes ~2 s to import; only networks the single-pass engine lacks need it
+        from opacus.grad_sample import GradSampleModuleFastGradientClipping
+
+        gsm = GradSampleModuleFastGradientClipping(module, batch_first=True, loss_reduction="sum",
+                                                   max_grad_norm=clip_norm, use_ghost_clipping=True)
+        try:
+            for start in range(0, len(rows), CHUNK):
+                total += clipped_gradient_sum(gsm, per_row_loss, rows[start : start + CHUNK])
+        finally:
+            gsm._close()
+            for p in module.parameters():
+                if hasattr(p, "_norm_sample"):
+                    del p._norm_sample
+        return total
+    try:
+        for start in range(0, len(rows), CHUNK):
+            chunk = rows[start : start + CHUNK]
+            grads = clipper.clipped_sum(lambda m: per_row_loss(m, chunk)).grads
+            total += torch.cat([g.reshape(-1) for g in grads]).to(torch.float64).numpy()
+    finally:
+        clipper.close()
+    return total
+
+
 def shared_contribution(module: nn.Module, per_row_loss: PerRowLoss, x: torch.Tensor, sample_rate: float,
                         grid: IntegerGrid, mu_share: float, stream: ChaChaStream | None = None) -> Contribution:
     """This institution's integer contribution to one shared-noise step on ``module``'s current weights."""
-    # lazy: opacus takes ~2 s to import; the coordinator and `fedsynth sample` never train
-    from opacus.grad_sample import GradSampleModuleFastGradientClipping
-
     stream = stream or ChaChaStream.from_os()
     idx = poisson_indices(len(x), sample_rate, stream)
-    total = np.zeros(grid.dim, dtype=np.float64)
-    gsm = GradSampleModuleFastGradientClipping(module, batch_first=True, loss_reduction="sum",
-                                               max_grad_norm=grid.clip_norm, use_ghost_clipping=True)
-    try:
-        gsm.train()
-        for start in range(0, len(idx), CHUNK):
-            total += clipped_gradient_sum(gsm, per_row_loss, x[idx[start : start + CHUNK]])
-    finally:
-        gsm._close()
-        for p in module.parameters():
-            if hasattr(p, "_norm_sample"):
-                del p._norm_sample
+    module.train()
+    total = clipped_total(module, per_row_loss, x[idx], grid.clip_norm)
     bound = signal_bound(mu_share, grid.dim)
     integers = np.clip(stochastic_round(total, grid, stream), -bound, bound) + skellam_noise(mu_share, grid.dim, stream)
     shapes = [p.shape for p in module.parameters() if p.requires_grad]

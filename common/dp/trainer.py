@@ -41,7 +41,7 @@ class DPOptimizerConfig:
 
     max_grad_norm: float
     lr: float
-    grad_sample_mode: str = "ghost"
+    grad_sample_mode: str = "bookkeeping"
     betas: tuple[float, float] = (0.9, 0.999)
 
 

@@ -44,7 +44,7 @@ class ModelConfig:
     latent: int = 8  # VAE latent / GAN noise size
     lr: float = 1e-2
     max_grad_norm: float = 1.0
-    grad_sample_mode: str = "ghost"
+    grad_sample_mode: str = "bookkeeping"
     beta: float = 1.0  # VAE KL weight
     gen_steps_per_disc: int = 1  # GAN
 
