@@ -44,12 +44,14 @@ def test_noise_comes_from_the_stream_not_torchs_generator():
     assert np.corrcoef(a, c)[0, 1] < 0.1
 
 
-def test_ghost_clipping_step_uses_the_stream():
+@pytest.mark.parametrize("engine", ["bookkeeping", "ghost"])
+def test_a_training_step_uses_the_stream(engine):
     def one_step(key):
         torch.manual_seed(0)
         net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 1))
-        trainer = DPSGD(net, nn.MSELoss(), DPStepConfig(1.0, 1.0, 16, 0.1),
+        trainer = DPSGD(net, nn.MSELoss(), DPStepConfig(1.0, 1.0, 16, 0.1, grad_sample_mode=engine),
                         noise_stream=ChaChaStream(key))
+        assert trainer.engine == engine
         x, y = torch.randn(16, 6), torch.randn(16, 1)
         trainer.step(lambda m: m(x), y)
         return torch.cat([p.detach().ravel() for p in trainer.close().parameters()])
