@@ -14,6 +14,9 @@ releases, composed by one Opacus accountant:
 
 The epsilon the object reports is recomputed from that history, never copied from the
 target. Saving and loading go through :mod:`fedsynth.common.artifact`.
+
+The schema's id columns are never learned from; every sample gets fresh ones, unique within
+it (:func:`fedsynth.common.data.cells.with_ids`).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from fedsynth.common.artifact import (
     write_model,
 )
 from fedsynth.common.calibration import POOL_FACTOR, calibrated_rows
-from fedsynth.common.data.cells import coerce
+from fedsynth.common.data.cells import coerce, with_ids
 from fedsynth.common.data.constraints import Rejections, repair
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
@@ -182,7 +185,8 @@ class Synthesizer:
         """``data`` typed against the schema, or the DataError a table file with these cells gets."""
         if not isinstance(data, pd.DataFrame):
             raise DataError(f"fit() takes a pandas DataFrame, got {type(data).__name__}")
-        df, report = coerce(data, self.schema, FRAME_LABEL)
+        # a typed frame (load_table's) holds no ids; they are checked when present, never learned from
+        df, report = coerce(data, self.schema, FRAME_LABEL, require_ids=False)
         report.raise_if_bad()
         return df
 
@@ -215,16 +219,20 @@ class Synthesizer:
             if rows < 0:
                 raise FedsynthError(f"condition {values}: num_rows must be >= 0, got {rows}")
             self._parse_conditions(values)
+        self._check_id_room(sum(rows for _, rows in wanted))
         frames = [self.sample(rows, conditions=values, seed=_chunk_seed(seed, i), max_tries=max_tries)
                   for i, (values, rows) in enumerate(wanted)]
-        return pd.concat(frames, ignore_index=True) if frames else self.sample(0)
+        rows = pd.concat(frames, ignore_index=True) if frames else self.sample(0)
+        # each frame numbered its ids from 0: renumbered over the whole table, so they stay unique
+        return with_ids(rows.drop(columns=[c.name for c in self.schema.ids]), self.schema)
 
     def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
                     max_tries: int = 50, chunk_rows: int = SAMPLE_CHUNK_ROWS) -> Iterator[pd.DataFrame]:
         """``n`` synthetic rows as DataFrames of at most ``chunk_rows`` rows, generated one at a time.
 
         Memory stays bounded whatever ``n`` is (up to :data:`MAX_STREAM_ROWS`). Everything
-        that can be refused (``n``, the conditions) is checked before the first chunk. A seeded
+        that can be refused (``n``, the conditions, ids beyond their format's room) is checked before
+        the first chunk. A seeded
         run is reproducible, and its first chunk is what a single call with that seed gives.
         """
         if self.model is None:
@@ -235,9 +243,15 @@ class Synthesizer:
             raise FedsynthError(f"{n:,} rows is more than one call generates (at most {MAX_STREAM_ROWS:,}); "
                                 "generate fewer, or several files with different seeds")
         parsed = self._parse_conditions(conditions) if conditions else None
+        self._check_id_room(n)
         starts = range(0, n, chunk_rows) if n else range(1)
-        return (self._sample_chunk(min(chunk_rows, n - start), conditions, parsed, _chunk_seed(seed, i), max_tries)
+        return (with_ids(self._sample_chunk(min(chunk_rows, n - start), conditions, parsed, _chunk_seed(seed, i),
+                                            max_tries), self.schema, start)
                 for i, start in enumerate(starts))
+
+    def _check_id_room(self, n: int) -> None:
+        for col in self.schema.ids:
+            col.check_room(n)
 
     def _sample_chunk(self, n: int, conditions: Mapping[str, Any] | None, parsed: Mapping[str, Any] | None,
                       seed: int | None, max_tries: int) -> pd.DataFrame:

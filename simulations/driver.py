@@ -36,6 +36,7 @@ from flwr.simulation import run_simulation
 from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.client.ledger import Ledger, ledger_exists
 from fedsynth.common.atomic import atomic_write_text
+from fedsynth.common.data.cells import with_ids
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import write_table
 from fedsynth.common.dp.accounting import check_privacy_params
@@ -208,11 +209,12 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
               print_fn: Callable[[str], None]) -> dict[str, Any]:
     schema = data.schema
     schema.save(out / "schema.json")
-    write_table(data.holdout, out / "holdout.csv", schema=schema)
-    write_table(data.train, out / "train.csv", schema=schema)
+    # the typed rows hold no id columns: the files get fresh ids, so they validate against the schema
+    write_table(with_ids(data.holdout, schema), out / "holdout.csv", schema=schema)
+    write_table(with_ids(data.train, schema), out / "train.csv", schema=schema)
     (out / "silos").mkdir(exist_ok=True)
     for i, silo in enumerate(data.silos, start=1):
-        write_table(silo, out / "silos" / f"client-{i}.csv", schema=schema)
+        write_table(with_ids(silo, schema), out / "silos" / f"client-{i}.csv", schema=schema)
     shared = cfg.noise == "shared"
     model = ModelConfig(model=cfg.model) if shared else federated_model_config(cfg.model)  # pooled noise: single-party widths
     plan = FederationPlan(rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from fedsynth.common.data.cells import with_ids
 from fedsynth.common.data.tables import write_table
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.outputs import SILO_FOLDER, replace_dir
@@ -44,7 +45,7 @@ def write_silos(req: SiloRequest) -> list[Path]:
     out = Path(req.out_dir)
     with replace_dir(out, SILO_FOLDER, overwrite=req.overwrite, option="--out") as new:
         schema.save(new / "schema.json")
-        for i in range(req.clients):
-            write_table(picked.iloc[i * req.rows:(i + 1) * req.rows].reset_index(drop=True), new / f"client-{i + 1}.csv",
-                        schema=schema)
+        for i in range(req.clients):  # typed rows hold no ids: fresh ones, distinct across the silos
+            rows = picked.iloc[i * req.rows:(i + 1) * req.rows].reset_index(drop=True)
+            write_table(with_ids(rows, schema, start=i * req.rows), new / f"client-{i + 1}.csv", schema=schema)
     return [out / f"client-{i + 1}.csv" for i in range(req.clients)]

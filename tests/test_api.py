@@ -136,10 +136,11 @@ def test_schema_from_an_sdv_metadata_dict_or_object(tmp_path):
     from_path = Synthesizer(path).schema
     for given in (SDV_METADATA, SingleTableMetadata()):
         schema = Synthesizer(given).schema
-        assert schema.hash() == from_path.hash() and schema.drop == ("id",)
+        assert schema.hash() == from_path.hash() and [c.name for c in schema.ids] == ["id"]
     synth = Synthesizer(SDV_METADATA, **QUICK).fit(df)
     out = synth.sample(num_rows=50, seed=0)
-    assert list(out.columns) == ["age", "plan", "active"] and out["age"].between(0, 120).all()
+    assert list(out.columns) == ["id", "age", "plan", "active"] and out["age"].between(0, 120).all()
+    assert out["id"].tolist() == list(range(50))  # SDV's default id: numeric, regenerated
 
 
 def test_schema_as_fedsynths_own_dict(adult_schema):

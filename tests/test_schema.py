@@ -73,7 +73,7 @@ def test_sdv_metadata_is_accepted(tmp_path):
     p = tmp_path / "metadata.json"
     p.write_text(json.dumps(sdv))
     s = Schema.load(p)
-    assert s.drop == ("id",)
+    assert s.drop == () and [(c.name, c.position, c.regex_format) for c in s.ids] == [("id", 0, None)]
     assert s.column("age").subtype == "int"
     assert s.column("plan").categories == ("basic", "premium")
     assert [c.type for c in s.columns] == ["numerical", "categorical", "boolean", "datetime"]

@@ -34,7 +34,7 @@ def assert_sound(draft: Draft, path) -> None:
     report = validate_file(path, draft.schema)
     assert report.ok, [str(v) for v in report.violations[:5]]
     table_columns = list(read_raw(path).columns)
-    assert sorted(draft.schema.names + list(draft.schema.drop)) == sorted(table_columns)
+    assert sorted(draft.schema.table_names + list(draft.schema.drop)) == sorted(table_columns)
     for dropped in draft.schema.drop:
         assert any(w.startswith(f"column {dropped!r}:") for w in draft.warnings)
 
@@ -130,14 +130,14 @@ def test_sentinel_value_is_a_point_mass_and_an_exact_bound(tmp_path):
 def test_odd_columns_are_dropped_with_a_warning_each(tmp_path):
     n = 60
     draft, path = draft_of(tmp_path, {
-        "id": [str(10**30 + i) for i in range(n)],          # integers beyond float precision
+        "code": [str(10**30 + i) for i in range(n)],        # integers beyond float precision
         "notes": ["x" * 12_000] * n,                          # longer than the validator accepts
         "empty": [""] * n,
         "money": [f"${v:,}" for v in range(1000, 1000 + 37 * n, 37)],
         "ok": ["yes", "no"] * (n // 2),
     })
     assert draft.schema.names == ["ok"]
-    assert set(draft.schema.drop) == {"id", "notes", "empty", "money"}
+    assert set(draft.schema.drop) == {"code", "notes", "empty", "money"}
     assert any("'money'" in w and "units or separators" in w for w in draft.warnings)
     assert_sound(draft, path)
 
@@ -290,7 +290,8 @@ def test_from_sdv_follows_sdvs_types_and_leaves_its_file_valid_for_sdv(tmp_path)
     assert schema.column("smoker").type == "boolean"
     assert schema.column("seen").datetime_format == "%d/%m/%Y"
     assert schema.column("weight").subtype == "float" and schema.column("age").subtype == "int"
-    assert schema.drop == ("id",)
+    assert schema.drop == () and [(c.name, c.position, c.regex_format) for c in schema.ids] == [("id", 0, "p[0-9]{4}")]
+    assert "column 'id': id format 'p[0-9]{4}' read off the values; confirm it" in res.stderr
     assert "column 'gone': in the SDV metadata but not in the table" in res.stderr
     assert "column 'age': not in the SDV metadata" in res.stderr
     assert validate_file(path, schema).ok
@@ -304,3 +305,44 @@ def test_from_sdv_names_a_value_that_breaks_sdvs_type(tmp_path):
     draft = draft_file(path, sdv=meta)
     assert draft.schema.drop == ("x",)
     assert any("'x'" in w and "'n/a?' is not a number" in w for w in draft.warnings)
+
+
+# ------------------------------------------------------------------ identifiers
+def test_from_sdv_keeps_an_id_column_in_its_regex_format(tmp_path):
+    n = 40
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": list("ab") * (n // 2), "ref": [f"ID_{i:05d}" for i in range(n)],
+                  "serial": range(500, 500 + n)}).to_csv(path, index=False)
+    meta = tmp_path / "m.json"
+    meta.write_text(json.dumps({"columns": {"x": {"sdtype": "categorical"},
+                                            "ref": {"sdtype": "id", "regex_format": "ID_[0-9]{5}"},
+                                            "serial": {"sdtype": "id"}}}))
+    draft = draft_file(path, sdv=meta)
+    assert draft.schema.names == ["x"] and draft.schema.drop == ()
+    assert [(c.name, c.position, c.regex_format) for c in draft.schema.ids] == [("ref", 1, "ID_[0-9]{5}"),
+                                                                              ("serial", 2, None)]
+    assert_sound(draft, path)
+
+
+def test_from_sdv_drops_an_id_whose_rows_break_its_regex_with_the_reason(tmp_path):
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"x": list("ab") * 10, "ref": [f"ID_{i}" for i in range(20)]}).to_csv(path, index=False)
+    meta = tmp_path / "m.json"
+    meta.write_text(json.dumps({"columns": {"ref": {"sdtype": "id", "regex_format": "ID_[0-9]{5}"}}}))
+    draft = draft_file(path, sdv=meta)
+    assert draft.schema.drop == ("ref",) and not draft.schema.ids
+    assert any("'ref'" in w and "does not match the id format" in w for w in draft.warnings)
+    assert_sound(draft, path)
+
+
+def test_a_plain_draft_suggests_an_id_for_a_unique_column_named_like_one(tmp_path):
+    n = 30
+    draft, path = draft_of(tmp_path, {"customer_id": [f"C{i:03d}" for i in range(n)], "id": range(7, 7 + n),
+                                      "grade": [1, 2, 3] * (n // 3), "team_id": ["a", "b", "c"] * (n // 3),
+                                      "paid": [f"{i * 1.5:.1f}" for i in range(n)]})
+    assert [(c.name, c.regex_format) for c in draft.schema.ids] == [("customer_id", "C[0-9]{3}"), ("id", None)]
+    assert "team_id" in draft.schema.names  # repeated values: a real attribute, not an identifier
+    assert draft.schema.column("paid").type == "numerical"  # unique, but 'paid' is not named like an id
+    assert any(w.startswith("column 'customer_id': named like an identifier") and "or it is lost" in w
+               for w in draft.warnings)
+    assert_sound(draft, path)

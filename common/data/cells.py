@@ -4,6 +4,8 @@ Every cell is read as text first so that an error can quote the exact value the 
 their file. Validation collects *all* violations (up to a cap) rather than stopping at the
 first, so an institution can fix its export in one pass. Writing uses the schema's declared
 form (boolean tokens, decimals, date format), so a synthetic file reads like the input.
+Identifier columns are only checked (present, in their format), never typed: the typed frame
+leaves them out, and :func:`with_ids` puts fresh ones back for writing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from fedsynth.common.data.constraints import columns_of, describe
-from fedsynth.common.data.schema import MISSING_TOKENS, Column, Schema
+from fedsynth.common.data.identifiers import id_values
+from fedsynth.common.data.schema import MISSING_TOKENS, Column, IdColumn, Schema
 from fedsynth.common.errors import DataError, Violation
 
 TRUE_TOKENS = frozenset({"true", "t", "yes", "y", "1"})
@@ -47,10 +50,21 @@ class ValidationReport:
             )
 
 
-def coerce(raw: pd.DataFrame, schema: Schema, file: str = "<table>") -> tuple[pd.DataFrame, ValidationReport]:
-    """Turn a raw frame into typed columns, collecting violations instead of raising."""
+def coerce(raw: pd.DataFrame, schema: Schema, file: str = "<table>",
+           require_ids: bool = True) -> tuple[pd.DataFrame, ValidationReport]:
+    """Turn a raw frame into typed columns, collecting violations instead of raising.
+
+    Id columns are checked and left out of the typed frame. ``require_ids=False`` accepts a frame
+    without them (a typed frame, as ``load_table`` returns, holds none).
+    """
     violations: list[Violation] = []
     raw = raw.drop(columns=[c for c in schema.drop if c in raw.columns])
+    for idc in schema.ids:
+        if idc.name in raw.columns:
+            violations.extend(check_id(raw[idc.name], idc, file))
+        elif require_ids:
+            violations.append(Violation(file, idc.name, None, "", "id column missing from the table"))
+    raw = raw.drop(columns=[c.name for c in schema.ids if c.name in raw.columns])
     dup = raw.columns[raw.columns.duplicated()].tolist()
     for name in dup:
         violations.append(Violation(file, str(name), None, "", "column appears more than once"))
@@ -93,6 +107,40 @@ def _broken_constraints(typed: pd.DataFrame, schema: Schema, file: str) -> list[
     return bad
 
 
+def check_id(s: pd.Series, col: IdColumn, file: str) -> list[Violation]:
+    """An id cell only has to be there, and in the declared ``regex_format`` when there is one."""
+    text = as_text(s).reset_index(drop=True)
+    bad = _reported(text, text.str.lower().isin(MISSING_TOKENS), col.name, file, "missing id")
+    fmt = col.format
+    if fmt is not None:
+        wrong = ~text.str.lower().isin(MISSING_TOKENS) & ~text.map(fmt.matches)
+        bad += _reported(text, wrong, col.name, file, f"does not match the id format {col.regex_format!r}")
+    return bad
+
+
+def with_ids(df: pd.DataFrame, schema: Schema, start: int = 0) -> pd.DataFrame:
+    """``df`` (the schema's modelled columns) with each id column put back at its position, holding
+    ids ``start, start + 1, ...`` of its format: consecutive chunks get distinct ids."""
+    if not schema.ids:
+        return df
+    fresh = {c.name: pd.Series(id_values(c.format, start, len(df)), index=df.index,
+                               dtype="int64" if c.regex_format is None else object) for c in schema.ids}
+    return df.assign(**fresh)[schema.table_names]
+
+
+def _reported(text: pd.Series, mask: np.ndarray | pd.Series, column: str, file: str, problem: str) -> list[Violation]:
+    """A violation per flagged row (the value quoted, shortened), up to a quarter of the cap."""
+    bad: list[Violation] = []
+    idx = np.flatnonzero(np.asarray(mask))
+    for i in idx[: MAX_REPORTED // 4]:
+        value = text.iloc[i]
+        shown = value if len(value) <= 80 else value[:77] + "..."
+        bad.append(Violation(file, column, int(i) + 1, repr(shown), problem))
+    if len(idx) > MAX_REPORTED // 4:
+        bad.append(Violation(file, column, None, f"{len(idx)} rows", problem + " (more rows)"))
+    return bad
+
+
 def _shown(v: object) -> str:
     """A typed cell as its file showed it: integers without '.0', missing as empty."""
     if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
@@ -131,13 +179,7 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
     missing = text.str.lower().isin(MISSING_TOKENS)
 
     def report(mask: np.ndarray | pd.Series, problem: str) -> None:
-        idx = np.flatnonzero(np.asarray(mask))
-        for i in idx[: MAX_REPORTED // 4]:
-            value = text.iloc[i]
-            shown = value if len(value) <= 80 else value[:77] + "..."
-            bad.append(Violation(file, col.name, int(i) + 1, repr(shown), problem))
-        if len(idx) > MAX_REPORTED // 4:
-            bad.append(Violation(file, col.name, None, f"{len(idx)} rows", problem + " (more rows)"))
+        bad.extend(_reported(text, mask, col.name, file, problem))
 
     too_long = text.str.len() > MAX_FIELD_CHARS
     if too_long.any():

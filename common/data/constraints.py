@@ -334,7 +334,7 @@ def _combination_value(v: Any, col: Column, where: str) -> Any:
 
 def _column(name: Any, columns: Mapping[str, Column], where: str) -> Column:
     if not isinstance(name, str) or name not in columns:
-        raise SchemaError(f"{where}: column {name!r} is not in the schema")
+        raise SchemaError(f"{where}: column {name!r} is not in the schema (id columns take no part in constraints)")
     return columns[name]
 
 

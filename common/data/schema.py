@@ -12,6 +12,9 @@ Two input formats are accepted:
   optionally wrapped in ``{"tables": {...}}``), so SDV users can bring what they have.
   SDV metadata carries no bounds or category lists, so those must be added
   (``fedsynth schema validate`` says which are missing).
+
+Identifier columns (``"type": "id"``; SDV's ``sdtype: "id"``) are declared but never modelled:
+see :class:`IdColumn`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fedsynth.common.atomic import atomic_write_text
+from fedsynth.common.data.identifiers import SUPPORTED, IdFormat, capacity
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json
 
@@ -35,6 +39,7 @@ ColumnType = Literal["numerical", "categorical", "boolean", "datetime"]
 MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
 MAX_DECIMALS = 15  # beyond this a float64 holds no more decimal digits
 COLUMN_TYPES: tuple[str, ...] = ("numerical", "categorical", "boolean", "datetime")
+ID_TYPE = "id"
 SCALES: tuple[str, ...] = ("linear", "log")
 
 
@@ -119,9 +124,53 @@ MAX_EXACT_INT_LEVELS = 32
 
 
 @dataclass(frozen=True)
+class IdColumn:
+    """A column of identifiers: kept in the table's layout, never learned from.
+
+    An id names a row and carries no information about the population, so it is left out of
+    the encoder, the training, the counts release, the constraints and the report: nothing
+    about it leaves an institution. A sample gets fresh ids, unique within it, in the declared
+    format (:mod:`fedsynth.common.data.identifiers`), at ``position``.
+
+    Attributes:
+        name: column name as it appears in every party's table.
+        position: the column's index in the table (identifier columns included, dropped ones not).
+        regex_format: SDV's ``regex_format`` (e.g. ``ID_[0-9]{5}``); unset: integers 0, 1, ...
+        description: free text.
+    """
+
+    name: str
+    position: int
+    regex_format: str | None = None
+    description: str = ""
+
+    @property
+    def format(self) -> IdFormat | None:
+        """The parsed ``regex_format`` (None: numeric ids); raises ValueError on an unsupported one."""
+        return None if self.regex_format is None else IdFormat(self.regex_format)
+
+    def check_room(self, rows: int) -> None:
+        """Refuse ``rows`` ids when the format has fewer distinct values than that."""
+        room = capacity(self.format)
+        if rows > room:
+            raise SchemaError(f"column {self.name!r}: the id format {self.regex_format!r} gives {room:,} distinct "
+                              f"values, fewer than the {rows:,} rows asked for; declare a longer 'regex_format'")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": ID_TYPE}
+        if self.regex_format is not None:
+            out["regex_format"] = self.regex_format
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+@dataclass(frozen=True)
 class Schema:
     """An ordered list of columns plus identifier columns to drop before anything else.
 
+    ``columns`` are the modelled ones; ``ids`` (:class:`IdColumn`) are regenerated on sampling
+    and put back at their positions; ``drop`` columns are removed on reading and never written.
     ``constraints`` (:mod:`fedsynth.common.data.constraints`) are rules between columns that
     every row keeps; left out of the JSON when there are none, so such a schema keeps its hash.
     """
@@ -131,9 +180,10 @@ class Schema:
     name: str = "table"
     source: str = field(default="", compare=False)
     constraints: tuple[Constraint, ...] = ()
+    ids: tuple[IdColumn, ...] = ()
 
     def __post_init__(self) -> None:
-        names = [c.name for c in self.columns]
+        names = [c.name for c in self.columns] + [c.name for c in self.ids]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise SchemaError(f"{self.source or 'schema'}: duplicate column names {dupes}")
@@ -145,6 +195,11 @@ class Schema:
                 _check_column(col, self.source or "schema")
             except SchemaError as exc:
                 problems.append(str(exc))
+        width = len(self.columns) + len(self.ids)
+        problems.extend(_id_problem(c, width, self.source or "schema") for c in self.ids)
+        problems = [p for p in problems if p]
+        if len({c.position for c in self.ids}) < len(self.ids):
+            problems.append(f"{self.source or 'schema'}: two id columns at one position")
         if len(problems) == 1:
             raise SchemaError(problems[0])
         if problems:
@@ -158,6 +213,18 @@ class Schema:
     def names(self) -> list[str]:
         return [c.name for c in self.columns]
 
+    @property
+    def table_names(self) -> list[str]:
+        """Every column of the table in order, id columns included (what a sample holds)."""
+        return [c.name for c in self.layout]
+
+    @property
+    def layout(self) -> list[Column | IdColumn]:
+        out: list[Column | IdColumn] = list(self.columns)
+        for idc in sorted(self.ids, key=lambda c: c.position):
+            out.insert(idc.position, idc)
+        return out
+
     def column(self, name: str) -> Column:
         for c in self.columns:
             if c.name == name:
@@ -169,7 +236,7 @@ class Schema:
         out = {
             "format": "fedsynth-schema/1",
             "name": self.name,
-            "columns": [c.to_json() for c in self.columns],
+            "columns": [c.to_json() for c in self.layout],
             "drop": list(self.drop),
         }
         if self.constraints:  # only when set: an existing schema's hash must not change
@@ -210,10 +277,12 @@ class Schema:
         cols_raw = raw.get("columns")
         if not isinstance(cols_raw, list):
             raise SchemaError(f"{source}: 'columns' must be a list of column objects")
-        columns = tuple(_column_from_json(c, source, i) for i, c in enumerate(cols_raw))
+        is_id = [isinstance(c, dict) and c.get("type") == ID_TYPE for c in cols_raw]
+        columns = tuple(_column_from_json(c, source, i) for i, c in enumerate(cols_raw) if not is_id[i])
+        ids = tuple(_id_from_json(c, source, i) for i, c in enumerate(cols_raw) if is_id[i])
         drop = tuple(str(d) for d in raw.get("drop", []))
         return cls(columns=columns, drop=drop, name=str(raw.get("name", "table")), source=source,
-                   constraints=_constraints(raw.get("constraints"), columns, source))
+                   constraints=_constraints(raw.get("constraints"), columns, source), ids=ids)
 
 
 def _constraints(raw: Any, columns: tuple[Column, ...], source: str) -> tuple[Constraint, ...]:
@@ -229,6 +298,40 @@ def _constraints(raw: Any, columns: tuple[Column, ...], source: str) -> tuple[Co
 _FORMAT_KEYS = ("true_token", "false_token", "decimals", "datetime_format")
 _KNOWN_KEYS = {"name", "type", "subtype", "min", "max", "categories", "nullable",
                "point_masses", "scale", "bins", "description", *_FORMAT_KEYS}
+
+
+_ID_KEYS = {"name", "type", "regex_format", "description"}
+
+
+def _id_from_json(raw: dict[str, Any], source: str, index: int) -> IdColumn:
+    """An id column: only a name, the optional regex_format and a description apply to it."""
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SchemaError(f"{source}: column #{index}: 'name' must be a non-empty string, got {name!r}")
+    where = f"{source}: column {name!r}"
+    unknown = set(raw) - _ID_KEYS
+    if unknown:
+        raise SchemaError(f"{where}: {sorted(unknown)} do not apply to an id column (its values are regenerated, "
+                          f"never modelled); it takes only {sorted(_ID_KEYS - {'name', 'type'})}")
+    for key in ("regex_format", "description"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise SchemaError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
+    return IdColumn(name=name, position=index, regex_format=raw.get("regex_format"),
+                    description=raw.get("description") or "")
+
+
+def _id_problem(col: IdColumn, width: int, source: str) -> str:
+    """What is wrong with an id column ('' when nothing): its position, or a regex outside the subset."""
+    where = f"{source}: column {col.name!r}"
+    if not isinstance(col.position, int) or not 0 <= col.position < width:
+        return f"{where}: id position {col.position!r} is not within the table's {width} columns"
+    if col.regex_format is not None and not isinstance(col.regex_format, str):
+        return f"{where}: 'regex_format' must be a string, got {col.regex_format!r}"
+    try:
+        col.format
+    except ValueError as exc:
+        return f"{where}: regex_format {col.regex_format!r} is not supported ({exc}); fedsynth reads {SUPPORTED}"
+    return ""
 
 
 def _column_from_json(raw: Any, source: str, index: int) -> Column:
@@ -269,7 +372,7 @@ def _column_from_json(raw: Any, source: str, index: int) -> Column:
 def _check_column(col: Column, source: str) -> None:
     where = f"{source}: column {col.name!r}"
     if col.type not in COLUMN_TYPES:
-        raise SchemaError(f"{where}: type {col.type!r} is not one of {COLUMN_TYPES}")
+        raise SchemaError(f"{where}: type {col.type!r} is not one of {(*COLUMN_TYPES, ID_TYPE)}")
     if col.type == "numerical":
         if col.subtype not in ("int", "float"):
             raise SchemaError(f"{where}: subtype must be 'int' or 'float', got {col.subtype!r}")
@@ -360,6 +463,11 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
     fedsynth reads the extra keys (``min``, ``max``, ``categories``, ``point_masses``,
     ``scale``) when they are present on an SDV column; otherwise the column is refused with
     a message saying what to add.
+
+    ``sdtype: "id"`` columns become :class:`IdColumn` (with their ``regex_format``). Other
+    ``pii: true`` columns are dropped: SDV replaces them with realistic fakes (names, emails)
+    from Faker, which fedsynth does not carry, and an opaque token in their place would pass
+    for data it is not; the real values, being personal data, are never modelled either.
     """
     if "tables" in raw:
         tables = raw["tables"]
@@ -369,6 +477,7 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
     else:
         name = raw.get("name", "table")
     cols: list[Column] = []
+    ids: list[IdColumn] = []
     drop: list[str] = []
     for cname, spec in raw.get("columns", {}).items():
         sdtype = spec.get("sdtype")
@@ -376,7 +485,11 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
                                       "description", *_FORMAT_KEYS) if k in spec}
         if "point_masses" in extra:
             extra["point_masses"] = tuple(float(v) for v in extra["point_masses"])
-        if sdtype == "id" or spec.get("pii"):
+        if sdtype == ID_TYPE:
+            fmt = spec.get("regex_format")
+            ids.append(IdColumn(name=cname, position=len(cols) + len(ids),
+                                regex_format=fmt if fmt is None else str(fmt)))
+        elif spec.get("pii"):
             drop.append(cname)
         elif sdtype == "numerical":
             rep = str(spec.get("computer_representation", "Float"))
@@ -395,7 +508,7 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
             raise SchemaError(f"{source}: column {cname!r}: SDV sdtype {sdtype!r} is not supported")
     try:
         return Schema(columns=tuple(cols), drop=tuple(drop), name=str(name), source=source,
-                      constraints=_constraints(raw.get("constraints"), tuple(cols), source))
+                      constraints=_constraints(raw.get("constraints"), tuple(cols), source), ids=tuple(ids))
     except SchemaError as exc:
         raise SchemaError(f"{exc}\n(SDV metadata holds no bounds or category lists, and SDV refuses extra keys in "
                           f"its own file: `fedsynth schema draft DATA --from-sdv {source}` writes a fedsynth "

@@ -9,6 +9,10 @@ Drafting never fails on a table pandas can read: a column that cannot be describ
 identifiers, values the validator would refuse) is listed under ``drop`` with a warning saying
 why, and each drafted column is checked against the same rows with the validator, so the draft
 always passes ``fedsynth schema validate`` on the table it was drafted from.
+
+Identifier columns (SDV's ``sdtype: "id"``, or a column named like an id whose values are all
+distinct) are drafted as id columns: regenerated on sampling, never learned from. A guess is
+noted, since a real attribute taken for an id is lost from the synthetic data.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.data.cells import FALSE_TOKENS, MAX_FIELD_CHARS, TRUE_TOKENS, as_text, coerce
+from fedsynth.common.data.cells import FALSE_TOKENS, MAX_FIELD_CHARS, TRUE_TOKENS, as_text, check_id, coerce
 from fedsynth.common.data.constraint_draft import suggest_constraints
-from fedsynth.common.data.schema import MAX_DECIMALS, MISSING_TOKENS, Column, Schema
+from fedsynth.common.data.identifiers import infer_format
+from fedsynth.common.data.schema import MAX_DECIMALS, MISSING_TOKENS, Column, IdColumn, Schema
 from fedsynth.common.data.tables import read_raw
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json_object
@@ -59,6 +64,7 @@ _DATE_RE = re.compile(
 DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d",
                 "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y")
 _FIXED_POINT_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)"
+_ID_NAME_RE = re.compile(r"(?i:(?:^|[_\s.-])id|^[ug]uid)$|[a-z]Id$")  # id, user_id, ID, userId, uuid; not mid, paid
 _UNITS_RE = re.compile(r"[$€£¥%\s,]")
 
 
@@ -112,6 +118,7 @@ def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table",
         warnings.append(f"the header {raw.columns[0]!r} looks split by another delimiter than commas; "
                         "fedsynth reads comma-separated files")
     cols: list[Column] = []
+    ids: list[IdColumn] = []
     drop: list[str] = []
     if sdv is not None:
         warnings.extend(f"column {c!r}: in the SDV metadata but not in the table; left out"
@@ -126,6 +133,8 @@ def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table",
                 col = _draft_column(cname, raw[cname], notes)
             else:
                 col = _draft_as_sdv(cname, raw[cname], spec, notes)
+            if isinstance(col, IdColumn):
+                col = replace(col, position=len(cols) + len(ids))
             _check_against_rows(col, raw[[cname]], source)
         except _Skip as why:
             col = None
@@ -136,19 +145,21 @@ def draft_schema(raw: pd.DataFrame, name: str = "table", source: str = "table",
         warnings.extend(f"column {cname!r}: {n}" for n in notes)
         if col is None:
             drop.append(cname)
+        elif isinstance(col, IdColumn):
+            ids.append(col)
         else:
             cols.append(col)
     if not cols:
         reasons = "; ".join(w for w in warnings[1:])
         raise SchemaError(f"{source}: no column could be drafted ({reasons})")
-    schema = Schema(columns=tuple(cols), drop=tuple(drop), name=name, source=source)
+    schema = Schema(columns=tuple(cols), drop=tuple(drop), name=name, source=source, ids=tuple(ids))
     return Draft(_with_constraints(schema, raw, warnings), warnings)
 
 
 def _with_constraints(schema: Schema, raw: pd.DataFrame, warnings: list[str]) -> Schema:
     """The draft with the constraints its rows suggest (see constraint_draft), each one warned about."""
     try:
-        typed, report = coerce(raw.loc[:, ~raw.columns.duplicated()][schema.names], schema)
+        typed, report = coerce(raw.loc[:, ~raw.columns.duplicated()][schema.names], schema, require_ids=False)
         if not report.ok:
             return schema
         found, notes = suggest_constraints(typed, schema)
@@ -159,8 +170,13 @@ def _with_constraints(schema: Schema, raw: pd.DataFrame, warnings: list[str]) ->
         return schema
 
 
-def _check_against_rows(col: Column, rows: pd.DataFrame, source: str) -> None:
+def _check_against_rows(col: Column | IdColumn, rows: pd.DataFrame, source: str) -> None:
     """The draft must pass the validator on the rows it came from; otherwise the column is skipped."""
+    if isinstance(col, IdColumn):
+        bad = check_id(rows[col.name], col, source)
+        if bad:
+            raise _Skip(f"the drafted id description would not validate ({bad[0]})")
+        return
     _, report = coerce(rows, Schema(columns=(col,), source=source), source)
     if not report.ok:
         raise _Skip(f"the drafted {col.type} description would not validate ({report.violations[0]})")
@@ -175,10 +191,15 @@ def _present(series: pd.Series) -> tuple[pd.Series, bool]:
     return text[~missing], bool(missing.any())
 
 
-def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
+def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column | IdColumn:
     present, nullable = _present(series)
     if (present.str.len() > MAX_FIELD_CHARS).any():
         raise _Skip(f"values longer than {MAX_FIELD_CHARS} characters, looks like free text")
+    if _ID_NAME_RE.search(cname) and not nullable and present.is_unique:
+        col = _draft_id(cname, present, None, notes)
+        notes.append("named like an identifier and every value distinct: drafted as an id column, regenerated "
+                     "on sampling and never learned from; if it is a real attribute, declare its type, or it is lost")
+        return col
     low = present.str.lower()
     if low.isin(TRUE_TOKENS | FALSE_TOKENS).all() and low.nunique() <= 2 and not low.isin({"0", "1"}).all():
         return _boolean(cname, present, nullable, notes)
@@ -200,11 +221,14 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column:
     return _categorical(cname, present, nullable, notes)
 
 
-def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: list[str]) -> Column:
+def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: list[str]) -> Column | IdColumn:
     """A column of the type its SDV metadata declares; bounds and categories drafted from the rows."""
     sdtype = spec.get("sdtype")
-    if sdtype == "id" or spec.get("pii"):
-        raise _Skip(f"SDV declares it {'pii' if spec.get('pii') else 'an id'}: identifiers are not synthesized")
+    if sdtype == "id":
+        fmt = spec.get("regex_format")
+        return _draft_id(cname, _present(series)[0], fmt if fmt is None else str(fmt), notes)
+    if spec.get("pii"):  # see schema._from_sdv: fedsynth has no fake-value generator for personal data
+        raise _Skip("SDV declares it pii: personal data is neither modelled nor faked")
     present, nullable = _present(series)
     if sdtype == "numerical":
         nums = pd.to_numeric(present, errors="coerce")
@@ -236,6 +260,22 @@ def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: li
         return replace(_datetime(cname, dates, nullable, notes), datetime_format=fmt or _date_format(present, notes))
     notes.append(f"SDV sdtype {sdtype!r} has no fedsynth type; drafted from the rows")
     return _draft_column(cname, series, notes)
+
+
+def _draft_id(cname: str, present: pd.Series, regex_format: str | None, notes: list[str]) -> IdColumn:
+    """An id column in ``regex_format`` (SDV's), else numeric for integer ids, else the format the
+    values share (:func:`~fedsynth.common.data.identifiers.infer_format`). Its position is set by the caller."""
+    if regex_format is None and not present.str.fullmatch(r"\d+").all():
+        regex_format = infer_format(present)
+        if regex_format is None:
+            raise _Skip("an identifier with no regex_format, and its values share no format fedsynth can write")
+        notes.append(f"id format {regex_format!r} read off the values; confirm it")
+    col = IdColumn(cname, position=0, regex_format=regex_format)
+    try:
+        col.format
+    except ValueError as exc:
+        raise _Skip(f"its regex_format {regex_format!r} is not supported ({exc})") from None
+    return col
 
 
 def _boolean(cname: str, present: pd.Series, nullable: bool, notes: list[str]) -> Column:

@@ -178,10 +178,11 @@ def _write_parquet(chunks: Iterable[pd.DataFrame], tmp: Path, metadata: dict[str
 def _arrow_schema(df: pd.DataFrame, schema: Schema | None) -> pa.Schema | None:
     if schema is None:
         return None
-    declared = {c.name: c for c in schema.columns}
+    declared = {c.name: _arrow_type(c) for c in schema.columns}
+    declared.update({c.name: pa.int64() if c.regex_format is None else pa.string() for c in schema.ids})
     if not set(df.columns) <= set(declared):
         return None
-    return pa.schema([(name, _arrow_type(declared[name])) for name in df.columns])
+    return pa.schema([(name, declared[name]) for name in df.columns])
 
 
 def _arrow_type(col: Column) -> pa.DataType:
