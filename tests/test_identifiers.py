@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from _cli import fedsynth
 from fedsynth.common.data.encoding import TableEncoder
-from fedsynth.common.data.identifiers import IdFormat, id_values, infer_format
-from fedsynth.common.data.schema import IdColumn, Schema
+from fedsynth.common.data.identifiers import IdColumn, IdFormat, id_values, infer_format
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table, validate_file, write_table
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.model.tabular import ModelConfig

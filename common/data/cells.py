@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from fedsynth.common.data.constraints import columns_of, describe
-from fedsynth.common.data.identifiers import id_values
-from fedsynth.common.data.schema import MISSING_TOKENS, Column, IdColumn, Schema
+from fedsynth.common.data.identifiers import IdColumn, id_values
+from fedsynth.common.data.schema import MISSING_TOKENS, Column, Schema
 from fedsynth.common.errors import DataError, Violation
 
 TRUE_TOKENS = frozenset({"true", "t", "yes", "y", "1"})

@@ -1,4 +1,5 @@
-"""Identifier formats: the values a synthetic id column is given, unique and in the declared form.
+"""Identifier columns and their formats: the values a synthetic id column is given, unique and in
+the declared form. :class:`IdColumn` is the schema's declaration (read by ``id_from_json``).
 
 An id column (SDV's ``sdtype: "id"``) names rows and says nothing about the population, so it is
 never learned from; a sample gets fresh values instead. Numeric ids (SDV's default) are the
@@ -20,12 +21,16 @@ import string
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from math import prod
+from typing import Any
+
+from fedsynth.common.errors import SchemaError
 
 SUPPORTED = r"literal characters, \d, escaped punctuation, classes such as [A-Z0-9], counts {n} and {m,n}"
 MAX_ID_CHARS = 256  # an id longer than this is a mistake in the pattern, not an identifier
 NUMERIC_CAPACITY = 2**63  # numeric ids are int64
 _SPECIAL = frozenset(".^$*+?()[]{}|\\")
 _COUNT_RE = re.compile(r"\{(\d+)(?:,(\d+))?\}")
+ID_TYPE = "id"  # the column type of an identifier in fedsynth's schema JSON
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,82 @@ class IdFormat:
 
     def matches(self, text: str) -> bool:
         return self._regex.fullmatch(text) is not None
+
+
+@dataclass(frozen=True)
+class IdColumn:
+    """A column of identifiers: kept in the table's layout, never learned from.
+
+    An id names a row and carries no information about the population, so it is left out of
+    the encoder, the training, the counts release, the constraints and the report: nothing
+    about it leaves an institution. A sample gets fresh ids, unique within it, in the declared
+    format (:mod:`fedsynth.common.data.identifiers`), at ``position``.
+
+    Attributes:
+        name: column name as it appears in every party's table.
+        position: the column's index in the table (identifier columns included, dropped ones not).
+        regex_format: SDV's ``regex_format`` (e.g. ``ID_[0-9]{5}``); unset: integers 0, 1, ...
+        description: free text.
+    """
+
+    name: str
+    position: int
+    regex_format: str | None = None
+    description: str = ""
+
+    @property
+    def format(self) -> IdFormat | None:
+        """The parsed ``regex_format`` (None: numeric ids); raises ValueError on an unsupported one."""
+        return None if self.regex_format is None else IdFormat(self.regex_format)
+
+    def check_room(self, rows: int) -> None:
+        """Refuse ``rows`` ids when the format has fewer distinct values than that."""
+        room = capacity(self.format)
+        if rows > room:
+            raise SchemaError(f"column {self.name!r}: the id format {self.regex_format!r} gives {room:,} distinct "
+                              f"values, fewer than the {rows:,} rows asked for; declare a longer 'regex_format'")
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "type": ID_TYPE}
+        if self.regex_format is not None:
+            out["regex_format"] = self.regex_format
+        if self.description:
+            out["description"] = self.description
+        return out
+
+
+_ID_KEYS = {"name", "type", "regex_format", "description"}
+
+
+def id_from_json(raw: dict[str, Any], source: str, index: int) -> IdColumn:
+    """An id column: only a name, the optional regex_format and a description apply to it."""
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise SchemaError(f"{source}: column #{index}: 'name' must be a non-empty string, got {name!r}")
+    where = f"{source}: column {name!r}"
+    unknown = set(raw) - _ID_KEYS
+    if unknown:
+        raise SchemaError(f"{where}: {sorted(unknown)} do not apply to an id column (its values are regenerated, "
+                          f"never modelled); it takes only {sorted(_ID_KEYS - {'name', 'type'})}")
+    for key in ("regex_format", "description"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise SchemaError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
+    return IdColumn(name=name, position=index, regex_format=raw.get("regex_format"),
+                    description=raw.get("description") or "")
+
+
+def id_problem(col: IdColumn, width: int, source: str) -> str:
+    """What is wrong with an id column ('' when nothing): its position, or a regex outside the subset."""
+    where = f"{source}: column {col.name!r}"
+    if not isinstance(col.position, int) or not 0 <= col.position < width:
+        return f"{where}: id position {col.position!r} is not within the table's {width} columns"
+    if col.regex_format is not None and not isinstance(col.regex_format, str):
+        return f"{where}: 'regex_format' must be a string, got {col.regex_format!r}"
+    try:
+        col.format
+    except ValueError as exc:
+        return f"{where}: regex_format {col.regex_format!r} is not supported ({exc}); fedsynth reads {SUPPORTED}"
+    return ""
 
 
 def id_values(fmt: IdFormat | None, start: int, n: int) -> list[int] | list[str]:

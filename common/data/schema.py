@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from fedsynth.common.atomic import atomic_write_text
-from fedsynth.common.data.identifiers import SUPPORTED, IdFormat, capacity
+from fedsynth.common.data.identifiers import ID_TYPE, IdColumn, id_from_json, id_problem
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json
 
@@ -39,7 +39,6 @@ ColumnType = Literal["numerical", "categorical", "boolean", "datetime"]
 MISSING_TOKENS = frozenset({"", "?", "na", "n/a", "nan", "null", "none"})
 MAX_DECIMALS = 15  # beyond this a float64 holds no more decimal digits
 COLUMN_TYPES: tuple[str, ...] = ("numerical", "categorical", "boolean", "datetime")
-ID_TYPE = "id"
 SCALES: tuple[str, ...] = ("linear", "log")
 
 
@@ -124,48 +123,6 @@ MAX_EXACT_INT_LEVELS = 32
 
 
 @dataclass(frozen=True)
-class IdColumn:
-    """A column of identifiers: kept in the table's layout, never learned from.
-
-    An id names a row and carries no information about the population, so it is left out of
-    the encoder, the training, the counts release, the constraints and the report: nothing
-    about it leaves an institution. A sample gets fresh ids, unique within it, in the declared
-    format (:mod:`fedsynth.common.data.identifiers`), at ``position``.
-
-    Attributes:
-        name: column name as it appears in every party's table.
-        position: the column's index in the table (identifier columns included, dropped ones not).
-        regex_format: SDV's ``regex_format`` (e.g. ``ID_[0-9]{5}``); unset: integers 0, 1, ...
-        description: free text.
-    """
-
-    name: str
-    position: int
-    regex_format: str | None = None
-    description: str = ""
-
-    @property
-    def format(self) -> IdFormat | None:
-        """The parsed ``regex_format`` (None: numeric ids); raises ValueError on an unsupported one."""
-        return None if self.regex_format is None else IdFormat(self.regex_format)
-
-    def check_room(self, rows: int) -> None:
-        """Refuse ``rows`` ids when the format has fewer distinct values than that."""
-        room = capacity(self.format)
-        if rows > room:
-            raise SchemaError(f"column {self.name!r}: the id format {self.regex_format!r} gives {room:,} distinct "
-                              f"values, fewer than the {rows:,} rows asked for; declare a longer 'regex_format'")
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "type": ID_TYPE}
-        if self.regex_format is not None:
-            out["regex_format"] = self.regex_format
-        if self.description:
-            out["description"] = self.description
-        return out
-
-
-@dataclass(frozen=True)
 class Schema:
     """An ordered list of columns plus identifier columns to drop before anything else.
 
@@ -196,7 +153,7 @@ class Schema:
             except SchemaError as exc:
                 problems.append(str(exc))
         width = len(self.columns) + len(self.ids)
-        problems.extend(_id_problem(c, width, self.source or "schema") for c in self.ids)
+        problems.extend(id_problem(c, width, self.source or "schema") for c in self.ids)
         problems = [p for p in problems if p]
         if len({c.position for c in self.ids}) < len(self.ids):
             problems.append(f"{self.source or 'schema'}: two id columns at one position")
@@ -279,7 +236,7 @@ class Schema:
             raise SchemaError(f"{source}: 'columns' must be a list of column objects")
         is_id = [isinstance(c, dict) and c.get("type") == ID_TYPE for c in cols_raw]
         columns = tuple(_column_from_json(c, source, i) for i, c in enumerate(cols_raw) if not is_id[i])
-        ids = tuple(_id_from_json(c, source, i) for i, c in enumerate(cols_raw) if is_id[i])
+        ids = tuple(id_from_json(c, source, i) for i, c in enumerate(cols_raw) if is_id[i])
         drop = tuple(str(d) for d in raw.get("drop", []))
         return cls(columns=columns, drop=drop, name=str(raw.get("name", "table")), source=source,
                    constraints=_constraints(raw.get("constraints"), columns, source), ids=ids)
@@ -298,40 +255,6 @@ def _constraints(raw: Any, columns: tuple[Column, ...], source: str) -> tuple[Co
 _FORMAT_KEYS = ("true_token", "false_token", "decimals", "datetime_format")
 _KNOWN_KEYS = {"name", "type", "subtype", "min", "max", "categories", "nullable",
                "point_masses", "scale", "bins", "description", *_FORMAT_KEYS}
-
-
-_ID_KEYS = {"name", "type", "regex_format", "description"}
-
-
-def _id_from_json(raw: dict[str, Any], source: str, index: int) -> IdColumn:
-    """An id column: only a name, the optional regex_format and a description apply to it."""
-    name = raw.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise SchemaError(f"{source}: column #{index}: 'name' must be a non-empty string, got {name!r}")
-    where = f"{source}: column {name!r}"
-    unknown = set(raw) - _ID_KEYS
-    if unknown:
-        raise SchemaError(f"{where}: {sorted(unknown)} do not apply to an id column (its values are regenerated, "
-                          f"never modelled); it takes only {sorted(_ID_KEYS - {'name', 'type'})}")
-    for key in ("regex_format", "description"):
-        if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise SchemaError(f"{where}: '{key}' must be a string, got {raw[key]!r}")
-    return IdColumn(name=name, position=index, regex_format=raw.get("regex_format"),
-                    description=raw.get("description") or "")
-
-
-def _id_problem(col: IdColumn, width: int, source: str) -> str:
-    """What is wrong with an id column ('' when nothing): its position, or a regex outside the subset."""
-    where = f"{source}: column {col.name!r}"
-    if not isinstance(col.position, int) or not 0 <= col.position < width:
-        return f"{where}: id position {col.position!r} is not within the table's {width} columns"
-    if col.regex_format is not None and not isinstance(col.regex_format, str):
-        return f"{where}: 'regex_format' must be a string, got {col.regex_format!r}"
-    try:
-        col.format
-    except ValueError as exc:
-        return f"{where}: regex_format {col.regex_format!r} is not supported ({exc}); fedsynth reads {SUPPORTED}"
-    return ""
 
 
 def _column_from_json(raw: Any, source: str, index: int) -> Column:

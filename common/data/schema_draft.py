@@ -28,8 +28,8 @@ import pandas as pd
 
 from fedsynth.common.data.cells import FALSE_TOKENS, MAX_FIELD_CHARS, TRUE_TOKENS, as_text, check_id, coerce
 from fedsynth.common.data.constraint_draft import suggest_constraints
-from fedsynth.common.data.identifiers import infer_format
-from fedsynth.common.data.schema import MAX_DECIMALS, MISSING_TOKENS, Column, IdColumn, Schema
+from fedsynth.common.data.identifiers import IdColumn, infer_format
+from fedsynth.common.data.schema import MAX_DECIMALS, MISSING_TOKENS, Column, Schema
 from fedsynth.common.data.tables import read_raw
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json_object
