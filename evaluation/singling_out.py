@@ -91,14 +91,12 @@ def synthetic_predicates(schema: Schema, synthetic: PreparedTable, rng: np.rando
     return list(found.values())
 
 
-def _counts(predicates: list[tuple[Condition, ...]], table: PreparedTable) -> np.ndarray:
-    """How many of the table's rows each predicate fits."""
-    out = np.empty(len(predicates), dtype=np.int64)
+def _fits(predicates: list[tuple[Condition, ...]], table: PreparedTable) -> np.ndarray:
+    """Which of the table's rows each predicate fits (predicates x rows)."""
+    out = np.ones((len(predicates), table.n_rows), dtype=bool)
     for i, predicate in enumerate(predicates):
-        fits = np.ones(table.n_rows, dtype=bool)
         for cond in predicate:
-            fits &= cond.matches(table[cond.column])
-        out[i] = int(fits.sum())
+            out[i] &= cond.matches(table[cond.column])
     return out
 
 
@@ -125,27 +123,35 @@ def _exactly_one(log_ab: np.ndarray, n: int) -> float:
     return float(np.exp(np.log(n) + special.betaln(a + 1, b + n - 1) - special.betaln(a, b)))
 
 
-def control_rate(holdout_counts: np.ndarray, m: int, n: int,
-                 rng: np.random.Generator) -> tuple[float, np.ndarray]:
-    """The share of predicates that would single out a table of ``n`` unseen rows, from their counts on
-    ``m`` holdout rows; and ``N_BOOTSTRAP`` draws of it, refitted on predicates drawn with replacement.
+def control_rate(holdout_fits: np.ndarray, n: int, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """The share of predicates that would single out a table of ``n`` unseen rows, from which holdout
+    rows each fits (predicates x rows); and ``N_BOOTSTRAP`` draws of its uncertainty.
 
-    No unbiased estimate exists for ``n > m`` (``n w (1 - w)^(n - 1)`` has degree ``n`` in ``w``; a
-    binomial count on ``m`` rows pins down polynomials of degree ``m`` only), so a model of the shares
-    carries the extrapolation, as in Anonymeter; ``MAX_SIZE_RATIO`` bounds how far. The bootstrap
-    puts the fit's sampling error in the interval; drawing holdout rows instead would turn single
-    matches into doubles and bias the counts. Each predicate's count is its own draw from the
-    holdout, so resampling predicates resamples the counts too (they share rows only through the
-    rare rows that several predicates fit). docs/benchmarks.md has the null checks.
+    No unbiased estimate exists for ``n > m`` holdout rows (``n w (1 - w)^(n - 1)`` has degree ``n``
+    in ``w``; a binomial count on ``m`` rows pins down polynomials of degree ``m`` only), so a
+    model of the shares carries the extrapolation, as in Anonymeter; ``MAX_SIZE_RATIO`` bounds how far.
+    Each draw refits the model on predicates drawn with replacement, counted on a random half of
+    the holdout rows: half-sampling rows without replacement varies a mean as much as drawing a
+    new holdout would (``1/(m/2) - 1/m = 1/m``), without the doubled rows of a bootstrap that
+    would turn single matches into pairs; the predicates are redrawn because they are a sample
+    too. A half extrapolates twice as far, so the draws, centred on the estimate, are if anything
+    too spread: the interval errs wide. docs/benchmarks.md has the null checks.
     """
-    values, index = np.unique(holdout_counts, return_inverse=True)
-    values = values.astype(float)
-    fitted = _fit_shares(values, np.bincount(index).astype(float), m)
+    n_pred, m = holdout_fits.shape
+    counts = holdout_fits.sum(axis=1)
+    fitted = _fit_shares(*_grouped(counts), m)
     draws = np.empty(N_BOOTSTRAP)
     for i in range(N_BOOTSTRAP):
-        drawn = np.bincount(index[rng.integers(index.size, size=index.size)], minlength=values.size)
-        draws[i] = _exactly_one(_fit_shares(values, drawn.astype(float), m, fitted), n)
-    return _exactly_one(fitted, n), draws
+        half = rng.choice(m, m // 2, replace=False)
+        drawn = holdout_fits[:, half].sum(axis=1)[rng.integers(n_pred, size=n_pred)]
+        draws[i] = _exactly_one(_fit_shares(*_grouped(drawn), m // 2, fitted), n)
+    return _exactly_one(fitted, n), _exactly_one(fitted, n) + draws - np.mean(draws)
+
+
+def _grouped(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct counts and how many predicates have each (the likelihood is summed over those)."""
+    values, weights = np.unique(counts, return_counts=True)
+    return values.astype(float), weights.astype(float)
 
 
 def singling_out(schema: Schema, synthetic: PreparedTable, real: PreparedTable, holdout: PreparedTable,
@@ -156,8 +162,8 @@ def singling_out(schema: Schema, synthetic: PreparedTable, real: PreparedTable, 
         return None
     n, m = min(real.n_rows, MAX_SIZE_RATIO * holdout.n_rows), holdout.n_rows
     train = real if n == real.n_rows else real.take(rng.choice(real.n_rows, n, replace=False))
-    hits = _counts(predicates, train) == 1
-    control, draws = control_rate(_counts(predicates, holdout), m, n, rng)
+    hits = _fits(predicates, train).sum(axis=1) == 1
+    control, draws = control_rate(_fits(predicates, holdout), n, rng)
     what = ("Of predicates read off the synthetic rows (each fits exactly one synthetic row), {train} fit exactly "
             f"one of {n} training rows; of {n} rows the synthesizer never saw, {{control}} would (estimated "
             f"from {m} holdout rows)")
