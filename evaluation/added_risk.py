@@ -58,13 +58,43 @@ def estimate(attack: str, detail: str, train_hits: np.ndarray, control_hits: np.
     n_t, n_c = int(train_hits.size), int(control_hits.size)
     if n_t == 0 or n_c == 0:
         raise ValueError(f"{attack}: no attempts on {'training' if n_t == 0 else 'control'} rows")
-    t, c = float(np.mean(train_hits)), float(np.mean(control_hits))
-    k_t, k_c = int(np.sum(train_hits)), int(np.sum(control_hits))
-    draws = _added(rng.beta(k_t + 0.5, n_t - k_t + 0.5, N_DRAWS), rng.beta(k_c + 0.5, n_c - k_c + 0.5, N_DRAWS))
+    k_c = int(np.sum(control_hits))
+    t_draws = _jeffreys(train_hits, rng)
+    c_draws = rng.beta(k_c + 0.5, n_c - k_c + 0.5, N_DRAWS)
+    return _result(attack, detail, train_hits, float(np.mean(control_hits)), t_draws, c_draws, n_c, what)
+
+
+def estimate_with_control_draws(attack: str, detail: str, train_hits: np.ndarray, control: float,
+                                control_draws: np.ndarray, n_control: int, rng: np.random.Generator,
+                                what: str) -> RiskEstimate:
+    """Added risk when the control's success rate is itself an estimate, given with draws of its uncertainty.
+
+    For an attack whose baseline is not a plain count of successes (singling out corrects the
+    control to the training set's size with a fitted model): ``control_draws`` (e.g. a bootstrap)
+    enter the interval where a counted rate's Jeffreys draws would; the training rate keeps its Jeffreys draws.
+    """
+    if train_hits.size == 0:
+        raise ValueError(f"{attack}: no attempts on training rows")
+    t_draws = _jeffreys(train_hits, rng)
+    c_draws = np.asarray(control_draws, dtype=float)
+    if c_draws.size != N_DRAWS:
+        c_draws = rng.choice(c_draws, N_DRAWS)
+    return _result(attack, detail, train_hits, control, t_draws, c_draws, n_control, what)
+
+
+def _jeffreys(hits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    k, n = int(np.sum(hits)), int(hits.size)
+    return rng.beta(k + 0.5, n - k + 0.5, N_DRAWS)
+
+
+def _result(attack: str, detail: str, train_hits: np.ndarray, c: float, t_draws: np.ndarray,
+            c_draws: np.ndarray, n_control: int, what: str) -> RiskEstimate:
+    t = float(np.mean(train_hits))
+    draws = _added(t_draws, c_draws)
     ci = (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)))
     risk = float(_added(t, c))
     return RiskEstimate(attack=attack, detail=detail, train_success=t, control_success=c, added_risk=risk,
-                        added_risk_ci95=ci, n_train=n_t, n_control=n_c,
+                        added_risk_ci95=ci, n_train=int(train_hits.size), n_control=n_control,
                         sentence=_sentence(what, t, c, risk, ci))
 
 

@@ -54,7 +54,8 @@ def risks(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTable,
     """All three attacks; ``sensitive`` names the inference targets, ``target`` is left out of linking.
 
     Attribute inference and linkability attack ``min(MAX_TARGETS, rows)`` training rows and as many
-    holdout rows; singling out checks its predicates on equally many training and holdout rows.
+    holdout rows; singling out checks its predicates on the whole training set (up to 4 times the
+    holdout's rows) and corrects the holdout's rate to that size.
     """
     rng = np.random.default_rng(seed)
     n = min(MAX_TARGETS, real.n_rows, holdout.n_rows)

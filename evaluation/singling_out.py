@@ -4,12 +4,16 @@ As in Anonymeter, the attacker writes predicates from synthetic rows: starting f
 synthetic row, conditions on up to ``MAX_CONDITIONS`` of its values (equality for categories,
 "is missing", or a threshold towards the nearer tail for numbers, e.g. ``age >= 71``), each
 time the one that leaves the fewest synthetic rows, until the predicate fits exactly one
-synthetic row. Such a
-predicate *singles out* a table when it fits exactly one of its rows. It is checked on a sample
-of training rows and on as many holdout rows (the control): the chance that a predicate fits
-exactly one row depends on the table's size, so both tables are compared at the same size. A
-synthetic table that copies its training rows turns rare training records into predicates that
-fit them; a faithful generator's predicates fit training and holdout rows alike.
+synthetic row. Such a predicate *singles out* a table when it fits exactly one of its rows.
+
+The attack is scored on the whole training set: a synthetic table that copies its training rows
+turns each training record into a predicate that fits it, wherever it is. The chance that a
+predicate fits exactly one of ``n`` rows depends on ``n`` (``n w (1 - w)^(n - 1)`` for a predicate
+fitting a share ``w`` of the population), and the holdout is smaller, so its rate is not the
+baseline. As Anonymeter does, the control is corrected to the training set's size with a model
+of the predicates' shares fitted on the holdout counts (:func:`control_rate`). Checking both
+tables on equally many rows is unbiased too, but a copied record is then in the training
+sample only with chance ``holdout / training`` rows, which diluted a copy's risk to a few %.
 """
 
 from __future__ import annotations
@@ -17,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import optimize, special
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.evaluation.added_risk import RiskEstimate, estimate
+from fedsynth.evaluation.added_risk import RiskEstimate, estimate_with_control_draws
 from fedsynth.evaluation.prepared import PreparedTable, is_discrete
 
 MAX_CONDITIONS = 3
@@ -27,6 +32,12 @@ N_PREDICATES = 1_000
 MAX_ATTEMPTS_PER_PREDICATE = 4
 """At most ``n * MAX_ATTEMPTS_PER_PREDICATE`` synthetic rows are tried: bounds the time on tables full of
 duplicate rows, where few predicates fit exactly one row."""
+MAX_SIZE_RATIO = 4
+"""The control is extrapolated to at most 4 times the holdout's rows (an 80/20 split's ratio); a larger
+training set is subsampled to that size: beyond it the holdout counts hardly constrain the rare
+predicates' shares, and the fitted model's shape would decide the baseline instead of the data."""
+N_BOOTSTRAP = 200
+"""Refits of the control's model on predicates drawn with replacement, for its interval."""
 
 
 @dataclass(frozen=True)
@@ -80,11 +91,67 @@ def synthetic_predicates(schema: Schema, synthetic: PreparedTable, rng: np.rando
     return list(found.values())
 
 
-def _singles_out(predicate: tuple[Condition, ...], table: PreparedTable) -> bool:
-    fits = np.ones(table.n_rows, dtype=bool)
-    for cond in predicate:
-        fits &= cond.matches(table[cond.column])
-    return int(fits.sum()) == 1
+def _fits(predicates: list[tuple[Condition, ...]], table: PreparedTable) -> np.ndarray:
+    """Which of the table's rows each predicate fits (predicates x rows)."""
+    out = np.ones((len(predicates), table.n_rows), dtype=bool)
+    for i, predicate in enumerate(predicates):
+        for cond in predicate:
+            out[i] &= cond.matches(table[cond.column])
+    return out
+
+
+def _fit_shares(values: np.ndarray, weights: np.ndarray, m: int,
+                start: np.ndarray | None = None) -> np.ndarray:
+    """Log parameters of the Beta distribution of the predicates' population shares, fitted by maximum
+    likelihood to how many of ``m`` holdout rows each fits (``weights`` predicates fit ``values`` rows).
+
+    Each count is Binomial(m, w) with w ~ Beta(a, b), a beta-binomial: two parameters bend to the
+    shares' skew (most predicates fit no holdout row, a few fit many) without a grid to choose; the
+    bounds keep a degenerate fit (every count 0) finite.
+    """
+    def nll(log_ab: np.ndarray) -> float:
+        a, b = np.exp(log_ab)
+        return -float(weights @ (special.betaln(values + a, m - values + b) - special.betaln(a, b)))
+
+    x0 = np.array([np.log(0.5), np.log(m)]) if start is None else start
+    return optimize.minimize(nll, x0, method="L-BFGS-B", bounds=[(-8.0, 6.0), (-4.0, 25.0)]).x
+
+
+def _exactly_one(log_ab: np.ndarray, n: int) -> float:
+    """Expected share of predicates fitting exactly one of ``n`` rows: E[n w (1 - w)^(n - 1)], w ~ Beta(a, b)."""
+    a, b = np.exp(log_ab)
+    return float(np.exp(np.log(n) + special.betaln(a + 1, b + n - 1) - special.betaln(a, b)))
+
+
+def control_rate(holdout_fits: np.ndarray, n: int, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+    """The share of predicates that would single out a table of ``n`` unseen rows, from which holdout
+    rows each fits (predicates x rows); and ``N_BOOTSTRAP`` draws of its uncertainty.
+
+    No unbiased estimate exists for ``n > m`` holdout rows (``n w (1 - w)^(n - 1)`` has degree ``n``
+    in ``w``; a binomial count on ``m`` rows pins down polynomials of degree ``m`` only), so a
+    model of the shares carries the extrapolation, as in Anonymeter; ``MAX_SIZE_RATIO`` bounds how far.
+    Each draw refits the model on predicates drawn with replacement, counted on a random half of
+    the holdout rows: half-sampling rows without replacement varies a mean as much as drawing a
+    new holdout would (``1/(m/2) - 1/m = 1/m``), without the doubled rows of a bootstrap that
+    would turn single matches into pairs; the predicates are redrawn because they are a sample
+    too. A half extrapolates twice as far, so the draws, centred on the estimate, are if anything
+    too spread: the interval errs wide. docs/benchmarks.md has the null checks.
+    """
+    n_pred, m = holdout_fits.shape
+    counts = holdout_fits.sum(axis=1)
+    fitted = _fit_shares(*_grouped(counts), m)
+    draws = np.empty(N_BOOTSTRAP)
+    for i in range(N_BOOTSTRAP):
+        half = rng.choice(m, m // 2, replace=False)
+        drawn = holdout_fits[:, half].sum(axis=1)[rng.integers(n_pred, size=n_pred)]
+        draws[i] = _exactly_one(_fit_shares(*_grouped(drawn), m // 2, fitted), n)
+    return _exactly_one(fitted, n), _exactly_one(fitted, n) + draws - np.mean(draws)
+
+
+def _grouped(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct counts and how many predicates have each (the likelihood is summed over those)."""
+    values, weights = np.unique(counts, return_counts=True)
+    return values.astype(float), weights.astype(float)
 
 
 def singling_out(schema: Schema, synthetic: PreparedTable, real: PreparedTable, holdout: PreparedTable,
@@ -93,11 +160,13 @@ def singling_out(schema: Schema, synthetic: PreparedTable, real: PreparedTable, 
     predicates = synthetic_predicates(schema, synthetic, rng)
     if not predicates:
         return None
-    m = min(real.n_rows, holdout.n_rows)
-    train = real.take(rng.choice(real.n_rows, m, replace=False))
-    control = holdout.take(rng.choice(holdout.n_rows, m, replace=False))
-    hits = [np.array([_singles_out(p, t) for p in predicates]) for t in (train, control)]
+    n, m = min(real.n_rows, MAX_SIZE_RATIO * holdout.n_rows), holdout.n_rows
+    train = real if n == real.n_rows else real.take(rng.choice(real.n_rows, n, replace=False))
+    hits = _fits(predicates, train).sum(axis=1) == 1
+    control, draws = control_rate(_fits(predicates, holdout), n, rng)
     what = ("Of predicates read off the synthetic rows (each fits exactly one synthetic row), {train} fit exactly "
-            f"one of {m} training rows and {{control}} exactly one of {m} rows the synthesizer never saw")
-    detail = f"{len(predicates)} predicates of 1 to {MAX_CONDITIONS} conditions; {m} rows of each table"
-    return estimate("singling out", detail, hits[0], hits[1], rng, what)
+            f"one of {n} training rows; of {n} rows the synthesizer never saw, {{control}} would (estimated "
+            f"from {m} holdout rows)")
+    detail = (f"{len(predicates)} predicates of 1 to {MAX_CONDITIONS} conditions; {n} training rows; the control "
+              f"corrected from {m} holdout rows to {n} by a fitted model of the predicates' shares")
+    return estimate_with_control_draws("singling out", detail, hits, control, draws, len(predicates), rng, what)

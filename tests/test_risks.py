@@ -16,7 +16,7 @@ from fedsynth.evaluation.added_risk import estimate
 from fedsynth.evaluation.linkability import default_halves
 from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.risks import Risks, risks
-from fedsynth.evaluation.singling_out import synthetic_predicates
+from fedsynth.evaluation.singling_out import control_rate, singling_out, synthetic_predicates
 from _cli import fedsynth
 
 N = 2000
@@ -30,12 +30,19 @@ def parts(adult, adult_schema) -> dict[str, pd.DataFrame]:
             for i, k in enumerate(("real", "holdout", "other"))}
 
 
+@pytest.fixture(scope="module")
+def large_real(adult) -> pd.DataFrame:
+    """A training table 4 times the holdout's size (an 80/20 split's ratio), disjoint from ``parts``."""
+    perm = np.random.default_rng(1).permutation(len(adult))
+    return adult.iloc[perm[3 * N:7 * N]].reset_index(drop=True)
+
+
 def _risks(parts: dict[str, pd.DataFrame], synthetic: pd.DataFrame, schema: Schema) -> Risks:
     p = {k: prepare(v, schema, k) for k, v in (*parts.items(), ("synthetic", synthetic))}
     return risks(p["real"], p["holdout"], p["synthetic"], schema, ("income", "race"), "income", seed=0)
 
 
-def test_copied_training_rows_fire_every_attack(parts, adult_schema):
+def test_copied_training_rows_fire_every_attack(parts, large_real, adult_schema):
     result = _risks(parts, parts["real"].copy(), adult_schema)
     assert [e.attack for e in result.estimates] == (["attribute inference", "attribute inference (model)"] * 2
                                                     + ["singling out", "linkability"])
@@ -45,6 +52,12 @@ def test_copied_training_rows_fire_every_attack(parts, adult_schema):
         assert e.added_risk > 0.5 and e.added_risk_ci95[0] > 0.3, e
         assert "measurable risk" in e.sentence
     assert result.highest is not None and result.highest.added_risk > 0.9
+    # at an 80/20 split's sizes every predicate fits its copied row in the whole training set; checked
+    # on a holdout-sized sample of it instead, only a quarter would, and the added risk read about 0.1
+    real, holdout = prepare(large_real, adult_schema, "real"), prepare(parts["holdout"], adult_schema, "holdout")
+    single = singling_out(adult_schema, real, real, holdout, np.random.default_rng(0))
+    assert single is not None and single.train_success > 0.95 and single.added_risk > 0.9, single
+    assert single.added_risk_ci95[0] > 0.8 and f"of {4 * N} training rows" in single.sentence, single
 
 
 def test_independent_sample_adds_no_risk(parts, adult_schema):
@@ -89,6 +102,19 @@ def test_predicates_fit_exactly_one_synthetic_row(parts, adult_schema):
         for cond in p:
             fits &= cond.matches(syn[cond.column])
         assert fits.sum() == 1, p
+
+
+def test_control_rate_extrapolates_to_the_training_size():
+    """Shares drawn from a Beta, matched on m rows: the rate at 4 m matches the rate those shares give."""
+    rng = np.random.default_rng(0)
+    m, n = 2000, 8000
+    shares = rng.beta(0.3, 2000.0, 1000)
+    truth = float(np.mean(n * shares * (1 - shares) ** (n - 1)))
+    fits = rng.random((shares.size, m)) < shares[:, None]
+    rate, draws = control_rate(fits, n, rng)
+    assert rate == pytest.approx(truth, abs=0.03) and np.quantile(draws, 0.01) < truth < np.quantile(draws, 0.99)
+    # at the holdout's own size the fit reproduces the counted rate
+    assert control_rate(fits, m, rng)[0] == pytest.approx(np.mean(fits.sum(axis=1) == 1), abs=0.02)
 
 
 def test_default_halves_are_disjoint_and_cover_the_columns():
