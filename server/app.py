@@ -1,9 +1,9 @@
 """The coordinator's ServerApp for the Deployment Engine: ``fedsynth.server.app:app``.
 
 In deployment the SuperLink starts the ServerApp in its own process, so nothing can be
-handed to it in memory. ``fedsynth coordinator`` passes everything through the Flower *run
-config* instead (:mod:`fedsynth.server.run_config`), and this module rebuilds the same
-:class:`~fedsynth.server.workflow.FederatedRun` the simulation uses. Progress events are
+handed to it in memory. Everything comes through the Flower *run config* instead, filled by
+``fedsynth coordinator`` or given to ``flwr run`` (:mod:`fedsynth.server.run_config`), and this
+module rebuilds the same :class:`~fedsynth.server.workflow.FederatedRun` the simulation uses. Progress events are
 appended to ``<out-dir>/events.jsonl`` (:mod:`fedsynth.server.events`), which the coordinator
 process follows to print rounds and each institution's reported epsilon.
 """
@@ -20,7 +20,7 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.server.dropout_grid import DropoutAwareGrid
 from fedsynth.server.events import event_log
-from fedsynth.server.run_config import settings_from_run_config
+from fedsynth.server.deployment_config import settings_for_run
 from fedsynth.server.workflow import FederatedRun
 
 # `flwr run` checks components statically (an `app = ...` or `__all__` entry in the source)
@@ -29,7 +29,7 @@ __all__ = ["app", "build_run"]
 
 def build_run(run_config: dict[str, Any]) -> FederatedRun:
     """The FederatedRun described by a run config (schema hash checked against the plan)."""
-    s = settings_from_run_config(run_config)
+    s = settings_for_run(run_config)
     schema = Schema.load(s.schema)
     if s.plan.schema_hash != schema.hash():
         raise FedsynthError(f"{s.schema}: schema hash {schema.hash()} differs from the plan's {s.plan.schema_hash}")

@@ -1,10 +1,12 @@
-"""What ``fedsynth coordinator`` is asked to run, read and checked before any process starts.
+"""What a federated run is asked to do, read and checked before it starts.
 
 The federation config file (TOML: the plan, SecAgg+ settings, schema, timeouts; see
 :func:`load_deployment_config`) holds public run settings only: every unknown or ill-typed
-key is an error naming file and key. :func:`prepare` adds the command's options (address,
-TLS certificates, the institutions' public keys, the output folder) and resolves them into
-one :class:`Prepared`, so that a refused start leaves nothing behind.
+key is an error naming file and key. :func:`prepare` adds ``fedsynth coordinator``'s options
+(address, TLS certificates, the institutions' public keys, the output folder) and resolves
+them into one :class:`Prepared` before any process starts, so that a refused start leaves
+nothing behind. :func:`settings_for_run` resolves the same file for a run submitted with
+``flwr run`` (the ServerApp reads it from the run config).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from fedsynth.common.inputs import read_text
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, find_existing
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
-from fedsynth.server.run_config import ServerRunSettings
+from fedsynth.server.run_config import ServerRunSettings, settings_from_run_config
 from fedsynth.server.shared_plan import SharedNoiseRequest
 
 
@@ -207,17 +209,61 @@ def prepare(opts: CoordinatorOptions) -> Prepared:
         raise FedsynthError("at least 2 institutions are needed: give --clients or one --authorized-key per institution")
     if keys and clients > len(keys):
         raise FedsynthError(f"{clients} institutions expected but only {len(keys)} key(s) registered")
+    settings = _resolved(cfg, schema_path, schema, out, clients, f"{opts.config}")
+    claim_dir(out, COORDINATOR_RUN, "--out")  # last: a refused start leaves no folder behind
+    return Prepared(settings, host, port, "127.0.0.1", free_loopback_port(), out / "flower", keys, tls,
+                    cfg.run_timeout, opts.status_every)
+
+
+def _resolved(cfg: DeploymentConfig, schema_path: Path, schema: Schema, out: Path, clients: int,
+              source: str) -> ServerRunSettings:
+    """The plan fixed to the schema (its hash, the shared-noise calibration) and the run's settings."""
     cfg.plan.schema_hash = schema.hash()
     if cfg.shared_noise is not None:
         try:
             cfg.plan = cfg.shared_noise.resolve(cfg.plan, schema)
         except (ValueError, FedsynthError) as exc:
-            raise FedsynthError(f"{opts.config}: [plan.shared_noise]: {exc}") from None
+            raise FedsynthError(f"{source}: [plan.shared_noise]: {exc}") from None
         if clients < cfg.plan.shared_noise.min_contributors:
-            raise FedsynthError(f"{opts.config}: min_contributors = {cfg.plan.shared_noise.min_contributors} but only "
+            raise FedsynthError(f"{source}: min_contributors = {cfg.plan.shared_noise.min_contributors} but only "
                                 f"{clients} institutions are expected")
-    settings = ServerRunSettings(plan=cfg.plan, secagg=cfg.secagg, schema=str(schema_path), out_dir=str(out),
-                                 clients=clients, wait_timeout=cfg.wait_timeout)
-    claim_dir(out, COORDINATOR_RUN, "--out")  # last: a refused start leaves no folder behind
-    return Prepared(settings, host, port, "127.0.0.1", free_loopback_port(), out / "flower", keys, tls,
-                    cfg.run_timeout, opts.status_every)
+    return ServerRunSettings(plan=cfg.plan, secagg=cfg.secagg, schema=str(schema_path), out_dir=str(out),
+                             clients=clients, wait_timeout=cfg.wait_timeout)
+
+
+def settings_for_run(run_config: dict[str, Any]) -> ServerRunSettings:
+    """The ServerApp's settings from a Flower run config, by either route.
+
+    ``fedsynth coordinator`` sends the resolved plan (``plan``, ``secagg``, ...); a run started
+    with ``flwr run . <connection>`` names the federation config file instead (``federation-config``,
+    ``out-dir``, optionally ``schema`` and ``clients``: absolute paths on the SuperLink's machine,
+    where the ServerApp runs). The output folder is claimed as ``fedsynth coordinator`` claims it:
+    a new or empty folder, or this kind of run's own unfinished one.
+    """
+    if str(run_config.get("plan", "")):
+        return settings_from_run_config(run_config)
+    given = {k: str(run_config.get(k, "")) for k in ("federation-config", "out-dir", "schema")}
+    if not given["federation-config"] or not given["out-dir"]:
+        raise FedsynthError("run config: give federation-config (the coordinator's TOML config) and out-dir, e.g. "
+                            "flwr run . <connection> --run-config 'federation-config=\"/abs/federation.toml\" "
+                            "out-dir=\"/abs/run\"'")
+    for key, value in given.items():
+        if value and not Path(value).is_absolute():
+            raise FedsynthError(f"run config {key} = {value!r}: give an absolute path on the SuperLink's machine "
+                                "(the ServerApp does not run in your working directory)")
+    cfg = load_deployment_config(Path(given["federation-config"]))
+    schema_path = Path(given["schema"]) if given["schema"] else cfg.schema
+    if schema_path is None:
+        raise FedsynthError(f"no schema: set schema in the run config or `schema = ...` in {given['federation-config']}")
+    if not schema_path.is_file():
+        raise FedsynthError(f"schema {schema_path}: no such file")
+    clients = int(run_config.get("clients", 0) or 0) or cfg.clients or 0
+    if clients < 2:
+        raise FedsynthError(f"run config: clients = {clients}: set clients (the institutions expected, at least 2) "
+                            f"in the run config or in {given['federation-config']}")
+    out = Path(given["out-dir"])
+    if find_existing(out, COORDINATOR_RUN, "out-dir") is Existing.PREVIOUS and (out / "synthesizer").exists():
+        raise FedsynthError(f"{out} already holds a finished run; choose a new out-dir")
+    settings = _resolved(cfg, schema_path, Schema.load(schema_path), out, clients, given["federation-config"])
+    claim_dir(out, COORDINATOR_RUN, "out-dir")
+    return settings

@@ -1,10 +1,17 @@
-"""What ``fedsynth coordinator`` hands Flower: the app project, the run config, the CLI config.
+"""What the ServerApp is handed through Flower: the app project, the run config, the CLI config.
 
 In deployment the SuperLink starts the ServerApp in its own process, so nothing can be
-handed to it in memory: the coordinator writes a tiny Flower App project naming fedsynth's
-installed components (:func:`write_app_project`) and submits it with ``flwr run``, the plan,
-SecAgg+ settings and paths travelling in the Flower *run config*
-(:func:`run_config_for`, read back by the ServerApp with :func:`settings_from_run_config`).
+handed to it in memory: everything travels in the Flower *run config*, whose keys and defaults
+are :data:`RUN_CONFIG_DEFAULTS` (the same as ``[tool.flwr.app.config]`` in the repository's
+pyproject). Two routes fill it:
+
+* ``fedsynth coordinator`` writes a tiny Flower App project naming fedsynth's installed
+  components (:func:`write_app_project`) and submits it with ``flwr run``, the resolved plan and
+  SecAgg+ settings in the run config (:func:`run_config_for`, read back with
+  :func:`settings_from_run_config`);
+* a Flower user runs ``flwr run . <connection>`` from the repository with ``federation-config``
+  (the coordinator's config file) and ``out-dir``; the ServerApp resolves the plan itself
+  (:func:`fedsynth.server.deployment_config.settings_for_run`).
 
 Only public things travel in the run config: the plan, SecAgg+ settings, the expected
 number of institutions and paths on the coordinator's own machine.
@@ -25,6 +32,9 @@ from fedsynth.common.protocol.flower_app import APP_NAME, APP_PUBLISHER, COMPONE
 #: the name of the one SuperLink connection in the `flwr` CLI config the coordinator writes
 CONNECTION = "fedsynth"
 RUN_CONFIG_KEYS = ("plan", "secagg", "schema", "out-dir", "clients", "wait-timeout")
+#: every run-config key the ServerApp reads, with the app's defaults (empty: not given)
+RUN_CONFIG_DEFAULTS: dict[str, str | int] = {"federation-config": "", "schema": "", "out-dir": "", "clients": 0,
+                                             "plan": "", "secagg": "", "wait-timeout": 600}
 
 
 @dataclass(frozen=True)
@@ -49,7 +59,8 @@ def run_config_for(settings: ServerRunSettings) -> dict[str, Any]:
 def settings_from_run_config(run_config: dict[str, Any]) -> ServerRunSettings:
     missing = [k for k in RUN_CONFIG_KEYS if str(run_config.get(k, "")) == ""]
     if missing:
-        raise FedsynthError(f"run config lacks {missing}; submit runs with `fedsynth coordinator`")
+        raise FedsynthError(f"run config lacks {missing}; submit runs with `fedsynth coordinator`, or give "
+                            "federation-config and out-dir")
     return ServerRunSettings(
         plan=FederationPlan.from_json(str(run_config["plan"])),
         secagg=SecAggSettings(**json.loads(str(run_config["secagg"]))),
@@ -85,13 +96,7 @@ serverapp = "{COMPONENTS['serverapp']}"
 clientapp = "{COMPONENTS['clientapp']}"
 
 [tool.flwr.app.config]
-plan = ""
-secagg = ""
-schema = ""
-out-dir = ""
-clients = 0
-wait-timeout = 600
-""")
+""" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in RUN_CONFIG_DEFAULTS.items()))
     return app_dir
 
 

@@ -153,7 +153,7 @@ def test_a_foreign_app_submitted_on_the_coordinator_runs_on_no_institution(attac
     assert not Path(str(attacked["loot"]) + ".ran-on-institution").exists()
     for name in attacked["names"]:
         log = attacked["procs"].output(name)
-        assert "refused to run" in log and "app 'attacker/evil' is not 'fedsynth/fedsynth-federation'" in log, log[-3000:]
+        assert "refused to run" in log and "app 'attacker/evil' is not 'fedsynth/fedsynth'" in log, log[-3000:]
         assert not (attacked["root"] / "state" / name / "flower" / "apps").exists()  # no bundle installed
 
 

@@ -3,7 +3,8 @@ institutions that refuse anything else.
 
 A Flower run names an app bundle (FAB). fedsynth's bundle carries no code: only a
 ``pyproject.toml`` naming the components that every party already has installed with
-fedsynth, and Flower's ``.info/CONTENT`` index. An institution never installs or imports a
+fedsynth, Flower's ``.info/CONTENT`` index and, when ``flwr run`` builds it from the
+repository, its README. An institution never installs or imports a
 bundle (see :mod:`fedsynth.client.installed_app`); it checks the bundle's identity so that
 a foreign run is refused by name instead of being answered.
 """
@@ -22,10 +23,10 @@ from flwr.common.logger import update_console_handler
 from fedsynth.common.version import __version__
 
 APP_PUBLISHER = "fedsynth"
-APP_NAME = "fedsynth-federation"
+APP_NAME = "fedsynth"  # the [project] name of the repository's pyproject, so `flwr run .` builds this app
 APP_ID = f"{APP_PUBLISHER}/{APP_NAME}"
 COMPONENTS = {"serverapp": "fedsynth.server.app:app", "clientapp": "fedsynth.client.supernode_app:app"}
-BUNDLE_FILES = frozenset({"pyproject.toml", ".info/CONTENT"})
+BUNDLE_FILES = frozenset({"pyproject.toml", ".info/CONTENT", "README.md"})
 
 
 def app_version() -> str:
