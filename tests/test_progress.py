@@ -8,6 +8,7 @@ from rich.console import Console
 
 from fedsynth.common import progress as progress_module
 from fedsynth.common.progress import StepProgress
+from fedsynth.simulations.driver import _event_printer
 
 ANSI = "\x1b["
 
@@ -63,3 +64,36 @@ def test_elsewhere_a_few_plain_lines_without_ansi_codes_or_redraws(clock):
     assert [line.split(",")[0] for line in lines] == [f"DP-SGD step {k}/100" for k in (20, 40, 60, 80, 100)]
     assert lines[0] == "DP-SGD step 20/100, 20s elapsed, about 80s left"
     assert lines[-1] == "DP-SGD step 100/100, 2 min elapsed, done"
+
+
+def _events(refuse_in_round_2: bool):
+    def budget(r, refuse):
+        second = {"can_train": not refuse, "epsilon_spent": 0.2, **({"reason": "budget exhausted"} if refuse else {})}
+        return {"event": "budget_check", "round": r, "eligible": 1 if refuse else 2,
+                "replies": {"1": {"can_train": True, "epsilon_spent": 0.1}, "2": second}}
+
+    def done(r, contributors):
+        return {"event": "round_done", "round": r, "seconds": 3.0, "contributors": contributors,
+                "reports": {"1": {"epsilon_spent": 0.3 * r}, "2": {"epsilon_spent": 0.25 * r}}}
+
+    return [budget(1, False), done(1, 2), budget(2, refuse_in_round_2), done(2, 2)]
+
+
+def test_simulate_rounds_feed_the_bar_and_only_what_needs_attention_is_printed(tmp_path):
+    lines, rounds = [], []
+    on_event = _event_printer(tmp_path, lines.append, 2, on_round=lambda done, status: rounds.append((done, status)))
+    for ev in _events(refuse_in_round_2=True):
+        on_event(ev)
+    assert rounds == [(0, None), (1, "2 updates securely aggregated; epsilon spent up to 0.3"),
+                      (1, None), (2, "2 updates securely aggregated; epsilon spent up to 0.6")]
+    assert len(lines) == 1 and lines[0].startswith("round 2/2: 1/2 clients") and "budget exhausted" in lines[0]
+    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 4  # every event still logged
+
+
+def test_simulate_without_a_bar_prints_a_plain_line_a_round_with_the_time_left(tmp_path):
+    lines = []
+    on_event = _event_printer(tmp_path, lines.append, 2)
+    for ev in _events(refuse_in_round_2=False):
+        on_event(ev)
+    assert [line.split(":")[0] for line in lines] == ["round 1/2", "round 1/2 done in 3.0s, about 3s left",
+                                                     "round 2/2", "round 2/2 done in 3.0s"]
