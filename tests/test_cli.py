@@ -234,8 +234,10 @@ def test_fit_on_a_terminal_shows_a_bar_with_steps_and_the_time_left(tmp_path, sm
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", r.stderr)  # what the terminal shows
     frames = text.split("\r")  # the bar is redrawn in place
     total = re.search(r"(\d+) DP-SGD steps", text).group(1)
-    assert any(re.search(rf"DP-SGD step \d+/{total} .*about \d+s left", f) for f in frames), text
-    assert any(f"DP-SGD step {total}/{total}" in f for f in frames[-2:]), text
+    # a fast fit may be drawn only at its first and last step; the time left is tested in test_progress
+    assert any(re.search(rf"DP-SGD step \d+/{total} .* \d:\d\d:\d\d (about \d+s left|time left unknown)", f)
+               for f in frames), text
+    assert any(re.search(rf"DP-SGD step {total}/{total} .* done", f) for f in frames[-2:]), text
     assert not re.search(r"^DP-SGD step \d+/\d+, ", text, re.M)  # no plain lines on a terminal
 
 
