@@ -57,7 +57,7 @@ from fedsynth.common.dp.accounting import (
 from fedsynth.common.dp.plan import TrainingConfig, sampling_plan
 from fedsynth.common.errors import DataError, FedsynthError, PrivacyError
 from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
-from fedsynth.common.progress import progress_bar
+from fedsynth.common.progress import StepProgress
 from fedsynth.common.timestamps import utc_now
 
 SAMPLE_CHUNK_ROWS = 50_000  # rows per pass of the model: bounds memory (~ 0.5 KB a row encoded) for any n
@@ -143,7 +143,8 @@ class Synthesizer:
         (:func:`fedsynth.common.data.cells.coerce`): a bad cell raises the DataError listing
         every violation that ``fedsynth schema validate`` reports for the same rows, before
         any budget is spent. ``progress(done, total)`` is called after every DP step;
-        ``verbose`` shows a progress bar on stderr.
+        ``verbose`` shows progress on stderr: a bar with the steps done and the time left on a
+        terminal, a few plain lines elsewhere (:class:`fedsynth.common.progress.StepProgress`).
         """
         if self.privacy.history:
             raise PrivacyError("this synthesizer has already spent its budget; create a new one")
@@ -161,15 +162,16 @@ class Synthesizer:
         self.model = build_model(self.encoder, self.model_config, cond_probs=cond_probs)
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
         steps, done = int(plan["steps"]), 0
-        bar = progress_bar("training") if verbose else None
+        bar = StepProgress("training: DP-SGD step", steps) if verbose else None
         with bar if bar is not None else nullcontext():
-            task = bar.add_task("train", total=steps) if bar is not None else None
+            if bar is not None:
+                bar.update(0)  # the time left counts from here
 
             def tick(k: int) -> None:
                 nonlocal done
                 done += k
                 if bar is not None:
-                    bar.update(task, completed=done)
+                    bar.update(done)
                 if progress:
                     progress(done, steps)
 

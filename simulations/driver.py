@@ -44,6 +44,7 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.lineage import provenance, write_synthetic
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
+from fedsynth.common.progress import duration
 from fedsynth.common.protocol.federation import NOISE_MODES, FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.synthesizer import Synthesizer
@@ -57,6 +58,7 @@ from fedsynth.simulations.quality import quick_quality
 
 DEFAULT_CLIENTS = 5  # institutions simulated when --clients is not given (all partitions but natural)
 LOCAL_ROUNDS = 20  # rounds of a local-noise run when none are asked for
+RoundProgress = Callable[[int, str | None], None]  # (rounds done, the latest facts or None to keep them)
 
 
 @dataclass
@@ -98,10 +100,14 @@ class SimulationConfig:
     insecure_plain_aggregation: bool = False
 
 
-def _event_printer(out_dir: Path, print_fn: Callable[[str], None],
-                   rounds: int) -> Callable[[dict[str, Any]], None]:
-    """Events to ``events.jsonl`` and a line each for people: round k/N, with the time left
-    estimated from the rounds this process has seen."""
+def _event_printer(out_dir: Path, print_fn: Callable[[str], None], rounds: int,
+                   on_round: RoundProgress | None = None) -> Callable[[dict[str, Any]], None]:
+    """Events to ``events.jsonl`` and, for people, round k/N with the time left.
+
+    Without ``on_round``: a line each (budget check, round done; the time left estimated from
+    the rounds this process has seen). With ``on_round(done, status)`` (a progress bar, which
+    keeps its own time left): the routine facts of each round go there, and only what needs
+    attention (institutions refusing a round, retries, stops, resumes) to ``print_fn``."""
     log = out_dir / "events.jsonl"
     seconds: list[float] = []
 
@@ -113,34 +119,47 @@ def _event_printer(out_dir: Path, print_fn: Callable[[str], None],
             spent = sorted(r.get("epsilon_spent", -1) for r in ev["replies"].values())
             refused = {r.get("reason") for r in ev["replies"].values() if not r.get("can_train")}
             extra = f"; not training: {sorted(refused)}" if refused else ""
-            print_fn(f"round {ev['round']}/{rounds}: {ev['eligible']}/{len(ev['replies'])} clients can afford it; "
-                     f"epsilon spent per client {spent}{extra}")
+            if on_round is None or refused:
+                print_fn(f"round {ev['round']}/{rounds}: {ev['eligible']}/{len(ev['replies'])} clients can afford "
+                         f"it; epsilon spent per client {spent}{extra}")
+            if on_round is not None:
+                on_round(ev["round"] - 1, None)  # the round starts: the bar's time left counts from the first
         elif kind == "round_done":
             eps = sorted(r.get("epsilon_spent", -1) for r in ev["reports"].values())
             alone = sorted(r["epsilon_alone"] for r in ev["reports"].values() if "epsilon_alone" in r)
+            if on_round is not None:
+                both = f" ({max(alone):.3g} if all other parties colluded)" if alone else ""
+                on_round(ev["round"], f"{ev['contributors']} updates securely aggregated; "
+                                      f"epsilon spent up to {max(eps, default=0):.3g}{both}")
+                return
             both = f" (if all other parties colluded: {alone})" if alone else ""
             step = f", server step {ev['server_lr']:.2f} x mean" if "server_lr" in ev else ""
             seconds.append(float(ev["seconds"]))
             left = (rounds - ev["round"]) * sum(seconds) / len(seconds)
-            eta = f", about {_duration(left)} left" if ev["round"] < rounds else ""
+            eta = f", about {duration(left)} left" if ev["round"] < rounds else ""
             print_fn(f"round {ev['round']}/{rounds} done in {ev['seconds']:.1f}s{eta}: {ev['contributors']} updates "
                      f"securely aggregated{step}; epsilon spent per client now {eps}{both}")
         elif kind in ("stopped", "round_failed", "resumed"):
             print_fn(f"{kind}: {ev}")
+            if kind == "resumed" and on_round is not None:
+                on_round(int(ev["round"]), f"resumed after round {ev['round']}")
 
     return on_event
 
 
-def _duration(seconds: float) -> str:
-    """``45s``, ``3 min``, ``1 h 05 min``: a time left as people read it."""
-    if seconds < 90:
-        return f"{seconds:.0f}s"
-    minutes = round(seconds / 60)
-    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+def planned_rounds(cfg: SimulationConfig) -> int:
+    """The rounds the run asks for: ``cfg.rounds``, or the default of its noise mode."""
+    if cfg.rounds is not None:
+        return cfg.rounds
+    return SHARED_ROUNDS if cfg.noise == "shared" else LOCAL_ROUNDS
 
 
-def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[str, Any]:
+def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print,
+        on_round: RoundProgress | None = None) -> dict[str, Any]:
     """The whole simulation into ``cfg.out``; see the module docstring for the layout.
+
+    ``print_fn`` gets the lines for people; ``on_round(done, status)``, if given, the rounds'
+    progress (see :func:`_event_printer`: a terminal's progress bar).
 
     ``cfg.out`` follows :mod:`fedsynth.common.outputs`: a new or empty folder is filled in
     place. An earlier run there is resumed from its checkpoint if it was interrupted and
@@ -151,7 +170,7 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     if cfg.noise not in NOISE_MODES:
         raise FedsynthError(f"noise must be one of {NOISE_MODES}, not {cfg.noise!r}")
     if cfg.rounds is None:
-        cfg = dataclasses.replace(cfg, rounds=SHARED_ROUNDS if cfg.noise == "shared" else LOCAL_ROUNDS)
+        cfg = dataclasses.replace(cfg, rounds=planned_rounds(cfg))
     clients = cfg.clients if cfg.clients is not None else (None if cfg.partition == "natural" else DEFAULT_CLIENTS)
     if clients is not None and clients < 2:
         raise FedsynthError("--clients must be at least 2 (secure aggregation needs several parties)")
@@ -175,9 +194,9 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print) -> dict[
     data = _RunData(train, holdout, silos, schema, label)
     if not replace:
         claim_dir(out, SIMULATION_RUN, "--out")
-        return _federate(out, data, cfg, started, print_fn)
+        return _federate(out, data, cfg, started, print_fn, on_round)
     with replace_dir(out, SIMULATION_RUN, overwrite=True, option="--out") as work:
-        return _federate(work, data, cfg, started, print_fn)
+        return _federate(work, data, cfg, started, print_fn, on_round)
 
 
 def _check_out(out: Path, overwrite: bool) -> bool:
@@ -206,7 +225,7 @@ class _RunData:
 
 
 def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
-              print_fn: Callable[[str], None]) -> dict[str, Any]:
+              print_fn: Callable[[str], None], on_round: RoundProgress | None = None) -> dict[str, Any]:
     schema = data.schema
     schema.save(out / "schema.json")
     # the typed rows hold no id columns: the files get fresh ids, so they validate against the schema
@@ -236,7 +255,7 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
                  f"multiplier {s.noise_multiplier:.3g}, split into shares so that it holds against the coordinator "
                  f"plus up to {s.collusion_tolerance} colluding institution(s) when at least {s.min_contributors} "
                  "contribute")
-    _run_flower(plan, cfg, out, len(data.silos), print_fn)
+    _run_flower(plan, cfg, out, len(data.silos), print_fn, on_round)
 
     if not (out / "synthesizer" / "synthesizer.json").exists():
         raise FedsynthError(f"the federated run ended without a model: see {out / FLOWER_LOG} and "
@@ -245,7 +264,7 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
 
 
 def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_clients: int,
-                print_fn: Callable[[str], None]) -> None:
+                print_fn: Callable[[str], None], on_round: RoundProgress | None = None) -> None:
     schema_path = str((out / "schema.json").resolve())
     silo_dir, state_root = (out / "silos").resolve(), (out / "clients").resolve()
     eps, delta = cfg.epsilon, cfg.delta
@@ -259,7 +278,7 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
     for i in range(1, n_clients + 1):  # each simulated institution's explicit first start
         if not ledger_exists(state_root / f"client-{i}"):
             Ledger.create(state_root / f"client-{i}", eps, delta)
-    run = FederatedRun(plan, _load_schema(out), out, cfg.secagg, n_clients, _event_printer(out, print_fn, plan.rounds),
+    run = FederatedRun(plan, _load_schema(out), out, cfg.secagg, n_clients, _event_printer(out, print_fn, plan.rounds, on_round),
                        insecure_plain_aggregation=plain)
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     quiet_logs()  # the ServerApp runs in this process

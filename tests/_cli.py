@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 
-def fedsynth(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}  # a real terminal's width; rich truncates at 80
+def fedsynth(*args: str, cwd=None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", **(env or {})}  # a real terminal's width; rich truncates at 80
     return subprocess.run([sys.executable, "-m", "fedsynth.cli", *args], capture_output=True, text=True, timeout=600,
                           env=env, cwd=cwd)

@@ -161,6 +161,10 @@ def test_verbose_fit_shows_progress(adult_small, adult_paths, capsys):
     synth.fit(adult_small, progress=lambda done, total: calls.append((done, total)), verbose=True)
     err = capsys.readouterr().err
     assert "training" in err and f"{steps}/{steps}" in err
+    # capsys is no terminal: a few plain lines (not one per step), no ANSI codes, no redraws
+    assert "\x1b[" not in err and "\r" not in err
+    lines = err.splitlines()
+    assert 1 <= len(lines) <= 10 and lines[-1].startswith(f"training: DP-SGD step {steps}/{steps}, "), err
     assert calls[-1] == (steps, steps)
 
 

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 from importlib import metadata
@@ -30,6 +31,10 @@ def test_fit_sample_lineage(tmp_path, small_csv, adult_paths):
                  "--epochs", "2", "--out", str(model))
     assert r.returncode == 0, r.stderr
     assert "epsilon spent" in r.stdout
+    # not a terminal: a few plain progress lines (not one per step), no ANSI codes, no redraws
+    assert "\x1b[" not in r.stderr and "\r" not in r.stderr
+    steps = re.findall(r"^DP-SGD step (\d+)/(\d+), .* elapsed, ", r.stderr, re.M)
+    assert 2 <= len(steps) <= 10 and steps[-1][0] == steps[-1][1], r.stderr
     meta = json.loads((model / "synthesizer.json").read_text())
     assert 0 < meta["privacy"]["epsilon_spent"] <= 1.0
     out = tmp_path / "syn.parquet"
@@ -217,6 +222,23 @@ def test_sample_refuses_two_values_for_one_column(tmp_path, tiny_model_dir):
     assert r.returncode == 2, r.stderr
     assert "'sex'" in r.stderr and "'Male'" in r.stderr and "'Female'" in r.stderr
     assert not out.exists()
+
+
+def test_fit_on_a_terminal_shows_a_bar_with_steps_and_the_time_left(tmp_path, small_csv, adult_paths):
+    """FORCE_COLOR and TTY_INTERACTIVE make rich treat the captured stderr as a terminal."""
+    env = {"FORCE_COLOR": "1", "TTY_INTERACTIVE": "1"}
+    r = fedsynth("fit", str(small_csv), "--schema", str(adult_paths[1]), "--epochs", "1", "--out", str(tmp_path / "m"),
+                 env=env)
+    assert r.returncode == 0, r.stderr
+    assert "\x1b[" in r.stderr
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", r.stderr)  # what the terminal shows
+    frames = text.split("\r")  # the bar is redrawn in place
+    total = re.search(r"(\d+) DP-SGD steps", text).group(1)
+    # a fast fit may be drawn only at its first and last step; the time left is tested in test_progress
+    assert any(re.search(rf"DP-SGD step \d+/{total} .* \d:\d\d:\d\d (about \d+s left|time left unknown)", f)
+               for f in frames), text
+    assert any(re.search(rf"DP-SGD step {total}/{total} .* done", f) for f in frames[-2:]), text
+    assert not re.search(r"^DP-SGD step \d+/\d+, ", text, re.M)  # no plain lines on a terminal
 
 
 def test_fit_with_a_small_epsilon_spends_within_it(tmp_path, small_csv, adult_paths):

@@ -1,6 +1,8 @@
 """A real federated run end to end: Flower Simulation Engine (Ray), SecAgg+, 3 institutions."""
 
 import json
+import os
+import re
 import subprocess
 import sys
 
@@ -12,8 +14,9 @@ from fedsynth.common.dp.accounting import epsilon_spent
 from fedsynth.common.synthesizer import Synthesizer
 
 
-def fedsynth(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "fedsynth.cli", *args], capture_output=True, text=True, timeout=900)
+def fedsynth(*args, check=True, env=None):
+    proc = subprocess.run([sys.executable, "-m", "fedsynth.cli", *args], capture_output=True, text=True, timeout=900,
+                          env={**os.environ, **env} if env else None)
     if check and proc.returncode != 0:
         raise AssertionError(f"fedsynth {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
     return proc
@@ -42,7 +45,7 @@ def test_outputs_exist_and_are_consistent(run_dir):
     assert all(0 < c["epsilon_spent"] <= 1.0 and c["delta"] == 1e-5 for c in card["clients"])
     assert "round 2/2 done" in log and "3 updates securely aggregated" in log
     assert "round 1/2 done" in log and "left:" in log.split("round 1/2 done")[1].split("\n")[0]  # time left
-    assert "\x1b[" not in log  # no colour codes when the output is not a terminal
+    assert "\x1b[" not in log and "\r" not in log  # no colour codes and no redraws when the output is not a terminal
     # Flower's own lines are in their log file, not between the round lines
     flower = (out / "flower.log").read_text()
     assert "Secure aggregation completed" in flower and "Secure aggregation" not in log
@@ -158,3 +161,21 @@ def test_shared_noise_simulation_end_to_end(tmp_path):
         assert 0.99 <= ledger.epsilon_spent <= 1.0 < ledger.epsilon_alone
     assert sorted(c["epsilon_alone"] for c in card["clients"]) == sorted(
         round(Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5).epsilon_alone, 2) for i in (1, 2, 3))
+
+
+def test_simulate_on_a_terminal_shows_a_bar_with_round_k_of_n_and_the_time_left(tmp_path):
+    """FORCE_COLOR and TTY_INTERACTIVE make rich treat the captured stderr as a terminal: a bar
+    redrawn in place with round k/N, the time left and the last round's facts; the plain per-round
+    lines are not printed between them, and Flower's lines stay in OUT/flower.log."""
+    out = tmp_path / "bar"
+    proc = fedsynth("simulate", "--clients", "2", "--rounds", "3", "--rows", "200", "--no-report", "--out", str(out),
+                    env={"FORCE_COLOR": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "200"})
+    assert "\x1b[" in proc.stderr
+    frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stderr).split("\r")  # what the terminal shows
+    bar = [f for f in frames if re.search(r"^round \d/3 ", f.strip(), re.M)]
+    assert any("round 2/3 " in f and re.search(r"about \d+(s| min) left", f) and "2 updates securely aggregated; "
+               "epsilon spent up to" in f for f in bar), frames
+    assert any("round 3/3 " in f and " done " in f for f in bar), frames
+    assert "round 1/3 done in" not in proc.stderr  # the facts are on the bar, not a line a round
+    assert "Secure aggregation" not in proc.stderr and (out / "flower.log").exists()
+    assert (out / "synthetic.csv").exists() and "done" in proc.stdout

@@ -11,11 +11,10 @@ from typing import Annotated, NoReturn, Optional, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.errors import FedsynthError
-from fedsynth.common.progress import progress_bar
+from fedsynth.common.progress import StepProgress
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
@@ -90,9 +89,9 @@ def need_extras(command: str, *extras: str) -> None:
                             f"pip install 'fedsynth[{spec}]' (or 'fedsynth[all]')")
 
 
-def progress(description: str) -> Progress:
-    """A progress bar on the CLI's stderr console."""
-    return progress_bar(description, console=err)
+def progress(label: str, total: int, plain_lines: int = 10) -> StepProgress:
+    """``label k/N`` on the CLI's stderr console: a bar on a terminal, plain lines (no ANSI codes) elsewhere."""
+    return StepProgress(label, total, console=err, plain_lines=plain_lines)
 
 
 def load_schema(path: Path) -> Schema:

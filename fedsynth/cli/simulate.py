@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fedsynth.cli.choices import ClientWeighting, Model, Noise, Partition
-from fedsynth.cli.shared import DataOption, SchemaForDataOption, err, need_extras, out
+from fedsynth.cli.shared import DataOption, SchemaForDataOption, need_extras, out, progress
 from fedsynth.common.errors import FedsynthError
 
 # lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
@@ -52,7 +52,7 @@ def simulate(
     """
     need_extras("simulate", "simulation", "report")
     from fedsynth.common.protocol.federation import SecAggSettings
-    from fedsynth.simulations.driver import SimulationConfig, run
+    from fedsynth.simulations.driver import SimulationConfig, planned_rounds, run
 
     try:
         secagg = SecAggSettings(num_shares=secagg_shares, reconstruction_threshold=secagg_threshold)
@@ -66,6 +66,9 @@ def simulate(
                            seed=seed, report=report, secagg=secagg, overwrite=overwrite, noise=noise.value,
                            collusion_tolerance=collusion_tolerance, min_contributors=min_contributors,
                            sample_rate=sample_rate)
-    summary = run(cfg, print_fn=lambda m: err.print(m, highlight=False, markup=False))
+    # On a terminal: a bar (round k/N, elapsed, time left, the last round's facts) with the other
+    # lines above it. Otherwise (a pipe, CI, a log file): the driver's plain line a round, no ANSI codes.
+    with progress("round", planned_rounds(cfg), plain_lines=0) as bar:
+        summary = run(cfg, print_fn=bar.line, on_round=bar.update if bar.live else None)
     out.print(f"[green]done[/] in {summary['seconds']}s: {out_dir}/synthetic.csv, {out_dir}/model_card.json"
               + (f", {out_dir}/report.html" if report else "") + f" (Flower's own log: {out_dir}/flower.log)")

@@ -48,9 +48,8 @@ def fit(
     plan = synth.plan(len(df))
     err.print(f"{len(df)} rows; {plan['steps']} DP-SGD steps at sample rate {plan['sample_rate']:.4f}, "
               f"noise multiplier {plan['noise_multiplier']:.3f} (category frequencies: {plan['frequency_noise']:.3g})")
-    with progress("training") as bar:
-        task = bar.add_task("train", total=plan["steps"])
-        synth.fit(df, progress=lambda done, total: bar.update(task, completed=done))
+    with progress("DP-SGD step", int(plan["steps"])) as bar:
+        synth.fit(df, progress=lambda done, total: bar.update(done))
     synth.save(out_dir, overwrite=overwrite)
     out.print(f"[green]saved[/] {out_dir}  epsilon spent = {synth.epsilon_spent:.4f} (target {epsilon}), "
               f"delta = {delta:g}, accountant = {accountant.value}")

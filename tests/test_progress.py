@@ -1,0 +1,99 @@
+"""Progress for people (common/progress.py, issue 17): a rich bar on a terminal (k/N, elapsed,
+time left, the latest facts); anywhere else a few plain lines with no ANSI codes and no redraws."""
+
+import io
+
+import pytest
+from rich.console import Console
+
+from fedsynth.common import progress as progress_module
+from fedsynth.common.progress import StepProgress
+from fedsynth.simulations.driver import _event_printer
+
+ANSI = "\x1b["
+
+
+class Clock:
+    t = 0.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+
+@pytest.fixture()
+def clock(monkeypatch):
+    fake = Clock()
+    monkeypatch.setattr(progress_module, "time", fake)
+    return fake
+
+
+def console(terminal: bool) -> tuple[Console, io.StringIO]:
+    buf = io.StringIO()
+    # force_interactive: the fake terminal redraws whatever TERM the test machine has
+    return Console(file=buf, force_terminal=terminal, force_interactive=terminal, width=200), buf
+
+
+def test_a_terminal_gets_a_bar_with_round_k_of_n_its_time_left_and_the_latest_facts(clock):
+    c, buf = console(terminal=True)
+    with StepProgress("round", 3, c, plain_lines=0) as bar:
+        bar.line("3 institutions")
+        bar.update(0)
+        clock.t = 60
+        bar.update(1, "3 updates securely aggregated; epsilon spent up to 0.41")
+        clock.t = 120
+        bar.update(2, "3 updates securely aggregated; epsilon spent up to 0.62")
+        screen = buf.getvalue().split("\r")  # the bar is redrawn in place
+        now = [s for s in screen if "round 2/3" in s]
+        assert now, screen
+        assert "about 60s left" in now[-1] and "epsilon spent up to 0.62" in now[-1]
+        assert ANSI in buf.getvalue()
+    assert buf.getvalue().startswith("3 institutions\n")  # a line, and the bar only from the first update
+
+
+def test_elsewhere_a_few_plain_lines_without_ansi_codes_or_redraws(clock):
+    c, buf = console(terminal=False)
+    with StepProgress("DP-SGD step", 100, c, plain_lines=5) as bar:
+        bar.update(0)
+        for k in range(1, 101):
+            clock.t = k
+            bar.update(k)
+        bar.update(100)  # the last line once
+    text = buf.getvalue()
+    assert ANSI not in text and "\r" not in text
+    lines = text.splitlines()
+    assert [line.split(",")[0] for line in lines] == [f"DP-SGD step {k}/100" for k in (20, 40, 60, 80, 100)]
+    assert lines[0] == "DP-SGD step 20/100, 20s elapsed, about 80s left"
+    assert lines[-1] == "DP-SGD step 100/100, 2 min elapsed, done"
+
+
+def _events(refuse_in_round_2: bool):
+    def budget(r, refuse):
+        second = {"can_train": not refuse, "epsilon_spent": 0.2, **({"reason": "budget exhausted"} if refuse else {})}
+        return {"event": "budget_check", "round": r, "eligible": 1 if refuse else 2,
+                "replies": {"1": {"can_train": True, "epsilon_spent": 0.1}, "2": second}}
+
+    def done(r, contributors):
+        return {"event": "round_done", "round": r, "seconds": 3.0, "contributors": contributors,
+                "reports": {"1": {"epsilon_spent": 0.3 * r}, "2": {"epsilon_spent": 0.25 * r}}}
+
+    return [budget(1, False), done(1, 2), budget(2, refuse_in_round_2), done(2, 2)]
+
+
+def test_simulate_rounds_feed_the_bar_and_only_what_needs_attention_is_printed(tmp_path):
+    lines, rounds = [], []
+    on_event = _event_printer(tmp_path, lines.append, 2, on_round=lambda done, status: rounds.append((done, status)))
+    for ev in _events(refuse_in_round_2=True):
+        on_event(ev)
+    assert rounds == [(0, None), (1, "2 updates securely aggregated; epsilon spent up to 0.3"),
+                      (1, None), (2, "2 updates securely aggregated; epsilon spent up to 0.6")]
+    assert len(lines) == 1 and lines[0].startswith("round 2/2: 1/2 clients") and "budget exhausted" in lines[0]
+    assert len((tmp_path / "events.jsonl").read_text().splitlines()) == 4  # every event still logged
+
+
+def test_simulate_without_a_bar_prints_a_plain_line_a_round_with_the_time_left(tmp_path):
+    lines = []
+    on_event = _event_printer(tmp_path, lines.append, 2)
+    for ev in _events(refuse_in_round_2=False):
+        on_event(ev)
+    assert [line.split(":")[0] for line in lines] == ["round 1/2", "round 1/2 done in 3.0s, about 3s left",
+                                                     "round 2/2", "round 2/2 done in 3.0s"]
