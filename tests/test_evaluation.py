@@ -264,7 +264,7 @@ def test_copied_training_rows_carry_re_identification_risk(copy_result, honest_r
     """Inference of the target, singling out and linkability, each against the holdout control."""
     copied = copy_result["risks"]
     assert [e["detail"].split(";")[0] for e in copied["attribute_inference"]] == [
-        "sensitive column 'income'", "sensitive column 'income' (gradient-boosting model)"]
+        "sensitive column 'income'", "sensitive column 'income' (memorising tree model)"]
     for e in (*copied["attribute_inference"], copied["singling_out"], copied["linkability"]):
         assert e["added_risk_ci95"][0] > 0.3 and e["n_train"] == e["n_control"], e
     summary = copy_result["summary"]
