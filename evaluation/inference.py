@@ -14,8 +14,7 @@ and takes its prediction as the guess: fully grown extremely randomised trees
 on every synthetic row up to ``MAX_MODEL_ROWS``. The learner memorises on purpose. A model that
 generalises (gradient boosting, a pruned tree) learns what the population reveals, which it
 guesses as well on holdout rows, so its added risk stays near 0 even when the synthetic table
-copies the training rows (on an Adult-size copy a gradient-boosting model read -0.08 for
-``income``). The attacker who can exploit copied rows is the one who remembers them: fully grown
+copies the training rows (docs/benchmarks.md). The attacker who can exploit copied rows is the one who remembers them: fully grown
 trees without bootstrap put every fitted row in a leaf of each tree, so a training row that the
 synthetic table reproduces gets its own value back (unless rows with the same known columns
 disagree), while on rows it never saw the forest still predicts from neighbouring rows like any
@@ -38,15 +37,14 @@ from fedsynth.evaluation.utility import tree_features
 NUMERIC_TOLERANCE = 0.05
 """A numerical guess within 5 % of the column's public range counts as a hit."""
 MAX_MODEL_ROWS = 50_000
-"""Synthetic rows the model attacker trains on (a sample beyond that). An Adult-size table fits whole;
-on 40,000 Flights rows the forest took about 2 s for a category and 7 s for a number, on one core."""
+"""Synthetic rows the model attacker trains on (a sample beyond that): an Adult-size table fits whole
+(times in docs/benchmarks.md)."""
 N_TREES = 50
 """Trees in the model attacker's forest: each one memorises on its own, more only smooth the guesses on unseen rows."""
 N_JOBS = 1
-"""Threads fitting the forest: one, like the rest of the report. A fit takes about a second per
-discrete column on an Adult-size table, and scikit-learn's thread workers (n_jobs > 1) swap the
-process's warning filters without a lock before Python 3.14: in a bench run they were left empty
-and every later forest call printed its "sklearn.utils.parallel.delayed" UserWarning."""
+"""Threads fitting the forest: one, like the rest of the report. scikit-learn's thread workers
+(n_jobs > 1) swap the process's warning filters without a lock before Python 3.14: in a bench run
+they were left empty and every later forest call printed its "sklearn.utils.parallel.delayed" UserWarning."""
 
 
 def _hits(schema: Schema, sensitive: str, guess: PreparedTable, truth: PreparedTable) -> np.ndarray:
