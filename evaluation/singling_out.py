@@ -11,9 +11,11 @@ turns each training record into a predicate that fits it, wherever it is. The ch
 predicate fits exactly one of ``n`` rows depends on ``n`` (``n w (1 - w)^(n - 1)`` for a predicate
 fitting a share ``w`` of the population), and the holdout is smaller, so its rate is not the
 baseline. As Anonymeter does, the control is corrected to the training set's size with a model
-of the predicates' shares fitted on the holdout counts (:func:`control_rate`). Checking both
-tables on equally many rows is unbiased too, but a copied record is then in the training
-sample only with chance ``holdout / training`` rows, which diluted a copy's risk to a few %.
+of the predicates' shares fitted on the holdout counts (:func:`control_rate`); a holdout at
+least as large as the training set needs no model: its own count, on as many rows, is the
+baseline. Checking both tables on equally many rows is unbiased too, but a copied record is then
+in the training sample only with chance ``holdout / training`` rows, which diluted a copy's risk
+to a few %.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import numpy as np
 from scipy import optimize, special
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.evaluation.added_risk import RiskEstimate, estimate_with_control_draws
+from fedsynth.evaluation.added_risk import RiskEstimate, estimate, estimate_with_control_draws
 from fedsynth.evaluation.prepared import PreparedTable, is_discrete
 
 MAX_CONDITIONS = 3
@@ -163,10 +165,17 @@ def singling_out(schema: Schema, synthetic: PreparedTable, real: PreparedTable, 
     n, m = min(real.n_rows, MAX_SIZE_RATIO * holdout.n_rows), holdout.n_rows
     train = real if n == real.n_rows else real.take(rng.choice(real.n_rows, n, replace=False))
     hits = _fits(predicates, train).sum(axis=1) == 1
-    control, draws = control_rate(_fits(predicates, holdout), n, rng)
+    if n <= m:  # a holdout as large as the training set: its own count is the unbiased baseline, no model needed
+        control = holdout if n == m else holdout.take(rng.choice(m, n, replace=False))
+        what = ("Of predicates read off the synthetic rows (each fits exactly one synthetic row), {train} fit exactly "
+                f"one of {n} training rows and {{control}} exactly one of {n} rows the synthesizer never saw")
+        detail = f"{len(predicates)} predicates of 1 to {MAX_CONDITIONS} conditions; {n} rows of each table"
+        return estimate("singling out", detail, hits, _fits(predicates, control).sum(axis=1) == 1, rng, what)
+    control_success, draws = control_rate(_fits(predicates, holdout), n, rng)
     what = ("Of predicates read off the synthetic rows (each fits exactly one synthetic row), {train} fit exactly "
             f"one of {n} training rows; of {n} rows the synthesizer never saw, {{control}} would (estimated "
             f"from {m} holdout rows)")
     detail = (f"{len(predicates)} predicates of 1 to {MAX_CONDITIONS} conditions; {n} training rows; the control "
               f"corrected from {m} holdout rows to {n} by a fitted model of the predicates' shares")
-    return estimate_with_control_draws("singling out", detail, hits, control, draws, len(predicates), rng, what)
+    return estimate_with_control_draws("singling out", detail, hits, control_success, draws, len(predicates), rng,
+                                       what)
