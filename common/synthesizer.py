@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +112,7 @@ class Synthesizer:
         self.marginals: list[np.ndarray] = []
         self.calibrate = True  # unconditional samples agree with the released marginals
         self.info: dict[str, Any] = {}
+        self._plans: dict[tuple, dict[str, float]] = {}  # plan() per (rows, budget, training settings)
         # The privacy record load() read: saved back as it was (load() cannot hold every record
         # in PrivacyState: a federated epsilon nobody reported, a zero target), so that the model
         # id a loaded model states (sidecars of its samples) is the model card's.
@@ -123,7 +124,16 @@ class Synthesizer:
         return self.privacy.epsilon
 
     def plan(self, n_rows: int) -> dict[str, float]:
-        """Sample rate, steps and noise multiplier for a fit on ``n_rows`` rows."""
+        """Sample rate, steps and noise multiplier for a fit on ``n_rows`` rows.
+
+        Calibrating the noise runs the accountant some sixty times (seconds): the plan is kept per
+        settings, so the CLI's announcement and the fit that follows it calibrate once."""
+        key = (n_rows, self.privacy.epsilon_target, self.privacy.delta, astuple(self.training))
+        if key not in self._plans:
+            self._plans[key] = self._calibrated_plan(n_rows)
+        return dict(self._plans[key])
+
+    def _calibrated_plan(self, n_rows: int) -> dict[str, float]:
         check_privacy_params(self.privacy.epsilon_target, self.privacy.delta, n_rows)
         batch, q, steps = sampling_plan(n_rows, self.training.epochs, self.training.batch_size)
         freq_noise = frequency_noise(self.privacy.epsilon_target, self.privacy.delta, self.training.accountant,

@@ -131,19 +131,21 @@ def least_noise(spend: Callable[[float], float], target_epsilon: float, already:
             f"the budget is already spent: epsilon {already:.3f} of {target_epsilon:.3f}"
         )
     lo, hi = 0.0, 1.0
-    while spend(hi) > target_epsilon:
+    e_hi = spend(hi)  # each spend() runs the accountant over every order: evaluated once per sigma
+    while e_hi > target_epsilon:
         lo, hi = hi, hi * 2
         if hi > _MAX_SIGMA:
             raise PrivacyError(
                 f"cannot reach epsilon={target_epsilon} with {what}: plan fewer steps or a larger budget"
             )
+        e_hi = spend(hi)
     while True:
         mid = (lo + hi) / 2
-        if spend(mid) > target_epsilon:
+        e_mid = spend(mid)
+        if e_mid > target_epsilon:
             lo = mid
         else:
-            hi = mid
-        e_hi = spend(hi)
+            hi, e_hi = mid, e_mid
         if target_epsilon - e_hi <= tolerance or hi - lo < 1e-6:
             return Calibration(hi, e_hi)
 
