@@ -1,6 +1,6 @@
 """model_inference() (the memorising forest) as risks() runs it: null (disjoint synthetic sample) and copy, per table and seed.
 
-The splits are bench/singling_out_null.py's: null draws training, holdout and "synthetic" rows as
+The splits are bench/risk_splits.py's: null draws training, holdout and "synthetic" rows as
 disjoint samples of the table (N/2, N/8 and the rest), so the attack should add no risk and its
 interval should include 0 in about 19 of 20 runs; copy takes an 80/20 split with the training
 rows as the synthetic table, so the attack should fire. Each seed attacks min(1,000, rows)
@@ -17,32 +17,23 @@ import time
 
 import numpy as np
 from fedsynth.evaluation.inference import model_inference
-from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.risks import MAX_TARGETS
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
+from risk_splits import MODES, risk_split
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("table", choices=sorted(BUNDLED))
-    parser.add_argument("mode", choices=("null", "copy"))
+    parser.add_argument("mode", choices=MODES)
     parser.add_argument("seeds", type=int, help="seeds 0 to SEEDS - 1")
     parser.add_argument("--sensitive", nargs="+", help="the attacked columns (default: label, natural column)")
     args = parser.parse_args()
     df, schema, bundled = load_dataset(args.table)
     sensitive = args.sensitive or [bundled.label, bundled.natural_column]
-    total = len(df)
     for seed in range(args.seeds):
-        perm = np.random.default_rng(seed).permutation(total)
-        if args.mode == "copy":
-            n = int(0.8 * total)
-            m = total - n
-        else:
-            n, m = total // 2, total // 8
-        real = prepare(df.iloc[perm[:n]].reset_index(drop=True), schema, "real")
-        holdout = prepare(df.iloc[perm[n:n + m]].reset_index(drop=True), schema, "holdout")
-        synthetic = (real if args.mode == "copy"
-                     else prepare(df.iloc[perm[n + m:]].reset_index(drop=True), schema, "synthetic"))
+        real, holdout, synthetic = risk_split(df, schema, args.mode, seed)
+        n, m = real.n_rows, holdout.n_rows
         rng = np.random.default_rng(seed)
         k = min(MAX_TARGETS, n, m)
         members = real.take(rng.choice(real.n_rows, k, replace=False))
