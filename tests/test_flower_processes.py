@@ -21,7 +21,7 @@ import pytest
 
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.deploy.pids import descendants, process_identity
-from fedsynth.common.deploy.processes import PID_FILE, Supervisor
+from fedsynth.common.deploy.processes import PID_FILE, SNAPSHOT_S, Supervisor
 
 PARENT = """
 import os, sys, time
@@ -110,6 +110,9 @@ def test_detached_helpers_that_ignore_sigterm_end_when_the_parent_is_killed(tmp_
     try:
         helpers = helpers_of(children)
         assert all(os.getsid(h) == h for h in helpers)  # out of every group a signal of ours reaches
+        # the watchdog's snapshots of the tree come every SNAPSHOT_S: a helper born in the last one before
+        # the parent dies can be missed once the kernel's signal has ended its parent (processes._watch)
+        time.sleep(3 * SNAPSHOT_S)
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait(timeout=5)
         assert gone_within(children, 5)

@@ -59,6 +59,7 @@ OFFLINE_ENV = {
 }
 PID_FILE = "fedsynth-children.json"  # in the coordinator's out/flower dir, in a client's state dir
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+SNAPSHOT_S = 0.5  # how often the watchdog records the child's process tree
 PARENT_DEATH_SIGNAL = signal.SIGTERM  # graceful: a SuperNode signs off, a SuperLink frees its port
 
 
@@ -350,12 +351,14 @@ def _watch(parent_pid: int, child_pid: int, signalled: bool, grace: float = 8.0)
     (this process is re-parented) it SIGTERMs the group, unless the kernel already did
     (``signalled``: a second SIGTERM would cut a SuperNode's sign-off short, Flower's handler
     runs once), waits up to ``grace`` s for the tree to end, then SIGKILLs what is left,
-    detached helpers and the group (itself included).
+    detached helpers and the group (itself included). A detached helper started within the last
+    snapshot before the parent died escapes when the kernel's parent-death signal has already
+    ended its parent (it is no longer in the child's tree); Flower's helpers live for the run.
     """
     tree = {child_pid: process_identity(child_pid) or ""}
     while os.getppid() == parent_pid:
         tree.update(descendants(child_pid))
-        time.sleep(0.5)
+        time.sleep(SNAPSHOT_S)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     tree.update(descendants(child_pid))
     if not signalled:
