@@ -10,4 +10,6 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -
 fi
 export HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 RAY_USAGE_STATS_ENABLED=0
 bash scripts/lint_layers.sh   # the layering and no import cycles (pyproject.toml [tool.importlinter])
-.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests "$@"
+# Two workers (pytest-xdist), whole files each so that module fixtures run once: the deployment
+# tests spend most of their time waiting on Flower processes, and the other worker uses that time.
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile --durations=25 tests "$@"

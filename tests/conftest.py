@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
 from fedsynth.common.data.tables import load_table
 from fedsynth.simulations.datasets import bundled_paths
 
-torch.set_num_threads(2)
+# Under pytest-xdist (scripts/test.sh runs two workers) each worker gets one of the two cores.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
 
