@@ -17,6 +17,15 @@ import numpy as np
 
 N_DRAWS = 4_000
 """Draws of each success rate for the interval (cheap: two vectors of beta draws)."""
+FAMILY_LEVEL = 0.95
+"""Confidence that *every* interval of a report holds at once: with m attacks each interval is
+drawn at ``1 - (1 - FAMILY_LEVEL) / m`` (Bonferroni), so a report with no leakage flags any
+attack at most 5 % of the time, not 1 - 0.95**m (26 % for six)."""
+
+
+def simultaneous_level(attacks: int) -> float:
+    """Each interval's level so that ``attacks`` intervals hold together at :data:`FAMILY_LEVEL`."""
+    return 1.0 - (1.0 - FAMILY_LEVEL) / max(1, attacks)
 
 
 @dataclass(frozen=True)
@@ -28,10 +37,11 @@ class RiskEstimate:
     train_success: float
     control_success: float
     added_risk: float
-    added_risk_ci95: tuple[float, float]
+    added_risk_ci95: tuple[float, float]  # at `level`; 95 % for all of a report's intervals together
     n_train: int
     n_control: int
     sentence: str
+    level: float = 0.95
 
     @property
     def significant(self) -> bool:
@@ -46,10 +56,10 @@ def _added(train: np.ndarray | float, control: np.ndarray | float) -> np.ndarray
 
 
 def estimate(attack: str, detail: str, train_hits: np.ndarray, control_hits: np.ndarray,
-             rng: np.random.Generator, what: str) -> RiskEstimate:
+             rng: np.random.Generator, what: str, level: float = 0.95) -> RiskEstimate:
     """Added risk of one attack from its per-attempt successes (booleans) on training and control rows.
 
-    The 95 % interval propagates both rates' uncertainty through the formula: each rate is drawn
+    The interval (at ``level``; :func:`simultaneous_level` for one of several) propagates both rates' uncertainty through the formula: each rate is drawn
     from its Jeffreys distribution Beta(hits + 1/2, misses + 1/2), whose central 95 % is the
     Jeffreys binomial interval; unlike a bootstrap it does not collapse to a point when an attack
     succeeds on every row (or none). ``what`` is the plain sentence's first half, with ``{train}`` and ``{control}``
@@ -61,12 +71,12 @@ def estimate(attack: str, detail: str, train_hits: np.ndarray, control_hits: np.
     k_c = int(np.sum(control_hits))
     t_draws = _jeffreys(train_hits, rng)
     c_draws = rng.beta(k_c + 0.5, n_c - k_c + 0.5, N_DRAWS)
-    return _result(attack, detail, train_hits, float(np.mean(control_hits)), t_draws, c_draws, n_c, what)
+    return _result(attack, detail, train_hits, float(np.mean(control_hits)), t_draws, c_draws, n_c, what, level)
 
 
 def estimate_with_control_draws(attack: str, detail: str, train_hits: np.ndarray, control: float,
                                 control_draws: np.ndarray, n_control: int, rng: np.random.Generator,
-                                what: str) -> RiskEstimate:
+                                what: str, level: float = 0.95) -> RiskEstimate:
     """Added risk when the control's success rate is itself an estimate, given with draws of its uncertainty.
 
     For an attack whose baseline is not a plain count of successes (singling out corrects the
@@ -79,7 +89,7 @@ def estimate_with_control_draws(attack: str, detail: str, train_hits: np.ndarray
     c_draws = np.asarray(control_draws, dtype=float)
     if c_draws.size != N_DRAWS:
         c_draws = rng.choice(c_draws, N_DRAWS)
-    return _result(attack, detail, train_hits, control, t_draws, c_draws, n_control, what)
+    return _result(attack, detail, train_hits, control, t_draws, c_draws, n_control, what, level)
 
 
 def _jeffreys(hits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -88,20 +98,21 @@ def _jeffreys(hits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _result(attack: str, detail: str, train_hits: np.ndarray, c: float, t_draws: np.ndarray,
-            c_draws: np.ndarray, n_control: int, what: str) -> RiskEstimate:
+            c_draws: np.ndarray, n_control: int, what: str, level: float) -> RiskEstimate:
     t = float(np.mean(train_hits))
     draws = _added(t_draws, c_draws)
-    ci = (float(np.quantile(draws, 0.025)), float(np.quantile(draws, 0.975)))
+    ci = (float(np.quantile(draws, (1 - level) / 2)), float(np.quantile(draws, (1 + level) / 2)))
     risk = float(_added(t, c))
     return RiskEstimate(attack=attack, detail=detail, train_success=t, control_success=c, added_risk=risk,
                         added_risk_ci95=ci, n_train=int(train_hits.size), n_control=n_control,
-                        sentence=_sentence(what, t, c, risk, ci))
+                        sentence=_sentence(what, t, c, risk, ci, level), level=level)
 
 
-def _sentence(what: str, t: float, c: float, risk: float, ci: tuple[float, float]) -> str:
+def _sentence(what: str, t: float, c: float, risk: float, ci: tuple[float, float], level: float) -> str:
     base = what.format(train=f"{100 * t:.1f} %", control=f"{100 * c:.1f} %")
+    interval = f"{100 * level:.3g} % CI {100 * ci[0]:.1f} % to {100 * ci[1]:.1f} %"
     if ci[0] > 0.0:
         return (f"{base}: the synthetic data add a measurable risk of {100 * risk:.1f} % "
-                f"(95 % CI {100 * ci[0]:.1f} % to {100 * ci[1]:.1f} %) over what the population reveals.")
+                f"({interval}) over what the population reveals.")
     return (f"{base}: no risk beyond what the population reveals was measured (added risk "
-            f"{100 * risk:.1f} %, 95 % CI {100 * ci[0]:.1f} % to {100 * ci[1]:.1f} %).")
+            f"{100 * risk:.1f} %, {interval}).")

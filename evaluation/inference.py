@@ -61,7 +61,7 @@ def _hits(schema: Schema, sensitive: str, guess: PreparedTable, truth: PreparedT
 
 def attribute_inference(schema: Schema, synthetic: PreparedTable, members: PreparedTable,
                         control: PreparedTable, sensitive: str, known: tuple[str, ...],
-                        rng: np.random.Generator) -> RiskEstimate:
+                        rng: np.random.Generator, level: float = 0.95) -> RiskEstimate:
     """Added risk of guessing ``sensitive`` from the ``known`` columns by the nearest synthetic row."""
     layout = Embedding.build(schema, [synthetic, members, control],
                              exclude=tuple(n for n in schema.names if n not in known))
@@ -74,12 +74,12 @@ def attribute_inference(schema: Schema, synthetic: PreparedTable, members: Prepa
     what = (f"Knowing {len(known)} other column(s) of a person, an attacker guesses '{quoted}' right for "
             "{train} of training rows and {control} of rows the synthesizer never saw")
     detail = f"sensitive column '{sensitive}'; known: {', '.join(known)}"
-    return estimate("attribute inference", detail, hits[0], hits[1], rng, what)
+    return estimate("attribute inference", detail, hits[0], hits[1], rng, what, level)
 
 
 def model_inference(schema: Schema, synthetic: PreparedTable, members: PreparedTable,
                     control: PreparedTable, sensitive: str, known: tuple[str, ...],
-                    rng: np.random.Generator, seed: int = 0) -> RiskEstimate:
+                    rng: np.random.Generator, level: float = 0.95, seed: int = 0) -> RiskEstimate:
     """Added risk of guessing ``sensitive`` with a memorising model (fully grown trees) trained on the synthetic rows."""
     keep = np.array([n in known for n in schema.names if n != sensitive])
     if synthetic.n_rows > MAX_MODEL_ROWS:
@@ -106,4 +106,4 @@ def model_inference(schema: Schema, synthetic: PreparedTable, members: PreparedT
     what = (f"A model that memorises the synthetic rows (fully grown trees) guesses '{quoted}' from {len(known)} "
             "other column(s) right for {train} of training rows and {control} of rows the synthesizer never saw")
     detail = f"sensitive column '{sensitive}' (memorising tree model); known: {', '.join(known)}"
-    return estimate("attribute inference (model)", detail, hits[0], hits[1], rng, what)
+    return estimate("attribute inference (model)", detail, hits[0], hits[1], rng, what, level)

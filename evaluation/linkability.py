@@ -58,7 +58,7 @@ def _links(schema: Schema, synthetic: PreparedTable, targets: PreparedTable,
 
 def linkability(schema: Schema, synthetic: PreparedTable, members: PreparedTable, control: PreparedTable,
                 halves: tuple[tuple[str, ...], tuple[str, ...]], rng: np.random.Generator,
-                k: int = NEIGHBOURS) -> RiskEstimate:
+                k: int = NEIGHBOURS, level: float = 0.95) -> RiskEstimate:
     """Added risk of linking the two column ``halves`` of a row through shared synthetic neighbours."""
     if not halves[0] or not halves[1] or set(halves[0]) & set(halves[1]):
         raise ValueError(f"linkability needs two disjoint, non-empty column sets, got {halves}")
@@ -66,4 +66,4 @@ def linkability(schema: Schema, synthetic: PreparedTable, members: PreparedTable
     what = ("An attacker links the two halves of a person's record through a shared synthetic row for "
             "{train} of training rows and {control} of rows the synthesizer never saw")
     detail = f"columns {', '.join(halves[0])} | {', '.join(halves[1])}; {k} neighbour(s) per half"
-    return estimate("linkability", detail, hits[0], hits[1], rng, what)
+    return estimate("linkability", detail, hits[0], hits[1], rng, what, level)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fedsynth.common.data.schema import Schema
-from fedsynth.evaluation.added_risk import RiskEstimate
+from fedsynth.evaluation.added_risk import RiskEstimate, simultaneous_level
 from fedsynth.evaluation.inference import attribute_inference, model_inference
 from fedsynth.evaluation.jsonable import OMIT_IF_NONE
 from fedsynth.evaluation.linkability import default_halves, linkability
@@ -58,14 +58,16 @@ def risks(real: PreparedTable, holdout: PreparedTable, synthetic: PreparedTable,
     holdout's rows) and corrects the holdout's rate to that size.
     """
     rng = np.random.default_rng(seed)
+    linkable = [c for c in schema.names if c != target]
+    # every interval at the level that keeps all of them together at 95 % (added_risk.FAMILY_LEVEL)
+    level = simultaneous_level(2 * len(sensitive) + 1 + int(len(linkable) >= 2))
     n = min(MAX_TARGETS, real.n_rows, holdout.n_rows)
     members = real.take(rng.choice(real.n_rows, n, replace=False))
     control = holdout.take(rng.choice(holdout.n_rows, n, replace=False))
-    inferred = [attack(schema, synthetic, members, control, s, tuple(c for c in schema.names if c != s), rng)
+    inferred = [attack(schema, synthetic, members, control, s, tuple(c for c in schema.names if c != s), rng, level)
                 for s in sensitive for attack in (attribute_inference, model_inference)]
-    single = singling_out(schema, synthetic, real, holdout, rng)
-    linkable = [c for c in schema.names if c != target]
-    link = (linkability(schema, synthetic, members, control, default_halves(linkable), rng)
+    single = singling_out(schema, synthetic, real, holdout, rng, level)
+    link = (linkability(schema, synthetic, members, control, default_halves(linkable), rng, level=level)
             if len(linkable) >= 2 else None)
     return Risks(
         targets=n,

@@ -29,7 +29,7 @@ def risks_card(r: JsonObject) -> str:
     measured = sum(e["added_risk_ci95"][0] > 0 for e in estimates)
     return f"""<div class="card risks-card"><h3>Re-identification risks</h3>
 <div class="big">{fmt_pct(top['added_risk'])}</div>
-<p>largest risk added over the holdout baseline ({esc(top['attack'])}), 95 % CI {_ci(top['added_risk_ci95'])}
+<p>largest risk added over the holdout baseline ({esc(top['attack'])}), simultaneous 95 % CI {_ci(top['added_risk_ci95'])}
 {_verdict(top)}</p>
 <p>{measured} of {len(estimates)} attacks (inference, singling out, linkability) measured an added risk</p></div>"""
 
@@ -51,12 +51,12 @@ def risks_section(r: JsonObject) -> str:
     beside = (f"<p class=\"guarantee\"><strong>Beside the formal guarantee:</strong> {esc(g['statement'])}</p>" if g
               else "<p class=\"note\">No formal guarantee was supplied; these attacks are the only evidence.</p>")
     table = (f"""<table class="risks"><tr><th>attack</th><th>success on training rows</th><th>success on holdout rows</th>
-<th>added risk</th><th>95 % CI</th><th></th></tr>{rows}</table><ul>{sentences}</ul>""" if rows else "")
+<th>added risk</th><th>simultaneous 95 % CI</th><th></th></tr>{rows}</table><ul>{sentences}</ul>""" if rows else "")
     return f"""<section id="risks"><h2>Re-identification risks</h2>
 <p>The three risks of the EU's anonymisation guidance, measured as in Anonymeter: each attack uses only the
 synthetic rows and what it is told about a real person, and runs on {risks['targets']} training rows and, as the
 control, on as many holdout rows the synthesizer never saw. The control's success is what the population reveals
 anyway; the <em>added risk</em> (train &minus; control) / (1 &minus; control) is what the synthetic data give away
-about the people they were made from (0 = nothing, 1 = everyone). Intervals are 95 % intervals (Jeffreys, for each success rate).</p>
+about the people they were made from (0 = nothing, 1 = everyone). Intervals are simultaneous: all of them hold together with 95 % confidence (each is a Bonferroni-widened Jeffreys interval), so a synthesizer that leaks nothing has every one of them include 0 in 19 reports out of 20.</p>
 {table}{skipped}{beside}
 <p class="note">Like the membership attacks, these can show leakage but never prove there is none.</p></section>"""

@@ -157,7 +157,7 @@ def _grouped(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def singling_out(schema: Schema, synthetic: PreparedTable, real: PreparedTable, holdout: PreparedTable,
-                 rng: np.random.Generator) -> RiskEstimate | None:
+                 rng: np.random.Generator, level: float = 0.95) -> RiskEstimate | None:
     """Added risk of singling out training rows with synthetic predicates; None when none was found."""
     predicates = synthetic_predicates(schema, synthetic, rng)
     if not predicates:
@@ -170,7 +170,7 @@ def singling_out(schema: Schema, synthetic: PreparedTable, real: PreparedTable, 
         what = ("Of predicates read off the synthetic rows (each fits exactly one synthetic row), {train} fit exactly "
                 f"one of {n} training rows and {{control}} exactly one of {n} rows the synthesizer never saw")
         detail = f"{len(predicates)} predicates of 1 to {MAX_CONDITIONS} conditions; {n} rows of each table"
-        return estimate("singling out", detail, hits, _fits(predicates, control).sum(axis=1) == 1, rng, what)
+        return estimate("singling out", detail, hits, _fits(predicates, control).sum(axis=1) == 1, rng, what, level)
     control_success, draws = control_rate(_fits(predicates, holdout), n, rng)
     what = ("Of predicates read off the synthetic rows (each fits exactly one synthetic row), {train} fit exactly "
             f"one of {n} training rows; of {n} rows the synthesizer never saw, {{control}} would (estimated "
@@ -178,4 +178,4 @@ def singling_out(schema: Schema, synthetic: PreparedTable, real: PreparedTable, 
     detail = (f"{len(predicates)} predicates of 1 to {MAX_CONDITIONS} conditions; {n} training rows; the control "
               f"corrected from {m} holdout rows to {n} by a fitted model of the predicates' shares")
     return estimate_with_control_draws("singling out", detail, hits, control_success, draws, len(predicates), rng,
-                                       what)
+                                       what, level)
