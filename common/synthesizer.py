@@ -1,7 +1,7 @@
 """Single-party DP synthesizer: the unit every federated client runs, and the centralized
 baseline the federation is measured against.
 
-``Synthesizer(schema, epsilon=1, delta=1e-5).fit(df)`` spends its budget in two accounted
+``Synthesizer(schema, epsilon=1, delta=1e-5).fit(df)`` spends its budget in accounted
 releases, composed by one Opacus accountant:
 
 1. the category frequencies of the categorical columns and a fine histogram of every
@@ -10,7 +10,10 @@ releases, composed by one Opacus accountant:
    (:mod:`fedsynth.common.calibration`); its noise is chosen from epsilon
    (:func:`fedsynth.common.dp.accounting.frequency_noise`), so small budgets remain possible;
 2. DP-SGD on the model (:mod:`fedsynth.common.dp.trainer`), its noise multiplier calibrated
-   so that the planned steps land on the target epsilon (from below).
+   so that the planned steps land on the target epsilon (from below);
+3. the marginal fit (:mod:`fedsynth.common.model.marginal_fit`): how far the trained model is
+   from the data on every 2-way marginal (one Gaussian release of that error vector), then the
+   worst ``pairs`` 2-way marginals themselves (another); the generator is fine-tuned to them.
 
 The epsilon the object reports is recomputed from that history, never copied from the
 target. Saving and loading go through :mod:`fedsynth.common.artifact`.
@@ -50,18 +53,33 @@ from fedsynth.common.dp.accounting import (
     calibrate_noise,
     check_privacy_params,
     epsilon_spent,
+    frequencies_from_counts,
     frequency_noise,
     gaussian_counts_release,
-    noisy_frequencies,
+    noisy_counts,
+    rows_from_counts,
 )
+from fedsynth.common.dp.dp_sgd import csprng_torch_rng
 from fedsynth.common.dp.plan import TrainingConfig, sampling_plan
 from fedsynth.common.errors import DataError, FedsynthError, PrivacyError
+from fedsynth.common.model.marginal_fit import (
+    MarginalFitConfig,
+    all_pairs,
+    block,
+    column_segments,
+    fit_marginals,
+    model_joint,
+    pair_errors,
+    real_joint_counts,
+    worth_measuring,
+)
 from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
 from fedsynth.common.progress import StepProgress
 from fedsynth.common.timestamps import utc_now
 
 SAMPLE_CHUNK_ROWS = 50_000  # rows per pass of the model: bounds memory (~ 0.5 KB a row encoded) for any n
 MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
+JOINT_DRAWS = 16_384  # latent draws behind the model's 2-way marginals when pairs are scored
 MAX_STREAM_ROWS = 100_000_000  # iter_sample(): bounded by time and disk (~ 10 GB of CSV), not memory
 FRAME_LABEL = "DataFrame"  # stands for the file name in the violations of a frame given to fit()
 
@@ -96,7 +114,7 @@ class Synthesizer:
 
     def __init__(self, schema: Schema | str | Path | Mapping[str, Any], model: str = "vae", epsilon: float = 1.0,
                  delta: float = 1e-5, training: TrainingConfig | None = None,
-                 model_config: ModelConfig | None = None) -> None:
+                 model_config: ModelConfig | None = None, marginal_fit: MarginalFitConfig | None = None) -> None:
         self.schema = as_schema(schema)
         if model not in MODELS:
             raise FedsynthError(f"unknown model {model!r}; choose one of {MODELS}")
@@ -104,6 +122,7 @@ class Synthesizer:
         self.training = training or TrainingConfig()
         self.model_config = model_config or ModelConfig(model=model)
         self.model_config.model = model
+        self.marginal_fit = marginal_fit or MarginalFitConfig()
         self.encoder = TableEncoder(self.schema)
         self.privacy = PrivacyState(epsilon, delta, self.training.accountant)
         self.model: TabularModel | None = None
@@ -128,7 +147,8 @@ class Synthesizer:
 
         Calibrating the noise runs the accountant some sixty times (seconds): the plan is kept per
         settings, so the CLI's announcement and the fit that follows it calibrate once."""
-        key = (n_rows, self.privacy.epsilon_target, self.privacy.delta, astuple(self.training))
+        key = (n_rows, self.privacy.epsilon_target, self.privacy.delta, astuple(self.training),
+               astuple(self.marginal_fit))
         if key not in self._plans:
             self._plans[key] = self._calibrated_plan(n_rows)
         return dict(self._plans[key])
@@ -139,10 +159,16 @@ class Synthesizer:
         freq_noise = frequency_noise(self.privacy.epsilon_target, self.privacy.delta, self.training.accountant,
                                      floor=self.training.marginal_noise)
         prior = [gaussian_counts_release(freq_noise)]
+        mf = self.marginal_fit
+        pairs = min(mf.pairs, len(all_pairs(column_segments(self.encoder))))
+        score_noise, pair_noise = mf.score_noise * freq_noise, mf.pair_noise * freq_noise
+        if pairs:
+            prior += [gaussian_counts_release(score_noise), gaussian_counts_release(pair_noise)]
         cal = calibrate_noise(self.privacy.epsilon_target, self.privacy.delta, q, steps, prior,
                               self.training.accountant)
         return {"sample_rate": q, "steps": steps, "noise_multiplier": cal.noise_multiplier,
-                "expected_batch": batch, "planned_epsilon": cal.epsilon, "frequency_noise": freq_noise}
+                "expected_batch": batch, "planned_epsilon": cal.epsilon, "frequency_noise": freq_noise,
+                "marginal_pairs": pairs, "score_noise": score_noise, "pair_noise": pair_noise}
 
     def fit(self, data: pd.DataFrame, progress: Callable[[int, int], None] | None = None,
             verbose: bool = False) -> Synthesizer:
@@ -165,10 +191,10 @@ class Synthesizer:
         x_np = self.encoder.encode(df)
         x = torch.from_numpy(x_np)
         # one release: category counts and numerical histograms (common/data/histogram.py)
-        freqs = noisy_frequencies(self.encoder.count_blocks(df, x_np), plan["frequency_noise"])
         # Spend first, then use: the history records each release before its result is used.
         self.privacy.history.append(gaussian_counts_release(plan["frequency_noise"]))
-        cond_probs, self.marginals = self.encoder.split_counts(freqs)
+        counts = noisy_counts(self.encoder.count_blocks(df, x_np), plan["frequency_noise"])
+        cond_probs, self.marginals = self.encoder.split_counts(frequencies_from_counts(counts))
         self.model = build_model(self.encoder, self.model_config, cond_probs=cond_probs)
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
         steps, done = int(plan["steps"]), 0
@@ -186,12 +212,36 @@ class Synthesizer:
                     progress(done, steps)
 
             self.model.train_steps(x, steps, plan["sample_rate"], plan["noise_multiplier"], tick)
+        fitted = self._fit_marginals(x_np, plan, rows_from_counts(counts)) if plan["marginal_pairs"] else None
         spent = self.epsilon_spent
         if spent > self.privacy.epsilon_target + 1e-9:  # cannot happen if calibration is right
             raise PrivacyError(f"internal error: spent epsilon {spent} exceeds target")
         self.info = {"fit_seconds": round(time.time() - started, 2), "plan": plan,
                      "trained_at": utc_now()}
+        if fitted is not None:
+            self.info["marginal_fit"] = fitted
         return self
+
+    def _fit_marginals(self, x_np: np.ndarray, plan: Mapping[str, float], rows: float | None) -> dict[str, Any]:
+        """Release 2-way errors, then the worst pairs' 2-way counts, and fit the generator to them
+        (module docstring, step 3). ``rows`` is the released row-count estimate."""
+        segments = column_segments(self.encoder)
+        pairs = all_pairs(segments)
+        counts = real_joint_counts(x_np, segments)
+        g = csprng_torch_rng()
+        joint = model_joint(self.model, segments, JOINT_DRAWS, g).numpy()
+        self.privacy.history.append(gaussian_counts_release(plan["score_noise"]))
+        errors = np.concatenate(noisy_counts([np.atleast_1d(e) for e in pair_errors(counts, joint, rows or 0.0,
+                                                                                    segments, pairs)],
+                                             plan["score_noise"]))
+        chosen = worth_measuring(errors, segments, pairs, int(plan["marginal_pairs"]), plan["pair_noise"])
+        self.privacy.history.append(gaussian_counts_release(plan["pair_noise"]))
+        tables = noisy_counts([block(counts, segments, p).ravel() for p in chosen], plan["pair_noise"])
+        measured = {p: f.reshape(block(counts, segments, p).shape)
+                    for p, f in zip(chosen, frequencies_from_counts(tables))}
+        before, after = fit_marginals(self.model, segments, measured, self.marginal_fit)
+        return {"pairs": [[segments[a].column, segments[b].column] for a, b in chosen],
+                "tvd_before": round(before, 4), "tvd_after": round(after, 4)}
 
     def _checked(self, data: pd.DataFrame) -> pd.DataFrame:
         """``data`` typed against the schema, or the DataError a table file with these cells gets."""

@@ -119,6 +119,14 @@ class TabularModel:
         """Generator logits for the given condition vectors."""
         raise NotImplementedError
 
+    def logits(self, cond: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        """:meth:`_raw` with gradients to :meth:`generator_parameters` (marginal fitting)."""
+        raise NotImplementedError
+
+    def generator_parameters(self) -> list[torch.nn.Parameter]:
+        """The weights that map a latent draw and a condition to a row."""
+        raise NotImplementedError
+
     @torch.no_grad()
     def generate(self, n: int, seed: int | None = None, cond: tuple[int, int] | None = None) -> np.ndarray:
         """``n`` encoded rows; ``cond`` = (conditionable column index, category index) fixes one value."""
@@ -232,6 +240,13 @@ class VAEModel(TabularModel):
     def _raw(self, cond, g):
         return self.net.generate(cond, rng=g)
 
+    def logits(self, cond, g):
+        return self.net.decode(torch.randn(cond.shape[0], self.net.latent, generator=g), cond)
+
+    def generator_parameters(self):
+        skip = [self.net.cond_skip.weight] if self.net.cond_skip is not None else []
+        return [*self.net.decoder.parameters(), *skip]
+
 
 class GANModel(TabularModel):
     """Conditional GAN with a DP discriminator; real and generated conditions follow the same
@@ -287,6 +302,12 @@ class GANModel(TabularModel):
 
     def _raw(self, cond, g):
         return self.gen(torch.randn(cond.shape[0], self.config.latent, generator=g), cond)
+
+    def logits(self, cond, g):
+        return self._raw(cond, g)
+
+    def generator_parameters(self):
+        return list(self.gen.parameters())
 
 
 def _rows_rng(seed: int | None) -> torch.Generator:

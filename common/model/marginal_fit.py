@@ -1,0 +1,183 @@
+"""Marginal fitting: the trained generator made to agree with measured 2-way marginals.
+
+DP-SGD at epsilon ~1 teaches a generator every column's marginal but little of the relations
+between columns: a 1:1 pair such as Adult's education and education-num comes out nearly
+independent. A few 2-way marginals measured directly (a Gaussian release each party can sum
+through SecAgg+) carry those relations far more cheaply. As in GEM (Liu, Vietri, Wu 2021), the
+generator is then fine-tuned so that its *expected* 2-way marginals, computed exactly from its
+softmax outputs over a batch of latent draws, match the measured ones. That is post-processing
+of accounted releases: no private row is read here.
+
+* Pairs are between the columns' first softmax segments in the encoder's public layout
+  (categories, small integers, a numerical's point masses and coarse bins), so every party
+  counts into the same cells. :func:`column_segments` lists them.
+* Which pairs: the caller measures the ones where the model is furthest from the data
+  (:func:`pair_errors`, released with noise: AIM and MST select by the same kind of score).
+* Pairs not measured keep the model's own estimate (an anchor term in the loss), so fixing
+  the measured relations does not erase what DP-SGD learned about the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import combinations
+
+import numpy as np
+import torch
+
+from fedsynth.common.data.encoding import Segment, TableEncoder
+from fedsynth.common.dp.dp_sgd import csprng_torch_rng
+from fedsynth.common.model.tabular import TabularModel
+
+Pair = tuple[int, int]  # indices into column_segments()
+
+
+@dataclass(frozen=True)
+class MarginalFitConfig:
+    """How many pairs are measured and how the generator is fitted to them.
+
+    Defaults chosen by the table suite's mean (docs/benchmarks.md)."""
+
+    pairs: int = 20  # 2-way marginals measured; 0 = no marginal fit
+    steps: int = 1000  # Adam steps of the fine-tune
+    lr: float = 3e-3
+    batch: int = 2048  # latent draws per step
+    anchor: float = 0.1  # weight of keeping the unmeasured pairs where the model had them
+    # noise multipliers of the two releases, as multiples of the category-frequency release's
+    # (fedsynth.common.dp.accounting.frequency_noise): the error vector only ranks pairs
+    score_noise: float = 2.0
+    pair_noise: float = 1.0
+
+    def __post_init__(self) -> None:
+        if (self.pairs < 0 or self.steps < 0 or self.batch < 1 or not self.lr > 0 or self.anchor < 0
+                or not self.score_noise > 0 or not self.pair_noise > 0):
+            raise ValueError(f"invalid marginal fit settings: {self}")
+
+
+def column_segments(encoder: TableEncoder) -> list[Segment]:
+    """Each column's first softmax segment, in schema order: the axes of the 2-way marginals."""
+    out: list[Segment] = []
+    for seg in encoder.segments:
+        if seg.kind == "softmax" and (not out or out[-1].column != seg.column):
+            out.append(seg)
+    return out
+
+
+def all_pairs(segments: list[Segment]) -> list[Pair]:
+    return list(combinations(range(len(segments)), 2))
+
+
+def _offsets(segments: list[Segment]) -> np.ndarray:
+    return np.cumsum([0] + [s.size for s in segments])
+
+
+def real_joint_counts(x: np.ndarray, segments: list[Segment]) -> np.ndarray:
+    """Exact (D x D) co-occurrence counts of the encoded rows ``x``: block (a, b) is the 2-way
+    count table of columns a and b. Private: only ever released with noise."""
+    onehot = np.concatenate([x[:, s.start : s.end] for s in segments], axis=1).astype(np.float64)
+    return onehot.T @ onehot
+
+
+def block(joint: np.ndarray | torch.Tensor, segments: list[Segment], pair: Pair):
+    """The (size_a x size_b) 2-way table of ``pair`` inside a (D x D) joint matrix."""
+    off = _offsets(segments)
+    a, b = pair
+    return joint[off[a] : off[a + 1], off[b] : off[b + 1]]
+
+
+def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.Generator,
+                grad: bool = False) -> torch.Tensor:
+    """(D x D) expected 2-way marginals of the model's rows, over ``n`` latent draws.
+
+    Given its latent draw and condition, a generated row's columns are sampled independently
+    from their softmaxes, so E[onehot_a onehot_b^T] = E[p_a p_b^T]; the conditioned column is
+    one-hot on its condition, as :meth:`Conditioner.impose` makes it."""
+    cnd = model.conditioner
+    cond, col, cat = cnd.sample(n, g)
+    with torch.set_grad_enabled(grad):
+        raw = model.logits(cond, g)
+        probs = []
+        for seg in segments:
+            p = torch.softmax(raw[:, seg.start : seg.end], dim=1)
+            if seg.conditionable:
+                j = cnd.index(seg)
+                fixed = col == j
+                if bool(fixed.any()):
+                    onehot = torch.zeros(int(fixed.sum()), seg.size)
+                    onehot[torch.arange(onehot.shape[0]), cat[fixed]] = 1.0
+                    p = p.clone()
+                    p[fixed] = onehot
+            probs.append(p)
+        p = torch.cat(probs, dim=1)
+        return p.T @ p / n
+
+
+def pair_errors(counts: np.ndarray, joint: np.ndarray, rows: float, segments: list[Segment],
+                pairs: list[Pair]) -> np.ndarray:
+    """For each pair, sum |real count - rows * model frequency| over its cells.
+
+    One row added or removed changes one cell of every pair's table by 1, so each error by at
+    most 1: the vector's L2 sensitivity is sqrt(#pairs), as for a counts release of that many
+    blocks. ``rows`` must be public (a released estimate), not the private row count."""
+    return np.array([np.abs(block(counts, segments, p) - rows * block(joint, segments, p)).sum() for p in pairs])
+
+
+def worth_measuring(errors: np.ndarray, segments: list[Segment], pairs: list[Pair], k: int,
+                    noise_multiplier: float) -> list[Pair]:
+    """At most ``k`` pairs, largest (noisy) error first, each with more error than measuring it would add.
+
+    Measuring k tables adds Gaussian noise of std ``noise_multiplier * sqrt(k)`` to every cell, so a
+    table of m cells gains about m * std * sqrt(2/pi) absolute error: a pair the model already has
+    closer than that (small tables, large tables or small data) is better left to the model.
+    Post-processing of the released ``errors``."""
+    std = noise_multiplier * np.sqrt(max(k, 1))
+    order = np.argsort(-np.asarray(errors))
+    worth = [pairs[i] for i in order if errors[i] > _cells(segments, pairs[i]) * std * np.sqrt(2 / np.pi)]
+    return worth[:k]
+
+
+def _cells(segments: list[Segment], pair: Pair) -> int:
+    return segments[pair[0]].size * segments[pair[1]].size
+
+
+def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[Pair, np.ndarray],
+                  config: MarginalFitConfig, seed: int | None = None) -> tuple[float, float]:
+    """Fine-tune ``model``'s generator so its 2-way marginals match ``measured`` (pair ->
+    frequency table summing to 1) and its other pairs stay where they were.
+
+    Returns the measured pairs' mean total variation distance (model vs measurement) before and
+    after. The latent draws are the only randomness; ``seed`` fixes them."""
+    g = torch.Generator().manual_seed(seed) if seed is not None else csprng_torch_rng()
+    params = model.generator_parameters()
+    for p in params:
+        p.requires_grad_(True)
+    off = _offsets(segments)
+    mask = torch.zeros(int(off[-1]), int(off[-1]))
+    target = torch.zeros_like(mask)
+    for (a, b), table in measured.items():
+        mask[off[a] : off[a + 1], off[b] : off[b + 1]] = 1.0
+        target[off[a] : off[a + 1], off[b] : off[b + 1]] = torch.as_tensor(table, dtype=torch.float32)
+    anchor = torch.zeros_like(mask)
+    for a, b in all_pairs(segments):
+        if (a, b) not in measured:
+            anchor[off[a] : off[a + 1], off[b] : off[b + 1]] = 1.0
+    target = target + anchor * model_joint(model, segments, 8 * config.batch, g)
+
+    def tvd() -> float:
+        with torch.no_grad():
+            joint = model_joint(model, segments, 8 * config.batch, g)
+        return float(0.5 * ((joint - target) * mask).abs().sum() / max(1, len(measured)))
+
+    before = tvd()
+    opt = torch.optim.Adam(params, lr=config.lr)
+    weight = mask + config.anchor * anchor
+    for _ in range(config.steps if measured else 0):
+        joint = model_joint(model, segments, config.batch, g, grad=True)
+        loss = (weight * (joint - target).abs()).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    for m in model.modules():
+        for p in m.parameters():
+            p.grad = None
+    return before, tvd()

@@ -1,0 +1,139 @@
+"""The marginal fit: 2-way errors and counts, the model's exact 2-way marginals, the fine-tune,
+and the two releases it adds to a fit's privacy history."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.dp.accounting import epsilon_spent, gaussian_counts_release
+from fedsynth.common.dp.plan import TrainingConfig
+from fedsynth.common.model.marginal_fit import (
+    MarginalFitConfig,
+    all_pairs,
+    block,
+    column_segments,
+    fit_marginals,
+    model_joint,
+    pair_errors,
+    real_joint_counts,
+    worth_measuring,
+)
+from fedsynth.common.model.tabular import ModelConfig, build_model
+from fedsynth.common.synthesizer import Synthesizer
+
+COLORS = ["red", "green", "blue", "black"]
+SHAPES = ["circle", "square", "star", "moon"]
+
+
+def paired_table(n: int, seed: int) -> tuple[pd.DataFrame, Schema]:
+    """``shape`` is a function of ``color`` (a 1:1 pair), ``size`` is independent noise."""
+    rng = np.random.default_rng(seed)
+    color = rng.integers(0, 4, n)
+    df = pd.DataFrame({"color": np.array(COLORS)[color], "shape": np.array(SHAPES)[color],
+                       "size": rng.integers(0, 3, n).astype(str), "weight": rng.normal(50, 10, n).clip(0, 100)})
+    schema = Schema.from_json({"columns": [
+        {"name": "color", "type": "categorical", "categories": COLORS},
+        {"name": "shape", "type": "categorical", "categories": SHAPES},
+        {"name": "size", "type": "categorical", "categories": ["0", "1", "2"]},
+        {"name": "weight", "type": "numerical", "min": 0, "max": 100}]})
+    return df, schema
+
+
+def test_counts_are_the_crosstabs_and_one_row_moves_each_error_by_at_most_one():
+    df, schema = paired_table(500, 0)
+    enc = TableEncoder(schema)
+    segs = column_segments(enc)
+    assert [s.column for s in segs] == ["color", "shape", "size", "weight"]
+    x = enc.encode(df)
+    counts = real_joint_counts(x, segs)
+    cross = pd.crosstab(df["color"], df["size"]).reindex(index=COLORS, columns=["0", "1", "2"], fill_value=0)
+    assert np.array_equal(block(counts, segs, (0, 2)), cross.to_numpy())
+    # the error vector's sensitivity: every pair's error moves by at most 1 when a row is removed
+    rng = np.random.default_rng(1)
+    joint = rng.dirichlet(np.ones(counts.shape[0] ** 2)).reshape(counts.shape)
+    pairs = all_pairs(segs)
+    full = pair_errors(counts, joint, 480.0, segs, pairs)
+    for i in rng.choice(len(df), 20, replace=False):
+        fewer = pair_errors(real_joint_counts(np.delete(x, i, axis=0), segs), joint, 480.0, segs, pairs)
+        assert np.max(np.abs(full - fewer)) <= 1.0 + 1e-9
+        assert np.max(np.abs(full - fewer)) > 0.0  # and they do move
+
+
+def test_model_joint_is_the_joint_of_the_rows_the_model_generates():
+    df, schema = paired_table(300, 1)
+    enc = TableEncoder(schema)
+    model = build_model(enc, ModelConfig(hidden=16), cond_probs=[np.array([0.7, 0.1, 0.1, 0.1]),
+                                                                   np.full(4, 0.25), np.full(3, 1 / 3)])
+    segs = column_segments(enc)
+    exact = model_joint(model, segs, 40_000, torch.Generator().manual_seed(0)).numpy()
+    rows = model.generate(40_000, seed=1)
+    empirical = real_joint_counts(rows, segs) / len(rows)
+    for pair in all_pairs(segs):
+        assert np.abs(block(exact, segs, pair) - block(empirical, segs, pair)).sum() < 0.03, pair
+    # the conditioned column is imposed: color follows its condition probabilities
+    assert block(exact, segs, (0, 1)).sum(axis=1)[0] > 0.35
+
+
+def test_the_fine_tune_moves_measured_pairs_to_their_target_and_keeps_the_rest():
+    df, schema = paired_table(300, 2)
+    enc = TableEncoder(schema)
+    torch.manual_seed(0)
+    model = build_model(enc, ModelConfig(hidden=32), cond_probs=[np.full(4, 0.25), np.full(4, 0.25), np.full(3, 1 / 3)])
+    segs = column_segments(enc)
+    g = torch.Generator().manual_seed(3)
+    start = model_joint(model, segs, 20_000, g).numpy()
+    target = np.eye(4) / 4  # color and shape in a 1:1 relation
+    before, after = fit_marginals(model, segs, {(0, 1): target}, MarginalFitConfig(steps=300, lr=1e-2), seed=4)
+    end = model_joint(model, segs, 20_000, g).numpy()
+    assert before > 0.5 and after < 0.1
+    assert 0.5 * np.abs(block(end, segs, (0, 1)) - target).sum() < 0.1
+    moved = [0.5 * np.abs(block(end, segs, p) - block(start, segs, p)).sum() for p in all_pairs(segs) if p != (0, 1)]
+    assert max(moved) < 0.1, moved
+
+
+def test_only_pairs_with_more_error_than_their_measurement_would_add_are_measured():
+    df, schema = paired_table(100, 3)
+    segs = column_segments(TableEncoder(schema))
+    pairs = all_pairs(segs)
+    cells = np.array([segs[a].size * segs[b].size for a, b in pairs])
+    errors = np.zeros(len(pairs))
+    errors[0] = 10 * cells[0] * 10.0 * np.sqrt(5)  # far above what noise 10 on 5 tables adds
+    errors[1] = 0.5 * cells[1] * 10.0 * np.sqrt(5)  # below it
+    assert worth_measuring(errors, segs, pairs, 5, 10.0) == [pairs[0]]
+    assert worth_measuring(errors * 0, segs, pairs, 5, 10.0) == []
+
+
+def test_a_fit_spends_its_marginal_releases_within_the_budget_and_keeps_a_one_to_one_pair():
+    df, schema = paired_table(4000, 5)
+    training = TrainingConfig(epochs=5)
+    with_fit = Synthesizer(schema, epsilon=1.0, training=training, model_config=ModelConfig(hidden=32))
+    plan = with_fit.plan(len(df))
+    freq = plan["frequency_noise"]
+    with_fit.fit(df)
+    hist = with_fit.privacy.history
+    assert hist[0] == gaussian_counts_release(freq)
+    assert hist[2:] == [gaussian_counts_release(2 * freq), gaussian_counts_release(freq)]
+    assert epsilon_spent(hist, 1e-5) <= 1.0 + 1e-9 and with_fit.epsilon_spent > 0.95
+    assert ["color", "shape"] in with_fit.info["marginal_fit"]["pairs"]
+    rows = with_fit.sample(4000, seed=0)
+    kept = (rows["shape"].map(dict(zip(SHAPES, COLORS))) == rows["color"]).mean()
+    assert kept > 0.85, kept
+
+    # without the marginal fit: no such releases, and DP-SGD gets the budget they took
+    without = Synthesizer(schema, epsilon=1.0, training=training, model_config=ModelConfig(hidden=32),
+                          marginal_fit=MarginalFitConfig(pairs=0))
+    assert without.plan(len(df))["noise_multiplier"] < plan["noise_multiplier"]
+    without.fit(df)
+    assert len(without.privacy.history) == 2 and "marginal_fit" not in without.info
+
+
+def test_marginal_fit_settings_are_checked():
+    with pytest.raises(ValueError):
+        MarginalFitConfig(pairs=-1)
+    with pytest.raises(ValueError):
+        MarginalFitConfig(score_noise=0)
