@@ -31,8 +31,9 @@ from typing import Any
 
 from fedsynth.common.deploy import processes as fp
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.progress import StepProgress
 from fedsynth.server.deployment_config import CoordinatorOptions, Prepared, prepare
-from fedsynth.server.events import EVENT, EVENTS_FILE, EventKind, describe_event, format_spent, reported_spend
+from fedsynth.server.events import EVENT, EVENTS_FILE, EventKind, format_spent, reported_spend, show_event
 from fedsynth.server.fleet_gateway import FleetGateway, GatewayTLS
 from fedsynth.server.run_config import (
     CONNECTION,
@@ -58,6 +59,7 @@ class Coordinator:
         self.last_failure: str | None = None
         self.names: dict[str, str] = {}  # node id -> the institution's key name, as registered
         self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported in an event
+        self.bar: StepProgress | None = None  # round k/N on a terminal, while a run is followed
 
     # -- flwr CLI ------------------------------------------------------------------
     def flwr(self, *args: str, timeout: float = 120) -> dict[str, Any]:
@@ -131,7 +133,18 @@ class Coordinator:
         return str(run.get("status", "")), str(run.get("status-details", ""))
 
     def follow(self, run_id: str) -> bool:
-        """Print events until the run is finished; True iff it completed with a model."""
+        """Print events until the run is finished; True iff it completed with a model.
+
+        On a terminal the rounds show as a bar (round k/N, the time left, the last round's
+        contributors and epsilon); elsewhere, and for anything that needs attention, as lines."""
+        # plain_lines=0: off a terminal the event lines themselves are the progress
+        with StepProgress("round", self.p.settings.plan.rounds, plain_lines=0) as self.bar:
+            try:
+                return self._follow(run_id)
+            finally:
+                self.bar = None
+
+    def _follow(self, run_id: str) -> bool:
         out = Path(self.p.settings.out_dir)
         deadline = time.time() + self.p.run_timeout
         last_check, ended = 0.0, False
@@ -180,9 +193,7 @@ class Coordinator:
                 break  # a line still being written; read it next time
             self.events_seen += 1
             self.spent.update(reported_spend(ev))
-            msg = describe_event(ev, self.p.settings.plan.schema_hash, self.names)
-            if msg:
-                self.say(msg)
+            show_event(ev, self.p.settings.plan.schema_hash, self.names, self.say, self.bar)
             if ev.get(EVENT) == EventKind.FAILED:
                 self.last_failure = str(ev.get("reason"))
             ended = ended or ev.get(EVENT) in (EventKind.FINISHED, EventKind.FAILED)

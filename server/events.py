@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from fedsynth.common.progress import StepProgress
 from fedsynth.common.protocol.messages import BudgetKey
 
 EVENTS_FILE = "events.jsonl"
@@ -119,3 +120,41 @@ def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = Non
         return (f"ServerApp failed: {ev.get('reason')}; epsilon spent as last reported "
                 f"{{{format_spent(ev.get('spent') or {}, names)}}}")
     return None
+
+
+def round_progress(ev: Event, names: dict[str, str] | None = None) -> tuple[int, str | None] | None:
+    """A routine event as (rounds completed, status beside the bar; None keeps it), or None for an
+    event that needs a line of its own (a refusal, a wait, a retry, the end).
+
+    A budget check in which every institution can train starts its round: the bar's time left
+    counts from the first one seen, so a resumed run's earlier rounds do not skew it."""
+    kind = ev.get(EVENT)
+    if kind == EventKind.BUDGET_CHECK:
+        replies = ev.get("replies", {})
+        if all(r.get(BudgetKey.CAN_TRAIN) for r in replies.values()):
+            return int(ev["round"]) - 1, None
+        return None
+    if kind == EventKind.ROUND_DONE:
+        spent = spent_in(ev.get("reports", {}))
+        alone = spent_in(ev.get("reports", {}), BudgetKey.EPSILON_ALONE)
+        both = f" ({max(alone.values()):.3g} if all other parties colluded)" if alone else ""
+        return int(ev["round"]), (f"{ev.get('contributors')} updates securely aggregated; epsilon spent up to "
+                                  f"{max(spent.values(), default=0.0):.3g}{both}")
+    return None
+
+
+def show_event(ev: Event, plan_hash: str, names: dict[str, str], say: Callable[[str], None],
+               bar: StepProgress | None = None) -> None:
+    """Tell people about one event: on a terminal's progress ``bar`` when it is routine, as a line
+    (:func:`describe_event`) otherwise or when there is no live bar."""
+    routine = round_progress(ev, names) if bar is not None and bar.live else None
+    if routine is not None:
+        assert bar is not None
+        bar.update(*routine)
+        return
+    msg = describe_event(ev, plan_hash, names)
+    if msg:
+        if bar is not None and bar.live:
+            bar.line(msg)
+        else:
+            say(msg)

@@ -50,6 +50,7 @@ from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
 from fedsynth.evaluation.guarantee import guarantee_from_card
+from fedsynth.server.events import round_progress
 from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.workflow import FederatedRun, make_server_app
 from fedsynth.simulations.datasets import load_dataset
@@ -128,9 +129,7 @@ def _event_printer(out_dir: Path, print_fn: Callable[[str], None], rounds: int,
             eps = sorted(r.get("epsilon_spent", -1) for r in ev["reports"].values())
             alone = sorted(r["epsilon_alone"] for r in ev["reports"].values() if "epsilon_alone" in r)
             if on_round is not None:
-                both = f" ({max(alone):.3g} if all other parties colluded)" if alone else ""
-                on_round(ev["round"], f"{ev['contributors']} updates securely aggregated; "
-                                      f"epsilon spent up to {max(eps, default=0):.3g}{both}")
+                on_round(*round_progress(ev))  # the coordinator's bar shows the same status
                 return
             both = f" (if all other parties colluded: {alone})" if alone else ""
             step = f", server step {ev['server_lr']:.2f} x mean" if "server_lr" in ev else ""

@@ -97,3 +97,43 @@ def test_simulate_without_a_bar_prints_a_plain_line_a_round_with_the_time_left(t
         on_event(ev)
     assert [line.split(":")[0] for line in lines] == ["round 1/2", "round 1/2 done in 3.0s, about 3s left",
                                                      "round 2/2", "round 2/2 done in 3.0s"]
+
+
+def _coordinator_events() -> list[dict]:
+    yes = {"can_train": True, "reason": "", "schema_hash": "h", "epsilon_spent": 0.1}
+    no = {"can_train": False, "reason": "budget exhausted", "schema_hash": "h", "epsilon_spent": 1.0}
+    return [{"event": "budget_check", "round": 1, "eligible": 2, "replies": {"11": yes, "12": yes}},
+            {"event": "round_done", "round": 1, "seconds": 2.0, "contributors": 2,
+             "reports": {"11": {"epsilon_spent": 0.4, "epsilon_alone": 2.5}, "12": {"epsilon_spent": 0.5}}},
+            {"event": "budget_check", "round": 2, "eligible": 1, "replies": {"11": yes, "12": no}}]
+
+
+def test_the_coordinator_shows_routine_rounds_on_its_bar_and_refusals_as_lines(clock):
+    """`fedsynth coordinator` on a terminal: round k/N with the last round's facts on the bar; an
+    institution refusing a round still gets a line of its own (server/events.show_event)."""
+    from fedsynth.server.events import show_event
+
+    c, buf = console(terminal=True)
+    said: list[str] = []
+    with StepProgress("round", 4, c, plain_lines=0) as bar:
+        for ev in _coordinator_events():
+            clock.t += 2.0
+            show_event(ev, "h", {"11": "hospital-a"}, said.append, bar)
+    text = buf.getvalue()
+    assert "round 1/4" in text and "2 updates securely aggregated; epsilon spent up to 0.5" in text
+    assert "2.5 if all other parties colluded" in text
+    assert "node 12 refused: budget exhausted" in text  # above the bar, not hidden in it
+    assert said == []  # everything went through the bar's console
+
+
+def test_the_coordinator_off_a_terminal_prints_every_event_as_a_line():
+    from fedsynth.server.events import show_event
+
+    c, buf = console(terminal=False)
+    said: list[str] = []
+    with StepProgress("round", 4, c, plain_lines=0) as bar:
+        for ev in _coordinator_events():
+            show_event(ev, "h", {"11": "hospital-a"}, said.append, bar)
+    assert buf.getvalue() == ""  # no bar and no plain progress lines: the event lines are the progress
+    assert len(said) == 3 and said[1].startswith("round 1 done in 2.0s: 2 updates securely aggregated")
+    assert "node 12 refused: budget exhausted" in said[2] and ANSI not in "".join(said)
