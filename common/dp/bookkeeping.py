@@ -21,11 +21,14 @@ book-keeping reference code is research code pinned to old torch versions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 # Opacus' clipping factor is min(1, C / (norm + 1e-6)); the same constant keeps the two equal.
 _NORM_EPS = 1e-6
@@ -161,3 +164,13 @@ def _squared_norms(a: torch.Tensor, g: torch.Tensor, bias: bool) -> torch.Tensor
     else:  # long sequences: the per-row gradient itself is smaller than its Gram matrices
         sq = torch.einsum("bto,bti->boi", g, a).pow(2).sum((1, 2))
     return sq + g.sum(1).pow(2).sum(1) if bias else sq
+
+
+def single_pass_clipper(module: nn.Module, max_grad_norm: float) -> BookkeepingClipper | None:
+    """The single-pass engine for ``module``, or None (logged) where it does not cover the network
+    and the caller must fall back to Opacus' ghost clipping: the one place that choice is made."""
+    try:
+        return BookkeepingClipper(module, max_grad_norm)
+    except UnsupportedNetwork as exc:
+        log.info("single-pass clipping does not cover this network (%s); using Opacus' ghost clipping", exc)
+        return None

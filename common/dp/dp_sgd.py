@@ -33,7 +33,6 @@ Its cost is part of the timings in docs/benchmarks.md (bench/dp_cost.py).
 
 from __future__ import annotations
 
-import logging
 import secrets
 import warnings
 from collections.abc import Callable
@@ -43,11 +42,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedsynth.common.dp.bookkeeping import BookkeepingClipper, UnsupportedNetwork
+from fedsynth.common.dp.bookkeeping import BookkeepingClipper, single_pass_clipper
 from fedsynth.common.dp.rng import ChaChaStream
 
 GRAD_SAMPLE_MODES = ("bookkeeping", "ghost", "hooks")
-log = logging.getLogger(__name__)
 # Opacus' ghost clipping triggers this harmless PyTorch warning on every step.
 warnings.filterwarnings("ignore", message="Full backward hook is firing")
 
@@ -156,10 +154,8 @@ class DPSGD:
         self._clipper: BookkeepingClipper | None = None
         self._dp_loss = None
         if self.engine == "bookkeeping":
-            try:
-                self._clipper = BookkeepingClipper(module, cfg.max_grad_norm)
-            except UnsupportedNetwork as exc:
-                log.info("single-pass clipping does not cover this network (%s); using Opacus' ghost clipping", exc)
+            self._clipper = single_pass_clipper(module, cfg.max_grad_norm)
+            if self._clipper is None:
                 self.engine = "ghost"
         if self._clipper is not None:
             self.module, self.optimizer = module, base_opt

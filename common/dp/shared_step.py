@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedsynth.common.dp.bookkeeping import BookkeepingClipper, UnsupportedNetwork
+from fedsynth.common.dp.bookkeeping import single_pass_clipper
 from fedsynth.common.dp.dp_sgd import poisson_indices
 from fedsynth.common.dp.integer_noise import IntegerGrid, signal_bound, skellam_noise, stochastic_round
 from fedsynth.common.dp.rng import ChaChaStream
@@ -70,10 +70,7 @@ def clipped_total(module: nn.Module, per_row_loss: PerRowLoss, rows: torch.Tenso
     of :data:`CHUNK` rows; one backward pass a chunk where the single-pass engine covers the
     network, Opacus' ghost clipping (two passes) where it does not."""
     total = np.zeros(parameter_dim(module), dtype=np.float64)
-    try:
-        clipper = BookkeepingClipper(module, clip_norm)
-    except UnsupportedNetwork:
-        clipper = None
+    clipper = single_pass_clipper(module, clip_norm)
     if clipper is None:
         # lazy: opacus takes ~2 s to import; only networks the single-pass engine lacks need it
         from opacus.grad_sample import GradSampleModuleFastGradientClipping
