@@ -86,12 +86,13 @@ def block(joint: np.ndarray | torch.Tensor, segments: list[Segment], pair: Pair)
 
 
 def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.Generator,
-                grad: bool = False) -> torch.Tensor:
+                grad: bool = False, by_condition: bool = False) -> torch.Tensor:
     """(D x D) expected 2-way marginals of the model's rows, over ``n`` latent draws.
 
     Given its latent draw and condition, a generated row's columns are sampled independently
     from their softmaxes, so E[onehot_a onehot_b^T] = E[p_a p_b^T]; the conditioned column is
-    one-hot on its condition, as :meth:`Conditioner.impose` makes it."""
+    one-hot on its condition, as :meth:`Conditioner.impose` makes it. ``by_condition``: one
+    (D x D) per conditionable column, over the rows conditioned on it (G x D x D)."""
     cnd = model.conditioner
     cond, col, cat = cnd.sample(n, g)
     with torch.set_grad_enabled(grad):
@@ -109,7 +110,13 @@ def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.G
                     p[fixed] = onehot
             probs.append(p)
         p = torch.cat(probs, dim=1)
-        return p.T @ p / n
+        if not by_condition or not cnd.segments:
+            return p.T @ p / n
+        return torch.stack([_gram(p[col == j]) for j in range(len(cnd.segments))])
+
+
+def _gram(p: torch.Tensor) -> torch.Tensor:
+    return p.T @ p / max(1, p.shape[0])
 
 
 def pair_errors(counts: np.ndarray, joint: np.ndarray, rows: float, segments: list[Segment],
@@ -172,8 +179,11 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
     opt = torch.optim.Adam(params, lr=config.lr)
     weight = mask + config.anchor * anchor
     for _ in range(config.steps if measured else 0):
-        joint = model_joint(model, segments, config.batch, g, grad=True)
-        loss = (weight * (joint - target).abs()).sum()
+        # Every group of rows conditioned on one column (its category drawn from its released
+        # frequencies) should show the whole table's marginals: fitting only their mixture let a
+        # condition's own rows drift (a rare combination under a condition became unreachable).
+        joint = model_joint(model, segments, config.batch, g, grad=True, by_condition=True)
+        loss = (weight * (joint - target).abs()).sum() / (joint.shape[0] if joint.dim() == 3 else 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
