@@ -15,6 +15,8 @@ of accounted releases: no private row is read here.
   (:func:`pair_errors`, released with noise: AIM and MST select by the same kind of score).
 * Pairs not measured keep the model's own estimate (an anchor term in the loss), so fixing
   the measured relations does not erase what DP-SGD learned about the others.
+* The rows conditioned on each column are fitted as a group of their own: fitting only the
+  mixture let one condition's rows drift, and conditional sampling then missed rare combinations.
 """
 
 from __future__ import annotations
