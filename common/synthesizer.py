@@ -236,9 +236,9 @@ class Synthesizer:
                                              plan["score_noise"]))
         chosen = worth_measuring(errors, segments, pairs, int(plan["marginal_pairs"]), plan["pair_noise"])
         self.privacy.history.append(gaussian_counts_release(plan["pair_noise"]))
-        tables = noisy_counts([block(counts, segments, p).ravel() for p in chosen], plan["pair_noise"])
-        measured = {p: f.reshape(block(counts, segments, p).shape)
-                    for p, f in zip(chosen, frequencies_from_counts(tables))}
+        exact = [block(counts, segments, p) for p in chosen]
+        noisy = noisy_counts([t.ravel() for t in exact], plan["pair_noise"])
+        measured = {p: f.reshape(t.shape) for p, t, f in zip(chosen, exact, frequencies_from_counts(noisy))}
         before, after = fit_marginals(self.model, segments, measured, self.marginal_fit)
         return {"pairs": [[segments[a].column, segments[b].column] for a, b in chosen],
                 "tvd_before": round(before, 4), "tvd_after": round(after, 4)}

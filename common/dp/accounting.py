@@ -254,8 +254,3 @@ def rows_from_counts(counts: Sequence[Any]) -> float | None:
     totals = np.array([float(np.sum(c)) for c in counts])
     inv = np.array([1.0 / max(1, len(c)) for c in counts])
     return float(np.sum(totals * inv) / np.sum(inv))
-
-
-def noisy_frequencies(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
-    """:func:`noisy_counts` as frequencies (what the single-party synthesizer keeps)."""
-    return frequencies_from_counts(noisy_counts(onehot_blocks, sigma))
