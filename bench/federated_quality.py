@@ -36,14 +36,19 @@ import torch
 
 from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.ledger import Ledger
+from fedsynth.common.errors import BudgetExhausted
+from fedsynth.common.model.marginal_fit import MarginalFitConfig, column_segments, planned_pairs
+from fedsynth.common.protocol.marginal_stage import StageSum, read_stage_sum, stage_length
+from fedsynth.common.protocol.messages import FitConfig, Stage
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.protocol.federation import (FederationPlan, SecAggSettings, federated_model_config, run_secagg,
+from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, SecAggSettings, federated_model_config, run_secagg,
                                                  shared_grid)
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
+from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model
 from fedsynth.server.round import finish_round
 from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.shared_round import ServerAdam, finish_shared_round
@@ -63,7 +68,9 @@ def parse_overrides(items: list[str]) -> tuple[dict, dict]:
             value = json.loads(raw)  # numbers, true/false/null, lists
         except json.JSONDecodeError:
             value = raw  # a bare string such as model=gan
-        if name in model_f:
+        if name == "pairs":  # the marginal fit's pair count (0: none)
+            plan_kw["marginal_fit"] = MarginalFitConfig(pairs=int(value))
+        elif name in model_f:
             model_kw[name] = value
         elif name in plan_f:
             plan_kw[name] = value
@@ -134,12 +141,44 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
             if outcome.server_lr is not None:
                 steps.append(outcome.server_lr)  # unrounded, as measured before (the record rounds to 4 places)
             history.append(outcome.record(rnd, reports))
+        fitted = None
+        if history and planned_pairs(plan.marginal_fit, column_segments(encoder)):
+            current, fitted = marginal_fit(institutions, plan, schema, current, freqs, len(history))
         spent = [inst.ledger().epsilon_spent for inst in institutions]
-        write_global_model(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(), ""),
-                           budget, {})
+        write_global_model(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(), "",
+                                                          marginal_fit=fitted), budget, {})
         syn = Synthesizer.load(root / "synthesizer").sample(len(train), seed=seed)
     return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent),
             "server_lr_mean": round(float(np.mean(steps)), 3) if steps else None}
+
+
+def _stage_sum(institutions: list[Institution], fit: FitConfig, current: list[np.ndarray], length: int
+               ) -> StageSum | None:
+    """One marginal-fit release of every institution that makes it, summed as SecAgg+ would."""
+    packed = []
+    for inst in institutions:
+        try:
+            packed.append(inst.marginal_release(current, fit)[0][0])
+        except BudgetExhausted:
+            continue
+    return read_stage_sum([np.sum(packed, axis=0) / len(packed)], len(packed), length) if packed else None
+
+
+def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: Schema, current: list[np.ndarray],
+                 freqs, rounds: int) -> tuple[list[np.ndarray], dict | None]:
+    """The coordinator's marginal fit after the last round (server/workflow.py), without transport."""
+    segments = column_segments(TableEncoder(schema))
+
+    def ask(stage: str, pairs=()) -> FitConfig:
+        return FitConfig(plan, rounds + 1, len(institutions), FIELD_CLIPPING_RANGE, 0, stage, tuple(pairs))
+
+    errors = _stage_sum(institutions, ask(Stage.PAIR_ERRORS), current, stage_length(Stage.PAIR_ERRORS, segments, ()))
+    chosen = choose_pairs(schema, plan, errors) if errors else []
+    if not chosen:
+        return current, None
+    counts = _stage_sum(institutions, ask(Stage.PAIR_COUNTS, chosen), current,
+                        stage_length(Stage.PAIR_COUNTS, segments, tuple(chosen)))
+    return fit_global_model(schema, plan, current, freqs, chosen, counts) if counts else (current, None)
 
 
 def single_party_run(train, holdout, schema, epsilon: float, delta: float, seed: int, label: str) -> dict:

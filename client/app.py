@@ -28,6 +28,7 @@ import torch
 from flwr.client import ClientApp, NumPyClient
 
 from fedsynth.client.ledger import Ledger
+from fedsynth.client.marginal_release import MarginalReleases, exact_values
 from fedsynth.client.secagg_terms import secagg_terms_mod
 from fedsynth.client.update_cache import UpdateCache, UpdateKey
 from fedsynth.common.atomic import atomic_write_bytes, atomic_write_text
@@ -39,12 +40,14 @@ from fedsynth.common.dp.accounting import (Release, calibrate_noise, frequencies
                                            gaussian_counts_release, noisy_counts, rows_from_counts)
 from fedsynth.common.dp.plan import sampling_plan
 from fedsynth.common.errors import BudgetExhausted, DataError, FedsynthError, SchemaError
+from fedsynth.common.model.marginal_fit import column_segments, planned_pairs
 from fedsynth.common.model.tabular import build_model
 from fedsynth.common.dp.shared_noise import SharedNoiseRelease
 from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, model_arrays, pack_shared_update,
                                                  pack_update, refusal_update, shared_grid)
 from fedsynth.common.protocol.flower_app import quiet_logs
-from fedsynth.common.protocol.messages import NO_SPEND, BudgetCheck, BudgetReply, FitConfig, FitMetrics
+from fedsynth.common.protocol.marginal_stage import pack_stage, refusal_stage, stage_length
+from fedsynth.common.protocol.messages import NO_SPEND, BudgetCheck, BudgetReply, FitConfig, FitMetrics, Stage
 # Flower's SecAgg+ mod with masks from a CSPRNG keyed by the full secret (see the module)
 from fedsynth.common.protocol.secure_masks import secure_secaggplus_mod
 
@@ -141,8 +144,11 @@ class Institution:
         return self.state_dir / f"{self.schema.hash()}-{FREQS_FILE}"
 
     def _pending_releases(self, plan: FederationPlan, ledger: Ledger) -> list:
-        """The one-off category-frequency release, if this institution has not made it yet."""
-        return [] if self._freqs_path().exists() else [gaussian_counts_release(self._frequency_noise(plan, ledger))]
+        """The one-off releases this institution has not made yet: the category frequencies, and the
+        marginal fit's two after the last round (budget is kept for them from the start)."""
+        sigma = self._frequency_noise(plan, ledger)
+        counts = [] if self._freqs_path().exists() else [gaussian_counts_release(sigma)]
+        return counts + MarginalReleases(self.state_dir, plan).pending(sigma, column_segments(TableEncoder(self.schema)))
 
     @staticmethod
     def _frequency_noise(plan: FederationPlan, ledger: Ledger) -> float:
@@ -264,6 +270,48 @@ class Institution:
         return pack_shared_update(contribution.gradient, counts), FitMetrics(
             epsilon_spent=round(after, 2), norm_clipped=0.0, epsilon_alone=round(ledger.epsilon_alone, 2))
 
+    # ------------------------------------------------------------------ the marginal fit's releases
+    def marginal_release(self, arrays: list[np.ndarray], fit: FitConfig) -> tuple[list[np.ndarray], FitMetrics]:
+        """One of the marginal fit's releases (``fit.stage``) about the global model ``arrays``:
+        charged on disk, then noised, kept and sent (:mod:`fedsynth.client.marginal_release`).
+        Raises BudgetExhausted when it cannot or must not be made (the caller refuses)."""
+        plan = fit.plan
+        if plan.schema_hash != self.schema.hash():
+            raise FedsynthError("schema mismatch: refusing a marginal-fit release")
+        encoder = TableEncoder(self.schema)
+        segments = column_segments(encoder)
+        if fit.stage == Stage.PAIR_COUNTS and not (
+                0 < len(fit.pairs) <= planned_pairs(plan.marginal_fit, segments)
+                and all(b < len(segments) for _, b in fit.pairs)):
+            raise FedsynthError(f"the coordinator asked for {len(fit.pairs)} pairs' counts, outside the plan's "
+                                f"{planned_pairs(plan.marginal_fit, segments)} of {len(segments)} columns")
+        torch.set_num_threads(self.settings.threads)
+        df, ledger = self.table(), self.ledger()
+        releases = MarginalReleases(self.state_dir, plan)
+        digest = arrays_digest(arrays)
+        request = json.dumps([fit.stage, digest, [list(p) for p in fit.pairs]])
+        release = releases.noise(fit.stage, self._frequency_noise(plan, ledger), segments)
+        try:
+            earlier = releases.earlier(fit.stage, request)
+        except ValueError as exc:
+            raise BudgetExhausted(str(exc)) from None
+        if earlier is not None:  # asked again for the same release: the same vector, free
+            return pack_stage(earlier, release[0]), FitMetrics(epsilon_spent=round(ledger.epsilon_spent, 2),
+                                                               replayed=1.0, epsilon_alone=self._alone(plan, ledger))
+        x_np = encoder.encode(df)
+        model = build_model(encoder, plan.model)
+        model.set_arrays(arrays)
+        counts = self._noisy_counts(ledger, plan, encoder.count_blocks(df, x_np), encoder.count_sizes)
+        model.conditioner.probs = encoder.split_counts(frequencies_from_counts(counts))[0]
+        exact = exact_values(fit.stage, model, x_np, segments, rows_from_counts(counts) or 0.0, fit.pairs,
+                             seed=int(digest[:15], 16))
+        # Spend first (on disk), then noise, keep and send.
+        after = ledger.charge([release], event=fit.stage, round=fit.round)
+        noisy = np.concatenate(noisy_counts(exact, release[0]))
+        releases.store(fit.stage, request, noisy)
+        return pack_stage(noisy, release[0]), FitMetrics(epsilon_spent=round(after, 2), replayed=0.0,
+                                                         epsilon_alone=self._alone(plan, ledger))
+
     # ------------------------------------------------------------------ optimiser continuity
     def _optimizer_path(self, plan_id: str) -> Path:
         return self.state_dir / f"optimizer-{plan_id}.pt"
@@ -335,6 +383,8 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
 
         def fit(self, parameters, config):
             ask = FitConfig.from_config(config)
+            if ask.stage != Stage.TRAIN:
+                return self.marginal_fit(parameters, ask)
             try:
                 arrays, metrics = self.inst.train_round([np.asarray(p) for p in parameters], ask.plan, ask.round,
                                                         ask.total_clients, ask.clipping_range)
@@ -348,6 +398,19 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
             except (DataError, SchemaError) as exc:
                 # Flower sends an exception's text to the coordinator: keep row values local.
                 _log.error("round %s failed: %s", ask.round, exc)
+                raise FedsynthError(public_reason(exc)) from None
+            return arrays, 1, replace(metrics, refused=0.0).to_record()
+
+        def marginal_fit(self, parameters, ask: FitConfig):
+            try:
+                arrays, metrics = self.inst.marginal_release([np.asarray(p) for p in parameters], ask)
+            except BudgetExhausted as exc:
+                _log.warning("%s refused: %s", ask.stage, exc)
+                segments = column_segments(TableEncoder(self.inst.schema))
+                return refusal_stage(stage_length(ask.stage, segments, ask.pairs)), 0, \
+                    FitMetrics(refused=1.0).to_record()
+            except (DataError, SchemaError) as exc:
+                _log.error("%s failed: %s", ask.stage, exc)
                 raise FedsynthError(public_reason(exc)) from None
             return arrays, 1, replace(metrics, refused=0.0).to_record()
 

@@ -63,14 +63,19 @@ from fedsynth.common.dp.dp_sgd import csprng_torch_rng
 from fedsynth.common.dp.plan import TrainingConfig, sampling_plan
 from fedsynth.common.errors import DataError, FedsynthError, PrivacyError
 from fedsynth.common.model.marginal_fit import (
+    JOINT_DRAWS,
     MarginalFitConfig,
     all_pairs,
     block,
     column_segments,
     fit_marginals,
+    measured_frequencies,
     model_joint,
     pair_errors,
+    planned_pairs,
+    planned_releases,
     real_joint_counts,
+    release_noises,
     worth_measuring,
 )
 from fedsynth.common.model.tabular import MODELS, ModelConfig, TabularModel, build_model
@@ -79,7 +84,6 @@ from fedsynth.common.timestamps import utc_now
 
 SAMPLE_CHUNK_ROWS = 50_000  # rows per pass of the model: bounds memory (~ 0.5 KB a row encoded) for any n
 MAX_SAMPLE_ROWS = 10_000_000  # sample() returns one DataFrame, held in memory
-JOINT_DRAWS = 16_384  # latent draws behind the model's 2-way marginals when pairs are scored
 MAX_STREAM_ROWS = 100_000_000  # iter_sample(): bounded by time and disk (~ 10 GB of CSV), not memory
 FRAME_LABEL = "DataFrame"  # stands for the file name in the violations of a frame given to fit()
 
@@ -158,12 +162,10 @@ class Synthesizer:
         batch, q, steps = sampling_plan(n_rows, self.training.epochs, self.training.batch_size)
         freq_noise = frequency_noise(self.privacy.epsilon_target, self.privacy.delta, self.training.accountant,
                                      floor=self.training.marginal_noise)
-        prior = [gaussian_counts_release(freq_noise)]
-        mf = self.marginal_fit
-        pairs = min(mf.pairs, len(all_pairs(column_segments(self.encoder))))
-        score_noise, pair_noise = mf.score_noise * freq_noise, mf.pair_noise * freq_noise
-        if pairs:
-            prior += [gaussian_counts_release(score_noise), gaussian_counts_release(pair_noise)]
+        segments = column_segments(self.encoder)
+        prior = [gaussian_counts_release(freq_noise)] + planned_releases(self.marginal_fit, freq_noise, segments)
+        pairs = planned_pairs(self.marginal_fit, segments)
+        score_noise, pair_noise = release_noises(self.marginal_fit, freq_noise)
         cal = calibrate_noise(self.privacy.epsilon_target, self.privacy.delta, q, steps, prior,
                               self.training.accountant)
         return {"sample_rate": q, "steps": steps, "noise_multiplier": cal.noise_multiplier,
@@ -236,9 +238,8 @@ class Synthesizer:
                                              plan["score_noise"]))
         chosen = worth_measuring(errors, segments, pairs, int(plan["marginal_pairs"]), plan["pair_noise"])
         self.privacy.history.append(gaussian_counts_release(plan["pair_noise"]))
-        exact = [block(counts, segments, p) for p in chosen]
-        noisy = noisy_counts([t.ravel() for t in exact], plan["pair_noise"])
-        measured = {p: f.reshape(t.shape) for p, t, f in zip(chosen, exact, frequencies_from_counts(noisy))}
+        noisy = noisy_counts([block(counts, segments, p).ravel() for p in chosen], plan["pair_noise"])
+        measured = measured_frequencies(segments, chosen, noisy)
         before, after = fit_marginals(self.model, segments, measured, self.marginal_fit)
         return {"pairs": [[segments[a].column, segments[b].column] for a, b in chosen],
                 "tvd_before": round(before, 4), "tvd_after": round(after, 4)}

@@ -52,12 +52,16 @@ class Checkpoint:
     # shared noise: the coordinator's Adam moments (first, then second, per weight array) and steps
     optimizer_moments: list[np.ndarray] | None = None
     optimizer_steps: int = 0
+    # after the last round: the marginal fit's record (server/marginal_rounds.py); ``arrays`` are then
+    # the fine-tuned weights. None: not made (yet).
+    marginal_fit: dict[str, Any] | None = None
 
     def save(self, out_dir: Path) -> None:
         moments = list(self.optimizer_moments or [])
         meta = {"round": self.round, "freqs": [f.tolist() for f in self.freqs] if self.freqs else None,
                 "history": self.history, "plan": self.plan_json, "started": self.started,
-                "optimizer_arrays": len(moments), "optimizer_steps": self.optimizer_steps}
+                "optimizer_arrays": len(moments), "optimizer_steps": self.optimizer_steps,
+                "marginal_fit": self.marginal_fit}
         # reuse the model-folder swap (weights.pt + synthesizer.json, renames only)
         write_folder(Path(out_dir) / CHECKPOINT, {"checkpoint": meta}, weights_bytes(self.arrays + moments),
                      overwrite=True, kind=CHECKPOINT_FOLDER)
@@ -76,7 +80,7 @@ class Checkpoint:
         arrays = arrays[: len(arrays) - n_moments]
         freqs = [np.asarray(f) for f in meta["freqs"]] if meta["freqs"] else None
         return cls(meta["round"], arrays, freqs, meta["history"], meta["plan"], meta["started"], moments,
-                   int(meta.get("optimizer_steps", 0)))
+                   int(meta.get("optimizer_steps", 0)), meta.get("marginal_fit"))
 
 
 def privacy_note(plan: FederationPlan, accountant: str) -> str:
@@ -112,7 +116,8 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
         schema=schema, model_config=plan.model, training=training, cond_probs=cond_probs, marginals=marginals,
         privacy=PrivacyRecord(max(eps_values) if eps_values else 0.0, max(deltas) if deltas else 0.0,
                               training.accountant, [], max(eps_values) if eps_values else None, per_client=True),
-        info={"trained_at": utc_now(), "started": ckpt.started},
+        info={"trained_at": utc_now(), "started": ckpt.started,
+              **({"marginal_fit": ckpt.marginal_fit} if ckpt.marginal_fit else {})},
         round=ckpt.round,
         federation=FederationRecord(ckpt.round, len(participated), clients),
     )

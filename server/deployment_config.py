@@ -28,6 +28,7 @@ from fedsynth.common.deploy.credentials import (
 )
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.inputs import read_text
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, find_existing
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
@@ -69,6 +70,8 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
         local_epochs = 1.5
         [plan.model]                # ModelConfig fields
         model = "vae"
+        [plan.marginal_fit]         # optional: MarginalFitConfig fields (pairs = 0: no marginal fit)
+        pairs = 20
         [plan.shared_noise]         # optional: noise shared under SecAgg+ (SharedNoiseRequest fields)
         sample_rate = 0.2
         epsilon = 1.0               # sigma is calibrated for it (or give noise_multiplier)
@@ -90,15 +93,17 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     plan_raw = dict(raw.get("plan", {}))
     model_raw = plan_raw.pop("model", {})
     shared_raw = plan_raw.pop("shared_noise", None)
-    _known("[plan]", plan_raw, FederationPlan, p, skip=("schema_hash", "model", "shared_noise"))
+    marginal_raw = plan_raw.pop("marginal_fit", {})
+    _known("[plan]", plan_raw, FederationPlan, p, skip=("schema_hash", "model", "shared_noise", "marginal_fit"))
     _known("[plan.model]", model_raw, ModelConfig, p)
+    _known("[plan.marginal_fit]", marginal_raw, MarginalFitConfig, p)
     if shared_raw is not None:
         _known("[plan.shared_noise]", shared_raw, SharedNoiseRequest, p)
     secagg_raw = _known("[secagg]", dict(raw.get("secagg", {})), SecAggSettings, p)
     try:
         # pooled noise: the single-party widths; local noise: the narrower federated ones
         model = ModelConfig(**model_raw) if shared_raw is not None else federated_model_config(**model_raw)
-        plan = FederationPlan(**plan_raw, model=model)
+        plan = FederationPlan(**plan_raw, model=model, marginal_fit=MarginalFitConfig(**marginal_raw))
         secagg = SecAggSettings(**secagg_raw)
         shared = SharedNoiseRequest(**shared_raw) if shared_raw is not None else None
     except (TypeError, ValueError, FedsynthError) as exc:

@@ -38,9 +38,12 @@ class EventKind:
     FINISHED = "finished"  # budget: the final budget replies
     FAILED = "failed"  # reason, and spent: node id -> epsilon last reported
     INSECURE_PLAIN_AGGREGATION = "insecure_plain_aggregation"  # benchmark-only mode warning
+    # after the last round: pairs, tvd_before/after and contributors, or skipped: why there was none
+    MARGINAL_FIT = "marginal_fit"
 
 # which field of an event holds per-node replies or reports carrying an epsilon spent
-_SPEND_FIELDS = {EventKind.BUDGET_CHECK: "replies", EventKind.ROUND_DONE: "reports", EventKind.FINISHED: "budget"}
+_SPEND_FIELDS = {EventKind.BUDGET_CHECK: "replies", EventKind.ROUND_DONE: "reports", EventKind.FINISHED: "budget",
+                 EventKind.MARGINAL_FIT: "reports"}
 
 
 def event_log(out_dir: Path) -> Callable[[Event], None]:
@@ -109,6 +112,12 @@ def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = Non
         step = f", server step {float(ev['server_lr']):.2f} x mean" if "server_lr" in ev else ""
         return (f"round {ev['round']} done in {float(ev.get('seconds', 0)):.1f}s: {ev.get('contributors')} updates "
                 f"securely aggregated{step}; epsilon spent {eps(ev.get('reports', {}))}")
+    if kind == EventKind.MARGINAL_FIT:
+        if ev.get("skipped"):
+            return f"marginal fit skipped: {ev['skipped']}"
+        return (f"marginal fit: {len(ev.get('pairs', []))} pooled 2-way marginals from {ev.get('contributors')} "
+                f"institutions, their mean TVD {float(ev.get('tvd_before', 0)):.3f} -> "
+                f"{float(ev.get('tvd_after', 0)):.3f}")
     if kind == EventKind.FINISHED:
         return f"finished after round {ev['round']}; final epsilon spent {eps(ev.get('budget', {}))}"
     if kind == EventKind.WAITING:

@@ -2,8 +2,8 @@
 
 The coordinator fixes what central DP-SGD would fix (sample rate q, steps = rounds, noise
 multiplier sigma) and publishes it in the plan. Asked for a budget, sigma is the least noise
-with which the planned rounds and an institution's one-off category-frequency release stay
-within it in the coalition view (against the coordinator plus up to T colluding
+with which the planned rounds and an institution's one-off releases (category frequencies,
+then the marginal fit's two) stay within it in the coalition view (against the coordinator plus up to T colluding
 institutions). Every institution still checks each round against its own ledger and cap and
 refuses what it cannot afford: the plan is a proposal, the ledgers decide.
 """
@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import calibrate_shared_noise, frequency_noise, gaussian_counts_release
 from fedsynth.common.dp.plan import default_batch_size
 from fedsynth.common.dp.shared_noise import SharedNoise
+from fedsynth.common.model.marginal_fit import column_segments, planned_releases
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.federation import FederationPlan, model_arrays
 
@@ -59,7 +61,9 @@ class SharedNoiseRequest:
             return replace(base, shared_noise=SharedNoise(self.sample_rate, self.noise_multiplier, **settings))
         assert self.epsilon is not None
         dim = sum(a.size for a in model_arrays(schema, base))
-        prior = [gaussian_counts_release(frequency_noise(self.epsilon, self.delta, floor=plan.marginal_noise))]
+        freq_noise = frequency_noise(self.epsilon, self.delta, floor=plan.marginal_noise)
+        segments = column_segments(TableEncoder(schema))
+        prior = [gaussian_counts_release(freq_noise)] + planned_releases(plan.marginal_fit, freq_noise, segments)
         shared = calibrate_shared_noise(self.epsilon, self.delta, self.sample_rate, plan.rounds, dim,
                                         plan.model.max_grad_norm, prior, **settings)
         return replace(base, shared_noise=shared)

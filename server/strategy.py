@@ -24,7 +24,9 @@ import numpy as np
 from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.strategy import FedAvg
 
-from fedsynth.common.protocol.federation import FederationPlan, shared_grid
+from fedsynth.common.model.marginal_fit import Pair
+from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, FederationPlan, shared_grid
+from fedsynth.common.protocol.marginal_stage import StageSum, read_stage_sum
 from fedsynth.common.protocol.messages import FitConfig, FitMetrics, MessageError
 from fedsynth.server.round import RoundRejected, finish_round
 from fedsynth.server.shared_round import ServerAdam, finish_shared_round
@@ -59,6 +61,9 @@ class SecureDeltaFedAvg(FedAvg):
         self.rejected: str | None = None  # why the last aggregate was discarded, if it was
         # shared noise: the coordinator's own optimiser steps on each round's pooled noisy gradient
         self.server_optimizer: ServerAdam | None = None
+        # a marginal-fit round instead of a training round: (stage, pairs, values expected)
+        self.stage: tuple[str, tuple[Pair, ...], int] | None = None
+        self.stage_sum: StageSum | None = None  # what the last marginal-fit round summed
         if plan.shared_noise is not None:
             self.grid = shared_grid(plan, self.current)
             self.server_optimizer = ServerAdam(self.current, plan.model.lr, optimizer_moments, optimizer_steps)
@@ -67,6 +72,11 @@ class SecureDeltaFedAvg(FedAvg):
         return ndarrays_to_parameters(self.current)
 
     def fit_config(self, server_round: int) -> FitConfig:
+        if self.stage is not None:  # field residues, as shared-noise updates (common/protocol/marginal_stage.py)
+            stage, pairs, _ = self.stage
+            return FitConfig(plan=self.plan, round=server_round, total_clients=self.total_clients,
+                             clipping_range=FIELD_CLIPPING_RANGE, freq_size=int(sum(self.freq_sizes)), stage=stage,
+                             pairs=pairs)
         return FitConfig(plan=self.plan, round=server_round, total_clients=self.total_clients,
                          clipping_range=self.clipping_range, freq_size=int(sum(self.freq_sizes)))
 
@@ -74,7 +84,7 @@ class SecureDeltaFedAvg(FedAvg):
         everyone = client_manager.all()
         pool = [everyone[c] for c in (self.eligible if self.eligible is not None else everyone) if c in everyone]
         k = self.plan.clients_per_round or len(pool)
-        pool = pool[:k]  # ``eligible`` arrives ordered by the workflow (least budget spent first)
+        pool = pool if self.stage is not None else pool[:k]  # a marginal-fit release is asked of everyone  # ``eligible`` arrives ordered by the workflow (least budget spent first)
         fit_ins = FitIns(parameters, self.fit_config(server_round).to_config())
         return [(c, fit_ins) for c in pool]
 
@@ -84,6 +94,8 @@ class SecureDeltaFedAvg(FedAvg):
         if not contributing:
             return None, {}
         mean = parameters_to_ndarrays(contributing[0].parameters)  # identical in every result
+        if self.stage is not None:
+            return self._aggregate_stage(server_round, mean, results, failures, len(contributing))
         try:
             if self.server_optimizer is not None:
                 outcome = finish_shared_round(mean, self.plan, self.grid, self.freq_sizes, len(contributing),
@@ -98,6 +110,19 @@ class SecureDeltaFedAvg(FedAvg):
         reports = {str(p.cid): read_metrics(dict(r.metrics), str(p.cid)) for p, r in results}
         self.last_round = outcome.record(server_round, reports, failures=len(failures))
         return ndarrays_to_parameters(self.current), {"contributors": len(contributing)}
+
+    def _aggregate_stage(self, server_round, mean, results, failures, contributors: int):
+        """A marginal-fit round: keep the sum of the releases; the model does not move."""
+        assert self.stage is not None
+        try:
+            self.stage_sum = read_stage_sum(mean, contributors, self.stage[2])
+        except ValueError as exc:
+            self.stage_sum, self.rejected = None, str(exc)
+            raise ValueError(f"{self.rejected}; {self.stage[0]} round discarded") from None
+        reports = {str(p.cid): read_metrics(dict(r.metrics), str(p.cid)) for p, r in results}
+        self.last_round = {"round": server_round, "stage": self.stage[0], "contributors": contributors,
+                           "failures": len(failures), "reports": {c: m.to_record() for c, m in reports.items()}}
+        return ndarrays_to_parameters(self.current), {"contributors": contributors}
 
 
 class PlainMeanFedAvg(SecureDeltaFedAvg):

@@ -12,14 +12,17 @@ Flower's SecAgg+ exists on the legacy workflow path only (flwr 1.41/1.42), so th
 3. patience with institutions that drop out mid-run (a crash, a restart of their
    ``fedsynth client``): when too few can train because some stopped answering, the run
    waits up to ``wait_timeout`` for them to be back instead of ending, and a run that fails
-   anyway logs what each institution reported as spent (its ``failed`` event).
+   anyway logs what each institution reported as spent (its ``failed`` event);
+4. after the last round, the marginal fit when the plan asks for one: two more SecAgg+ rounds
+   (pair errors, then the chosen pairs' counts) and the fine-tune (server/marginal_rounds.py).
 
 What the coordinator sees in plaintext: the budget-check replies (yes/no, schema hash,
 epsilon spent rounded to 0.01, delta), ``num_examples`` (always 1, or 0 for a refusal) and
 coarse fit metrics (epsilon spent rounded to 0.01, and 0/1 flags: whether the delta was
 norm-clipped, whether the update was a replay of a lost round, whether the client refused):
 the typed messages of :mod:`fedsynth.common.protocol.messages`, nothing else.
-Model deltas, frequencies and aggregation weights are only ever seen summed.
+Model deltas, frequencies, aggregation weights and the marginal fit's releases are only ever
+seen summed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import secrets
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +49,18 @@ from flwr.server.workflow.default_workflows import default_fit_workflow
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.digest import arrays_digest
+from fedsynth.common.model.marginal_fit import column_segments, planned_pairs
 from fedsynth.common.model.tabular import build_model
-from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, run_secagg, shared_threshold
-from fedsynth.common.protocol.messages import BudgetCheck, BudgetReply, MessageError
+from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FIELD_QUANTIZATION_RANGE, FederationPlan,
+                                                 SecAggSettings, run_secagg, shared_threshold)
+from fedsynth.common.protocol.marginal_stage import StageSum, stage_length
+from fedsynth.common.protocol.messages import BudgetCheck, BudgetReply, MessageError, Stage
 from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
 from fedsynth.common.timestamps import utc_now
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.events import EVENT, Event, EventKind, reported_spend
 from fedsynth.server.ledger_watch import SpendWatch
+from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model
 from fedsynth.server.strategy import PlainMeanFedAvg, SecureDeltaFedAvg
 
 OnEvent = Callable[[Event], None]  # where the run's progress events go (server/events.py)
@@ -83,6 +90,7 @@ class FederatedRun:
         self.wait_timeout = wait_timeout
         self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported to this run
         self.insecure_plain_aggregation = insecure_plain_aggregation
+        self._stage_reports: dict[str, Any] = {}  # the last marginal-fit round's fit metrics, by node id
         if insecure_plain_aggregation:
             warnings.warn(PLAIN_AGGREGATION_WARNING, RuntimeWarning, stacklevel=2)
 
@@ -193,6 +201,8 @@ class FederatedRun:
                 rnd, absent_until = rnd + 1, None
             if ckpt.round == 0:
                 raise RuntimeError("no round completed; no model written")
+            if ckpt.marginal_fit is None and planned_pairs(self.plan.marginal_fit, column_segments(encoder)):
+                ckpt = self._marginal_fit(grid, legacy, strategy, cfg, ckpt)
             # final budget picture for the model card
             final = self._budget_check(grid, legacy, ckpt.round + 1)
             write_global_model(self.out_dir, self.schema, self.plan, ckpt, final, asdict(self.secagg))
@@ -200,6 +210,58 @@ class FederatedRun:
         finally:
             f_stop.set()
             thread.join()
+
+    # ------------------------------------------------------------------ the marginal fit
+    def _marginal_fit(self, grid, legacy, strategy, cfg, ckpt: Checkpoint) -> Checkpoint:
+        """After the last round: the pooled pair errors, then the chosen pairs' pooled counts (two
+        SecAgg+ rounds), and the global model fine-tuned to them (server/marginal_rounds.py).
+        The new weights are checkpointed with the fit's record, so a restart does not ask again.
+        If either round cannot complete, the trained model is written as it is, and the run says why."""
+        segments = column_segments(TableEncoder(self.schema))
+        strategy.eligible = None  # every connected institution: each decides against its own ledger
+        errors = self._stage_round(grid, legacy, strategy, cfg, ckpt.round + 1, Stage.PAIR_ERRORS, (), segments)
+        if errors is None:
+            return self._fit_done(ckpt, {"skipped": "the pair-error round did not complete"})
+        chosen = choose_pairs(self.schema, self.plan, errors)
+        if not chosen:
+            return self._fit_done(ckpt, {"skipped": "no pair is further from the data than measuring it would add",
+                                      "contributors": errors.contributors})
+        counts = self._stage_round(grid, legacy, strategy, cfg, ckpt.round + 2, Stage.PAIR_COUNTS, tuple(chosen),
+                                   segments)
+        if counts is None:
+            return self._fit_done(ckpt, {"skipped": "the pair-count round did not complete"})
+        arrays, info = fit_global_model(self.schema, self.plan, strategy.current, strategy.freqs, chosen, counts)
+        return self._fit_done(replace(ckpt, arrays=arrays), info)
+
+    def _fit_done(self, ckpt: Checkpoint, record: dict[str, Any]) -> Checkpoint:
+        """``ckpt`` with the marginal fit's ``record`` (or why none was made), saved, and told."""
+        done = replace(ckpt, marginal_fit=record)
+        done.save(self.out_dir)  # atomic: a restart finds the fit made and does not ask again
+        self.on_event({EVENT: EventKind.MARGINAL_FIT, **record, "reports": self._stage_reports})
+        return done
+
+    def _stage_round(self, grid, legacy, strategy, cfg, number: int, stage: str, pairs: tuple, segments
+                     ) -> StageSum | None:
+        """One marginal-fit release summed through SecAgg+ (up to three tries), or None."""
+        strategy.stage, strategy.stage_sum = (stage, pairs, stage_length(stage, segments, pairs)), None
+        clients = len(legacy.client_manager.all())
+        try:
+            for attempt in range(1, 4):
+                cfg[Key.CURRENT_ROUND] = number
+                strategy.last_round, strategy.rejected = None, None
+                error = None
+                try:
+                    self._fit_workflow(clients, field=True)(grid, legacy)
+                except Exception as exc:  # as a training round: a malformed peer message must not end the run
+                    error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                if strategy.stage_sum is not None:
+                    self._stage_reports = (strategy.last_round or {}).get("reports", {})
+                    return strategy.stage_sum
+                self.on_event({EVENT: EventKind.ROUND_FAILED, "round": number, "attempt": attempt,
+                               "reason": f"{stage}: " + (error or strategy.rejected or "SecAgg+ did not complete")})
+            return None
+        finally:
+            strategy.stage = None
 
     def _wait_for_absent(self, legacy, rnd: int, answered: int, until: float) -> None:
         """Too few could train and some institutions did not answer: wait (up to ``until``) for
@@ -209,9 +271,11 @@ class FederatedRun:
         time.sleep(min(ABSENT_RECHECK_S, max(0.0, until - time.time())))
         legacy.client_manager.wait_for(self.expected_clients, timeout=max(0.0, until - time.time()))
 
-    def _fit_workflow(self, clients: int):
+    def _fit_workflow(self, clients: int, field: bool = False):
         """This round's fit: Flower's SecAgg+ with CSPRNG mask expansion
-        (fedsynth.common.protocol.secure_masks), its share count fitted to the round's ``clients``."""
+        (fedsynth.common.protocol.secure_masks), its share count fitted to the round's ``clients``.
+        ``field``: quantised so that integer field residues pass unchanged (the marginal fit's
+        releases; shared-noise runs always are)."""
         if self.insecure_plain_aggregation:
             return default_fit_workflow
         s = self.secagg
@@ -219,8 +283,10 @@ class FederatedRun:
         shared = self.plan.shared_noise
         if shared is not None:  # fewer than K_min survivors: never unmasked
             threshold = shared_threshold(shares, threshold, clients, shared.min_contributors)
+        clipping, quantization = (FIELD_CLIPPING_RANGE, FIELD_QUANTIZATION_RANGE) if field \
+            else (s.clipping_range, s.quantization_range)
         return SecureSecAggPlusWorkflow(num_shares=shares, reconstruction_threshold=threshold, max_weight=1.0,
-                                        clipping_range=s.clipping_range, quantization_range=s.quantization_range,
+                                        clipping_range=clipping, quantization_range=quantization,
                                         modulus_range=s.modulus_range, timeout=s.timeout)
 
     # ------------------------------------------------------------------ budget check

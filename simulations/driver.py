@@ -42,6 +42,7 @@ from fedsynth.common.data.tables import write_table
 from fedsynth.common.dp.accounting import check_privacy_params
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.lineage import provenance, write_synthetic
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
 from fedsynth.common.progress import duration
@@ -50,7 +51,7 @@ from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
 from fedsynth.evaluation.guarantee import guarantee_from_card
-from fedsynth.server.events import round_progress
+from fedsynth.server.events import EventKind, describe_event, round_progress
 from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.workflow import FederatedRun, make_server_app
 from fedsynth.simulations.datasets import load_dataset
@@ -87,6 +88,8 @@ class SimulationConfig:
     min_contributors: int | None = None  # shared noise: K_min (None: every institution)
     sample_rate: float | None = None  # shared noise: q (None: server.shared_plan.default_sample_rate)
     weight_cap_rows: float = 10_000.0
+    # 2-way marginals the global model is fine-tuned to after the last round (FederationPlan.marginal_fit); 0: none
+    pairs: int = MarginalFitConfig().pairs
     model: str = "vae"
     holdout: float = 0.2
     rows: int | None = None
@@ -138,6 +141,8 @@ def _event_printer(out_dir: Path, print_fn: Callable[[str], None], rounds: int,
             eta = f", about {duration(left)} left" if ev["round"] < rounds else ""
             print_fn(f"round {ev['round']}/{rounds} done in {ev['seconds']:.1f}s{eta}: {ev['contributors']} updates "
                      f"securely aggregated{step}; epsilon spent per client now {eps}{both}")
+        elif kind == EventKind.MARGINAL_FIT:
+            print_fn(describe_event(ev, "") or "")
         elif kind in ("stopped", "round_failed", "resumed"):
             print_fn(f"{kind}: {ev}")
             if kind == "resumed" and on_round is not None:
@@ -238,7 +243,8 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
     plan = FederationPlan(rounds=cfg.rounds, clients_per_round=cfg.clients_per_round,
                           min_clients=2, local_epochs=cfg.local_epochs, model=model,
                           server_lr=cfg.server_lr, aggregation_weights=cfg.client_weighting,
-                          weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed)
+                          weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed,
+                          marginal_fit=MarginalFitConfig(pairs=cfg.pairs))
     if shared:
         per_round = min(len(data.silos), cfg.clients_per_round or len(data.silos))
         k_min = cfg.min_contributors or per_round

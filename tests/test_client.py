@@ -9,6 +9,7 @@ from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.errors import BudgetExhausted, FedsynthError
 from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.dp.accounting import epsilon_spent
 from fedsynth.common.synthesizer import Synthesizer
@@ -28,7 +29,9 @@ def make(silo, adult_paths, state, eps=1.0):
 
 
 def plan_for(schema, rounds=3):
-    return FederationPlan(rounds=rounds, local_epochs=0.5, model=ModelConfig(hidden=16), schema_hash=schema.hash())
+    """Training rounds only (the marginal fit's releases: tests/test_federated_marginal_fit.py)."""
+    return FederationPlan(rounds=rounds, local_epochs=0.5, model=ModelConfig(hidden=16), schema_hash=schema.hash(),
+                          marginal_fit=MarginalFitConfig(pairs=0))
 
 
 def initial(schema, plan):

@@ -343,3 +343,18 @@ def test_shared_noise_runs_end_to_end_with_tls_auth_and_secagg(shared_federation
     in_ledgers = sorted((round(lg.epsilon_spent, 2), round(lg.epsilon_alone, 2)) for lg in
                         (Ledger.open(root / "demo/state-shared" / n, 1.0, 1e-5) for n in INSTITUTIONS))
     assert reported == in_ledgers
+
+
+def test_the_marginal_fit_runs_after_the_last_round_of_a_deployment(shared_federation):
+    """The example config asks for a marginal fit: each institution made the pair-error release
+    once (through SecAgg+, after round 4), and the model records what the coordinator did with it."""
+    procs, root = shared_federation["procs"], shared_federation["root"]
+    out = procs.output("coordinator-shared")
+    assert "marginal fit" in out, out[-3000:]
+    model = json.loads((root / "demo/run-shared/synthesizer/synthesizer.json").read_text())
+    fit = model["info"]["marginal_fit"]
+    for name in INSTITUTIONS:
+        events = [e["event"] for e in Ledger.open(root / "demo/state-shared" / name, 1.0, 1e-5).events]
+        assert events.count("pair_errors") == 1
+        assert events.count("pair_counts") == (1 if fit.get("pairs") else 0)
+    assert fit.get("contributors") == 3

@@ -18,6 +18,7 @@ from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.dp.shared_noise import SharedNoise
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.dp.accounting import epsilon_spent
 from fedsynth.common.data.tables import write_table
@@ -28,8 +29,9 @@ NODES = (11, 12, 13, 14)
 
 
 def federation(tmp_path, adult, schema_path, schema, *, nodes=NODES, rounds=2, drop=None, tamper=None,
-               shared: SharedNoise | None = None):
-    """Silos, explicitly initialised ledgers, one ClientApp per node; returns (run it, state dirs, events)."""
+               shared: SharedNoise | None = None, marginal_fit: MarginalFitConfig | None = None):
+    """Silos, explicitly initialised ledgers, one ClientApp per node; returns (run it, state dirs, events).
+    No marginal fit after the last round unless ``marginal_fit`` asks for one."""
     states = {}
     for i, nid in enumerate(nodes):
         write_table(adult.sample(250, random_state=i), tmp_path / f"silo-{nid}.csv", schema=schema)
@@ -45,7 +47,8 @@ def federation(tmp_path, adult, schema_path, schema, *, nodes=NODES, rounds=2, d
     grid = LoopbackGrid({nid: app for nid in nodes}, drop=drop, tamper=tamper)
     plan = FederationPlan(rounds=rounds, local_epochs=0.3, model=ModelConfig(hidden=16),
                           schema_hash=schema.hash(), server_lr=1.0, shared_noise=shared,
-                          min_clients=shared.min_contributors if shared else 2)
+                          min_clients=shared.min_contributors if shared else 2,
+                          marginal_fit=marginal_fit or MarginalFitConfig(pairs=0))
     events: list[dict] = []
     run = FederatedRun(plan, schema, tmp_path / "out", SecAggSettings(), len(nodes), events.append, wait_timeout=10)
 
@@ -182,6 +185,46 @@ def test_coordinator_restart_resumes_and_does_not_recharge(fed, tmp_path):
     for nid, s in states.items():
         assert rounds_charged(s) == [1, 2]
         assert Ledger.open(s, 1.0, 1e-5).epsilon_spent == pytest.approx(spent[nid])  # round 2 re-sent free
+        assert_consistent(s)
+
+
+def test_a_coordinator_killed_during_the_marginal_fit_asks_again_and_nobody_pays_twice(fed, tmp_path):
+    """The marginal fit's two releases are made after the last round; the coordinator dies before
+    its fine-tune. Restarted, it asks for both again: the same releases come back free."""
+    import fedsynth.server.workflow as wf
+
+    go, states, events, grid, plan = fed(rounds=2, marginal_fit=MarginalFitConfig(pairs=3, steps=20))
+    chosen = []
+    original_choose, original_fit = wf.choose_pairs, wf.fit_global_model
+
+    def choose(schema, plan, errors):  # tiny silos: the noisy errors may pick no pair; pick two
+        chosen.append(errors)
+        return [(0, 1), (3, 4)]
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("coordinator killed")
+
+    wf.choose_pairs, wf.fit_global_model = choose, killed
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            go()
+        assert Checkpoint.load(tmp_path / "out").marginal_fit is None
+        spent = {nid: Ledger.open(s, 1.0, 1e-5).epsilon_spent for nid, s in states.items()}
+        wf.fit_global_model = original_fit
+        go()
+    finally:
+        wf.choose_pairs, wf.fit_global_model = original_choose, original_fit
+    np.testing.assert_array_equal(chosen[0].values, chosen[1].values)  # the same releases, re-sent
+    assert chosen[0].contributors == len(states)
+    fit = Checkpoint.load(tmp_path / "out").marginal_fit
+    assert fit["pairs"] == [["age", "workclass"], ["education", "education-num"]] and fit["contributors"] == len(states)
+    assert [e for e in events if e["event"] == "marginal_fit"][-1]["pairs"] == fit["pairs"]
+    for nid, s in states.items():
+        ledger = Ledger.open(s, 1.0, 1e-5)
+        made = [e["event"] for e in ledger.events if e["event"] in ("pair_errors", "pair_counts")]
+        assert made == ["pair_errors", "pair_counts"]  # each charged once, before the kill
+        assert ledger.epsilon_spent == pytest.approx(spent[nid])
+        assert 0.99 < ledger.epsilon_spent <= 1.0  # the plan kept exactly this much for the fit
         assert_consistent(s)
 
 

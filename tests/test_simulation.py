@@ -51,6 +51,9 @@ def test_outputs_exist_and_are_consistent(run_dir):
     assert "Secure aggregation completed" in flower and "Secure aggregation" not in log
     assert "DEPRECATED" not in log and "Ray will no longer override" not in log
     assert f"{out}/flower.log" in log
+    # the marginal fit after the last round (on by default): said, and recorded in the model
+    fit = json.loads((out / "synthesizer/synthesizer.json").read_text())["info"]["marginal_fit"]
+    assert "marginal fit" in log and fit.get("contributors") == 3, log[-2000:]
 
 
 def test_each_ledger_is_the_accountant_over_its_history(run_dir):

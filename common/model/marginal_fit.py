@@ -28,10 +28,12 @@ import numpy as np
 import torch
 
 from fedsynth.common.data.encoding import Segment, TableEncoder
+from fedsynth.common.dp.accounting import Release, frequencies_from_counts, gaussian_counts_release
 from fedsynth.common.dp.dp_sgd import csprng_torch_rng
 from fedsynth.common.model.tabular import TabularModel
 
 Pair = tuple[int, int]  # indices into column_segments()
+JOINT_DRAWS = 16_384  # latent draws behind the model's 2-way marginals when pairs are scored
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,24 @@ class MarginalFitConfig:
         if (self.pairs < 0 or self.steps < 0 or self.batch < 1 or not self.lr > 0 or self.anchor < 0
                 or not self.score_noise > 0 or not self.pair_noise > 0):
             raise ValueError(f"invalid marginal fit settings: {self}")
+
+
+def release_noises(config: MarginalFitConfig, frequency_noise: float) -> tuple[float, float]:
+    """Noise multipliers of the error-vector release and of the pair-count release."""
+    return config.score_noise * frequency_noise, config.pair_noise * frequency_noise
+
+
+def planned_pairs(config: MarginalFitConfig, segments: list[Segment]) -> int:
+    """Pairs a fit will measure at most: none when the table has fewer than two columns."""
+    return min(config.pairs, len(all_pairs(segments)))
+
+
+def planned_releases(config: MarginalFitConfig, frequency_noise: float, segments: list[Segment]) -> list[Release]:
+    """The two releases of a marginal fit, as privacy-history entries (none if it measures no pair):
+    what a party's noise calibration must count before DP-SGD is given the rest."""
+    if not planned_pairs(config, segments):
+        return []
+    return [gaussian_counts_release(s) for s in release_noises(config, frequency_noise)]
 
 
 def column_segments(encoder: TableEncoder) -> list[Segment]:
@@ -143,6 +163,14 @@ def worth_measuring(errors: np.ndarray, segments: list[Segment], pairs: list[Pai
     order = np.argsort(-np.asarray(errors))
     worth = [pairs[i] for i in order if errors[i] > _cells(segments, pairs[i]) * std * np.sqrt(2 / np.pi)]
     return worth[:k]
+
+
+def measured_frequencies(segments: list[Segment], chosen: list[Pair], noisy: list[np.ndarray]
+                         ) -> dict[Pair, np.ndarray]:
+    """The chosen pairs' noisy counts (flat, one per pair, in ``chosen``'s order) as frequency
+    tables for :func:`fit_marginals`; post-processing."""
+    shapes = [(segments[a].size, segments[b].size) for a, b in chosen]
+    return {p: f.reshape(shape) for p, shape, f in zip(chosen, shapes, frequencies_from_counts(noisy))}
 
 
 def _cells(segments: list[Segment], pair: Pair) -> int:

@@ -43,6 +43,7 @@ from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.integer_noise import FIELD_BITS, IntegerGrid, from_field_sum, to_field
 from fedsynth.common.dp.shared_noise import SharedNoise
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import ModelConfig, build_model
 
 AGGREGATION_WEIGHTS = ("rows", "equal")
@@ -159,6 +160,10 @@ class FederationPlan:
     # update). Set: shared noise, one pooled DP-SGD step per round (fedsynth.common.dp.shared_noise);
     # local_epochs, server_lr and the aggregation weights then play no part.
     shared_noise: SharedNoise | None = None
+    # After the last round: every pair's error against the global model, then the worst pairs'
+    # 2-way counts, each summed through SecAgg+ (fedsynth.common.protocol.marginal_stage), and the
+    # coordinator fine-tunes the model to them. pairs = 0: no marginal fit.
+    marginal_fit: MarginalFitConfig = field(default_factory=MarginalFitConfig)
 
     def __post_init__(self) -> None:
         if self.aggregation_weights not in AGGREGATION_WEIGHTS:
@@ -183,6 +188,8 @@ class FederationPlan:
         raw = asdict(self)
         if self.shared_noise is None:
             del raw["shared_noise"]  # a local-noise plan reads (and hashes) as before the field existed
+        if not self.marginal_fit.pairs:
+            del raw["marginal_fit"]  # likewise a plan without a marginal fit
         return json.dumps(raw, sort_keys=True)
 
     @classmethod
@@ -191,6 +198,8 @@ class FederationPlan:
         raw["model"] = ModelConfig(**raw["model"])
         if raw.get("shared_noise") is not None:
             raw["shared_noise"] = SharedNoise(**raw["shared_noise"])
+        raw["marginal_fit"] = MarginalFitConfig(**raw["marginal_fit"]) if "marginal_fit" in raw \
+            else MarginalFitConfig(pairs=0)
         return cls(**raw)
 
 

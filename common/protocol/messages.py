@@ -13,6 +13,7 @@ installation of another version.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,20 @@ class ConfigKey:
     CLIPPING_RANGE = "clipping_range"
     FREQ_SIZE = "freq_size"
     ARRAYS_SHA256 = "arrays_sha256"
+    STAGE = "stage"  # absent in a training round (Stage.TRAIN)
+    PAIRS = "pairs"  # Stage.PAIR_COUNTS: the chosen pairs, a JSON list of [a, b] column-segment indices
+
+
+class Stage:
+    """What a fit instruction asks for: a training round, or one of the marginal fit's two
+    releases after the last round (:mod:`fedsynth.common.protocol.marginal_stage`)."""
+
+    TRAIN = "train"
+    PAIR_ERRORS = "pair_errors"  # every pair's error against the global model
+    PAIR_COUNTS = "pair_counts"  # the chosen pairs' 2-way counts
+
+
+STAGES = (Stage.TRAIN, Stage.PAIR_ERRORS, Stage.PAIR_COUNTS)
 
 
 class BudgetKey:
@@ -108,6 +123,23 @@ def _plan(record: Mapping[str, Any], what: str) -> FederationPlan:
         raise MessageError(f"malformed {what}: {ConfigKey.PLAN!r} is not a federation plan ({exc})") from None
 
 
+def _pairs(record: Mapping[str, Any], what: str) -> tuple[tuple[int, int], ...]:
+    """A JSON list of distinct [a, b] index pairs with 0 <= a < b (the receiver checks the upper bound)."""
+    text = _optional(_str, record, ConfigKey.PAIRS, what) or "[]"
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise MessageError(f"malformed {what}: {ConfigKey.PAIRS!r} is not JSON") from None
+    ok = isinstance(raw, list) and all(
+        isinstance(p, list) and len(p) == 2 and all(isinstance(i, int) and not isinstance(i, bool) for i in p)
+        and 0 <= p[0] < p[1] for p in raw)
+    pairs = tuple((p[0], p[1]) for p in raw) if ok else ()
+    if not ok or len(set(pairs)) != len(pairs):
+        raise MessageError(f"malformed {what}: {ConfigKey.PAIRS!r} = {text[:200]!r} is not a list of distinct "
+                           f"[a, b] index pairs with 0 <= a < b")
+    return pairs
+
+
 def _without_none(values: dict[str, Scalar | None]) -> Record:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -122,19 +154,29 @@ class FitConfig:
     total_clients: int  # institutions in the run: each plans its noise for its share of rounds
     clipping_range: float  # SecAgg+'s, which the packed update must fit
     freq_size: int  # category frequencies in the packed tail (a refusal sends that many zeros)
+    stage: str = Stage.TRAIN
+    pairs: tuple[tuple[int, int], ...] = ()  # Stage.PAIR_COUNTS only
 
     def to_config(self) -> Record:
-        return {ConfigKey.PLAN: self.plan.to_json(), ConfigKey.ROUND: int(self.round),
-                ConfigKey.TOTAL_CLIENTS: int(self.total_clients), ConfigKey.CLIPPING_RANGE: self.clipping_range,
-                ConfigKey.FREQ_SIZE: int(self.freq_size)}
+        record: Record = {ConfigKey.PLAN: self.plan.to_json(), ConfigKey.ROUND: int(self.round),
+                          ConfigKey.TOTAL_CLIENTS: int(self.total_clients), ConfigKey.CLIPPING_RANGE: self.clipping_range,
+                          ConfigKey.FREQ_SIZE: int(self.freq_size)}
+        if self.stage != Stage.TRAIN:
+            record[ConfigKey.STAGE] = self.stage
+            record[ConfigKey.PAIRS] = json.dumps([list(p) for p in self.pairs])
+        return record
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> FitConfig:
         what = "fit config"
+        stage = _optional(_str, config, ConfigKey.STAGE, what) or Stage.TRAIN
+        if stage not in STAGES:
+            raise MessageError(f"malformed {what}: {ConfigKey.STAGE!r} = {stage!r} is not one of {STAGES}")
         return cls(plan=_plan(config, what), round=_int(config, ConfigKey.ROUND, what),
                    total_clients=_int(config, ConfigKey.TOTAL_CLIENTS, what),
                    clipping_range=_number(config, ConfigKey.CLIPPING_RANGE, what),
-                   freq_size=_int(config, ConfigKey.FREQ_SIZE, what))
+                   freq_size=_int(config, ConfigKey.FREQ_SIZE, what), stage=stage,
+                   pairs=_pairs(config, what) if stage != Stage.TRAIN else ())
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ def simulate(
     server_lr: Annotated[Optional[float], typer.Option(min=0.0, help="With --noise local: global step = server_lr x mean client delta (default: chosen each round from how aligned the deltas were, between 1 and the number K of contributing clients); every step is capped at sqrt(K) x update_clip_norm.")] = None,
     client_weighting: Annotated[ClientWeighting, typer.Option(help="With --noise local: how updates are combined: rows (weight each institution by its DP row-count estimate, capped at --weight-cap-rows) or equal.")] = ClientWeighting.ROWS,
     weight_cap_rows: Annotated[float, typer.Option(min=1.0, help="With --client-weighting rows: an institution counts as at most this many rows (public; also bounds what a lying client can claim).")] = 10_000.0,
+    pairs: Annotated[int, typer.Option(min=0, help="After the last round, at most this many 2-way marginals are measured (summed through SecAgg+, each institution adding its own noise) and the global model is fine-tuned to them; 0 turns it off.")] = 20,
     model: Annotated[Model, typer.Option(help="Generator: a conditional VAE or GAN.")] = Model.VAE,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of rows held out from every client, for evaluation.")] = 0.2,
     rows: Annotated[Optional[int], typer.Option(min=1, help="Synthetic rows to generate (default: as many as the pooled training rows).")] = None,
@@ -65,7 +66,7 @@ def simulate(
                            weight_cap_rows=weight_cap_rows, model=model.value, holdout=holdout, rows=rows,
                            seed=seed, report=report, secagg=secagg, overwrite=overwrite, noise=noise.value,
                            collusion_tolerance=collusion_tolerance, min_contributors=min_contributors,
-                           sample_rate=sample_rate)
+                           sample_rate=sample_rate, pairs=pairs)
     # On a terminal: a bar (round k/N, elapsed, time left, the last round's facts) with the other
     # lines above it. Otherwise (a pipe, CI, a log file): the driver's plain line a round, no ANSI codes.
     with progress("round", planned_rounds(cfg), plain_lines=0) as bar:

@@ -1,0 +1,80 @@
+"""An institution's two marginal-fit releases: computed once per plan, kept on its own disk.
+
+After the last training round the coordinator asks for every pair's error against the global
+model, then for the chosen pairs' 2-way counts (:mod:`fedsynth.common.protocol.marginal_stage`).
+Each is one Gaussian release for this institution's ledger, so each is made at most once per
+plan: the noisy vector is stored (atomically, after the charge, before it leaves) with the
+request it answered. The same request again (a lost SecAgg+ round, a restarted coordinator)
+gets the same vector back free; a different one (another model, other pairs) is refused, since
+answering it would be a second release the plan never accounted for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fedsynth.common.atomic import atomic_write_text
+from fedsynth.common.data.encoding import Segment
+from fedsynth.common.dp.accounting import Release
+from fedsynth.common.model.marginal_fit import (JOINT_DRAWS, MarginalFitConfig, Pair, all_pairs, block, model_joint,
+                                                pair_errors, planned_releases, real_joint_counts)
+from fedsynth.common.model.tabular import TabularModel
+from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.protocol.messages import Stage
+
+#: the order of the releases in planned_releases(): the error vector, then the pair counts
+RELEASE_STAGES = (Stage.PAIR_ERRORS, Stage.PAIR_COUNTS)
+
+
+class MarginalReleases:
+    """The releases this institution made for one plan, in ``<state>/marginal-<plan>.json``."""
+
+    def __init__(self, state_dir: str | Path, plan: FederationPlan) -> None:
+        plan_key = hashlib.sha256(plan.to_json().encode()).hexdigest()[:16]
+        self.path = Path(state_dir) / f"marginal-{plan_key}.json"
+        self.config: MarginalFitConfig = plan.marginal_fit
+
+    def _made(self) -> dict[str, dict]:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def pending(self, frequency_noise: float, segments: list[Segment]) -> list[Release]:
+        """The planned releases not made yet: what this institution must keep budget for."""
+        made = self._made()
+        return [r for stage, r in zip(RELEASE_STAGES, planned_releases(self.config, frequency_noise, segments))
+                if stage not in made]
+
+    def noise(self, stage: str, frequency_noise: float, segments: list[Segment]) -> Release:
+        return dict(zip(RELEASE_STAGES, planned_releases(self.config, frequency_noise, segments)))[stage]
+
+    def earlier(self, stage: str, request: str) -> np.ndarray | None:
+        """The vector released for ``stage`` if it answered ``request``; None if none was made.
+        Raises ValueError when one was made for another request."""
+        made = self._made().get(stage)
+        if made is None:
+            return None
+        if made["request"] != request:
+            raise ValueError(f"the {stage} release of this plan was already made for another request")
+        return np.asarray(made["noisy"], dtype=np.float64)
+
+    def store(self, stage: str, request: str, noisy: np.ndarray) -> None:
+        made = self._made()
+        made[stage] = {"request": request, "noisy": np.asarray(noisy, dtype=np.float64).tolist()}
+        atomic_write_text(self.path, json.dumps(made))
+
+
+def exact_values(stage: str, model: TabularModel, x: np.ndarray, segments: list[Segment], rows: float,
+                 pairs: tuple[Pair, ...], seed: int) -> list[np.ndarray]:
+    """The private vector a stage releases, as count blocks for ``noisy_counts`` (one block per
+    pair: a row moves each by at most 1). ``rows`` is this institution's released row estimate;
+    ``seed`` fixes the latent draws behind the model's marginals (public randomness)."""
+    counts = real_joint_counts(x, segments)
+    if stage == Stage.PAIR_ERRORS:
+        joint = model_joint(model, segments, JOINT_DRAWS, torch.Generator().manual_seed(seed)).numpy()
+        return [np.atleast_1d(e) for e in pair_errors(counts, joint, rows, segments, all_pairs(segments))]
+    return [block(counts, segments, p).ravel() for p in pairs]
+

@@ -1,0 +1,52 @@
+"""The coordinator's side of a federated marginal fit: which pairs to measure, and the fine-tune.
+
+Both are post-processing of SecAgg+ sums of the institutions' noisy releases
+(:mod:`fedsynth.common.protocol.marginal_stage`): the summed pair errors rank the pairs as a
+single party's noisy errors do (:func:`fedsynth.common.model.marginal_fit.worth_measuring`,
+with the noise of the *sum*), and the summed 2-way counts are the pooled tables the global
+generator is fitted to, exactly as a single-party fit is (GEM's idea).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.model.marginal_fit import (Pair, all_pairs, column_segments, fit_marginals, measured_frequencies,
+                                                planned_pairs, worth_measuring)
+from fedsynth.common.model.tabular import build_model
+from fedsynth.common.protocol.federation import FederationPlan
+from fedsynth.common.protocol.marginal_stage import StageSum
+
+
+def choose_pairs(schema: Schema, plan: FederationPlan, errors: StageSum) -> list[Pair]:
+    """The pairs whose pooled counts are worth asking for, worst first (at most the plan's count).
+
+    Every institution's pair-count noise is ``pair_noise / score_noise`` times its error noise,
+    so the sum's is that ratio times the error sum's."""
+    config = plan.marginal_fit
+    segments = column_segments(TableEncoder(schema))
+    noise = errors.noise_multiplier * config.pair_noise / config.score_noise
+    return worth_measuring(errors.values, segments, all_pairs(segments), planned_pairs(config, segments), noise)
+
+
+def fit_global_model(schema: Schema, plan: FederationPlan, arrays: list[np.ndarray], freqs: list[np.ndarray] | None,
+                     chosen: list[Pair], counts: StageSum, seed: int | None = None
+                     ) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """The global model's weights fine-tuned to the pooled noisy 2-way counts of ``chosen``, and a
+    record of the fit (pairs by column name, their total variation distance before and after)."""
+    encoder = TableEncoder(schema)
+    segments = column_segments(encoder)
+    cond_probs = encoder.split_counts(list(freqs))[0] if freqs else None  # pooled frequencies, as the model card's
+    model = build_model(encoder, plan.model, cond_probs=cond_probs)
+    model.set_arrays(arrays)
+    sizes = [segments[a].size * segments[b].size for a, b in chosen]
+    noisy = np.split(counts.values, np.cumsum(sizes)[:-1])
+    before, after = fit_marginals(model, segments, measured_frequencies(segments, chosen, noisy), plan.marginal_fit,
+                                  seed=seed)
+    return model.get_arrays(), {"pairs": [[segments[a].column, segments[b].column] for a, b in chosen],
+                                "tvd_before": round(before, 4), "tvd_after": round(after, 4),
+                                "contributors": counts.contributors}
