@@ -123,22 +123,18 @@ def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.G
         for seg in segments:
             p = torch.softmax(raw[:, seg.start : seg.end], dim=1)
             if seg.conditionable:
-                j = cnd.index(seg)
-                fixed = col == j
-                if bool(fixed.any()):
-                    onehot = torch.zeros(int(fixed.sum()), seg.size)
-                    onehot[torch.arange(onehot.shape[0]), cat[fixed]] = 1.0
-                    p = p.clone()
-                    p[fixed] = onehot
+                fixed = (col == cnd.index(seg)).unsqueeze(1)
+                onehot = torch.nn.functional.one_hot(cat.clamp(max=seg.size - 1), seg.size).to(p.dtype)
+                p = torch.where(fixed, onehot, p)
             probs.append(p)
         p = torch.cat(probs, dim=1)
         if not by_condition or not cnd.segments:
             return p.T @ p / n
-        return torch.stack([_gram(p[col == j]) for j in range(len(cnd.segments))])
-
-
-def _gram(p: torch.Tensor) -> torch.Tensor:
-    return p.T @ p / max(1, p.shape[0])
+        # rows grouped by condition with one sort: a split's backward is a concatenation, where
+        # indexing each group out of p would zero-fill a full-size gradient per group
+        sizes = torch.bincount(col, minlength=len(cnd.segments)).tolist()
+        groups = torch.split(p[torch.argsort(col)], sizes)
+        return torch.stack([part.T @ part / max(1, part.shape[0]) for part in groups])
 
 
 def pair_errors(counts: np.ndarray, joint: np.ndarray, rows: float, segments: list[Segment],
