@@ -38,7 +38,9 @@ class EventKind:
     FINISHED = "finished"  # budget: the final budget replies
     FAILED = "failed"  # reason, and spent: node id -> epsilon last reported
     INSECURE_PLAIN_AGGREGATION = "insecure_plain_aggregation"  # benchmark-only mode warning
-    # after the last round: pairs, tvd_before/after and contributors, or skipped: why there was none
+    # after the last round: the marginal fit begins (pairs: the most it measures), then its
+    # record: pairs, tvd_before/after and contributors, or skipped: why there was none
+    MARGINAL_FIT_STARTED = "marginal_fit_started"
     MARGINAL_FIT = "marginal_fit"
 
 # which field of an event holds per-node replies or reports carrying an epsilon spent
@@ -112,6 +114,9 @@ def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = Non
         step = f", server step {float(ev['server_lr']):.2f} x mean" if "server_lr" in ev else ""
         return (f"round {ev['round']} done in {float(ev.get('seconds', 0)):.1f}s: {ev.get('contributors')} updates "
                 f"securely aggregated{step}; epsilon spent {eps(ev.get('reports', {}))}")
+    if kind == EventKind.MARGINAL_FIT_STARTED:
+        return (f"marginal fit: every institution's 2-way errors against the global model, then up to "
+                f"{ev.get('pairs')} pairs' 2-way counts (two SecAgg+ rounds), and the model fine-tuned to them")
     if kind == EventKind.MARGINAL_FIT:
         if ev.get("skipped"):
             return f"marginal fit skipped: {ev['skipped']}"

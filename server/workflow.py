@@ -218,6 +218,7 @@ class FederatedRun:
         The new weights are checkpointed with the fit's record, so a restart does not ask again.
         If either round cannot complete, the trained model is written as it is, and the run says why."""
         segments = column_segments(TableEncoder(self.schema))
+        self.on_event({EVENT: EventKind.MARGINAL_FIT_STARTED, "pairs": planned_pairs(self.plan.marginal_fit, segments)})
         strategy.eligible = None  # every connected institution: each decides against its own ledger
         errors = self._stage_round(grid, legacy, strategy, cfg, ckpt.round + 1, Stage.PAIR_ERRORS, (), segments)
         if errors is None:
