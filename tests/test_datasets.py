@@ -63,6 +63,22 @@ def test_natural_column_splits_into_several_institutions(bundled):
     assert df[b.natural_column].nunique() >= 3
 
 
+def test_a_dirichlet_split_skews_the_label_only_not_the_tables_row_order():
+    """flights is sorted by date: a label-skew split must not also give each institution a
+    period of its own (it did, before the rows were shuffled: silos of Jan-Mar, Nov-Dec, ...)."""
+    from fedsynth.simulations.partition import partition
+
+    df, _, b = load_dataset("flights")
+    assert df["date"].is_monotonic_increasing
+    silos = partition(df, "dirichlet", 5, label=b.label, alpha=0.5, seed=0)
+    shares = [float((s[b.label] == b.positive).mean()) for s in silos]
+    assert max(shares) - min(shares) > 0.2  # the label is skewed
+    whole = df["date"].quantile([0.25, 0.75])
+    for s in silos:
+        q = s["date"].quantile([0.25, 0.75])
+        assert abs((q - whole).dt.days).max() < 45, (q.tolist(), whole.tolist())  # every silo spans the year
+
+
 def test_licence_file_names_the_licence_and_the_source(bundled):
     b, _, _ = bundled
     path = data_dir() / b.licence_file
