@@ -88,8 +88,9 @@ class SimulationConfig:
     min_contributors: int | None = None  # shared noise: K_min (None: every institution)
     sample_rate: float | None = None  # shared noise: q (None: server.shared_plan.default_sample_rate)
     weight_cap_rows: float = 10_000.0
-    # 2-way marginals the global model is fine-tuned to after the last round (FederationPlan.marginal_fit); 0: none
-    pairs: int = MarginalFitConfig().pairs
+    # 2-way marginals the global model is fine-tuned to after the last round (FederationPlan.marginal_fit);
+    # 0 (the default, see FederationPlan): none
+    pairs: int = 0
     model: str = "vae"
     holdout: float = 0.2
     rows: int | None = None

@@ -162,8 +162,10 @@ class FederationPlan:
     shared_noise: SharedNoise | None = None
     # After the last round: every pair's error against the global model, then the worst pairs'
     # 2-way counts, each summed through SecAgg+ (fedsynth.common.protocol.marginal_stage), and the
-    # coordinator fine-tunes the model to them. pairs = 0: no marginal fit.
-    marginal_fit: MarginalFitConfig = field(default_factory=MarginalFitConfig)
+    # coordinator fine-tunes the model to them. Off by default (pairs = 0): the pairs are chosen
+    # by the sum of the institutions' own errors, which silos unlike each other inflate (flights,
+    # date-contiguous silos: the fit chose date pairs and TSTR fell; docs/federated.md).
+    marginal_fit: MarginalFitConfig = field(default_factory=lambda: MarginalFitConfig(pairs=0))
 
     def __post_init__(self) -> None:
         if self.aggregation_weights not in AGGREGATION_WEIGHTS:
