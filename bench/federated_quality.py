@@ -4,7 +4,8 @@ Every institution runs exactly the code a Flower client runs (``Institution.chec
 ``Institution.train_round``: its own ledger, calibrated noise, DP-SGD, packed and weighted
 update), and the coordinator ends each round with the strategy's own round
 (:func:`fedsynth.server.round.finish_round`: guard, aggregate, next global model, round
-record). What is left out is only the transport: the mean is computed here, where SecAgg+
+record) and the run with the marginal fit when the plan has one (``Institution.marginal_release``,
+:mod:`fedsynth.server.marginal_rounds`). What is left out is only the transport: the mean is computed here, where SecAgg+
 would hand the coordinator the same mean (up to its fixed-point quantisation), so this measures the training recipe, and
 does so ~3x faster than a Flower simulation, which is what lets us average several runs per
 setting (one run's TSTR moves by about +-0.02 with fresh DP noise).
@@ -16,6 +17,7 @@ repeat draws fresh DP noise. Settings are FederationPlan fields given as ``name=
     python bench/federated_quality.py --repeats 3 local_epochs=1.0 rounds=30
     python bench/federated_quality.py --repeats 3 --single-party      # pooled baseline, same split
     python bench/federated_quality.py --repeats 3 --dataset taxi      # another bundled table
+    python bench/federated_quality.py --repeats 3 pairs=20            # with the marginal fit
 
 bench/suite.py runs both over every bundled table.
 
@@ -172,12 +174,13 @@ def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: 
     def ask(stage: str, pairs=()) -> FitConfig:
         return FitConfig(plan, rounds + 1, len(institutions), FIELD_CLIPPING_RANGE, 0, stage, tuple(pairs))
 
-    errors = _stage_sum(institutions, ask(Stage.PAIR_ERRORS), current, stage_length(Stage.PAIR_ERRORS, segments, ()))
+    j = plan.marginal_fit.projections
+    errors = _stage_sum(institutions, ask(Stage.PAIR_ERRORS), current, stage_length(Stage.PAIR_ERRORS, segments, (), j))
     chosen = choose_pairs(schema, plan, errors) if errors else []
     if not chosen:
         return current, None
     counts = _stage_sum(institutions, ask(Stage.PAIR_COUNTS, chosen), current,
-                        stage_length(Stage.PAIR_COUNTS, segments, tuple(chosen)))
+                        stage_length(Stage.PAIR_COUNTS, segments, tuple(chosen), j))
     return fit_global_model(schema, plan, current, freqs, chosen, counts) if counts else (current, None)
 
 

@@ -304,7 +304,7 @@ class Institution:
         counts = self._noisy_counts(ledger, plan, encoder.count_blocks(df, x_np), encoder.count_sizes)
         model.conditioner.probs = encoder.split_counts(frequencies_from_counts(counts))[0]
         exact = exact_values(fit.stage, model, x_np, segments, rows_from_counts(counts) or 0.0, fit.pairs,
-                             seed=int(digest[:15], 16))
+                             seed=int(digest[:15], 16), projections=plan.marginal_fit.projections)
         # Spend first (on disk), then noise, keep and send.
         after = ledger.charge([release], event=fit.stage, round=fit.round)
         noisy = np.concatenate(noisy_counts(exact, release[0]))
@@ -407,7 +407,8 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
             except BudgetExhausted as exc:
                 _log.warning("%s refused: %s", ask.stage, exc)
                 segments = column_segments(TableEncoder(self.inst.schema))
-                return refusal_stage(stage_length(ask.stage, segments, ask.pairs)), 0, \
+                return refusal_stage(stage_length(ask.stage, segments, ask.pairs,
+                                                  ask.plan.marginal_fit.projections)), 0, \
                     FitMetrics(refused=1.0).to_record()
             except (DataError, SchemaError) as exc:
                 _log.error("%s failed: %s", ask.stage, exc)

@@ -22,7 +22,7 @@ from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.data.encoding import Segment
 from fedsynth.common.dp.accounting import Release
 from fedsynth.common.model.marginal_fit import (JOINT_DRAWS, MarginalFitConfig, Pair, all_pairs, block, model_joint,
-                                                pair_errors, planned_releases, real_joint_counts)
+                                                planned_releases, project_residuals, real_joint_counts)
 from fedsynth.common.model.tabular import TabularModel
 from fedsynth.common.protocol.federation import FederationPlan
 from fedsynth.common.protocol.messages import Stage
@@ -68,13 +68,14 @@ class MarginalReleases:
 
 
 def exact_values(stage: str, model: TabularModel, x: np.ndarray, segments: list[Segment], rows: float,
-                 pairs: tuple[Pair, ...], seed: int) -> list[np.ndarray]:
-    """The private vector a stage releases, as count blocks for ``noisy_counts`` (one block per
-    pair: a row moves each by at most 1). ``rows`` is this institution's released row estimate;
-    ``seed`` fixes the latent draws behind the model's marginals (public randomness)."""
+                 pairs: tuple[Pair, ...], seed: int, projections: int) -> list[np.ndarray]:
+    """The private vector a stage releases, as count blocks for ``noisy_counts`` (a row moves each
+    block by at most 1 in L2: one value per pair and projection, or one table per chosen pair).
+    ``rows`` is this institution's released row estimate; ``seed`` (public, the same at every
+    institution) fixes the latent draws behind the model's marginals and the projections' signs."""
     counts = real_joint_counts(x, segments)
     if stage == Stage.PAIR_ERRORS:
         joint = model_joint(model, segments, JOINT_DRAWS, torch.Generator().manual_seed(seed)).numpy()
-        return [np.atleast_1d(e) for e in pair_errors(counts, joint, rows, segments, all_pairs(segments))]
+        return project_residuals(counts, joint, rows, segments, all_pairs(segments), projections, seed)
     return [block(counts, segments, p).ravel() for p in pairs]
 

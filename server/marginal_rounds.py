@@ -1,9 +1,9 @@
 """The coordinator's side of a federated marginal fit: which pairs to measure, and the fine-tune.
 
 Both are post-processing of SecAgg+ sums of the institutions' noisy releases
-(:mod:`fedsynth.common.protocol.marginal_stage`): the summed pair errors rank the pairs as a
-single party's noisy errors do (:func:`fedsynth.common.model.marginal_fit.worth_measuring`,
-with the noise of the *sum*), and the summed 2-way counts are the pooled tables the global
+(:mod:`fedsynth.common.protocol.marginal_stage`): the summed residual projections estimate each
+pair's pooled error, which ranks the pairs as a single party's noisy errors do
+(:func:`fedsynth.common.model.marginal_fit.worth_measuring_l2`, with the noise of the *sum*), and the summed 2-way counts are the pooled tables the global
 generator is fitted to, exactly as a single-party fit is (GEM's idea).
 """
 
@@ -16,21 +16,26 @@ import numpy as np
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.model.marginal_fit import (Pair, all_pairs, column_segments, fit_marginals, measured_frequencies,
-                                                planned_pairs, worth_measuring)
+                                                planned_pairs, sketched_errors, worth_measuring_l2)
 from fedsynth.common.model.tabular import build_model
 from fedsynth.common.protocol.federation import FederationPlan
 from fedsynth.common.protocol.marginal_stage import StageSum
 
 
 def choose_pairs(schema: Schema, plan: FederationPlan, errors: StageSum) -> list[Pair]:
-    """The pairs whose pooled counts are worth asking for, worst first (at most the plan's count).
+    """The pairs whose pooled counts are worth asking for, worst first (at most the plan's count):
+    each pair's pooled residual, estimated from the summed projections, against the noise its
+    pooled counts would carry.
 
-    Every institution's pair-count noise is ``pair_noise / score_noise`` times its error noise,
-    so the sum's is that ratio times the error sum's."""
+    Every institution's pair-count noise is ``pair_noise / score_noise`` times its projection
+    noise, so the sum's is that ratio times the projection sum's."""
     config = plan.marginal_fit
     segments = column_segments(TableEncoder(schema))
+    pairs = all_pairs(segments)
+    std = errors.noise_multiplier * np.sqrt(len(pairs) * config.projections)  # each summed value's
+    norms = sketched_errors(errors.values, len(pairs), config.projections, std)
     noise = errors.noise_multiplier * config.pair_noise / config.score_noise
-    return worth_measuring(errors.values, segments, all_pairs(segments), planned_pairs(config, segments), noise)
+    return worth_measuring_l2(norms, segments, pairs, planned_pairs(config, segments), noise)
 
 
 def fit_global_model(schema: Schema, plan: FederationPlan, arrays: list[np.ndarray], freqs: list[np.ndarray] | None,

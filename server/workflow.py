@@ -244,7 +244,8 @@ class FederatedRun:
     def _stage_round(self, grid, legacy, strategy, cfg, number: int, stage: str, pairs: tuple, segments
                      ) -> StageSum | None:
         """One marginal-fit release summed through SecAgg+ (up to three tries), or None."""
-        strategy.stage, strategy.stage_sum = (stage, pairs, stage_length(stage, segments, pairs)), None
+        length = stage_length(stage, segments, pairs, self.plan.marginal_fit.projections)
+        strategy.stage, strategy.stage_sum = (stage, pairs, length), None
         clients = len(legacy.client_manager.all())
         try:
             for attempt in range(1, 4):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_marginal_fit import paired_table
+from test_marginal_fit import COLORS, paired_table
 
 from fedsynth.client.app import ClientSettings, Institution
 from fedsynth.client.marginal_release import exact_values
@@ -14,8 +14,8 @@ from fedsynth.common.data.tables import write_table
 from fedsynth.common.digest import arrays_digest
 from fedsynth.common.dp.accounting import epsilon_spent, frequencies_from_counts, frequency_noise, rows_from_counts
 from fedsynth.common.errors import BudgetExhausted
-from fedsynth.common.model.marginal_fit import (MarginalFitConfig, all_pairs, block, column_segments,
-                                                model_joint, real_joint_counts)
+from fedsynth.common.model.marginal_fit import (MarginalFitConfig, all_pairs, block, column_segments, model_joint,
+                                                pair_errors, project_residuals, real_joint_counts, sketched_errors)
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, FederationPlan
 from fedsynth.common.protocol.marginal_stage import StageSum, pack_stage, read_stage_sum, refusal_stage, stage_length
@@ -98,8 +98,9 @@ def test_each_release_is_charged_before_it_leaves_and_made_once(institution, adu
         institution.marginal_release(other, ask(plan, Stage.PAIR_ERRORS))
     assert len(institution.ledger().history) == len(ledger.history)
     # the noise has the accounted scale: sigma x sqrt(#pairs) around the exact errors
-    released = read_stage_sum(packed, 1, stage_length(Stage.PAIR_ERRORS, segments, ())).values
-    assert read_stage_sum(packed, 1, len(all_pairs(segments))).noise_multiplier == pytest.approx(sigma, rel=0.01)
+    length = stage_length(Stage.PAIR_ERRORS, segments, (), plan.marginal_fit.projections)
+    released = read_stage_sum(packed, 1, length).values
+    assert read_stage_sum(packed, 1, length).noise_multiplier == pytest.approx(sigma, rel=0.01)
     enc = TableEncoder(adult_schema)
     x = enc.encode(institution.table())
     model = build_model(enc, plan.model)
@@ -108,7 +109,8 @@ def test_each_release_is_charged_before_it_leaves_and_made_once(institution, adu
               ["noisy_counts"]]
     model.conditioner.probs = enc.split_counts(frequencies_from_counts(counts))[0]
     exact = np.concatenate(exact_values(Stage.PAIR_ERRORS, model, x, segments, rows_from_counts(counts), (),
-                                        seed=int(arrays_digest(arrays)[:15], 16)))
+                                        seed=int(arrays_digest(arrays)[:15], 16),
+                                        projections=plan.marginal_fit.projections))
     noise = released - exact
     assert abs(noise.mean()) < 4 * sigma  # the mean of n draws of std sigma x sqrt(n) has std sigma
     assert np.std(noise) == pytest.approx(sigma * np.sqrt(len(noise)), rel=0.25)
@@ -129,7 +131,7 @@ def test_a_plan_with_the_fit_keeps_budget_for_it_and_lands_on_the_cap(institutio
     institution.marginal_release(arrays, ask(plan, Stage.PAIR_ERRORS))
     chosen = [(0, 1), (2, 3)]
     packed, _ = institution.marginal_release(arrays, ask(plan, Stage.PAIR_COUNTS, chosen))
-    assert packed[0].size == stage_length(Stage.PAIR_COUNTS, segments, tuple(chosen)) + 2
+    assert packed[0].size == stage_length(Stage.PAIR_COUNTS, segments, tuple(chosen), 16) + 2
     ledger = institution.ledger()
     assert 0.99 < ledger.epsilon_spent <= 1.0
     assert [e["event"] for e in ledger.events if e["event"] in (Stage.PAIR_ERRORS, Stage.PAIR_COUNTS)] == \
@@ -137,19 +139,49 @@ def test_a_plan_with_the_fit_keeps_budget_for_it_and_lands_on_the_cap(institutio
 
 
 def test_the_coordinator_chooses_pairs_with_the_noise_of_the_summed_counts(adult_schema):
-    """A pair is worth measuring when its summed error exceeds what the pooled counts' noise would
-    add: that noise is pair_noise / score_noise times the summed errors' (both sums of K draws)."""
+    """A pair is worth measuring when its estimated pooled residual is longer than the noise its
+    pooled counts would add: that noise is pair_noise / score_noise times the summed projections'
+    (both sums of K draws), and each summed projection carries sqrt(#pairs x projections) of it."""
     plan = plan_for(adult_schema, pairs=4)
+    j = plan.marginal_fit.projections
     segments = column_segments(TableEncoder(adult_schema))
     pairs = all_pairs(segments)
     a, b = pairs[7]
-    cells = segments[a].size * segments[b].size
-    sum_noise = 30.0  # sqrt of the contributors' summed sigma^2 for the error release
-    threshold = cells * (sum_noise * 1.0 / 2.0) * np.sqrt(4) * np.sqrt(2 / np.pi)
-    for error, expected in ((1.05 * threshold, [pairs[7]]), (0.95 * threshold, [])):
-        values = np.zeros(len(pairs))
-        values[7] = error
-        assert choose_pairs(adult_schema, plan, StageSum(values, sum_noise, 3)) == expected
+    sum_noise = 30.0  # sqrt of the contributors' summed sigma^2 for the projection release
+    std = sum_noise * np.sqrt(len(pairs) * j)
+    threshold = (sum_noise * 1.0 / 2.0) * np.sqrt(4) * np.sqrt(segments[a].size * segments[b].size)
+    for norm, expected in ((1.05 * threshold, [pairs[7]]), (0.95 * threshold, [])):
+        values = np.zeros((len(pairs), j))
+        values[7] = np.sqrt(norm**2 + std**2)  # E[(s + z)^2] = s^2 + std^2
+        assert choose_pairs(adult_schema, plan, StageSum(values.ravel(), sum_noise, 3)) == expected
+
+
+def test_summed_projections_see_the_pooled_error_not_how_the_institutions_differ():
+    """Two institutions, one with colours 0-1 and one with 2-3, and a model equal to their pooled
+    rows: each one's own error is large (its colours are not the model's), their pooled error is
+    nil, and so is what their summed projections estimate. A model wrong on colour x shape is seen."""
+    df, schema = paired_table(2000, 7)
+    enc = TableEncoder(schema)
+    segments = column_segments(enc)
+    pairs = all_pairs(segments)
+    halves = [df[df["color"].isin(COLORS[:2])], df[df["color"].isin(COLORS[2:])]]
+    counts = [real_joint_counts(enc.encode(h), segments) for h in halves]
+    joint = sum(counts) / len(df)  # the model: exactly the pooled rows
+
+    def sketched(model_joint_):
+        sums = sum(np.concatenate(project_residuals(c, model_joint_, len(h), segments, pairs, 16, seed=3))
+                   for c, h in zip(counts, halves))
+        return sketched_errors(sums, len(pairs), 16, 0.0)
+
+    own = sum(pair_errors(c, joint, len(h), segments, pairs) for c, h in zip(counts, halves))
+    assert own[pairs.index((0, 2))] > 0.4 * len(df)  # colour x size: each half's colours are half the model's
+    np.testing.assert_allclose(sketched(joint), 0.0, atol=1e-6)
+    wrong = joint.copy()
+    off = np.cumsum([0] + [seg.size for seg in segments])
+    wrong[off[0] : off[1], off[1] : off[2]] = 1 / 16  # the model has colour and shape independent
+    true_norm = np.linalg.norm(block(sum(counts), segments, (0, 1)) - len(df) * block(wrong, segments, (0, 1)))
+    assert sketched(wrong)[pairs.index((0, 1))] == pytest.approx(true_norm, rel=0.5)
+    assert sketched(wrong)[pairs.index((0, 2))] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_the_coordinator_fits_the_global_model_to_the_pooled_counts():
@@ -171,7 +203,7 @@ def test_the_coordinator_fits_the_global_model_to_the_pooled_counts():
     assert concentration() < 0.5
     tables = [pack_stage(block(real_joint_counts(enc.encode(paired_table(400, s)[0]), segments), segments,
                                (0, 1)).ravel(), 5.0)[0] for s in (1, 2, 3)]
-    counts = read_stage_sum([np.sum(tables, axis=0) / 3], 3, stage_length(Stage.PAIR_COUNTS, segments, ((0, 1),)))
+    counts = read_stage_sum([np.sum(tables, axis=0) / 3], 3, stage_length(Stage.PAIR_COUNTS, segments, ((0, 1),), 16))
     fitted, info = fit_global_model(schema, plan, arrays, None, [(0, 1)], counts, seed=0)
     assert info["pairs"] == [["color", "shape"]] and info["tvd_after"] < 0.1 < 0.5 < info["tvd_before"]
     assert info["contributors"] == 3

@@ -51,10 +51,13 @@ class MarginalFitConfig:
     # (fedsynth.common.dp.accounting.frequency_noise): the error vector only ranks pairs
     score_noise: float = 2.0
     pair_noise: float = 1.0
+    # federated only: random +-1 projections of each pair's residual an institution releases in
+    # place of its error, so that their sum estimates the *pooled* error (see project_residuals)
+    projections: int = 16
 
     def __post_init__(self) -> None:
         if (self.pairs < 0 or self.steps < 0 or self.batch < 1 or not self.lr > 0 or self.anchor < 0
-                or not self.score_noise > 0 or not self.pair_noise > 0):
+                or not self.score_noise > 0 or not self.pair_noise > 0 or self.projections < 1):
             raise ValueError(f"invalid marginal fit settings: {self}")
 
 
@@ -159,6 +162,45 @@ def worth_measuring(errors: np.ndarray, segments: list[Segment], pairs: list[Pai
     order = np.argsort(-np.asarray(errors))
     worth = [pairs[i] for i in order if errors[i] > _cells(segments, pairs[i]) * std * np.sqrt(2 / np.pi)]
     return worth[:k]
+
+
+def project_residuals(counts: np.ndarray, joint: np.ndarray, rows: float, segments: list[Segment],
+                      pairs: list[Pair], projections: int, seed: int) -> list[np.ndarray]:
+    """For each pair, ``projections`` random +-1 combinations of its residual cells (real count -
+    rows * model frequency), as one-value blocks (pair by pair).
+
+    Why: an institution's own error |residual| adds up its table's difference from everyone
+    else's (a region, a period) as if it were the model's, and summed errors then chose pairs
+    that only tell institutions apart. Residuals add up: with the same public signs everywhere
+    (``seed``), the sum of the institutions' projections is the projection of the *pooled*
+    residual, and its mean square estimates the pooled residual's squared L2 norm (:func:`sketched_errors`).
+    One row changes one cell of each pair's residual by 1, so each value by 1: the release's L2
+    sensitivity is sqrt(#pairs x projections), as for that many count blocks."""
+    rng = np.random.default_rng(seed)
+    out: list[np.ndarray] = []
+    for p in pairs:
+        residual = (block(counts, segments, p) - rows * block(joint, segments, p)).ravel()
+        signs = rng.integers(0, 2, size=(projections, residual.size)) * 2.0 - 1.0
+        out.extend(np.atleast_1d(v) for v in signs @ residual)
+    return out
+
+
+def sketched_errors(sums: np.ndarray, pairs: int, projections: int, noise_std: float) -> np.ndarray:
+    """Each pair's pooled residual L2 norm, estimated from the summed noisy projections
+    (``pairs`` x ``projections`` values, each with Gaussian noise of std ``noise_std``):
+    E[(s + z)^2] = |residual|^2 + noise_std^2 for +-1 signs. Post-processing."""
+    squares = np.asarray(sums, dtype=float).reshape(pairs, projections) ** 2
+    return np.sqrt(np.maximum(squares.mean(axis=1) - noise_std**2, 0.0))
+
+
+def worth_measuring_l2(norms: np.ndarray, segments: list[Segment], pairs: list[Pair], k: int,
+                       noise_multiplier: float) -> list[Pair]:
+    """:func:`worth_measuring` for L2 norms: at most ``k`` pairs, largest first, whose residual is
+    longer than the noise vector measuring them would add (std ``noise_multiplier * sqrt(k)`` in
+    each of the table's cells: length about std * sqrt(cells))."""
+    std = noise_multiplier * np.sqrt(max(k, 1))
+    order = np.argsort(-np.asarray(norms))
+    return [pairs[i] for i in order if norms[i] > std * np.sqrt(_cells(segments, pairs[i]))][:k]
 
 
 def measured_frequencies(segments: list[Segment], chosen: list[Pair], noisy: list[np.ndarray]

@@ -160,11 +160,10 @@ class FederationPlan:
     # update). Set: shared noise, one pooled DP-SGD step per round (fedsynth.common.dp.shared_noise);
     # local_epochs, server_lr and the aggregation weights then play no part.
     shared_noise: SharedNoise | None = None
-    # After the last round: every pair's error against the global model, then the worst pairs'
-    # 2-way counts, each summed through SecAgg+ (fedsynth.common.protocol.marginal_stage), and the
-    # coordinator fine-tunes the model to them. Off by default (pairs = 0): the pairs are chosen
-    # by the sum of the institutions' own errors, which silos unlike each other inflate (flights,
-    # date-contiguous silos: the fit chose date pairs and TSTR fell; docs/federated.md).
+    # After the last round: projections of every pair's residual against the global model, then
+    # the worst pairs' 2-way counts, each summed through SecAgg+ (fedsynth.common.protocol.
+    # marginal_stage), and the coordinator fine-tunes the model to them. Off by default (pairs =
+    # 0) until the table suite is re-measured with the projections (docs/federated.md).
     marginal_fit: MarginalFitConfig = field(default_factory=lambda: MarginalFitConfig(pairs=0))
 
     def __post_init__(self) -> None:

@@ -1,8 +1,9 @@
 """The wire format of a federated marginal fit's two releases (after the last training round).
 
-The coordinator asks every institution, in two SecAgg+ rounds, for (1) each 2-way pair's
-error against the final global model (:func:`fedsynth.common.model.marginal_fit.pair_errors`)
-and then (2) the 2-way counts of the pairs it chose from the summed errors. Each institution
+The coordinator asks every institution, in two SecAgg+ rounds, for (1) random projections of
+each 2-way pair's residual against the final global model
+(:func:`fedsynth.common.model.marginal_fit.project_residuals`: summed, they estimate the pooled
+error) and then (2) the 2-way counts of the pairs it chose from the summed errors. Each institution
 adds the Gaussian noise of its own budget to its vector (as for its category counts: its
 guarantee holds whoever colludes), rounds it to integers (post-processing) and sends it as
 field residues, as shared-noise updates travel: SecAgg+ then unmasks the exact integer sum.
@@ -39,10 +40,11 @@ class StageSum:
     contributors: int
 
 
-def stage_length(stage: str, segments: list[Segment], pairs: tuple[Pair, ...]) -> int:
-    """Values in a stage's vector: one per pair (errors) or one per cell of the chosen pairs."""
+def stage_length(stage: str, segments: list[Segment], pairs: tuple[Pair, ...], projections: int) -> int:
+    """Values in a stage's vector: ``projections`` per pair (errors, see
+    :func:`fedsynth.common.model.marginal_fit.project_residuals`) or one per cell of the chosen pairs."""
     if stage == Stage.PAIR_ERRORS:
-        return len(all_pairs(segments))
+        return len(all_pairs(segments)) * projections
     return sum(segments[a].size * segments[b].size for a, b in pairs)
 
 
