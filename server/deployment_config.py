@@ -70,7 +70,7 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
         local_epochs = 1.5
         [plan.model]                # ModelConfig fields
         model = "vae"
-        [plan.marginal_fit]         # optional: MarginalFitConfig fields (pairs = 0: no marginal fit)
+        [plan.marginal_fit]         # optional: the marginal fit, MarginalFitConfig fields (none without the table)
         pairs = 20
         [plan.shared_noise]         # optional: noise shared under SecAgg+ (SharedNoiseRequest fields)
         sample_rate = 0.2
@@ -93,17 +93,20 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     plan_raw = dict(raw.get("plan", {}))
     model_raw = plan_raw.pop("model", {})
     shared_raw = plan_raw.pop("shared_noise", None)
-    marginal_raw = plan_raw.pop("marginal_fit", {})
+    marginal_raw = plan_raw.pop("marginal_fit", None)  # no table: no marginal fit (FederationPlan's default)
     _known("[plan]", plan_raw, FederationPlan, p, skip=("schema_hash", "model", "shared_noise", "marginal_fit"))
     _known("[plan.model]", model_raw, ModelConfig, p)
-    _known("[plan.marginal_fit]", marginal_raw, MarginalFitConfig, p)
+    if marginal_raw is not None:
+        _known("[plan.marginal_fit]", marginal_raw, MarginalFitConfig, p)
     if shared_raw is not None:
         _known("[plan.shared_noise]", shared_raw, SharedNoiseRequest, p)
     secagg_raw = _known("[secagg]", dict(raw.get("secagg", {})), SecAggSettings, p)
     try:
         # pooled noise: the single-party widths; local noise: the narrower federated ones
         model = ModelConfig(**model_raw) if shared_raw is not None else federated_model_config(**model_raw)
-        plan = FederationPlan(**plan_raw, model=model, marginal_fit=MarginalFitConfig(**marginal_raw))
+        if marginal_raw is not None:  # a table asks for the fit: MarginalFitConfig's defaults (20 pairs) fill it in
+            plan_raw["marginal_fit"] = MarginalFitConfig(**marginal_raw)
+        plan = FederationPlan(**plan_raw, model=model)
         secagg = SecAggSettings(**secagg_raw)
         shared = SharedNoiseRequest(**shared_raw) if shared_raw is not None else None
     except (TypeError, ValueError, FedsynthError) as exc:

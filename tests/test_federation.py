@@ -208,3 +208,22 @@ def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp
     wide = tmp_path / "wide.toml"
     wide.write_text('[plan]\nrounds = 2\n[plan.model]\nhidden = 64\n')
     assert load_deployment_config(wide).plan.model.hidden == 64
+
+
+def test_a_coordinator_config_asks_for_the_marginal_fit_only_with_its_table(tmp_path):
+    """Without [plan.marginal_fit] no fit runs (institutions keep no budget for it); the table
+    turns it on with MarginalFitConfig's defaults for what it leaves out; a misspelt key is named."""
+    from fedsynth.common.errors import FedsynthError
+    from fedsynth.server.deployment_config import load_deployment_config
+
+    plain = tmp_path / "plain.toml"
+    plain.write_text("[plan]\nrounds = 2\n")
+    assert load_deployment_config(plain).plan.marginal_fit.pairs == 0
+    asked = tmp_path / "asked.toml"
+    asked.write_text("[plan]\nrounds = 2\n[plan.marginal_fit]\nsteps = 200\n")
+    fit = load_deployment_config(asked).plan.marginal_fit
+    assert (fit.pairs, fit.steps) == (20, 200)
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[plan]\nrounds = 2\n[plan.marginal_fit]\nstepz = 200\n")
+    with pytest.raises(FedsynthError, match=r"typo.toml.*stepz.*\[plan.marginal_fit\]"):
+        load_deployment_config(typo)
