@@ -1,7 +1,7 @@
 """An institution's two marginal-fit releases: computed once per plan, kept on its own disk.
 
-After the last training round the coordinator asks for every pair's error against the global
-model, then for the chosen pairs' 2-way counts (:mod:`fedsynth.common.protocol.marginal_stage`).
+After the last training round the coordinator asks for projections of every pair's residual
+against the global model, then for the chosen pairs' 2-way counts (:mod:`fedsynth.common.protocol.marginal_stage`).
 Each is one Gaussian release for this institution's ledger, so each is made at most once per
 plan: the noisy vector is stored (atomically, after the charge, before it leaves) with the
 request it answered. The same request again (a lost SecAgg+ round, a restarted coordinator)

@@ -27,7 +27,7 @@ from flwr.server.strategy import FedAvg
 from fedsynth.common.model.marginal_fit import Pair
 from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, FederationPlan, shared_grid
 from fedsynth.common.protocol.marginal_stage import StageSum, read_stage_sum
-from fedsynth.common.protocol.messages import FitConfig, FitMetrics, MessageError
+from fedsynth.common.protocol.messages import FitConfig, FitMetrics, MessageError, Stage
 from fedsynth.server.round import RoundRejected, finish_round
 from fedsynth.server.shared_round import ServerAdam, finish_shared_round
 
@@ -42,6 +42,11 @@ def read_metrics(metrics: dict[str, Any], cid: str) -> FitMetrics:
     except MessageError as exc:
         _log.warning("client %s: %s", cid, exc)
         return FitMetrics()
+
+
+def _reports(results) -> dict[str, FitMetrics]:
+    """Each contributor's fit metrics of a round, by node id."""
+    return {str(p.cid): read_metrics(dict(r.metrics), str(p.cid)) for p, r in results}
 
 
 class SecureDeltaFedAvg(FedAvg):
@@ -72,19 +77,19 @@ class SecureDeltaFedAvg(FedAvg):
         return ndarrays_to_parameters(self.current)
 
     def fit_config(self, server_round: int) -> FitConfig:
-        if self.stage is not None:  # field residues, as shared-noise updates (common/protocol/marginal_stage.py)
-            stage, pairs, _ = self.stage
-            return FitConfig(plan=self.plan, round=server_round, total_clients=self.total_clients,
-                             clipping_range=FIELD_CLIPPING_RANGE, freq_size=int(sum(self.freq_sizes)), stage=stage,
-                             pairs=pairs)
-        return FitConfig(plan=self.plan, round=server_round, total_clients=self.total_clients,
-                         clipping_range=self.clipping_range, freq_size=int(sum(self.freq_sizes)))
+        # a marginal-fit round travels as field residues, as shared-noise updates (common/protocol/marginal_stage.py)
+        stage, pairs, _ = self.stage or (Stage.TRAIN, (), 0)
+        clipping = self.clipping_range if self.stage is None else FIELD_CLIPPING_RANGE
+        return FitConfig(plan=self.plan, round=server_round, total_clients=self.total_clients, clipping_range=clipping,
+                         freq_size=int(sum(self.freq_sizes)), stage=stage, pairs=pairs)
 
     def configure_fit(self, server_round: int, parameters: Parameters, client_manager):
         everyone = client_manager.all()
         pool = [everyone[c] for c in (self.eligible if self.eligible is not None else everyone) if c in everyone]
-        k = self.plan.clients_per_round or len(pool)
-        pool = pool if self.stage is not None else pool[:k]  # a marginal-fit release is asked of everyone  # ``eligible`` arrives ordered by the workflow (least budget spent first)
+        # a training round takes the first clients_per_round (``eligible`` arrives ordered by the
+        # workflow: least budget spent first); a marginal-fit release is asked of everyone
+        if self.stage is None:
+            pool = pool[: self.plan.clients_per_round or len(pool)]
         fit_ins = FitIns(parameters, self.fit_config(server_round).to_config())
         return [(c, fit_ins) for c in pool]
 
@@ -107,8 +112,7 @@ class SecureDeltaFedAvg(FedAvg):
             self.rejected = str(exc)
             raise ValueError(f"{self.rejected} (non-finite or out of bounds); round discarded") from None
         self.current, self.freqs = outcome.arrays, outcome.freqs
-        reports = {str(p.cid): read_metrics(dict(r.metrics), str(p.cid)) for p, r in results}
-        self.last_round = outcome.record(server_round, reports, failures=len(failures))
+        self.last_round = outcome.record(server_round, _reports(results), failures=len(failures))
         return ndarrays_to_parameters(self.current), {"contributors": len(contributing)}
 
     def _aggregate_stage(self, server_round, mean, results, failures, contributors: int):
@@ -119,9 +123,9 @@ class SecureDeltaFedAvg(FedAvg):
         except ValueError as exc:
             self.stage_sum, self.rejected = None, str(exc)
             raise ValueError(f"{self.rejected}; {self.stage[0]} round discarded") from None
-        reports = {str(p.cid): read_metrics(dict(r.metrics), str(p.cid)) for p, r in results}
         self.last_round = {"round": server_round, "stage": self.stage[0], "contributors": contributors,
-                           "failures": len(failures), "reports": {c: m.to_record() for c, m in reports.items()}}
+                           "failures": len(failures),
+                           "reports": {c: m.to_record() for c, m in _reports(results).items()}}
         return ndarrays_to_parameters(self.current), {"contributors": contributors}
 
 

@@ -46,7 +46,7 @@ class Stage:
     releases after the last round (:mod:`fedsynth.common.protocol.marginal_stage`)."""
 
     TRAIN = "train"
-    PAIR_ERRORS = "pair_errors"  # every pair's error against the global model
+    PAIR_ERRORS = "pair_errors"  # projections of every pair's residual against the global model
     PAIR_COUNTS = "pair_counts"  # the chosen pairs' 2-way counts
 
 
