@@ -22,18 +22,17 @@ set on each institution's own SuperNode (``fedsynth client``).
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from fedsynth.common.deploy import processes as fp
+from fedsynth.common.deploy.flwr_cli import FlwrCli
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.progress import StepProgress
 from fedsynth.server.deployment_config import CoordinatorOptions, Prepared, prepare
-from fedsynth.server.events import EVENT, EVENTS_FILE, EventKind, format_spent, reported_spend, show_event
+from fedsynth.server.events import EVENT, EVENTS_FILE, EventKind, EventTail, format_spent, reported_spend, show_event
 from fedsynth.server.fleet_gateway import FleetGateway, GatewayTLS
 from fedsynth.server.run_config import (
     CONNECTION,
@@ -54,26 +53,12 @@ class Coordinator:
         self.children = fp.Supervisor(prep.flower_dir / fp.PID_FILE, "fedsynth coordinator")
         self.superlink: subprocess.Popen | None = None
         self.gateway: FleetGateway | None = None
-        events = Path(prep.settings.out_dir) / EVENTS_FILE  # a resumed run's old events are not news
-        self.events_seen = len(events.read_text(encoding="utf-8").splitlines()) if events.exists() else 0
+        self.events = EventTail(Path(prep.settings.out_dir) / EVENTS_FILE)
         self.last_failure: str | None = None
         self.names: dict[str, str] = {}  # node id -> the institution's key name, as registered
         self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported in an event
         self.bar: StepProgress | None = None  # round k/N on a terminal, while a run is followed
-
-    # -- flwr CLI ------------------------------------------------------------------
-    def flwr(self, *args: str, timeout: float = 120) -> dict[str, Any]:
-        cmd = [fp.executable("flwr"), *args, "--format", "json"]
-        try:
-            res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout,
-                                 cwd=self.p.flower_dir)
-        except subprocess.TimeoutExpired:
-            raise FedsynthError(f"`flwr {args[0]}` did not answer within {timeout}s") from None
-        payload = _last_json(res.stdout)
-        if payload is None or not payload.get("success", False):
-            detail = (payload or {}).get("error-message") or (res.stdout + res.stderr).strip()[-800:]
-            raise FedsynthError(f"`flwr {' '.join(args[:2])}` failed: {detail}")
-        return payload
+        self.flwr = FlwrCli(self.env, prep.flower_dir, CONNECTION)
 
     # -- lifecycle -----------------------------------------------------------------
     def start_superlink(self) -> None:
@@ -119,18 +104,12 @@ class Coordinator:
         p = self.p
         app = write_app_project(p.flower_dir / "app")
         run_cfg = write_run_config(p.flower_dir / "run_config.toml", run_config_for(p.settings))
-        res = self.flwr("run", str(app), CONNECTION, "--run-config", str(run_cfg))
-        run_id = str(res.get("run-id"))
+        run_id = self.flwr.submit(app, run_cfg)
         s = p.settings
         self.say(f"run {run_id} submitted: {s.plan.rounds} rounds, {s.clients} institutions, SecAgg+ "
                  f"(shares {s.secagg.num_shares}, threshold {s.secagg.reconstruction_threshold}), "
                  f"schema hash {s.plan.schema_hash}")
         return run_id
-
-    def status(self, run_id: str) -> tuple[str, str]:
-        res = self.flwr("ls", CONNECTION, "--run-id", run_id, timeout=60)
-        run = (res.get("runs") or [{}])[0]
-        return str(run.get("status", "")), str(run.get("status-details", ""))
 
     def follow(self, run_id: str) -> bool:
         """Print events until the run is finished; True iff it completed with a model.
@@ -149,7 +128,7 @@ class Coordinator:
         deadline = time.time() + self.p.run_timeout
         last_check, ended = 0.0, False
         while True:
-            ended = self._print_new_events(out / EVENTS_FILE) or ended
+            ended = self._print_new_events() or ended
             now = time.time()
             if (dead := self.children.exited()) is not None:
                 self.warn(f"the {dead.name} exited unexpectedly (status {dead.proc.returncode}): "
@@ -159,9 +138,9 @@ class Coordinator:
             # after the ServerApp's last event, check soon (the status may lag a moment)
             if now - last_check >= (2.0 if ended else self.p.status_every):
                 last_check = now
-                status, details = self.status(run_id)
+                status, details = self.flwr.status(run_id)
                 if status.startswith("finished"):
-                    self._print_new_events(out / EVENTS_FILE)
+                    self._print_new_events()
                     ok = status == "finished:completed" and (out / "synthesizer").is_dir() \
                         and (out / "model_card.json").is_file()
                     if not ok:
@@ -173,25 +152,17 @@ class Coordinator:
             if now > deadline:
                 self.warn(f"run {run_id} exceeded run_timeout = {self.p.run_timeout}s; stopping it")
                 try:
-                    self.flwr("stop", run_id, CONNECTION, timeout=60)
+                    self.flwr.stop(run_id)
                 except FedsynthError as exc:
                     self.warn(str(exc))
                 self._warn_spent()
                 return False
             time.sleep(0.5)
 
-    def _print_new_events(self, path: Path) -> bool:
+    def _print_new_events(self) -> bool:
         """Print events not printed yet; True once the ServerApp said it finished or failed."""
-        if not path.exists():
-            return False
-        lines = path.read_text(encoding="utf-8").splitlines()
         ended = False
-        for line in lines[self.events_seen:]:
-            try:
-                ev = json.loads(line)
-            except json.JSONDecodeError:
-                break  # a line still being written; read it next time
-            self.events_seen += 1
+        for ev in self.events.new():
             self.spent.update(reported_spend(ev))
             show_event(ev, self.p.settings.plan.schema_hash, self.names, self.say, self.bar)
             if ev.get(EVENT) == EventKind.FAILED:
@@ -211,20 +182,6 @@ class Coordinator:
             self.gateway = None
         self.children.close()
         self.superlink = None
-
-
-def _last_json(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                return json.loads(line)
-            except json.JSONDecodeError:
-                continue
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return None
 
 
 def run_coordinator(opts: CoordinatorOptions, say: Callable[[str], None], warn: Callable[[str], None]) -> bool:

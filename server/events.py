@@ -60,6 +60,25 @@ def event_log(out_dir: Path) -> Callable[[Event], None]:
     return on_event
 
 
+class EventTail:
+    """Follows an events file: each call to :meth:`new` gives the complete lines not read yet.
+    Lines already there when it starts (a resumed run's) are not news."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0  # bytes read so far
+
+    def new(self) -> list[Event]:
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read()
+        complete = chunk[:chunk.rfind(b"\n") + 1]  # a line still being written is read next time
+        self.offset += len(complete)
+        return [json.loads(line) for line in complete.decode("utf-8").splitlines() if line.strip()]
+
+
 def spent_in(replies: dict[str, dict[str, Any]], key: str = BudgetKey.EPSILON_SPENT) -> dict[str, float]:
     """node id -> epsilon spent, from budget replies or fit reports (a refusal's -1 is no report).
     ``key`` = ``BudgetKey.EPSILON_ALONE``: the shared-noise spend if every other party colluded."""
