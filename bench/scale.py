@@ -83,6 +83,7 @@ def run_child(cfg: dict, timeout: float) -> dict:
     """Run one simulation in a child process while sampling its process tree's memory."""
     env = dict(os.environ, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", RAY_USAGE_STATS_ENABLED="0",
                RAY_DEDUP_LOGS="0")
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), *filter(None, [env.get("PYTHONPATH")])])  # scale_components
     log = Path(cfg["out"]).with_suffix(".log")
     started = time.time()
     with open(log, "w") as fh:
@@ -116,68 +117,24 @@ def child(cfg: dict) -> None:
     # not load Flower and torch for nothing
     import warnings
 
-    from flwr.common.serde import message_to_proto
-    from flwr.server import ServerApp
-
-    import fedsynth.server.workflow as workflow
     from fedsynth.common.data.encoding import TableEncoder
     from fedsynth.common.data.schema import Schema
     from fedsynth.common.model.tabular import build_model
     from fedsynth.common.protocol.federation import SecAggSettings, federated_model_config
     from fedsynth.simulations.driver import SimulationConfig, run
+    from scale_components import CALLS_FILE, COMPONENTS, PLAIN_COMPONENTS  # bench/, on the runtime's path
 
     warnings.filterwarnings("ignore")
-    calls: list[dict] = []
-
-    class CountingGrid:
-        """Delegates to Flower's Grid; records the serialised size of every message both ways."""
-
-        def __init__(self, grid) -> None:
-            self._grid = grid
-
-        def __getattr__(self, name):
-            return getattr(self._grid, name)
-
-        def send_and_receive(self, messages, *args, **kwargs):
-            messages = list(messages)
-            stage = mtype = None
-            out_bytes = 0
-            for m in messages:
-                out_bytes += message_to_proto(m).ByteSize()
-                mtype = m.metadata.message_type
-                cr = m.content.config_records.get("secaggplus_configs")
-                if cr is not None and "stage" in cr:
-                    stage = str(cr["stage"])
-            replies = list(self._grid.send_and_receive(messages, *args, **kwargs))
-            in_sizes = [message_to_proto(r).ByteSize() for r in replies if r.has_content()]
-            calls.append({"message_type": mtype, "stage": stage or ("fit (plain)" if mtype == "train" else mtype),
-                          "messages": len(messages), "bytes_down": out_bytes, "replies": len(in_sizes),
-                          "bytes_up": sum(in_sizes)})
-            return replies
-
-    original = workflow.make_server_app
-
-    def counting_server_app(fed_run):
-        app = ServerApp()
-
-        @app.main()
-        def main(grid, context) -> None:
-            fed_run(CountingGrid(grid), context)
-
-        return app
-
-    # bench-only instrumentation of the coordinator's Grid (driver imports it at call time)
-    workflow.make_server_app = counting_server_app
-    try:
-        sim = SimulationConfig(out=cfg["out"], data="adult", clients=cfg["clients"], partition="iid",
-                               epsilon=1.0, delta=1e-5, rounds=cfg["rounds"], local_epochs=cfg["local_epochs"],
-                               max_train_rows=cfg.get("max_train_rows"), rows=500, evaluate=False, seed=0,
-                               insecure_plain_aggregation=cfg.get("plain", False), noise="local",
-                               secagg=SecAggSettings(num_shares=cfg.get("secagg_shares", SecAggSettings.num_shares)))
-        run(sim, print_fn=lambda m: print(m, flush=True))
-    finally:
-        workflow.make_server_app = original
+    components = PLAIN_COMPONENTS if cfg.get("plain", False) else COMPONENTS
+    sim = SimulationConfig(out=cfg["out"], data="adult", clients=cfg["clients"], partition="iid",
+                           epsilon=1.0, delta=1e-5, rounds=cfg["rounds"], local_epochs=cfg["local_epochs"],
+                           max_train_rows=cfg.get("max_train_rows"), rows=500, evaluate=False, seed=0,
+                           insecure_plain_aggregation=cfg.get("plain", False), noise="local",
+                           secagg=SecAggSettings(num_shares=cfg.get("secagg_shares", SecAggSettings.num_shares)),
+                           components=components)
+    run(sim, print_fn=lambda m: print(m, flush=True))
     out = Path(cfg["out"])
+    calls = json.loads((out / CALLS_FILE).read_text())
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     rounds = [e for e in events if e["event"] == "round_done"]
     enc = TableEncoder(Schema.load(out / "schema.json"))

@@ -95,7 +95,7 @@ COORDINATOR_RUN = OutputKind("coordinator run")
 SIMULATION_RUN = OutputKind("simulation run", (
     "schema.json", "holdout.csv", "train.csv", "silos", "clients", "checkpoint", "synthesizer", "model_card.json",
     "synthetic.csv", "synthetic.csv.lineage.json", "summary.json", "events.jsonl", "report.json", "report.html",
-    "flower.log"))
+    "flower.log", "flower"))
 
 
 def find_existing(path: Path, kind: OutputKind, option: str = "") -> Existing:

@@ -69,12 +69,13 @@ def settings_from_run_config(run_config: dict[str, Any]) -> ServerRunSettings:
     )
 
 
-def write_app_project(app_dir: Path) -> Path:
+def write_app_project(app_dir: Path, components: dict[str, str] = COMPONENTS) -> Path:
     """The Flower App that `flwr run` submits: only a pyproject naming fedsynth's components.
 
     fedsynth is installed on every machine, so the app bundle carries no code; its run
     config keys are filled per run from the federation config. Institutions check its
     identity (:mod:`fedsynth.common.protocol.flower_app`) and run their own installed ClientApp.
+    ``components``: the deployment's, or the simulation's (:mod:`fedsynth.simulations.components`).
     """
     app_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(app_dir / "pyproject.toml", f"""[build-system]
@@ -92,8 +93,8 @@ dependencies = []
 publisher = "{APP_PUBLISHER}"
 
 [tool.flwr.app.components]
-serverapp = "{COMPONENTS['serverapp']}"
-clientapp = "{COMPONENTS['clientapp']}"
+serverapp = "{components['serverapp']}"
+clientapp = "{components['clientapp']}"
 
 [tool.flwr.app.config]
 """ + "".join(f"{k} = {_toml_value(v)}\n" for k, v in RUN_CONFIG_DEFAULTS.items()))

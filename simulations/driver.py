@@ -19,21 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import os
-import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from flwr.common.logger import update_console_handler
-from flwr.simulation import run_simulation
 
-from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.client.ledger import Ledger, ledger_exists
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.data.cells import with_ids
@@ -47,16 +40,17 @@ from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.outputs import SIMULATION_RUN, Existing, check_replace, claim_dir, find_existing, replace_dir
 from fedsynth.common.progress import duration
 from fedsynth.common.protocol.federation import NOISE_MODES, FederationPlan, SecAggSettings, federated_model_config
-from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
 from fedsynth.evaluation.guarantee import guarantee_from_card
 from fedsynth.server.events import EventKind, describe_event, round_progress
 from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
-from fedsynth.server.workflow import FederatedRun, make_server_app
+from fedsynth.server.run_config import ServerRunSettings
 from fedsynth.simulations.datasets import load_dataset
+from fedsynth.simulations.components import COMPONENTS, INSECURE_PLAIN_COMPONENTS, Harness
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
+from fedsynth.simulations.runtime import SimulationJob, run_simulation_job
 
 DEFAULT_CLIENTS = 5  # institutions simulated when --clients is not given (all partitions but natural)
 LOCAL_ROUNDS = 20  # rounds of a local-noise run when none are asked for
@@ -103,22 +97,22 @@ class SimulationConfig:
     # Benchmarks only (bench/scale.py measures what SecAgg+ costs): SecAgg+ off, the coordinator
     # sees every individual update. No CLI flag sets it; FederatedRun warns loudly.
     insecure_plain_aggregation: bool = False
+    # Benchmarks only: other Flower components for the simulation runtime (bench/scale.py's count
+    # the bytes of every message); None: fedsynth.simulations.components
+    components: dict[str, str] | None = None
 
 
-def _event_printer(out_dir: Path, print_fn: Callable[[str], None], rounds: int,
+def _event_printer(print_fn: Callable[[str], None], rounds: int,
                    on_round: RoundProgress | None = None) -> Callable[[dict[str, Any]], None]:
-    """Events to ``events.jsonl`` and, for people, round k/N with the time left.
+    """The ServerApp's events (``events.jsonl``), for people: round k/N with the time left.
 
     Without ``on_round``: a line each (budget check, round done; the time left estimated from
     the rounds this process has seen). With ``on_round(done, status)`` (a progress bar, which
     keeps its own time left): the routine facts of each round go there, and only what needs
     attention (institutions refusing a round, retries, stops, resumes) to ``print_fn``."""
-    log = out_dir / "events.jsonl"
     seconds: list[float] = []
 
     def on_event(ev: dict[str, Any]) -> None:
-        with open(log, "a") as fh:
-            fh.write(json.dumps(ev, default=str) + "\n")
         kind = ev["event"]
         if kind == "budget_check":
             spent = sorted(r.get("epsilon_spent", -1) for r in ev["replies"].values())
@@ -271,49 +265,21 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
 
 def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_clients: int,
                 print_fn: Callable[[str], None], on_round: RoundProgress | None = None) -> None:
-    schema_path = str((out / "schema.json").resolve())
-    silo_dir, state_root = (out / "silos").resolve(), (out / "clients").resolve()
-    eps, delta = cfg.epsilon, cfg.delta
-
-    def resolve(context) -> ClientSettings:
-        i = int(context.node_config["partition-id"]) + 1
-        return ClientSettings(data=str(silo_dir / f"client-{i}.csv"), schema=schema_path,
-                              state_dir=str(state_root / f"client-{i}"), epsilon=eps, delta=delta)
-
-    plain = cfg.insecure_plain_aggregation
+    """The federation on Flower's simulation runtime (:mod:`fedsynth.simulations.runtime`)."""
+    state_root = (out / "clients").resolve()
     for i in range(1, n_clients + 1):  # each simulated institution's explicit first start
         if not ledger_exists(state_root / f"client-{i}"):
-            Ledger.create(state_root / f"client-{i}", eps, delta)
-    run = FederatedRun(plan, _load_schema(out), out, cfg.secagg, n_clients, _event_printer(out, print_fn, plan.rounds, on_round),
-                       insecure_plain_aggregation=plain)
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    quiet_logs()  # the ServerApp runs in this process
-    flower_log_to(out / FLOWER_LOG)
-    if not sys.stderr.isatty():
-        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # Ray's worker-line prefixes: no colour codes in a file
-    run_simulation(server_app=make_server_app(run), client_app=make_client_app(resolve, secure=not plain),
-                   num_supernodes=n_clients,
-                   backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}})
+            Ledger.create(state_root / f"client-{i}", cfg.epsilon, cfg.delta)
+    settings = ServerRunSettings(plan, cfg.secagg, str((out / "schema.json").resolve()), str(out.resolve()),
+                                 n_clients)
+    harness = Harness(silo_dir=str((out / "silos").resolve()), state_root=str(state_root),
+                      schema=settings.schema, epsilon=cfg.epsilon, delta=cfg.delta)
+    components = INSECURE_PLAIN_COMPONENTS if cfg.insecure_plain_aggregation else COMPONENTS
+    job = SimulationJob(settings, harness, cfg.components or components, out / FLOWER_LOG)
+    run_simulation_job(job, _event_printer(print_fn, plan.rounds, on_round), print_fn)
 
 
 FLOWER_LOG = "flower.log"
-
-
-def flower_log_to(path: Path) -> None:
-    """Flower's own lines (every SecAgg+ stage, the strategy's chatter, notices about its API) go to
-    ``path``; the console keeps fedsynth's round lines and Flower's errors. Ray's notice about
-    accelerator variables concerns GPUs this run does not use."""
-    flwr = logging.getLogger("flwr")
-    for old in [h for h in flwr.handlers if getattr(h, "fedsynth_file", False)]:  # a resumed run in one process
-        flwr.removeHandler(old)
-        old.close()
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    handler.fedsynth_file = True  # type: ignore[attr-defined]
-    flwr.addHandler(handler)
-    flwr.propagate = False  # not again through a root handler Ray installs
-    update_console_handler(level=logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*Ray will no longer override accelerator", category=FutureWarning)
 
 
 def _load_schema(out: Path) -> Schema:

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from fedsynth.client.ledger import Ledger
+from fedsynth.common.deploy.processes import PID_FILE
 from fedsynth.common.dp.accounting import epsilon_spent
 from fedsynth.common.synthesizer import Synthesizer
 
@@ -51,6 +52,10 @@ def test_outputs_exist_and_are_consistent(run_dir):
     assert "Secure aggregation completed" in flower and "Secure aggregation" not in log
     assert "DEPRECATED" not in log and "Ray will no longer override" not in log
     assert f"{out}/flower.log" in log
+    # Flower's current simulation route: a SuperLink in simulation mode and `flwr run`, not the
+    # deprecated run_simulation (whose warning would be in Flower's log); all stopped with the run
+    assert "Starting Flower SuperLink" in flower and "DEPRECATED" not in flower and "\x1b[" not in flower
+    assert (out / "flower" / "app" / "pyproject.toml").exists() and not (out / "flower" / PID_FILE).exists()
     # the marginal fit after the last round (--pairs 5): said, and recorded in the model
     fit = json.loads((out / "synthesizer/synthesizer.json").read_text())["info"]["marginal_fit"]
     assert "marginal fit" in log and fit.get("contributors") == 3, log[-2000:]
