@@ -159,9 +159,7 @@ def worth_measuring(errors: np.ndarray, segments: list[Segment], pairs: list[Pai
     closer than that (small tables, large tables or small data) is better left to the model.
     Post-processing of the released ``errors``."""
     std = noise_multiplier * np.sqrt(max(k, 1))
-    order = np.argsort(-np.asarray(errors))
-    worth = [pairs[i] for i in order if errors[i] > _cells(segments, pairs[i]) * std * np.sqrt(2 / np.pi)]
-    return worth[:k]
+    return _largest_above(errors, [_cells(segments, p) * std * np.sqrt(2 / np.pi) for p in pairs], pairs, k)
 
 
 def project_residuals(counts: np.ndarray, joint: np.ndarray, rows: float, segments: list[Segment],
@@ -199,8 +197,13 @@ def worth_measuring_l2(norms: np.ndarray, segments: list[Segment], pairs: list[P
     longer than the noise vector measuring them would add (std ``noise_multiplier * sqrt(k)`` in
     each of the table's cells: length about std * sqrt(cells))."""
     std = noise_multiplier * np.sqrt(max(k, 1))
-    order = np.argsort(-np.asarray(norms))
-    return [pairs[i] for i in order if norms[i] > std * np.sqrt(_cells(segments, pairs[i]))][:k]
+    return _largest_above(norms, [std * np.sqrt(_cells(segments, p)) for p in pairs], pairs, k)
+
+
+def _largest_above(values: np.ndarray, thresholds: list[float], pairs: list[Pair], k: int) -> list[Pair]:
+    """At most ``k`` pairs, largest value first, each one's value above its own threshold."""
+    order = np.argsort(-np.asarray(values))
+    return [pairs[i] for i in order if values[i] > thresholds[i]][:k]
 
 
 def measured_frequencies(segments: list[Segment], chosen: list[Pair], noisy: list[np.ndarray]
