@@ -27,15 +27,17 @@ from fedsynth.server.workflow import FederatedRun
 __all__ = ["app", "build_run"]
 
 
-def build_run(run_config: dict[str, Any]) -> FederatedRun:
-    """The FederatedRun described by a run config (schema hash checked against the plan)."""
+def build_run(run_config: dict[str, Any], *, insecure_plain_aggregation: bool = False) -> FederatedRun:
+    """The FederatedRun described by a run config (schema hash checked against the plan).
+    ``insecure_plain_aggregation``: the simulation's benchmark-only components, never a run config."""
     s = settings_for_run(run_config)
     schema = Schema.load(s.schema)
     if s.plan.schema_hash != schema.hash():
         raise FedsynthError(f"{s.schema}: schema hash {schema.hash()} differs from the plan's {s.plan.schema_hash}")
     out = Path(s.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    return FederatedRun(s.plan, schema, out, s.secagg, s.clients, event_log(out), wait_timeout=s.wait_timeout)
+    return FederatedRun(s.plan, schema, out, s.secagg, s.clients, event_log(out), wait_timeout=s.wait_timeout,
+                        insecure_plain_aggregation=insecure_plain_aggregation)
 
 
 app = ServerApp()

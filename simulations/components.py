@@ -23,12 +23,9 @@ from flwr.server import Grid, ServerApp
 
 from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.common.atomic import atomic_write_text
-from fedsynth.common.data.schema import Schema
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.flower_app import quiet_logs
-from fedsynth.server.events import event_log
-from fedsynth.server.run_config import settings_from_run_config
-from fedsynth.server.workflow import FederatedRun
+from fedsynth.server.app import build_run
 
 HARNESS_ENV = "FEDSYNTH_SIMULATION"  # the harness file's path, set for the simulation runtime's processes
 COMPONENTS = {"serverapp": "fedsynth.simulations.components:server_app",
@@ -73,7 +70,7 @@ def simulated_institution(context: Any) -> ClientSettings:
 
 def server_app_for(*, insecure_plain_aggregation: bool = False,
                    wrap_grid: Callable[[Grid, Context], Grid] | None = None) -> ServerApp:
-    """The simulation's ServerApp: the deployment's FederatedRun from the run config.
+    """The simulation's ServerApp: the deployment's FederatedRun from the run config (:func:`build_run`).
     ``wrap_grid``: benchmarks only (bench/scale.py counts every message's bytes)."""
     app = ServerApp()
 
@@ -84,10 +81,7 @@ def server_app_for(*, insecure_plain_aggregation: bool = False,
         # each): with torch's default of a thread a core, its fine-tune and another torch process
         # (a test worker's `fit`) oversubscribed two cores and each ran many times slower
         torch.set_num_threads(1)
-        s = settings_from_run_config(dict(context.run_config))
-        out = Path(s.out_dir)
-        run = FederatedRun(s.plan, Schema.load(s.schema), out, s.secagg, s.clients, event_log(out),
-                           wait_timeout=s.wait_timeout, insecure_plain_aggregation=insecure_plain_aggregation)
+        run = build_run(dict(context.run_config), insecure_plain_aggregation=insecure_plain_aggregation)
         run(wrap_grid(grid, context) if wrap_grid else grid, context)
 
     return app
