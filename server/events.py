@@ -43,6 +43,9 @@ class EventKind:
     MARGINAL_FIT_STARTED = "marginal_fit_started"
     MARGINAL_FIT = "marginal_fit"
 
+
+PLAIN = "plain"  # a round_done's "aggregation" in the benchmark-only mode; absent: SecAgg+
+
 # which field of an event holds per-node replies or reports carrying an epsilon spent
 _SPEND_FIELDS = {EventKind.BUDGET_CHECK: "replies", EventKind.ROUND_DONE: "reports", EventKind.FINISHED: "budget",
                  EventKind.MARGINAL_FIT: "reports"}
@@ -106,6 +109,14 @@ def format_spent(spent: dict[str, float], names: dict[str, str]) -> str:
     return ", ".join(f"{node_label(nid, names)}: {eps}" for nid, eps in sorted(spent.items())) or "none reported"
 
 
+def aggregated(ev: Event) -> str:
+    """How a ``round_done``'s updates were summed, for people: the benchmark-only plain mode
+    must never be reported as secure aggregation."""
+    if ev.get("aggregation") == PLAIN:
+        return "updates summed in plain (INSECURE, benchmark only)"
+    return "updates securely aggregated"
+
+
 def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = None) -> str | None:
     """One progress line: rounds, each institution's reported epsilon, refusals and why.
 
@@ -131,8 +142,8 @@ def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = Non
         return "\n".join(parts)
     if kind == EventKind.ROUND_DONE:
         step = f", server step {float(ev['server_lr']):.2f} x mean" if "server_lr" in ev else ""
-        return (f"round {ev['round']} done in {float(ev.get('seconds', 0)):.1f}s: {ev.get('contributors')} updates "
-                f"securely aggregated{step}; epsilon spent {eps(ev.get('reports', {}))}")
+        return (f"round {ev['round']} done in {float(ev.get('seconds', 0)):.1f}s: {ev.get('contributors')} "
+                f"{aggregated(ev)}{step}; epsilon spent {eps(ev.get('reports', {}))}")
     if kind == EventKind.MARGINAL_FIT_STARTED:
         return (f"marginal fit: every institution's 2-way errors against the global model, then up to "
                 f"{ev.get('pairs')} pairs' 2-way counts (two SecAgg+ rounds), and the model fine-tuned to them")
@@ -171,7 +182,7 @@ def round_progress(ev: Event, names: dict[str, str] | None = None) -> tuple[int,
         spent = spent_in(ev.get("reports", {}))
         alone = spent_in(ev.get("reports", {}), BudgetKey.EPSILON_ALONE)
         both = f" ({max(alone.values()):.3g} if all other parties colluded)" if alone else ""
-        return int(ev["round"]), (f"{ev.get('contributors')} updates securely aggregated; epsilon spent up to "
+        return int(ev["round"]), (f"{ev.get('contributors')} {aggregated(ev)}; epsilon spent up to "
                                   f"{max(spent.values(), default=0.0):.3g}{both}")
     return None
 

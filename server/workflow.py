@@ -58,7 +58,7 @@ from fedsynth.common.protocol.messages import BudgetCheck, BudgetReply, MessageE
 from fedsynth.common.protocol.secure_masks import SecureSecAggPlusWorkflow
 from fedsynth.common.timestamps import utc_now
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
-from fedsynth.server.events import EVENT, Event, EventKind, reported_spend
+from fedsynth.server.events import EVENT, PLAIN, Event, EventKind, reported_spend
 from fedsynth.server.ledger_watch import SpendWatch
 from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model
 from fedsynth.server.strategy import PlainMeanFedAvg, SecureDeltaFedAvg
@@ -188,7 +188,8 @@ class FederatedRun:
                     continue  # retry the same round number
                 failures_in_a_row = 0
                 # budget_check_seconds: where a round's time goes (docs/benchmarks.md)
-                record = dict(strategy.last_round, seconds=round(time.time() - started, 2),
+                plain = {"aggregation": PLAIN} if self.insecure_plain_aggregation else {}
+                record = dict(strategy.last_round, **plain, seconds=round(time.time() - started, 2),
                               budget_check_seconds=round(checked - started, 2), finished=utc_now(),
                               budget=_records(checks))
                 opt = strategy.server_optimizer

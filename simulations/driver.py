@@ -43,7 +43,7 @@ from fedsynth.common.protocol.federation import NOISE_MODES, FederationPlan, Sec
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
 from fedsynth.evaluation.guarantee import guarantee_from_card
-from fedsynth.server.events import EventKind, describe_event, round_progress
+from fedsynth.server.events import EventKind, aggregated, describe_event, round_progress
 from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.run_config import ServerRunSettings
 from fedsynth.simulations.datasets import load_dataset
@@ -134,8 +134,8 @@ def _event_printer(print_fn: Callable[[str], None], rounds: int,
             seconds.append(float(ev["seconds"]))
             left = (rounds - ev["round"]) * sum(seconds) / len(seconds)
             eta = f", about {duration(left)} left" if ev["round"] < rounds else ""
-            print_fn(f"round {ev['round']}/{rounds} done in {ev['seconds']:.1f}s{eta}: {ev['contributors']} updates "
-                     f"securely aggregated{step}; epsilon spent per client now {eps}{both}")
+            print_fn(f"round {ev['round']}/{rounds} done in {ev['seconds']:.1f}s{eta}: {ev['contributors']} "
+                     f"{aggregated(ev)}{step}; epsilon spent per client now {eps}{both}")
         elif kind in (EventKind.MARGINAL_FIT_STARTED, EventKind.MARGINAL_FIT):
             print_fn(describe_event(ev, "") or "")
         elif kind in ("stopped", "round_failed", "resumed"):

@@ -136,3 +136,19 @@ def test_the_coordinator_off_a_terminal_prints_every_event_as_a_line():
     assert buf.getvalue() == ""  # no bar and no plain progress lines: the event lines are the progress
     assert len(said) == 3 and said[1].startswith("round 1 done in 2.0s: 2 updates securely aggregated")
     assert "node 12 refused: budget exhausted" in said[2] and ANSI not in "".join(said)
+
+
+def test_a_plain_round_is_never_reported_as_securely_aggregated():
+    """The benchmark-only plain mode (no SecAgg+) says so in every progress line that names the
+    aggregation: the simulation's lines and bar, and the coordinator's line."""
+    from fedsynth.server.events import describe_event
+
+    plain = {"event": "round_done", "round": 1, "seconds": 1.0, "contributors": 3, "aggregation": "plain",
+             "reports": {"1": {"epsilon_spent": 0.2}}}
+    lines, rounds = [], []
+    _event_printer(lines.append, 2)(plain)
+    _event_printer(lines.append, 2, on_round=lambda done, status: rounds.append(status))(plain)
+    said = [lines[0], rounds[0], describe_event(plain, "h")]
+    for line in said:
+        assert "3 updates summed in plain (INSECURE, benchmark only)" in line
+        assert "securely" not in line
