@@ -88,15 +88,7 @@ class Coordinator:
 
     def register_keys(self) -> None:
         for pub, fingerprint in self.p.keys:
-            deadline = time.time() + 30
-            while True:
-                try:
-                    res = self.flwr("supernode", "register", str(pub), CONNECTION)
-                    break
-                except FedsynthError:
-                    if time.time() > deadline:
-                        raise
-                    time.sleep(1)  # the Control API may come up a moment after the port
+            res = self.flwr.once_up("supernode", "register", str(pub), CONNECTION, every=1)
             self.names[str(res.get("node-id"))] = pub.name.removesuffix(".pub")
             self.say(f"registered institution key {pub.name} ({fingerprint}) as node {res.get('node-id')}")
 

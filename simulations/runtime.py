@@ -78,8 +78,9 @@ def run_simulation_job(job: SimulationJob, on_event: Callable[[Event], None],
         app = write_app_project(flower_dir / "app", job.components)
         run_cfg = write_run_config(flower_dir / "run_config.toml", run_config_for(job.settings))
         n = job.settings.clients
-        run_id = _submit(flwr, app, run_cfg, f"num-supernodes={n} client-resources-num-cpus=1 "
-                                             "client-resources-num-gpus=0")
+        run_id = flwr.submit(app, run_cfg, "--federation-config",
+                             f"num-supernodes={n} client-resources-num-cpus=1 client-resources-num-gpus=0",
+                             within=30)
         try:
             _follow(flwr, run_id, EventTail(out / EVENTS_FILE), children, on_event, job.log_file)
         finally:
@@ -106,17 +107,6 @@ def _strip_colours(path: Path) -> None:
     if path.exists():
         text = path.read_text(encoding="utf-8", errors="replace")
         atomic_write_text(path, ANSI.sub("", text))
-
-
-def _submit(flwr: FlwrCli, app: Path, run_cfg: Path, federation: str) -> str:
-    deadline = time.time() + 30
-    while True:
-        try:
-            return flwr.submit(app, run_cfg, "--federation-config", federation)
-        except FedsynthError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.5)  # the Control API may come up a moment after the port
 
 
 def _follow(flwr: FlwrCli, run_id: str, events: EventTail, children: Supervisor,

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from fedsynth.common.deploy.flwr_cli import FlwrCli
 from fedsynth.common.deploy.processes import PID_FILE
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
@@ -33,6 +35,33 @@ def test_the_event_tail_gives_each_complete_line_once_and_skips_what_was_there(t
         fh.write('done", "round": 5}\n')
     assert tail.new() == [{"event": "round_done", "round": 5}]
     assert tail.new() == []
+
+
+class _SlowControlApi(FlwrCli):
+    """A SuperLink whose Control API refuses the first ``refusals`` calls (it is still starting)."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__({}, Path("."), "local")
+        self.calls, self.refusals = 0, refusals
+
+    def __call__(self, *args: str, timeout: float = 120) -> dict:
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise FedsynthError("`flwr run` failed: connection refused")
+        return {"success": True, "run-id": 7}
+
+
+def test_a_submit_waits_for_a_control_api_that_answers_late_and_no_longer():
+    late = _SlowControlApi(refusals=2)
+    assert late.submit(Path("app"), Path("run.toml"), within=5) == "7" and late.calls == 3
+    never = _SlowControlApi(refusals=10**6)
+    with pytest.raises(FedsynthError, match="connection refused"):
+        never.once_up("ls", within=0.3, every=0.05)
+    assert 2 <= never.calls <= 20  # retried, then gave up once the time was up
+    once = _SlowControlApi(refusals=1)
+    with pytest.raises(FedsynthError):  # a deployment's own submit (within=0) is not retried
+        once.submit(Path("app"), Path("run.toml"))
+    assert once.calls == 1
 
 
 def test_a_simulated_institution_is_found_by_its_partition_id_in_the_harness_file(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,22 @@ class FlwrCli:
             raise FedsynthError(f"`flwr {' '.join(args[:2])}` failed: {detail}")
         return payload
 
-    def submit(self, app: Path, run_config: Path, *extra: str) -> str:
-        """``flwr run``: the run id."""
-        return str(self("run", str(app), self.connection, "--run-config", str(run_config), *extra).get("run-id"))
+    def once_up(self, *args: str, within: float = 30, every: float = 0.5) -> dict[str, Any]:
+        """``self(*args)``, retried for ``within`` seconds: a SuperLink's Control API may answer
+        a moment after its port opens."""
+        deadline = time.time() + within
+        while True:
+            try:
+                return self(*args)
+            except FedsynthError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(every)
+
+    def submit(self, app: Path, run_config: Path, *extra: str, within: float = 0) -> str:
+        """``flwr run``: the run id (retried for ``within`` seconds, see :meth:`once_up`)."""
+        args = ("run", str(app), self.connection, "--run-config", str(run_config), *extra)
+        return str(self.once_up(*args, within=within).get("run-id"))
 
     def status(self, run_id: str) -> tuple[str, str]:
         """The run's status (``finished:completed`` when it ended well) and its details."""
