@@ -16,8 +16,11 @@ schema JSON is read directly. All anchors get the same public information fedsyn
   equal-width bins on the declared scale (log for skewed columns), and small integer ranges
   (<= 32 values, e.g. education-num) keep every value. Sampled bins are decoded back to values
   uniformly inside the bin (log-uniformly on a log scale), point masses exactly;
+* datetimes, likewise: ``bins`` equal-width bins of the schema's public [min, max] (in days),
+  decoded uniformly inside the bin and written back in the column's format (its
+  ``datetime_format``, else ISO: a date alone when the bounds have no time of day);
 * CTGAN without DP (the synthesizer inside SDV) takes the raw numericals: it needs no public
-  bounds because it makes no privacy claim.
+  bounds because it makes no privacy claim (datetimes as days since the public minimum).
 
     .bench-venv/bin/python bench/anchor_run.py --anchor mst --train train.csv --schema schema.json \\
         --epsilon 1 --delta 1e-5 --rows 26048 --out synthetic.csv [--epochs 30] [--seed 0]
@@ -53,15 +56,42 @@ def _bins(col: dict) -> tuple[list[float], np.ndarray]:
     return pm, edges
 
 
+def _as_days(col: dict) -> dict:
+    """A datetime column as the numerical column of its days since the public minimum."""
+    lo, hi = pd.Timestamp(col["min"]), pd.Timestamp(col["max"])
+    return {"name": col["name"], "type": "numerical", "subtype": "float", "min": 0.0,
+            "max": (hi - lo) / pd.Timedelta(days=1), "bins": col.get("bins")}
+
+
+def _days(s: pd.Series, col: dict) -> np.ndarray:
+    stamps = pd.to_datetime(s, format=col.get("datetime_format"), errors="coerce")
+    return ((stamps - pd.Timestamp(col["min"])) / pd.Timedelta(days=1)).to_numpy(dtype=float)
+
+
+def _from_days(days: np.ndarray, col: dict) -> pd.Series:
+    """Days since the public minimum back to the column's texts; whole days where the bounds are dates."""
+    lo, hi = pd.Timestamp(col["min"]), pd.Timestamp(col["max"])
+    dates_only = lo == lo.normalize() and hi == hi.normalize()
+    days = np.clip(days, 0.0, (hi - lo) / pd.Timedelta(days=1))
+    if dates_only:
+        days = np.floor(days)
+    stamps = lo + pd.to_timedelta(days, unit="D")
+    fmt = col.get("datetime_format") or ("%Y-%m-%d" if dates_only else "%Y-%m-%dT%H:%M:%S")
+    return pd.Series(stamps.strftime(fmt)).where(~np.isnan(days), "")
+
+
 def encode_binned(df: pd.DataFrame, schema: dict) -> pd.DataFrame:
     out = {}
     for col in schema["columns"]:
         s = df[col["name"]]
         if col["type"] in ("categorical", "boolean"):
             out[col["name"]] = s.astype(object).where(s.notna(), MISSING).astype(str)
-        elif col["type"] == "numerical":
+        elif col["type"] in ("numerical", "datetime"):
+            if col["type"] == "datetime":
+                v, col = _days(s, col), _as_days(col)
+            else:
+                v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
             pm, edges = _bins(col)
-            v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
             codes = np.array([f"b{int(i)}" for i in np.clip(np.searchsorted(edges, v, side="right") - 1, 0,
                                                                 len(edges) - 2)], dtype=object)
             for j, p in enumerate(pm):
@@ -80,6 +110,7 @@ def decode_binned(syn: pd.DataFrame, schema: dict, rng: np.random.Generator) -> 
         if col["type"] in ("categorical", "boolean"):
             out[col["name"]] = s.where(s != MISSING, "")
             continue
+        original, col = col, (_as_days(col) if col["type"] == "datetime" else col)
         pm, edges = _bins(col)
         vals = np.full(len(s), np.nan)
         for j, p in enumerate(pm):
@@ -95,7 +126,8 @@ def decode_binned(syn: pd.DataFrame, schema: dict, rng: np.random.Generator) -> 
                 vals[m] = lo + np.expm1(u)
             else:
                 vals[m] = rng.uniform(a, b, m.sum())
-        out[col["name"]] = _finish_numeric(vals, col, pm)
+        out[col["name"]] = (_from_days(vals, original) if original["type"] == "datetime"
+                            else _finish_numeric(vals, col, pm))
     return pd.DataFrame(out)
 
 
@@ -126,7 +158,9 @@ def run_ctgan(train: pd.DataFrame, schema: dict, rows: int, epochs: int, rng: np
     from ctgan import CTGAN
 
     frame = pd.DataFrame({c["name"]: (train[c["name"]].astype(object).where(train[c["name"]].notna(), MISSING).astype(str)
-                                      if c["type"] in ("categorical", "boolean") else pd.to_numeric(train[c["name"]]))
+                                      if c["type"] in ("categorical", "boolean") else
+                                      _days(train[c["name"]], c) if c["type"] == "datetime" else
+                                      pd.to_numeric(train[c["name"]]))
                           for c in schema["columns"]})
     discrete = [c["name"] for c in schema["columns"] if c["type"] in ("categorical", "boolean")]
     model = CTGAN(epochs=epochs, verbose=False)
@@ -138,6 +172,8 @@ def run_ctgan(train: pd.DataFrame, schema: dict, rows: int, epochs: int, rng: np
         if c["type"] in ("categorical", "boolean"):
             s = s.astype(str)
             out[c["name"]] = s.where(s != MISSING, "")
+        elif c["type"] == "datetime":
+            out[c["name"]] = _from_days(pd.to_numeric(s, errors="coerce").to_numpy(dtype=float), c)
         else:
             out[c["name"]] = _finish_numeric(pd.to_numeric(s, errors="coerce").to_numpy(dtype=float), c, [])
     return pd.DataFrame(out)

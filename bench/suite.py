@@ -208,8 +208,8 @@ def main() -> None:
     ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--seed", type=int, default=0, help="holdout and silo split (the README command's is 0)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--noise", nargs="+", default=["local", "shared"], choices=["local", "shared"],
-                    help="federated runs to make: local noise, shared noise (simulate --noise), or both")
+    ap.add_argument("--noise", nargs="*", default=["local", "shared"], choices=["local", "shared"],
+                    help="federated runs to make: local noise, shared noise (simulate --noise), both, or none")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each training")
     ap.add_argument("--anchors", nargs="*", default=[], choices=ANCHORS)
     ap.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv")
