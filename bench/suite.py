@@ -14,9 +14,9 @@ taxi trips with a rare positive class) it takes the README command's 80/20 holdo
   venv or a failing anchor is recorded, not fatal.
 
 Every number is :func:`fedsynth.simulations.quality.quick_quality`'s (TSTR ROC AUC on the real
-holdout, TRTR the real-data ceiling, mean 1-way and 2-way TVD against the training rows, and
-the real-vs-synthetic detection ROC AUC, 0.5 when a classifier cannot tell them apart; the real
-holdout's scores as the sampling-noise floor). Prints per-table means and the mean over the
+holdout, TRTR the real-data ceiling, mean 1-way and 2-way TVD against the training rows, the worst
+column's 1-way TVD, and the real-vs-synthetic detection ROC AUC, 0.5 when a classifier cannot
+tell them apart; the real holdout's scores as the sampling-noise floor). Prints per-table means and the mean over the
 suite for each system; ``--json PATH`` writes every run.
 
     python bench/suite.py --repeats 3                          # epsilon 1, 5 Dirichlet silos
@@ -52,7 +52,7 @@ from fedsynth.simulations.quality import DEFINITION, quick_quality
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ("mst", "aim", "dpctgan", "patectgan")
 ANCHOR_EPOCHS = 30
-METRICS = ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc")
+METRICS = ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max")
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,8 @@ class Run:
     tvd_2way: float
     seconds: float
     detection_auc: float | None = None  # real-vs-synthetic classifier; 0.5 = indistinguishable
+    tvd_1way_max: float | None = None  # the worst column's 1-way TVD (issue 16: none above 0.08)
+    worst_column: str | None = None
 
 
 @dataclass
@@ -97,8 +99,10 @@ class TableInfo:
 
 
 def as_run(q: dict, seconds: float) -> Run:
+    per_column = q.get("tvd_1way_per_column") or {}
+    worst = max(per_column, key=per_column.get) if per_column else None
     return Run(q.get("tstr_auc"), q.get("trtr_auc"), q["tvd_1way"], q["tvd_2way"], round(seconds, 1),
-               q.get("detection_auc"))
+               q.get("detection_auc"), per_column.get(worst), worst)
 
 
 def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: float, delta: float, seed: int,
@@ -170,7 +174,7 @@ def _fmt(v: float | None) -> str:
 
 def _scores(run: Run) -> str:
     return (f"TSTR {_fmt(run.tstr_auc)}  1-way TVD {_fmt(run.tvd_1way)}  2-way TVD {_fmt(run.tvd_2way)}  "
-            f"detection AUC {_fmt(run.detection_auc)}")
+            f"detection AUC {_fmt(run.detection_auc)}  worst column {run.worst_column} {_fmt(run.tvd_1way_max)}")
 
 
 def suite_means(cells: list[Cell]) -> dict[str, dict[str, float | None]]:
@@ -185,7 +189,8 @@ def suite_means(cells: list[Cell]) -> dict[str, dict[str, float | None]]:
 
 
 def print_summary(infos: list[TableInfo], cells: list[Cell], means: dict) -> None:
-    print(f"\n{'table':<8} {'system':<36} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6} {'detect':>6}  runs")
+    print(f"\n{'table':<8} {'system':<36} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6} {'detect':>6} "
+          f"{'worst':>6}  runs")
     for info in infos:
         for c in (c for c in cells if c.table == info.name):
             if c.error and not c.runs:
