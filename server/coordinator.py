@@ -23,7 +23,6 @@ set on each institution's own SuperNode (``fedsynth client``).
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,8 +31,9 @@ from fedsynth.common.deploy.flwr_cli import FlwrCli
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.progress import StepProgress
 from fedsynth.server.deployment_config import CoordinatorOptions, Prepared, prepare
-from fedsynth.server.events import EVENT, EVENTS_FILE, EventKind, EventTail, format_spent, reported_spend, show_event
+from fedsynth.server.events import EVENTS_FILE, Event, EventTail, format_spent, reported_spend, show_event
 from fedsynth.server.fleet_gateway import FleetGateway, GatewayTLS
+from fedsynth.server.run_watch import follow_run
 from fedsynth.server.run_config import (
     CONNECTION,
     run_config_for,
@@ -54,7 +54,6 @@ class Coordinator:
         self.superlink: subprocess.Popen | None = None
         self.gateway: FleetGateway | None = None
         self.events = EventTail(Path(prep.settings.out_dir) / EVENTS_FILE)
-        self.last_failure: str | None = None
         self.names: dict[str, str] = {}  # node id -> the institution's key name, as registered
         self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported in an event
         self.bar: StepProgress | None = None  # round k/N on a terminal, while a run is followed
@@ -117,50 +116,28 @@ class Coordinator:
 
     def _follow(self, run_id: str) -> bool:
         out = Path(self.p.settings.out_dir)
-        deadline = time.time() + self.p.run_timeout
-        last_check, ended = 0.0, False
-        while True:
-            ended = self._print_new_events() or ended
-            now = time.time()
-            if (dead := self.children.exited()) is not None:
-                self.warn(f"the {dead.name} exited unexpectedly (status {dead.proc.returncode}): "
-                          f"{fp.log_tail(dead.log_file)}")
-                self._warn_spent()
-                return False
-            # after the ServerApp's last event, check soon (the status may lag a moment)
-            if now - last_check >= (2.0 if ended else self.p.status_every):
-                last_check = now
-                status, details = self.flwr.status(run_id)
-                if status.startswith("finished"):
-                    self._print_new_events()
-                    ok = status == "finished:completed" and (out / "synthesizer").is_dir() \
-                        and (out / "model_card.json").is_file()
-                    if not ok:
-                        why = self.last_failure or details or "see the SuperLink log"
-                        self.warn(f"run {run_id} ended as {status}: {why} "
-                                  f"(log: {self.p.flower_dir / 'superlink.log'})")
-                        self._warn_spent()
-                    return ok
-            if now > deadline:
-                self.warn(f"run {run_id} exceeded run_timeout = {self.p.run_timeout}s; stopping it")
-                try:
-                    self.flwr.stop(run_id)
-                except FedsynthError as exc:
-                    self.warn(str(exc))
-                self._warn_spent()
-                return False
-            time.sleep(0.5)
+        end = follow_run(self.flwr, run_id, self.events, self.children, self._show, self.p.status_every,
+                         self.p.run_timeout, poll_s=0.5)
+        if end.dead is not None:
+            self.warn(f"the {end.dead.name} exited unexpectedly (status {end.dead.proc.returncode}): "
+                      f"{fp.log_tail(end.dead.log_file)}")
+        elif end.timed_out:
+            self.warn(f"run {run_id} exceeded run_timeout = {self.p.run_timeout}s; stopping it")
+            try:
+                self.flwr.stop(run_id)
+            except FedsynthError as exc:
+                self.warn(str(exc))
+        elif end.completed and (out / "synthesizer").is_dir() and (out / "model_card.json").is_file():
+            return True
+        else:
+            why = end.failure or end.details or "see the SuperLink log"
+            self.warn(f"run {run_id} ended as {end.status}: {why} (log: {self.p.flower_dir / 'superlink.log'})")
+        self._warn_spent()
+        return False
 
-    def _print_new_events(self) -> bool:
-        """Print events not printed yet; True once the ServerApp said it finished or failed."""
-        ended = False
-        for ev in self.events.new():
-            self.spent.update(reported_spend(ev))
-            show_event(ev, self.p.settings.plan.schema_hash, self.names, self.say, self.bar)
-            if ev.get(EVENT) == EventKind.FAILED:
-                self.last_failure = str(ev.get("reason"))
-            ended = ended or ev.get(EVENT) in (EventKind.FINISHED, EventKind.FAILED)
-        return ended
+    def _show(self, ev: Event) -> None:
+        self.spent.update(reported_spend(ev))
+        show_event(ev, self.p.settings.plan.schema_hash, self.names, self.say, self.bar)
 
     def _warn_spent(self) -> None:
         """A failed run still cost the institutions what they spent: say so, as they reported it."""

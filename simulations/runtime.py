@@ -11,7 +11,6 @@ Ray's own lines go to the log file, not the console.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from fedsynth.common.deploy.addresses import free_loopback_port
 from fedsynth.common.deploy.flwr_cli import FlwrCli
 from fedsynth.common.deploy.processes import PID_FILE, Supervisor, child_env, executable, log_tail
 from fedsynth.common.errors import FedsynthError
-from fedsynth.server.events import EVENT, EVENTS_FILE, Event, EventKind, EventTail
+from fedsynth.server.events import EVENTS_FILE, Event, EventTail
 from fedsynth.server.run_config import (
     CONNECTION,
     ServerRunSettings,
@@ -30,14 +29,13 @@ from fedsynth.server.run_config import (
     write_flwr_config,
     write_run_config,
 )
+from fedsynth.server.run_watch import follow_run
 from fedsynth.simulations.components import HARNESS_ENV, Harness
 
 FLOWER_DIR = "flower"  # in the run's output folder: FLWR_HOME, the app, the run config, the harness file
 LOOPBACK = "127.0.0.1"
-# The SuperLink is asked whether the run has ended (a `flwr ls`: a process start, costly on 2
-# cores) soon after the ServerApp's last event, else only when no event came for a while
-# (a ServerApp that died without one)
-STATUS_AFTER_END_S = 1.0
+# without an event for this long, the SuperLink is asked whether the run has ended (a ServerApp
+# that died without a last event; fedsynth.server.run_watch)
 STATUS_WHEN_QUIET_S = 20.0
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -82,7 +80,13 @@ def run_simulation_job(job: SimulationJob, on_event: Callable[[Event], None],
                              f"num-supernodes={n} client-resources-num-cpus=1 client-resources-num-gpus=0",
                              within=30)
         try:
-            _follow(flwr, run_id, EventTail(out / EVENTS_FILE), children, on_event, job.log_file)
+            end = follow_run(flwr, run_id, EventTail(out / EVENTS_FILE), children, on_event, STATUS_WHEN_QUIET_S)
+            if end.dead is not None:
+                raise FedsynthError(f"Flower's {end.dead.name} exited unexpectedly (status "
+                                    f"{end.dead.proc.returncode}): {log_tail(end.dead.log_file)}")
+            if not end.completed:
+                raise FedsynthError(f"the simulated run ended as {end.status}: {end.failure or end.details} "
+                                    f"(Flower's log: {job.log_file})")
         finally:
             _keep_run_logs(flwr, run_id, job.log_file, warn)
     finally:
@@ -107,32 +111,3 @@ def _strip_colours(path: Path) -> None:
     if path.exists():
         text = path.read_text(encoding="utf-8", errors="replace")
         atomic_write_text(path, ANSI.sub("", text))
-
-
-def _follow(flwr: FlwrCli, run_id: str, events: EventTail, children: Supervisor,
-            on_event: Callable[[Event], None], log_file: Path) -> None:
-    last_check = last_event = time.time()
-    ended, failure = False, None
-    while True:
-        for ev in events.new():
-            on_event(ev)
-            last_event = time.time()
-            if ev.get(EVENT) == EventKind.FAILED:
-                failure = str(ev.get("reason"))
-            ended = ended or ev.get(EVENT) in (EventKind.FINISHED, EventKind.FAILED)
-        if (dead := children.exited()) is not None:
-            raise FedsynthError(f"Flower's {dead.name} exited unexpectedly (status {dead.proc.returncode}): "
-                                f"{log_tail(dead.log_file)}")
-        now = time.time()
-        due = last_check + STATUS_AFTER_END_S if ended else max(last_check, last_event) + STATUS_WHEN_QUIET_S
-        if now >= due:
-            last_check = now
-            status, details = flwr.status(run_id)
-            if status.startswith("finished"):
-                for ev in events.new():
-                    on_event(ev)
-                if status != "finished:completed" or failure:
-                    raise FedsynthError(f"the simulated run ended as {status}: {failure or details} "
-                                        f"(Flower's log: {log_file})")
-                return
-        time.sleep(0.25)
