@@ -136,9 +136,9 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
             mean = [np.mean([u[j].astype(np.float64) for u in updates], axis=0) for j in range(len(updates[0]))]
             if optimizer is not None:
                 outcome = finish_shared_round(mean, plan, shared_grid(plan, current), freq_sizes, len(updates),
-                                              optimizer)
+                                              optimizer, encoder.ordered_cells)
             else:
-                outcome = finish_round(current, mean, plan, clipping, freq_sizes, len(updates))
+                outcome = finish_round(current, mean, plan, clipping, freq_sizes, len(updates), encoder.ordered_cells)
             current, freqs = outcome.arrays, outcome.freqs
             if outcome.server_lr is not None:
                 steps.append(outcome.server_lr)  # unrounded, as measured before (the record rounds to 4 places)

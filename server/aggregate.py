@@ -30,8 +30,9 @@ class MeanUpdate:
     weight_sq: float  # mean of their squared weights
 
 
-def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[int]) -> MeanUpdate:
-    """The mean packed update -> its weighted means."""
+def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[int],
+                     ordered: list[slice | None] | None = None) -> MeanUpdate:
+    """The mean packed update -> its weighted means (``ordered``: see ``frequencies_from_counts``)."""
     tail = mean[-1].astype(np.float64)
     if tail.size != sum(sizes) + TAIL_SLOTS:
         raise ValueError(f"aggregate tail has {tail.size} values, expected {sum(sizes) + TAIL_SLOTS}")
@@ -41,7 +42,7 @@ def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[i
     deltas = [(m.astype(np.float64) / (plan.update_scale * weight)).astype(np.float32) for m in mean[:-1]]
     flat = tail[:-TAIL_SLOTS] / weight
     bounds = np.cumsum([0, *sizes])
-    freqs = frequencies_from_counts([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], floor=1e-9)
+    freqs = frequencies_from_counts([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], floor=1e-9, ordered=ordered)
     return MeanUpdate(deltas, freqs, max(0.0, float(tail[-3]) / weight) * plan.update_clip_norm**2, weight,
                       max(float(tail[-2]), weight * weight))
 

@@ -32,11 +32,12 @@ class RoundRejected(ValueError):
 
 
 def next_global(current: list[np.ndarray], mean: list[np.ndarray], plan: FederationPlan, freq_sizes: list[int],
-                contributors: int) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+                contributors: int, ordered: list[slice | None] | None = None
+                ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """(next global weights, category frequencies, the server step used) from one round's
     unmasked mean update. The step used is the plan's or the aligned one, shortened to the
     step bound (an honest equal-weight round with the aligned step never is)."""
-    update = unpack_aggregate(mean, plan, freq_sizes)
+    update = unpack_aggregate(mean, plan, freq_sizes, ordered)
     lr = plan.server_lr if plan.server_lr is not None else aligned_server_lr(update, contributors)
     lr = bounded_server_lr(lr, update.deltas, plan, contributors)
     return [c + lr * d for c, d in zip(current, update.deltas)], update.freqs, lr
@@ -60,7 +61,8 @@ class RoundOutcome:
 
 
 def finish_round(current: list[np.ndarray], mean: list[np.ndarray], plan: FederationPlan, clipping_range: float,
-                 freq_sizes: list[int], contributors: int) -> RoundOutcome:
+                 freq_sizes: list[int], contributors: int, ordered: list[slice | None] | None = None
+                 ) -> RoundOutcome:
     """The next global model from a round's unmasked ``mean`` of ``contributors`` packed
     updates (SecAgg+'s output format); raises :class:`RoundRejected` for a mean outside the
     honest bounds."""
@@ -69,5 +71,5 @@ def finish_round(current: list[np.ndarray], mean: list[np.ndarray], plan: Federa
     problem = aggregate_problem(mean, plan, clipping_range, freq_sizes)  # bounds an honest round obeys
     if problem:
         raise RoundRejected(f"aggregate rejected: {problem}")
-    arrays, freqs, lr = next_global(current, mean, plan, freq_sizes, contributors)
+    arrays, freqs, lr = next_global(current, mean, plan, freq_sizes, contributors, ordered)
     return RoundOutcome(arrays, freqs, lr, contributors)

@@ -78,8 +78,10 @@ class ServerAdam:
 
 
 def finish_shared_round(mean: list[np.ndarray], plan: FederationPlan, grid: IntegerGrid, freq_sizes: list[int],
-                        contributors: int, optimizer: ServerAdam) -> RoundOutcome:
-    """The next global model from a shared-noise round's unmasked mean."""
+                        contributors: int, optimizer: ServerAdam,
+                        ordered: list[slice | None] | None = None) -> RoundOutcome:
+    """The next global model from a shared-noise round's unmasked mean (``ordered``: each counts
+    block's cells in value order, :attr:`TableEncoder.ordered_cells`)."""
     shared = plan.shared_noise
     if shared is None:
         raise ValueError("finish_shared_round needs a shared-noise plan")
@@ -93,4 +95,4 @@ def finish_shared_round(mean: list[np.ndarray], plan: FederationPlan, grid: Inte
     if not all(np.all(np.isfinite(g)) for g in gradient):
         raise RoundRejected("the decoded gradient is not finite")
     arrays = optimizer.step(gradient)
-    return RoundOutcome(arrays, frequencies_from_counts(total.counts, floor=1e-9), None, contributors)
+    return RoundOutcome(arrays, frequencies_from_counts(total.counts, floor=1e-9, ordered=ordered), None, contributors)

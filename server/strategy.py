@@ -52,12 +52,13 @@ def _reports(results) -> dict[str, FitMetrics]:
 class SecureDeltaFedAvg(FedAvg):
     def __init__(self, plan: FederationPlan, initial: list[np.ndarray], freq_sizes: list[int],
                  total_clients: int, clipping_range: float, optimizer_moments: list[np.ndarray] | None = None,
-                 optimizer_steps: int = 0) -> None:
+                 optimizer_steps: int = 0, ordered_cells: list[slice | None] | None = None) -> None:
         super().__init__(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=plan.min_clients,
                          min_available_clients=plan.min_clients, accept_failures=True)
         self.plan = plan
         self.current = [np.asarray(a, dtype=np.float32) for a in initial]
         self.freq_sizes = freq_sizes
+        self.ordered_cells = ordered_cells  # each counts block's cells in value order (TableEncoder.ordered_cells)
         self.freqs: list[np.ndarray] | None = None
         self.total_clients = total_clients
         self.clipping_range = clipping_range
@@ -104,10 +105,10 @@ class SecureDeltaFedAvg(FedAvg):
         try:
             if self.server_optimizer is not None:
                 outcome = finish_shared_round(mean, self.plan, self.grid, self.freq_sizes, len(contributing),
-                                              self.server_optimizer)
+                                              self.server_optimizer, self.ordered_cells)
             else:
                 outcome = finish_round(self.current, mean, self.plan, self.clipping_range, self.freq_sizes,
-                                       len(contributing))
+                                       len(contributing), self.ordered_cells)
         except RoundRejected as exc:
             self.rejected = str(exc)
             raise ValueError(f"{self.rejected} (non-finite or out of bounds); round discarded") from None

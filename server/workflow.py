@@ -125,7 +125,7 @@ class FederatedRun:
         freq_sizes = encoder.count_sizes  # category frequencies, then numerical histograms
         strategy_cls = PlainMeanFedAvg if self.insecure_plain_aggregation else SecureDeltaFedAvg
         strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients, self.secagg.clipping_range,
-                                ckpt.optimizer_moments, ckpt.optimizer_steps)
+                                ckpt.optimizer_moments, ckpt.optimizer_steps, encoder.ordered_cells)
         strategy.freqs = ckpt.freqs
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=self.plan.rounds), strategy=strategy)
         thread, f_stop, c_done = start_update_client_manager_thread(grid, legacy.client_manager)

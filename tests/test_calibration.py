@@ -11,7 +11,7 @@ from fedsynth.common.calibration import raking_weights, weighted_draw
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.histogram import FINE_BINS, NumericHistogram
 from fedsynth.common.data.schema import Column
-from fedsynth.common.dp.accounting import frequencies_from_counts, noisy_counts
+from fedsynth.common.dp.accounting import frequencies_from_counts, halving_split, noisy_counts
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.cells import coerce
 from fedsynth.evaluation.marginals import marginal_tvds
@@ -64,6 +64,38 @@ def test_noisy_counts_keep_a_sparse_tail_empty():
     tail = [frequencies_from_counts(c)[0][4:].sum() for c in stream_counts]
     clipped = [np.clip(c[0], 0, None)[4:].sum() / np.clip(c[0], 0, None).sum() for c in stream_counts]
     assert np.mean(clipped) > 0.1 and np.mean(tail) < 0.3 * np.mean(clipped)
+
+
+def test_halving_split_keeps_exact_counts_and_the_mass_it_is_given():
+    rng = np.random.default_rng(0)
+    exact = rng.integers(0, 50, 37).astype(float)
+    assert halving_split(exact, exact.sum()) == pytest.approx(exact)  # no noise: the counts themselves
+    noisy = exact + 30 * rng.standard_normal(37)
+    spread = halving_split(noisy, 900.0)
+    assert spread.sum() == pytest.approx(900.0) and spread.min() >= 0
+
+
+def test_ordered_cells_keep_a_long_empty_tail_emptier_than_projection_alone():
+    """A column spread thinly over 180 of 256 bins (60 rows a cell, about the noise), then an empty
+    stretch, with a point mass and a missing cell beside them: projected cell by cell, the empty
+    stretch keeps the positive noise of its cells, about 6 % of the mass; spread from the halves'
+    noisy sums, a fifth of that, while the atom and missing cells keep their projection."""
+    exact = np.zeros(1 + 256 + 1)
+    exact[0], exact[-1] = 900, 300  # an atom, then the bins, then missing values
+    exact[1:181] = 60
+    other = np.array([exact.sum() / 2] * 2)  # a second block counting every row once, as a release has
+    plain, spread, kept, atoms = [], [], [], []
+    for _ in range(10):
+        noisy = noisy_counts([exact, other], sigma=20.0)
+        a, b = frequencies_from_counts(noisy)[0], frequencies_from_counts(noisy, ordered=[slice(1, 257), None])[0]
+        plain.append(a[181:257].sum())
+        spread.append(b[181:257].sum())
+        kept.append(b[1:181].sum())
+        atoms.append(abs(b[0] - a[0]) + abs(b[-1] - a[-1]))
+    assert np.mean(plain) > 0.03  # the failure this guards against: noise kept in the empty stretch
+    assert np.mean(spread) < 0.4 * np.mean(plain)
+    assert np.mean(kept) == pytest.approx(0.9, abs=0.03)  # the populated stretch keeps its mass
+    assert max(atoms) < 1e-6  # the atom and the missing cell are the projection's
 
 
 def test_raking_matches_the_released_category_shares():

@@ -251,6 +251,12 @@ class TableEncoder:
         categories, then every numerical and datetime column's histogram."""
         return [s.size for s in self.conditionable] + [h.size for h in self.histograms]
 
+    @property
+    def ordered_cells(self) -> list[slice | None]:
+        """Per block of :attr:`count_sizes`, its cells in value order (a histogram's bins), or None:
+        ``frequencies_from_counts(..., ordered=)``."""
+        return [None] * len(self.conditionable) + [h.ordered for h in self.histograms]
+
     def split_counts(self, blocks: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Blocks laid out as :attr:`count_sizes` -> (one per conditionable column, one per histogram)."""
         n = len(self.conditionable)

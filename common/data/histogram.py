@@ -71,6 +71,12 @@ class NumericHistogram:
     def size(self) -> int:
         return len(self.atoms) + self.bins + int(self.nullable)
 
+    @property
+    def ordered(self) -> slice:
+        """The cells in value order whose mass the noisy counts spread (the bins, after the atoms;
+        see :func:`fedsynth.common.dp.accounting.halving_split`)."""
+        return slice(len(self.atoms), len(self.atoms) + self.bins)
+
     def values(self, column: pd.Series) -> np.ndarray:
         """A typed column as the floats the cells are laid out on (days for datetimes; NaN = missing)."""
         return to_days(column) if self.datetime else pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
