@@ -28,6 +28,9 @@ def test_the_layout_is_public_and_counts_every_row_once(adult_schema, adult_smal
     gain = NumericHistogram.for_column(numeric(subtype="int", min=0, max=99999, point_masses=(0.0,), scale="log",
                                                nullable=True))
     assert gain.atoms == (0.0,) and gain.bins == FINE_BINS and gain.size == 1 + FINE_BINS + 1
+    delay = NumericHistogram.for_column(numeric(subtype="int", min=-120, max=1440))  # minutes: value by value
+    assert delay.bins == 0 and len(delay.atoms) == 1561 and delay.ordered == slice(0, 1561)
+    assert gain.ordered == slice(1, 1 + FINE_BINS)  # the bins in value order; not the atom, not missing
     counts = gain.counts(pd.Series([0, 0, 5, 99999, None, 17], dtype="Int64"))
     assert counts[0] == 2 and counts[-1] == 1 and counts.sum() == 6
     enc = TableEncoder(adult_schema)
