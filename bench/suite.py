@@ -16,8 +16,8 @@ taxi trips with a rare positive class) it takes the README command's 80/20 holdo
 Every number is :func:`fedsynth.simulations.quality.quick_quality`'s (TSTR ROC AUC on the real
 holdout, TRTR the real-data ceiling, mean 1-way and 2-way TVD against the training rows, the worst
 column's 1-way TVD, and the real-vs-synthetic detection ROC AUC, 0.5 when a classifier cannot
-tell them apart; the real holdout's scores as the sampling-noise floor). Prints per-table means and the mean over the
-suite for each system; ``--json PATH`` writes every run.
+tell them apart; the real holdout's scores as the sampling-noise floor). Prints per-table means
+and the mean over the suite for each system; ``--json PATH`` writes every run.
 
     python bench/suite.py --repeats 3                          # epsilon 1, 5 Dirichlet silos
     python bench/suite.py rounds=2 --repeats 1 --tables taxi   # a smoke run (settings before --tables)

@@ -282,10 +282,6 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
 FLOWER_LOG = "flower.log"
 
 
-def _load_schema(out: Path) -> Schema:
-    return Schema.load(out / "schema.json")
-
-
 def finish(out: Path, train, holdout, schema, label: str | None, cfg: SimulationConfig, started: float,
            print_fn: Callable[[str], None]) -> dict[str, Any]:
     synth = Synthesizer.load(out / "synthesizer")

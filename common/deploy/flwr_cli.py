@@ -26,12 +26,15 @@ class FlwrCli:
         self.env = {k: v for k, v in env.items() if k not in ("FORCE_COLOR", "TTY_INTERACTIVE")} | {"NO_COLOR": "1"}
         self.cwd, self.connection = cwd, connection
 
-    def __call__(self, *args: str, timeout: float = 120) -> dict[str, Any]:
-        cmd = [executable("flwr"), *args, "--format", "json"]
+    def _run(self, args: list[str], timeout: float) -> subprocess.CompletedProcess:
         try:
-            res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.cwd)
+            return subprocess.run([executable("flwr"), *args], env=self.env, capture_output=True, text=True,
+                                  timeout=timeout, cwd=self.cwd)
         except subprocess.TimeoutExpired:
             raise FedsynthError(f"`flwr {args[0]}` did not answer within {timeout}s") from None
+
+    def __call__(self, *args: str, timeout: float = 120) -> dict[str, Any]:
+        res = self._run([*args, "--format", "json"], timeout)
         payload = last_json(res.stdout)
         if payload is None or not payload.get("success", False):
             detail = (payload or {}).get("error-message") or (res.stdout + res.stderr).strip()[-800:]
@@ -66,11 +69,7 @@ class FlwrCli:
 
     def logs(self, run_id: str, timeout: float = 60) -> str:
         """The run's own log lines as the SuperLink keeps them (``flwr log --show``: text, no JSON form)."""
-        cmd = [executable("flwr"), "log", run_id, self.connection, "--show"]
-        try:
-            res = subprocess.run(cmd, env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.cwd)
-        except subprocess.TimeoutExpired:
-            raise FedsynthError(f"`flwr log` did not answer within {timeout}s") from None
+        res = self._run(["log", run_id, self.connection, "--show"], timeout)
         if res.returncode != 0:
             raise FedsynthError(f"`flwr log` failed: {(res.stdout + res.stderr).strip()[-800:]}")
         return res.stdout
