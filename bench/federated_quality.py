@@ -50,10 +50,10 @@ from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
-from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model
+from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model, pooled_errors
 from fedsynth.server.round import finish_round
 from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
-from fedsynth.server.shared_round import ServerAdam, finish_shared_round
+from fedsynth.server.shared_round import PooledCounts, ServerAdam, finish_shared_round, pooled_counts
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
@@ -123,6 +123,9 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         shared = plan.shared_noise is not None
         clipping = run_secagg(SecAggSettings(), plan).clipping_range  # what the Flower runs use
         optimizer = ServerAdam(current, plan.model.lr) if shared else None
+        pooled = _pooled_counts(institutions, plan, encoder) if shared else None
+        if pooled is not None:
+            freqs = pooled.freqs
         for rnd in range(1, plan.rounds + 1):
             updates, reports = [], {}
             for i, inst in enumerate(institutions):
@@ -135,8 +138,10 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
                 break
             mean = [np.mean([u[j].astype(np.float64) for u in updates], axis=0) for j in range(len(updates[0]))]
             if optimizer is not None:
-                outcome = finish_shared_round(mean, plan, shared_grid(plan, current), freq_sizes, len(updates),
-                                              optimizer, encoder.ordered_cells)
+                if pooled is None:
+                    break  # the pooled counts round did not complete: nothing can be scaled
+                outcome = finish_shared_round(mean, plan, shared_grid(plan, current), pooled.rows, len(updates),
+                                              optimizer, pooled.freqs)
             else:
                 outcome = finish_round(current, mean, plan, clipping, freq_sizes, len(updates), encoder.ordered_cells)
             current, freqs = outcome.arrays, outcome.freqs
@@ -145,7 +150,8 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
             history.append(outcome.record(rnd, reports))
         fitted = None
         if history and planned_pairs(plan.marginal_fit, column_segments(encoder)):
-            current, fitted = marginal_fit(institutions, plan, schema, current, freqs, len(history))
+            current, fitted = marginal_fit(institutions, plan, schema, current, freqs, len(history),
+                                           pooled.rows if pooled else None)
         spent = [inst.ledger().epsilon_spent for inst in institutions]
         write_global_model(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(), "",
                                                           marginal_fit=fitted), budget, {})
@@ -156,18 +162,29 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
 
 def _stage_sum(institutions: list[Institution], fit: FitConfig, current: list[np.ndarray], length: int
                ) -> StageSum | None:
-    """One marginal-fit release of every institution that makes it, summed as SecAgg+ would."""
+    """One one-off release of every institution that makes it, summed as SecAgg+ would."""
     packed = []
     for inst in institutions:
         try:
-            packed.append(inst.marginal_release(current, fit)[0][0])
+            if fit.stage == Stage.POOLED_COUNTS:
+                packed.append(inst.pooled_counts_release(fit)[0][0])
+            else:
+                packed.append(inst.marginal_release(current, fit)[0][0])
         except BudgetExhausted:
             continue
     return read_stage_sum([np.sum(packed, axis=0) / len(packed)], len(packed), length) if packed else None
 
 
+def _pooled_counts(institutions: list[Institution], plan: FederationPlan, encoder: TableEncoder) -> PooledCounts | None:
+    """Shared noise: the pooled counts round before round 1 (server/workflow.py), without transport."""
+    fit = FitConfig(plan, 0, len(institutions), FIELD_CLIPPING_RANGE, 0, Stage.POOLED_COUNTS)
+    length = stage_length(Stage.POOLED_COUNTS, [], (), 0, encoder.count_sizes)
+    total = _stage_sum(institutions, fit, [], length)
+    return pooled_counts(total, plan, encoder.count_sizes, encoder.ordered_cells) if total else None
+
+
 def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: Schema, current: list[np.ndarray],
-                 freqs, rounds: int) -> tuple[list[np.ndarray], dict | None]:
+                 freqs, rounds: int, pooled_rows: float | None = None) -> tuple[list[np.ndarray], dict | None]:
     """The coordinator's marginal fit after the last round (server/workflow.py), without transport."""
     segments = column_segments(TableEncoder(schema))
 
@@ -176,6 +193,8 @@ def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: 
 
     j = plan.marginal_fit.projections
     errors = _stage_sum(institutions, ask(Stage.PAIR_ERRORS), current, stage_length(Stage.PAIR_ERRORS, segments, (), j))
+    if errors and plan.shared_noise is not None:
+        errors = pooled_errors(schema, plan, current, freqs, pooled_rows or 1.0, errors)
     chosen = choose_pairs(schema, plan, errors) if errors else []
     if not chosen:
         return current, None

@@ -6,7 +6,10 @@ It answers two kinds of message:
   afford the round under its own cap, and does its schema match? The reply is a yes/no, the
   schema hash and the epsilon spent so far rounded to 0.01: nothing about its rows.
 * ``fit`` (inside SecAgg+, via ``secaggplus_mod``): validate, charge the ledger on disk,
-  run the round's DP-SGD steps on the local table, and return the masked, scaled delta.
+  run the round's DP-SGD steps on the local table, and return the masked, scaled delta (or,
+  in shared-noise mode, this institution's part of one pooled step). A fit may instead ask
+  for a one-off release: the pooled counts' share before the first shared-noise round
+  (:mod:`fedsynth.client.pooled_counts`) or one of the marginal fit's two after the last.
 
 The table, schema, budget and state folder are configured at the institution only (node
 config in deployment, a resolver in simulation); the coordinator cannot change them.
@@ -18,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +33,7 @@ from flwr.client import ClientApp, NumPyClient
 
 from fedsynth.client.ledger import Ledger
 from fedsynth.client.marginal_release import MarginalReleases, exact_values
+from fedsynth.client.pooled_counts import SharesMade, noisy_share
 from fedsynth.client.secagg_terms import secagg_terms_mod
 from fedsynth.client.update_cache import UpdateCache, UpdateKey
 from fedsynth.common.atomic import atomic_write_bytes, atomic_write_text
@@ -144,11 +149,17 @@ class Institution:
         return self.state_dir / f"{self.schema.hash()}-{FREQS_FILE}"
 
     def _pending_releases(self, plan: FederationPlan, ledger: Ledger) -> list:
-        """The one-off releases this institution has not made yet: the category frequencies, and the
-        marginal fit's two after the last round (budget is kept for them from the start)."""
+        """The one-off releases this institution has not made yet: the counts (its own, or its
+        share of the pooled counts with shared noise), and the marginal fit's two after the last
+        round (budget is kept for them from the start)."""
         sigma = self._frequency_noise(plan, ledger)
-        counts = [] if self._freqs_path().exists() else [gaussian_counts_release(sigma)]
-        return counts + MarginalReleases(self.state_dir, plan).pending(sigma, column_segments(TableEncoder(self.schema)))
+        encoder = TableEncoder(self.schema)
+        if plan.shared_noise is not None:
+            made = SharesMade(self.state_dir, plan).made()
+            counts = [] if made else [plan.shared_noise.counts_release(len(encoder.count_sizes))]
+        else:
+            counts = [] if self._freqs_path().exists() else [gaussian_counts_release(sigma)]
+        return counts + MarginalReleases(self.state_dir, plan).pending(sigma, column_segments(encoder))
 
     @staticmethod
     def _frequency_noise(plan: FederationPlan, ledger: Ledger) -> float:
@@ -224,14 +235,14 @@ class Institution:
         sent = cache.load(key)
         if sent is not None:  # this round was paid for and sent before, then lost: same bytes, no charge
             return sent[0], replace(sent[1], replayed=1.0)
-        counts = self._noisy_counts(ledger, plan, encoder.count_blocks(df, x_np), encoder.count_sizes)
-        freqs = frequencies_from_counts(counts)  # category frequencies, then numerical histograms
-        model.conditioner.probs = encoder.split_counts(freqs)[0]
         # Spend first (atomically, on disk), then compute, keep and send.
         if plan.shared_noise is not None:
-            packed, metrics = self._shared_step(model, ledger, x_np, arrays, counts, plan, rp, server_round,
-                                                clipping_range)
+            # the step reads conditions off the sampled rows; the counts went to the pooled release
+            packed, metrics = self._shared_step(model, ledger, x_np, arrays, plan, rp, server_round, clipping_range)
         else:
+            counts = self._noisy_counts(ledger, plan, encoder.count_blocks(df, x_np), encoder.count_sizes)
+            freqs = frequencies_from_counts(counts)  # category frequencies, then numerical histograms
+            model.conditioner.probs = encoder.split_counts(freqs)[0]
             packed, metrics = self._local_steps(model, ledger, x_np, arrays, counts, freqs, plan, rp, server_round,
                                                 clipping_range)
         cache.store(key, packed, metrics)  # on disk before it leaves: a lost round is re-sent, not re-charged
@@ -250,9 +261,8 @@ class Institution:
                                            weight=plan.client_weight(rows_from_counts(counts)))
         return packed, FitMetrics(epsilon_spent=round(after, 2), norm_clipped=float(norm_clipped))
 
-    def _shared_step(self, model, ledger: Ledger, x_np: np.ndarray, arrays: list[np.ndarray], counts: list[np.ndarray],
-                     plan: FederationPlan, rp: dict[str, Any], server_round: int, clipping_range: float
-                     ) -> tuple[list[np.ndarray], FitMetrics]:
+    def _shared_step(self, model, ledger: Ledger, x_np: np.ndarray, arrays: list[np.ndarray], plan: FederationPlan,
+                     rp: dict[str, Any], server_round: int, clipping_range: float) -> tuple[list[np.ndarray], FitMetrics]:
         """Shared-noise mode: this institution's part of one pooled DP-SGD step."""
         shared = plan.shared_noise
         assert shared is not None
@@ -267,8 +277,34 @@ class Institution:
         after = ledger.charge([shared.release(grid)], event="round", round=server_round, plan_id=rp["plan_id"])
         contribution = model.shared_contribution(torch.from_numpy(x_np), shared.sample_rate, grid,
                                                  shared.share_mu(grid))
-        return pack_shared_update(contribution.gradient, counts), FitMetrics(
+        return pack_shared_update(contribution.gradient), FitMetrics(
             epsilon_spent=round(after, 2), norm_clipped=0.0, epsilon_alone=round(ledger.epsilon_alone, 2))
+
+    # ------------------------------------------------------------------ the pooled counts (shared noise)
+    def pooled_counts_release(self, fit: FitConfig) -> tuple[list[np.ndarray], FitMetrics]:
+        """This institution's exact counts plus its noise share, for the coordinator's pooled counts
+        before the first shared-noise round (:mod:`fedsynth.client.pooled_counts`): charged on disk,
+        then noised and sent. Raises BudgetExhausted when it cannot be afforded with the marginal
+        fit's releases still to come (the caller leaves the round: never zeros without a share)."""
+        plan, shared = fit.plan, fit.plan.shared_noise
+        if shared is None:
+            raise FedsynthError("the coordinator asked for a pooled counts share in a local-noise run; refusing")
+        if plan.schema_hash != self.schema.hash():
+            raise FedsynthError("schema mismatch: refusing a pooled counts share")
+        df, ledger = self.table(), self.ledger()
+        encoder = TableEncoder(self.schema)
+        release = shared.counts_release(len(encoder.count_sizes))
+        later = MarginalReleases(self.state_dir, plan).pending(self._frequency_noise(plan, ledger),
+                                                                column_segments(encoder))
+        if not ledger.can_afford([release] + later):
+            raise BudgetExhausted("the pooled counts share would leave too little budget for the planned releases")
+        blocks = encoder.count_blocks(df, encoder.encode(df))
+        # Spend first (on disk), then noise and send; fresh noise every time it is asked for.
+        after = ledger.charge([release], event=Stage.POOLED_COUNTS, round=fit.round)
+        SharesMade(self.state_dir, plan).record()
+        share_noise = shared.counts_noise / math.sqrt(shared.honest_shares)
+        return pack_stage(noisy_share(blocks, release), share_noise), FitMetrics(
+            epsilon_spent=round(after, 2), replayed=0.0, epsilon_alone=self._alone(plan, ledger))
 
     # ------------------------------------------------------------------ the marginal fit's releases
     def marginal_release(self, arrays: list[np.ndarray], fit: FitConfig) -> tuple[list[np.ndarray], FitMetrics]:
@@ -301,9 +337,12 @@ class Institution:
         x_np = encoder.encode(df)
         model = build_model(encoder, plan.model)
         model.set_arrays(arrays)
-        counts = self._noisy_counts(ledger, plan, encoder.count_blocks(df, x_np), encoder.count_sizes)
-        model.conditioner.probs = encoder.split_counts(frequencies_from_counts(counts))[0]
-        exact = exact_values(fit.stage, model, x_np, segments, rows_from_counts(counts) or 0.0, fit.pairs,
+        rows: float | None = None  # shared noise: the coordinator subtracts the model's part (pooled rows)
+        if plan.shared_noise is None:
+            counts = self._noisy_counts(ledger, plan, encoder.count_blocks(df, x_np), encoder.count_sizes)
+            model.conditioner.probs = encoder.split_counts(frequencies_from_counts(counts))[0]
+            rows = rows_from_counts(counts) or 0.0
+        exact = exact_values(fit.stage, model, x_np, segments, rows, fit.pairs,
                              seed=int(digest[:15], 16), projections=plan.marginal_fit.projections)
         # Spend first (on disk), then noise, keep and send.
         after = ledger.charge([release], event=fit.stage, round=fit.round)
@@ -383,6 +422,8 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
 
         def fit(self, parameters, config):
             ask = FitConfig.from_config(config)
+            if ask.stage == Stage.POOLED_COUNTS:
+                return self.pooled_counts(ask)
             if ask.stage != Stage.TRAIN:
                 return self.marginal_fit(parameters, ask)
             try:
@@ -398,6 +439,17 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
             except (DataError, SchemaError) as exc:
                 # Flower sends an exception's text to the coordinator: keep row values local.
                 _log.error("round %s failed: %s", ask.round, exc)
+                raise FedsynthError(public_reason(exc)) from None
+            return arrays, 1, replace(metrics, refused=0.0).to_record()
+
+        def pooled_counts(self, ask: FitConfig):
+            try:
+                arrays, metrics = self.inst.pooled_counts_release(ask)
+            except BudgetExhausted:
+                # zeros would be a contribution without its noise share: leave the round instead
+                raise FedsynthError("budget exhausted: leaving the pooled counts round") from None
+            except (DataError, SchemaError) as exc:
+                _log.error("%s failed: %s", ask.stage, exc)
                 raise FedsynthError(public_reason(exc)) from None
             return arrays, 1, replace(metrics, refused=0.0).to_record()
 

@@ -67,15 +67,20 @@ class MarginalReleases:
         atomic_write_text(self.path, json.dumps(made))
 
 
-def exact_values(stage: str, model: TabularModel, x: np.ndarray, segments: list[Segment], rows: float,
+def exact_values(stage: str, model: TabularModel, x: np.ndarray, segments: list[Segment], rows: float | None,
                  pairs: tuple[Pair, ...], seed: int, projections: int) -> list[np.ndarray]:
     """The private vector a stage releases, as count blocks for ``noisy_counts`` (a row moves each
     block by at most 1 in L2: one value per pair and projection, or one table per chosen pair).
-    ``rows`` is this institution's released row estimate; ``seed`` (public, the same at every
-    institution) fixes the latent draws behind the model's marginals and the projections' signs."""
+    ``rows`` is this institution's released row estimate; None (shared noise, where only the
+    pooled estimate is released) projects the counts alone and the coordinator subtracts the
+    model's part (:func:`fedsynth.server.marginal_rounds.pooled_errors`). ``seed`` (public, the
+    same at every institution) fixes the latent draws behind the model's marginals and the
+    projections' signs."""
     counts = real_joint_counts(x, segments)
     if stage == Stage.PAIR_ERRORS:
+        if rows is None:
+            return project_residuals(counts, np.zeros_like(counts), 0.0, segments, all_pairs(segments),
+                                     projections, seed)
         joint = model_joint(model, segments, JOINT_DRAWS, torch.Generator().manual_seed(seed)).numpy()
         return project_residuals(counts, joint, rows, segments, all_pairs(segments), projections, seed)
     return [block(counts, segments, p).ravel() for p in pairs]
-

@@ -113,7 +113,7 @@ def audit_shared_noise(shared: SharedNoise, canaries: int, guesses: int, delta: 
     included = ChaChaStream.from_os().uniform(canaries) < 0.5
     rows = clip_norm * torch.eye(canaries)[torch.from_numpy(included)]
     holders = [rows] + [rows[:0]] * (shared.honest_shares - 1)  # the audited institution, then noise-only ones
-    packed = [pack_shared_update(shared_contribution(module, _canary_loss, x, 1.0, grid, mu).gradient, [])
+    packed = [pack_shared_update(shared_contribution(module, _canary_loss, x, 1.0, grid, mu).gradient)
               for x in holders]
     mean = [np.mean(np.stack(parts), axis=0) for parts in zip(*packed)]  # what SecAgg+ hands the coordinator
     gradient = shared_sums(mean, len(packed))[:-1]  # the tail (no counts here, the contributor count) dropped

@@ -55,13 +55,16 @@ class Checkpoint:
     # after the last round: the marginal fit's record (server/marginal_rounds.py); ``arrays`` are then
     # the fine-tuned weights. None: not made (yet).
     marginal_fit: dict[str, Any] | None = None
+    # shared noise: the row estimate of the pooled counts (``freqs`` are theirs), released before
+    # round 1. None: not released (yet), or a local-noise run.
+    pooled_rows: float | None = None
 
     def save(self, out_dir: Path) -> None:
         moments = list(self.optimizer_moments or [])
         meta = {"round": self.round, "freqs": [f.tolist() for f in self.freqs] if self.freqs else None,
                 "history": self.history, "plan": self.plan_json, "started": self.started,
                 "optimizer_arrays": len(moments), "optimizer_steps": self.optimizer_steps,
-                "marginal_fit": self.marginal_fit}
+                "marginal_fit": self.marginal_fit, "pooled_rows": self.pooled_rows}
         # reuse the model-folder swap (weights.pt + synthesizer.json, renames only)
         write_folder(Path(out_dir) / CHECKPOINT, {"checkpoint": meta}, weights_bytes(self.arrays + moments),
                      overwrite=True, kind=CHECKPOINT_FOLDER)
@@ -80,7 +83,7 @@ class Checkpoint:
         arrays = arrays[: len(arrays) - n_moments]
         freqs = [np.asarray(f) for f in meta["freqs"]] if meta["freqs"] else None
         return cls(meta["round"], arrays, freqs, meta["history"], meta["plan"], meta["started"], moments,
-                   int(meta.get("optimizer_steps", 0)), meta.get("marginal_fit"))
+                   int(meta.get("optimizer_steps", 0)), meta.get("marginal_fit"), meta.get("pooled_rows"))
 
 
 def privacy_note(plan: FederationPlan, accountant: str) -> str:

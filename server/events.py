@@ -1,7 +1,8 @@
 """The run's progress events: ``<out-dir>/events.jsonl``, written by the ServerApp and read back.
 
 One JSON object a line, appended and flushed as the run goes (``budget_check``, ``waiting``,
-``round_done``, ``round_failed``, ``stopped``, ``resumed``, ``finished``, ``failed``). It is a
+``round_done``, ``round_failed``, ``stopped``, ``resumed``, ``finished``, ``failed``, and the
+one-off releases' ``pooled_counts``, ``marginal_fit_started``, ``marginal_fit``). It is a
 file format: ``fedsynth coordinator`` follows it to print progress
 (:func:`describe_event`), the simulation driver reads it for its report, and every event that
 carries budget replies or fit reports says what each institution reported as spent
@@ -42,13 +43,15 @@ class EventKind:
     # record: pairs, tvd_before/after and contributors, or skipped: why there was none
     MARGINAL_FIT_STARTED = "marginal_fit_started"
     MARGINAL_FIT = "marginal_fit"
+    # shared noise, before round 1: the pooled counts were summed (contributors, reports)
+    POOLED_COUNTS = "pooled_counts"
 
 
 PLAIN = "plain"  # a round_done's "aggregation" in the benchmark-only mode; absent: SecAgg+
 
 # which field of an event holds per-node replies or reports carrying an epsilon spent
 _SPEND_FIELDS = {EventKind.BUDGET_CHECK: "replies", EventKind.ROUND_DONE: "reports", EventKind.FINISHED: "budget",
-                 EventKind.MARGINAL_FIT: "reports"}
+                 EventKind.MARGINAL_FIT: "reports", EventKind.POOLED_COUNTS: "reports"}
 
 
 def event_log(out_dir: Path) -> Callable[[Event], None]:
@@ -153,6 +156,9 @@ def describe_event(ev: Event, plan_hash: str, names: dict[str, str] | None = Non
         return (f"marginal fit: {len(ev.get('pairs', []))} pooled 2-way marginals from {ev.get('contributors')} "
                 f"institutions, their mean TVD {float(ev.get('tvd_before', 0)):.3f} -> "
                 f"{float(ev.get('tvd_after', 0)):.3f}")
+    if kind == EventKind.POOLED_COUNTS:
+        return (f"pooled counts: category counts and histograms summed from {ev.get('contributors')} institutions' "
+                f"noise shares (SecAgg+); epsilon spent {eps(ev.get('reports', {}))}")
     if kind == EventKind.FINISHED:
         return f"finished after round {ev['round']}; final epsilon spent {eps(ev.get('budget', {}))}"
     if kind == EventKind.WAITING:

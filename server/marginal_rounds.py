@@ -9,14 +9,18 @@ generator is fitted to, exactly as a single-party fit is (GEM's idea).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.model.marginal_fit import (Pair, all_pairs, column_segments, fit_marginals, measured_frequencies,
-                                                planned_pairs, sketched_errors, worth_measuring_l2)
+from fedsynth.common.digest import arrays_digest
+from fedsynth.common.model.marginal_fit import (JOINT_DRAWS, Pair, all_pairs, column_segments, fit_marginals,
+                                                measured_frequencies, model_joint, planned_pairs, project_residuals,
+                                                sketched_errors, worth_measuring_l2)
 from fedsynth.common.model.tabular import build_model
 from fedsynth.common.protocol.federation import FederationPlan
 from fedsynth.common.protocol.marginal_stage import StageSum
@@ -36,6 +40,23 @@ def choose_pairs(schema: Schema, plan: FederationPlan, errors: StageSum) -> list
     norms = sketched_errors(errors.values, len(pairs), config.projections, std)
     noise = errors.noise_multiplier * config.pair_noise / config.score_noise
     return worth_measuring_l2(norms, segments, pairs, planned_pairs(config, segments), noise)
+
+
+def pooled_errors(schema: Schema, plan: FederationPlan, arrays: list[np.ndarray], freqs: list[np.ndarray] | None,
+                  rows: float, sums: StageSum) -> StageSum:
+    """Shared noise: the institutions projected their 2-way counts alone (none holds a released row
+    count of its own, :func:`fedsynth.client.marginal_release.exact_values`). Adding the projection
+    of minus the pooled row estimate times the model's 2-way marginals, under the same public signs
+    and latent draws, makes the sum the projection of the pooled residual, as in local-noise runs."""
+    encoder = TableEncoder(schema)
+    segments = column_segments(encoder)
+    model = build_model(encoder, plan.model, cond_probs=encoder.split_counts(list(freqs))[0] if freqs else None)
+    model.set_arrays(arrays)
+    seed = int(arrays_digest(arrays)[:15], 16)  # what every institution derived from the same weights
+    joint = model_joint(model, segments, JOINT_DRAWS, torch.Generator().manual_seed(seed)).numpy().astype(np.float64)
+    part = project_residuals(np.zeros_like(joint), joint, rows, segments, all_pairs(segments),
+                             plan.marginal_fit.projections, seed)
+    return replace(sums, values=sums.values + np.concatenate(part))
 
 
 def fit_global_model(schema: Schema, plan: FederationPlan, arrays: list[np.ndarray], freqs: list[np.ndarray] | None,

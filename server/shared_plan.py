@@ -2,8 +2,8 @@
 
 The coordinator fixes what central DP-SGD would fix (sample rate q, steps = rounds, noise
 multiplier sigma) and publishes it in the plan. Asked for a budget, sigma is the least noise
-with which the planned rounds and an institution's one-off releases (category frequencies,
-then the marginal fit's two) stay within it in the coalition view (against the coordinator plus up to T colluding
+with which the planned rounds and an institution's one-off releases (its share of the pooled
+counts, then the marginal fit's two) stay within it in the coalition view (against the coordinator plus up to T colluding
 institutions). Every institution still checks each round against its own ledger and cap and
 refuses what it cannot afford: the plan is a proposal, the ledgers decide.
 """
@@ -14,9 +14,9 @@ from dataclasses import dataclass, replace
 
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.dp.accounting import calibrate_shared_noise, frequency_noise, gaussian_counts_release
+from fedsynth.common.dp.accounting import calibrate_shared_noise, frequency_noise
 from fedsynth.common.dp.plan import default_batch_size
-from fedsynth.common.dp.shared_noise import SharedNoise
+from fedsynth.common.dp.shared_noise import SharedNoise, shared_counts_release
 from fedsynth.common.model.marginal_fit import column_segments, planned_releases
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.federation import FederationPlan, model_arrays
@@ -53,17 +53,24 @@ class SharedNoiseRequest:
             raise FedsynthError("shared noise: give either epsilon (sigma is calibrated for it) or noise_multiplier")
 
     def resolve(self, plan: FederationPlan, schema: Schema) -> FederationPlan:
-        """``plan`` in shared-noise mode, with at least ``min_contributors`` per round."""
-        settings = dict(collusion_tolerance=self.collusion_tolerance, min_contributors=self.min_contributors,
-                        resolution=self.resolution)
+        """``plan`` in shared-noise mode, with at least ``min_contributors`` per round.
+
+        The pooled counts release gets the noise a single party's would
+        (:func:`~fedsynth.common.dp.accounting.frequency_noise` of the budget, or the plan's
+        ``marginal_noise`` when sigma is given instead)."""
         base = replace(plan, min_clients=max(plan.min_clients, self.min_contributors), shared_noise=None)
+        freq_noise = plan.marginal_noise if self.epsilon is None else \
+            frequency_noise(self.epsilon, self.delta, floor=plan.marginal_noise)
+        settings = dict(collusion_tolerance=self.collusion_tolerance, min_contributors=self.min_contributors,
+                        resolution=self.resolution, counts_noise=freq_noise)
         if self.noise_multiplier is not None:
             return replace(base, shared_noise=SharedNoise(self.sample_rate, self.noise_multiplier, **settings))
         assert self.epsilon is not None
         dim = sum(a.size for a in model_arrays(schema, base))
-        freq_noise = frequency_noise(self.epsilon, self.delta, floor=plan.marginal_noise)
-        segments = column_segments(TableEncoder(schema))
-        prior = [gaussian_counts_release(freq_noise)] + planned_releases(plan.marginal_fit, freq_noise, segments)
+        encoder = TableEncoder(schema)
+        counts = shared_counts_release(freq_noise, len(encoder.count_sizes),
+                                       self.min_contributors - self.collusion_tolerance)
+        prior = [counts] + planned_releases(plan.marginal_fit, freq_noise, column_segments(encoder))
         shared = calibrate_shared_noise(self.epsilon, self.delta, self.sample_rate, plan.rounds, dim,
                                         plan.model.max_grad_norm, prior, **settings)
         return replace(base, shared_noise=shared)

@@ -3,10 +3,11 @@
 SecAgg+ hands the coordinator the mean of the contributors' field residues
 (:func:`fedsynth.common.protocol.federation.pack_shared_update`). Times the number of
 contributors and reduced in the field, that is the exact integer sum: the pooled step's
-clipped, rounded example gradients plus every contributor's noise share, and the pooled noisy
-category counts. The coordinator divides the gradient sum by the expected pooled batch
-(``sample_rate`` x the row count estimated from the pooled counts), scales it back from the
-integer grid and steps its own Adam (post-processing of the DP sum, as in central DP-SGD).
+clipped, rounded example gradients plus every contributor's noise share, and the number of
+contributors. The coordinator divides the gradient sum by the expected pooled batch
+(``sample_rate`` x the row count estimated from the pooled counts, released once before the
+first round), scales it back from the integer grid and steps its own Adam (post-processing of
+the DP sum, as in central DP-SGD).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch
 from fedsynth.common.dp.accounting import frequencies_from_counts, rows_from_counts
 from fedsynth.common.dp.integer_noise import IntegerGrid
 from fedsynth.common.protocol.federation import FederationPlan, shared_sums
+from fedsynth.common.protocol.marginal_stage import StageSum
 from fedsynth.server.round import RoundOutcome, RoundRejected
 
 
@@ -27,22 +29,19 @@ class SharedSum:
     """A shared-noise round's secure sum, decoded."""
 
     gradient: list[np.ndarray]  # int64: sum of rounded clipped example gradients + every noise share
-    counts: list[np.ndarray]  # pooled noisy counts: per conditionable column, then per histogram
     contributors: int  # as counted inside the sum (each contributor adds 1)
 
 
-def unpack_shared_sum(mean: list[np.ndarray], contributors: int, freq_sizes: list[int]) -> SharedSum:
+def unpack_shared_sum(mean: list[np.ndarray], contributors: int) -> SharedSum:
     """The unmasked mean of ``contributors`` shared-noise updates -> the integer sums."""
     total = shared_sums(mean, contributors)
     tail = total[-1].ravel()
-    if tail.size != sum(freq_sizes) + 1:
-        raise RoundRejected(f"aggregate tail has {tail.size} values, expected {sum(freq_sizes) + 1}")
-    counted = int(tail[-1])
+    if tail.size != 1:
+        raise RoundRejected(f"aggregate tail has {tail.size} values, expected 1 (the contributor count)")
+    counted = int(tail[0])
     if counted != contributors:
         raise RoundRejected(f"the sum counts {counted} contributors, but {contributors} were aggregated")
-    bounds = np.cumsum([0, *freq_sizes])
-    counts = [tail[a:b].astype(np.float64) for a, b in zip(bounds[:-1], bounds[1:])]
-    return SharedSum(total[:-1], counts, counted)
+    return SharedSum(total[:-1], counted)
 
 
 class ServerAdam:
@@ -77,22 +76,50 @@ class ServerAdam:
         return [s["exp_avg"].numpy().copy() for s in st] + [s["exp_avg_sq"].numpy().copy() for s in st]
 
 
-def finish_shared_round(mean: list[np.ndarray], plan: FederationPlan, grid: IntegerGrid, freq_sizes: list[int],
-                        contributors: int, optimizer: ServerAdam,
-                        ordered: list[slice | None] | None = None) -> RoundOutcome:
-    """The next global model from a shared-noise round's unmasked mean (``ordered``: each counts
-    block's cells in value order, :attr:`TableEncoder.ordered_cells`)."""
+def finish_shared_round(mean: list[np.ndarray], plan: FederationPlan, grid: IntegerGrid, pooled_rows: float,
+                        contributors: int, optimizer: ServerAdam, freqs: list[np.ndarray] | None = None
+                        ) -> RoundOutcome:
+    """The next global model from a shared-noise round's unmasked mean. ``pooled_rows``: the row
+    count estimated from the pooled counts (:func:`pooled_counts`), ``freqs`` their frequencies,
+    carried along unchanged."""
     shared = plan.shared_noise
     if shared is None:
         raise ValueError("finish_shared_round needs a shared-noise plan")
     if contributors < shared.min_contributors:
         # SecAgg+'s threshold should have refused to unmask it; never step on such a sum
         raise RoundRejected(f"{contributors} contributions, fewer than min_contributors={shared.min_contributors}")
-    total = unpack_shared_sum(mean, contributors, freq_sizes)
-    rows = rows_from_counts(total.counts) if total.counts else None
-    expected_batch = max(1.0, shared.sample_rate * (rows or 1.0))
+    total = unpack_shared_sum(mean, contributors)
+    expected_batch = max(1.0, shared.sample_rate * pooled_rows)
     gradient = [g.astype(np.float64) * grid.gamma / expected_batch for g in total.gradient]
     if not all(np.all(np.isfinite(g)) for g in gradient):
         raise RoundRejected("the decoded gradient is not finite")
     arrays = optimizer.step(gradient)
-    return RoundOutcome(arrays, frequencies_from_counts(total.counts, floor=1e-9, ordered=ordered), None, contributors)
+    return RoundOutcome(arrays, freqs, None, contributors)
+
+
+@dataclass(frozen=True)
+class PooledCounts:
+    """The pooled counts, from the shared-noise round before the first step."""
+
+    blocks: list[np.ndarray]  # noisy counts, laid out as TableEncoder.count_sizes
+    freqs: list[np.ndarray]  # their frequencies (histograms spread over ordered cells)
+    rows: float  # the pooled row estimate (expected batch = sample_rate x rows)
+    contributors: int
+
+
+def pooled_counts(total: StageSum, plan: FederationPlan, count_sizes: list[int],
+                  ordered: list[slice | None] | None = None) -> PooledCounts:
+    """The summed counts shares -> pooled frequencies and row estimate (post-processing).
+    Raises RoundRejected for a sum of fewer than K_min shares (never used, as a step's)."""
+    shared = plan.shared_noise
+    if shared is None:
+        raise ValueError("pooled counts come from shared-noise runs only")
+    if total.contributors < shared.min_contributors:
+        raise RoundRejected(f"{total.contributors} counts shares, fewer than min_contributors="
+                            f"{shared.min_contributors}")
+    if total.values.size != sum(count_sizes):
+        raise RoundRejected(f"the pooled counts have {total.values.size} values, expected {sum(count_sizes)}")
+    blocks = np.split(total.values.astype(np.float64), np.cumsum(count_sizes)[:-1]) if count_sizes else []
+    rows = rows_from_counts(blocks) if blocks else None
+    return PooledCounts(blocks, frequencies_from_counts(blocks, floor=1e-9, ordered=ordered), float(rows or 1.0),
+                        total.contributors)

@@ -70,6 +70,7 @@ class SecureDeltaFedAvg(FedAvg):
         # a marginal-fit round instead of a training round: (stage, pairs, values expected)
         self.stage: tuple[str, tuple[Pair, ...], int] | None = None
         self.stage_sum: StageSum | None = None  # what the last marginal-fit round summed
+        self.pooled_rows: float | None = None  # shared noise: the row estimate of the pooled counts
         if plan.shared_noise is not None:
             self.grid = shared_grid(plan, self.current)
             self.server_optimizer = ServerAdam(self.current, plan.model.lr, optimizer_moments, optimizer_steps)
@@ -104,8 +105,10 @@ class SecureDeltaFedAvg(FedAvg):
             return self._aggregate_stage(server_round, mean, results, failures, len(contributing))
         try:
             if self.server_optimizer is not None:
-                outcome = finish_shared_round(mean, self.plan, self.grid, self.freq_sizes, len(contributing),
-                                              self.server_optimizer, self.ordered_cells)
+                if self.pooled_rows is None:
+                    raise RoundRejected("a shared-noise step before the pooled counts were released")
+                outcome = finish_shared_round(mean, self.plan, self.grid, self.pooled_rows, len(contributing),
+                                              self.server_optimizer, self.freqs)
             else:
                 outcome = finish_round(self.current, mean, self.plan, self.clipping_range, self.freq_sizes,
                                        len(contributing), self.ordered_cells)

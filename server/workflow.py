@@ -13,7 +13,9 @@ Flower's SecAgg+ exists on the legacy workflow path only (flwr 1.41/1.42), so th
    ``fedsynth client``): when too few can train because some stopped answering, the run
    waits up to ``wait_timeout`` for them to be back instead of ending, and a run that fails
    anyway logs what each institution reported as spent (its ``failed`` event);
-4. after the last round, the marginal fit when the plan asks for one: two more SecAgg+ rounds
+4. with shared noise, before the first round: the pooled counts, one SecAgg+ round of every
+   institution's counts plus its noise share (server/shared_round.py);
+5. after the last round, the marginal fit when the plan asks for one: two more SecAgg+ rounds
    (pair errors, then the chosen pairs' counts) and the fine-tune (server/marginal_rounds.py).
 
 What the coordinator sees in plaintext: the budget-check replies (yes/no, schema hash,
@@ -60,7 +62,9 @@ from fedsynth.common.timestamps import utc_now
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.events import EVENT, PLAIN, Event, EventKind, reported_spend
 from fedsynth.server.ledger_watch import SpendWatch
-from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model
+from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model, pooled_errors
+from fedsynth.server.round import RoundRejected
+from fedsynth.server.shared_round import pooled_counts
 from fedsynth.server.strategy import PlainMeanFedAvg, SecureDeltaFedAvg
 
 OnEvent = Callable[[Event], None]  # where the run's progress events go (server/events.py)
@@ -126,7 +130,7 @@ class FederatedRun:
         strategy_cls = PlainMeanFedAvg if self.insecure_plain_aggregation else SecureDeltaFedAvg
         strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients, self.secagg.clipping_range,
                                 ckpt.optimizer_moments, ckpt.optimizer_steps, encoder.ordered_cells)
-        strategy.freqs = ckpt.freqs
+        strategy.freqs, strategy.pooled_rows = ckpt.freqs, ckpt.pooled_rows
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=self.plan.rounds), strategy=strategy)
         thread, f_stop, c_done = start_update_client_manager_thread(grid, legacy.client_manager)
         try:
@@ -141,6 +145,8 @@ class FederatedRun:
             context.state.config_records[MAIN_CONFIGS_RECORD] = cfg
             if self.insecure_plain_aggregation:
                 self.on_event({EVENT: EventKind.INSECURE_PLAIN_AGGREGATION, "warning": PLAIN_AGGREGATION_WARNING})
+            if self.plan.shared_noise is not None and ckpt.pooled_rows is None:
+                ckpt = self._pooled_counts(grid, legacy, strategy, cfg, ckpt, encoder)
             failures_in_a_row = 0
             rng = secrets.SystemRandom()
             rnd = ckpt.round + 1
@@ -196,7 +202,7 @@ class FederatedRun:
                 ckpt = Checkpoint(round=rnd, arrays=strategy.current, freqs=strategy.freqs,
                                   history=ckpt.history + [record], plan_json=self.plan.to_json(),
                                   started=ckpt.started, optimizer_moments=opt.moments() if opt else None,
-                                  optimizer_steps=opt.steps if opt else 0)
+                                  optimizer_steps=opt.steps if opt else 0, pooled_rows=strategy.pooled_rows)
                 ckpt.save(self.out_dir)  # atomic: a crash leaves the previous round's checkpoint
                 self.on_event({EVENT: EventKind.ROUND_DONE, **record})
                 rnd, absent_until = rnd + 1, None
@@ -212,6 +218,27 @@ class FederatedRun:
             f_stop.set()
             thread.join()
 
+    # ------------------------------------------------------------------ the pooled counts
+    def _pooled_counts(self, grid, legacy, strategy, cfg, ckpt: Checkpoint, encoder: TableEncoder) -> Checkpoint:
+        """Shared noise, before round 1: every institution's counts plus its noise share, summed
+        through SecAgg+ (one release at pooled noise, not one per institution). Their frequencies
+        and row estimate serve the whole run and are checkpointed, so a restart does not ask again.
+        Raises when the round cannot complete: without the row estimate no step can be scaled."""
+        total = self._stage_round(grid, legacy, strategy, cfg, 0, Stage.POOLED_COUNTS, (),
+                                  column_segments(encoder), encoder.count_sizes)
+        if total is None:
+            raise RuntimeError("the pooled counts round failed 3 times in a row; giving up before any training round")
+        try:
+            pooled = pooled_counts(total, self.plan, encoder.count_sizes, encoder.ordered_cells)
+        except RoundRejected as exc:
+            raise RuntimeError(f"the pooled counts were rejected: {exc}") from None
+        strategy.freqs, strategy.pooled_rows = pooled.freqs, pooled.rows
+        done = replace(ckpt, freqs=pooled.freqs, pooled_rows=pooled.rows)
+        done.save(self.out_dir)  # atomic: a restart finds them and does not ask again
+        self.on_event({EVENT: EventKind.POOLED_COUNTS, "contributors": pooled.contributors,
+                       "reports": self._stage_reports})
+        return done
+
     # ------------------------------------------------------------------ the marginal fit
     def _marginal_fit(self, grid, legacy, strategy, cfg, ckpt: Checkpoint) -> Checkpoint:
         """After the last round: the pooled pair errors, then the chosen pairs' pooled counts (two
@@ -224,6 +251,9 @@ class FederatedRun:
         errors = self._stage_round(grid, legacy, strategy, cfg, ckpt.round + 1, Stage.PAIR_ERRORS, (), segments)
         if errors is None:
             return self._fit_done(ckpt, {"skipped": "the pair-error round did not complete"})
+        if self.plan.shared_noise is not None:  # the institutions projected their counts alone
+            errors = pooled_errors(self.schema, self.plan, strategy.current, strategy.freqs, strategy.pooled_rows or 1.0,
+                                   errors)
         chosen = choose_pairs(self.schema, self.plan, errors)
         if not chosen:
             return self._fit_done(ckpt, {"skipped": "no pair is further from the data than measuring it would add",
@@ -242,10 +272,11 @@ class FederatedRun:
         self.on_event({EVENT: EventKind.MARGINAL_FIT, **record, "reports": self._stage_reports})
         return done
 
-    def _stage_round(self, grid, legacy, strategy, cfg, number: int, stage: str, pairs: tuple, segments
-                     ) -> StageSum | None:
-        """One marginal-fit release summed through SecAgg+ (up to three tries), or None."""
-        length = stage_length(stage, segments, pairs, self.plan.marginal_fit.projections)
+    def _stage_round(self, grid, legacy, strategy, cfg, number: int, stage: str, pairs: tuple, segments,
+                     count_sizes: list[int] | None = None) -> StageSum | None:
+        """One one-off release (the pooled counts, or one of the marginal fit's) summed through
+        SecAgg+ (up to three tries), or None."""
+        length = stage_length(stage, segments, pairs, self.plan.marginal_fit.projections, count_sizes)
         strategy.stage, strategy.stage_sum = (stage, pairs, length), None
         clients = len(legacy.client_manager.all())
         try:

@@ -136,7 +136,7 @@ def _event_printer(print_fn: Callable[[str], None], rounds: int,
             eta = f", about {duration(left)} left" if ev["round"] < rounds else ""
             print_fn(f"round {ev['round']}/{rounds} done in {ev['seconds']:.1f}s{eta}: {ev['contributors']} "
                      f"{aggregated(ev)}{step}; epsilon spent per client now {eps}{both}")
-        elif kind in (EventKind.MARGINAL_FIT_STARTED, EventKind.MARGINAL_FIT):
+        elif kind in (EventKind.POOLED_COUNTS, EventKind.MARGINAL_FIT_STARTED, EventKind.MARGINAL_FIT):
             print_fn(describe_event(ev, "") or "")
         elif kind in ("stopped", "round_failed", "resumed"):
             print_fn(f"{kind}: {ev}")

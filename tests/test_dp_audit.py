@@ -50,10 +50,10 @@ def test_half_right_proves_nothing_and_the_bound_is_monotone_in_correct_guesses(
 def test_the_audit_decodes_the_sum_as_the_coordinator_does():
     rng = np.random.default_rng(0)
     grads = [rng.integers(-2**20, 2**20, size=(1, 7)) for _ in range(3)]
-    updates = [pack_shared_update([g], []) for g in grads]
+    updates = [pack_shared_update([g]) for g in grads]
     mean = [np.mean(np.stack(parts), axis=0) for parts in zip(*updates)]
     audited = shared_sums(mean, 3)[:-1]  # what audit_shared_noise scores
-    assert all(np.array_equal(a, b) for a, b in zip(audited, unpack_shared_sum(mean, 3, []).gradient))
+    assert all(np.array_equal(a, b) for a, b in zip(audited, unpack_shared_sum(mean, 3).gradient))
     np.testing.assert_array_equal(audited[0], sum(grads))
 
 

@@ -75,12 +75,17 @@ def fed(tmp_path, adult, adult_paths, adult_schema):
     return lambda **kw: federation(tmp_path, adult, adult_paths[1], adult_schema, **kw)
 
 
-def kill_once_before_masked_vector(node: int, killed: list[int]):
-    """A tamper rule: ``node``'s first masked vector is lost (it died after training), then it is back."""
+def kill_once_before_masked_vector(node: int, killed: list[int], skip: int = 0):
+    """A tamper rule: ``node``'s first masked vector after ``skip`` delivered ones is lost (it died
+    after training or releasing), then it is back."""
+    seen = []
+
     def kill(nid, reply):
         if nid == node and stage_of_reply(reply) == "masked" and not killed:
-            killed.append(nid)
-            return None
+            seen.append(nid)
+            if len(seen) > skip:
+                killed.append(nid)
+                return None
         return reply
 
     return kill
@@ -104,12 +109,34 @@ def test_a_shared_noise_round_below_k_min_is_never_unmasked(fed, tmp_path):
     shares; the retry re-sends every paid contribution free and completes with all four."""
     killed: list[int] = []
     shared = SharedNoise(sample_rate=0.2, noise_multiplier=8.0, collusion_tolerance=1, min_contributors=4)
-    go, states, events, grid, _ = fed(tamper=kill_once_before_masked_vector(12, killed), shared=shared)
+    # skip=1: node 12's pooled counts share (round 0) arrives; its round-1 vector is lost
+    go, states, events, grid, _ = fed(tamper=kill_once_before_masked_vector(12, killed, skip=1), shared=shared)
     go()
     assert killed
     assert [e["round"] for e in events if e["event"] == "round_failed"] == [1]
+    assert [e["contributors"] for e in events if e["event"] == "pooled_counts"] == [4]
     assert [e["contributors"] for e in events if e["event"] == "round_done"] == [4, 4]
     for s in states.values():
+        assert rounds_charged(s) == [1, 2]
+        assert_consistent(s)
+
+
+def test_a_pooled_counts_round_below_k_min_is_never_unmasked_and_each_retry_is_charged(fed, tmp_path):
+    """Node 12 dies after releasing its pooled counts share: three shares (K_min = 4) are never
+    unmasked. Every institution paid for its share, and the retry sends fresh shares, charged again
+    (the same vector into a second sum could be differenced); training then runs as planned."""
+    killed: list[int] = []
+    shared = SharedNoise(sample_rate=0.2, noise_multiplier=8.0, collusion_tolerance=1, min_contributors=4)
+    go, states, events, grid, _ = fed(tamper=kill_once_before_masked_vector(12, killed), shared=shared)
+    go()
+    assert killed
+    assert [e["round"] for e in events if e["event"] == "round_failed"] == [0]
+    assert [e["contributors"] for e in events if e["event"] == "pooled_counts"] == [4]
+    assert [e["contributors"] for e in events if e["event"] == "round_done"] == [4, 4]
+    assert Checkpoint.load(tmp_path / "out").pooled_rows == pytest.approx(1000, abs=150)
+    for s in states.values():
+        shares = [e for e in Ledger.open(s, 1.0, 1e-5).events if e["event"] == "pooled_counts"]
+        assert len(shares) == 2
         assert rounds_charged(s) == [1, 2]
         assert_consistent(s)
 

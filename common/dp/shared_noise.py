@@ -19,10 +19,16 @@ Two figures are accounted for every step (:class:`SharedNoiseRelease`):
   rows.
 
 Local-noise mode (each institution adds full noise itself) has one figure; both views give it.
+
+The one-off counts release (category counts and numerical histograms) is shared the same way
+(:meth:`SharedNoise.counts_release`): each institution adds a Skellam share to its exact integer
+counts, one SecAgg+ round sums them before the first step, and the coordinator learns the pooled
+counts with the noise of one release at ``counts_noise``, not one per institution.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,6 +50,7 @@ class SharedNoise:
     collusion_tolerance: int = 1  # T: institutions that may collude with the coordinator
     min_contributors: int = 3  # K_min: a round with fewer contributions is never unmasked
     resolution: float = 16.0  # C / gamma = resolution * sqrt(d) (IntegerGrid): rounding adds 1/resolution to Delta2
+    counts_noise: float = 10.0  # noise multiplier of the pooled counts release (counts_release)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.sample_rate <= 1.0:
@@ -52,6 +59,8 @@ class SharedNoise:
             raise ValueError(f"shared noise: noise_multiplier must be > 0, not {self.noise_multiplier!r}")
         if self.collusion_tolerance < 0:
             raise ValueError(f"shared noise: collusion_tolerance must be >= 0, not {self.collusion_tolerance!r}")
+        if not self.counts_noise > 0:
+            raise ValueError(f"shared noise: counts_noise must be > 0, not {self.counts_noise!r}")
         if self.min_contributors - self.collusion_tolerance < 1:
             raise ValueError(f"shared noise: min_contributors ({self.min_contributors}) must exceed "
                              f"collusion_tolerance ({self.collusion_tolerance}): someone's share must stay secret")
@@ -67,6 +76,10 @@ class SharedNoise:
     def share_mu(self, grid: IntegerGrid) -> float:
         """Skellam parameter of one institution's share."""
         return share_mu(self.noise_multiplier, grid, self.honest_shares)
+
+    def counts_release(self, blocks: int) -> SharedNoiseRelease:
+        """The ledger entry of the pooled counts release over ``blocks`` count blocks."""
+        return shared_counts_release(self.counts_noise, blocks, self.honest_shares)
 
     def release(self, grid: IntegerGrid, steps: int = 1) -> SharedNoiseRelease:
         """The ledger entry for ``steps`` shared-noise steps on ``grid``."""
@@ -108,6 +121,18 @@ class SharedNoiseRelease:
                 and out.l1_sensitivity > 0 and out.honest_shares >= 1):
             raise ValueError(f"history entry {raw!r} has an out-of-range field")
         return out
+
+
+def shared_counts_release(noise_multiplier: float, blocks: int, honest_shares: int) -> SharedNoiseRelease:
+    """One institution's share of a counts release over ``blocks`` blocks (sample rate 1, one step).
+
+    A row adds 1 to one integer count of every block, so Delta2 = sqrt(blocks) and Delta1 = blocks
+    with no rounding; the shares of any ``honest_shares`` institutions add up to Skellam noise of
+    variance (noise_multiplier * Delta2)^2, the Gaussian release's at ``noise_multiplier``."""
+    blocks = max(1, int(blocks))
+    l2 = math.sqrt(blocks)
+    mu = (noise_multiplier * l2) ** 2 / (2 * honest_shares)
+    return SharedNoiseRelease(1.0, 1, mu, l2, float(blocks), honest_shares)
 
 
 def is_shared(entry: object) -> bool:

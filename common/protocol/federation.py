@@ -256,17 +256,14 @@ def shared_grid(plan: FederationPlan, arrays: list[np.ndarray]) -> IntegerGrid:
     return plan.shared_noise.grid(int(sum(np.asarray(a).size for a in arrays)), plan.model.max_grad_norm)
 
 
-def pack_shared_update(gradient: list[np.ndarray], counts: list[np.ndarray]) -> list[np.ndarray]:
+def pack_shared_update(gradient: list[np.ndarray]) -> list[np.ndarray]:
     """Client side, shared-noise mode: the integer contribution as SecAgg+ field residues.
 
-    The model-shaped arrays are the step's integer gradient sum plus noise share; the tail holds
-    the institution's noisy category counts (its one-off DP release, rounded: post-processing)
-    and a 1, so the coordinator's sum gives the pooled counts and the number of contributors.
-    Residues are float64 so that Flower's quantisation passes them through exactly (see
-    :func:`shared_secagg`)."""
-    flat = np.concatenate([np.rint(np.asarray(c, dtype=np.float64)).ravel() for c in counts]) if counts else np.zeros(0)
-    tail = np.append(flat, 1.0).astype(np.int64)
-    return [to_field(np.asarray(g, dtype=np.int64)) for g in gradient] + [to_field(tail)]
+    The model-shaped arrays are the step's integer gradient sum plus noise share; a last array
+    holds a 1, so the coordinator's sum also gives the number of contributors. (The counts were
+    released once, before the first round: :mod:`fedsynth.client.pooled_counts`.) Residues are
+    float64 so that Flower's quantisation passes them through exactly (see :func:`run_secagg`)."""
+    return [to_field(np.asarray(g, dtype=np.int64)) for g in gradient] + [to_field(np.ones(1, dtype=np.int64))]
 
 
 def shared_sums(mean: list[np.ndarray], contributors: int) -> list[np.ndarray]:

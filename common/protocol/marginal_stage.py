@@ -1,4 +1,5 @@
-"""The wire format of a federated marginal fit's two releases (after the last training round).
+"""The wire format of a federated marginal fit's two releases (after the last training round),
+also used by a shared-noise run's pooled counts release (before the first).
 
 The coordinator asks every institution, in two SecAgg+ rounds, for (1) random projections of
 each 2-way pair's residual against the final global model
@@ -40,9 +41,15 @@ class StageSum:
     contributors: int
 
 
-def stage_length(stage: str, segments: list[Segment], pairs: tuple[Pair, ...], projections: int) -> int:
+def stage_length(stage: str, segments: list[Segment], pairs: tuple[Pair, ...], projections: int,
+                 count_sizes: list[int] | None = None) -> int:
     """Values in a stage's vector: ``projections`` per pair (errors, see
-    :func:`fedsynth.common.model.marginal_fit.project_residuals`) or one per cell of the chosen pairs."""
+    :func:`fedsynth.common.model.marginal_fit.project_residuals`), one per cell of the chosen
+    pairs, or one per count cell (the pooled counts: ``count_sizes``, :attr:`TableEncoder.count_sizes`)."""
+    if stage == Stage.POOLED_COUNTS:
+        if count_sizes is None:
+            raise ValueError("the pooled counts' length needs the encoder's count_sizes")
+        return int(sum(count_sizes))
     if stage == Stage.PAIR_ERRORS:
         return len(all_pairs(segments)) * projections
     return sum(segments[a].size * segments[b].size for a, b in pairs)

@@ -42,15 +42,17 @@ class ConfigKey:
 
 
 class Stage:
-    """What a fit instruction asks for: a training round, or one of the marginal fit's two
-    releases after the last round (:mod:`fedsynth.common.protocol.marginal_stage`)."""
+    """What a fit instruction asks for: a training round, one of the marginal fit's two
+    releases after the last round, or (shared noise) the pooled counts before the first
+    (:mod:`fedsynth.common.protocol.marginal_stage`)."""
 
     TRAIN = "train"
     PAIR_ERRORS = "pair_errors"  # projections of every pair's residual against the global model
     PAIR_COUNTS = "pair_counts"  # the chosen pairs' 2-way counts
+    POOLED_COUNTS = "pooled_counts"  # shared noise: category counts and histograms, with a noise share
 
 
-STAGES = (Stage.TRAIN, Stage.PAIR_ERRORS, Stage.PAIR_COUNTS)
+STAGES = (Stage.TRAIN, Stage.PAIR_ERRORS, Stage.PAIR_COUNTS, Stage.POOLED_COUNTS)
 
 
 class BudgetKey:
