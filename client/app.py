@@ -326,14 +326,17 @@ class Institution:
         releases = MarginalReleases(self.state_dir, plan)
         digest = arrays_digest(arrays)
         request = json.dumps([fit.stage, digest, [list(p) for p in fit.pairs]])
-        release = releases.noise(fit.stage, self._frequency_noise(plan, ledger), segments)
+        sigma = self._frequency_noise(plan, ledger)
+        release = releases.noise(fit.stage, sigma, segments, len(fit.pairs))
+        sent_noise = releases.sent_noise(fit.stage, sigma)
         try:
             earlier = releases.earlier(fit.stage, request)
         except ValueError as exc:
             raise BudgetExhausted(str(exc)) from None
-        if earlier is not None:  # asked again for the same release: the same vector, free
-            return pack_stage(earlier, release[0]), FitMetrics(epsilon_spent=round(ledger.epsilon_spent, 2),
+        if earlier is not None and plan.shared_noise is None:  # the same request again: the same vector, free
+            return pack_stage(earlier, sent_noise), FitMetrics(epsilon_spent=round(ledger.epsilon_spent, 2),
                                                                replayed=1.0, epsilon_alone=self._alone(plan, ledger))
+        # (a noise share is never re-sent: asked again, it is made afresh and charged again)
         x_np = encoder.encode(df)
         model = build_model(encoder, plan.model)
         model.set_arrays(arrays)
@@ -346,9 +349,12 @@ class Institution:
                              seed=int(digest[:15], 16), projections=plan.marginal_fit.projections)
         # Spend first (on disk), then noise, keep and send.
         after = ledger.charge([release], event=fit.stage, round=fit.round)
-        noisy = np.concatenate(noisy_counts(exact, release[0]))
+        if isinstance(release, SharedNoiseRelease):  # exact integers plus this institution's share
+            noisy = noisy_share(exact, release).astype(np.float64)
+        else:
+            noisy = np.concatenate(noisy_counts(exact, release[0]))
         releases.store(fit.stage, request, noisy)
-        return pack_stage(noisy, release[0]), FitMetrics(epsilon_spent=round(after, 2), replayed=0.0,
+        return pack_stage(noisy, sent_noise), FitMetrics(epsilon_spent=round(after, 2), replayed=0.0,
                                                          epsilon_alone=self._alone(plan, ledger))
 
     # ------------------------------------------------------------------ optimiser continuity
@@ -458,6 +464,8 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
                 arrays, metrics = self.inst.marginal_release([np.asarray(p) for p in parameters], ask)
             except BudgetExhausted as exc:
                 _log.warning("%s refused: %s", ask.stage, exc)
+                if ask.plan.shared_noise is not None:  # zeros would be a contribution without its share
+                    raise FedsynthError(f"leaving the {ask.stage} round: {exc}") from None
                 segments = column_segments(TableEncoder(self.inst.schema))
                 return refusal_stage(stage_length(ask.stage, segments, ask.pairs,
                                                   ask.plan.marginal_fit.projections)), 0, \

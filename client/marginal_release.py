@@ -7,6 +7,11 @@ plan: the noisy vector is stored (atomically, after the charge, before it leaves
 request it answered. The same request again (a lost SecAgg+ round, a restarted coordinator)
 gets the same vector back free; a different one (another model, other pairs) is refused, since
 answering it would be a second release the plan never accounted for.
+
+With shared noise each release is instead the exact integer vector plus this institution's
+Skellam share (:func:`~fedsynth.common.model.marginal_fit.shared_planned_releases`), as the pooled
+counts are (:mod:`fedsynth.client.pooled_counts`), and the same request again gets fresh noise
+and a new charge: the same share in a second sum could be differenced.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import torch
 from fedsynth.common.atomic import atomic_write_text
 from fedsynth.common.data.encoding import Segment
 from fedsynth.common.dp.accounting import Release
+from fedsynth.common.dp.shared_noise import SharedNoiseRelease
 from fedsynth.common.model.marginal_fit import (JOINT_DRAWS, MarginalFitConfig, Pair, all_pairs, block, model_joint,
-                                                planned_releases, project_residuals, real_joint_counts)
+                                                planned_releases, project_residuals, real_joint_counts,
+                                                release_noises, shared_planned_releases)
 from fedsynth.common.model.tabular import TabularModel
 from fedsynth.common.protocol.federation import FederationPlan
 from fedsynth.common.protocol.messages import Stage
@@ -38,18 +45,35 @@ class MarginalReleases:
         plan_key = hashlib.sha256(plan.to_json().encode()).hexdigest()[:16]
         self.path = Path(state_dir) / f"marginal-{plan_key}.json"
         self.config: MarginalFitConfig = plan.marginal_fit
+        self.shared = plan.shared_noise
 
     def _made(self) -> dict[str, dict]:
         return json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def pending(self, frequency_noise: float, segments: list[Segment]) -> list[Release]:
+    def _planned(self, frequency_noise: float, segments: list[Segment], chosen: int | None = None
+                 ) -> list[Release | SharedNoiseRelease]:
+        if self.shared is None:  # this institution's own noise, from its own cap
+            return planned_releases(self.config, frequency_noise, segments)
+        return shared_planned_releases(self.config, self.shared.counts_noise, segments, self.shared.honest_shares,
+                                       chosen)
+
+    def pending(self, frequency_noise: float, segments: list[Segment]) -> list[Release | SharedNoiseRelease]:
         """The planned releases not made yet: what this institution must keep budget for."""
         made = self._made()
-        return [r for stage, r in zip(RELEASE_STAGES, planned_releases(self.config, frequency_noise, segments))
-                if stage not in made]
+        return [r for stage, r in zip(RELEASE_STAGES, self._planned(frequency_noise, segments)) if stage not in made]
 
-    def noise(self, stage: str, frequency_noise: float, segments: list[Segment]) -> Release:
-        return dict(zip(RELEASE_STAGES, planned_releases(self.config, frequency_noise, segments)))[stage]
+    def noise(self, stage: str, frequency_noise: float, segments: list[Segment], chosen: int | None = None
+              ) -> Release | SharedNoiseRelease:
+        """The ledger entry of ``stage``'s release (``chosen``: the pairs actually asked for)."""
+        return dict(zip(RELEASE_STAGES, self._planned(frequency_noise, segments, chosen)))[stage]
+
+    def sent_noise(self, stage: str, frequency_noise: float) -> float:
+        """The noise multiplier a packed release reports: its own, or (shared noise) its share's,
+        so that the contributors' slots add up to the sum's."""
+        if self.shared is None:
+            return dict(zip(RELEASE_STAGES, release_noises(self.config, frequency_noise)))[stage]
+        full = dict(zip(RELEASE_STAGES, release_noises(self.config, self.shared.counts_noise)))[stage]
+        return full / self.shared.honest_shares ** 0.5
 
     def earlier(self, stage: str, request: str) -> np.ndarray | None:
         """The vector released for ``stage`` if it answered ``request``; None if none was made.

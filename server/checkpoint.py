@@ -94,7 +94,8 @@ def privacy_note(plan: FederationPlan, accountant: str) -> str:
         return (f"Each institution spends its own (epsilon, delta), computed by its own Opacus {accountant.upper()} "
                 f"accountant over every DP step and release it ever made; {common}")
     return (f"Noise shared under SecAgg+: every round is one DP-SGD step on the pooled rows whose integer (Skellam) "
-            f"noise is the sum of the contributors' shares. Each institution's epsilon_spent, computed by its own "
+            f"noise is the sum of the contributors' shares, and the category counts and histograms were summed once, "
+            f"before the first round, from each institution's exact counts plus its noise share. Each institution's epsilon_spent, computed by its own "
             f"RDP accountant over every step and release it ever made, holds against the coordinator plus up to "
             f"{shared.collusion_tolerance} colluding institution(s), assuming SecAgg+ is sound and every unmasked round "
             f"had at least {shared.min_contributors} contributors (SecAgg+'s threshold enforces it); epsilon_alone is "

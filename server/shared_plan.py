@@ -17,7 +17,7 @@ from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import calibrate_shared_noise, frequency_noise
 from fedsynth.common.dp.plan import default_batch_size
 from fedsynth.common.dp.shared_noise import SharedNoise, shared_counts_release
-from fedsynth.common.model.marginal_fit import column_segments, planned_releases
+from fedsynth.common.model.marginal_fit import column_segments, shared_planned_releases
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.federation import FederationPlan, model_arrays
 
@@ -68,9 +68,9 @@ class SharedNoiseRequest:
         assert self.epsilon is not None
         dim = sum(a.size for a in model_arrays(schema, base))
         encoder = TableEncoder(schema)
-        counts = shared_counts_release(freq_noise, len(encoder.count_sizes),
-                                       self.min_contributors - self.collusion_tolerance)
-        prior = [counts] + planned_releases(plan.marginal_fit, freq_noise, column_segments(encoder))
+        honest = self.min_contributors - self.collusion_tolerance
+        prior = [shared_counts_release(freq_noise, len(encoder.count_sizes), honest)] + \
+            shared_planned_releases(plan.marginal_fit, freq_noise, column_segments(encoder), honest)
         shared = calibrate_shared_noise(self.epsilon, self.delta, self.sample_rate, plan.rounds, dim,
                                         plan.model.max_grad_norm, prior, **settings)
         return replace(base, shared_noise=shared)

@@ -322,22 +322,29 @@ def shared_federation(demo):
 
 
 def test_shared_noise_runs_end_to_end_with_tls_auth_and_secagg(shared_federation):
-    """Shared-noise mode over the real deployment: every round one pooled step of 3 contributions,
-    each institution's ledger holding one shared-noise step per round and both epsilons, the
+    """Shared-noise mode over the real deployment: the pooled counts from 3 shares, then every round
+    one pooled step of 3 contributions, each institution's ledger holding its counts share and one
+    shared-noise step per round and both epsilons, the
     model card stating both and the trust assumption behind them."""
     procs, root = shared_federation["procs"], shared_federation["root"]
     out = procs.output("coordinator-shared")
     assert shared_federation["coordinator_rc"] == 0, out[-4000:]
     assert "TLS, SuperNode authentication on" in out
     assert "round 4 done" in out and "if all other parties colluded" in out, out[-3000:]
+    assert "pooled counts: category counts and histograms summed from 3 institutions" in out, out[-3000:]
     card = json.loads((root / "demo/run-shared/model_card.json").read_text())
     assert card["rounds_completed"] == 4 and [r["contributors"] for r in card["rounds"]] == [3, 3, 3, 3]
     assert card["plan"]["shared_noise"]["min_contributors"] == 3
     assert "1 colluding institution" in card["privacy_note"]
     for name in INSTITUTIONS:
         ledger = Ledger.open(root / "demo/state-shared" / name, 1.0, 1e-5)
-        steps = [h for h in ledger.history if not isinstance(h, tuple)]
-        assert len(steps) == 4 and all(s.honest_shares == 2 for s in steps)
+        shared = [h for h in ledger.history if not isinstance(h, tuple)]  # every release is a share
+        assert len(shared) == len(ledger.history)
+        # its pooled counts share before round 1, the steps, then the marginal fit's shares
+        counts, steps = shared[0], [h for h in shared if h.sample_rate < 1.0]
+        assert counts.sample_rate == 1.0 and counts.honest_shares == 2
+        assert [e["event"] for e in ledger.events].count("pooled_counts") == 1
+        assert len(steps) == 4 and all(s.honest_shares == 2 and s.sample_rate < 1.0 for s in steps)
         assert 0 < ledger.epsilon_spent <= 1.0 and ledger.epsilon_alone > ledger.epsilon_spent
     reported = sorted((c["epsilon_spent"], c["epsilon_alone"]) for c in card["clients"])
     in_ledgers = sorted((round(lg.epsilon_spent, 2), round(lg.epsilon_alone, 2)) for lg in

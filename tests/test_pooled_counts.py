@@ -3,6 +3,7 @@ coordinator learns the pooled counts with the noise of one release, and every sh
 on disk (both trust views) before it leaves."""
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from fedsynth.common.dp.accounting import epsilon_spent, frequencies_from_counts
 from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.dp.shared_noise import ALONE, SharedNoise, SharedNoiseRelease, shared_counts_release
 from fedsynth.common.errors import BudgetExhausted, FedsynthError
-from fedsynth.common.model.marginal_fit import column_segments
+from fedsynth.common.model.marginal_fit import MarginalFitConfig, all_pairs, column_segments, shared_planned_releases
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, FederationPlan, model_arrays
 from fedsynth.common.protocol.marginal_stage import StageSum, read_stage_sum, stage_length
@@ -186,3 +187,47 @@ def test_pooled_pair_errors_match_the_local_formula_at_the_pooled_row_count(silo
     pooled_x = np.concatenate([encoder.encode(s) for s in silos])
     want = np.concatenate(exact_values(Stage.PAIR_ERRORS, model, pooled_x, segments, 1800.0, (), seed, j))
     np.testing.assert_allclose(got.values, want, rtol=1e-5, atol=1e-2)
+
+
+def test_with_shared_noise_the_marginal_fit_releases_are_noise_shares_too(institutions, silos, adult_schema):
+    """Each of the marginal fit's releases is the exact integer vector plus a share: the ledger
+    entry is a share (both views), the sum carries the release's noise, and a repeated request is
+    made afresh and charged again rather than re-sent."""
+    config = MarginalFitConfig(pairs=3, steps=10, projections=4)
+    plan = replace(shared_plan(adult_schema), marginal_fit=config)
+    encoder = TableEncoder(adult_schema)
+    segments = column_segments(encoder)
+    arrays = build_model(encoder, plan.model).get_arrays()
+    seed = int(arrays_digest(arrays)[:15], 16)
+    errors = FitConfig(plan, plan.rounds + 1, 3, FIELD_CLIPPING_RANGE, 0, Stage.PAIR_ERRORS)
+    packed = [inst.marginal_release(arrays, errors)[0][0] for inst in institutions]
+    total = read_stage_sum([np.mean(packed, axis=0)], 3, stage_length(Stage.PAIR_ERRORS, segments, (), 4))
+    exact = sum(np.concatenate(exact_values(Stage.PAIR_ERRORS, None, encoder.encode(s), segments, None, (), seed, 4))
+                for s in silos)
+    values = len(all_pairs(segments)) * 4
+    score_noise = config.score_noise * COUNTS_NOISE
+    assert total.noise_multiplier == pytest.approx(score_noise * math.sqrt(3 / 2), rel=1e-3)
+    target = 3 * score_noise**2 * values / 2  # K shares of (sigma * sqrt(#values))^2 / (K_min - T)
+    assert 0.6 * target < np.var(total.values - exact) < 1.5 * target
+    pairs = ((0, 1), (2, 3))
+    counts = FitConfig(plan, plan.rounds + 2, 3, FIELD_CLIPPING_RANGE, 0, Stage.PAIR_COUNTS, pairs)
+    inst = institutions[0]
+    first = inst.marginal_release(arrays, counts)[0][0]
+    again, metrics = inst.marginal_release(arrays, counts)
+    assert metrics.replayed == 0.0 and not np.array_equal(first, again[0])
+    entries = [h for h in inst.ledger().history if isinstance(h, SharedNoiseRelease)]
+    assert entries == [shared_counts_release(score_noise, values, 2)] + \
+        2 * [shared_counts_release(config.pair_noise * COUNTS_NOISE, len(pairs), 2)]
+    assert inst.ledger().epsilon_alone > inst.ledger().epsilon_spent
+
+
+def test_resolve_keeps_budget_for_the_marginal_fit_shares(adult_schema):
+    plan = FederationPlan(rounds=20, model=ModelConfig(hidden=16), schema_hash=adult_schema.hash(),
+                          marginal_fit=MarginalFitConfig(pairs=5))
+    resolved = SharedNoiseRequest(0.05, epsilon=1.0, min_contributors=3).resolve(plan, adult_schema)
+    shared = resolved.shared_noise
+    encoder = TableEncoder(adult_schema)
+    grid = shared.grid(sum(a.size for a in model_arrays(adult_schema, resolved)), resolved.model.max_grad_norm)
+    fit = shared_planned_releases(plan.marginal_fit, shared.counts_noise, column_segments(encoder), 2)
+    history = [shared.counts_release(len(encoder.count_sizes)), shared.release(grid, resolved.rounds), *fit]
+    assert 0.98 <= epsilon_spent(history, 1e-5) <= 1.0

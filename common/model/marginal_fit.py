@@ -30,6 +30,7 @@ import torch
 from fedsynth.common.data.encoding import Segment, TableEncoder
 from fedsynth.common.dp.accounting import Release, frequencies_from_counts, gaussian_counts_release
 from fedsynth.common.dp.dp_sgd import csprng_torch_rng
+from fedsynth.common.dp.shared_noise import SharedNoiseRelease, shared_counts_release
 from fedsynth.common.model.tabular import TabularModel
 
 Pair = tuple[int, int]  # indices into column_segments()
@@ -77,6 +78,19 @@ def planned_releases(config: MarginalFitConfig, frequency_noise: float, segments
     if not planned_pairs(config, segments):
         return []
     return [gaussian_counts_release(s) for s in release_noises(config, frequency_noise)]
+
+
+def shared_planned_releases(config: MarginalFitConfig, counts_noise: float, segments: list[Segment],
+                            honest_shares: int, chosen: int | None = None) -> list[SharedNoiseRelease]:
+    """The two releases as noise shares (shared-noise runs: :mod:`fedsynth.common.dp.shared_noise`),
+    each at its planned noise multiplier over its unit-sensitivity blocks: one per pair and
+    projection for the errors, one per chosen pair (``chosen``, else the planned count) for the counts."""
+    k = planned_pairs(config, segments)
+    if not k:
+        return []
+    score, pair = release_noises(config, counts_noise)
+    return [shared_counts_release(score, len(all_pairs(segments)) * config.projections, honest_shares),
+            shared_counts_release(pair, k if chosen is None else chosen, honest_shares)]
 
 
 def column_segments(encoder: TableEncoder) -> list[Segment]:

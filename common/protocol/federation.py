@@ -28,6 +28,9 @@ released (and was charged for) once, never its true row count, and ``cap`` is th
 public ``weight_cap_rows``: the cap also bounds how much weight a lying client can claim.
 Every client reports ``num_examples = 1``; the coordinator learns only the mean and mean
 square of each round's participants' weights (DP-derived, coarse numbers).
+
+Shared-noise updates (:func:`pack_shared_update`) are another format: integer gradient sums with
+noise shares and a contributor count, no counts (released once as shares before round 1).
 """
 
 from __future__ import annotations
