@@ -18,6 +18,7 @@ repeat draws fresh DP noise. Settings are FederationPlan fields given as ``name=
     python bench/federated_quality.py --repeats 3 --single-party      # pooled baseline, same split
     python bench/federated_quality.py --repeats 3 --dataset taxi      # another bundled table
     python bench/federated_quality.py --repeats 3 pairs=20            # with the marginal fit
+    python bench/federated_quality.py --repeats 3 --shared pairs=20   # shared noise (simulate's default)
 
 bench/suite.py runs both over every bundled table.
 
@@ -223,15 +224,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each training (clients train in turn)")
     ap.add_argument("--single-party", action="store_true", help="pooled single-party baseline instead")
+    ap.add_argument("--shared", action="store_true", help="shared noise, as simulate's default (--noise shared)")
     ap.add_argument("--json", type=Path, default=None, help="append the runs and their mean here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     df, schema, bundled = load_dataset(args.dataset)
     label = bundled.label
     train, holdout = holdout_split(df, 0.2, args.seed)
-    plan = build_plan(args.settings, schema, args.seed)
+    plan = build_shared_plan(args.settings, schema, args.seed, len(train), args.clients, args.epsilon, args.delta) \
+        if args.shared else build_plan(args.settings, schema, args.seed)
     silos = partition(train, args.partition, args.clients, label=label, alpha=args.alpha, seed=args.seed)
-    name = "single-party" if args.single_party else (" ".join(args.settings) or "defaults")
+    name = "single-party" if args.single_party else ((" ".join(args.settings) or "defaults") + (" shared" if args.shared else ""))
     runs = []
     for r in range(args.repeats):
         t = time.time()
@@ -240,11 +243,17 @@ def main() -> None:
         else:
             q = federated_run(train, holdout, schema, silos, plan, args.epsilon, args.delta, args.batch_size,
                               args.threads, args.seed + r, label)
-        runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "epsilon_spent_max",
-                                       "server_lr_mean") if k in q})
-        lr = f"  mean server step {q['server_lr_mean']:.2f}" if "server_lr_mean" in q else ""
+        runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc",
+                                       "epsilon_spent_max", "server_lr_mean") if k in q})
+        per_column = q.get("tvd_1way_per_column") or {}
+        if per_column:
+            runs[-1]["worst_column"] = max(per_column, key=per_column.get)
+            runs[-1]["tvd_1way_max"] = per_column[runs[-1]["worst_column"]]
+        lr = f"  mean server step {q['server_lr_mean']:.2f}" if q.get("server_lr_mean") is not None else ""
         print(f"[{name}] run {r}: TSTR {q['tstr_auc']:.3f}  1-way TVD {q['tvd_1way']:.3f}  "
-              f"2-way TVD {q['tvd_2way']:.3f}  max epsilon {q['epsilon_spent_max']:.3f}{lr}  {time.time() - t:.0f}s",
+              f"2-way TVD {q['tvd_2way']:.3f}  detection AUC {q.get('detection_auc') or float('nan'):.3f}  "
+              f"worst column {runs[-1].get('worst_column')} {runs[-1].get('tvd_1way_max') or float('nan'):.3f}  "
+              f"max epsilon {q['epsilon_spent_max']:.3f}{lr}  {time.time() - t:.0f}s",
               flush=True)
     tstr = np.array([r["tstr_auc"] for r in runs])
     summary = {"dataset": args.dataset, "setting": name, "partition": args.partition, "clients": args.clients, "epsilon": args.epsilon,
