@@ -3,8 +3,8 @@ against projection with the bins spread by ``halving_split`` (docs/benchmarks.md
 
 No model is trained: for every bundled table (seed-0 80/20 split) the exact counts release is
 made noisy ``--draws`` times, at the noise of one party (single-party, and each institution in
-federated runs) and of ``--institutions`` parties summed (a federated run's pooled counts: every
-institution adds its own full noise). Each estimate becomes a column by quantile mapping, as
+federated runs) and of ``--institutions`` parties summed (a local-noise federated run's counts: every
+institution adds its own full noise; with shared noise the pooled counts carry about one party's). Each estimate becomes a column by quantile mapping, as
 calibrated sampling does, and is scored with the report's 1-way TVD against the training rows.
 Sampling can do no better than its histogram, so this is the 1-way TVD calibration can reach.
 

@@ -23,6 +23,9 @@ from fedsynth.common.protocol.federation import FederationPlan, model_arrays
 
 #: rounds (= pooled DP-SGD steps) of a shared-noise run when none are asked for
 SHARED_ROUNDS = 240
+#: 2-way marginals a shared-noise simulation fits the global model to after its last round when
+#: none are asked for (single-party's default; measured over the table suite, docs/federated.md)
+SHARED_PAIRS = 20
 #: q is single-party's expected-batch rule times this (see default_sample_rate)
 BATCH_FACTOR = 1.25
 

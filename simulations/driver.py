@@ -44,7 +44,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
 from fedsynth.evaluation.guarantee import guarantee_from_card
 from fedsynth.server.events import EventKind, aggregated, describe_event, round_progress
-from fedsynth.server.shared_plan import SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
+from fedsynth.server.shared_plan import SHARED_PAIRS, SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.run_config import ServerRunSettings
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.components import COMPONENTS, INSECURE_PLAIN_COMPONENTS, Harness
@@ -83,8 +83,8 @@ class SimulationConfig:
     sample_rate: float | None = None  # shared noise: q (None: server.shared_plan.default_sample_rate)
     weight_cap_rows: float = 10_000.0
     # 2-way marginals the global model is fine-tuned to after the last round (FederationPlan.marginal_fit);
-    # 0 (the default, see FederationPlan): none
-    pairs: int = 0
+    # None: SHARED_PAIRS with shared noise, none with local noise (not measured there)
+    pairs: int | None = None
     model: str = "vae"
     holdout: float = 0.2
     rows: int | None = None
@@ -144,6 +144,13 @@ def _event_printer(print_fn: Callable[[str], None], rounds: int,
                 on_round(int(ev["round"]), f"resumed after round {ev['round']}")
 
     return on_event
+
+
+def planned_pairs_of(cfg: SimulationConfig) -> int:
+    """The marginal fit's pairs the run asks for: ``cfg.pairs``, or the default of its noise mode."""
+    if cfg.pairs is not None:
+        return cfg.pairs
+    return SHARED_PAIRS if cfg.noise == "shared" else 0
 
 
 def planned_rounds(cfg: SimulationConfig) -> int:
@@ -239,7 +246,7 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
                           min_clients=2, local_epochs=cfg.local_epochs, model=model,
                           server_lr=cfg.server_lr, aggregation_weights=cfg.client_weighting,
                           weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed,
-                          marginal_fit=MarginalFitConfig(pairs=cfg.pairs))
+                          marginal_fit=MarginalFitConfig(pairs=planned_pairs_of(cfg)))
     if shared:
         per_round = min(len(data.silos), cfg.clients_per_round or len(data.silos))
         k_min = cfg.min_contributors or per_round
