@@ -127,7 +127,7 @@ def test_clients_refuse_rounds_they_cannot_afford(tmp_path):
 def test_a_finished_run_is_replaced_whole_only_with_overwrite(tmp_path):
     out = tmp_path / "run"
     args = ("simulate", "--clients", "2", "--rounds", "1", "--local-epochs", "0.3", "--rows", "200", "--no-report",
-            "--out", str(out))
+            "--pairs", "0", "--out", str(out))
     fedsynth(*args)
     first = json.loads((out / "model_card.json").read_text())["model_id"]
     fedsynth(*args, "--seed", "1", "--overwrite")
@@ -143,15 +143,16 @@ def test_natural_partition_makes_one_institution_per_value_without_clients(tmp_p
     """flights' natural column (origin) has 3 airports: --clients is not needed, and not 5."""
     out = tmp_path / "natural"
     proc = fedsynth("simulate", "--data", "flights", "--partition", "natural", "--rounds", "1",
-                    "--local-epochs", "0.2", "--rows", "200", "--no-report", "--out", str(out))
+                    "--local-epochs", "0.2", "--rows", "200", "--no-report", "--pairs", "0", "--out", str(out))
     assert "split over 3 institutions (natural)" in proc.stdout + proc.stderr
     assert json.loads((out / "model_card.json").read_text())["participating_clients"] == 3
 
 
 def test_shared_noise_simulation_end_to_end(tmp_path):
-    """`simulate --noise shared` on the Simulation Engine with SecAgg+: one pooled step per round,
-    one budget check for the whole run (every institution can afford every planned round), both
-    epsilons in the ledgers, the log and the model card, within each cap."""
+    """`simulate --noise shared` on the Simulation Engine with SecAgg+: the pooled counts from every
+    institution's share, one pooled step per round, one budget check for the whole run (every
+    institution can afford every planned round), the marginal fit's shares after the last round
+    (on by default), both epsilons in the ledgers, the log and the model card, within each cap."""
     out = tmp_path / "shared"
     proc = fedsynth("simulate", "--clients", "3", "--rounds", "4", "--noise", "shared", "--rows", "300", "--no-report",
                     "--out", str(out))
@@ -160,12 +161,18 @@ def test_shared_noise_simulation_end_to_end(tmp_path):
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events].count("budget_check") == 1
     assert [e["contributors"] for e in events if e["event"] == "round_done"] == [3, 3, 3, 3]
+    assert [e["contributors"] for e in events if e["event"] == "pooled_counts"] == [3]
+    assert [e["event"] for e in events].index("pooled_counts") < [e["event"] for e in events].index("round_done")
+    fit = [e for e in events if e["event"] == "marginal_fit"]
+    assert len(fit) == 1 and (fit[0].get("skipped") or fit[0]["contributors"] == 3)
     card = json.loads((out / "model_card.json").read_text())
     assert card["plan"]["shared_noise"]["min_contributors"] == 3
     assert card["secure_aggregation"]["clipping_range"] == 2**25  # the field's quantisation, as run
     for i in (1, 2, 3):
         ledger = Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5)
         assert [e["round"] for e in ledger.events if e["event"] == "round"] == [1, 2, 3, 4]
+        assert [e["event"] for e in ledger.events].count("pooled_counts") == 1
+        assert "pair_errors" in [e["event"] for e in ledger.events]
         assert 0.99 <= ledger.epsilon_spent <= 1.0 < ledger.epsilon_alone
     assert sorted(c["epsilon_alone"] for c in card["clients"]) == sorted(
         round(Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5).epsilon_alone, 2) for i in (1, 2, 3))
@@ -176,7 +183,8 @@ def test_simulate_on_a_terminal_shows_a_bar_with_round_k_of_n_and_the_time_left(
     redrawn in place with round k/N, the time left and the last round's facts; the plain per-round
     lines are not printed between them, and Flower's lines stay in OUT/flower.log."""
     out = tmp_path / "bar"
-    proc = fedsynth("simulate", "--clients", "2", "--rounds", "3", "--rows", "200", "--no-report", "--out", str(out),
+    proc = fedsynth("simulate", "--clients", "2", "--rounds", "3", "--rows", "200", "--no-report", "--pairs", "0",
+                    "--out", str(out),
                     env={"FORCE_COLOR": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "200"})
     assert "\x1b[" in proc.stderr
     frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stderr).split("\r")  # what the terminal shows
