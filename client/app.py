@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -302,8 +301,7 @@ class Institution:
         # Spend first (on disk), then noise and send; fresh noise every time it is asked for.
         after = ledger.charge([release], event=Stage.POOLED_COUNTS, round=fit.round)
         SharesMade(self.state_dir, plan).record()
-        share_noise = shared.counts_noise / math.sqrt(shared.honest_shares)
-        return pack_stage(noisy_share(blocks, release), share_noise), FitMetrics(
+        return pack_stage(noisy_share(blocks, release), shared.share_noise(shared.counts_noise)), FitMetrics(
             epsilon_spent=round(after, 2), replayed=0.0, epsilon_alone=self._alone(plan, ledger))
 
     # ------------------------------------------------------------------ the marginal fit's releases

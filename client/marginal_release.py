@@ -70,10 +70,9 @@ class MarginalReleases:
     def sent_noise(self, stage: str, frequency_noise: float) -> float:
         """The noise multiplier a packed release reports: its own, or (shared noise) its share's,
         so that the contributors' slots add up to the sum's."""
-        if self.shared is None:
-            return dict(zip(RELEASE_STAGES, release_noises(self.config, frequency_noise)))[stage]
-        full = dict(zip(RELEASE_STAGES, release_noises(self.config, self.shared.counts_noise)))[stage]
-        return full / self.shared.honest_shares ** 0.5
+        base = frequency_noise if self.shared is None else self.shared.counts_noise
+        full = dict(zip(RELEASE_STAGES, release_noises(self.config, base)))[stage]
+        return full if self.shared is None else self.shared.share_noise(full)
 
     def earlier(self, stage: str, request: str) -> np.ndarray | None:
         """The vector released for ``stage`` if it answered ``request``; None if none was made.

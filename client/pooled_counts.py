@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from fedsynth.common.atomic import atomic_write_text
+from fedsynth.common.dp.accounting import block_totals
 from fedsynth.common.dp.integer_noise import signal_bound, skellam_noise
 from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.dp.shared_noise import SharedNoiseRelease
@@ -50,9 +51,7 @@ def noisy_share(blocks: list[np.ndarray], release: SharedNoiseRelease,
 
     Each count is clipped to the field's signal bound first (1-Lipschitz: the sensitivity stands),
     so the share cannot wrap the field; pooled counts above about 2^25 would."""
-    exact = np.concatenate([np.asarray(b, dtype=np.float64).sum(axis=0) if np.ndim(b) == 2
-                            else np.asarray(b, dtype=np.float64) for b in blocks])
-    exact = np.rint(exact).astype(np.int64)
+    exact = np.rint(np.concatenate(block_totals(blocks))).astype(np.int64)
     bound = signal_bound(release.mu_share, exact.size)
     stream = stream or ChaChaStream.from_os()
     return np.clip(exact, -bound, bound) + skellam_noise(release.mu_share, exact.size, stream)

@@ -19,6 +19,7 @@ import torch
 
 from fedsynth.common.dp.accounting import frequencies_from_counts, rows_from_counts
 from fedsynth.common.dp.integer_noise import IntegerGrid
+from fedsynth.common.dp.shared_noise import SharedNoise
 from fedsynth.common.protocol.federation import FederationPlan, shared_sums
 from fedsynth.common.protocol.marginal_stage import StageSum
 from fedsynth.server.round import RoundOutcome, RoundRejected
@@ -85,9 +86,7 @@ def finish_shared_round(mean: list[np.ndarray], plan: FederationPlan, grid: Inte
     shared = plan.shared_noise
     if shared is None:
         raise ValueError("finish_shared_round needs a shared-noise plan")
-    if contributors < shared.min_contributors:
-        # SecAgg+'s threshold should have refused to unmask it; never step on such a sum
-        raise RoundRejected(f"{contributors} contributions, fewer than min_contributors={shared.min_contributors}")
+    _enough_shares(shared, contributors, "contributions")
     total = unpack_shared_sum(mean, contributors)
     expected_batch = max(1.0, shared.sample_rate * pooled_rows)
     gradient = [g.astype(np.float64) * grid.gamma / expected_batch for g in total.gradient]
@@ -97,11 +96,17 @@ def finish_shared_round(mean: list[np.ndarray], plan: FederationPlan, grid: Inte
     return RoundOutcome(arrays, freqs, None, contributors)
 
 
+def _enough_shares(shared: SharedNoise, contributors: int, what: str) -> None:
+    """SecAgg+'s threshold should have refused to unmask a sum of fewer than K_min shares: never
+    use one (RoundRejected)."""
+    if contributors < shared.min_contributors:
+        raise RoundRejected(f"{contributors} {what}, fewer than min_contributors={shared.min_contributors}")
+
+
 @dataclass(frozen=True)
 class PooledCounts:
     """The pooled counts, from the shared-noise round before the first step."""
 
-    blocks: list[np.ndarray]  # noisy counts, laid out as TableEncoder.count_sizes
     freqs: list[np.ndarray]  # their frequencies (histograms spread over ordered cells)
     rows: float  # the pooled row estimate (expected batch = sample_rate x rows)
     contributors: int
@@ -114,12 +119,10 @@ def pooled_counts(total: StageSum, plan: FederationPlan, count_sizes: list[int],
     shared = plan.shared_noise
     if shared is None:
         raise ValueError("pooled counts come from shared-noise runs only")
-    if total.contributors < shared.min_contributors:
-        raise RoundRejected(f"{total.contributors} counts shares, fewer than min_contributors="
-                            f"{shared.min_contributors}")
+    _enough_shares(shared, total.contributors, "counts shares")
     if total.values.size != sum(count_sizes):
         raise RoundRejected(f"the pooled counts have {total.values.size} values, expected {sum(count_sizes)}")
     blocks = np.split(total.values.astype(np.float64), np.cumsum(count_sizes)[:-1]) if count_sizes else []
     rows = rows_from_counts(blocks) if blocks else None
-    return PooledCounts(blocks, frequencies_from_counts(blocks, floor=1e-9, ordered=ordered), float(rows or 1.0),
+    return PooledCounts(frequencies_from_counts(blocks, floor=1e-9, ordered=ordered), float(rows or 1.0),
                         total.contributors)

@@ -14,7 +14,8 @@ from fedsynth.client.pooled_counts import noisy_share
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.tables import write_table
 from fedsynth.common.digest import arrays_digest
-from fedsynth.common.dp.accounting import epsilon_spent, frequencies_from_counts, gaussian_counts_release
+from fedsynth.common.dp.accounting import (block_totals, epsilon_spent, frequencies_from_counts,
+                                           gaussian_counts_release)
 from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.dp.shared_noise import ALONE, SharedNoise, SharedNoiseRelease, shared_counts_release
 from fedsynth.common.errors import BudgetExhausted, FedsynthError
@@ -66,9 +67,7 @@ def summed(institutions, plan, encoder):
 
 
 def exact_pooled(silos, encoder):
-    df = np.concatenate([np.concatenate([np.asarray(b).sum(axis=0) if np.ndim(b) == 2 else b
-                                         for b in encoder.count_blocks(s, encoder.encode(s))]) for s in silos])
-    return df.reshape(len(silos), -1).sum(axis=0)
+    return sum(np.concatenate(block_totals(encoder.count_blocks(s, encoder.encode(s)))) for s in silos)
 
 
 def test_the_coordinator_learns_the_pooled_counts_charged_before_they_leave(institutions, silos, adult_schema):

@@ -205,11 +205,16 @@ def noisy_counts(onehot_blocks: Sequence[Any], sigma: float) -> list[Any]:
     """
     stream = ChaChaStream.from_os()
     scale = sigma * math.sqrt(max(1, len(onehot_blocks)))
+    return [exact + scale * stream.normal(exact.shape[0]) for exact in block_totals(onehot_blocks)]
+
+
+def block_totals(blocks: Sequence[Any]) -> list[np.ndarray]:
+    """The exact counts of each block: a one-hot matrix (a row per table row) summed over its rows,
+    or a histogram (already column sums) as it is. Private: only ever released with noise."""
     out = []
-    for block in onehot_blocks:
+    for block in blocks:
         block = np.asarray(block, dtype=float)
-        exact = block.sum(axis=0) if block.ndim == 2 else block
-        out.append(exact + scale * stream.normal(exact.shape[0]))
+        out.append(block.sum(axis=0) if block.ndim == 2 else block)
     return out
 
 

@@ -77,6 +77,11 @@ class SharedNoise:
         """Skellam parameter of one institution's share."""
         return share_mu(self.noise_multiplier, grid, self.honest_shares)
 
+    def share_noise(self, noise_multiplier: float) -> float:
+        """The noise multiplier of one share of a release at ``noise_multiplier``: K_min - T shares'
+        variances add up to the release's (what a packed one-off release reports)."""
+        return noise_multiplier / math.sqrt(self.honest_shares)
+
     def counts_release(self, blocks: int) -> SharedNoiseRelease:
         """The ledger entry of the pooled counts release over ``blocks`` count blocks."""
         return shared_counts_release(self.counts_noise, blocks, self.honest_shares)
