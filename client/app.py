@@ -161,8 +161,12 @@ class Institution:
         return counts + MarginalReleases(self.state_dir, plan).pending(sigma, column_segments(encoder))
 
     @staticmethod
-    def _frequency_noise(plan: FederationPlan, ledger: Ledger) -> float:
-        """The release's noise, chosen from this institution's own cap by the single-party rule."""
+    def _frequency_noise(plan: FederationPlan, ledger: Ledger) -> float | None:
+        """The counts' and marginal releases' noise, chosen from this institution's own cap by the
+        single-party rule; None with shared noise, where the plan's ``counts_noise`` rules (calibrating
+        it anyway could refuse a small cap the shared plan fits)."""
+        if plan.shared_noise is not None:
+            return None
         return frequency_noise(ledger.epsilon_cap, ledger.delta, ledger.accountant, floor=plan.marginal_noise)
 
     def check(self, plan: FederationPlan, total_clients: int, server_round: int | None = None,

@@ -47,30 +47,38 @@ class MarginalReleases:
         self.config: MarginalFitConfig = plan.marginal_fit
         self.shared = plan.shared_noise
 
+    @staticmethod
+    def _own(frequency_noise: float | None) -> float:
+        """The institution's own noise multiplier, which a local-noise plan needs (with shared noise
+        the plan's ``counts_noise`` rules and the caller passes None)."""
+        if frequency_noise is None:
+            raise ValueError("a local-noise plan's marginal releases need this institution's own noise multiplier")
+        return frequency_noise
+
     def _made(self) -> dict[str, dict]:
         return json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def _planned(self, frequency_noise: float, segments: list[Segment], chosen: int | None = None
+    def _planned(self, frequency_noise: float | None, segments: list[Segment], chosen: int | None = None
                  ) -> list[Release | SharedNoiseRelease]:
         if self.shared is None:  # this institution's own noise, from its own cap
-            return planned_releases(self.config, frequency_noise, segments)
+            return planned_releases(self.config, self._own(frequency_noise), segments)
         return shared_planned_releases(self.config, self.shared.counts_noise, segments, self.shared.honest_shares,
                                        chosen)
 
-    def pending(self, frequency_noise: float, segments: list[Segment]) -> list[Release | SharedNoiseRelease]:
+    def pending(self, frequency_noise: float | None, segments: list[Segment]) -> list[Release | SharedNoiseRelease]:
         """The planned releases not made yet: what this institution must keep budget for."""
         made = self._made()
         return [r for stage, r in zip(RELEASE_STAGES, self._planned(frequency_noise, segments)) if stage not in made]
 
-    def noise(self, stage: str, frequency_noise: float, segments: list[Segment], chosen: int | None = None
+    def noise(self, stage: str, frequency_noise: float | None, segments: list[Segment], chosen: int | None = None
               ) -> Release | SharedNoiseRelease:
         """The ledger entry of ``stage``'s release (``chosen``: the pairs actually asked for)."""
         return dict(zip(RELEASE_STAGES, self._planned(frequency_noise, segments, chosen)))[stage]
 
-    def sent_noise(self, stage: str, frequency_noise: float) -> float:
+    def sent_noise(self, stage: str, frequency_noise: float | None) -> float:
         """The noise multiplier a packed release reports: its own, or (shared noise) its share's,
         so that the contributors' slots add up to the sum's."""
-        base = frequency_noise if self.shared is None else self.shared.counts_noise
+        base = self._own(frequency_noise) if self.shared is None else self.shared.counts_noise
         full = dict(zip(RELEASE_STAGES, release_noises(self.config, base)))[stage]
         return full if self.shared is None else self.shared.share_noise(full)
 

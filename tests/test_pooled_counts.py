@@ -18,7 +18,7 @@ from fedsynth.common.dp.accounting import (block_totals, epsilon_spent, frequenc
                                            gaussian_counts_release)
 from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.dp.shared_noise import ALONE, SharedNoise, SharedNoiseRelease, shared_counts_release
-from fedsynth.common.errors import BudgetExhausted, FedsynthError
+from fedsynth.common.errors import BudgetExhausted, FedsynthError, PrivacyError
 from fedsynth.common.model.marginal_fit import MarginalFitConfig, all_pairs, column_segments, shared_planned_releases
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, FederationPlan, model_arrays
@@ -230,3 +230,18 @@ def test_resolve_keeps_budget_for_the_marginal_fit_shares(adult_schema):
     fit = shared_planned_releases(plan.marginal_fit, shared.counts_noise, column_segments(encoder), 2)
     history = [shared.counts_release(len(encoder.count_sizes)), shared.release(grid, resolved.rounds), *fit]
     assert 0.98 <= epsilon_spent(history, 1e-5) <= 1.0
+
+
+
+def test_with_shared_noise_the_single_party_counts_rule_is_never_consulted(monkeypatch, institutions, adult_schema):
+    """The plan's counts noise rules a shared-noise run: the institution's own rule (which can refuse
+    a cap the shared plan fits, and costs a calibration per budget check) must not be asked."""
+    def refuse(*_args, **_kwargs):
+        raise PrivacyError("the single-party counts rule was consulted")
+
+    monkeypatch.setattr("fedsynth.client.app.frequency_noise", refuse)
+    plan = replace(shared_plan(adult_schema), marginal_fit=MarginalFitConfig(pairs=2))
+    inst = institutions[0]
+    assert inst.check(plan, 3).can_train
+    inst.pooled_counts_release(ask(plan))
+    assert inst.ledger().epsilon_spent > 0
