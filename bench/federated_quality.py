@@ -245,7 +245,8 @@ def main() -> None:
             q = federated_run(train, holdout, schema, silos, plan, args.epsilon, args.delta, args.batch_size,
                               args.threads, args.seed + r, label)
         runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc",
-                                       "epsilon_spent_max", "server_lr_mean") if k in q})
+                                       "epsilon_spent_max", "server_lr_mean", "strong_pairs", "strong_pairs_kept",
+                                       "strong_pair_worst") if k in q})
         per_column = q.get("tvd_1way_per_column") or {}
         if per_column:
             runs[-1]["worst_column"] = max(per_column, key=per_column.get)
@@ -254,6 +255,7 @@ def main() -> None:
         print(f"[{name}] run {r}: TSTR {q['tstr_auc']:.3f}  1-way TVD {q['tvd_1way']:.3f}  "
               f"2-way TVD {q['tvd_2way']:.3f}  detection AUC {q.get('detection_auc') or float('nan'):.3f}  "
               f"worst column {runs[-1].get('worst_column')} {runs[-1].get('tvd_1way_max') or float('nan'):.3f}  "
+              f"strong pairs kept {q.get('strong_pairs_kept')}/{q.get('strong_pairs')}  "
               f"max epsilon {q['epsilon_spent_max']:.3f}{lr}  {time.time() - t:.0f}s",
               flush=True)
     tstr = np.array([r["tstr_auc"] for r in runs])

@@ -52,7 +52,7 @@ from fedsynth.simulations.quality import DEFINITION, quick_quality
 ROOT = Path(__file__).resolve().parents[1]
 ANCHORS = ("mst", "aim", "dpctgan", "patectgan")
 ANCHOR_EPOCHS = 30
-METRICS = ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max")
+METRICS = ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "strong_kept_share")
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,13 @@ class Run:
     detection_auc: float | None = None  # real-vs-synthetic classifier; 0.5 = indistinguishable
     tvd_1way_max: float | None = None  # the worst column's 1-way TVD (issue 16: none above 0.08)
     worst_column: str | None = None
+    strong_pairs: int | None = None  # real pairs with association >= 0.5 (issue 16: each kept within 0.1)
+    strong_pairs_kept: int | None = None
+    strong_pair_worst: dict | None = None  # the one furthest off: columns, real, synthetic
+
+    @property
+    def strong_kept_share(self) -> float | None:
+        return self.strong_pairs_kept / self.strong_pairs if self.strong_pairs else None
 
 
 @dataclass
@@ -102,7 +109,8 @@ def as_run(q: dict, seconds: float) -> Run:
     per_column = q.get("tvd_1way_per_column") or {}
     worst = max(per_column, key=per_column.get) if per_column else None
     return Run(q.get("tstr_auc"), q.get("trtr_auc"), q["tvd_1way"], q["tvd_2way"], round(seconds, 1),
-               q.get("detection_auc"), per_column.get(worst), worst)
+               q.get("detection_auc"), per_column.get(worst), worst, q.get("strong_pairs"),
+               q.get("strong_pairs_kept"), q.get("strong_pair_worst"))
 
 
 def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: float, delta: float, seed: int,
@@ -174,7 +182,16 @@ def _fmt(v: float | None) -> str:
 
 def _scores(run: Run) -> str:
     return (f"TSTR {_fmt(run.tstr_auc)}  1-way TVD {_fmt(run.tvd_1way)}  2-way TVD {_fmt(run.tvd_2way)}  "
-            f"detection AUC {_fmt(run.detection_auc)}  worst column {run.worst_column} {_fmt(run.tvd_1way_max)}")
+            f"detection AUC {_fmt(run.detection_auc)}  worst column {run.worst_column} {_fmt(run.tvd_1way_max)}  "
+            f"{_strong(run)}")
+
+
+def _strong(run: Run) -> str:
+    if not run.strong_pairs:
+        return "no strong pairs"
+    w = run.strong_pair_worst or {}
+    return (f"strong pairs kept {run.strong_pairs_kept}/{run.strong_pairs} (worst {'~'.join(w.get('columns', []))} "
+            f"real {w.get('real', float('nan')):.2f} synthetic {w.get('synthetic', float('nan')):.2f})")
 
 
 def suite_means(cells: list[Cell]) -> dict[str, dict[str, float | None]]:
@@ -190,7 +207,7 @@ def suite_means(cells: list[Cell]) -> dict[str, dict[str, float | None]]:
 
 def print_summary(infos: list[TableInfo], cells: list[Cell], means: dict) -> None:
     print(f"\n{'table':<8} {'system':<36} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6} {'detect':>6} "
-          f"{'worst':>6}  runs")
+          f"{'worst':>6} {'strong':>6}  runs")
     for info in infos:
         for c in (c for c in cells if c.table == info.name):
             if c.error and not c.runs:

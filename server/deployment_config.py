@@ -33,7 +33,7 @@ from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.outputs import COORDINATOR_RUN, Existing, claim_dir, find_existing
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings, federated_model_config
 from fedsynth.server.run_config import ServerRunSettings, settings_from_run_config
-from fedsynth.server.shared_plan import SharedNoiseRequest
+from fedsynth.server.shared_plan import SHARED_PAIRS, SharedNoiseRequest
 
 
 @dataclass
@@ -70,7 +70,8 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
         local_epochs = 1.5
         [plan.model]                # ModelConfig fields
         model = "vae"
-        [plan.marginal_fit]         # optional: the marginal fit, MarginalFitConfig fields (none without the table)
+        [plan.marginal_fit]         # optional: the marginal fit, MarginalFitConfig fields (without the table:
+        pairs = 20                  #   SHARED_PAIRS with shared noise, as simulate; none with local noise)
         pairs = 20
         [plan.shared_noise]         # optional: noise shared under SecAgg+ (SharedNoiseRequest fields)
         sample_rate = 0.2
@@ -93,7 +94,7 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     plan_raw = dict(raw.get("plan", {}))
     model_raw = plan_raw.pop("model", {})
     shared_raw = plan_raw.pop("shared_noise", None)
-    marginal_raw = plan_raw.pop("marginal_fit", None)  # no table: no marginal fit (FederationPlan's default)
+    marginal_raw = plan_raw.pop("marginal_fit", None)
     _known("[plan]", plan_raw, FederationPlan, p, skip=("schema_hash", "model", "shared_noise", "marginal_fit"))
     _known("[plan.model]", model_raw, ModelConfig, p)
     if marginal_raw is not None:
@@ -106,6 +107,8 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
         model = ModelConfig(**model_raw) if shared_raw is not None else federated_model_config(**model_raw)
         if marginal_raw is not None:  # a table asks for the fit: MarginalFitConfig's defaults (20 pairs) fill it in
             plan_raw["marginal_fit"] = MarginalFitConfig(**marginal_raw)
+        elif shared_raw is not None:  # shared noise fits by default, as simulate does (measured there)
+            plan_raw["marginal_fit"] = MarginalFitConfig(pairs=SHARED_PAIRS)
         plan = FederationPlan(**plan_raw, model=model)
         secagg = SecAggSettings(**secagg_raw)
         shared = SharedNoiseRequest(**shared_raw) if shared_raw is not None else None

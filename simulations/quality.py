@@ -15,6 +15,10 @@ federated, fedsynth single-party, and the centralized anchors.
   (:func:`fedsynth.evaluation.detection.detect`) on a balanced subsample of
   ``QUICK_DETECTION_ROWS`` rows per side (under a second on Adult; the report uses up to
   10,000), 0.5 = indistinguishable; ``detection_auc_floor`` is the real holdout's.
+* strong pairs: the real pairs with association at least
+  :data:`~fedsynth.evaluation.associations.STRONG_ASSOCIATION`, how many the synthetic rows keep
+  within :data:`~fedsynth.evaluation.associations.KEPT_WITHIN`, and the one furthest off (the
+  report's own list, :func:`fedsynth.evaluation.associations.strong_pairs`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fedsynth.evaluation.associations import association_matrix, strong_pairs
 from fedsynth.evaluation.detection import detect
 from fedsynth.evaluation.marginals import marginal_tvds
 from fedsynth.evaluation.prepared import prepare
@@ -34,7 +39,8 @@ DEFINITION = ("TSTR/TRTR: HistGradientBoosting (fedsynth.evaluation.utility.tree
               "holdout; TVD: synthetic vs real training rows, numericals at training deciles + one bin per "
               "declared point mass + missing (fedsynth.evaluation.marginals.marginal_tvds); detection: ROC AUC "
               "of HistGradientBoosting telling synthetic from real training rows, 3-fold CV on 2,000 rows per "
-              "side (fedsynth.evaluation.detection.detect)")
+              "side (fedsynth.evaluation.detection.detect); strong pairs: real association >= 0.5, kept when the "
+              "synthetic one is within 0.1 (fedsynth.evaluation.associations.strong_pairs)")
 QUICK_DETECTION_ROWS = 2_000
 
 
@@ -46,6 +52,13 @@ def quick_quality(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFram
     out: dict[str, Any] = {"tvd_1way": float(np.mean(list(one.values()))), "tvd_2way": two,
                            "tvd_1way_per_column": one,
                            "detection_auc": detect(real, syn, schema, seed, QUICK_DETECTION_ROWS).auc}
+    real_assoc, syn_assoc = association_matrix(real, schema), association_matrix(syn, schema)
+    pairs = strong_pairs(real_assoc, syn_assoc, syn_assoc, syn_assoc, schema)  # (its two reference columns unused here)
+    out["strong_pairs"], out["strong_pairs_kept"] = len(pairs), sum(p.kept for p in pairs)
+    if pairs:
+        worst = max(pairs, key=lambda p: p.abs_difference)
+        out["strong_pair_worst"] = {"columns": list(worst.columns), "real": worst.real,
+                                    "synthetic": worst.synthetic, "abs_difference": worst.abs_difference}
     if floor:
         one_h, two_h = marginal_tvds(real, hold, schema)
         out["tvd_1way_floor"], out["tvd_2way_floor"] = float(np.mean(list(one_h.values()))), two_h

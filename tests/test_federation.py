@@ -210,15 +210,23 @@ def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp
     assert load_deployment_config(wide).plan.model.hidden == 64
 
 
-def test_a_coordinator_config_asks_for_the_marginal_fit_only_with_its_table(tmp_path):
-    """Without [plan.marginal_fit] no fit runs (institutions keep no budget for it); the table
-    turns it on with MarginalFitConfig's defaults for what it leaves out; a misspelt key is named."""
+def test_a_coordinator_config_fits_marginals_by_default_with_shared_noise_only(tmp_path):
+    """Without [plan.marginal_fit] a local-noise plan runs no fit (institutions keep no budget for
+    it) and a shared-noise plan fits SHARED_PAIRS, as simulate does; the table turns it on with
+    MarginalFitConfig's defaults for what it leaves out, or off with pairs = 0; a misspelt key is named."""
     from fedsynth.common.errors import FedsynthError
     from fedsynth.server.deployment_config import load_deployment_config
+    from fedsynth.server.shared_plan import SHARED_PAIRS
 
     plain = tmp_path / "plain.toml"
     plain.write_text("[plan]\nrounds = 2\n")
     assert load_deployment_config(plain).plan.marginal_fit.pairs == 0
+    shared = tmp_path / "shared.toml"
+    shared.write_text("[plan]\nrounds = 2\n[plan.shared_noise]\nsample_rate = 0.2\nnoise_multiplier = 1.0\n")
+    assert load_deployment_config(shared).plan.marginal_fit.pairs == SHARED_PAIRS
+    shared.write_text("[plan]\nrounds = 2\n[plan.marginal_fit]\npairs = 0\n[plan.shared_noise]\nsample_rate = 0.2\n"
+                      "noise_multiplier = 1.0\n")
+    assert load_deployment_config(shared).plan.marginal_fit.pairs == 0
     asked = tmp_path / "asked.toml"
     asked.write_text("[plan]\nrounds = 2\n[plan.marginal_fit]\nsteps = 200\n")
     fit = load_deployment_config(asked).plan.marginal_fit
