@@ -471,7 +471,7 @@ def test_report_without_guarantee_or_target(split, schema, tmp_path):
 
 
 # --------------------------------------------------------------------------- one definition
-def test_headline_quality_is_the_reports_definition(split, schema, honest_result):
+def test_headline_quality_is_the_reports_definition(split, schema, honest_result, shuffled_result):
     """summary.json / benchmark numbers (quick_quality) equal the report's, to the last digit."""
     q = quick_quality(split["real"], split["holdout"], split["other"], schema, "income", seed=0, floor=True)
     summary = honest_result["summary"]
@@ -485,6 +485,14 @@ def test_headline_quality_is_the_reports_definition(split, schema, honest_result
     assert q["tvd_2way_floor"] == pytest.approx(base["mean_tvd_2way"], abs=1e-12)
     # detection on a smaller subsample than the report's: the same classifier, at chance for real rows
     assert 0.4 < q["detection_auc"] < 0.6 and 0.4 < q["detection_auc_floor"] < 0.6
+    assert (q["strong_pairs"], q["strong_pairs_kept"]) == (summary["strong_pairs"], summary["strong_pairs_kept"])
+    assert q["strong_pairs"] > 0 and q["strong_pairs_kept"] == q["strong_pairs"]  # real rows keep every one
+    rng = np.random.default_rng(3)  # every column permuted separately, as shuffled_result's
+    shuffled = pd.DataFrame({c: split["other"][c].to_numpy()[rng.permutation(len(split["other"]))]
+                             for c in split["other"].columns})
+    lost = quick_quality(split["real"], split["holdout"], shuffled, schema, None)
+    assert lost["strong_pairs_kept"] == shuffled_result["summary"]["strong_pairs_kept"] == 0
+    assert lost["strong_pair_worst"]["abs_difference"] > 0.4
 
 
 # --------------------------------------------------------------------------- holdout disjointness
