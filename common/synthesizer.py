@@ -45,7 +45,7 @@ from fedsynth.common.artifact import (
 )
 from fedsynth.common.calibration import POOL_FACTOR, calibrated_rows
 from fedsynth.common.data.cells import coerce, with_ids
-from fedsynth.common.data.constraints import Rejections, repair
+from fedsynth.common.data.constraints import FixedCombinations, Rejections, repair
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import (
@@ -321,8 +321,8 @@ class Synthesizer:
                       seed: int | None, max_tries: int) -> pd.DataFrame:
         if n == 0:
             return self.encoder.decode(np.zeros((0, self.encoder.dim), dtype=np.float32))
-        if not conditions and not self.schema.constraints:
-            return self._draw(n, seed)
+        if not conditions and all(isinstance(c, FixedCombinations) for c in self.schema.constraints):
+            return repair(self.schema.constraints, self._draw(n, seed))  # kept by construction: nothing to redraw
         first = next(iter(parsed.values())) if parsed else None
         fixed = (self.model.conditioner.index(first[0]), first[1]) if first else None
         rng = np.random.default_rng(seed)
