@@ -120,7 +120,6 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         encoder = TableEncoder(schema)
         torch.manual_seed(plan.seed)
         current = build_model(encoder, plan.model).get_arrays()
-        freq_sizes = encoder.count_sizes
         freqs, history, budget, steps = None, [], {}, []
         shared = plan.shared_noise is not None
         clipping = run_secagg(SecAggSettings(), plan).clipping_range  # what the Flower runs use
@@ -145,7 +144,7 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
                 outcome = finish_shared_round(mean, plan, shared_grid(plan, current), pooled.rows, len(updates),
                                               optimizer, pooled.freqs)
             else:
-                outcome = finish_round(current, mean, plan, clipping, freq_sizes, len(updates), encoder.ordered_cells)
+                outcome = finish_round(current, mean, plan, clipping, encoder.counts_layout, len(updates))
             current, freqs = outcome.arrays, outcome.freqs
             if outcome.server_lr is not None:
                 steps.append(outcome.server_lr)  # unrounded, as measured before (the record rounds to 4 places)
@@ -182,7 +181,7 @@ def _pooled_counts(institutions: list[Institution], plan: FederationPlan, encode
     fit = FitConfig(plan, 0, len(institutions), FIELD_CLIPPING_RANGE, 0, Stage.POOLED_COUNTS)
     length = stage_length(Stage.POOLED_COUNTS, [], (), 0, encoder.count_sizes)
     total = _stage_sum(institutions, fit, [], length)
-    return pooled_counts(total, plan, encoder.count_sizes, encoder.ordered_cells) if total else None
+    return pooled_counts(total, plan, encoder.counts_layout) if total else None
 
 
 def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: Schema, current: list[np.ndarray],

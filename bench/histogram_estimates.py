@@ -67,7 +67,7 @@ def main() -> None:
             scores = {"projection": [], "halving": []}
             for _ in range(args.draws):
                 noisy = [e + std * rng.standard_normal(e.size) for e in exact]
-                for method, ordered in (("projection", None), ("halving", encoder.ordered_cells)):
+                for method, ordered in (("projection", None), ("halving", encoder.counts_layout.ordered)):
                     scores[method].append(column_tvds(train, schema, encoder,
                                                       frequencies_from_counts(noisy, ordered=ordered), rng))
             for method, runs in scores.items():

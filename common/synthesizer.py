@@ -197,7 +197,7 @@ class Synthesizer:
         self.privacy.history.append(gaussian_counts_release(plan["frequency_noise"]))
         counts = noisy_counts(self.encoder.count_blocks(df, x_np), plan["frequency_noise"])
         cond_probs, self.marginals = self.encoder.split_counts(
-            frequencies_from_counts(counts, ordered=self.encoder.ordered_cells))
+            frequencies_from_counts(counts, ordered=self.encoder.counts_layout.ordered))
         self.model = build_model(self.encoder, self.model_config, cond_probs=cond_probs)
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
         steps, done = int(plan["steps"]), 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedsynth.common.data.encoding import CountsLayout
 from fedsynth.common.dp.accounting import frequencies_from_counts
 from fedsynth.common.protocol.federation import TAIL_SLOTS, FederationPlan
 
@@ -30,19 +31,16 @@ class MeanUpdate:
     weight_sq: float  # mean of their squared weights
 
 
-def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, sizes: list[int],
-                     ordered: list[slice | None] | None = None) -> MeanUpdate:
-    """The mean packed update -> its weighted means (``ordered``: see ``frequencies_from_counts``)."""
+def unpack_aggregate(mean: list[np.ndarray], plan: FederationPlan, layout: CountsLayout) -> MeanUpdate:
+    """The mean packed update -> its weighted means (the counts laid out as ``layout``)."""
     tail = mean[-1].astype(np.float64)
-    if tail.size != sum(sizes) + TAIL_SLOTS:
-        raise ValueError(f"aggregate tail has {tail.size} values, expected {sum(sizes) + TAIL_SLOTS}")
+    if tail.size != layout.total + TAIL_SLOTS:
+        raise ValueError(f"aggregate tail has {tail.size} values, expected {layout.total + TAIL_SLOTS}")
     weight = float(tail[-1])
     if not weight > 0:
         raise ValueError("aggregate carries no weight (no client contributed)")
     deltas = [(m.astype(np.float64) / (plan.update_scale * weight)).astype(np.float32) for m in mean[:-1]]
-    flat = tail[:-TAIL_SLOTS] / weight
-    bounds = np.cumsum([0, *sizes])
-    freqs = frequencies_from_counts([flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])], floor=1e-9, ordered=ordered)
+    freqs = frequencies_from_counts(layout.split(tail[:-TAIL_SLOTS] / weight), floor=1e-9, ordered=layout.ordered)
     return MeanUpdate(deltas, freqs, max(0.0, float(tail[-3]) / weight) * plan.update_clip_norm**2, weight,
                       max(float(tail[-2]), weight * weight))
 

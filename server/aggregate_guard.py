@@ -67,6 +67,7 @@ import math
 
 import numpy as np
 
+from fedsynth.common.data.encoding import CountsLayout
 from fedsynth.common.protocol.federation import TAIL_SLOTS, FederationPlan
 from fedsynth.server.aggregate import squared_norm
 
@@ -78,7 +79,7 @@ _WEIGHT_SLACK = 1e-5
 
 
 def aggregate_problem(mean: list[np.ndarray], plan: FederationPlan, clipping_range: float,
-                      freq_sizes: list[int] | None = None) -> str | None:
+                      layout: CountsLayout | None = None) -> str | None:
     """Why the unmasked mean (packed update format) cannot come from honest clients, or None."""
     for i, m in enumerate(mean):
         m = np.asarray(m, dtype=np.float64)
@@ -105,13 +106,13 @@ def aggregate_problem(mean: list[np.ndarray], plan: FederationPlan, clipping_ran
         return f"mean squared-norm fraction {norm_slot:.4g} is outside the honest range [0, {w_bar:.4g}]"
     if not w_bar * w_bar - _WEIGHT_SLACK <= w_sq <= w_bar + _WEIGHT_SLACK:  # Jensen, and w^2 <= w
         return f"mean squared weight {w_sq:.4g} is outside the honest range [{w_bar * w_bar:.4g}, {w_bar:.4g}]"
-    if freq_sizes is not None:
-        if sum(freq_sizes) + TAIL_SLOTS != tail.size:
-            return f"the aggregate carries {tail.size - TAIL_SLOTS} frequencies, expected {sum(freq_sizes)}"
+    if layout is not None:
+        if layout.total + TAIL_SLOTS != tail.size:
+            return f"the aggregate carries {tail.size - TAIL_SLOTS} frequencies, expected {layout.total}"
         flat, pos = tail[:-TAIL_SLOTS], 0
         if flat.size and float(flat.min()) < -_ELEMENT_SLACK:
             return "a mean category frequency is negative"
-        for j, k in enumerate(freq_sizes):
+        for j, k in enumerate(layout.sizes):
             total = float(flat[pos : pos + k].sum())
             if abs(total - w_bar) > _ELEMENT_SLACK * max(1, k):
                 return f"category frequencies of column block {j} sum to {total:.4g}, expected {w_bar:.4g}"

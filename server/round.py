@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fedsynth.common.data.encoding import CountsLayout
 from fedsynth.common.protocol.federation import FederationPlan
 from fedsynth.common.protocol.messages import FitMetrics
 from fedsynth.server.aggregate import aligned_server_lr, unpack_aggregate
@@ -31,13 +32,12 @@ class RoundRejected(ValueError):
     """The round's mean is outside what honest clients can produce; the round is discarded."""
 
 
-def next_global(current: list[np.ndarray], mean: list[np.ndarray], plan: FederationPlan, freq_sizes: list[int],
-                contributors: int, ordered: list[slice | None] | None = None
-                ) -> tuple[list[np.ndarray], list[np.ndarray], float]:
+def next_global(current: list[np.ndarray], mean: list[np.ndarray], plan: FederationPlan, layout: CountsLayout,
+                contributors: int) -> tuple[list[np.ndarray], list[np.ndarray], float]:
     """(next global weights, category frequencies, the server step used) from one round's
     unmasked mean update. The step used is the plan's or the aligned one, shortened to the
     step bound (an honest equal-weight round with the aligned step never is)."""
-    update = unpack_aggregate(mean, plan, freq_sizes, ordered)
+    update = unpack_aggregate(mean, plan, layout)
     lr = plan.server_lr if plan.server_lr is not None else aligned_server_lr(update, contributors)
     lr = bounded_server_lr(lr, update.deltas, plan, contributors)
     return [c + lr * d for c, d in zip(current, update.deltas)], update.freqs, lr
@@ -61,15 +61,14 @@ class RoundOutcome:
 
 
 def finish_round(current: list[np.ndarray], mean: list[np.ndarray], plan: FederationPlan, clipping_range: float,
-                 freq_sizes: list[int], contributors: int, ordered: list[slice | None] | None = None
-                 ) -> RoundOutcome:
+                 layout: CountsLayout, contributors: int) -> RoundOutcome:
     """The next global model from a round's unmasked ``mean`` of ``contributors`` packed
     updates (SecAgg+'s output format); raises :class:`RoundRejected` for a mean outside the
     honest bounds."""
     if len(mean) != len(current) + 1:
         raise ValueError(f"aggregate has {len(mean)} arrays, expected {len(current) + 1}")
-    problem = aggregate_problem(mean, plan, clipping_range, freq_sizes)  # bounds an honest round obeys
+    problem = aggregate_problem(mean, plan, clipping_range, layout)  # bounds an honest round obeys
     if problem:
         raise RoundRejected(f"aggregate rejected: {problem}")
-    arrays, freqs, lr = next_global(current, mean, plan, freq_sizes, contributors, ordered)
+    arrays, freqs, lr = next_global(current, mean, plan, layout, contributors)
     return RoundOutcome(arrays, freqs, lr, contributors)

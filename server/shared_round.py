@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fedsynth.common.data.encoding import CountsLayout
 from fedsynth.common.dp.accounting import frequencies_from_counts, rows_from_counts
 from fedsynth.common.dp.integer_noise import IntegerGrid
 from fedsynth.common.dp.shared_noise import SharedNoise
@@ -112,17 +113,16 @@ class PooledCounts:
     contributors: int
 
 
-def pooled_counts(total: StageSum, plan: FederationPlan, count_sizes: list[int],
-                  ordered: list[slice | None] | None = None) -> PooledCounts:
+def pooled_counts(total: StageSum, plan: FederationPlan, layout: CountsLayout) -> PooledCounts:
     """The summed counts shares -> pooled frequencies and row estimate (post-processing).
     Raises RoundRejected for a sum of fewer than K_min shares (never used, as a step's)."""
     shared = plan.shared_noise
     if shared is None:
         raise ValueError("pooled counts come from shared-noise runs only")
     _enough_shares(shared, total.contributors, "counts shares")
-    if total.values.size != sum(count_sizes):
-        raise RoundRejected(f"the pooled counts have {total.values.size} values, expected {sum(count_sizes)}")
-    blocks = np.split(total.values.astype(np.float64), np.cumsum(count_sizes)[:-1]) if count_sizes else []
+    if total.values.size != layout.total:
+        raise RoundRejected(f"the pooled counts have {total.values.size} values, expected {layout.total}")
+    blocks = layout.split(total.values.astype(np.float64))
     rows = rows_from_counts(blocks) if blocks else None
-    return PooledCounts(frequencies_from_counts(blocks, floor=1e-9, ordered=ordered), float(rows or 1.0),
+    return PooledCounts(frequencies_from_counts(blocks, floor=1e-9, ordered=layout.ordered), float(rows or 1.0),
                         total.contributors)

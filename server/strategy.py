@@ -24,6 +24,7 @@ import numpy as np
 from flwr.common import FitIns, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server.strategy import FedAvg
 
+from fedsynth.common.data.encoding import CountsLayout
 from fedsynth.common.model.marginal_fit import Pair
 from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, FederationPlan, shared_grid
 from fedsynth.common.protocol.marginal_stage import StageSum, read_stage_sum
@@ -50,15 +51,14 @@ def _reports(results) -> dict[str, FitMetrics]:
 
 
 class SecureDeltaFedAvg(FedAvg):
-    def __init__(self, plan: FederationPlan, initial: list[np.ndarray], freq_sizes: list[int],
+    def __init__(self, plan: FederationPlan, initial: list[np.ndarray], layout: CountsLayout,
                  total_clients: int, clipping_range: float, optimizer_moments: list[np.ndarray] | None = None,
-                 optimizer_steps: int = 0, ordered_cells: list[slice | None] | None = None) -> None:
+                 optimizer_steps: int = 0) -> None:
         super().__init__(fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=plan.min_clients,
                          min_available_clients=plan.min_clients, accept_failures=True)
         self.plan = plan
         self.current = [np.asarray(a, dtype=np.float32) for a in initial]
-        self.freq_sizes = freq_sizes
-        self.ordered_cells = ordered_cells  # each counts block's cells in value order (TableEncoder.ordered_cells)
+        self.layout = layout  # the counts release's blocks (TableEncoder.counts_layout)
         self.freqs: list[np.ndarray] | None = None
         self.total_clients = total_clients
         self.clipping_range = clipping_range
@@ -83,7 +83,7 @@ class SecureDeltaFedAvg(FedAvg):
         stage, pairs, _ = self.stage or (Stage.TRAIN, (), 0)
         clipping = self.clipping_range if self.stage is None else FIELD_CLIPPING_RANGE
         return FitConfig(plan=self.plan, round=server_round, total_clients=self.total_clients, clipping_range=clipping,
-                         freq_size=int(sum(self.freq_sizes)), stage=stage, pairs=pairs)
+                         freq_size=self.layout.total, stage=stage, pairs=pairs)
 
     def configure_fit(self, server_round: int, parameters: Parameters, client_manager):
         everyone = client_manager.all()
@@ -110,8 +110,8 @@ class SecureDeltaFedAvg(FedAvg):
                 outcome = finish_shared_round(mean, self.plan, self.grid, self.pooled_rows, len(contributing),
                                               self.server_optimizer, self.freqs)
             else:
-                outcome = finish_round(self.current, mean, self.plan, self.clipping_range, self.freq_sizes,
-                                       len(contributing), self.ordered_cells)
+                outcome = finish_round(self.current, mean, self.plan, self.clipping_range, self.layout,
+                                       len(contributing))
         except RoundRejected as exc:
             self.rejected = str(exc)
             raise ValueError(f"{self.rejected} (non-finite or out of bounds); round discarded") from None

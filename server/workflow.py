@@ -126,10 +126,9 @@ class FederatedRun:
                               plan_json=self.plan.to_json(), started=utc_now())
         else:
             self.on_event({EVENT: EventKind.RESUMED, "round": ckpt.round})
-        freq_sizes = encoder.count_sizes  # category frequencies, then numerical histograms
         strategy_cls = PlainMeanFedAvg if self.insecure_plain_aggregation else SecureDeltaFedAvg
-        strategy = strategy_cls(self.plan, ckpt.arrays, freq_sizes, self.expected_clients, self.secagg.clipping_range,
-                                ckpt.optimizer_moments, ckpt.optimizer_steps, encoder.ordered_cells)
+        strategy = strategy_cls(self.plan, ckpt.arrays, encoder.counts_layout, self.expected_clients,
+                                self.secagg.clipping_range, ckpt.optimizer_moments, ckpt.optimizer_steps)
         strategy.freqs, strategy.pooled_rows = ckpt.freqs, ckpt.pooled_rows
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=self.plan.rounds), strategy=strategy)
         thread, f_stop, c_done = start_update_client_manager_thread(grid, legacy.client_manager)
@@ -229,7 +228,7 @@ class FederatedRun:
         if total is None:
             raise RuntimeError("the pooled counts round failed 3 times in a row; giving up before any training round")
         try:
-            pooled = pooled_counts(total, self.plan, encoder.count_sizes, encoder.ordered_cells)
+            pooled = pooled_counts(total, self.plan, encoder.counts_layout)
         except RoundRejected as exc:
             raise RuntimeError(f"the pooled counts were rejected: {exc}") from None
         strategy.freqs, strategy.pooled_rows = pooled.freqs, pooled.rows

@@ -8,7 +8,7 @@ import pytest
 
 from fedsynth.common.artifact import META_FILE
 from fedsynth.common.calibration import raking_weights, weighted_draw
-from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.data.encoding import CountsLayout, TableEncoder
 from fedsynth.common.data.histogram import FINE_BINS, NumericHistogram
 from fedsynth.common.data.schema import Column
 from fedsynth.common.dp.accounting import frequencies_from_counts, halving_split, noisy_counts
@@ -38,6 +38,13 @@ def test_the_layout_is_public_and_counts_every_row_once(adult_schema, adult_smal
     assert [len(b.sum(axis=0)) if b.ndim == 2 else len(b) for b in blocks] == enc.count_sizes
     assert all(float(np.sum(b)) == len(adult_small) for b in blocks)  # each block counts each row once
     assert len(enc.histograms) == sum(c.type == "numerical" for c in adult_schema.columns)
+    layout = enc.counts_layout  # what every unpacker of the counts gets: sizes and value order together
+    assert list(layout.sizes) == enc.count_sizes and layout.total == sum(enc.count_sizes)
+    assert layout.ordered == (None,) * len(enc.conditionable) + tuple(h.ordered for h in enc.histograms)
+    flat = np.concatenate([b.sum(axis=0) if b.ndim == 2 else b for b in blocks])
+    assert all(np.array_equal(a, b.sum(axis=0) if b.ndim == 2 else b) for a, b in zip(layout.split(flat), blocks))
+    with pytest.raises(ValueError, match="orderings"):
+        CountsLayout((2, 3), (None,))
 
 
 def test_quantile_mapping_takes_the_histograms_shape_and_keeps_the_order():

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
 
+from fedsynth.common.data.encoding import CountsLayout
 from fedsynth.common.dp.accounting import noisy_counts, rows_from_counts
 from fedsynth.common.protocol.federation import FederationPlan, pack_update, refusal_update
 from fedsynth.server.aggregate import aligned_server_lr, squared_norm, unpack_aggregate
@@ -18,7 +19,7 @@ def test_pack_unpack_is_exact_within_bounds():
     packed, norm_clipped = pack_update(old, new, freqs, plan, clipping_range=8.0)
     assert norm_clipped is False
     assert all(np.all(np.abs(p) <= 8.0) for p in packed)
-    agg = unpack_aggregate(packed, plan, [2, 3])
+    agg = unpack_aggregate(packed, plan, CountsLayout.unordered([2, 3]))
     np.testing.assert_allclose(agg.deltas[0], 0.25)
     np.testing.assert_allclose(agg.deltas[1], [-0.5, 0, 0.5, 1])
     np.testing.assert_allclose(agg.freqs[0], [0.2, 0.8], atol=1e-6)
@@ -45,7 +46,7 @@ class _Proxy:
 @pytest.mark.parametrize("server_lr, expected", [(None, 2 * 0.1), (1.0, 0.1)])
 def test_strategy_steps_by_server_lr_times_mean(server_lr, expected):
     plan = FederationPlan(update_scale=4.0, server_lr=server_lr)
-    strat = SecureDeltaFedAvg(plan, [np.zeros(3, np.float32)], [2], total_clients=2, clipping_range=8.0)
+    strat = SecureDeltaFedAvg(plan, [np.zeros(3, np.float32)], CountsLayout.unordered([2]), total_clients=2, clipping_range=8.0)
     # what SecAgg+ hands over: mean delta 0.1 per element (||mean||^2 = 0.03) while the clients'
     # deltas had mean squared norm 0.06 (they half disagreed): the aligned step is 2 = K
     slot = 0.06 / plan.update_clip_norm**2
@@ -59,7 +60,7 @@ def test_strategy_steps_by_server_lr_times_mean(server_lr, expected):
 
 def test_strategy_rejects_non_finite_and_wrong_shape():
     plan = FederationPlan()
-    strat = SecureDeltaFedAvg(plan, [np.zeros(3, np.float32)], [2], 2, 8.0)
+    strat = SecureDeltaFedAvg(plan, [np.zeros(3, np.float32)], CountsLayout.unordered([2]), 2, 8.0)
     bad = [np.array([np.nan, 0, 0], np.float32), np.array([0.5, 0.5, 0.0, 1.0, 1.0])]
     with pytest.raises(ValueError, match="non-finite"):
         strat.aggregate_fit(1, [(_Proxy("1"), _result(bad))], [])
@@ -69,7 +70,7 @@ def test_strategy_rejects_non_finite_and_wrong_shape():
 
 
 def test_refusals_contribute_nothing():
-    strat = SecureDeltaFedAvg(FederationPlan(), [np.zeros(3, np.float32)], [2], 2, 8.0)
+    strat = SecureDeltaFedAvg(FederationPlan(), [np.zeros(3, np.float32)], CountsLayout.unordered([2]), 2, 8.0)
     assert strat.aggregate_fit(1, [(_Proxy("1"), _result([np.zeros(3), np.zeros(3)], n=0))], []) == (None, {})
 
 
@@ -82,8 +83,8 @@ def test_aggregate_is_the_row_weighted_mean():
     b, _ = pack_update(old, [np.full(4, 1.5, np.float32)], [np.array([0.0, 1.0])], plan, 8.0,
                        weight=plan.client_weight(3_000))
     mean = [(x + y) / 2 for x, y in zip(a, b)]  # what SecAgg+ unmasks: a plain mean
-    assert aggregate_problem(mean, plan, 8.0, [2]) is None
-    agg = unpack_aggregate(mean, plan, [2])
+    assert aggregate_problem(mean, plan, 8.0, CountsLayout.unordered([2])) is None
+    agg = unpack_aggregate(mean, plan, CountsLayout.unordered([2]))
     np.testing.assert_allclose(agg.deltas[0], 1.25, rtol=1e-6)
     np.testing.assert_allclose(agg.freqs[0], [0.25, 0.75], atol=1e-6)
     assert agg.mean_sq_norm == pytest.approx((0.1 * 4 * 0.25 + 0.3 * 4 * 2.25) / 0.4, rel=1e-5)
@@ -113,16 +114,16 @@ def test_row_estimate_from_the_released_counts_is_close_and_noisy():
 def test_guard_rejects_weights_no_honest_client_sends():
     plan = FederationPlan(weight_cap_rows=10_000)
     delta = [np.zeros(3, np.float32)]
-    assert aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.3, 0.5])], plan, 8.0, [2]) is None
-    assert "weight" in aggregate_problem(delta + [np.array([0.5, 0.5, 0.0, 1.0, 1.7])], plan, 8.0, [2])
-    assert "weight" in aggregate_problem(delta + [np.array([0.0, 0.0, 0.0, 0.0, 0.0])], plan, 8.0, [2])
-    assert "sum to" in aggregate_problem(delta + [np.array([0.5, 0.9, 0.0, 0.3, 0.5])], plan, 8.0, [2])
-    assert "negative" in aggregate_problem(delta + [np.array([-0.5, 1.0, 0.0, 0.3, 0.5])], plan, 8.0, [2])
-    assert "squared-norm" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.6, 0.3, 0.5])], plan, 8.0, [2])
-    assert "squared-norm" in aggregate_problem(delta + [np.array([0.25, 0.25, -0.1, 0.3, 0.5])], plan, 8.0, [2])
+    assert aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.3, 0.5])], plan, 8.0, CountsLayout.unordered([2])) is None
+    assert "weight" in aggregate_problem(delta + [np.array([0.5, 0.5, 0.0, 1.0, 1.7])], plan, 8.0, CountsLayout.unordered([2]))
+    assert "weight" in aggregate_problem(delta + [np.array([0.0, 0.0, 0.0, 0.0, 0.0])], plan, 8.0, CountsLayout.unordered([2]))
+    assert "sum to" in aggregate_problem(delta + [np.array([0.5, 0.9, 0.0, 0.3, 0.5])], plan, 8.0, CountsLayout.unordered([2]))
+    assert "negative" in aggregate_problem(delta + [np.array([-0.5, 1.0, 0.0, 0.3, 0.5])], plan, 8.0, CountsLayout.unordered([2]))
+    assert "squared-norm" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.6, 0.3, 0.5])], plan, 8.0, CountsLayout.unordered([2]))
+    assert "squared-norm" in aggregate_problem(delta + [np.array([0.25, 0.25, -0.1, 0.3, 0.5])], plan, 8.0, CountsLayout.unordered([2]))
     # mean weight 0.5: honest squared weights average between 0.25 (all equal) and 0.5
-    assert "squared weight" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.2, 0.5])], plan, 8.0, [2])
-    assert "squared weight" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.6, 0.5])], plan, 8.0, [2])
+    assert "squared weight" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.2, 0.5])], plan, 8.0, CountsLayout.unordered([2]))
+    assert "squared weight" in aggregate_problem(delta + [np.array([0.25, 0.25, 0.1, 0.6, 0.5])], plan, 8.0, CountsLayout.unordered([2]))
     refused = refusal_update([np.ones(3)], 2)
     assert [r.shape for r in refused] == [(3,), (5,)] and not any(r.any() for r in refused)
 
@@ -139,20 +140,20 @@ def test_server_step_is_one_when_clients_agree_and_the_sum_when_they_are_noise()
     plan = FederationPlan(update_scale=4.0, update_clip_norm=100.0)
     rng = np.random.default_rng(0)
     shared = rng.normal(0, 0.05, 400).astype(np.float32)
-    agree = unpack_aggregate(_packed_round([shared] * 5, plan), plan, [2])
+    agree = unpack_aggregate(_packed_round([shared] * 5, plan), plan, CountsLayout.unordered([2]))
     assert aligned_server_lr(agree, 5) == pytest.approx(1.0, abs=1e-3)
     noise = unpack_aggregate(_packed_round([rng.normal(0, 0.05, 400).astype(np.float32) for _ in range(5)], plan),
-                             plan, [2])
+                             plan, CountsLayout.unordered([2]))
     assert 4.0 < aligned_server_lr(noise, 5) <= 5.0  # ~K for independent deltas (the old "sum" rule)
     mixed = unpack_aggregate(_packed_round([shared + rng.normal(0, 0.05, 400).astype(np.float32) for _ in range(5)],
-                                           plan), plan, [2])
+                                           plan), plan, CountsLayout.unordered([2]))
     assert 1.4 < aligned_server_lr(mixed, 5) < 2.2  # half signal, half noise: (1 + 1) / (1 + 1/5) = 1.67
     # unequal row weights: independent noise still gets the sum (K), agreement about one mean step
     weights = [0.2, 0.4, 0.6, 0.8, 1.0]
     noisy = unpack_aggregate(_packed_round([rng.normal(0, 0.05, 400).astype(np.float32) for _ in range(5)], plan,
-                                           weights), plan, [2])
+                                           weights), plan, CountsLayout.unordered([2]))
     assert 4.0 < aligned_server_lr(noisy, 5) <= 5.0
-    agreed = unpack_aggregate(_packed_round([shared] * 5, plan, weights), plan, [2])
+    agreed = unpack_aggregate(_packed_round([shared] * 5, plan, weights), plan, CountsLayout.unordered([2]))
     assert aligned_server_lr(agreed, 5) == pytest.approx(np.mean(np.square(weights)) / np.mean(weights) ** 2, rel=1e-3)
     # the step is bounded whatever the slot claims (a lying client moves it within [1, K] only)
     agree.mean_sq_norm = 1e9
@@ -177,17 +178,17 @@ def test_the_step_is_at_most_sqrt_k_clip_norms_and_an_honest_equal_weight_round_
         return (v * 60 / np.linalg.norm(v)).astype(np.float32)
 
     def step(mean, plan):
-        moved, _, lr = next_global([np.zeros(d, np.float32)], mean, plan, [2], k)
+        moved, _, lr = next_global([np.zeros(d, np.float32)], mean, plan, CountsLayout.unordered([2]), k)
         return float(np.sqrt(squared_norm(moved))), lr
 
     for agreement in (0.0, 0.3, 0.7, 1.0):
         mean = _packed_round([full_norm(agreement) for _ in range(k)], plan)
         moved, lr = step(mean, plan)
-        assert lr == pytest.approx(aligned_server_lr(unpack_aggregate(mean, plan, [2]), k), rel=1e-6)
+        assert lr == pytest.approx(aligned_server_lr(unpack_aggregate(mean, plan, CountsLayout.unordered([2])), k), rel=1e-6)
         assert moved <= bound * (1 + 1e-6)
     fixed_sum = FederationPlan(update_scale=4.0, server_lr=float(k))
     agreed = _packed_round([full_norm(1.0)] * k, fixed_sum)
-    mean_norm = np.sqrt(squared_norm(unpack_aggregate(agreed, fixed_sum, [2]).deltas))
+    mean_norm = np.sqrt(squared_norm(unpack_aggregate(agreed, fixed_sum, CountsLayout.unordered([2])).deltas))
     assert k * mean_norm > 1.3 * bound
     moved, lr = step(agreed, fixed_sum)
     assert moved == pytest.approx(bound, rel=1e-4)

@@ -10,6 +10,7 @@ import pytest
 
 from fedsynth.common.protocol.federation import FederationPlan, SecAggSettings
 from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.encoding import CountsLayout
 from fedsynth.server.strategy import PlainMeanFedAvg
 from fedsynth.server.workflow import PLAIN_AGGREGATION_WARNING, FederatedRun
 from fedsynth.simulations.driver import SimulationConfig
@@ -58,7 +59,7 @@ def test_plain_mean_matches_what_secagg_would_unmask():
 
     plan = FederationPlan(server_lr=1.0)
     initial = [np.zeros(3, dtype=np.float32)]
-    strategy = PlainMeanFedAvg(plan, initial, [2], 2, 8.0)
+    strategy = PlainMeanFedAvg(plan, initial, CountsLayout.unordered([2]), 2, 8.0)
     # [frequencies, squared-norm slot, weight^2, weight]
     ups = [[np.array([4.0, 0.0, -4.0], np.float32), np.array([1.0, 0.0, 0.02, 1.0, 1.0])],
            [np.array([0.0, 4.0, 4.0], np.float32), np.array([0.0, 1.0, 0.02, 1.0, 1.0])]]

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from _loopback import secagg_round
+from fedsynth.common.data.encoding import CountsLayout
 from fedsynth.common.protocol.federation import FederationPlan, pack_update
 from fedsynth.server.aggregate import aligned_server_lr, squared_norm, unpack_aggregate
 from fedsynth.server.aggregate_guard import aggregate_problem
@@ -57,7 +58,7 @@ def test_a_client_claiming_more_than_the_largest_weight_is_caught():
     ups = {100 + i: honest(plan, 500, i) for i in range(1, 4)}
     ups[104] = [np.zeros(500, np.float32), np.array([0.5, 0.5, 0.0, 1.0, 1e6], np.float32)]
     mean, _ = secagg_round(ups, threshold=0.6)
-    assert "weight" in aggregate_problem(mean, plan, CLIP, [2])
+    assert "weight" in aggregate_problem(mean, plan, CLIP, CountsLayout.unordered([2]))
 
 
 def test_a_client_inflating_its_norm_slot_is_caught():
@@ -67,7 +68,7 @@ def test_a_client_inflating_its_norm_slot_is_caught():
     ups = {100 + i: honest(plan, 500, i) for i in range(1, 4)}
     ups[104] = [np.zeros(500, np.float32), np.array([0.5, 0.5, 1e6, 1.0, 1.0], np.float32)]
     mean, _ = secagg_round(ups, threshold=0.6)
-    assert "squared-norm" in aggregate_problem(mean, plan, CLIP, [2])
+    assert "squared-norm" in aggregate_problem(mean, plan, CLIP, CountsLayout.unordered([2]))
 
 
 def test_a_liar_inside_the_guard_moves_the_model_no_further_than_an_honest_round_can():
@@ -89,10 +90,10 @@ def test_a_liar_inside_the_guard_moves_the_model_no_further_than_an_honest_round
 
     def round_step(ups):
         mean, _ = secagg_round(ups, threshold=0.6)
-        assert aggregate_problem(mean, plan, CLIP, [2]) is None  # inside every bound the guard checks
-        update = unpack_aggregate(mean, plan, [2])
+        assert aggregate_problem(mean, plan, CLIP, CountsLayout.unordered([2])) is None  # inside every bound the guard checks
+        update = unpack_aggregate(mean, plan, CountsLayout.unordered([2]))
         unbounded = aligned_server_lr(update, k) * np.sqrt(squared_norm(update.deltas))
-        moved, _, _ = next_global([np.zeros(d, np.float32)], mean, plan, [2], k)
+        moved, _, _ = next_global([np.zeros(d, np.float32)], mean, plan, CountsLayout.unordered([2]), k)
         return float(np.linalg.norm(moved[0])), unbounded
 
     honest = {100 + i: institution(i) for i in range(1, k + 1)}

@@ -80,7 +80,7 @@ def test_the_coordinator_learns_the_pooled_counts_charged_before_they_leave(inst
     residual = total.values - exact_pooled(silos, encoder)
     target = 3 * COUNTS_NOISE**2 * blocks / 2  # K shares, each (sigma * sqrt(B))^2 / (K_min - T)
     assert 0.5 * target < residual.var() < 1.6 * target  # a share 10x off in scale lands far outside
-    pooled = pooled_counts(total, plan, encoder.count_sizes, encoder.ordered_cells)
+    pooled = pooled_counts(total, plan, encoder.counts_layout)
     assert pooled.rows == pytest.approx(1800, abs=60)
     assert pooled.contributors == 3 and len(pooled.freqs) == blocks
     for inst in institutions:
@@ -150,11 +150,11 @@ def test_the_coalition_view_costs_about_the_gaussian_release():
 
 def test_a_sum_below_k_min_or_of_the_wrong_length_is_rejected(adult_schema):
     plan = shared_plan(adult_schema)
-    sizes = TableEncoder(adult_schema).count_sizes
+    layout = TableEncoder(adult_schema).counts_layout
     with pytest.raises(RoundRejected, match="min_contributors"):
-        pooled_counts(StageSum(np.ones(sum(sizes)), 1.0, 2), plan, sizes)
+        pooled_counts(StageSum(np.ones(layout.total), 1.0, 2), plan, layout)
     with pytest.raises(RoundRejected, match="expected"):
-        pooled_counts(StageSum(np.ones(sum(sizes) - 1), 1.0, 3), plan, sizes)
+        pooled_counts(StageSum(np.ones(layout.total - 1), 1.0, 3), plan, layout)
 
 
 def test_resolve_plans_the_counts_share_and_stays_within_the_budget(adult_schema):

@@ -220,6 +220,37 @@ def as_declared(x: np.ndarray, column: Column) -> pd.Series:
     return pd.Series(x, name=column.name)
 
 
+@dataclass(frozen=True)
+class CountsLayout:
+    """The one-off counts release's blocks as :class:`TableEncoder` lays them out: each block's
+    cells, and per block the cells that lie in value order (a histogram's bins; None for a
+    column's categories), which ``frequencies_from_counts(..., ordered=)`` spreads by halving.
+
+    One object, so that whoever unpacks counts gets both: passed the sizes alone, a caller
+    could forget the order, and the histograms would silently fall back to projection."""
+
+    sizes: tuple[int, ...]
+    ordered: tuple[slice | None, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.sizes) != len(self.ordered):
+            raise ValueError(f"{len(self.sizes)} block sizes but {len(self.ordered)} orderings")
+
+    @classmethod
+    def unordered(cls, sizes: list[int] | tuple[int, ...]) -> CountsLayout:
+        """Blocks without value order (categories only)."""
+        return cls(tuple(int(k) for k in sizes), (None,) * len(sizes))
+
+    @property
+    def total(self) -> int:
+        """Cells over all blocks: the length of the flat counts vector."""
+        return int(sum(self.sizes))
+
+    def split(self, flat: np.ndarray) -> list[np.ndarray]:
+        """A flat vector of :attr:`total` counts -> one array per block."""
+        return np.split(np.asarray(flat), np.cumsum(self.sizes)[:-1]) if self.sizes else []
+
+
 class TableEncoder:
     """Encodes a typed table (as returned by :func:`fedsynth.common.data.tables.load_table`)."""
 
@@ -252,10 +283,10 @@ class TableEncoder:
         return [s.size for s in self.conditionable] + [h.size for h in self.histograms]
 
     @property
-    def ordered_cells(self) -> list[slice | None]:
-        """Per block of :attr:`count_sizes`, its cells in value order (a histogram's bins), or None:
-        ``frequencies_from_counts(..., ordered=)``."""
-        return [None] * len(self.conditionable) + [h.ordered for h in self.histograms]
+    def counts_layout(self) -> CountsLayout:
+        """:attr:`count_sizes` with each block's cells in value order (a histogram's bins), or None."""
+        return CountsLayout(tuple(self.count_sizes),
+                            (None,) * len(self.conditionable) + tuple(h.ordered for h in self.histograms))
 
     def split_counts(self, blocks: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Blocks laid out as :attr:`count_sizes` -> (one per conditionable column, one per histogram)."""
