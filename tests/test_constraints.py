@@ -273,6 +273,11 @@ def test_a_draft_of_adult_suggests_the_education_mapping_and_nothing_else(adult_
 def test_a_draft_suggests_an_inequality_only_where_ranges_overlap():
     rows = _rows(200, seed=3)
     rows["far"] = rows["hi"] + 1000.0  # always above hi, but only because its range lies apart
+    # ranges that touch at one row each, yet the rule follows from them (a temperature below a
+    # flight's distance): paired at random, almost no rows would break it
+    rows["small"], rows["large"] = rows["p"], rows["hi"] + 500.0
+    rows.loc[0, ["small", "large"]] = [1.0, 2.0]
+    rows.loc[1, ["small", "large"]] = [400.0, 900.0]
     draft = draft_schema(rows.astype(str), source="t.csv")
     suggested = {(c.low_column_name, c.high_column_name) for c in draft.schema.constraints
                  if isinstance(c, Inequality)}

@@ -6,8 +6,10 @@ Conservative on purpose: only rules every row keeps *and* that are not trivially
   pair one-to-one (education and education-num), each with 2 to :data:`MAX_PAIRS` values,
   every pair seen at least :data:`MIN_ROWS_PER_PAIR` times;
 * ``Inequality`` for two numerical (or two datetime) columns where one is never above the
-  other although their observed ranges overlap (a start and an end date), on at least
-  :data:`MIN_ROWS` rows.
+  other although the columns' own values would often break the rule if paired at random (a
+  start and an end date; at least :data:`MIN_BREAKING_SHARE` of random pairings), on at least
+  :data:`MIN_ROWS` rows. A rule that holds only because the two ranges lie (almost) apart,
+  such as a temperature below a flight's distance, is not suggested.
 
 The combinations are read off private rows: the draft's warnings say so, constraint by
 constraint, so the owner keeps only rules that are public knowledge.
@@ -26,6 +28,7 @@ from fedsynth.common.data.schema import Column, Schema
 MAX_PAIRS = 50
 MIN_ROWS_PER_PAIR = 5
 MIN_ROWS = 30
+MIN_BREAKING_SHARE = 0.01
 
 
 def suggest_constraints(typed: pd.DataFrame, schema: Schema) -> tuple[tuple[Constraint, ...], list[str]]:
@@ -79,10 +82,16 @@ def _never_above(typed: pd.DataFrame, a: str, b: str) -> Inequality | None:
         return None
     x, y = _as_float(both[a]), _as_float(both[b])
     for low, high, lo_name, hi_name in ((x, y, a, b), (y, x, b, a)):
-        overlap = high.min() < low.max()  # otherwise the rule holds only because the ranges are apart
-        if overlap and (low <= high).all() and (low < high).any():
+        if (low <= high).all() and (low < high).any() and _breaking_share(low, high) >= MIN_BREAKING_SHARE:
             return Inequality(lo_name, hi_name, strict_boundaries=bool((low < high).all()))
     return None
+
+
+def _breaking_share(low: np.ndarray, high: np.ndarray) -> float:
+    """Share of all (low value, high value) pairings, the columns paired at random, in which the
+    low one is above: near 0 when the rule follows from the columns' ranges alone."""
+    ordered = np.sort(high)
+    return float(np.searchsorted(ordered, low, side="left").mean() / len(ordered))
 
 
 def _as_float(s: pd.Series) -> np.ndarray:
