@@ -109,14 +109,13 @@ def aggregate_problem(mean: list[np.ndarray], plan: FederationPlan, clipping_ran
     if layout is not None:
         if layout.total + TAIL_SLOTS != tail.size:
             return f"the aggregate carries {tail.size - TAIL_SLOTS} frequencies, expected {layout.total}"
-        flat, pos = tail[:-TAIL_SLOTS], 0
+        flat = tail[:-TAIL_SLOTS]
         if flat.size and float(flat.min()) < -_ELEMENT_SLACK:
             return "a mean category frequency is negative"
-        for j, k in enumerate(layout.sizes):
-            total = float(flat[pos : pos + k].sum())
-            if abs(total - w_bar) > _ELEMENT_SLACK * max(1, k):
+        for j, block in enumerate(layout.split(flat)):
+            total = float(block.sum())
+            if abs(total - w_bar) > _ELEMENT_SLACK * max(1, block.size):
                 return f"category frequencies of column block {j} sum to {total:.4g}, expected {w_bar:.4g}"
-            pos += k
     return None
 
 
