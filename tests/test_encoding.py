@@ -79,3 +79,19 @@ def test_condition_lookup_errors_are_clear(adult_schema):
         enc.condition_index("income", "rich")
     with pytest.raises(ValueError, match="numerical"):
         enc.condition_index("age", "30")
+
+
+@pytest.mark.parametrize("fmt, whole_days", [("%Y-%m-%d", True), ("%d/%m/%Y", True), ("%Y-%m-%d %H:%M", False),
+                                             ("%Y-%m-%dT%H:%M:%S", False), ("%Y%%%m", True), (None, False)])
+def test_a_date_only_format_decodes_to_whole_days(fmt, whole_days):
+    """A column written without a time of day comes back as whole days in the Python API too, so a
+    sample in memory matches the file it is written to; a format with a time keeps the time."""
+    extra = {"datetime_format": fmt} if fmt else {}
+    schema = Schema.from_json({"columns": [
+        {"name": "when", "type": "datetime", "min": "2000-01-01", "max": "2030-01-01", **extra}]})
+    enc = TableEncoder(schema)
+    x = enc.encode(pd.DataFrame({"when": pd.to_datetime(["2001-02-03", "2029-12-31", "2015-06-07"])}))
+    x[:, -1] = np.linspace(-0.9, 0.9, len(x))  # offsets anywhere inside the bins: times of day
+    back = enc.decode(x)["when"]
+    assert back.between(pd.Timestamp("2000-01-01"), pd.Timestamp("2030-01-01")).all()
+    assert (back == back.dt.floor("D")).all() == whole_days

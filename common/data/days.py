@@ -16,3 +16,22 @@ def to_days(s: pd.Series) -> np.ndarray:
 def from_days(x: np.ndarray) -> pd.Series:
     """Float days -> timestamps rounded to the second; NaN -> NaT."""
     return pd.to_datetime(pd.Series(x) * 86400.0, unit="s").dt.round("s")
+
+
+# strftime directives that write a time of day (or a finer part of one)
+_TIME_OF_DAY = frozenset("HIMSfpXcTRrklsz")
+
+
+def is_date_only(fmt: str | None) -> bool:
+    """Whether a ``datetime_format`` writes no time of day (``%d/%m/%Y``): such a column's values
+    are whole days, and a synthetic value should be one too. None (no format declared): False."""
+    if not fmt:
+        return False
+    directives, i = set(), 0
+    while i < len(fmt) - 1:
+        if fmt[i] == "%":  # "%%" is a literal percent sign: both characters skipped
+            directives.add(fmt[i + 1])
+            i += 2
+        else:
+            i += 1
+    return not directives & _TIME_OF_DAY

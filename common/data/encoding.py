@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.data.days import from_days, to_days
+from fedsynth.common.data.days import from_days, is_date_only, to_days
 from fedsynth.common.data.histogram import histograms_for
 from fedsynth.common.data.schema import Column, Schema
 
@@ -199,6 +199,8 @@ class _Binned(_ColumnCodec):
         if self.column.nullable:
             x = np.where(token == 0, np.nan, x)
         if self.is_datetime:
+            if is_date_only(self.column.datetime_format):  # whole days, as the table writes them
+                x = np.floor(x)
             return pd.Series(from_days(x), name=self.column.name)
         if self.column.subtype == "int":
             x = np.where(np.isnan(x), np.nan, np.clip(np.round(x), np.ceil(self.lo), np.floor(self.hi)))
