@@ -46,7 +46,7 @@ from fedsynth.common.artifact import (
 from fedsynth.common.calibration import POOL_FACTOR, calibrated_rows
 from fedsynth.common.data.cells import coerce, with_ids
 from fedsynth.common.data.constraints import FixedCombinations, Rejections, repair
-from fedsynth.common.data.encoding import TableEncoder
+from fedsynth.common.data.encoding import Segment, TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import (
     Release,
@@ -65,6 +65,7 @@ from fedsynth.common.errors import DataError, FedsynthError, PrivacyError
 from fedsynth.common.model.marginal_fit import (
     JOINT_DRAWS,
     MarginalFitConfig,
+    Pair,
     all_pairs,
     block,
     column_segments,
@@ -228,6 +229,15 @@ class Synthesizer:
     def _fit_marginals(self, x_np: np.ndarray, plan: Mapping[str, float], rows: float | None) -> dict[str, Any]:
         """Release 2-way errors, then the worst pairs' 2-way counts, and fit the generator to them
         (module docstring, step 3). ``rows`` is the released row-count estimate."""
+        segments, measured = self._measure_marginals(x_np, plan, rows)
+        before, after = fit_marginals(self.model, segments, measured, self.marginal_fit)
+        return {"pairs": [[segments[a].column, segments[b].column] for a, b in measured],
+                "tvd_before": round(before, 4), "tvd_after": round(after, 4)}
+
+    def _measure_marginals(self, x_np: np.ndarray, plan: Mapping[str, float], rows: float | None
+                           ) -> tuple[list[Segment], dict[Pair, np.ndarray]]:
+        """The two releases of the marginal fit, each recorded before it is used: the noisy errors
+        of every pair against the trained model, then the chosen pairs' noisy 2-way frequencies."""
         segments = column_segments(self.encoder)
         pairs = all_pairs(segments)
         counts = real_joint_counts(x_np, segments)
@@ -240,10 +250,7 @@ class Synthesizer:
         chosen = worth_measuring(errors, segments, pairs, int(plan["marginal_pairs"]), plan["pair_noise"])
         self.privacy.history.append(gaussian_counts_release(plan["pair_noise"]))
         noisy = noisy_counts([block(counts, segments, p).ravel() for p in chosen], plan["pair_noise"])
-        measured = measured_frequencies(segments, chosen, noisy)
-        before, after = fit_marginals(self.model, segments, measured, self.marginal_fit)
-        return {"pairs": [[segments[a].column, segments[b].column] for a, b in chosen],
-                "tvd_before": round(before, 4), "tvd_after": round(after, 4)}
+        return segments, measured_frequencies(segments, chosen, noisy)
 
     def _checked(self, data: pd.DataFrame) -> pd.DataFrame:
         """``data`` typed against the schema, or the DataError a table file with these cells gets."""

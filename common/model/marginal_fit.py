@@ -35,6 +35,8 @@ from fedsynth.common.model.tabular import TabularModel
 
 Pair = tuple[int, int]  # indices into column_segments()
 JOINT_DRAWS = 16_384  # latent draws behind the model's 2-way marginals when pairs are scored
+FIT_LOSSES = ("kl", "l1")
+_LOG_FLOOR = 1e-6  # keeps log() finite where a table's cell is empty
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class MarginalFitConfig:
     lr: float = 3e-3
     batch: int = 2048  # latent draws per step
     anchor: float = 0.1  # weight of keeping the unmeasured pairs where the model had them
+    # "kl": KL(target || model) per 2-way table; "l1": absolute differences (before 2026-11-27)
+    loss: str = "kl"
     # noise multipliers of the two releases, as multiples of the category-frequency release's
     # (fedsynth.common.dp.accounting.frequency_noise): the error vector only ranks pairs
     score_noise: float = 2.0
@@ -58,7 +62,8 @@ class MarginalFitConfig:
 
     def __post_init__(self) -> None:
         if (self.pairs < 0 or self.steps < 0 or self.batch < 1 or not self.lr > 0 or self.anchor < 0
-                or not self.score_noise > 0 or not self.pair_noise > 0 or self.projections < 1):
+                or not self.score_noise > 0 or not self.pair_noise > 0 or self.projections < 1
+                or self.loss not in FIT_LOSSES):
             raise ValueError(f"invalid marginal fit settings: {self}")
 
 
@@ -232,6 +237,19 @@ def _cells(segments: list[Segment], pair: Pair) -> int:
     return segments[pair[0]].size * segments[pair[1]].size
 
 
+def _table_loss(joint: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, kind: str) -> torch.Tensor:
+    """Weighted distance of the model's 2-way tables from the targets, summed over cells.
+
+    Why KL by default: an absolute difference pulls every cell with the same force, so a cell the
+    model leaves nearly empty (the diagonal of two scheduled times when DP-SGD trained them
+    nearly independent) fills slowly; KL(target || model) pulls it in proportion to the target
+    over the model's mass there. Every table, measured or anchored, sums to 1 (docs/benchmarks.md)."""
+    if kind == "l1":
+        return (weight * (joint - target).abs()).sum()
+    log_ratio = torch.log(target + _LOG_FLOOR) - torch.log(joint + _LOG_FLOOR)
+    return (weight * target * log_ratio).sum()
+
+
 def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[Pair, np.ndarray],
                   config: MarginalFitConfig, seed: int | None = None) -> tuple[float, float]:
     """Fine-tune ``model``'s generator so its 2-way marginals match ``measured`` (pair ->
@@ -268,7 +286,7 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
         # frequencies) should show the whole table's marginals: fitting only their mixture let a
         # condition's own rows drift (a rare combination under a condition became unreachable).
         joint = model_joint(model, segments, config.batch, g, grad=True, by_condition=True)
-        loss = (weight * (joint - target).abs()).sum() / (joint.shape[0] if joint.dim() == 3 else 1)
+        loss = _table_loss(joint, target, weight, config.loss) / (joint.shape[0] if joint.dim() == 3 else 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
