@@ -245,11 +245,7 @@ def main() -> None:
                               args.threads, args.seed + r, label)
         runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc",
                                        "epsilon_spent_max", "server_lr_mean", "strong_pairs", "strong_pairs_kept",
-                                       "strong_pair_worst") if k in q})
-        per_column = q.get("tvd_1way_per_column") or {}
-        if per_column:
-            runs[-1]["worst_column"] = max(per_column, key=per_column.get)
-            runs[-1]["tvd_1way_max"] = per_column[runs[-1]["worst_column"]]
+                                       "strong_pair_worst", "worst_column", "tvd_1way_max") if k in q})
         lr = f"  mean server step {q['server_lr_mean']:.2f}" if q.get("server_lr_mean") is not None else ""
         print(f"[{name}] run {r}: TSTR {q['tstr_auc']:.3f}  1-way TVD {q['tvd_1way']:.3f}  "
               f"2-way TVD {q['tvd_2way']:.3f}  detection AUC {q.get('detection_auc') or float('nan'):.3f}  "

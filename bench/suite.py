@@ -106,10 +106,8 @@ class TableInfo:
 
 
 def as_run(q: dict, seconds: float) -> Run:
-    per_column = q.get("tvd_1way_per_column") or {}
-    worst = max(per_column, key=per_column.get) if per_column else None
     return Run(q.get("tstr_auc"), q.get("trtr_auc"), q["tvd_1way"], q["tvd_2way"], round(seconds, 1),
-               q.get("detection_auc"), per_column.get(worst), worst, q.get("strong_pairs"),
+               q.get("detection_auc"), q.get("tvd_1way_max"), q.get("worst_column"), q.get("strong_pairs"),
                q.get("strong_pairs_kept"), q.get("strong_pair_worst"))
 
 

@@ -8,7 +8,8 @@ federated, fedsynth single-party, and the centralized anchors.
 * 1-way / 2-way TVD: mean total variation distance of the synthetic rows' marginals from the
   real *training* rows' (what the synthesizer was asked to reproduce), numericals binned at
   the training rows' deciles with each declared (public) point mass in a bin of its own and
-  missing values as their own category (:func:`fedsynth.evaluation.fidelity.fit_binning`).
+  missing values as their own category (:func:`fedsynth.evaluation.fidelity.fit_binning`);
+  ``worst_column`` and ``tvd_1way_max``: the column furthest off, which the mean hides.
   ``tvd_*_floor`` gives the same distances for the real holdout: the level sampling noise
   alone reaches, below which no synthesizer can be told apart from real data.
 * detection AUC: the report's real-vs-synthetic classifier
@@ -52,6 +53,9 @@ def quick_quality(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFram
     out: dict[str, Any] = {"tvd_1way": float(np.mean(list(one.values()))), "tvd_2way": two,
                            "tvd_1way_per_column": one,
                            "detection_auc": detect(real, syn, schema, seed, QUICK_DETECTION_ROWS).auc}
+    if one:  # the column furthest off, which a mean hides (issue 16: none above 0.08)
+        out["worst_column"] = max(one, key=one.get)
+        out["tvd_1way_max"] = one[out["worst_column"]]
     real_assoc, syn_assoc = association_matrix(real, schema), association_matrix(syn, schema)
     pairs = strong_pairs(real_assoc, syn_assoc, syn_assoc, syn_assoc, schema)  # (its two reference columns unused here)
     out["strong_pairs"], out["strong_pairs_kept"] = len(pairs), sum(p.kept for p in pairs)

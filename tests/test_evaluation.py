@@ -493,6 +493,12 @@ def test_headline_quality_is_the_reports_definition(split, schema, honest_result
     lost = quick_quality(split["real"], split["holdout"], shuffled, schema, None)
     assert lost["strong_pairs_kept"] == shuffled_result["summary"]["strong_pairs_kept"] == 0
     assert lost["strong_pair_worst"]["abs_difference"] > 0.4
+    # the column furthest off is named with its own TVD: one column set to a single value stands out
+    bent = split["other"].copy()
+    name = schema.columns[0].name
+    bent[name] = bent[name].iloc[0]
+    off = quick_quality(split["real"], split["holdout"], bent, schema, None)
+    assert off["worst_column"] == name and off["tvd_1way_max"] == off["tvd_1way_per_column"][name] > 0.3
 
 
 # --------------------------------------------------------------------------- holdout disjointness
