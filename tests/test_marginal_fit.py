@@ -79,7 +79,8 @@ def test_model_joint_is_the_joint_of_the_rows_the_model_generates():
     assert block(exact, segs, (0, 1)).sum(axis=1)[0] > 0.35
 
 
-def test_the_fine_tune_moves_measured_pairs_to_their_target_and_keeps_the_rest():
+@pytest.mark.parametrize("loss", ["kl", "l1"])
+def test_the_fine_tune_moves_measured_pairs_to_their_target_and_keeps_the_rest(loss):
     df, schema = paired_table(300, 2)
     enc = TableEncoder(schema)
     torch.manual_seed(0)
@@ -88,7 +89,7 @@ def test_the_fine_tune_moves_measured_pairs_to_their_target_and_keeps_the_rest()
     g = torch.Generator().manual_seed(3)
     start = model_joint(model, segs, 20_000, g).numpy()
     target = np.eye(4) / 4  # color and shape in a 1:1 relation
-    before, after = fit_marginals(model, segs, {(0, 1): target}, MarginalFitConfig(steps=300, lr=1e-2), seed=4)
+    before, after = fit_marginals(model, segs, {(0, 1): target}, MarginalFitConfig(steps=300, lr=1e-2, loss=loss), seed=4)
     end = model_joint(model, segs, 20_000, g).numpy()
     assert before > 0.5 and after < 0.1
     assert 0.5 * np.abs(block(end, segs, (0, 1)) - target).sum() < 0.1
@@ -138,3 +139,5 @@ def test_marginal_fit_settings_are_checked():
         MarginalFitConfig(pairs=-1)
     with pytest.raises(ValueError):
         MarginalFitConfig(score_noise=0)
+    with pytest.raises(ValueError):
+        MarginalFitConfig(loss="l2")
