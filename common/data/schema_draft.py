@@ -38,6 +38,10 @@ MAX_CATEGORIES = 100
 POINT_MASS_SHARE = 0.2  # a single value holding this share of the rows is declared a point mass
 MAX_POINT_MASSES = 3
 MAX_EXACT_FLOAT_INT = 2**53  # larger integers lose precision in float64, the validator's and encoder's type
+# Public bins of a drafted numerical or datetime column: the relations the model learns between such a
+# column and the others are between its bins. Chosen by the suite's mean over drafted schemas
+# (bench/drafted_bins.py, docs/benchmarks.md); 12, the schema's own default, hid a delay's relation to lateness.
+DRAFT_BINS = 24
 
 # Well-known public integer ranges: a column inside one of them that covers most of it is drafted
 # with exactly that range (a day-of-month column as [1, 31], not [0, 40]).
@@ -329,7 +333,7 @@ def _numerical(cname: str, nums: np.ndarray, nullable: bool, notes: list[str]) -
     positive = nums[nums > 0]
     skewed = lo >= 0 and len(positive) > 10 and float(positive.max()) > 20 * float(np.median(positive))
     col = Column(cname, "numerical", subtype="int" if is_int else "float", min=lo, max=hi,
-                 nullable=nullable, scale="log" if skewed else "linear", bins=12)
+                 nullable=nullable, scale="log" if skewed else "linear", bins=DRAFT_BINS)
     why = f" (the public range of {known})" if known else ""
     notes.append(f"bounds [{lo}, {hi}] widened from the data{why}; confirm them from public knowledge")
     if len(values) == 1:
@@ -427,7 +431,7 @@ def _datetime(cname: str, dates: pd.Series, nullable: bool, notes: list[str]) ->
     with_time = bool((dates != dates.dt.normalize()).any())
     hi = f"{hi_year}-12-31T23:59:59" if with_time else f"{hi_year}-12-31"
     notes.append("date range widened from the data to whole years; confirm it")
-    return Column(cname, "datetime", min=f"{lo_year:04d}-01-01", max=hi, nullable=nullable)
+    return Column(cname, "datetime", min=f"{lo_year:04d}-01-01", max=hi, nullable=nullable, bins=DRAFT_BINS)
 
 
 def _note_near_numbers(present: pd.Series, nums: pd.Series, notes: list[str]) -> None:

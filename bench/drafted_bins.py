@@ -1,0 +1,83 @@
+"""A new user's path over the suite: `schema draft`'s schema with its numericals at several bin counts.
+
+Every bundled table's CSV is drafted as a new user drafts theirs (no hand-set bounds, bins or rules),
+then each binned numerical's (and datetime's) ``bins`` is set to each ``--bins`` value in turn and
+one single-party synthesizer (epsilon 1, defaults) is fitted on the README command's seed-0 80/20
+split. The bins are the encoder's public tokens: the relations DP-SGD and the marginal fit see
+between a numerical and the other columns are between its bins, so too few of them hide a relation
+inside one bin (flights' dep_delay x late). Prints each measure's mean per table and bin count and
+the suite's mean.
+
+    python bench/drafted_bins.py --bins 12 24 48 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.data.schema_draft import draft_file
+from fedsynth.common.data.tables import load_table
+from fedsynth.common.synthesizer import Synthesizer
+from fedsynth.simulations.datasets import BUNDLED, bundled_paths
+from fedsynth.simulations.partition import holdout_split
+from fedsynth.simulations.quality import quick_quality
+
+MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept")
+LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
+
+
+def with_bins(schema: Schema, bins: int) -> Schema:
+    """``schema`` with every column the encoder bins (numericals not encoded value by value, and
+    datetimes) split into ``bins`` public bins."""
+    def binned(c):
+        return c.type == "datetime" or (c.type == "numerical" and not c.is_discrete_int)
+    return replace(schema, columns=tuple(replace(c, bins=bins) if binned(c) else c for c in schema.columns))
+
+
+def one_run(table: str, bins: int, seed: int) -> dict:
+    csv, _ = bundled_paths(table)
+    schema = with_bins(draft_file(csv, name=table).schema, bins)
+    train, holdout = holdout_split(load_table(csv, schema), 0.2, 0)
+    synth = Synthesizer(schema, epsilon=1.0).fit(train)
+    q = quick_quality(train, holdout, synth.sample(len(train), seed=seed), schema, BUNDLED[table].label, seed)
+    kept = q["strong_pairs_kept"] / q["strong_pairs"] if q.get("strong_pairs") else None
+    return {"table": table, "bins": bins, "seed": seed, **{m: q.get(m) for m in MEASURES[:-1]}, "kept": kept,
+            "worst_column": q.get("worst_column")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bins", type=int, nargs="+", default=[12, 24, 48])
+    ap.add_argument("--tables", nargs="+", default=sorted(BUNDLED), choices=sorted(BUNDLED))
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="write every run here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    runs = []
+    for r in range(args.repeats):  # bin counts interleaved, so machine noise hits them alike
+        for table in args.tables:
+            for bins in args.bins:
+                runs.append(one_run(table, bins, r))
+                print(json.dumps(runs[-1]), flush=True)
+    fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
+    print(f"\n{'table':8} {'bins':>5} " + " ".join(f"{m:>6}" for m in LABELS))
+    for table in [*args.tables, "suite"]:
+        for bins in args.bins:
+            cell = [r for r in runs if r["bins"] == bins and table in ("suite", r["table"])]
+            means = [np.mean([r[m] for r in cell if r[m] is not None]) if any(r[m] is not None for r in cell)
+                     else None for m in MEASURES]
+            print(f"{table:8} {bins:5d} " + " ".join(fmt(v) for v in means))
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
