@@ -24,7 +24,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.data.days import from_days
 from fedsynth.common.data.encoding import TableEncoder, as_declared
 
 POOL_FACTOR = 4  # model rows per calibrated row
@@ -81,5 +80,5 @@ def calibrated_rows(generate: Callable[[int], np.ndarray], encoder: TableEncoder
     df = encoder.decode(rows, seed=int(rng.integers(2**62)))
     for layout, freqs in zip(encoder.histograms, histograms):
         mapped = layout.quantile_map(layout.values(df[layout.column]), freqs, rng)
-        df[layout.column] = from_days(mapped) if layout.datetime else as_declared(mapped, encoder.schema.column(layout.column))
+        df[layout.column] = as_declared(mapped, encoder.schema.column(layout.column))
     return df

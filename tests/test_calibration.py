@@ -197,3 +197,28 @@ def test_calibrated_samples_keep_every_declared_form_with_dates_gaps_and_bounds(
     assert (out["kind"] == "a").mean() == pytest.approx(0.7, abs=0.05)
     assert out["when"].dropna().between(pd.Timestamp("2020-01-01"), pd.Timestamp("2021-12-31")).all()
     assert (out["price"] == out["price"].round(2)).all() and out["price"].between(0, 1000).all()
+
+
+def test_calibrated_dates_in_a_date_only_format_are_whole_days():
+    """The quantile map places a date anywhere inside a released day's cell; a column written
+    without a time of day still comes back as whole days, as from the decoder alone."""
+    from fedsynth.common.calibration import calibrated_rows
+    from fedsynth.common.data.schema import Schema
+    schema = Schema.from_json({"columns": [{"name": "d", "type": "datetime", "min": "2013-01-01",
+                                            "max": "2013-12-31", "datetime_format": "%Y-%m-%d"},
+                                           {"name": "k", "type": "categorical", "categories": ["a", "b"]}]})
+    enc = TableEncoder(schema)
+    rng = np.random.default_rng(0)
+    real = pd.DataFrame({"d": pd.to_datetime("2013-01-01") + pd.to_timedelta(rng.integers(0, 365, 500), unit="D"),
+                         "k": rng.choice(["a", "b"], 500)})
+    x = enc.encode(real)
+
+    def generate(n: int) -> np.ndarray:
+        rows = x[rng.integers(0, len(x), n)].copy()
+        rows[:, -1] = rng.uniform(-1, 1, n)  # offsets anywhere inside the bins
+        return rows
+
+    hist = [h.counts(real[h.column]) for h in enc.histograms]
+    out = calibrated_rows(generate, enc, [np.array([0.5, 0.5])], hist, 300, rng)["d"]
+    assert len(out) == 300 and out.between(pd.Timestamp("2013-01-01"), pd.Timestamp("2013-12-31")).all()
+    assert (out == out.dt.floor("D")).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -27,11 +29,5 @@ def is_date_only(fmt: str | None) -> bool:
     are whole days, and a synthetic value should be one too. None (no format declared): False."""
     if not fmt:
         return False
-    directives, i = set(), 0
-    while i < len(fmt) - 1:
-        if fmt[i] == "%":  # "%%" is a literal percent sign: both characters skipped
-            directives.add(fmt[i + 1])
-            i += 2
-        else:
-            i += 1
+    directives = set(re.findall(r"%(.)", fmt))  # left to right, so "%%" (a literal %) is one match
     return not directives & _TIME_OF_DAY

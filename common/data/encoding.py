@@ -198,17 +198,19 @@ class _Binned(_ColumnCodec):
             x = np.where(token == offset_base + j, pm, x)
         if self.column.nullable:
             x = np.where(token == 0, np.nan, x)
-        if self.is_datetime:
-            if is_date_only(self.column.datetime_format):  # whole days, as the table writes them
-                x = np.floor(x)
-            return pd.Series(from_days(x), name=self.column.name)
         if self.column.subtype == "int":
             x = np.where(np.isnan(x), np.nan, np.clip(np.round(x), np.ceil(self.lo), np.floor(self.hi)))
         return as_declared(x, self.column)
 
 
 def as_declared(x: np.ndarray, column: Column) -> pd.Series:
-    """Decoded numbers in the column's declared form: an integer dtype for ints, rounded decimals."""
+    """Decoded numbers in the column's declared form: timestamps for datetimes (days since the
+    epoch; whole days when the format writes no time of day), an integer dtype for ints, rounded
+    decimals. Both the decoder and calibrated sampling's quantile map end here."""
+    if column.type == "datetime":
+        if is_date_only(column.datetime_format):  # as the table writes them
+            x = np.floor(x)
+        return pd.Series(from_days(x), name=column.name)
     if column.subtype == "int":
         dtype = "Int64" if column.nullable else "int64"
         return pd.Series(pd.array(x, dtype="Float64").astype(dtype), name=column.name)
