@@ -18,7 +18,6 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from fedsynth.common.data.schema import Schema
@@ -28,6 +27,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import BUNDLED, bundled_paths
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
+from run_means import cells, fmt, mean  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept")
 LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
@@ -67,14 +67,9 @@ def main() -> None:
             for bins in args.bins:
                 runs.append(one_run(table, bins, r))
                 print(json.dumps(runs[-1]), flush=True)
-    fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
     print(f"\n{'table':8} {'bins':>5} " + " ".join(f"{m:>6}" for m in LABELS))
-    for table in [*args.tables, "suite"]:
-        for bins in args.bins:
-            cell = [r for r in runs if r["bins"] == bins and table in ("suite", r["table"])]
-            means = [np.mean([r[m] for r in cell if r[m] is not None]) if any(r[m] is not None for r in cell)
-                     else None for m in MEASURES]
-            print(f"{table:8} {bins:5d} " + " ".join(fmt(v) for v in means))
+    for table, bins, cell in cells(runs, args.tables, "bins", args.bins):
+        print(f"{table:8} {bins:5d} " + " ".join(fmt(mean(r[m] for r in cell)) for m in MEASURES))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1) + "\n")
 

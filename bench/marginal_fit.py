@@ -26,6 +26,7 @@ from fedsynth.evaluation.prepared import prepare
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
+from run_means import cells, fmt, mean  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr", "tvd1", "tvd2", "det", "kept", "fit_s")
 
@@ -52,11 +53,6 @@ def one_run(table: str, pairs: int, seed: int) -> dict:
             "strong": strong, "fit_s": round(fit_s, 1), "epsilon": synth.epsilon_spent}
 
 
-def mean(runs: list[dict], key: str) -> float | None:
-    vals = [r[key] for r in runs if r[key] is not None]
-    return float(np.mean(vals)) if vals else None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, nargs="+", default=[0, MarginalFitConfig().pairs])
@@ -72,12 +68,9 @@ def main() -> None:
             for pairs in args.pairs:
                 runs.append(one_run(table, pairs, r))
                 print(json.dumps(runs[-1]), flush=True)
-    fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
     print(f"\n{'table':8} {'pairs':>5} " + " ".join(f"{m:>6}" for m in MEASURES))
-    for table in [*args.tables, "suite"]:
-        for pairs in args.pairs:
-            cell = [r for r in runs if r["pairs"] == pairs and table in ("suite", r["table"])]
-            print(f"{table:8} {pairs:5d} " + " ".join(fmt(mean(cell, m)) for m in MEASURES))
+    for table, pairs, cell in cells(runs, args.tables, "pairs", args.pairs):
+        print(f"{table:8} {pairs:5d} " + " ".join(fmt(mean(r[m] for r in cell)) for m in MEASURES))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1) + "\n")
 

@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from fedsynth.common.model.marginal_fit import fit_marginals
@@ -30,6 +29,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
+from run_means import cells, fmt, mean  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr", "tvd1", "tvd2", "det", "kept", "fit_s")
 
@@ -75,11 +75,6 @@ def one_run(table: str, settings: list[str], seed: int) -> list[dict]:
     return runs
 
 
-def mean(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None]
-    return float(np.mean(vals)) if vals else None
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--settings", nargs="+", default=["loss=l1", "loss=kl"],
@@ -96,17 +91,14 @@ def main() -> None:
             for run in one_run(table, args.settings, r):
                 runs.append(run)
                 print(json.dumps(run), flush=True)
-    fmt = lambda v: "   -  " if v is None else f"{v:6.3f}"  # noqa: E731
     print(f"\n{'table':8} {'setting':24} " + " ".join(f"{m:>6}" for m in MEASURES)
           + "   paired difference from the first setting (tstr tvd1 tvd2 det kept)")
-    for table in [*args.tables, "suite"]:
-        ref = {(r["table"], r["seed"]): r for r in runs if r["setting"] == args.settings[0]}
-        for setting in args.settings:
-            cell = [r for r in runs if r["setting"] == setting and table in ("suite", r["table"])]
-            diffs = [mean([None if r[m] is None else r[m] - ref[(r["table"], r["seed"])][m] for r in cell])
-                     for m in MEASURES[:5]]
-            print(f"{table:8} {setting:24} " + " ".join(fmt(mean([r[m] for r in cell])) for m in MEASURES)
-                  + "   " + " ".join(fmt(d) for d in diffs))
+    ref = {(r["table"], r["seed"]): r for r in runs if r["setting"] == args.settings[0]}
+    for table, setting, cell in cells(runs, args.tables, "setting", args.settings):
+        diffs = [mean(None if r[m] is None else r[m] - ref[(r["table"], r["seed"])][m] for r in cell)
+                 for m in MEASURES[:5]]
+        print(f"{table:8} {setting:24} " + " ".join(fmt(mean(r[m] for r in cell)) for m in MEASURES)
+              + "   " + " ".join(fmt(d) for d in diffs))
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1) + "\n")
 
