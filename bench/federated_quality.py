@@ -54,7 +54,7 @@ from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model, pooled_errors
 from fedsynth.server.round import finish_round
 from fedsynth.server.shared_plan import SHARED_PAIRS, SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
-from fedsynth.server.shared_round import PooledCounts, ServerAdam, finish_shared_round, pooled_counts
+from fedsynth.server.shared_round import PooledCounts, ServerAdam, finish_shared_round, pooled_counts, run_bin_edges
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import quick_quality
@@ -127,13 +127,14 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         pooled = _pooled_counts(institutions, plan, encoder) if shared else None
         if pooled is not None:
             freqs = pooled.freqs
+        edges = run_bin_edges(schema, plan, freqs)  # measured bins, from the pooled counts (None: the schema's)
         for rnd in range(1, plan.rounds + 1):
             updates, reports = [], {}
             for i, inst in enumerate(institutions):
                 reply = inst.check(plan, len(institutions))
                 budget[str(i)] = reply
                 if reply.can_train:
-                    update, reports[str(i)] = inst.train_round(current, plan, rnd, len(institutions), clipping)
+                    update, reports[str(i)] = inst.train_round(current, plan, rnd, len(institutions), clipping, edges)
                     updates.append(update)
             if not updates:
                 break
@@ -152,7 +153,7 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         fitted = None
         if history and planned_pairs(plan.marginal_fit, column_segments(encoder)):
             current, fitted = marginal_fit(institutions, plan, schema, current, freqs, len(history),
-                                           pooled.rows if pooled else None)
+                                           pooled.rows if pooled else None, edges)
         spent = [inst.ledger().epsilon_spent for inst in institutions]
         write_global_model(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(), "",
                                                           marginal_fit=fitted), budget, {})
@@ -185,12 +186,13 @@ def _pooled_counts(institutions: list[Institution], plan: FederationPlan, encode
 
 
 def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: Schema, current: list[np.ndarray],
-                 freqs, rounds: int, pooled_rows: float | None = None) -> tuple[list[np.ndarray], dict | None]:
+                 freqs, rounds: int, pooled_rows: float | None = None, bin_edges=None
+                 ) -> tuple[list[np.ndarray], dict | None]:
     """The coordinator's marginal fit after the last round (server/workflow.py), without transport."""
     segments = column_segments(TableEncoder(schema))
 
     def ask(stage: str, pairs=()) -> FitConfig:
-        return FitConfig(plan, rounds + 1, len(institutions), FIELD_CLIPPING_RANGE, 0, stage, tuple(pairs))
+        return FitConfig(plan, rounds + 1, len(institutions), FIELD_CLIPPING_RANGE, 0, stage, tuple(pairs), bin_edges)
 
     j = plan.marginal_fit.projections
     errors = _stage_sum(institutions, ask(Stage.PAIR_ERRORS), current, stage_length(Stage.PAIR_ERRORS, segments, (), j))

@@ -21,7 +21,7 @@ import hashlib
 import io
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -218,8 +218,25 @@ class Institution:
         return round(ledger.epsilon_alone, 2) if plan.shared_noise is not None else None
 
     # ------------------------------------------------------------------ one round
+    def encoder(self, plan: FederationPlan, bin_edges: Mapping[str, Sequence[float]] | None) -> TableEncoder:
+        """This run's encoder: the schema's bins, or (``plan.binning == "measured"``) the edges the
+        coordinator derived from the pooled counts. Edges can only change how this institution's
+        rows are encoded, never what a release costs; malformed ones are refused."""
+        if plan.binning == "schema":
+            if bin_edges:
+                raise FedsynthError("the coordinator sent bin edges for a plan with the schema's bins; refusing")
+            return TableEncoder(self.schema)
+        if bin_edges is None:
+            raise FedsynthError("the plan's bins are measured from the pooled counts, but the coordinator sent no "
+                                "bin edges; refusing")
+        try:
+            return TableEncoder(self.schema, {k: np.asarray(v, dtype=float) for k, v in bin_edges.items()})
+        except ValueError as exc:
+            raise FedsynthError(f"the coordinator's bin edges do not fit this schema: {exc}"[:500]) from None
+
     def train_round(self, arrays: list[np.ndarray], plan: FederationPlan, server_round: int, total_clients: int,
-                    clipping_range: float) -> tuple[list[np.ndarray], FitMetrics]:
+                    clipping_range: float, bin_edges: Mapping[str, Sequence[float]] | None = None
+                    ) -> tuple[list[np.ndarray], FitMetrics]:
         if plan.schema_hash != self.schema.hash():
             raise FedsynthError(
                 f"schema mismatch: the coordinator's schema hash is {plan.schema_hash}, this institution's "
@@ -229,7 +246,7 @@ class Institution:
         df = self.table()
         ledger = self.ledger()
         rp = self.round_plan(plan, ledger, len(df), total_clients)
-        encoder = TableEncoder(self.schema)
+        encoder = self.encoder(plan, bin_edges)
         x_np = encoder.encode(df)
         model = build_model(encoder, plan.model)
         model.set_arrays(arrays)  # validate what the coordinator sent before spending anything
@@ -316,7 +333,7 @@ class Institution:
         plan = fit.plan
         if plan.schema_hash != self.schema.hash():
             raise FedsynthError("schema mismatch: refusing a marginal-fit release")
-        encoder = TableEncoder(self.schema)
+        encoder = self.encoder(plan, fit.bin_edges)
         segments = column_segments(encoder)
         if fit.stage == Stage.PAIR_COUNTS and not (
                 0 < len(fit.pairs) <= planned_pairs(plan.marginal_fit, segments)
@@ -436,7 +453,7 @@ def make_client_app(resolve: Callable[[Any], ClientSettings], *, secure: bool = 
                 return self.marginal_fit(parameters, ask)
             try:
                 arrays, metrics = self.inst.train_round([np.asarray(p) for p in parameters], ask.plan, ask.round,
-                                                        ask.total_clients, ask.clipping_range)
+                                                        ask.total_clients, ask.clipping_range, ask.bin_edges)
             except BudgetExhausted:
                 if ask.plan.shared_noise is not None:
                     # zeros would be a contribution without its noise share: drop out of the round

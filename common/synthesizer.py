@@ -6,7 +6,8 @@ releases, composed by one Opacus accountant:
 
 1. the category frequencies of the categorical columns and a fine histogram of every
    numerical and datetime column (one Gaussian mechanism), needed to draw sampling
-   conditions without touching private counts and to calibrate samples
+   conditions without touching private counts, to place the encoder's numerical bins at equal
+   released masses (``ModelConfig.binning``) and to calibrate samples
    (:mod:`fedsynth.common.calibration`); its noise is chosen from epsilon
    (:func:`fedsynth.common.dp.accounting.frequency_noise`), so small budgets remain possible;
 2. DP-SGD on the model (:mod:`fedsynth.common.dp.trainer`), its noise multiplier calibrated
@@ -27,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import nullcontext
-from dataclasses import asdict, astuple, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -199,6 +200,10 @@ class Synthesizer:
         counts = noisy_counts(self.encoder.count_blocks(df, x_np), plan["frequency_noise"])
         cond_probs, self.marginals = self.encoder.split_counts(
             frequencies_from_counts(counts, ordered=self.encoder.counts_layout.ordered))
+        if self.model_config.binning == "measured":  # bins from the release just made
+            self.encoder = TableEncoder.measured(self.schema, self.marginals)
+            x_np = self.encoder.encode(df)
+            x = torch.from_numpy(x_np)
         self.model = build_model(self.encoder, self.model_config, cond_probs=cond_probs)
         self.privacy.history.append((plan["noise_multiplier"], plan["sample_rate"], int(plan["steps"])))
         steps, done = int(plan["steps"]), 0
@@ -379,7 +384,9 @@ class Synthesizer:
             raise FedsynthError("nothing to save: the synthesizer is not trained")
         federation = self.info.get("federation")
         return ModelMeta(
-            schema=self.schema, model_config=self.model_config, training=self.training,
+            # the bins the model was trained on (an unfitted model's are the schema's whatever was asked)
+            schema=self.schema, model_config=replace(self.model_config, binning=self.encoder.binning),
+            training=self.training,
             cond_probs=self.model.conditioner.probs, marginals=self.marginals,
             privacy=self._loaded_privacy or PrivacyRecord(
                 self.privacy.epsilon_target, self.privacy.delta, self.privacy.accountant, list(self.privacy.history),
@@ -415,13 +422,18 @@ class Synthesizer:
         obj._loaded_privacy = priv
         if priv.per_client:
             obj.privacy.reported = priv.epsilon_spent
-        obj.model = build_model(obj.encoder, mc, cond_probs=meta.cond_probs)
-        obj.model.set_arrays(arrays)
         obj.marginals = list(meta.marginals)
         if obj.marginals and [m.size for m in obj.marginals] != [h.size for h in obj.encoder.histograms]:
             raise FedsynthError(f"{path}: the saved marginals do not fit the schema's numerical and datetime columns "
                                 f"({[m.size for m in obj.marginals]} cells, expected "
                                 f"{[h.size for h in obj.encoder.histograms]}); the model folder is damaged")
+        if mc.binning == "measured":  # the fit's bins, derived again from the histograms it released
+            if not obj.marginals:
+                raise FedsynthError(f"{path}: the model's bins were measured, but its histograms are missing; "
+                                    "the model folder is damaged")
+            obj.encoder = TableEncoder.measured(obj.schema, obj.marginals)
+        obj.model = build_model(obj.encoder, mc, cond_probs=meta.cond_probs)
+        obj.model.set_arrays(arrays)
         obj.info = dict(meta.info)
         obj.info["model_id"] = meta.model_id
         if meta.round is not None:

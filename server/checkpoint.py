@@ -8,7 +8,7 @@ and its card are written by :mod:`fedsynth.common.artifact`, like a single-party
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
@@ -116,8 +116,11 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
     # rest (the accountant included) are the defaults every institution uses.
     training = TrainingConfig(marginal_noise=plan.marginal_noise)
     cond_probs, marginals = TableEncoder(schema).split_counts(list(ckpt.freqs or []))
+    # measured bins are derived again from the saved histograms (run_bin_edges); without them the
+    # model never trained past its initial weights, whose bins are the schema's
+    model_config = replace(plan.model, binning=plan.binning if marginals else "schema")
     meta = ModelMeta(
-        schema=schema, model_config=plan.model, training=training, cond_probs=cond_probs, marginals=marginals,
+        schema=schema, model_config=model_config, training=training, cond_probs=cond_probs, marginals=marginals,
         privacy=PrivacyRecord(max(eps_values) if eps_values else 0.0, max(deltas) if deltas else 0.0,
                               training.accountant, [], max(eps_values) if eps_values else None, per_client=True),
         info={"trained_at": utc_now(), "started": ckpt.started,

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from fedsynth.common.data.encoding import CountsLayout
+from fedsynth.common.data.encoding import CountsLayout, TableEncoder
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import frequencies_from_counts, rows_from_counts
 from fedsynth.common.dp.integer_noise import IntegerGrid
 from fedsynth.common.dp.shared_noise import SharedNoise
@@ -126,3 +127,17 @@ def pooled_counts(total: StageSum, plan: FederationPlan, layout: CountsLayout) -
     rows = rows_from_counts(blocks) if blocks else None
     return PooledCounts(frequencies_from_counts(blocks, floor=1e-9, ordered=layout.ordered), float(rows or 1.0),
                         total.contributors)
+
+
+def run_bin_edges(schema: Schema, plan: FederationPlan, freqs: list[np.ndarray] | None
+                  ) -> dict[str, tuple[float, ...]] | None:
+    """The bins every institution encodes its rows with after the pooled counts, sent with each
+    instruction (``FitConfig.bin_edges``) when the plan's bins are measured: derived from the
+    pooled histograms as a loaded model derives them from the same saved ones
+    (:meth:`TableEncoder.measured`), so training, the marginal fit and sampling agree. None
+    with the schema's bins or before the pooled counts."""
+    if plan.binning != "measured" or freqs is None:
+        return None
+    encoder = TableEncoder(schema)
+    histograms = encoder.split_counts(list(freqs))[1]
+    return {c: tuple(float(v) for v in e) for c, e in TableEncoder.measured(schema, histograms).bin_edges.items()}

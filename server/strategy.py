@@ -71,6 +71,7 @@ class SecureDeltaFedAvg(FedAvg):
         self.stage: tuple[str, tuple[Pair, ...], int] | None = None
         self.stage_sum: StageSum | None = None  # what the last marginal-fit round summed
         self.pooled_rows: float | None = None  # shared noise: the row estimate of the pooled counts
+        self.bin_edges: dict[str, tuple[float, ...]] | None = None  # measured bins, from the pooled counts
         if plan.shared_noise is not None:
             self.grid = shared_grid(plan, self.current)
             self.server_optimizer = ServerAdam(self.current, plan.model.lr, optimizer_moments, optimizer_steps)
@@ -83,7 +84,8 @@ class SecureDeltaFedAvg(FedAvg):
         stage, pairs, _ = self.stage or (Stage.TRAIN, (), 0)
         clipping = self.clipping_range if self.stage is None else FIELD_CLIPPING_RANGE
         return FitConfig(plan=self.plan, round=server_round, total_clients=self.total_clients, clipping_range=clipping,
-                         freq_size=self.layout.total, stage=stage, pairs=pairs)
+                         freq_size=self.layout.total, stage=stage, pairs=pairs,
+                         bin_edges=None if stage == Stage.POOLED_COUNTS else self.bin_edges)
 
     def configure_fit(self, server_round: int, parameters: Parameters, client_manager):
         everyone = client_manager.all()

@@ -64,7 +64,7 @@ from fedsynth.server.events import EVENT, PLAIN, Event, EventKind, reported_spen
 from fedsynth.server.ledger_watch import SpendWatch
 from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model, pooled_errors
 from fedsynth.server.round import RoundRejected
-from fedsynth.server.shared_round import pooled_counts
+from fedsynth.server.shared_round import pooled_counts, run_bin_edges
 from fedsynth.server.strategy import PlainMeanFedAvg, SecureDeltaFedAvg
 
 OnEvent = Callable[[Event], None]  # where the run's progress events go (server/events.py)
@@ -130,6 +130,7 @@ class FederatedRun:
         strategy = strategy_cls(self.plan, ckpt.arrays, encoder.counts_layout, self.expected_clients,
                                 self.secagg.clipping_range, ckpt.optimizer_moments, ckpt.optimizer_steps)
         strategy.freqs, strategy.pooled_rows = ckpt.freqs, ckpt.pooled_rows
+        strategy.bin_edges = run_bin_edges(self.schema, self.plan, ckpt.freqs)
         legacy = LegacyContext(context, config=ServerConfig(num_rounds=self.plan.rounds), strategy=strategy)
         thread, f_stop, c_done = start_update_client_manager_thread(grid, legacy.client_manager)
         try:
@@ -232,6 +233,7 @@ class FederatedRun:
         except RoundRejected as exc:
             raise RuntimeError(f"the pooled counts were rejected: {exc}") from None
         strategy.freqs, strategy.pooled_rows = pooled.freqs, pooled.rows
+        strategy.bin_edges = run_bin_edges(self.schema, self.plan, pooled.freqs)
         done = replace(ckpt, freqs=pooled.freqs, pooled_rows=pooled.rows)
         done.save(self.out_dir)  # atomic: a restart finds them and does not ask again
         self.on_event({EVENT: EventKind.POOLED_COUNTS, "contributors": pooled.contributors,

@@ -74,3 +74,27 @@ def test_federated_model_and_its_card_state_the_same_model_and_guarantee(adult_s
     # a loaded federated model saved again still states the clients' guarantee, not epsilon 0
     again = Synthesizer.load(loaded.save(tmp_path / "copy"))
     assert again.epsilon_spent == 0.8 and read_model(tmp_path / "copy")[0].privacy.per_client
+
+
+def test_a_fitted_model_rebuilds_its_measured_bins_and_an_older_one_keeps_schema_bins(adult_schema, adult_small,
+                                                                                      tmp_path):
+    """A fit's bins come from its released histograms, so load() derives them again from the saved
+    ones; a model saved before measured bins existed (no ``binning`` key) is read with the
+    schema's equal-width bins and keeps its model id."""
+    from fedsynth.common.model.tabular import ModelConfig
+
+    quick = TrainingConfig(epochs=0.2)
+    synth = Synthesizer(adult_schema, epsilon=1.0, training=quick, model_config=ModelConfig(hidden=16)).fit(adult_small)
+    path = synth.save(tmp_path / "m")
+    loaded = Synthesizer.load(path)
+    assert loaded.encoder.binning == "measured"
+    for col, edges in synth.encoder.bin_edges.items():
+        np.testing.assert_array_equal(loaded.encoder.bin_edges[col], edges)
+        assert not np.allclose(edges, TableEncoder(synth.schema).bin_edges[col]), col
+    plain = Synthesizer(adult_schema, epsilon=1.0, training=quick,
+                        model_config=ModelConfig(hidden=16, binning="schema")).fit(adult_small)
+    old = plain.save(tmp_path / "old")
+    written = json.loads((old / META_FILE).read_text())
+    assert "binning" not in written["model_config"]
+    again = Synthesizer.load(old)
+    assert again.encoder.binning == "schema" and again.to_state()[0]["model_id"] == written["model_id"]

@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from _cli import fedsynth
 
-from fedsynth.cli.choices import Accountant, ClientWeighting, Model, Partition
+from fedsynth.cli.choices import Accountant, Binning, ClientWeighting, Model, Partition
 from fedsynth.common.data.tables import load_table, write_table
 from fedsynth.common.dp.accounting import ACCOUNTANTS
 from fedsynth.common.lineage import provenance, write_synthetic
-from fedsynth.common.model.tabular import MODELS
+from fedsynth.common.model.tabular import BINNINGS, MODELS
 from fedsynth.common.protocol.federation import AGGREGATION_WEIGHTS
 from fedsynth.simulations.partition import PARTITIONS
 
@@ -244,9 +244,11 @@ def test_fit_on_a_terminal_shows_a_bar_with_steps_and_the_time_left(tmp_path, sm
 def test_fit_with_a_small_epsilon_spends_within_it(tmp_path, small_csv, adult_paths):
     model = tmp_path / "model"
     r = fedsynth("fit", str(small_csv), "--schema", str(adult_paths[1]), "--epsilon", "0.3", "--epochs", "1",
-                 "--out", str(model))
+                 "--binning", "schema", "--out", str(model))
     assert r.returncode == 0, r.stderr
-    privacy = json.loads((model / "synthesizer.json").read_text())["privacy"]
+    meta = json.loads((model / "synthesizer.json").read_text())
+    assert meta["model_config"].get("binning", "schema") == "schema"  # the frugal choice: equal-width bins
+    privacy = meta["privacy"]
     assert 0.29 <= privacy["epsilon_spent"] <= 0.3
     assert privacy["history"][0][0] > 10  # the category-frequency release took more noise than at epsilon 1
 
@@ -295,6 +297,7 @@ CHOICES = [  # (command, option, allowed values in order)
     (["simulate"], "--client-weighting", ["rows", "equal"]),
     (["fit", "t.csv", "--schema", "s.json"], "--model", ["vae", "gan"]),
     (["fit", "t.csv", "--schema", "s.json"], "--accountant", ["rdp", "prv"]),
+    (["fit", "t.csv", "--schema", "s.json"], "--binning", ["measured", "schema"]),
 ]
 
 
@@ -310,8 +313,8 @@ def test_every_choice_option_lists_its_values_and_refuses_others(tmp_path, comma
 
 def test_the_cli_choices_are_the_librarys():
     """The enums are spelled out in the CLI (kept free of torch and Flower): they must not drift."""
-    for enum, values in ((Model, MODELS), (Accountant, ACCOUNTANTS), (ClientWeighting, AGGREGATION_WEIGHTS),
-                         (Partition, PARTITIONS)):
+    for enum, values in ((Model, MODELS), (Accountant, ACCOUNTANTS), (Binning, BINNINGS),
+                         (ClientWeighting, AGGREGATION_WEIGHTS), (Partition, PARTITIONS)):
         assert tuple(e.value for e in enum) == tuple(values), enum
 
 

@@ -95,3 +95,56 @@ def test_a_date_only_format_decodes_to_whole_days(fmt, whole_days):
     back = enc.decode(x)["when"]
     assert back.between(pd.Timestamp("2000-01-01"), pd.Timestamp("2030-01-01")).all()
     assert (back == back.dt.floor("D")).all() == whole_days
+
+
+def _released(schema: Schema, df: pd.DataFrame) -> list[np.ndarray]:
+    """Each histogram's exact frequencies: what a noiseless counts release would give."""
+    counts = [h.counts(df[h.column]) for h in TableEncoder(schema).histograms]
+    return [c / c.sum() for c in counts]
+
+
+def test_measured_bins_hold_similar_shares_of_a_skewed_column():
+    """Equal-width bins put a skewed column's rows in one or two tokens; measured bins split the
+    released histogram into nearly equal masses, and the values still come back exactly."""
+    schema = Schema.from_json({"columns": [
+        {"name": "weight", "type": "numerical", "min": 0, "max": 1e6, "bins": 10, "decimals": 1},
+        {"name": "days", "type": "numerical", "subtype": "int", "min": 0, "max": 500, "bins": 8,
+         "point_masses": [0]}]})
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"weight": np.round(rng.lognormal(10, 1, 5000).clip(0, 1e6), 1),
+                       "days": np.where(rng.random(5000) < 0.4, 0, rng.geometric(0.05, 5000).clip(0, 500))})
+
+    def shares(enc: TableEncoder, col: str) -> np.ndarray:
+        seg = next(s for s in enc.segments if s.column == col and s.kind == "softmax")
+        tokens = enc.encode(df)[:, seg.start:seg.end].argmax(axis=1)
+        return np.bincount(tokens, minlength=seg.size) / len(df)
+
+    plain, measured = TableEncoder(schema), TableEncoder.measured(schema, _released(schema, df))
+    assert shares(plain, "weight").max() > 0.8
+    assert shares(measured, "weight").max() < 0.15 and (shares(measured, "weight") > 0.05).all()
+    days = shares(measured, "days")
+    assert days[0] == pytest.approx(0.4, abs=0.03)  # the point mass keeps its own token, left out of the bins
+    assert days[1:].max() < 0.15
+    assert plain.dim == measured.dim and plain.segments == measured.segments  # the layout is the schema's
+    back = measured.decode(measured.encode(df))
+    for col in ("weight", "days"):
+        assert same(df[col], back[col]), col
+
+
+def test_measured_edges_are_increasing_even_when_one_value_holds_all_rows(adult_schema, adult_small):
+    one = adult_small.assign(**{"hours-per-week": 41, "fnlwgt": 150000})
+    enc = TableEncoder.measured(adult_schema, _released(adult_schema, one))
+    for col, edges in enc.bin_edges.items():
+        assert np.all(np.diff(edges) > 0), col
+    back = enc.decode(enc.encode(one))
+    assert (back["hours-per-week"] == 41).all() and (back["fnlwgt"] == 150000).all()
+
+
+def test_edges_that_no_party_could_rebuild_are_refused(adult_schema):
+    edges = TableEncoder(adult_schema).bin_edges["age"]
+    with pytest.raises(ValueError, match="'age'.*increasing"):
+        TableEncoder(adult_schema, {"age": edges[::-1]})
+    with pytest.raises(ValueError, match="'age'"):
+        TableEncoder(adult_schema, {"age": edges[:-1]})
+    with pytest.raises(ValueError, match="does not bin.*education-num"):
+        TableEncoder(adult_schema, {"education-num": np.arange(3.0)})

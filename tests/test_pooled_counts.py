@@ -27,7 +27,7 @@ from fedsynth.common.protocol.messages import FitConfig, Stage
 from fedsynth.server.marginal_rounds import pooled_errors
 from fedsynth.server.round import RoundRejected
 from fedsynth.server.shared_plan import SharedNoiseRequest
-from fedsynth.server.shared_round import pooled_counts
+from fedsynth.server.shared_round import pooled_counts, run_bin_edges
 
 COUNTS_NOISE = 4.0
 
@@ -194,11 +194,13 @@ def test_with_shared_noise_the_marginal_fit_releases_are_noise_shares_too(instit
     made afresh and charged again rather than re-sent."""
     config = MarginalFitConfig(pairs=3, steps=10, projections=4)
     plan = replace(shared_plan(adult_schema), marginal_fit=config)
-    encoder = TableEncoder(adult_schema)
+    # the plan's bins are measured: the institutions encode with the edges that come with the request
+    edges = measured_edges(adult_schema, silos)
+    encoder = TableEncoder(adult_schema, edges)
     segments = column_segments(encoder)
     arrays = build_model(encoder, plan.model).get_arrays()
     seed = int(arrays_digest(arrays)[:15], 16)
-    errors = FitConfig(plan, plan.rounds + 1, 3, FIELD_CLIPPING_RANGE, 0, Stage.PAIR_ERRORS)
+    errors = FitConfig(plan, plan.rounds + 1, 3, FIELD_CLIPPING_RANGE, 0, Stage.PAIR_ERRORS, (), edges)
     packed = [inst.marginal_release(arrays, errors)[0][0] for inst in institutions]
     total = read_stage_sum([np.mean(packed, axis=0)], 3, stage_length(Stage.PAIR_ERRORS, segments, (), 4))
     exact = sum(np.concatenate(exact_values(Stage.PAIR_ERRORS, None, encoder.encode(s), segments, None, (), seed, 4))
@@ -209,7 +211,7 @@ def test_with_shared_noise_the_marginal_fit_releases_are_noise_shares_too(instit
     target = 3 * score_noise**2 * values / 2  # K shares of (sigma * sqrt(#values))^2 / (K_min - T)
     assert 0.6 * target < np.var(total.values - exact) < 1.5 * target
     pairs = ((0, 1), (2, 3))
-    counts = FitConfig(plan, plan.rounds + 2, 3, FIELD_CLIPPING_RANGE, 0, Stage.PAIR_COUNTS, pairs)
+    counts = FitConfig(plan, plan.rounds + 2, 3, FIELD_CLIPPING_RANGE, 0, Stage.PAIR_COUNTS, pairs, edges)
     inst = institutions[0]
     first = inst.marginal_release(arrays, counts)[0][0]
     again, metrics = inst.marginal_release(arrays, counts)
@@ -218,6 +220,37 @@ def test_with_shared_noise_the_marginal_fit_releases_are_noise_shares_too(instit
     assert entries == [shared_counts_release(score_noise, values, 2)] + \
         2 * [shared_counts_release(config.pair_noise * COUNTS_NOISE, len(pairs), 2)]
     assert inst.ledger().epsilon_alone > inst.ledger().epsilon_spent
+
+
+def measured_edges(schema, silos) -> dict[str, tuple[float, ...]]:
+    """What the coordinator sends after pooled counts (run_bin_edges), here from exact pooled ones."""
+    encoder = TableEncoder(schema)
+    blocks = np.split(exact_pooled(silos, encoder).astype(float), np.cumsum(encoder.count_sizes)[:-1])
+    plan = shared_plan(schema)
+    assert plan.binning == "measured"
+    return run_bin_edges(schema, plan, frequencies_from_counts(blocks, ordered=encoder.counts_layout.ordered))
+
+
+def test_measured_bins_are_encoded_only_with_edges_that_fit_the_schema(institutions, silos, adult_schema):
+    """An institution encodes a measured-bins plan's rows only with the coordinator's edges, never
+    with guessed ones, and refuses edges that do not fit its schema or a plan that has none."""
+    plan = shared_plan(adult_schema)
+    inst = institutions[0]
+    edges = measured_edges(adult_schema, silos)
+    assert inst.encoder(plan, edges).bin_edges["fnlwgt"].tolist() == list(edges["fnlwgt"])
+    with pytest.raises(FedsynthError, match="sent no bin edges"):
+        inst.encoder(plan, None)
+    with pytest.raises(FedsynthError, match="do not fit this schema.*'age'"):
+        inst.encoder(plan, {**edges, "age": edges["age"][::-1]})
+    with pytest.raises(FedsynthError, match="do not fit this schema"):
+        inst.encoder(plan, {**edges, "colour": (0.0, 1.0)})
+    local = FederationPlan(rounds=3, model=ModelConfig(hidden=16), schema_hash=adult_schema.hash())
+    assert local.binning == "schema" and inst.encoder(local, None).binning == "schema"
+    with pytest.raises(FedsynthError, match="schema's bins"):
+        inst.encoder(local, edges)
+    # edges travel in the instruction as sent
+    sent = FitConfig(plan, 2, 3, FIELD_CLIPPING_RANGE, 0, Stage.TRAIN, (), edges)
+    assert FitConfig.from_config(sent.to_config()).bin_edges == edges
 
 
 def test_resolve_keeps_budget_for_the_marginal_fit_shares(adult_schema):

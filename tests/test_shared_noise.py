@@ -25,7 +25,9 @@ SIGMA = 1.2
 
 
 def shared_plan(schema, rounds=3, k_min=3, t=1, q=0.05, sigma=SIGMA):
-    return FederationPlan(rounds=rounds, model=ModelConfig(hidden=16), schema_hash=schema.hash(), min_clients=k_min,
+    # the schema's bins: these rounds come without the pooled counts that measured ones need (test_pooled_counts)
+    return FederationPlan(rounds=rounds, model=ModelConfig(hidden=16, binning="schema"), schema_hash=schema.hash(),
+                          min_clients=k_min,
                           shared_noise=SharedNoise(sample_rate=q, noise_multiplier=sigma, collusion_tolerance=t,
                                                    min_contributors=k_min))
 

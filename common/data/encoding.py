@@ -1,14 +1,17 @@
-"""Reversible encoding of a table into model space, built from the public schema alone.
+"""Reversible encoding of a table into model space, laid out from the public schema alone.
 
 No statistic of private rows is fitted here: the layout depends only on the schema, so every
 party derives the identical encoder and a model trained on one silo's encoding is valid on
-every other. This is the schema-only analogue of CTGAN's mode-specific normalisation:
+every other. Where the bins of a numerical column lie is the schema's (equal-width), or, by
+default, measured: split at equal masses of the column's released DP histogram
+(:meth:`TableEncoder.measured`), post-processing that every holder of the release repeats
+exactly. This is the DP analogue of CTGAN's mode-specific normalisation:
 
 * categoricals and booleans: one-hot (plus a "missing" slot when the column is nullable);
 * small integer domains (``max - min < 32``, e.g. education-num): one-hot over every value,
   decoded exactly;
 * other numericals (and datetimes, as days): a *token* chosen among missing / declared
-  point masses / ``bins`` equal-width public bins on the column's scale (linear or log),
+  point masses / ``bins`` bins on the column's scale (linear or log),
   plus a continuous offset in [-1, 1] locating the value inside its bin. Decoding maps the
   offset back inside the bin, so values look like real values (``capital-gain`` gets its
   exact zeros and a continuous, log-shaped tail), never bin midpoints.
@@ -20,6 +23,7 @@ whether or not a given sample has a gap), floats rounded to their ``decimals``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -125,7 +129,7 @@ class _OneHot(_ColumnCodec):
 class _Binned(_ColumnCodec):
     """Continuous numericals and datetimes: token (missing / point mass / bin) + offset."""
 
-    def __init__(self, column: Column) -> None:
+    def __init__(self, column: Column, edges: np.ndarray | None = None) -> None:
         self.column = column
         self.is_datetime = column.type == "datetime"
         if self.is_datetime:
@@ -138,7 +142,8 @@ class _Binned(_ColumnCodec):
         self.point_masses = [float(p) for p in column.point_masses]
         self.k = column.bins
         t0, t1 = self._t(np.array([self.lo, self.hi]))
-        self.edges = np.linspace(t0, t1, self.k + 1)
+        self.edges = np.linspace(t0, t1, self.k + 1) if edges is None else _checked_edges(column, edges, t0, t1)
+        self.widths = np.diff(self.edges)
         self.tokens = ([MISSING] if column.nullable else []) + self.point_masses + [f"bin{i}" for i in range(self.k)]
         self.bins_from = len(self.tokens) - self.k
 
@@ -178,9 +183,8 @@ class _Binned(_ColumnCodec):
             token[hit] = offset_base + j
         cont = token < 0
         t = self._t(np.clip(np.where(cont, x, self.lo), self.lo, self.hi))
-        width = self.edges[1] - self.edges[0]
-        b = np.clip(np.floor((t - self.edges[0]) / width).astype(np.int64), 0, self.k - 1)
-        frac = np.clip((t - self.edges[b]) / width, 0.0, 1.0)
+        b = np.clip(np.searchsorted(self.edges, t, side="right") - 1, 0, self.k - 1)
+        frac = np.clip((t - self.edges[b]) / np.maximum(self.widths[b], _EPS), 0.0, 1.0)
         token[cont] = self.bins_from + b[cont]
         out[np.arange(n), token] = 1.0
         out[:, -1] = np.where(cont, 2.0 * frac - 1.0, 0.0)
@@ -190,8 +194,7 @@ class _Binned(_ColumnCodec):
         token = block[:, :-1].argmax(axis=1)
         offset = np.clip(block[:, -1], -1.0, 1.0)
         b = np.clip(token - self.bins_from, 0, self.k - 1)
-        width = self.edges[1] - self.edges[0]
-        t = self.edges[b] + (offset + 1.0) / 2.0 * width
+        t = self.edges[b] + (offset + 1.0) / 2.0 * self.widths[b]
         x = np.clip(self._t_inv(t), self.lo, self.hi)
         offset_base = 1 if self.column.nullable else 0
         for j, pm in enumerate(self.point_masses):
@@ -201,6 +204,17 @@ class _Binned(_ColumnCodec):
         if self.column.subtype == "int":
             x = np.where(np.isnan(x), np.nan, np.clip(np.round(x), np.ceil(self.lo), np.floor(self.hi)))
         return as_declared(x, self.column)
+
+
+def _checked_edges(column: Column, edges: np.ndarray, t0: float, t1: float) -> np.ndarray:
+    """Measured edges for ``column``, refused unless they are ``bins + 1`` increasing values from
+    its lower to its upper bound on its scale: an encoding every party can rebuild, or none."""
+    e = np.asarray(edges, dtype=float)
+    if (e.shape != (column.bins + 1,) or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0)
+            or not np.isclose(e[0], t0) or not np.isclose(e[-1], t1)):
+        raise ValueError(f"column {column.name!r}: bin edges must be {column.bins + 1} increasing values from "
+                         f"{t0:g} to {t1:g} on its scale, got {e.tolist()[:4]}... ({e.size} values)")
+    return e
 
 
 def as_declared(x: np.ndarray, column: Column) -> pd.Series:
@@ -256,16 +270,24 @@ class CountsLayout:
 
 
 class TableEncoder:
-    """Encodes a typed table (as returned by :func:`fedsynth.common.data.tables.load_table`)."""
+    """Encodes a typed table (as returned by :func:`fedsynth.common.data.tables.load_table`).
 
-    def __init__(self, schema: Schema) -> None:
+    ``edges`` maps binned columns to their bin edges on the column's scale (see
+    :meth:`measured`); the others get the schema's equal-width bins. The layout (every
+    segment's size) is the schema's either way, so a model's shape never depends on them."""
+
+    def __init__(self, schema: Schema, edges: Mapping[str, np.ndarray] | None = None) -> None:
         self.schema = schema
+        self.binning = "measured" if edges else "schema"  # ModelConfig.binning's values
         self.codecs: list[_ColumnCodec] = []
+        edges = dict(edges or {})
         for col in schema.columns:
             if col.type in ("categorical", "boolean") or col.is_discrete_int:
                 self.codecs.append(_OneHot(col))
             else:
-                self.codecs.append(_Binned(col))
+                self.codecs.append(_Binned(col, edges.pop(col.name, None)))
+        if edges:
+            raise ValueError(f"bin edges given for columns the encoder does not bin: {sorted(edges)}")
         self.segments: list[Segment] = []
         self._blocks: list[tuple[int, int]] = []
         pos = 0
@@ -275,6 +297,24 @@ class TableEncoder:
             pos += codec.width()
         self.dim = pos
         self.histograms = histograms_for(schema)  # released with the category counts (histogram.py)
+
+    @classmethod
+    def measured(cls, schema: Schema, marginals: list[np.ndarray]) -> TableEncoder:
+        """The encoder whose bins split each binned column's released histogram (``marginals``, one
+        per :attr:`histograms` entry) into nearly equal masses (:meth:`NumericHistogram.bin_edges`):
+        a skewed column's tokens then each hold a similar share of rows instead of most rows
+        sharing one or two equal-width bins. Post-processing of the counts release only."""
+        binned = {c.column.name: c for c in (TableEncoder(schema).codecs) if isinstance(c, _Binned)}
+        hists = histograms_for(schema)
+        if len(marginals) != len(hists):
+            raise ValueError(f"{len(marginals)} released histograms for the schema's {len(hists)}")
+        return cls(schema, {h.column: h.bin_edges(f, binned[h.column].k, tuple(binned[h.column].point_masses))
+                            for h, f in zip(hists, marginals) if h.column in binned})
+
+    @property
+    def bin_edges(self) -> dict[str, np.ndarray]:
+        """Each binned column's edges on its scale."""
+        return {c.column.name: c.edges.copy() for c in self.codecs if isinstance(c, _Binned)}
 
     @property
     def conditionable(self) -> list[Segment]:

@@ -1,13 +1,14 @@
 """A numerical column's public histogram layout, and the map that gives a sample its shape.
 
-The encoder's dozen equal-width bins carry a continuous offset that DP-SGD's noise smears:
+The encoder's coarse bins carry a continuous offset that DP-SGD's noise smears:
 synthetic ages, hours and weights come out with the right ranks but the wrong shape. A fine
 histogram of each numerical column, released once with the category counts (one Gaussian
 release, :func:`fedsynth.common.dp.accounting.noisy_counts`; summed across institutions
 through SecAgg+), fixes the shape by post-processing: :meth:`NumericHistogram.quantile_map`
 moves each synthetic value to the same quantile of the noisy histogram, which keeps the
 sample's order within the column (so its relations to the other columns) and replaces its
-marginal by the released one.
+marginal by the released one. The same release places the encoder's bins
+(:meth:`NumericHistogram.bin_edges`).
 
 The layout is public, from the schema alone, so every party counts into the same cells:
 
@@ -31,6 +32,7 @@ from fedsynth.common.data.schema import Column, Schema
 
 MAX_EXACT_VALUES = 2048  # ages, hours, minutes of delay, degrees: counted value by value
 FINE_BINS = 256  # chosen by the table suite's mean (docs/benchmarks.md)
+UNIFORM_SHARE = 0.05  # of the mass the encoder's measured bins spread evenly (NumericHistogram.bin_edges)
 
 
 @dataclass(frozen=True)
@@ -132,6 +134,38 @@ class NumericHistogram:
         out = np.where(is_bin[k], np.round(inside) if self.integer else inside, left[k])
         x[present] = np.clip(out, self.lo, self.hi)
         return x
+
+
+    def bin_edges(self, freqs: np.ndarray, k: int, separate: tuple[float, ...] = ()) -> np.ndarray:
+        """``k + 1`` increasing edges on the column's scale between its bounds that split the
+        released mass ``freqs`` (this layout's cells) into ``k`` bins of nearly equal mass: the
+        encoder's measured bins (:class:`fedsynth.common.data.encoding.TableEncoder`).
+
+        Values in ``separate`` (the encoder's point masses, tokens of their own) are left out;
+        an atom of an exact integer layout spreads over its unit interval, a bin over its width.
+        A :data:`UNIFORM_SHARE` of the mass is spread evenly over the range, so that edges never
+        coincide and an empty stretch of the range still gets some resolution. Pure
+        post-processing of the release: every party holding ``freqs`` derives the same edges."""
+        t_lo, t_hi = _scale(np.array([self.lo, self.hi]), self.lo, self.log)
+        atoms = np.asarray(self.atoms, dtype=float)
+        mass = np.clip(np.asarray(freqs, dtype=float)[: len(atoms) + self.bins], 0.0, None).copy()
+        mass[: len(atoms)][np.isin(atoms, np.asarray(separate, dtype=float))] = 0.0
+        a_left = _scale(np.clip(atoms - 0.5, self.lo, self.hi), self.lo, self.log)
+        a_right = _scale(np.clip(atoms + 0.5, self.lo, self.hi), self.lo, self.log)
+        t_edges = np.asarray(self.edges, dtype=float)
+        left = np.concatenate([a_left, t_edges[:-1]])
+        right = np.concatenate([a_right, t_edges[1:]])
+        # the cumulative mass at every cell boundary, each cell's mass spread evenly over its extent
+        points = np.union1d(np.concatenate([left, right]), [t_lo, t_hi])
+        cdf = np.zeros(len(points))
+        for m, a, b in zip(mass, left, right):
+            if m > 0:
+                cdf += m * (np.clip((points - a) / (b - a), 0.0, 1.0) if b > a else (points >= a))
+        uniform = (points - t_lo) / (t_hi - t_lo)
+        cdf = (1.0 - UNIFORM_SHARE) * cdf / cdf[-1] + UNIFORM_SHARE * uniform if cdf[-1] > 0 else uniform
+        edges = np.interp(np.linspace(0.0, 1.0, k + 1), cdf, points)
+        edges[0], edges[-1] = t_lo, t_hi
+        return edges
 
 
 def _scale(x: np.ndarray, lo: float, log: bool) -> np.ndarray:

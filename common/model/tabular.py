@@ -30,6 +30,7 @@ from fedsynth.common.model.networks import (
 )
 
 MODELS = ("vae", "gan")
+BINNINGS = ("measured", "schema")  # ModelConfig.binning
 
 
 @dataclass
@@ -47,6 +48,13 @@ class ModelConfig:
     grad_sample_mode: str = "bookkeeping"
     beta: float = 1.0  # VAE KL weight
     gen_steps_per_disc: int = 1  # GAN
+    # "measured": numerical bins of equal released mass (TableEncoder.measured, from the counts
+    # release every fit makes); "schema": the schema's equal-width bins, as models before them
+    binning: str = "measured"
+
+    def __post_init__(self) -> None:
+        if self.binning not in BINNINGS:
+            raise FedsynthError(f"binning must be one of {BINNINGS}, not {self.binning!r}")
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -67,9 +67,11 @@ FEDERATED_VAE_HIDDEN = 32
 
 
 def federated_model_config(model: str = "vae", **fields) -> ModelConfig:
-    """The default architecture of a federated run; explicit ``fields`` win."""
+    """The default architecture of a local-noise federated run; explicit ``fields`` win. Its bins
+    are the schema's, as every local-noise run's (:attr:`FederationPlan.binning`)."""
     if model == "vae":
         fields.setdefault("hidden", FEDERATED_VAE_HIDDEN)
+    fields.setdefault("binning", "schema")
     return ModelConfig(model=model, **fields)
 
 
@@ -176,6 +178,12 @@ class FederationPlan:
         if not self.weight_cap_rows >= 1:
             raise ValueError(f"weight_cap_rows must be at least 1, not {self.weight_cap_rows!r}")
 
+    @property
+    def binning(self) -> str:
+        """The bins the run's rows are encoded in: the model's choice with shared noise; the schema's
+        with local noise, which pools no counts before training that measured bins could come from."""
+        return self.model.binning if self.shared_noise is not None else "schema"
+
     def client_weight(self, rows_estimate: float | None) -> float:
         """The aggregation weight a client sends, in [1/weight_cap_rows, 1]."""
         if self.aggregation_weights == "equal" or rows_estimate is None:
@@ -190,6 +198,8 @@ class FederationPlan:
 
     def to_json(self) -> str:
         raw = asdict(self)
+        if self.model.binning == "schema":
+            del raw["model"]["binning"]  # reads (and hashes) as before the field existed
         if self.shared_noise is None:
             del raw["shared_noise"]  # a local-noise plan reads (and hashes) as before the field existed
         if not self.marginal_fit.pairs:
@@ -199,7 +209,7 @@ class FederationPlan:
     @classmethod
     def from_json(cls, text: str) -> FederationPlan:
         raw = json.loads(text)
-        raw["model"] = ModelConfig(**raw["model"])
+        raw["model"] = ModelConfig(**{"binning": "schema", **raw["model"]})
         if raw.get("shared_noise") is not None:
             raw["shared_noise"] = SharedNoise(**raw["shared_noise"])
         raw["marginal_fit"] = MarginalFitConfig(**raw["marginal_fit"]) if "marginal_fit" in raw \

@@ -39,6 +39,9 @@ class ConfigKey:
     ARRAYS_SHA256 = "arrays_sha256"
     STAGE = "stage"  # absent in a training round (Stage.TRAIN)
     PAIRS = "pairs"  # Stage.PAIR_COUNTS: the chosen pairs, a JSON list of [a, b] column-segment indices
+    # measured bins (ModelConfig.binning), after the pooled counts: JSON {column: [edges]} on each
+    # binned column's scale, derived by the coordinator from the pooled histograms
+    BIN_EDGES = "bin_edges"
 
 
 class Stage:
@@ -117,6 +120,23 @@ def _optional(reader, record: Mapping[str, Any], key: str, what: str):
     return reader(record, key, what) if key in record else None
 
 
+def _bin_edges(record: Mapping[str, Any], what: str) -> dict[str, tuple[float, ...]] | None:
+    """A JSON object of column name -> list of numbers (the receiver checks them against its schema)."""
+    text = _optional(_str, record, ConfigKey.BIN_EDGES, what)
+    if text is None:
+        return None
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        raise MessageError(f"malformed {what}: {ConfigKey.BIN_EDGES!r} is not JSON") from None
+    if not (isinstance(raw, dict) and all(
+            isinstance(v, list) and all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)
+            for v in raw.values())):
+        raise MessageError(f"malformed {what}: {ConfigKey.BIN_EDGES!r} = {text[:200]!r} is not an object of "
+                           "column names to lists of numbers")
+    return {str(k): tuple(float(e) for e in v) for k, v in raw.items()}
+
+
 def _plan(record: Mapping[str, Any], what: str) -> FederationPlan:
     text = _str(record, ConfigKey.PLAN, what)
     try:
@@ -158,6 +178,9 @@ class FitConfig:
     freq_size: int  # category frequencies in the packed tail (a refusal sends that many zeros)
     stage: str = Stage.TRAIN
     pairs: tuple[tuple[int, int], ...] = ()  # Stage.PAIR_COUNTS only
+    # measured bins: each binned column's edges, from the pooled counts (None before them, or with
+    # the schema's bins); encoding parameters only, which no privacy accounting depends on
+    bin_edges: Mapping[str, tuple[float, ...]] | None = None
 
     def to_config(self) -> Record:
         record: Record = {ConfigKey.PLAN: self.plan.to_json(), ConfigKey.ROUND: int(self.round),
@@ -166,6 +189,8 @@ class FitConfig:
         if self.stage != Stage.TRAIN:
             record[ConfigKey.STAGE] = self.stage
             record[ConfigKey.PAIRS] = json.dumps([list(p) for p in self.pairs])
+        if self.bin_edges is not None:
+            record[ConfigKey.BIN_EDGES] = json.dumps({k: list(v) for k, v in self.bin_edges.items()})
         return record
 
     @classmethod
@@ -178,7 +203,7 @@ class FitConfig:
                    total_clients=_int(config, ConfigKey.TOTAL_CLIENTS, what),
                    clipping_range=_number(config, ConfigKey.CLIPPING_RANGE, what),
                    freq_size=_int(config, ConfigKey.FREQ_SIZE, what), stage=stage,
-                   pairs=_pairs(config, what) if stage != Stage.TRAIN else ())
+                   pairs=_pairs(config, what) if stage != Stage.TRAIN else (), bin_edges=_bin_edges(config, what))
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The CLI's choice options as enums: typer lists their values in ``--help`` and refuses any
 other value with the allowed list, before a command runs.
 
-The values are the library's own (``MODELS``, ``ACCOUNTANTS``, ``AGGREGATION_WEIGHTS``,
+The values are the library's own (``MODELS``, ``ACCOUNTANTS``, ``BINNINGS``, ``AGGREGATION_WEIGHTS``,
 ``PARTITIONS``), spelled out again here because those modules import torch, Opacus, Flower or
 pandas, which the CLI loads only inside a command; tests/test_cli.py checks that they agree.
 """
@@ -23,6 +23,13 @@ class Accountant(str, Enum):
 
     RDP = "rdp"
     PRV = "prv"
+
+
+class Binning(str, Enum):
+    """Where a numerical column's bins lie (``fedsynth.common.model.tabular.BINNINGS``)."""
+
+    MEASURED = "measured"
+    SCHEMA = "schema"
 
 
 class ClientWeighting(str, Enum):

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from fedsynth.cli.choices import Accountant, Model
+from fedsynth.cli.choices import Accountant, Binning, Model
 from fedsynth.cli.shared import OverwriteOption, TableArgument, TableOption, err, load_schema, out, progress, the_table
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.outputs import MODEL_FOLDER, SYNTHETIC_TABLE, check_replace
@@ -32,12 +32,15 @@ def fit(
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
     pairs: Annotated[int, typer.Option(min=0, help="At most this many 2-way marginals measured after DP-SGD "
                                                    "and fitted by the generator (0: none).")] = 20,
+    binning: Annotated[Binning, typer.Option(help="Numerical bins: measured (at equal masses of the released "
+                                                  "histograms) or the schema's equal-width ones.")] = Binning.MEASURED,
     overwrite: OverwriteOption = False,
 ) -> None:
     """Train a single-party DP synthesizer (also the centralized baseline)."""
     import torch
 
     from fedsynth.common.model.marginal_fit import MarginalFitConfig
+    from fedsynth.common.model.tabular import ModelConfig
     from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
     from fedsynth.common.data.tables import load_table
 
@@ -48,6 +51,7 @@ def fit(
     df = load_table(data, sch)
     synth = Synthesizer(sch, model=model.value, epsilon=epsilon, delta=delta,
                         training=TrainingConfig(epochs=epochs, batch_size=batch_size, accountant=accountant.value),
+                        model_config=ModelConfig(model=model.value, binning=binning.value),
                         marginal_fit=MarginalFitConfig(pairs=pairs))
     plan = synth.plan(len(df))
     pair_note = (f"; at most {plan['marginal_pairs']} 2-way marginals: {plan['pair_noise']:.3g}, "

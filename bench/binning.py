@@ -1,0 +1,74 @@
+"""Where the encoder's numerical bins lie, over the suite: measured (at equal masses of the
+released histograms, ``ModelConfig.binning = "measured"``, the default) against the schema's
+equal-width bins.
+
+For each bundled table, one single-party synthesizer (epsilon 1, defaults otherwise) per
+``--binning`` value and run, on the README command's seed-0 80/20 split; with ``--drafted`` the
+schema is the one `schema draft` writes for the table's CSV (a new user's path) instead of the
+bundled one. Prints each measure's mean per table and binning and the suite's mean.
+
+    python bench/binning.py --repeats 3
+    python bench/binning.py --drafted --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from fedsynth.common.data.schema_draft import draft_file
+from fedsynth.common.data.tables import load_table
+from fedsynth.common.model.tabular import BINNINGS, ModelConfig
+from fedsynth.common.synthesizer import Synthesizer
+from fedsynth.simulations.datasets import BUNDLED, bundled_paths, load_dataset
+from fedsynth.simulations.partition import holdout_split
+from fedsynth.simulations.quality import quick_quality
+from run_means import cells, fmt, mean  # bench/ is on sys.path as the script's folder
+
+MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept")
+LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
+
+
+def one_run(table: str, binning: str, seed: int, drafted: bool) -> dict:
+    if drafted:
+        csv, _ = bundled_paths(table)
+        schema = draft_file(csv, name=table).schema
+        df = load_table(csv, schema)
+    else:
+        df, schema, _ = load_dataset(table)
+    train, holdout = holdout_split(df, 0.2, 0)
+    synth = Synthesizer(schema, epsilon=1.0, model_config=ModelConfig(binning=binning)).fit(train)
+    q = quick_quality(train, holdout, synth.sample(len(train), seed=seed), schema, BUNDLED[table].label, seed)
+    kept = q["strong_pairs_kept"] / q["strong_pairs"] if q.get("strong_pairs") else None
+    return {"table": table, "binning": binning, "drafted": drafted, "seed": seed,
+            **{m: q.get(m) for m in MEASURES[:-1]}, "kept": kept, "worst_column": q.get("worst_column")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binning", nargs="+", default=list(BINNINGS), choices=BINNINGS)
+    ap.add_argument("--tables", nargs="+", default=sorted(BUNDLED), choices=sorted(BUNDLED))
+    ap.add_argument("--drafted", action="store_true", help="`schema draft`'s schema instead of the bundled one")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="write every run here")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    runs = []
+    for r in range(args.repeats):  # settings interleaved, so machine noise hits them alike
+        for table in args.tables:
+            for binning in args.binning:
+                runs.append(one_run(table, binning, r, args.drafted))
+                print(json.dumps(runs[-1]), flush=True)
+    print(f"\n{'table':8} {'binning':>9} " + " ".join(f"{m:>6}" for m in LABELS))
+    for table, binning, cell in cells(runs, args.tables, "binning", args.binning):
+        print(f"{table:8} {binning:>9} " + " ".join(fmt(mean(r[m] for r in cell)) for m in MEASURES))
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
