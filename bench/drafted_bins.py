@@ -27,7 +27,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import BUNDLED, bundled_paths
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import cells, fmt, mean  # bench/ is on sys.path as the script's folder
+from run_means import interleaved, print_means  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept")
 LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
@@ -61,15 +61,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write every run here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runs = []
-    for r in range(args.repeats):  # bin counts interleaved, so machine noise hits them alike
-        for table in args.tables:
-            for bins in args.bins:
-                runs.append(one_run(table, bins, r))
-                print(json.dumps(runs[-1]), flush=True)
-    print(f"\n{'table':8} {'bins':>5} " + " ".join(f"{m:>6}" for m in LABELS))
-    for table, bins, cell in cells(runs, args.tables, "bins", args.bins):
-        print(f"{table:8} {bins:5d} " + " ".join(fmt(mean(r[m] for r in cell)) for m in MEASURES))
+    runs = interleaved(one_run, args.tables, args.bins, args.repeats)
+    print_means(runs, args.tables, "bins", args.bins, MEASURES, LABELS)
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1) + "\n")
 

@@ -26,7 +26,7 @@ from fedsynth.evaluation.prepared import prepare
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import cells, fmt, mean  # bench/ is on sys.path as the script's folder
+from run_means import interleaved, print_means  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr", "tvd1", "tvd2", "det", "kept", "fit_s")
 
@@ -62,15 +62,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write every run here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runs = []
-    for r in range(args.repeats):  # settings interleaved, so machine noise hits them alike
-        for table in args.tables:
-            for pairs in args.pairs:
-                runs.append(one_run(table, pairs, r))
-                print(json.dumps(runs[-1]), flush=True)
-    print(f"\n{'table':8} {'pairs':>5} " + " ".join(f"{m:>6}" for m in MEASURES))
-    for table, pairs, cell in cells(runs, args.tables, "pairs", args.pairs):
-        print(f"{table:8} {pairs:5d} " + " ".join(fmt(mean(r[m] for r in cell)) for m in MEASURES))
+    runs = interleaved(one_run, args.tables, args.pairs, args.repeats)
+    print_means(runs, args.tables, "pairs", args.pairs, MEASURES)
     if args.json:
         args.json.write_text(json.dumps(runs, indent=1) + "\n")
 

@@ -1,10 +1,11 @@
-"""Per-table and suite means of a benchmark's runs: the summary bench/marginal_fit.py,
-bench/marginal_fit_settings.py and bench/drafted_bins.py print after their runs, one row per
-table and setting, then the suite's row (every table's runs together)."""
+"""A settings benchmark's runs and their per-table and suite means: the loop and the summary
+bench/marginal_fit.py, bench/binning.py and bench/drafted_bins.py share (bench/marginal_fit_settings.py
+its means), one row per table and setting, then the suite's row (every table's runs together)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -24,3 +25,24 @@ def cells(runs: list[dict], tables: list[str], key: str, settings: list) -> Iter
     for table in [*tables, "suite"]:
         for setting in settings:
             yield table, setting, [r for r in runs if r[key] == setting and table in ("suite", r["table"])]
+
+
+def interleaved(one_run: Callable[[str, object, int], dict], tables: Sequence[str], settings: Sequence,
+                repeats: int) -> list[dict]:
+    """``one_run(table, setting, repeat)`` for every table and setting, ``repeats`` times, the
+    settings interleaved so that machine noise hits them alike; each run printed as JSON as it ends."""
+    runs = []
+    for r in range(repeats):
+        for table in tables:
+            for setting in settings:
+                runs.append(one_run(table, setting, r))
+                print(json.dumps(runs[-1]), flush=True)
+    return runs
+
+
+def print_means(runs: list[dict], tables: Sequence[str], key: str, settings: Sequence, measures: Sequence[str],
+                labels: Sequence[str] | None = None) -> None:
+    """Each measure's mean per table and setting (``run[key]``), then over the suite."""
+    print(f"\n{'table':8} {key:>9} " + " ".join(f"{m:>6}" for m in (labels or measures)))
+    for table, setting, cell in cells(runs, list(tables), key, list(settings)):
+        print(f"{table:8} {str(setting):>9} " + " ".join(fmt(mean(r[m] for r in cell)) for m in measures))
