@@ -32,7 +32,7 @@ from fedsynth.common.data.schema import Column, Schema
 
 MAX_EXACT_VALUES = 2048  # ages, hours, minutes of delay, degrees: counted value by value
 FINE_BINS = 256  # chosen by the table suite's mean (docs/benchmarks.md)
-UNIFORM_SHARE = 0.05  # of the mass the encoder's measured bins spread evenly (NumericHistogram.bin_edges)
+UNIFORM_SHARE = 0.05  # of the mass measured bins spread evenly (NumericHistogram.bin_edges); 0.25 measured worse (docs/benchmarks.md)
 
 
 @dataclass(frozen=True)
