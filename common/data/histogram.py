@@ -135,7 +135,6 @@ class NumericHistogram:
         x[present] = np.clip(out, self.lo, self.hi)
         return x
 
-
     def bin_edges(self, freqs: np.ndarray, k: int, separate: tuple[float, ...] = ()) -> np.ndarray:
         """``k + 1`` increasing edges on the column's scale between its bounds that split the
         released mass ``freqs`` (this layout's cells) into ``k`` bins of nearly equal mass: the
