@@ -230,7 +230,7 @@ class Institution:
             raise FedsynthError("the plan's bins are measured from the pooled counts, but the coordinator sent no "
                                 "bin edges; refusing")
         try:
-            return TableEncoder(self.schema, {k: np.asarray(v, dtype=float) for k, v in bin_edges.items()})
+            return TableEncoder(self.schema, bin_edges)
         except ValueError as exc:
             raise FedsynthError(f"the coordinator's bin edges do not fit this schema: {exc}"[:500]) from None
 

@@ -147,7 +147,7 @@ class ModelMeta:
             "fedsynth_version": self.fedsynth_version,
             "schema": self.schema.to_json(),
             "schema_hash": self.schema.hash(),
-            "model_config": _model_config_json(self.model_config),
+            "model_config": self.model_config.to_json(),
             "training": asdict(self.training),
             "cond_probs": [np.asarray(p).tolist() for p in self.cond_probs],
             "privacy": self.privacy.to_json(),
@@ -168,7 +168,7 @@ class ModelMeta:
         federation = raw.get("federation")
         return cls(
             schema=Schema.from_json(raw["schema"], source=source),
-            model_config=ModelConfig(**{"binning": "schema", **raw["model_config"]}),  # older: schema bins
+            model_config=ModelConfig.from_json(raw["model_config"]),
             training=TrainingConfig(**raw["training"]),
             cond_probs=[np.asarray(p) for p in raw["cond_probs"]],
             privacy=PrivacyRecord.from_json(raw["privacy"]),
@@ -179,15 +179,6 @@ class ModelMeta:
             model_id=raw.get("model_id"),
             marginals=[np.asarray(m) for m in raw.get("marginals", [])],
         )
-
-
-def _model_config_json(config: ModelConfig) -> dict[str, Any]:
-    """The model config as saved: ``binning`` only when measured, so that a model saved before
-    the field existed (schema bins, the reading default) keeps its model id through load and save."""
-    out = asdict(config)
-    if out.get("binning") == "schema":
-        del out["binning"]
-    return out
 
 
 def model_state(meta: ModelMeta, arrays: list[np.ndarray]) -> tuple[dict[str, Any], bytes]:

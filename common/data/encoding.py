@@ -23,7 +23,7 @@ whether or not a given sample has a gap), floats rounded to their ``decimals``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -129,7 +129,7 @@ class _OneHot(_ColumnCodec):
 class _Binned(_ColumnCodec):
     """Continuous numericals and datetimes: token (missing / point mass / bin) + offset."""
 
-    def __init__(self, column: Column, edges: np.ndarray | None = None) -> None:
+    def __init__(self, column: Column, edges: Sequence[float] | np.ndarray | None = None) -> None:
         self.column = column
         self.is_datetime = column.type == "datetime"
         if self.is_datetime:
@@ -206,7 +206,7 @@ class _Binned(_ColumnCodec):
         return as_declared(x, self.column)
 
 
-def _checked_edges(column: Column, edges: np.ndarray, t0: float, t1: float) -> np.ndarray:
+def _checked_edges(column: Column, edges: Sequence[float] | np.ndarray, t0: float, t1: float) -> np.ndarray:
     """Measured edges for ``column``, refused unless they are ``bins + 1`` increasing values from
     its lower to its upper bound on its scale: an encoding every party can rebuild, or none."""
     e = np.asarray(edges, dtype=float)
@@ -276,7 +276,7 @@ class TableEncoder:
     :meth:`measured`); the others get the schema's equal-width bins. The layout (every
     segment's size) is the schema's either way, so a model's shape never depends on them."""
 
-    def __init__(self, schema: Schema, edges: Mapping[str, np.ndarray] | None = None) -> None:
+    def __init__(self, schema: Schema, edges: Mapping[str, Sequence[float] | np.ndarray] | None = None) -> None:
         self.schema = schema
         self.binning = "measured" if edges else "schema"  # ModelConfig.binning's values
         self.codecs: list[_ColumnCodec] = []
@@ -304,8 +304,9 @@ class TableEncoder:
         per :attr:`histograms` entry) into nearly equal masses (:meth:`NumericHistogram.bin_edges`):
         a skewed column's tokens then each hold a similar share of rows instead of most rows
         sharing one or two equal-width bins. Post-processing of the counts release only."""
-        binned = {c.column.name: c for c in (TableEncoder(schema).codecs) if isinstance(c, _Binned)}
-        hists = histograms_for(schema)
+        plain = TableEncoder(schema)
+        binned = {c.column.name: c for c in plain.codecs if isinstance(c, _Binned)}
+        hists = plain.histograms
         if len(marginals) != len(hists):
             raise ValueError(f"{len(marginals)} released histograms for the schema's {len(hists)}")
         return cls(schema, {h.column: h.bin_edges(f, binned[h.column].k, tuple(binned[h.column].point_masses))

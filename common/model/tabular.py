@@ -57,7 +57,17 @@ class ModelConfig:
             raise FedsynthError(f"binning must be one of {BINNINGS}, not {self.binning!r}")
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """The fields as saved in a model and a plan: ``binning`` only when measured, so that what
+        was written before the field existed (schema bins, :meth:`from_json`'s default) reads and
+        hashes as it did."""
+        out = asdict(self)
+        if self.binning == "schema":
+            del out["binning"]
+        return out
+
+    @classmethod
+    def from_json(cls, raw: dict) -> ModelConfig:
+        return cls(**{"binning": "schema", **raw})
 
 
 class TabularModel:

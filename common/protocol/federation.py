@@ -198,8 +198,7 @@ class FederationPlan:
 
     def to_json(self) -> str:
         raw = asdict(self)
-        if self.model.binning == "schema":
-            del raw["model"]["binning"]  # reads (and hashes) as before the field existed
+        raw["model"] = self.model.to_json()
         if self.shared_noise is None:
             del raw["shared_noise"]  # a local-noise plan reads (and hashes) as before the field existed
         if not self.marginal_fit.pairs:
@@ -209,7 +208,7 @@ class FederationPlan:
     @classmethod
     def from_json(cls, text: str) -> FederationPlan:
         raw = json.loads(text)
-        raw["model"] = ModelConfig(**{"binning": "schema", **raw["model"]})
+        raw["model"] = ModelConfig.from_json(raw["model"])
         if raw.get("shared_noise") is not None:
             raw["shared_noise"] = SharedNoise(**raw["shared_noise"])
         raw["marginal_fit"] = MarginalFitConfig(**raw["marginal_fit"]) if "marginal_fit" in raw \
