@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
 
@@ -26,7 +25,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import BUNDLED, bundled_paths, load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import interleaved, print_means  # bench/ is on sys.path as the script's folder
+from run_means import add_run_options, interleaved, print_means  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept")
 LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
@@ -50,11 +49,8 @@ def one_run(table: str, binning: str, seed: int, drafted: bool) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binning", nargs="+", default=list(BINNINGS), choices=BINNINGS)
-    ap.add_argument("--tables", nargs="+", default=sorted(BUNDLED), choices=sorted(BUNDLED))
+    add_run_options(ap, repeats=3)
     ap.add_argument("--drafted", action="store_true", help="`schema draft`'s schema instead of the bundled one")
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None, help="write every run here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = interleaved(lambda table, binning, r: one_run(table, binning, r, args.drafted), args.tables, args.binning,

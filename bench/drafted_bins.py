@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import replace
-from pathlib import Path
 
 import torch
 
@@ -27,7 +26,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import BUNDLED, bundled_paths
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import interleaved, print_means  # bench/ is on sys.path as the script's folder
+from run_means import add_run_options, interleaved, print_means  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept")
 LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
@@ -55,10 +54,7 @@ def one_run(table: str, bins: int, seed: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bins", type=int, nargs="+", default=[12, 24, 48])
-    ap.add_argument("--tables", nargs="+", default=sorted(BUNDLED), choices=sorted(BUNDLED))
-    ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None, help="write every run here")
+    add_run_options(ap, repeats=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = interleaved(one_run, args.tables, args.bins, args.repeats)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,10 +22,10 @@ from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation.associations import KEPT_WITHIN, STRONG_ASSOCIATION, association_matrix
 from fedsynth.evaluation.prepared import prepare
-from fedsynth.simulations.datasets import BUNDLED, load_dataset
+from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import interleaved, print_means  # bench/ is on sys.path as the script's folder
+from run_means import add_run_options, interleaved, print_means  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr", "tvd1", "tvd2", "det", "kept", "fit_s")
 
@@ -56,10 +55,7 @@ def one_run(table: str, pairs: int, seed: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, nargs="+", default=[0, MarginalFitConfig().pairs])
-    ap.add_argument("--tables", nargs="+", default=sorted(BUNDLED), choices=sorted(BUNDLED))
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None, help="write every run here")
+    add_run_options(ap, repeats=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = interleaved(one_run, args.tables, args.pairs, args.repeats)

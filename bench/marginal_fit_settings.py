@@ -19,17 +19,16 @@ import copy
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from fedsynth.common.model.marginal_fit import fit_marginals
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.simulations.datasets import BUNDLED, load_dataset
+from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import cells, fmt, mean  # bench/ is on sys.path as the script's folder
+from run_means import add_run_options, cells, fmt, mean  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr", "tvd1", "tvd2", "det", "kept", "fit_s")
 
@@ -79,10 +78,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--settings", nargs="+", default=["loss=l1", "loss=kl"],
                     help="MarginalFitConfig fields, key=value[,key=value]; the first is the reference")
-    ap.add_argument("--tables", nargs="+", default=sorted(BUNDLED), choices=sorted(BUNDLED))
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path, default=None, help="write every run here")
+    add_run_options(ap, repeats=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs: list[dict] = []

@@ -1,13 +1,17 @@
-"""A settings benchmark's runs and their per-table and suite means: the loop and the summary
-bench/marginal_fit.py, bench/binning.py and bench/drafted_bins.py share (bench/marginal_fit_settings.py
-its means), one row per table and setting, then the suite's row (every table's runs together)."""
+"""A settings benchmark's options, runs and their per-table and suite means: what bench/marginal_fit.py,
+bench/binning.py and bench/drafted_bins.py share (bench/marginal_fit_settings.py its options and means),
+one row per table and setting, then the suite's row (every table's runs together)."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
+
+from fedsynth.simulations.datasets import BUNDLED
 
 
 def mean(values: Iterable[float | None]) -> float | None:
@@ -25,6 +29,14 @@ def cells(runs: list[dict], tables: list[str], key: str, settings: list) -> Iter
     for table in [*tables, "suite"]:
         for setting in settings:
             yield table, setting, [r for r in runs if r[key] == setting and table in ("suite", r["table"])]
+
+
+def add_run_options(ap: argparse.ArgumentParser, repeats: int) -> None:
+    """The options every settings benchmark takes: which tables, how many runs, torch threads, JSON out."""
+    ap.add_argument("--tables", nargs="+", default=sorted(BUNDLED), choices=sorted(BUNDLED))
+    ap.add_argument("--repeats", type=int, default=repeats)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path, default=None, help="write every run here")
 
 
 def interleaved(one_run: Callable[[str, object, int], dict], tables: Sequence[str], settings: Sequence,
