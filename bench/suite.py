@@ -8,7 +8,9 @@ taxi trips with a rare positive class) it takes the README command's 80/20 holdo
 * ``single-party``: one DP synthesizer on the pooled training rows;
 * ``federated``: ``--clients`` Dirichlet(``--alpha``) silos over the label, trained by
   :func:`federated_quality.federated_run` (the clients' and the coordinator's own round code,
-  without Flower's transport);
+  without Flower's transport), or with ``--engine flower`` by ``fedsynth simulate``'s own
+  driver (:func:`fedsynth.simulations.driver.run`: the real Flower Simulation Engine with
+  SecAgg+, ledgers on disk, the CLI's defaults; same split, fresh DP noise each repeat);
 * each ``--anchors`` system (smartnoise MST / AIM, ...), run by ``bench/anchor_run.py`` in the
   separate bench venv (``bash bench/setup_anchors.sh``) on the same training rows; a missing
   venv or a failing anchor is recorded, not fatal.
@@ -22,6 +24,7 @@ and the mean over the suite for each system; ``--json PATH`` writes every run.
     python bench/suite.py --repeats 3                          # epsilon 1, 5 Dirichlet silos
     python bench/suite.py rounds=2 --repeats 1 --tables taxi   # a smoke run (settings before --tables)
     python bench/suite.py --repeats 3 --anchors mst aim        # with the centralized anchors
+    python bench/suite.py --noise shared --engine flower --clients 10 --epsilon 3   # simulate's own runs
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ from federated_quality import (  # bench/ is on sys.path as the script's folder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table, write_table
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
+from fedsynth.simulations.driver import SimulationConfig
+from fedsynth.simulations.driver import run as simulate
 from fedsynth.simulations.partition import holdout_split, partition
 from fedsynth.simulations.quality import DEFINITION, quick_quality
 
@@ -131,6 +136,18 @@ def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: fl
         return load_table(root / "synthetic.csv", schema)
 
 
+def flower_quality(name: str, noise: str, args: argparse.Namespace) -> dict:
+    """One ``fedsynth simulate`` run (real Flower Simulation Engine, SecAgg+) on the suite's split.
+
+    The driver splits with ``args.seed`` exactly as :func:`run_table` does, so its training rows
+    and silos are the in-process runs'; only the DP noise (a CSPRNG's) differs between repeats."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = SimulationConfig(out=str(Path(tmp) / "run"), data=name, clients=args.clients, partition="dirichlet",
+                               alpha=args.alpha, epsilon=args.epsilon, delta=args.delta, noise=noise,
+                               seed=args.seed)
+        return simulate(cfg, print_fn=lambda _line: None)["quality"]
+
+
 def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell]]:
     """Every system on one bundled table, ``args.repeats`` times each."""
     df, schema, bundled = load_dataset(name)
@@ -143,7 +160,8 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
                      build_shared_plan(args.settings, schema, args.seed, len(train), args.clients, args.epsilon,
                                        args.delta)) for noise in args.noise}
     silos = partition(train, "dirichlet", args.clients, label=label, alpha=args.alpha, seed=args.seed)
-    federated = [Cell(name, f"federated, {noise} noise ({args.clients} silos)") for noise in args.noise]
+    engine = ", Flower" if args.engine == "flower" else ""
+    federated = [Cell(name, f"federated, {noise} noise ({args.clients} silos{engine})") for noise in args.noise]
     cells = [Cell(name, "single-party"), *federated]
     cells += [Cell(name, f"anchor {a}") for a in args.anchors]
     for r in range(args.repeats):
@@ -153,8 +171,11 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
         cells[0].runs.append(as_run(q, time.time() - t))
         for noise, cell in zip(args.noise, federated):
             t = time.time()
-            q = federated_run(train, holdout, schema, silos, plans[noise], args.epsilon, args.delta, None, args.threads,
-                              seed, label)
+            if args.engine == "flower":
+                q = flower_quality(name, noise, args)
+            else:
+                q = federated_run(train, holdout, schema, silos, plans[noise], args.epsilon, args.delta, None,
+                                  args.threads, seed, label)
             cell.runs.append(as_run(q, time.time() - t))
         for anchor, cell in zip(args.anchors, cells[1 + len(federated):]):
             if cell.error:
@@ -204,18 +225,18 @@ def suite_means(cells: list[Cell]) -> dict[str, dict[str, float | None]]:
 
 
 def print_summary(infos: list[TableInfo], cells: list[Cell], means: dict) -> None:
-    print(f"\n{'table':<8} {'system':<36} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6} {'detect':>6} "
+    print(f"\n{'table':<8} {'system':<44} {'TSTR':>6} {'TRTR':>6} {'1-way':>6} {'2-way':>6} {'detect':>6} "
           f"{'worst':>6} {'strong':>6}  runs")
     for info in infos:
         for c in (c for c in cells if c.table == info.name):
             if c.error and not c.runs:
-                print(f"{info.name:<8} {c.system:<36} unavailable: {c.error[:80]}")
+                print(f"{info.name:<8} {c.system:<44} unavailable: {c.error[:80]}")
                 continue
-            print(f"{info.name:<8} {c.system:<36} " + " ".join(_fmt(c.mean(m)) for m in METRICS) + f"  {len(c.runs)}")
-        print(f"{info.name:<8} {'real holdout (TVD floor)':<36} {'':>6} {'':>6} {_fmt(info.tvd_1way_floor)} "
+            print(f"{info.name:<8} {c.system:<44} " + " ".join(_fmt(c.mean(m)) for m in METRICS) + f"  {len(c.runs)}")
+        print(f"{info.name:<8} {'real holdout (TVD floor)':<44} {'':>6} {'':>6} {_fmt(info.tvd_1way_floor)} "
               f"{_fmt(info.tvd_2way_floor)} {_fmt(info.detection_auc_floor)}")
     for system, m in means.items():
-        print(f"{'MEAN':<8} {system:<36} " + " ".join(_fmt(m[k]) for k in METRICS) + f"  over {m['tables']} tables")
+        print(f"{'MEAN':<8} {system:<44} " + " ".join(_fmt(m[k]) for k in METRICS) + f"  over {m['tables']} tables")
 
 
 def main() -> None:
@@ -230,12 +251,17 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--noise", nargs="*", default=["local", "shared"], choices=["local", "shared"],
                     help="federated runs to make: local noise, shared noise (simulate --noise), both, or none")
+    ap.add_argument("--engine", choices=["in-process", "flower"], default="in-process",
+                    help="federated runs: the round code in-process (about 2x faster), or simulate's real Flower "
+                         "Simulation Engine with SecAgg+ (its CLI defaults; no settings)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each training")
     ap.add_argument("--anchors", nargs="*", default=[], choices=ANCHORS)
     ap.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv")
     ap.add_argument("--anchor-timeout", type=float, default=1800.0)
     ap.add_argument("--json", type=Path, default=None, help="write every run, the per-table and suite means here")
     args = ap.parse_args()
+    if args.engine == "flower" and args.settings:
+        ap.error("--engine flower runs simulate's defaults: settings apply to in-process runs only")
     torch.set_num_threads(args.threads)
     infos, cells = [], []
     for name in args.tables:
@@ -245,7 +271,7 @@ def main() -> None:
     means = suite_means(cells)
     print_summary(infos, cells, means)
     if args.json:
-        result = {"definition": DEFINITION, "epsilon": args.epsilon, "delta": args.delta, "seed": args.seed,
+        result = {"definition": DEFINITION, "engine": args.engine, "epsilon": args.epsilon, "delta": args.delta, "seed": args.seed,
                   "repeats": args.repeats, "clients": args.clients, "alpha": args.alpha,
                   "settings": args.settings, "anchors": args.anchors, "tables": [asdict(i) for i in infos],
                   "cells": [{**asdict(c), "mean": {m: c.mean(m) for m in METRICS}} for c in cells],
