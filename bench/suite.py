@@ -136,13 +136,16 @@ def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: fl
         return load_table(root / "synthetic.csv", schema)
 
 
-def flower_quality(name: str, noise: str, args: argparse.Namespace) -> dict:
+def flower_quality(name: str, noise: str, repeat: int, args: argparse.Namespace) -> dict:
     """One ``fedsynth simulate`` run (real Flower Simulation Engine, SecAgg+) on the suite's split.
 
     The driver splits with ``args.seed`` exactly as :func:`run_table` does, so its training rows
-    and silos are the in-process runs'; only the DP noise (a CSPRNG's) differs between repeats."""
+    and silos are the in-process runs'; only the DP noise (a CSPRNG's) differs between repeats.
+    With ``args.keep`` the run's folder (events, model card, summary, synthetic rows) stays there."""
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = SimulationConfig(out=str(Path(tmp) / "run"), data=name, clients=args.clients, partition="dirichlet",
+        root = args.keep if args.keep is not None else Path(tmp)
+        out = root / f"{name}-{noise}-{args.clients}silos-eps{args.epsilon:g}-run{repeat}"
+        cfg = SimulationConfig(out=str(out), data=name, clients=args.clients, partition="dirichlet",
                                alpha=args.alpha, epsilon=args.epsilon, delta=args.delta, noise=noise,
                                seed=args.seed)
         return simulate(cfg, print_fn=lambda _line: None)["quality"]
@@ -172,7 +175,7 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
         for noise, cell in zip(args.noise, federated):
             t = time.time()
             if args.engine == "flower":
-                q = flower_quality(name, noise, args)
+                q = flower_quality(name, noise, r, args)
             else:
                 q = federated_run(train, holdout, schema, silos, plans[noise], args.epsilon, args.delta, None,
                                   args.threads, seed, label)
@@ -254,6 +257,8 @@ def main() -> None:
     ap.add_argument("--engine", choices=["in-process", "flower"], default="in-process",
                     help="federated runs: the round code in-process (about 2x faster), or simulate's real Flower "
                          "Simulation Engine with SecAgg+ (its CLI defaults; no settings)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="--engine flower: keep each run's folder under this directory (a new run name each)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each training")
     ap.add_argument("--anchors", nargs="*", default=[], choices=ANCHORS)
     ap.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv")
