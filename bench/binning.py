@@ -14,7 +14,6 @@ bundled one. Prints each measure's mean per table and binning and the suite's me
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
@@ -22,12 +21,11 @@ from fedsynth.common.data.schema_draft import draft_file
 from fedsynth.common.data.tables import load_table
 from fedsynth.common.model.tabular import BINNINGS, ModelConfig
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.simulations.datasets import BUNDLED, bundled_paths, load_dataset
+from fedsynth.simulations.datasets import bundled_paths, load_dataset
 from fedsynth.simulations.partition import holdout_split
-from fedsynth.simulations.quality import quick_quality
-from run_means import add_run_options, interleaved, print_means  # bench/ is on sys.path as the script's folder
+from run_means import SCORES, add_run_options, run_and_report, scores  # bench/ is on sys.path as the script's folder
 
-MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept")
+MEASURES = (*SCORES, "kept")
 LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
 
 
@@ -40,10 +38,8 @@ def one_run(table: str, binning: str, seed: int, drafted: bool) -> dict:
         df, schema, _ = load_dataset(table)
     train, holdout = holdout_split(df, 0.2, 0)
     synth = Synthesizer(schema, epsilon=1.0, model_config=ModelConfig(binning=binning)).fit(train)
-    q = quick_quality(train, holdout, synth.sample(len(train), seed=seed), schema, BUNDLED[table].label, seed)
-    kept = q["strong_pairs_kept"] / q["strong_pairs"] if q.get("strong_pairs") else None
     return {"table": table, "binning": binning, "drafted": drafted, "seed": seed,
-            **{m: q.get(m) for m in MEASURES[:-1]}, "kept": kept, "worst_column": q.get("worst_column")}
+            **scores(synth, train, holdout, schema, table, seed)}
 
 
 def main() -> None:
@@ -53,11 +49,8 @@ def main() -> None:
     ap.add_argument("--drafted", action="store_true", help="`schema draft`'s schema instead of the bundled one")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runs = interleaved(lambda table, binning, r: one_run(table, binning, r, args.drafted), args.tables, args.binning,
-                       args.repeats)
-    print_means(runs, args.tables, "binning", args.binning, MEASURES, LABELS)
-    if args.json:
-        args.json.write_text(json.dumps(runs, indent=1) + "\n")
+    run_and_report(lambda table, binning, r: one_run(table, binning, r, args.drafted), args, "binning", args.binning,
+                   MEASURES, LABELS)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ the suite's mean.
 from __future__ import annotations
 
 import argparse
-import json
 from dataclasses import replace
 
 import torch
@@ -23,12 +22,11 @@ from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.schema_draft import draft_file
 from fedsynth.common.data.tables import load_table
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.simulations.datasets import BUNDLED, bundled_paths
+from fedsynth.simulations.datasets import bundled_paths
 from fedsynth.simulations.partition import holdout_split
-from fedsynth.simulations.quality import quick_quality
-from run_means import add_run_options, interleaved, print_means  # bench/ is on sys.path as the script's folder
+from run_means import SCORES, add_run_options, run_and_report, scores  # bench/ is on sys.path as the script's folder
 
-MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept")
+MEASURES = (*SCORES, "kept")
 LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
 
 
@@ -45,10 +43,7 @@ def one_run(table: str, bins: int, seed: int) -> dict:
     schema = with_bins(draft_file(csv, name=table).schema, bins)
     train, holdout = holdout_split(load_table(csv, schema), 0.2, 0)
     synth = Synthesizer(schema, epsilon=1.0).fit(train)
-    q = quick_quality(train, holdout, synth.sample(len(train), seed=seed), schema, BUNDLED[table].label, seed)
-    kept = q["strong_pairs_kept"] / q["strong_pairs"] if q.get("strong_pairs") else None
-    return {"table": table, "bins": bins, "seed": seed, **{m: q.get(m) for m in MEASURES[:-1]}, "kept": kept,
-            "worst_column": q.get("worst_column")}
+    return {"table": table, "bins": bins, "seed": seed, **scores(synth, train, holdout, schema, table, seed)}
 
 
 def main() -> None:
@@ -57,10 +52,7 @@ def main() -> None:
     add_run_options(ap, repeats=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runs = interleaved(one_run, args.tables, args.bins, args.repeats)
-    print_means(runs, args.tables, "bins", args.bins, MEASURES, LABELS)
-    if args.json:
-        args.json.write_text(json.dumps(runs, indent=1) + "\n")
+    run_and_report(one_run, args, "bins", args.bins, MEASURES, LABELS)
 
 
 if __name__ == "__main__":

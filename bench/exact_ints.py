@@ -16,18 +16,16 @@ day-of-month column would change too. The limit is a module constant, set here p
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
 import fedsynth.common.data.schema as schema_module
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.simulations.datasets import BUNDLED, load_dataset
+from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
-from fedsynth.simulations.quality import quick_quality
-from run_means import add_run_options, interleaved, print_means  # bench/ is on sys.path as the script's folder
+from run_means import SCORES, add_run_options, run_and_report, scores  # bench/ is on sys.path as the script's folder
 
-MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max", "kept", "width")
+MEASURES = (*SCORES, "kept", "width")
 LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept", "width")
 
 
@@ -36,10 +34,8 @@ def one_run(table: str, levels: int, seed: int) -> dict:
     df, schema, _ = load_dataset(table)
     train, holdout = holdout_split(df, 0.2, 0)
     synth = Synthesizer(schema, epsilon=1.0).fit(train)
-    q = quick_quality(train, holdout, synth.sample(len(train), seed=seed), schema, BUNDLED[table].label, seed)
-    kept = q["strong_pairs_kept"] / q["strong_pairs"] if q.get("strong_pairs") else None
-    return {"table": table, "levels": levels, "seed": seed, **{m: q.get(m) for m in MEASURES[:-2]}, "kept": kept,
-            "width": synth.encoder.dim, "worst_column": q.get("worst_column")}
+    return {"table": table, "levels": levels, "seed": seed, **scores(synth, train, holdout, schema, table, seed),
+            "width": synth.encoder.dim}
 
 
 def main() -> None:
@@ -49,10 +45,7 @@ def main() -> None:
     ap.set_defaults(tables=["adult"])
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runs = interleaved(lambda table, levels, r: one_run(table, levels, r), args.tables, args.levels, args.repeats)
-    print_means(runs, args.tables, "levels", args.levels, MEASURES, LABELS)
-    if args.json:
-        args.json.write_text(json.dumps(runs, indent=1) + "\n")
+    run_and_report(one_run, args, "levels", args.levels, MEASURES, LABELS)
 
 
 if __name__ == "__main__":

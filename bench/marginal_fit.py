@@ -12,30 +12,18 @@ kept within 0.1) and fit time per cell, then each measure's mean over the suite 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-import numpy as np
 import torch
 
 from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.evaluation.associations import KEPT_WITHIN, STRONG_ASSOCIATION, association_matrix
-from fedsynth.evaluation.prepared import prepare
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import add_run_options, interleaved, print_means  # bench/ is on sys.path as the script's folder
+from run_means import add_run_options, run_and_report  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr", "tvd1", "tvd2", "det", "kept", "fit_s")
-
-
-def strong_kept(real, synthetic, schema) -> tuple[int, int]:
-    """(strong real pairs kept, strong real pairs), as the report counts them."""
-    a = association_matrix(prepare(real, schema, "real"), schema)
-    b = association_matrix(prepare(synthetic, schema, "synthetic"), schema)
-    idx = np.argwhere(np.triu(np.abs(a) >= STRONG_ASSOCIATION, 1))
-    return int(sum(abs(a[i, j] - b[i, j]) <= KEPT_WITHIN for i, j in idx)), len(idx)
 
 
 def one_run(table: str, pairs: int, seed: int) -> dict:
@@ -46,7 +34,7 @@ def one_run(table: str, pairs: int, seed: int) -> dict:
     fit_s = time.time() - t
     synthetic = synth.sample(len(train), seed=seed)
     q = quick_quality(train, holdout, synthetic, schema, bundled.label, seed)
-    kept, strong = strong_kept(train, synthetic, schema)
+    kept, strong = q["strong_pairs_kept"], q["strong_pairs"]
     return {"table": table, "pairs": pairs, "seed": seed, "tstr": q.get("tstr_auc"), "tvd1": q["tvd_1way"],
             "tvd2": q["tvd_2way"], "det": q["detection_auc"], "kept": kept / strong if strong else None,
             "strong": strong, "fit_s": round(fit_s, 1), "epsilon": synth.epsilon_spent}
@@ -58,10 +46,7 @@ def main() -> None:
     add_run_options(ap, repeats=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runs = interleaved(one_run, args.tables, args.pairs, args.repeats)
-    print_means(runs, args.tables, "pairs", args.pairs, MEASURES)
-    if args.json:
-        args.json.write_text(json.dumps(runs, indent=1) + "\n")
+    run_and_report(one_run, args, "pairs", args.pairs, MEASURES)
 
 
 if __name__ == "__main__":

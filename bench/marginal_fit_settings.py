@@ -19,7 +19,6 @@ import copy
 import json
 import time
 from dataclasses import replace
-from typing import Any
 
 import torch
 
@@ -28,7 +27,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import add_run_options, cells, fmt, mean  # bench/ is on sys.path as the script's folder
+from run_means import add_run_options, cells, fmt, mean, parse_setting  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr", "tvd1", "tvd2", "det", "kept", "fit_s")
 
@@ -40,18 +39,6 @@ class Captured(Synthesizer):
     def _measure_marginals(self, x_np, plan, rows):
         self.captured = (copy.deepcopy(self.model), *super()._measure_marginals(x_np, plan, rows))
         return self.captured[1:]
-
-
-def parse_setting(text: str) -> dict[str, Any]:
-    """``loss=kl,lr=0.01`` -> {"loss": "kl", "lr": 0.01}: numbers as numbers, the rest as text."""
-    out: dict[str, Any] = {}
-    for item in filter(None, text.split(",")):
-        key, _, value = item.partition("=")
-        try:
-            out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
-        except ValueError:
-            out[key] = value
-    return out
 
 
 def one_run(table: str, settings: list[str], seed: int) -> list[dict]:

@@ -1,6 +1,7 @@
-"""A settings benchmark's options, runs and their per-table and suite means: what bench/marginal_fit.py,
-bench/binning.py and bench/drafted_bins.py share (bench/marginal_fit_settings.py its options and means),
-one row per table and setting, then the suite's row (every table's runs together)."""
+"""A settings benchmark's options, settings, scores, runs and their per-table and suite means: what
+bench/marginal_fit.py, binning.py, drafted_bins.py, exact_ints.py and model_settings.py share
+(bench/marginal_fit_settings.py its options, settings and means), one row per table and setting, then
+the suite's row (every table's runs together)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,17 @@ import argparse
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from fedsynth.common.data.schema import Schema
+from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import BUNDLED
+from fedsynth.simulations.quality import quick_quality
+
+SCORES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max")  # scores() keys, then kept
 
 
 def mean(values: Iterable[float | None]) -> float | None:
@@ -29,6 +37,27 @@ def cells(runs: list[dict], tables: list[str], key: str, settings: list) -> Iter
     for table in [*tables, "suite"]:
         for setting in settings:
             yield table, setting, [r for r in runs if r[key] == setting and table in ("suite", r["table"])]
+
+
+def parse_setting(text: str) -> dict[str, Any]:
+    """``loss=kl,lr=0.01`` -> {"loss": "kl", "lr": 0.01}: numbers as numbers, the rest as text."""
+    out: dict[str, Any] = {}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        try:
+            out[key] = int(value) if value.lstrip("-").isdigit() else float(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def scores(synth: Synthesizer, train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema, table: str,
+           seed: int) -> dict:
+    """A fitted synthesizer's :data:`SCORES` on as many rows as ``train``, the share of strong real
+    pairs it keeps (None without any) and its worst column."""
+    q = quick_quality(train, holdout, synth.sample(len(train), seed=seed), schema, BUNDLED[table].label, seed)
+    kept = q["strong_pairs_kept"] / q["strong_pairs"] if q.get("strong_pairs") else None
+    return {**{m: q.get(m) for m in SCORES}, "kept": kept, "worst_column": q.get("worst_column")}
 
 
 def add_run_options(ap: argparse.ArgumentParser, repeats: int) -> None:
@@ -58,3 +87,13 @@ def print_means(runs: list[dict], tables: Sequence[str], key: str, settings: Seq
     print(f"\n{'table':8} {key:>9} " + " ".join(f"{m:>6}" for m in (labels or measures)))
     for table, setting, cell in cells(runs, list(tables), key, list(settings)):
         print(f"{table:8} {str(setting):>9} " + " ".join(fmt(mean(r[m] for r in cell)) for m in measures))
+
+
+def run_and_report(one_run: Callable[[str, object, int], dict], args: argparse.Namespace, key: str,
+                   settings: Sequence, measures: Sequence[str], labels: Sequence[str] | None = None) -> None:
+    """:func:`interleaved` over ``args.tables`` and ``args.repeats``, :func:`print_means`, and every
+    run written to ``args.json`` when given (:func:`add_run_options`)."""
+    runs = interleaved(one_run, args.tables, settings, args.repeats)
+    print_means(runs, args.tables, key, settings, measures, labels)
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1) + "\n")

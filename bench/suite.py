@@ -276,8 +276,8 @@ def main() -> None:
     means = suite_means(cells)
     print_summary(infos, cells, means)
     if args.json:
-        result = {"definition": DEFINITION, "engine": args.engine, "epsilon": args.epsilon, "delta": args.delta, "seed": args.seed,
-                  "repeats": args.repeats, "clients": args.clients, "alpha": args.alpha,
+        result = {"definition": DEFINITION, "engine": args.engine, "epsilon": args.epsilon, "delta": args.delta,
+                  "seed": args.seed, "repeats": args.repeats, "clients": args.clients, "alpha": args.alpha,
                   "settings": args.settings, "anchors": args.anchors, "tables": [asdict(i) for i in infos],
                   "cells": [{**asdict(c), "mean": {m: c.mean(m) for m in METRICS}} for c in cells],
                   "suite_mean": means}
