@@ -65,6 +65,25 @@ def test_quantile_mapping_takes_the_histograms_shape_and_keeps_the_order():
     assert np.isnan(out[1]) and set(out[[0, 2, 3]]) <= {30.0, 31.0, 32.0}  # missing left alone, values exact
 
 
+def test_a_declared_grid_has_a_cell_per_value_and_the_map_lands_on_the_used_ones():
+    """Temperatures read in whole degrees Celsius, written in Fahrenheit, declared on the tenths'
+    grid: the released histogram has a cell per grid value, so mapped values fall on the used ones
+    (spreading each of 256 bins evenly and snapping would put two thirds between them)."""
+    col = numeric(min=-20, max=110, step=0.18, step_origin=32)
+    h = NumericHistogram.for_column(col)
+    assert h.bins == 0 and h.atoms == tuple(col.grid.values()) and len(h.atoms) == 722 and h.spacing == 0.18
+    rng = np.random.default_rng(0)
+    real = pd.Series(np.round(32 + 1.8 * rng.integers(-15, 35, 20_000), 2))
+    counts = h.counts(real)
+    assert counts.sum() == len(real) and np.count_nonzero(counts) == 50
+    freqs = frequencies_from_counts(noisy_counts([counts], 1.0), ordered=[h.ordered])[0]
+    mapped = h.quantile_map(rng.uniform(-20, 110, 5000), freqs, rng)
+    assert np.isin(mapped, h.atoms).all()
+    assert np.isin(col.grid.index(mapped), col.grid.index(real.to_numpy())).mean() > 0.9
+    edges = h.bin_edges(freqs, col.bins)
+    assert np.all(np.diff(edges) > 0) and edges[0] == -20 and edges[-1] == 110
+
+
 def test_noisy_counts_keep_a_sparse_tail_empty():
     """Clipping alone would give each empty cell its positive noise: 60 empty cells of a 64-cell
     histogram would hold about 15% of a 2,000-row column; projected, a fifth of that."""

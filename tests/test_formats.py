@@ -149,6 +149,48 @@ def test_a_declared_boolean_accepts_exactly_its_tokens(tmp_path, cell):
             load_table(path, SCHEMA)
 
 
+GRID = Schema.from_json({"columns": [
+    {"name": "wind", "type": "numerical", "min": 0, "max": 60, "step": 1.150779448, "point_masses": [0],
+     "nullable": True},
+    {"name": "temp", "type": "numerical", "min": -20, "max": 110, "step": 0.18, "step_origin": 32},
+    {"name": "calm", "type": "boolean"},
+]}, source="weather.schema.json")
+
+
+def _weather(rows: int = 800, seed: int = 0) -> pd.DataFrame:
+    """Wind in whole knots written in mph to 3 places, temperature in tenths of a degree Celsius in Fahrenheit."""
+    rng = np.random.default_rng(seed)
+    knots = np.where(rng.random(rows) < 0.2, 0, rng.integers(3, 30, rows))
+    tenths = rng.integers(-150, 350, rows)
+    return pd.DataFrame({"wind": np.round(knots * 1.150779448, 3), "temp": np.round(32 + 0.18 * tenths, 2),
+                         "calm": knots == 0})
+
+
+def test_a_value_off_the_declared_grid_names_file_column_row_value(tmp_path):
+    path = tmp_path / "w.csv"
+    _weather(5).to_csv(path, index=False)
+    assert load_table(path, GRID)["wind"].notna().all()  # 3-place texts of the grid are on it
+    path.write_text(path.read_text() + "14.2,39.02,False\n")
+    with pytest.raises(DataError) as exc:
+        load_table(path, GRID)
+    msg = str(exc.value)
+    assert str(path) in msg and "column 'wind', row 6" in msg and "'14.2'" in msg and "not on the grid" in msg
+    assert len(exc.value.violations) == 1
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_synthetic_values_lie_on_the_declared_grid(calibrate):
+    real = _weather()
+    synth = Synthesizer(GRID, epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=1),
+                        model_config=ModelConfig(hidden=16)).fit(real)
+    synth.calibrate = calibrate  # uncalibrated: the decoder's values, snapped
+    df = synth.sample(500, seed=2)
+    for name in ("wind", "temp"):
+        grid = GRID.column(name).grid
+        x = df[name].dropna().to_numpy()
+        assert np.isin(x, grid.values()).all()  # exactly the grid's values, not merely close to them
+
+
 def test_decoded_decimals_stay_inside_bounds_held_at_that_precision():
     schema = Schema.from_json({"columns": [
         {"name": "dose", "type": "numerical", "min": 1.1, "max": 2.29, "decimals": 2},

@@ -49,6 +49,15 @@ def test_roundtrip_json_keeps_hash(adult_schema, tmp_path):
     ({"name": "d", "type": "datetime", "min": "2020-01-01", "max": "2021-01-01", "datetime_format": "dd/mm/yyyy"},
      "strftime format"),
     ({"name": "x", "type": "numerical", "min": 0, "max": 9, "datetime_format": "%Y"}, "datetime columns only"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "step": 0}, "'step' must be positive"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "step": "1"}, "'step' must be a finite number"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "step_origin": 1}, "'step_origin' needs a 'step'"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "step": 20}, "fewer than two values"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 90, "step": 0.01}, "9001 values .* more than 2048"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "step": 2, "point_masses": [3]},
+     "point mass 3.0 is not on the grid"),
+    ({"name": "x", "type": "numerical", "subtype": "int", "min": 0, "max": 9, "step": 1.5}, "whole numbers"),
+    ({"name": "c", "type": "categorical", "categories": ["a"], "step": 1}, "numerical columns only"),
 ])
 def test_bad_schema_is_refused_with_the_column_named(col, message):
     with pytest.raises(SchemaError, match=message) as exc:
@@ -131,6 +140,23 @@ def test_format_fields_change_the_hash_only_when_set():
                      for c in plain]
     assert Schema.from_json({"columns": explicit_null}).hash() == Schema.from_json({"columns": plain}).hash()
     assert Schema.from_json({"columns": FORMATTED}).hash() != Schema.from_json({"columns": plain}).hash()
+
+
+def test_a_grid_is_the_values_between_the_bounds_and_survives_save_and_load(tmp_path):
+    schema = Schema.from_json({"columns": [
+        {"name": "temp", "type": "numerical", "min": -20, "max": 110, "step": 0.18, "step_origin": 32},
+        {"name": "wind", "type": "numerical", "min": 0, "max": 5, "step": 1.150779448},
+    ]})
+    temp = schema.column("temp").grid
+    assert temp.values()[0] == pytest.approx(-19.84) and temp.values()[-1] == pytest.approx(109.94)
+    assert 39.02 in temp.values()  # 3.9 degrees Celsius, written to 2 places as the table has it
+    assert schema.column("wind").grid.values().tolist() == [0.0, 1.150779448, 2.301558896, 3.452338344, 4.603117792]
+    schema.save(tmp_path / "s.json")
+    again = Schema.load(tmp_path / "s.json")
+    assert again == schema and again.hash() == schema.hash()
+    plain = Schema.from_json({"columns": [{k: v for k, v in c.items() if not k.startswith("step")}
+                                          for c in schema.to_json()["columns"]]})
+    assert plain.hash() != schema.hash() and plain.column("temp").grid is None
 
 
 def test_bundled_schema_hash_is_unchanged_by_the_format_fields(adult_schema):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from _cli import fedsynth
 from fedsynth.common.data.schema_draft import MONTHS, WEEKDAYS, Draft, draft_file
-from fedsynth.common.data.tables import read_raw, validate_file
+from fedsynth.common.data.tables import load_table, read_raw, validate_file
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.errors import FedsynthError, SchemaError
 
@@ -243,6 +243,28 @@ def test_floats_keep_the_decimal_places_they_are_written_with(tmp_path):
                                       "ratio": ["1e-3", "2.5", "3.1", "0.2"] * 10})
     assert draft.schema.column("price").decimals == 2
     assert draft.schema.column("ratio").decimals is None  # exponent notation: no fixed precision to keep
+    assert_sound(draft, path)
+
+
+def test_readings_on_a_coarser_grid_than_their_texts_are_drafted_with_it(tmp_path):
+    rng = np.random.default_rng(0)
+    knots, tenths = rng.integers(0, 40, 300), rng.integers(-100, 350, 300)
+    draft, path = draft_of(tmp_path, {
+        "wind": [f"{k * 1.150779448:.3f}" for k in knots],  # whole knots in mph: gaps of 1.150 and 1.151
+        "temp": [f"{32 + 0.18 * t:.2f}" for t in tenths],  # tenths of a degree Celsius in Fahrenheit
+        "direction": [str(10 * d) for d in rng.integers(0, 37, 300)],
+        "humid": [f"{v:.2f}" for v in rng.uniform(10, 100, 300)],  # a computed value: no grid
+        "count": [str(v) for v in rng.integers(0, 500, 300)],
+    })
+    s = draft.schema
+    assert s.column("wind").step == pytest.approx(1.150779448, abs=2e-6) and s.column("wind").step_origin is None
+    assert (s.column("temp").step, s.column("temp").step_origin) == (0.18, 0.14)  # 32 = 0.14 + 177 x 0.18
+    assert (s.column("direction").step, s.column("direction").step_origin) == (10, None)
+    assert s.column("humid").step is None and s.column("count").step is None
+    assert sum("lies on a grid" in w for w in draft.warnings) == 3  # each one flagged as read off the rows
+    typed = load_table(path, s)
+    wind = s.column("wind").grid  # a grid value written at the column's decimals is the text itself
+    assert (np.round(wind.snap(typed["wind"].to_numpy()), 3) == typed["wind"].to_numpy()).all()
     assert_sound(draft, path)
 
 

@@ -207,6 +207,10 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
             # a text with more places parses to a float that rounding moves by far more than an ulp
             extra = finite & ~np.isclose(np.round(arr, col.decimals), arr, rtol=1e-12, atol=0.0)
             report(extra, f"more than {col.decimals} decimal places, but the schema says decimals={col.decimals}")
+        grid = col.grid
+        if grid is not None:
+            report(finite & ~oob & grid.off(np.where(finite, arr, 0.0)),
+                   f"not on the grid of step {col.step} from {col.step_origin or 0} the schema declares")
         return pd.Series(arr, name=col.name), bad
 
     if col.type == "categorical":

@@ -219,12 +219,15 @@ def _checked_edges(column: Column, edges: Sequence[float] | np.ndarray, t0: floa
 
 def as_declared(x: np.ndarray, column: Column) -> pd.Series:
     """Decoded numbers in the column's declared form: timestamps for datetimes (days since the
-    epoch; whole days when the format writes no time of day), an integer dtype for ints, rounded
-    decimals. Both the decoder and calibrated sampling's quantile map end here."""
+    epoch; whole days when the format writes no time of day), values on a declared grid, an
+    integer dtype for ints, rounded decimals. Both the decoder and calibrated sampling's
+    quantile map end here."""
     if column.type == "datetime":
         if is_date_only(column.datetime_format):  # as the table writes them
             x = np.floor(x)
         return pd.Series(from_days(x), name=column.name)
+    if column.grid is not None:  # the uncalibrated decoder's values too (calibrated ones are on it)
+        x = column.grid.snap(x)
     if column.subtype == "int":
         dtype = "Int64" if column.nullable else "int64"
         return pd.Series(pd.array(x, dtype="Float64").astype(dtype), name=column.name)

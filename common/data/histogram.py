@@ -12,7 +12,8 @@ marginal by the released one. The same release places the encoder's bins
 
 The layout is public, from the schema alone, so every party counts into the same cells:
 
-* an integer column with at most :data:`MAX_EXACT_VALUES` values: one cell per value;
+* an integer column with at most :data:`MAX_EXACT_VALUES` values, or a column with a declared
+  grid (:mod:`fedsynth.common.data.grid`): one cell per value;
 * otherwise a cell per declared point mass plus :data:`FINE_BINS` equal bins on the column's
   scale (linear, or log as the encoder uses it), split at the point masses; a datetime
   column is counted in days between its bounds;
@@ -28,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.days import to_days
+from fedsynth.common.data.grid import Grid
 from fedsynth.common.data.schema import Column, Schema
 
 MAX_EXACT_VALUES = 2048  # ages, hours, minutes of delay, degrees: counted value by value
@@ -48,6 +50,12 @@ class NumericHistogram:
     integer: bool
     nullable: bool
     datetime: bool = False  # values are days (fedsynth.common.data.days)
+    grid: Grid | None = None  # the declared grid whose values are the atoms
+
+    @property
+    def spacing(self) -> float:
+        """The distance between neighbouring atoms of an atoms-only layout: a grid's step, else 1."""
+        return self.grid.step if self.grid is not None else 1.0
 
     @classmethod
     def for_column(cls, col: Column) -> NumericHistogram:
@@ -57,6 +65,8 @@ class NumericHistogram:
             return cls(col.name, (), edges, float(lo), float(hi), False, False, col.nullable, datetime=True)
         lo, hi = float(col.min), float(col.max)  # type: ignore[arg-type]
         integer, log = col.subtype == "int", col.scale == "log"
+        if col.grid is not None:  # the schema bounds its size by MAX_GRID_VALUES
+            return cls(col.name, tuple(col.grid.values()), (), lo, hi, log, integer, col.nullable, grid=col.grid)
         if integer and np.floor(hi) - np.ceil(lo) + 1 <= MAX_EXACT_VALUES:
             return cls(col.name, tuple(np.arange(np.ceil(lo), np.floor(hi) + 1)), (), lo, hi, log, integer,
                        col.nullable)
@@ -92,7 +102,9 @@ class NumericHistogram:
         missing = np.isnan(x)
         out = np.zeros(self.size)
         atom = np.full(len(x), -1)
-        for j, a in enumerate(self.atoms):
+        if self.grid is not None:  # read as on the grid up to the texts' rounding (cells.coerce)
+            atom[~missing] = self.grid.index(x[~missing])
+        for j, a in enumerate(self.atoms if self.grid is None else ()):
             atom[~missing & (x == a)] = j
         out[: len(self.atoms)] = np.bincount(atom[atom >= 0], minlength=len(self.atoms))
         rest = ~missing & (atom < 0)
@@ -141,7 +153,7 @@ class NumericHistogram:
         encoder's measured bins (:class:`fedsynth.common.data.encoding.TableEncoder`).
 
         Values in ``separate`` (the encoder's point masses, tokens of their own) are left out;
-        an atom of an exact integer layout spreads over its unit interval, a bin over its width.
+        an atom of an exact integer or grid layout spreads over its :attr:`spacing`, a bin over its width.
         A :data:`UNIFORM_SHARE` of the mass is spread evenly over the range, so that edges never
         coincide and an empty stretch of the range still gets some resolution. Pure
         post-processing of the release: every party holding ``freqs`` derives the same edges."""
@@ -149,8 +161,8 @@ class NumericHistogram:
         atoms = np.asarray(self.atoms, dtype=float)
         mass = np.clip(np.asarray(freqs, dtype=float)[: len(atoms) + self.bins], 0.0, None).copy()
         mass[: len(atoms)][np.isin(atoms, np.asarray(separate, dtype=float))] = 0.0
-        a_left = _scale(np.clip(atoms - 0.5, self.lo, self.hi), self.lo, self.log)
-        a_right = _scale(np.clip(atoms + 0.5, self.lo, self.hi), self.lo, self.log)
+        a_left = _scale(np.clip(atoms - self.spacing / 2, self.lo, self.hi), self.lo, self.log)
+        a_right = _scale(np.clip(atoms + self.spacing / 2, self.lo, self.hi), self.lo, self.log)
         t_edges = np.asarray(self.edges, dtype=float)
         left = np.concatenate([a_left, t_edges[:-1]])
         right = np.concatenate([a_right, t_edges[1:]])

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
+
 from fedsynth.common.atomic import atomic_write_text
+from fedsynth.common.data.grid import MAX_GRID_VALUES, Grid
 from fedsynth.common.data.identifiers import ID_TYPE, IdColumn, id_from_json, id_problem
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json
@@ -64,11 +67,15 @@ class Column:
             true/false, yes/no, 1/0, t/f, y/n is read, and ``True``/``False`` is written.
         decimals: for float numericals, the number of decimal places the column is kept at
             (values with more are refused on reading; synthetic values are rounded to it).
+        step, step_origin: for numericals, the public grid ``step_origin + k * step`` that every
+            value lies on (wind in whole knots written in mph: ``step`` 1.150779448; tenths of a
+            degree Celsius in Fahrenheit: ``step`` 0.18, ``step_origin`` 32). Values off it are
+            refused on reading; synthetic values are grid values (:mod:`fedsynth.common.data.grid`).
         datetime_format: for datetimes, the ``strftime`` format of the table's texts
             (SDV's ``datetime_format``, e.g. ``%d/%m/%Y``): reading accepts only it, writing
             uses it. Unset: any date pandas parses is read, and ISO is written.
 
-    The three format fields default to ``None`` and are left out of the JSON when unset, so
+    The format and grid fields default to ``None`` and are left out of the JSON when unset, so
     a schema that does not use them keeps its hash.
     """
 
@@ -87,6 +94,8 @@ class Column:
     false_token: str | None = None
     decimals: int | None = None
     datetime_format: str | None = None
+    step: float | None = None
+    step_origin: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type}
@@ -102,10 +111,17 @@ class Column:
         out["nullable"] = self.nullable
         if self.description:
             out["description"] = self.description
-        for key in _FORMAT_KEYS:  # only when set: an existing schema's hash must not change
+        for key in _OPTIONAL_KEYS:  # only when set: an existing schema's hash must not change
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
         return out
+
+    @property
+    def grid(self) -> Grid | None:
+        """The values a numerical with a ``step`` can hold, between its bounds (None without one)."""
+        if self.type != "numerical" or self.step is None:
+            return None
+        return Grid.within(float(self.step), float(self.step_origin or 0.0), float(self.min), float(self.max))  # type: ignore[arg-type]
 
     @property
     def is_discrete_int(self) -> bool:
@@ -252,9 +268,9 @@ def _constraints(raw: Any, columns: tuple[Column, ...], source: str) -> tuple[Co
 
 
 # --------------------------------------------------------------------------- parsing
-_FORMAT_KEYS = ("true_token", "false_token", "decimals", "datetime_format")
+_OPTIONAL_KEYS = ("true_token", "false_token", "decimals", "datetime_format", "step", "step_origin")
 _KNOWN_KEYS = {"name", "type", "subtype", "min", "max", "categories", "nullable",
-               "point_masses", "scale", "bins", "description", *_FORMAT_KEYS}
+               "point_masses", "scale", "bins", "description", *_OPTIONAL_KEYS}
 
 
 def _column_from_json(raw: Any, source: str, index: int) -> Column:
@@ -275,6 +291,10 @@ def _column_from_json(raw: Any, source: str, index: int) -> Column:
         v = kwargs.get(key)
         if v is not None and (not isinstance(v, kinds) or (kinds is int and isinstance(v, bool))):
             raise SchemaError(f"{where}: '{key}' must be a {kinds.__name__}, got {v!r}")
+    for key in ("step", "step_origin"):
+        v = kwargs.get(key)
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)):
+            raise SchemaError(f"{where}: '{key}' must be a finite number, got {v!r}")
     if "nullable" in kwargs and kwargs["nullable"] is None:
         del kwargs["nullable"]
     if kwargs.get("categories") is not None:
@@ -314,6 +334,7 @@ def _check_column(col: Column, source: str) -> None:
         for pm in col.point_masses:
             if not col.min <= pm <= col.max:  # type: ignore[operator]
                 raise SchemaError(f"{where}: point mass {pm} lies outside [{col.min}, {col.max}]")
+        _check_grid(col, where)
     if col.type == "datetime":
         import pandas as pd  # lazy: only datetime bounds need pandas; the CLI imports Schema at start
 
@@ -343,8 +364,36 @@ def _check_column(col: Column, source: str) -> None:
     _check_formats(col, where)
 
 
+def _check_grid(col: Column, where: str) -> None:
+    """A declared grid: a positive step, at least two and at most MAX_GRID_VALUES values between
+    the bounds, every point mass on it."""
+    if col.step is None:
+        if col.step_origin is not None:
+            raise SchemaError(f"{where}: 'step_origin' needs a 'step'")
+        return
+    if not col.step > 0:
+        raise SchemaError(f"{where}: 'step' must be positive, got {col.step!r}")
+    grid = col.grid
+    assert grid is not None
+    if grid.size < 2:
+        raise SchemaError(f"{where}: the grid of step {col.step} from {col.step_origin or 0} has fewer than two "
+                          f"values between the bounds [{col.min}, {col.max}]")
+    if grid.size > MAX_GRID_VALUES:
+        raise SchemaError(f"{where}: the grid of step {col.step} has {grid.size} values between the bounds "
+                          f"[{col.min}, {col.max}], more than {MAX_GRID_VALUES}: declare a coarser step or none")
+    if col.subtype == "int" and not (float(col.step).is_integer() and float(col.step_origin or 0).is_integer()):
+        raise SchemaError(f"{where}: an int column's 'step' and 'step_origin' must be whole numbers")
+    off = [pm for pm in col.point_masses if grid.off(np.array([pm]))[0]]
+    if off:
+        raise SchemaError(f"{where}: point mass {off[0]} is not on the grid of step {col.step} "
+                          f"from {col.step_origin or 0}")
+
+
 def _check_formats(col: Column, where: str) -> None:
     """The format fields: each only on its own type, and each one a table could really hold."""
+    for key in ("step", "step_origin"):
+        if getattr(col, key) is not None and col.type != "numerical":
+            raise SchemaError(f"{where}: '{key}' applies to numerical columns only, not {col.type}")
     for key, kind in (("true_token", "boolean"), ("false_token", "boolean"), ("datetime_format", "datetime")):
         if getattr(col, key) is not None and col.type != kind:
             raise SchemaError(f"{where}: '{key}' applies to {kind} columns only, not {col.type}")
@@ -405,7 +454,7 @@ def _from_sdv(raw: dict[str, Any], source: str) -> Schema:
     for cname, spec in raw.get("columns", {}).items():
         sdtype = spec.get("sdtype")
         extra = {k: spec[k] for k in ("min", "max", "point_masses", "scale", "bins", "nullable",
-                                      "description", *_FORMAT_KEYS) if k in spec}
+                                      "description", *_OPTIONAL_KEYS) if k in spec}
         if "point_masses" in extra:
             extra["point_masses"] = tuple(float(v) for v in extra["point_masses"])
         if sdtype == ID_TYPE:

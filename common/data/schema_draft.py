@@ -28,6 +28,7 @@ import pandas as pd
 
 from fedsynth.common.data.cells import FALSE_TOKENS, MAX_FIELD_CHARS, TRUE_TOKENS, as_text, check_id, coerce
 from fedsynth.common.data.constraint_draft import suggest_constraints
+from fedsynth.common.data.grid import MAX_GRID_VALUES
 from fedsynth.common.data.identifiers import IdColumn, infer_format
 from fedsynth.common.data.schema import MAX_DECIMALS, MISSING_TOKENS, Column, Schema
 from fedsynth.common.data.tables import read_raw
@@ -37,6 +38,7 @@ from fedsynth.common.inputs import read_json_object
 MAX_CATEGORIES = 100
 POINT_MASS_SHARE = 0.2  # a single value holding this share of the rows is declared a point mass
 MAX_POINT_MASSES = 3
+MIN_GRID_VALUES = 5  # distinct values before a grid is drafted (fewer look like codes, not readings)
 MAX_EXACT_FLOAT_INT = 2**53  # larger integers lose precision in float64, the validator's and encoder's type
 # Public bins of a drafted numerical or datetime column: the relations the model learns between such a
 # column and the others are between its bins. Chosen by the suite's mean over drafted schemas
@@ -209,7 +211,8 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column | I
         return _boolean(cname, present, nullable, notes)
     nums = pd.to_numeric(present, errors="coerce")
     if nums.notna().all() and np.isfinite(nums.to_numpy(dtype=float)).all():
-        return _with_decimals(_numerical(cname, nums.to_numpy(dtype=float), nullable, notes), present, notes)
+        col = _with_decimals(_numerical(cname, nums.to_numpy(dtype=float), nullable, notes), present, notes)
+        return _with_grid(col, nums.to_numpy(dtype=float), notes)
     calendar = _calendar_categories(present)
     if calendar is not None:
         notes.append(f"calendar names, drafted as {len(calendar)} categories in calendar order")
@@ -246,7 +249,7 @@ def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: li
             if is_int and col.subtype != "int":
                 raise _Skip(f"SDV's computer_representation {rep!r} is an integer type, but the rows hold fractions")
             col = replace(col, subtype="int" if is_int else "float", decimals=None if is_int else col.decimals)
-        return col
+        return _with_grid(col, nums.to_numpy(dtype=float), notes)
     if sdtype == "categorical":
         return _categorical(cname, present, nullable, notes)
     if sdtype == "boolean":
@@ -303,6 +306,50 @@ def _with_decimals(col: Column, present: pd.Series, notes: list[str]) -> Column:
         return col
     notes.append(f"kept at {places} decimal place(s), as written")
     return replace(col, decimals=places)
+
+
+def _with_grid(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
+    """A numerical whose values all lie on a grid coarser than its texts' precision (a direction in
+    tens of degrees, wind in whole knots written in mph to 3 places, tenths of a degree Celsius in
+    Fahrenheit) with that grid as its ``step`` and ``step_origin``; else the column unchanged.
+
+    Integers: the greatest common divisor of the gaps. Decimals: the smallest gap, refined by a
+    least-squares line through the values' grid indices (3-place texts of 1.150779448 x k give
+    gaps of 1.150 and 1.151), kept when every value lies within its texts' rounding of the line."""
+    values = np.unique(nums)
+    if col.type != "numerical" or len(values) < MIN_GRID_VALUES:
+        return col
+    if col.subtype == "int":
+        step = float(np.gcd.reduce(np.diff(values).astype(np.int64)))
+        origin = float(values[0] % step)
+    elif col.decimals is not None:
+        resolution = 10.0 ** -col.decimals
+        step = float(np.diff(values).min())
+        if step < 1.5 * resolution:  # values at the texts' own precision: no coarser grid
+            return col
+        k = np.rint((values - values[0]) / step)
+        step, origin = np.polyfit(k, values, 1) if k[-1] > 0 else (step, values[0])
+        exact = np.allclose(round(step, col.decimals) * k + values[0], values, rtol=0, atol=resolution * 1e-3)
+        if exact:  # the texts' own decimals hold the grid: a step such as 0.18 stays 0.18
+            step, origin = round(step, col.decimals), float(values[0])
+        elif np.abs(values - (origin + step * k)).max() > 0.6 * resolution:
+            return col
+        origin = origin % step
+        if min(origin, step - origin) < 0.6 * resolution:  # a grid through 0: the middle of the steps
+            origin, k = 0.0, np.rint(values / step)  # that every text rounds from (0 is only on it)
+            lo, hi = ((values[k > 0] + side * resolution / 2) / k[k > 0] for side in (-1, 1))
+            step = (lo.max() + hi.min()) / 2 if lo.max() <= hi.min() else step
+        step, origin = float(f"{step:.9g}"), float(f"{origin:.9g}")
+    else:
+        return col
+    grid = replace(col, step=step, step_origin=origin or None).grid
+    if step <= 1 and col.subtype == "int" or grid is None or not 2 <= grid.size <= MAX_GRID_VALUES \
+            or grid.off(values).any() or grid.off(np.array(col.point_masses)).any():
+        return col
+    where = f"{_fmt(step)}" + (f" from {_fmt(origin)}" if origin else "")
+    notes.append(f"every value lies on a grid of step {where} (read off the rows): confirm it is the column's "
+                 "public reporting unit, or remove 'step'")
+    return replace(col, step=step, step_origin=origin or None)
 
 
 def _date_format(present: pd.Series, notes: list[str]) -> str | None:

@@ -1,0 +1,66 @@
+"""A numerical column's public grid: the only values it can hold, ``origin + k * step``.
+
+Many measured columns are unit conversions of a coarser reading: wind reported in whole knots
+and written in mph (steps of 1.150779448), temperatures read in tenths of a degree Celsius and
+written in Fahrenheit (steps of 0.18 from 32), pressure in tenths of a millibar. A continuous
+synthetic value between two grid points is a value no real row holds, and a classifier tells
+such rows apart at once. A schema that states the grid (``step``, ``step_origin``) gets one
+histogram cell per grid value (:mod:`fedsynth.common.data.histogram`), so calibrated sampling
+puts every value on the grid, and rows read off the grid are refused like any bad cell.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_GRID_VALUES = 2048  # as many cells as an exact integer histogram may have
+# A text within this share of a step of a grid value is on it: tables write 13 knots as 14.96 mph.
+TOLERANCE = 0.01
+_DIGITS = 10  # grid values are written rounded here, so 32 + 0.18 * 39 is 39.02, not 39.019999999999996
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The grid values ``origin + k * step`` for ``k`` from ``first`` to ``last`` (within the bounds)."""
+
+    step: float
+    origin: float
+    first: int
+    last: int
+
+    @classmethod
+    def within(cls, step: float, origin: float, lo: float, hi: float) -> Grid:
+        """The grid's values between the bounds ``lo`` and ``hi`` (a value within the tolerance
+        of a bound counts as inside it)."""
+        first = math.ceil((lo - origin) / step - TOLERANCE)
+        last = math.floor((hi - origin) / step + TOLERANCE)
+        return cls(step, origin, first, last)
+
+    @property
+    def size(self) -> int:
+        return max(0, self.last - self.first + 1)
+
+    def values(self) -> np.ndarray:
+        return np.round(self.origin + np.arange(self.first, self.last + 1) * self.step, _DIGITS)
+
+    def index(self, x: np.ndarray) -> np.ndarray:
+        """Each value's nearest grid value, as an index into :meth:`values` (NaN must be removed first)."""
+        k = np.rint((np.asarray(x, dtype=float) - self.origin) / self.step)
+        return np.clip(k, self.first, self.last).astype(np.int64) - self.first
+
+    def snap(self, x: np.ndarray) -> np.ndarray:
+        """Values moved to their nearest grid value within the bounds; NaN stays NaN."""
+        x = np.asarray(x, dtype=float)
+        out = x.copy()
+        present = ~np.isnan(x)
+        out[present] = self.values()[self.index(x[present])]
+        return out
+
+    def off(self, x: np.ndarray) -> np.ndarray:
+        """Which (finite) values lie further than the tolerance from every grid value."""
+        x = np.asarray(x, dtype=float)
+        k = np.rint((x - self.origin) / self.step)
+        return np.abs(x - (self.origin + k * self.step)) > TOLERANCE * self.step
