@@ -19,6 +19,7 @@ import numpy as np
 MAX_GRID_VALUES = 2048  # as many cells as an exact integer histogram may have
 # A text within this share of a step of a grid value is on it: tables write 13 knots as 14.96 mph.
 TOLERANCE = 0.01
+_FUZZ = 1e-9  # of a step: float rounding of (bound - origin) / step
 _DIGITS = 10  # grid values are written rounded here, so 32 + 0.18 * 39 is 39.02, not 39.019999999999996
 
 
@@ -33,10 +34,10 @@ class Grid:
 
     @classmethod
     def within(cls, step: float, origin: float, lo: float, hi: float) -> Grid:
-        """The grid's values between the bounds ``lo`` and ``hi`` (a value within the tolerance
-        of a bound counts as inside it)."""
-        first = math.ceil((lo - origin) / step - TOLERANCE)
-        last = math.floor((hi - origin) / step + TOLERANCE)
+        """The grid's values between the bounds ``lo`` and ``hi`` (a bound on the grid up to
+        float rounding, such as 32 + 0.18 x 433 = 109.94, is inside)."""
+        first = math.ceil((lo - origin) / step - _FUZZ)
+        last = math.floor((hi - origin) / step + _FUZZ)
         return cls(step, origin, first, last)
 
     @property
