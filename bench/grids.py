@@ -33,11 +33,12 @@ LABELS = ("tstr", "tvd1", "tvd2", "det", "worst", "kept")
 
 
 def one_run(table: str, grids: str, seed: int, drafted: bool = False) -> dict:
-    df, schema, _ = load_dataset(table)
     if drafted:
         csv, _ = bundled_paths(table)
         schema = draft_file(csv, name=table).schema
         df = load_table(csv, schema)
+    else:
+        df, schema, _ = load_dataset(table)
     if grids == "off":
         schema = replace(schema, columns=[replace(c, step=None, step_origin=None) for c in schema.columns])
     train, holdout = holdout_split(df, 0.2, 0)

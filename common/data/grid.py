@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MAX_GRID_VALUES = 2048  # as many cells as an exact integer histogram may have
+MAX_GRID_VALUES = 2048  # cells of a grid's histogram; an exact integer histogram's limit too
 # A text within this share of a step of a grid value is on it: tables write 13 knots as 14.96 mph.
 TOLERANCE = 0.01
 _FUZZ = 1e-9  # of a step: float rounding of (bound - origin) / step

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.days import to_days
-from fedsynth.common.data.grid import Grid
+from fedsynth.common.data.grid import MAX_GRID_VALUES, Grid
 from fedsynth.common.data.schema import Column, Schema
 
-MAX_EXACT_VALUES = 2048  # ages, hours, minutes of delay, degrees: counted value by value
+MAX_EXACT_VALUES = MAX_GRID_VALUES  # ages, hours, minutes of delay, degrees: counted value by value
 FINE_BINS = 256  # chosen by the table suite's mean (docs/benchmarks.md)
 UNIFORM_SHARE = 0.05  # of the mass measured bins spread evenly (NumericHistogram.bin_edges); 0.25 measured worse (docs/benchmarks.md)
 
@@ -104,8 +104,9 @@ class NumericHistogram:
         atom = np.full(len(x), -1)
         if self.grid is not None:  # read as on the grid up to the texts' rounding (cells.coerce)
             atom[~missing] = self.grid.index(x[~missing])
-        for j, a in enumerate(self.atoms if self.grid is None else ()):
-            atom[~missing & (x == a)] = j
+        else:
+            for j, a in enumerate(self.atoms):
+                atom[~missing & (x == a)] = j
         out[: len(self.atoms)] = np.bincount(atom[atom >= 0], minlength=len(self.atoms))
         rest = ~missing & (atom < 0)
         if self.bins:

@@ -26,16 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 from fedsynth.common.atomic import atomic_write_text
-from fedsynth.common.data.grid import MAX_GRID_VALUES, Grid
 from fedsynth.common.data.identifiers import ID_TYPE, IdColumn, id_from_json, id_problem
 from fedsynth.common.errors import SchemaError
 from fedsynth.common.inputs import read_json
 
 if TYPE_CHECKING:
     from fedsynth.common.data.constraints import Constraint
+    from fedsynth.common.data.grid import Grid
 
 ColumnType = Literal["numerical", "categorical", "boolean", "datetime"]
 # Cell texts read as missing (case-insensitive) in every table; a declared token may not be one.
@@ -121,6 +119,8 @@ class Column:
         """The values a numerical with a ``step`` can hold, between its bounds (None without one)."""
         if self.type != "numerical" or self.step is None:
             return None
+        from fedsynth.common.data.grid import Grid  # lazy: numpy, which the CLI does not load at start
+
         return Grid.within(float(self.step), float(self.step_origin or 0.0), float(self.min), float(self.max))  # type: ignore[arg-type]
 
     @property
@@ -373,6 +373,8 @@ def _check_grid(col: Column, where: str) -> None:
         return
     if not col.step > 0:
         raise SchemaError(f"{where}: 'step' must be positive, got {col.step!r}")
+    from fedsynth.common.data.grid import MAX_GRID_VALUES  # lazy, as in Column.grid
+
     grid = col.grid
     assert grid is not None
     if grid.size < 2:
@@ -383,7 +385,7 @@ def _check_grid(col: Column, where: str) -> None:
                           f"[{col.min}, {col.max}], more than {MAX_GRID_VALUES}: declare a coarser step or none")
     if col.subtype == "int" and not (float(col.step).is_integer() and float(col.step_origin or 0).is_integer()):
         raise SchemaError(f"{where}: an int column's 'step' and 'step_origin' must be whole numbers")
-    off = [pm for pm in col.point_masses if grid.off(np.array([pm]))[0]]
+    off = [pm for pm, bad in zip(col.point_masses, grid.off(col.point_masses)) if bad]
     if off:
         raise SchemaError(f"{where}: point mass {off[0]} is not on the grid of step {col.step} "
                           f"from {col.step_origin or 0}")
