@@ -321,6 +321,8 @@ def _with_grid(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
         return col
     if col.subtype == "int":
         step = float(np.gcd.reduce(np.diff(values).astype(np.int64)))
+        if step <= 1:  # every integer: the column's own values, no coarser grid
+            return col
         origin = float(values[0] % step)
     elif col.decimals is not None:
         resolution = 10.0 ** -col.decimals
@@ -342,14 +344,15 @@ def _with_grid(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
         step, origin = float(f"{step:.9g}"), float(f"{origin:.9g}")
     else:
         return col
-    grid = replace(col, step=step, step_origin=origin or None).grid
-    if step <= 1 and col.subtype == "int" or grid is None or not 2 <= grid.size <= MAX_GRID_VALUES \
-            or grid.off(values).any() or grid.off(np.array(col.point_masses)).any():
+    drafted = replace(col, step=step, step_origin=origin or None)
+    grid = drafted.grid
+    if grid is None or not 2 <= grid.size <= MAX_GRID_VALUES or grid.off(values).any() \
+            or grid.off(col.point_masses).any():
         return col
     where = f"{_fmt(step)}" + (f" from {_fmt(origin)}" if origin else "")
     notes.append(f"every value lies on a grid of step {where} (read off the rows): confirm it is the column's "
                  "public reporting unit, or remove 'step'")
-    return replace(col, step=step, step_origin=origin or None)
+    return drafted
 
 
 def _date_format(present: pd.Series, notes: list[str]) -> str | None:
