@@ -265,6 +265,31 @@ def test_resolve_keeps_budget_for_the_marginal_fit_shares(adult_schema):
     assert 0.98 <= epsilon_spent(history, 1e-5) <= 1.0
 
 
+@pytest.mark.parametrize("sigma", [None, 6.0])
+def test_every_number_of_chosen_pairs_fits_the_plan(adult_schema, sigma):
+    """The coordinator may ask for fewer pairs than planned (only those worth measuring), and a Skellam
+    release over fewer blocks costs more at the same noise multiplier: planned for the plan's count, a
+    10-silo taxi run asked for 3 and every institution refused the round (epsilon 1.0001 over its cap 1).
+    Whatever the count, the whole run must stay within the budget its noise was calibrated for."""
+    pairs = 5
+    plan = FederationPlan(rounds=20, model=ModelConfig(hidden=16), schema_hash=adult_schema.hash(),
+                          marginal_fit=MarginalFitConfig(pairs=pairs))
+    request = SharedNoiseRequest(0.05, epsilon=None if sigma else 1.0, noise_multiplier=sigma, min_contributors=10)
+    resolved = request.resolve(plan, adult_schema)
+    shared = resolved.shared_noise
+    encoder = TableEncoder(adult_schema)
+    segments = column_segments(encoder)
+    grid = shared.grid(sum(a.size for a in model_arrays(adult_schema, resolved)), resolved.model.max_grad_norm)
+    before = [shared.counts_release(len(encoder.count_sizes)), shared.release(grid, resolved.rounds)]
+    planned = epsilon_spent(before + shared_planned_releases(plan.marginal_fit, shared.counts_noise, segments,
+                                                             shared.honest_shares), 1e-5)
+    if sigma is None:
+        assert 0.98 <= planned <= 1.0
+    for chosen in range(1, pairs + 1):
+        made = shared_planned_releases(plan.marginal_fit, shared.counts_noise, segments, shared.honest_shares, chosen)
+        assert epsilon_spent(before + made, 1e-5) <= planned + 1e-12, chosen
+
+
 
 def test_with_shared_noise_the_single_party_counts_rule_is_never_consulted(monkeypatch, institutions, adult_schema):
     """The plan's counts noise rules a shared-noise run: the institution's own rule (which can refuse

@@ -89,13 +89,18 @@ def shared_planned_releases(config: MarginalFitConfig, counts_noise: float, segm
                             honest_shares: int, chosen: int | None = None) -> list[SharedNoiseRelease]:
     """The two releases as noise shares (shared-noise runs: :mod:`fedsynth.common.dp.shared_noise`),
     each at its planned noise multiplier over its unit-sensitivity blocks: one per pair and
-    projection for the errors, one per chosen pair (``chosen``, else the planned count) for the counts."""
+    projection for the errors, one per chosen pair for the counts.
+
+    ``chosen``: the pairs the coordinator actually asked for. Without it (a plan, a reserve) the
+    counts release is the costliest one the plan allows, a single pair: the coordinator asks only
+    for pairs worth measuring, possibly fewer than planned, and the Skellam bound's correction term
+    grows as the blocks shrink at the same noise multiplier (Gaussian releases do not depend on it)."""
     k = planned_pairs(config, segments)
     if not k:
         return []
     score, pair = release_noises(config, counts_noise)
     return [shared_counts_release(score, len(all_pairs(segments)) * config.projections, honest_shares),
-            shared_counts_release(pair, k if chosen is None else chosen, honest_shares)]
+            shared_counts_release(pair, 1 if chosen is None else chosen, honest_shares)]
 
 
 def column_segments(encoder: TableEncoder) -> list[Segment]:
