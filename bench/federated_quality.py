@@ -159,7 +159,7 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
                                                           marginal_fit=fitted), budget, {})
         syn = Synthesizer.load(root / "synthesizer").sample(len(train), seed=seed)
     return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent),
-            "server_lr_mean": round(float(np.mean(steps)), 3) if steps else None}
+            "server_lr_mean": round(float(np.mean(steps)), 3) if steps else None, "marginal_fit": fitted}
 
 
 def _stage_sum(institutions: list[Institution], fit: FitConfig, current: list[np.ndarray], length: int
@@ -198,12 +198,16 @@ def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: 
     errors = _stage_sum(institutions, ask(Stage.PAIR_ERRORS), current, stage_length(Stage.PAIR_ERRORS, segments, (), j))
     if errors and plan.shared_noise is not None:
         errors = pooled_errors(schema, plan, current, freqs, pooled_rows or 1.0, errors)
-    chosen = choose_pairs(schema, plan, errors) if errors else []
+    if not errors:  # the records server/workflow.py writes when it ends without the fit
+        return current, {"skipped": "the pair-error round did not complete"}
+    chosen = choose_pairs(schema, plan, errors)
     if not chosen:
-        return current, None
+        return current, {"skipped": "no pair is further from the data than measuring it would add"}
     counts = _stage_sum(institutions, ask(Stage.PAIR_COUNTS, chosen), current,
                         stage_length(Stage.PAIR_COUNTS, segments, tuple(chosen), j))
-    return fit_global_model(schema, plan, current, freqs, chosen, counts) if counts else (current, None)
+    if not counts:
+        return current, {"skipped": "the pair-count round did not complete"}
+    return fit_global_model(schema, plan, current, freqs, chosen, counts)
 
 
 def single_party_run(train, holdout, schema, epsilon: float, delta: float, seed: int, label: str) -> dict:
@@ -248,7 +252,11 @@ def main() -> None:
         runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc",
                                        "epsilon_spent_max", "server_lr_mean", "strong_pairs", "strong_pairs_kept",
                                        "strong_pair_worst", "worst_column", "tvd_1way_max") if k in q})
+        skipped = (q.get("marginal_fit") or {}).get("skipped")
+        if skipped:
+            runs[-1]["fit_skipped"] = skipped
         lr = f"  mean server step {q['server_lr_mean']:.2f}" if q.get("server_lr_mean") is not None else ""
+        lr += f"  NO MARGINAL FIT: {skipped}" if skipped else ""
         print(f"[{name}] run {r}: TSTR {q['tstr_auc']:.3f}  1-way TVD {q['tvd_1way']:.3f}  "
               f"2-way TVD {q['tvd_2way']:.3f}  detection AUC {q.get('detection_auc') or float('nan'):.3f}  "
               f"worst column {runs[-1].get('worst_column')} {runs[-1].get('tvd_1way_max') or float('nan'):.3f}  "

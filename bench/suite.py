@@ -75,6 +75,8 @@ class Run:
     strong_pairs: int | None = None  # real pairs with association >= 0.5 (issue 16: each kept within 0.1)
     strong_pairs_kept: int | None = None
     strong_pair_worst: dict | None = None  # the one furthest off: columns, real, synthetic
+    epsilon_max: float | None = None  # the epsilon spent (federated: the largest institution's ledger)
+    fit_skipped: str | None = None  # federated: why the run ended without its marginal fit, if it did
 
     @property
     def strong_kept_share(self) -> float | None:
@@ -113,7 +115,8 @@ class TableInfo:
 def as_run(q: dict, seconds: float) -> Run:
     return Run(q.get("tstr_auc"), q.get("trtr_auc"), q["tvd_1way"], q["tvd_2way"], round(seconds, 1),
                q.get("detection_auc"), q.get("tvd_1way_max"), q.get("worst_column"), q.get("strong_pairs"),
-               q.get("strong_pairs_kept"), q.get("strong_pair_worst"))
+               q.get("strong_pairs_kept"), q.get("strong_pair_worst"), q.get("epsilon_spent_max"),
+               (q.get("marginal_fit") or {}).get("skipped"))
 
 
 def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: float, delta: float, seed: int,
@@ -148,7 +151,10 @@ def flower_quality(name: str, noise: str, repeat: int, args: argparse.Namespace)
         cfg = SimulationConfig(out=str(out), data=name, clients=args.clients, partition="dirichlet",
                                alpha=args.alpha, epsilon=args.epsilon, delta=args.delta, noise=noise,
                                seed=args.seed)
-        return simulate(cfg, print_fn=lambda _line: None)["quality"]
+        summary = simulate(cfg, print_fn=lambda _line: None)
+    card = summary["model_card"]
+    spent = [c["epsilon_spent"] for c in card["clients"] if isinstance(c["epsilon_spent"], (int, float))]
+    return {**summary["quality"], "epsilon_spent_max": max(spent, default=None), "marginal_fit": card.get("marginal_fit")}
 
 
 def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell]]:
@@ -203,9 +209,12 @@ def _fmt(v: float | None) -> str:
 
 
 def _scores(run: Run) -> str:
+    spent = "" if run.epsilon_max is None else f"  max epsilon {run.epsilon_max:.3f}"
+    if run.fit_skipped:
+        spent += f"  NO MARGINAL FIT: {run.fit_skipped}"
     return (f"TSTR {_fmt(run.tstr_auc)}  1-way TVD {_fmt(run.tvd_1way)}  2-way TVD {_fmt(run.tvd_2way)}  "
             f"detection AUC {_fmt(run.detection_auc)}  worst column {run.worst_column} {_fmt(run.tvd_1way_max)}  "
-            f"{_strong(run)}")
+            f"{_strong(run)}{spent}")
 
 
 def _strong(run: Run) -> str:

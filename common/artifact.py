@@ -247,6 +247,9 @@ class ModelCard:
     rounds: list[dict[str, Any]]  # per round: contributors, failures, seconds, finished
     started: str
     finished: str
+    # after the last round: the pairs the global model was fitted to, or why it was not (None: no
+    # fit was planned, or a card written before this field)
+    marginal_fit: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -144,6 +144,7 @@ def write_global_model(out_dir: Path, schema: Schema, plan: FederationPlan, ckpt
                 for rec in ckpt.history],
         started=ckpt.started,
         finished=utc_now(),
+        marginal_fit=ckpt.marginal_fit,
     )
     write_model_card(out_dir, card)
     return card.to_json()

@@ -68,6 +68,7 @@ def test_federated_model_and_its_card_state_the_same_model_and_guarantee(adult_s
     assert card.clients[0] == ClientPrivacy("client-1", 0.5, 1e-6, adult_schema.hash())  # node ids not published
     assert [c["client"] for c in loaded.info["federation"]["clients"]] == ["client-1", "client-2", "client-3"]
     assert card.rounds == [{"round": 1, "contributors": 2}]
+    assert card.marginal_fit is None  # none was made
     meta, _ = read_model(tmp_path / SYNTHESIZER)
     assert meta.privacy.per_client and meta.privacy.accountant == meta.training.accountant
     assert f"Opacus {meta.training.accountant.upper()} accountant" in card.privacy_note
@@ -98,3 +99,17 @@ def test_a_fitted_model_rebuilds_its_measured_bins_and_an_older_one_keeps_schema
     assert "binning" not in written["model_config"]
     again = Synthesizer.load(old)
     assert again.encoder.binning == "schema" and again.to_state()[0]["model_id"] == written["model_id"]
+
+
+def test_the_model_card_says_whether_the_marginal_fit_was_made(adult_schema, tmp_path):
+    """A run whose fit could not be made ends with DP-SGD's model: its card says so, where a
+    reader of the run (and every benchmark) looks, not only the event log."""
+    plan = FederationPlan(rounds=1, schema_hash=adult_schema.hash())
+    model = build_model(TableEncoder(adult_schema), plan.model)
+    freqs = [np.full(s.size, 1.0 / s.size) for s in model.conditioner.segments]
+    why = {"skipped": "the pair-count round did not complete"}
+    ckpt = Checkpoint(1, model.get_arrays(), freqs, [], plan.to_json(), "2026-01-01T00:00:00Z", marginal_fit=why)
+    write_global_model(tmp_path, adult_schema, plan, ckpt, {}, {})
+    assert read_model_card(tmp_path).marginal_fit == why
+    assert Synthesizer.load(tmp_path / SYNTHESIZER).info["marginal_fit"] == why
+

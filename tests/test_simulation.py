@@ -166,6 +166,7 @@ def test_shared_noise_simulation_end_to_end(tmp_path):
     fit = [e for e in events if e["event"] == "marginal_fit"]
     assert len(fit) == 1 and (fit[0].get("skipped") or fit[0]["contributors"] == 3)
     card = json.loads((out / "model_card.json").read_text())
+    assert card["marginal_fit"] == {k: v for k, v in fit[0].items() if k not in ("event", "reports")}
     assert card["plan"]["shared_noise"]["min_contributors"] == 3
     assert card["secure_aggregation"]["clipping_range"] == 2**25  # the field's quantisation, as run
     for i in (1, 2, 3):
