@@ -110,6 +110,27 @@ def test_only_pairs_with_more_error_than_their_measurement_would_add_are_measure
     assert worth_measuring(errors * 0, segs, pairs, 5, 10.0) == []
 
 
+def test_pairs_are_judged_against_the_noise_of_the_tables_actually_measured():
+    """Measuring n tables puts noise std sigma * sqrt(n) in each cell. Two pairs that each beat the
+    noise of measuring two tables are both chosen, though neither beats the noise of the five the
+    plan allows; and no pair is chosen that fails against the noise of the count chosen."""
+    df, schema = paired_table(100, 3)
+    segs = column_segments(TableEncoder(schema))
+    pairs = all_pairs(segs)
+    unit = np.array([segs[a].size * segs[b].size * np.sqrt(2 / np.pi) for a, b in pairs])
+    errors = np.zeros(len(pairs))
+    errors[:2] = 1.1 * unit[:2] * 10.0 * np.sqrt(2)  # above 2 tables' noise, below 5 tables'
+    errors[2] = 0.9 * unit[2] * 10.0 * np.sqrt(2)  # just below 2 tables' noise, above 1 table's
+    assert worth_measuring(errors, segs, pairs, 5, 10.0) == pairs[:2]
+    assert worth_measuring(errors[:1], segs, pairs[:1], 5, 10.0) == pairs[:1]  # alone: 1 table's noise
+    for n in range(1, 6):  # whatever comes back, each chosen pair beats the noise of that many tables
+        rng = np.random.default_rng(n)
+        noisy = rng.uniform(0, 4, len(pairs)) * unit * 10.0
+        chosen = worth_measuring(noisy, segs, pairs, n, 10.0)
+        assert len(chosen) <= n
+        assert all(noisy[pairs.index(p)] > unit[pairs.index(p)] * 10.0 * np.sqrt(len(chosen)) for p in chosen)
+
+
 def test_a_fit_spends_its_marginal_releases_within_the_budget_and_keeps_a_one_to_one_pair():
     df, schema = paired_table(4000, 5)
     training = TrainingConfig(epochs=5)

@@ -178,12 +178,12 @@ def worth_measuring(errors: np.ndarray, segments: list[Segment], pairs: list[Pai
                     noise_multiplier: float) -> list[Pair]:
     """At most ``k`` pairs, largest (noisy) error first, each with more error than measuring it would add.
 
-    Measuring k tables adds Gaussian noise of std ``noise_multiplier * sqrt(k)`` to every cell, so a
-    table of m cells gains about m * std * sqrt(2/pi) absolute error: a pair the model already has
+    Measuring n tables adds Gaussian noise of std ``noise_multiplier * sqrt(n)`` to every cell, so a
+    table of c cells gains about c * std * sqrt(2/pi) absolute error: a pair the model already has
     closer than that (small tables, large tables or small data) is better left to the model.
     Post-processing of the released ``errors``."""
-    std = noise_multiplier * np.sqrt(max(k, 1))
-    return _largest_above(errors, [_cells(segments, p) * std * np.sqrt(2 / np.pi) for p in pairs], pairs, k)
+    return _largest_worth(errors, [_cells(segments, p) * np.sqrt(2 / np.pi) for p in pairs], noise_multiplier,
+                          pairs, k)
 
 
 def project_residuals(counts: np.ndarray, joint: np.ndarray, rows: float, segments: list[Segment],
@@ -218,16 +218,27 @@ def sketched_errors(sums: np.ndarray, pairs: int, projections: int, noise_std: f
 def worth_measuring_l2(norms: np.ndarray, segments: list[Segment], pairs: list[Pair], k: int,
                        noise_multiplier: float) -> list[Pair]:
     """:func:`worth_measuring` for L2 norms: at most ``k`` pairs, largest first, whose residual is
-    longer than the noise vector measuring them would add (std ``noise_multiplier * sqrt(k)`` in
-    each of the table's cells: length about std * sqrt(cells))."""
-    std = noise_multiplier * np.sqrt(max(k, 1))
-    return _largest_above(norms, [std * np.sqrt(_cells(segments, p)) for p in pairs], pairs, k)
+    longer than the noise vector measuring them would add (std ``noise_multiplier * sqrt(n)`` in
+    each cell of n tables: length about std * sqrt(cells))."""
+    return _largest_worth(norms, [np.sqrt(_cells(segments, p)) for p in pairs], noise_multiplier, pairs, k)
 
 
-def _largest_above(values: np.ndarray, thresholds: list[float], pairs: list[Pair], k: int) -> list[Pair]:
-    """At most ``k`` pairs, largest value first, each one's value above its own threshold."""
-    order = np.argsort(-np.asarray(values))
-    return [pairs[i] for i in order if values[i] > thresholds[i]][:k]
+def _largest_worth(values: np.ndarray, per_std: list[float], noise_multiplier: float, pairs: list[Pair],
+                   k: int) -> list[Pair]:
+    """The most pairs n <= ``k`` (largest value first) that each beat the noise of measuring n.
+
+    A pair's threshold is ``per_std`` times the cell noise std of a release of n tables,
+    ``noise_multiplier * sqrt(n)``. Judging every pair against k tables' noise (as before
+    2026-11-27) chose 3-7 of taxi's 21 pairs, which were then measured at the far lower noise of
+    3-7 tables, and left out pairs (the label's) that this lower noise would have measured well."""
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(-values)
+    for n in range(k, 0, -1):
+        std = noise_multiplier * np.sqrt(n)
+        passing = [i for i in order if values[i] > per_std[i] * std]
+        if len(passing) >= n:
+            return [pairs[i] for i in passing[:n]]
+    return []
 
 
 def measured_frequencies(segments: list[Segment], chosen: list[Pair], noisy: list[np.ndarray]
