@@ -141,7 +141,8 @@ def test_a_plan_with_the_fit_keeps_budget_for_it_and_lands_on_the_cap(institutio
 def test_the_coordinator_chooses_pairs_with_the_noise_of_the_summed_counts(adult_schema):
     """A pair is worth measuring when its estimated pooled residual is longer than the noise its
     pooled counts would add: that noise is pair_noise / score_noise times the summed projections'
-    (both sums of K draws), and each summed projection carries sqrt(#pairs x projections) of it."""
+    (both sums of K draws), and each summed projection carries sqrt(#pairs x projections) of it.
+    One pair chosen of the 4 allowed: its counts carry the noise of one table, not of four."""
     plan = plan_for(adult_schema, pairs=4)
     j = plan.marginal_fit.projections
     segments = column_segments(TableEncoder(adult_schema))
@@ -149,7 +150,7 @@ def test_the_coordinator_chooses_pairs_with_the_noise_of_the_summed_counts(adult
     a, b = pairs[7]
     sum_noise = 30.0  # sqrt of the contributors' summed sigma^2 for the projection release
     std = sum_noise * np.sqrt(len(pairs) * j)
-    threshold = (sum_noise * 1.0 / 2.0) * np.sqrt(4) * np.sqrt(segments[a].size * segments[b].size)
+    threshold = (sum_noise * 1.0 / 2.0) * np.sqrt(1) * np.sqrt(segments[a].size * segments[b].size)
     for norm, expected in ((1.05 * threshold, [pairs[7]]), (0.95 * threshold, [])):
         values = np.zeros((len(pairs), j))
         values[7] = np.sqrt(norm**2 + std**2)  # E[(s + z)^2] = s^2 + std^2
