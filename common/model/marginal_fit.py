@@ -228,9 +228,9 @@ def _largest_worth(values: np.ndarray, per_std: list[float], noise_multiplier: f
     """The most pairs n <= ``k`` (largest value first) that each beat the noise of measuring n.
 
     A pair's threshold is ``per_std`` times the cell noise std of a release of n tables,
-    ``noise_multiplier * sqrt(n)``. Judging every pair against k tables' noise (as before
-    2026-11-27) chose 3-7 of taxi's 21 pairs, which were then measured at the far lower noise of
-    3-7 tables, and left out pairs (the label's) that this lower noise would have measured well."""
+    ``noise_multiplier * sqrt(n)``. Judging every pair against k tables' noise (before 2026-11-27)
+    measured the few that passed at a far lower noise and left out pairs that this lower noise
+    would have measured well (docs/benchmarks.md, "Which pairs the marginal fit measures")."""
     values = np.asarray(values, dtype=float)
     order = np.argsort(-values)
     for n in range(k, 0, -1):
