@@ -51,7 +51,8 @@ from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
-from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model, pooled_errors
+from fedsynth.server.marginal_rounds import (NO_PAIR_COUNTS, NO_PAIR_ERRORS, NO_PAIR_WORTH_IT, choose_pairs,
+                                             fit_global_model, pooled_errors)
 from fedsynth.server.round import finish_round
 from fedsynth.server.shared_plan import SHARED_PAIRS, SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.shared_round import PooledCounts, ServerAdam, finish_shared_round, pooled_counts, run_bin_edges
@@ -199,14 +200,14 @@ def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: 
     if errors and plan.shared_noise is not None:
         errors = pooled_errors(schema, plan, current, freqs, pooled_rows or 1.0, errors)
     if not errors:  # the records server/workflow.py writes when it ends without the fit
-        return current, {"skipped": "the pair-error round did not complete"}
+        return current, {"skipped": NO_PAIR_ERRORS}
     chosen = choose_pairs(schema, plan, errors)
     if not chosen:
-        return current, {"skipped": "no pair is further from the data than measuring it would add"}
+        return current, {"skipped": NO_PAIR_WORTH_IT}
     counts = _stage_sum(institutions, ask(Stage.PAIR_COUNTS, chosen), current,
                         stage_length(Stage.PAIR_COUNTS, segments, tuple(chosen), j))
     if not counts:
-        return current, {"skipped": "the pair-count round did not complete"}
+        return current, {"skipped": NO_PAIR_COUNTS}
     return fit_global_model(schema, plan, current, freqs, chosen, counts)
 
 

@@ -25,6 +25,11 @@ from fedsynth.common.model.tabular import build_model
 from fedsynth.common.protocol.federation import FederationPlan
 from fedsynth.common.protocol.marginal_stage import StageSum
 
+# Why a run ends without its marginal fit: the "skipped" of its record (model card, event log)
+NO_PAIR_ERRORS = "the pair-error round did not complete"
+NO_PAIR_WORTH_IT = "no pair is further from the data than measuring it would add"
+NO_PAIR_COUNTS = "the pair-count round did not complete"
+
 
 def choose_pairs(schema: Schema, plan: FederationPlan, errors: StageSum) -> list[Pair]:
     """The pairs whose pooled counts are worth asking for, worst first (at most the plan's count):

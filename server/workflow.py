@@ -62,7 +62,8 @@ from fedsynth.common.timestamps import utc_now
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.events import EVENT, PLAIN, Event, EventKind, reported_spend
 from fedsynth.server.ledger_watch import SpendWatch
-from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model, pooled_errors
+from fedsynth.server.marginal_rounds import (NO_PAIR_COUNTS, NO_PAIR_ERRORS, NO_PAIR_WORTH_IT, choose_pairs,
+                                             fit_global_model, pooled_errors)
 from fedsynth.server.round import RoundRejected
 from fedsynth.server.shared_round import pooled_counts, run_bin_edges
 from fedsynth.server.strategy import PlainMeanFedAvg, SecureDeltaFedAvg
@@ -251,18 +252,18 @@ class FederatedRun:
         strategy.eligible = None  # every connected institution: each decides against its own ledger
         errors = self._stage_round(grid, legacy, strategy, cfg, ckpt.round + 1, Stage.PAIR_ERRORS, (), segments)
         if errors is None:
-            return self._fit_done(ckpt, {"skipped": "the pair-error round did not complete"})
+            return self._fit_done(ckpt, {"skipped": NO_PAIR_ERRORS})
         if self.plan.shared_noise is not None:  # the institutions projected their counts alone
             errors = pooled_errors(self.schema, self.plan, strategy.current, strategy.freqs, strategy.pooled_rows or 1.0,
                                    errors)
         chosen = choose_pairs(self.schema, self.plan, errors)
         if not chosen:
-            return self._fit_done(ckpt, {"skipped": "no pair is further from the data than measuring it would add",
+            return self._fit_done(ckpt, {"skipped": NO_PAIR_WORTH_IT,
                                       "contributors": errors.contributors})
         counts = self._stage_round(grid, legacy, strategy, cfg, ckpt.round + 2, Stage.PAIR_COUNTS, tuple(chosen),
                                    segments)
         if counts is None:
-            return self._fit_done(ckpt, {"skipped": "the pair-count round did not complete"})
+            return self._fit_done(ckpt, {"skipped": NO_PAIR_COUNTS})
         arrays, info = fit_global_model(self.schema, self.plan, strategy.current, strategy.freqs, chosen, counts)
         return self._fit_done(replace(ckpt, arrays=arrays), info)
 
