@@ -160,6 +160,7 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
                                                           marginal_fit=fitted), budget, {})
         syn = Synthesizer.load(root / "synthesizer").sample(len(train), seed=seed)
     return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent),
+            "rounds_lost": plan.rounds - len(history),
             "server_lr_mean": round(float(np.mean(steps)), 3) if steps else None, "marginal_fit": fitted}
 
 

@@ -77,6 +77,7 @@ class Run:
     strong_pair_worst: dict | None = None  # the one furthest off: columns, real, synthetic
     epsilon_max: float | None = None  # the epsilon spent (federated: the largest institution's ledger)
     fit_skipped: str | None = None  # federated: why the run ended without its marginal fit, if it did
+    rounds_lost: int | None = None  # federated: planned rounds that made no step (refused, failed, below K_min)
 
     @property
     def strong_kept_share(self) -> float | None:
@@ -116,7 +117,7 @@ def as_run(q: dict, seconds: float) -> Run:
     return Run(q.get("tstr_auc"), q.get("trtr_auc"), q["tvd_1way"], q["tvd_2way"], round(seconds, 1),
                q.get("detection_auc"), q.get("tvd_1way_max"), q.get("worst_column"), q.get("strong_pairs"),
                q.get("strong_pairs_kept"), q.get("strong_pair_worst"), q.get("epsilon_spent_max"),
-               (q.get("marginal_fit") or {}).get("skipped"))
+               (q.get("marginal_fit") or {}).get("skipped"), q.get("rounds_lost"))
 
 
 def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: float, delta: float, seed: int,
@@ -154,7 +155,8 @@ def flower_quality(name: str, noise: str, repeat: int, args: argparse.Namespace)
         summary = simulate(cfg, print_fn=lambda _line: None)
     card = summary["model_card"]
     spent = [c["epsilon_spent"] for c in card["clients"] if isinstance(c["epsilon_spent"], (int, float))]
-    return {**summary["quality"], "epsilon_spent_max": max(spent, default=None), "marginal_fit": card.get("marginal_fit")}
+    return {**summary["quality"], "epsilon_spent_max": max(spent, default=None), "marginal_fit": card.get("marginal_fit"),
+            "rounds_lost": card["rounds_planned"] - card["rounds_completed"]}
 
 
 def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell]]:
@@ -210,6 +212,8 @@ def _fmt(v: float | None) -> str:
 
 def _scores(run: Run) -> str:
     spent = "" if run.epsilon_max is None else f"  max epsilon {run.epsilon_max:.3f}"
+    if run.rounds_lost:
+        spent += f"  ROUNDS LOST: {run.rounds_lost}"
     if run.fit_skipped:
         spent += f"  NO MARGINAL FIT: {run.fit_skipped}"
     return (f"TSTR {_fmt(run.tstr_auc)}  1-way TVD {_fmt(run.tvd_1way)}  2-way TVD {_fmt(run.tvd_2way)}  "
