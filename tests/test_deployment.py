@@ -35,6 +35,10 @@ from fedsynth.common.deploy.addresses import free_loopback_port
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_CONFIG = REPO / "examples" / "federation.toml"
 INSTITUTIONS = ("hospital-a", "hospital-b", "hospital-c")
+# How long a whole deployment may take before the test calls it hung: a guard, not a timing check.
+# On 2 cores beside the other test worker one shared-noise SecAgg+ round took 70-110 s, and the
+# 420 s this was before ran out after four of its seven rounds (fresh-clone CI, 2026-11-27).
+RUN_GUARD = 900
 NOBODY = "127.0.0.1:9"  # a coordinator address for clients that must stop before connecting anywhere
 ENV = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "RAY_USAGE_STATS_ENABLED": "0",
        "PYTHONUNBUFFERED": "1"}
@@ -168,7 +172,7 @@ def federation(demo):
             "--ca-cert", "demo/certs/ca.pem", "--auth-key", "demo/keys/rogue", "--state-dir", "demo/state/rogue",
             "--init-ledger", "--give-up-after", "5"])
         rogue_rc = procs.wait("rogue", timeout=120)
-        coord_rc = procs.wait("coordinator", timeout=420)
+        coord_rc = procs.wait("coordinator", timeout=RUN_GUARD)
         yield {"root": demo, "procs": procs, "coordinator_rc": coord_rc, "rogue_rc": rogue_rc}
     finally:
         procs.stop_all()
@@ -315,7 +319,7 @@ def shared_federation(demo):
                 "--budget-epsilon", "1", "--budget-delta", "1e-5", "--coordinator", addr,
                 "--ca-cert", "demo/certs/ca.pem", "--auth-key", f"demo/keys/{name}",
                 "--state-dir", f"demo/state-shared/{name}", "--init-ledger"])
-        rc = procs.wait("coordinator-shared", timeout=420)
+        rc = procs.wait("coordinator-shared", timeout=RUN_GUARD)
         yield {"root": demo, "procs": procs, "coordinator_rc": rc}
     finally:
         procs.stop_all()
