@@ -253,11 +253,12 @@ def main() -> None:
                               args.threads, args.seed + r, label)
         runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc",
                                        "epsilon_spent_max", "server_lr_mean", "strong_pairs", "strong_pairs_kept",
-                                       "strong_pair_worst", "worst_column", "tvd_1way_max") if k in q})
+                                       "strong_pair_worst", "worst_column", "tvd_1way_max", "rounds_lost") if k in q})
         skipped = (q.get("marginal_fit") or {}).get("skipped")
         if skipped:
             runs[-1]["fit_skipped"] = skipped
         lr = f"  mean server step {q['server_lr_mean']:.2f}" if q.get("server_lr_mean") is not None else ""
+        lr += f"  ROUNDS LOST: {q['rounds_lost']}" if q["rounds_lost"] else ""
         lr += f"  NO MARGINAL FIT: {skipped}" if skipped else ""
         print(f"[{name}] run {r}: TSTR {q['tstr_auc']:.3f}  1-way TVD {q['tvd_1way']:.3f}  "
               f"2-way TVD {q['tvd_2way']:.3f}  detection AUC {q.get('detection_auc') or float('nan'):.3f}  "

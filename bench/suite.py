@@ -77,7 +77,7 @@ class Run:
     strong_pair_worst: dict | None = None  # the one furthest off: columns, real, synthetic
     epsilon_max: float | None = None  # the epsilon spent (federated: the largest institution's ledger)
     fit_skipped: str | None = None  # federated: why the run ended without its marginal fit, if it did
-    rounds_lost: int | None = None  # federated: planned rounds that made no step (refused, failed, below K_min)
+    rounds_lost: int | None = None  # federated: planned rounds never completed (the run stopped early)
 
     @property
     def strong_kept_share(self) -> float | None:
