@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from flwr.client import ClientApp, NumPyClient
 
@@ -34,11 +35,11 @@ from fedsynth.client.ledger import Ledger
 from fedsynth.client.marginal_release import MarginalReleases, exact_values
 from fedsynth.client.pooled_counts import SharesMade, noisy_share
 from fedsynth.client.secagg_terms import secagg_terms_mod
+from fedsynth.client.table_cache import TableCache, encoder_key
 from fedsynth.client.update_cache import UpdateCache, UpdateKey
 from fedsynth.common.atomic import atomic_write_bytes, atomic_write_text
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.data.schema import Schema
-from fedsynth.common.data.tables import load_table
 from fedsynth.common.digest import arrays_digest
 from fedsynth.common.dp.accounting import (Release, calibrate_noise, frequencies_from_counts, frequency_noise,
                                            gaussian_counts_release, noisy_counts, rows_from_counts)
@@ -101,7 +102,7 @@ def settings_from_node_config(node_config: dict[str, Any]) -> ClientSettings:
     )
 
 
-_TABLES: dict[tuple[str, float, str], Any] = {}
+_TABLES = TableCache()  # this process's validated tables and encodings (see the module)
 
 
 class Institution:
@@ -113,13 +114,13 @@ class Institution:
         self.state_dir = Path(settings.state_dir)
 
     # ------------------------------------------------------------------ local data
-    def table(self):
-        p = Path(self.settings.data)
-        key = (str(p.resolve()), p.stat().st_mtime if p.exists() else 0.0, self.schema.hash())
-        if key not in _TABLES:
-            _TABLES.clear()
-            _TABLES[key] = load_table(p, self.schema)  # refuses to join on any schema violation
-        return _TABLES[key]
+    def table(self) -> pd.DataFrame:
+        """The validated table (refuses to join on any schema violation). Read-only: it is cached."""
+        return _TABLES.table(self.settings.data, self.schema)
+
+    def encoded(self, encoder: TableEncoder, bin_edges: Mapping[str, Sequence[float]] | None) -> np.ndarray:
+        """The table as ``encoder`` (this run's, from :meth:`encoder`) encodes it. Read-only: it is cached."""
+        return _TABLES.encoded(self.settings.data, self.schema, encoder, encoder_key(bin_edges))
 
     def ledger(self) -> Ledger:
         return Ledger.open(self.state_dir, self.settings.epsilon, self.settings.delta, self.settings.accountant,
@@ -247,7 +248,7 @@ class Institution:
         ledger = self.ledger()
         rp = self.round_plan(plan, ledger, len(df), total_clients)
         encoder = self.encoder(plan, bin_edges)
-        x_np = encoder.encode(df)
+        x_np = self.encoded(encoder, bin_edges)
         model = build_model(encoder, plan.model)
         model.set_arrays(arrays)  # validate what the coordinator sent before spending anything
         key = UpdateKey(rp["plan_id"], int(server_round), arrays_digest(arrays))
@@ -318,7 +319,7 @@ class Institution:
                                                                 column_segments(encoder))
         if not ledger.can_afford([release] + later):
             raise BudgetExhausted("the pooled counts share would leave too little budget for the planned releases")
-        blocks = encoder.count_blocks(df, encoder.encode(df))
+        blocks = encoder.count_blocks(df, self.encoded(encoder, None))
         # Spend first (on disk), then noise and send; fresh noise every time it is asked for.
         after = ledger.charge([release], event=Stage.POOLED_COUNTS, round=fit.round)
         SharesMade(self.state_dir, plan).record()
@@ -356,7 +357,7 @@ class Institution:
             return pack_stage(earlier, sent_noise), FitMetrics(epsilon_spent=round(ledger.epsilon_spent, 2),
                                                                replayed=1.0, epsilon_alone=self._alone(plan, ledger))
         # (a noise share is never re-sent: asked again, it is made afresh and charged again)
-        x_np = encoder.encode(df)
+        x_np = self.encoded(encoder, fit.bin_edges)
         model = build_model(encoder, plan.model)
         model.set_arrays(arrays)
         rows: float | None = None  # shared noise: the coordinator subtracts the model's part (pooled rows)
