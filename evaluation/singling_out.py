@@ -66,12 +66,41 @@ def _condition(schema: Schema, column: str, value: float, median: float) -> Cond
     return Condition(column, ">=" if value >= median else "<=", value)
 
 
+class _WholeTableCounts:
+    """How many of a table's rows one condition keeps, read off each column sorted once.
+
+    The greedy step on the whole table would otherwise compare every column against its
+    condition for every predicate tried, which was most of the attack's time."""
+
+    def __init__(self, table: PreparedTable, names: list[str]) -> None:
+        self._sorted: dict[str, np.ndarray] = {}
+        self._missing: dict[str, int] = {}
+        for c in names:
+            values = np.asarray(table[c], dtype=float)
+            nan = np.isnan(values)
+            self._sorted[c], self._missing[c] = np.sort(values[~nan]), int(nan.sum())
+
+    def size(self, cond: Condition) -> int:
+        """``cond.matches(table[cond.column]).sum()``."""
+        values = self._sorted[cond.column]
+        if cond.op == "missing":
+            return self._missing[cond.column]
+        if np.isnan(cond.value):  # NaN equals and bounds nothing
+            return 0
+        if cond.op == "==":
+            return int(np.searchsorted(values, cond.value, "right") - np.searchsorted(values, cond.value, "left"))
+        if cond.op == "<=":
+            return int(np.searchsorted(values, cond.value, "right"))
+        return int(len(values) - np.searchsorted(values, cond.value, "left"))
+
+
 def synthetic_predicates(schema: Schema, synthetic: PreparedTable, rng: np.random.Generator,
                          n: int = N_PREDICATES) -> list[tuple[Condition, ...]]:
     """Up to ``n`` distinct predicates, each fitting exactly one synthetic row."""
     names = schema.names
     medians = {c: (float(np.nanmedian(synthetic[c])) if not is_discrete(schema.column(c))
                    and not np.isnan(synthetic[c]).all() else 0.0) for c in names}
+    whole = _WholeTableCounts(synthetic, names)
     found: dict[frozenset[Condition], tuple[Condition, ...]] = {}
     for _ in range(n * MAX_ATTEMPTS_PER_PREDICATE):
         if len(found) >= n:
@@ -82,12 +111,18 @@ def synthetic_predicates(schema: Schema, synthetic: PreparedTable, rng: np.rando
         unused = list(names)
         while len(conditions) < MAX_CONDITIONS and fits.size > 1:
             # the attacker's greedy step: of the row's remaining columns, the most selective condition
+            # (the first of equals)
             options = [_condition(schema, c, float(synthetic[c][row]), medians[c]) for c in unused]
-            kept = [fits[o.matches(synthetic[o.column][fits])] for o in options]
-            best = min(range(len(options)), key=lambda i: kept[i].size)
+            if not conditions:  # on the whole table: counted without comparing every column
+                best = int(np.argmin([whole.size(o) for o in options]))
+                chosen = np.flatnonzero(options[best].matches(synthetic[options[best].column]))
+            else:
+                kept = [fits[o.matches(synthetic[o.column][fits])] for o in options]
+                best = min(range(len(options)), key=lambda i: kept[i].size)
+                chosen = kept[best]
             conditions.append(options[best])
             unused.remove(options[best].column)
-            fits = kept[best]
+            fits = chosen
         if fits.size == 1:
             found.setdefault(frozenset(conditions), tuple(conditions))
     return list(found.values())

@@ -20,7 +20,9 @@ from fedsynth.evaluation.inference import model_inference
 from fedsynth.evaluation.linkability import default_halves
 from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.risks import MAX_TARGETS, Risks, risks
-from fedsynth.evaluation.singling_out import control_rate, singling_out, synthetic_predicates
+from fedsynth.evaluation.prepared import PreparedTable
+from fedsynth.evaluation.singling_out import (Condition, _WholeTableCounts, control_rate, singling_out,
+                                              synthetic_predicates)
 from _cli import fedsynth
 
 N = 2000
@@ -144,6 +146,21 @@ def test_predicates_fit_exactly_one_synthetic_row(parts, adult_schema):
         for cond in p:
             fits &= cond.matches(syn[cond.column])
         assert fits.sum() == 1, p
+
+
+def test_whole_table_counts_are_the_conditions_matches():
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 5, 500)  # a categorical's integer codes
+    numbers = np.round(rng.normal(size=500), 1)
+    numbers[rng.random(500) < 0.1] = np.nan
+    table = PreparedTable({"c": codes, "x": numbers}, 500)
+    counts = _WholeTableCounts(table, ["c", "x"])
+    conditions = [Condition("c", "==", float(v)) for v in (-1, 0, 2, 4, 7)]
+    conditions += [Condition("x", op, float(v)) for op in ("==", "<=", ">=")
+                   for v in (-9.0, -0.5, 0.0, 0.1, 1.3, 9.0, numbers[0], numbers[1])]
+    conditions += [Condition("x", "missing", np.nan), Condition("x", "==", np.nan), Condition("x", "<=", np.nan)]
+    for cond in conditions:
+        assert counts.size(cond) == int(cond.matches(table[cond.column]).sum()), cond
 
 
 def test_control_rate_extrapolates_to_the_training_size():
