@@ -9,5 +9,9 @@ import sys
 
 def fedsynth(*args: str, cwd=None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": "200", **(env or {})}  # a real terminal's width; rich truncates at 80
+    if os.environ.get("PYTEST_XDIST_WORKER") and args[:1] == ("fit",) and "--threads" not in args:
+        # each test worker has one of the two cores (conftest.py): `fit`'s default of 2 torch threads
+        # beside the other worker oversubscribed them (a fit took 442 s of this call's 600 s timeout)
+        args = (*args, "--threads", "1")
     return subprocess.run([sys.executable, "-m", "fedsynth.cli", *args], capture_output=True, text=True, timeout=600,
                           env=env, cwd=cwd)
