@@ -73,7 +73,7 @@ def run_task(address: str, token: str) -> int:
             reply = Message(Error(code=ErrorCode.LOAD_CLIENT_APP_EXCEPTION, reason=details), reply_to=message)
         else:
             # Installed code, never the bundle's.
-            from fedsynth.client.supernode_app import app  # lazy: the executor never imports it; a refusal needs it not
+            from fedsynth.client.supernode_app import app  # lazy: never imported by the executor or for a refusal
 
             try:
                 reply = app(message=message, context=context)
@@ -127,7 +127,7 @@ class _Worker:
             self.proc.stdin.write(token + "\n")
             self.proc.stdin.flush()
             return True
-        except (BrokenPipeError, OSError):
+        except OSError:  # a broken pipe: it ended
             return False
 
 

@@ -63,9 +63,6 @@ class TableCache:
             entry.encoded[key] = encoder.encode(entry.table)
         return entry.encoded[key]
 
-    def clear(self) -> None:
-        self._entries.clear()
-
     def _entry(self, path: Path, schema: Schema) -> _Entry:
         try:
             st = path.stat()

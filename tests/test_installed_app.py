@@ -53,12 +53,18 @@ def _fake_executor(monkeypatch, tmp_path: Path, fail: bool = False) -> tuple[App
     return executor, log
 
 
+def _started_worker(executor: AppExecutor):
+    """Have the executor start its worker (or replace a dead one); return it once it is ready."""
+    executor._keep_worker()
+    worker = executor._worker
+    assert _wait_for(worker.idle, 30)
+    return worker
+
+
 def test_tasks_run_in_the_worker_in_turn_and_one_that_comes_while_it_is_busy_runs_apart(monkeypatch, tmp_path):
     executor, log = _fake_executor(monkeypatch, tmp_path)
     try:
-        executor._keep_worker()
-        worker = executor._worker
-        assert _wait_for(worker.idle, 30)
+        worker = _started_worker(executor)
         executor._dispatch("first")
         executor._dispatch("second")  # the worker is busy with the first
         assert _wait_for(lambda: worker.idle() and worker.tasks_done == 1, 30)
@@ -76,15 +82,12 @@ def test_tasks_run_in_the_worker_in_turn_and_one_that_comes_while_it_is_busy_run
 def test_a_worker_that_dies_is_replaced_and_one_that_cannot_start_is_not_retried(monkeypatch, tmp_path):
     executor, log = _fake_executor(monkeypatch, tmp_path)
     try:
-        executor._keep_worker()
-        first = executor._worker
-        assert _wait_for(first.idle, 30)
+        first = _started_worker(executor)
         executor._dispatch("a")
         assert _wait_for(lambda: first.tasks_done == 1, 30)
         first.proc.kill()
         first.proc.wait(timeout=30)
-        executor._keep_worker()
-        assert executor._worker is not first and _wait_for(executor._worker.idle, 30)
+        assert _started_worker(executor) is not first
     finally:
         executor.stop()
     broken, log = _fake_executor(monkeypatch, tmp_path, fail=True)
