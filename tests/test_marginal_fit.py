@@ -14,6 +14,7 @@ from fedsynth.common.dp.accounting import epsilon_spent, gaussian_counts_release
 from fedsynth.common.dp.plan import TrainingConfig
 from fedsynth.common.model.marginal_fit import (
     MarginalFitConfig,
+    _Gram,
     all_pairs,
     block,
     column_segments,
@@ -77,6 +78,13 @@ def test_model_joint_is_the_joint_of_the_rows_the_model_generates():
         assert np.abs(block(exact, segs, pair) - block(empirical, segs, pair)).sum() < 0.03, pair
     # the conditioned column is imposed: color follows its condition probabilities
     assert block(exact, segs, (0, 1)).sum(axis=1)[0] > 0.35
+
+
+def test_the_gram_products_gradient_is_autograds():
+    """The fine-tune's one-product backward of a.T @ a agrees with finite differences."""
+    a = torch.rand(9, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    assert torch.autograd.gradcheck(_Gram.apply, (a,))
+    assert torch.allclose(_Gram.apply(a), a.T @ a)
 
 
 @pytest.mark.parametrize("loss", ["kl", "l1"])

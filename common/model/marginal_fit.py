@@ -134,6 +134,38 @@ def block(joint: np.ndarray | torch.Tensor, segments: list[Segment], pair: Pair)
     return joint[off[a] : off[a + 1], off[b] : off[b + 1]]
 
 
+class _Gram(torch.autograd.Function):
+    """``a.T @ a`` whose backward is one product, ``a @ (g + g.T)``: autograd's generic matmul
+    backward takes two, and these products are most of a fine-tune step."""
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(a)
+        return a.T @ a
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (a,) = ctx.saved_tensors
+        return a @ (grad + grad.T)
+
+
+def _layout(model: TabularModel, segments: list[Segment]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For the (D)-wide row of the segments' probabilities: the generator output column of each
+    entry, the conditioner's segment index owning it (-1 where the column is not conditionable),
+    and, in the conditioner's one-hot order, where each condition entry sits."""
+    off = _offsets(segments)
+    where = {s.start: i for i, s in enumerate(segments)}
+    owner = torch.full((int(off[-1]),), -1, dtype=torch.long)
+    spans = []
+    for j, seg in enumerate(model.conditioner.segments):  # the one-hot's order
+        i = where[seg.start]
+        owner[off[i] : off[i + 1]] = j
+        spans.append(np.arange(off[i], off[i + 1]))
+    cols = np.concatenate([np.arange(s.start, s.end) for s in segments])
+    at = np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
+    return torch.as_tensor(cols), owner, torch.as_tensor(at)
+
+
 def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.Generator,
                 grad: bool = False, by_condition: bool = False) -> torch.Tensor:
     """(D x D) expected 2-way marginals of the model's rows, over ``n`` latent draws.
@@ -143,25 +175,25 @@ def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.G
     one-hot on its condition, as :meth:`Conditioner.impose` makes it. ``by_condition``: one
     (D x D) per conditionable column, over the rows conditioned on it (G x D x D)."""
     cnd = model.conditioner
-    cond, col, cat = cnd.sample(n, g)
+    cond, col, _ = cnd.sample(n, g)
+    cols, owner, cond_at = _layout(model, segments)
     with torch.set_grad_enabled(grad):
         raw = model.logits(cond, g)
-        probs = []
-        for seg in segments:
-            p = torch.softmax(raw[:, seg.start : seg.end], dim=1)
-            if seg.conditionable:
-                fixed = (col == cnd.index(seg)).unsqueeze(1)
-                onehot = torch.nn.functional.one_hot(cat.clamp(max=seg.size - 1), seg.size).to(p.dtype)
-                p = torch.where(fixed, onehot, p)
-            probs.append(p)
-        p = torch.cat(probs, dim=1)
+        # one gather and a split: slicing each segment out of ``raw`` would zero-fill a
+        # full-size gradient per segment in the backward pass
+        parts = torch.split(raw.index_select(1, cols), [s.size for s in segments], dim=1)
+        p = torch.cat([torch.softmax(part, dim=1) for part in parts], dim=1)
+        if cnd.segments:
+            onehot = torch.zeros_like(p)
+            onehot[:, cond_at] = cond
+            p = torch.where(owner.unsqueeze(0) == col.unsqueeze(1), onehot, p)
         if not by_condition or not cnd.segments:
-            return p.T @ p / n
+            return _Gram.apply(p) / n
         # rows grouped by condition with one sort: a split's backward is a concatenation, where
         # indexing each group out of p would zero-fill a full-size gradient per group
         sizes = torch.bincount(col, minlength=len(cnd.segments)).tolist()
         groups = torch.split(p[torch.argsort(col)], sizes)
-        return torch.stack([part.T @ part / max(1, part.shape[0]) for part in groups])
+        return torch.stack([_Gram.apply(part) / max(1, part.shape[0]) for part in groups])
 
 
 def pair_errors(counts: np.ndarray, joint: np.ndarray, rows: float, segments: list[Segment],
