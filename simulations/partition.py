@@ -55,7 +55,8 @@ def partition(df: pd.DataFrame, scheme: str, clients: int, *, label: str | None 
         part.dataset = ds
     silos = []
     for i in range(part.num_partitions):
-        rows = np.asarray(part.load_partition(i)["__row__"], dtype=np.int64)
+        # an Arrow column, whole: a `datasets` column turns into an array one row at a time
+        rows = part.load_partition(i).with_format("arrow")["__row__"].to_numpy().astype(np.int64)
         silos.append(df.iloc[np.sort(rows)].reset_index(drop=True))
     if scheme == "natural" and clients and clients != len(silos):
         raise FedsynthError(f"column {column!r} has {len(silos)} distinct values, so a natural split gives "
@@ -88,7 +89,7 @@ def _try_dirichlet(ds, clients: int, alpha: float, seed: int, min_rows: int):
 
     part = DirichletPartitioner(num_partitions=clients, partition_by="__key__", alpha=alpha,
                                 min_partition_size=min_rows, self_balancing=False, seed=seed)
-    part.dataset = ds
+    part.dataset = ds.with_format("arrow")  # the labels read whole (see partition())
     try:
         part.num_partitions  # draws the split (raises ValueError after its attempts)
     except ValueError:
