@@ -37,7 +37,7 @@ def build_run(run_config: dict[str, Any], *, insecure_plain_aggregation: bool = 
     out = Path(s.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     return FederatedRun(s.plan, schema, out, s.secagg, s.clients, event_log(out), wait_timeout=s.wait_timeout,
-                        insecure_plain_aggregation=insecure_plain_aggregation)
+                        fit_threads=s.threads, insecure_plain_aggregation=insecure_plain_aggregation)
 
 
 app = ServerApp()

@@ -65,10 +65,11 @@ def pooled_errors(schema: Schema, plan: FederationPlan, arrays: list[np.ndarray]
 
 
 def fit_global_model(schema: Schema, plan: FederationPlan, arrays: list[np.ndarray], freqs: list[np.ndarray] | None,
-                     chosen: list[Pair], counts: StageSum, seed: int | None = None
+                     chosen: list[Pair], counts: StageSum, seed: int | None = None, threads: int = 0
                      ) -> tuple[list[np.ndarray], dict[str, Any]]:
     """The global model's weights fine-tuned to the pooled noisy 2-way counts of ``chosen``, and a
-    record of the fit (pairs by column name, their total variation distance before and after)."""
+    record of the fit (pairs by column name, their total variation distance before and after).
+    ``threads``: torch threads for the fine-tune alone (0: as already set)."""
     encoder = TableEncoder(schema)
     segments = column_segments(encoder)
     cond_probs = encoder.split_counts(list(freqs))[0] if freqs else None  # pooled frequencies, as the model card's
@@ -76,8 +77,13 @@ def fit_global_model(schema: Schema, plan: FederationPlan, arrays: list[np.ndarr
     model.set_arrays(arrays)
     sizes = [segments[a].size * segments[b].size for a, b in chosen]
     noisy = np.split(counts.values, np.cumsum(sizes)[:-1])
-    before, after = fit_marginals(model, segments, measured_frequencies(segments, chosen, noisy), plan.marginal_fit,
-                                  seed=seed)
+    was = torch.get_num_threads()
+    torch.set_num_threads(threads or was)
+    try:
+        before, after = fit_marginals(model, segments, measured_frequencies(segments, chosen, noisy),
+                                      plan.marginal_fit, seed=seed)
+    finally:
+        torch.set_num_threads(was)
     return model.get_arrays(), {"pairs": [[segments[a].column, segments[b].column] for a, b in chosen],
                                 "tvd_before": round(before, 4), "tvd_after": round(after, 4),
                                 "contributors": counts.contributors}

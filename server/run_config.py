@@ -34,7 +34,7 @@ CONNECTION = "fedsynth"
 RUN_CONFIG_KEYS = ("plan", "secagg", "schema", "out-dir", "clients", "wait-timeout")
 #: every run-config key the ServerApp reads, with the app's defaults (empty: not given)
 RUN_CONFIG_DEFAULTS: dict[str, str | int] = {"federation-config": "", "schema": "", "out-dir": "", "clients": 0,
-                                             "plan": "", "secagg": "", "wait-timeout": 600}
+                                             "plan": "", "secagg": "", "wait-timeout": 600, "threads": 0}
 
 
 @dataclass(frozen=True)
@@ -47,13 +47,16 @@ class ServerRunSettings:
     out_dir: str
     clients: int
     wait_timeout: int = 600
+    # torch threads for the coordinator's own fine-tune (the marginal fit); 0: torch's default.
+    # The simulation runs its institutions on the same cores, idle while the coordinator fits.
+    threads: int = 0
 
 
 def run_config_for(settings: ServerRunSettings) -> dict[str, Any]:
     """Flat run-config values (TOML scalars) for ``flwr run --run-config``."""
     return {"plan": settings.plan.to_json(), "secagg": json.dumps(asdict(settings.secagg), sort_keys=True),
             "schema": str(settings.schema), "out-dir": str(settings.out_dir), "clients": int(settings.clients),
-            "wait-timeout": int(settings.wait_timeout)}
+            "wait-timeout": int(settings.wait_timeout), "threads": int(settings.threads)}
 
 
 def settings_from_run_config(run_config: dict[str, Any]) -> ServerRunSettings:
@@ -66,6 +69,7 @@ def settings_from_run_config(run_config: dict[str, Any]) -> ServerRunSettings:
         secagg=SecAggSettings(**json.loads(str(run_config["secagg"]))),
         schema=str(run_config["schema"]), out_dir=str(run_config["out-dir"]),
         clients=int(run_config["clients"]), wait_timeout=int(run_config["wait-timeout"]),
+        threads=int(run_config.get("threads", 0)),
     )
 
 

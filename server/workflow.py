@@ -88,11 +88,12 @@ class FederatedRun:
 
     def __init__(self, plan: FederationPlan, schema: Schema, out_dir: str | Path, secagg: SecAggSettings,
                  expected_clients: int, on_event: OnEvent | None = None, wait_timeout: int = 600, *,
-                 insecure_plain_aggregation: bool = False) -> None:
+                 fit_threads: int = 0, insecure_plain_aggregation: bool = False) -> None:
         self.plan, self.schema, self.out_dir = plan, schema, Path(out_dir)
         self.secagg, self.expected_clients = run_secagg(secagg, plan), expected_clients
         self._sink = on_event or (lambda e: None)
         self.wait_timeout = wait_timeout
+        self.fit_threads = fit_threads  # torch threads for the marginal fit's fine-tune (0: as set)
         self.spent: dict[str, float] = {}  # node id -> epsilon spent, as last reported to this run
         self.insecure_plain_aggregation = insecure_plain_aggregation
         self._stage_reports: dict[str, Any] = {}  # the last marginal-fit round's fit metrics, by node id
@@ -264,7 +265,8 @@ class FederatedRun:
                                    segments)
         if counts is None:
             return self._fit_done(ckpt, {"skipped": NO_PAIR_COUNTS})
-        arrays, info = fit_global_model(self.schema, self.plan, strategy.current, strategy.freqs, chosen, counts)
+        arrays, info = fit_global_model(self.schema, self.plan, strategy.current, strategy.freqs, chosen, counts,
+                                       threads=self.fit_threads)
         return self._fit_done(replace(ckpt, arrays=arrays), info)
 
     def _fit_done(self, ckpt: Checkpoint, record: dict[str, Any]) -> Checkpoint:

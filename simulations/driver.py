@@ -85,6 +85,9 @@ class SimulationConfig:
     # 2-way marginals the global model is fine-tuned to after the last round (FederationPlan.marginal_fit);
     # None: SHARED_PAIRS with shared noise, none with local noise (not measured there)
     pairs: int | None = None
+    # torch threads for the coordinator's fine-tune to those marginals: the simulated institutions,
+    # one core each, are idle then (1 here: tests run beside each other; `fedsynth simulate`: 2)
+    threads: int = 1
     model: str = "vae"
     holdout: float = 0.2
     rows: int | None = None
@@ -278,7 +281,7 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
         if not ledger_exists(state_root / f"client-{i}"):
             Ledger.create(state_root / f"client-{i}", cfg.epsilon, cfg.delta)
     settings = ServerRunSettings(plan, cfg.secagg, str((out / "schema.json").resolve()), str(out.resolve()),
-                                 n_clients)
+                                 n_clients, threads=cfg.threads)
     harness = Harness(silo_dir=str((out / "silos").resolve()), state_root=str(state_root),
                       schema=settings.schema, epsilon=cfg.epsilon, delta=cfg.delta)
     components = INSECURE_PLAIN_COMPONENTS if cfg.insecure_plain_aggregation else COMPONENTS

@@ -21,6 +21,7 @@ from fedsynth.common.protocol.federation import FIELD_CLIPPING_RANGE, Federation
 from fedsynth.common.protocol.marginal_stage import StageSum, pack_stage, read_stage_sum, refusal_stage, stage_length
 from fedsynth.common.protocol.messages import FitConfig, MessageError, Stage
 from fedsynth.server.checkpoint import Checkpoint
+from fedsynth.server import marginal_rounds
 from fedsynth.server.marginal_rounds import choose_pairs, fit_global_model
 
 
@@ -217,3 +218,28 @@ def test_the_checkpoint_keeps_the_fit_so_a_restart_does_not_ask_again(tmp_path):
                       started="t", marginal_fit={"pairs": [["a", "b"]], "tvd_before": 0.3, "tvd_after": 0.1})
     ckpt.save(tmp_path)
     assert Checkpoint.load(tmp_path).marginal_fit == ckpt.marginal_fit
+
+
+def test_the_coordinators_fine_tune_runs_on_the_threads_it_is_given_and_gives_them_back(monkeypatch):
+    """A simulation's coordinator uses its idle institutions' cores for the fine-tune alone."""
+    schema = paired_table(10, 0)[1]
+    plan = FederationPlan(rounds=1, model=ModelConfig(hidden=8), schema_hash=schema.hash(),
+                          marginal_fit=MarginalFitConfig(pairs=1, steps=1))
+    segments = column_segments(TableEncoder(schema))
+    counts = read_stage_sum([pack_stage(np.ones(16), 5.0)[0]], 3, stage_length(Stage.PAIR_COUNTS, segments, ((0, 1),), 16))
+    seen = []
+
+    def fit(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return 0.0, 0.0
+
+    monkeypatch.setattr(marginal_rounds, "fit_marginals", fit)
+    arrays = build_model(TableEncoder(schema), plan.model).get_arrays()
+    was = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        fit_global_model(schema, plan, arrays, None, [(0, 1)], counts, threads=2)
+        fit_global_model(schema, plan, arrays, None, [(0, 1)], counts)
+        assert seen == [2, 1] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(was)

@@ -1,13 +1,11 @@
 """A real federated run end to end: Flower Simulation Engine (Ray), SecAgg+, 3 institutions."""
 
 import json
-import os
 import re
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+from _cli import fedsynth as run_cli
 
 from fedsynth.client.ledger import Ledger
 from fedsynth.common.deploy.processes import PID_FILE
@@ -16,8 +14,7 @@ from fedsynth.common.synthesizer import Synthesizer
 
 
 def fedsynth(*args, check=True, env=None):
-    proc = subprocess.run([sys.executable, "-m", "fedsynth.cli", *args], capture_output=True, text=True, timeout=900,
-                          env={**os.environ, **env} if env else None)
+    proc = run_cli(*args, env=env, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"fedsynth {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}")
     return proc
