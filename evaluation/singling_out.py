@@ -144,14 +144,19 @@ def _fit_shares(values: np.ndarray, weights: np.ndarray, m: int,
 
     Each count is Binomial(m, w) with w ~ Beta(a, b), a beta-binomial: two parameters bend to the
     shares' skew (most predicates fit no holdout row, a few fit many) without a grid to choose; the
-    bounds keep a degenerate fit (every count 0) finite.
+    bounds keep a degenerate fit (every count 0) finite. The gradient is exact (digammas): the
+    optimizer's finite differences had tripled the likelihood's evaluations.
     """
-    def nll(log_ab: np.ndarray) -> float:
+    def nll(log_ab: np.ndarray) -> tuple[float, np.ndarray]:
         a, b = np.exp(log_ab)
-        return -float(weights @ (special.betaln(values + a, m - values + b) - special.betaln(a, b)))
+        both = special.digamma(a + b) - special.digamma(m + a + b)
+        value = -float(weights @ (special.betaln(values + a, m - values + b) - special.betaln(a, b)))
+        d_a = -float(weights @ (special.digamma(values + a) - special.digamma(a) + both))
+        d_b = -float(weights @ (special.digamma(m - values + b) - special.digamma(b) + both))
+        return value, np.array([d_a * a, d_b * b])  # d/dlog(a) = a d/da
 
     x0 = np.array([np.log(0.5), np.log(m)]) if start is None else start
-    return optimize.minimize(nll, x0, method="L-BFGS-B", bounds=[(-8.0, 6.0), (-4.0, 25.0)]).x
+    return optimize.minimize(nll, x0, jac=True, method="L-BFGS-B", bounds=[(-8.0, 6.0), (-4.0, 25.0)]).x
 
 
 def _exactly_one(log_ab: np.ndarray, n: int) -> float:

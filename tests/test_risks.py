@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import write_table
@@ -21,8 +22,8 @@ from fedsynth.evaluation.linkability import default_halves
 from fedsynth.evaluation.prepared import prepare
 from fedsynth.evaluation.risks import MAX_TARGETS, Risks, risks
 from fedsynth.evaluation.prepared import PreparedTable
-from fedsynth.evaluation.singling_out import (Condition, _WholeTableCounts, control_rate, singling_out,
-                                              synthetic_predicates)
+from fedsynth.evaluation.singling_out import (Condition, _fit_shares, _grouped, _WholeTableCounts, control_rate,
+                                              singling_out, synthetic_predicates)
 from _cli import fedsynth
 
 N = 2000
@@ -174,6 +175,22 @@ def test_control_rate_extrapolates_to_the_training_size():
     assert rate == pytest.approx(truth, abs=0.03) and np.quantile(draws, 0.01) < truth < np.quantile(draws, 0.99)
     # at the holdout's own size the fit reproduces the counted rate
     assert control_rate(fits, m, rng)[0] == pytest.approx(np.mean(fits.sum(axis=1) == 1), abs=0.02)
+
+
+def test_the_share_model_is_the_beta_binomials_maximum_likelihood():
+    """The fitted (a, b) beat every point of a grid around them on the beta-binomial likelihood."""
+    rng = np.random.default_rng(1)
+    m = 3000
+    values, weights = _grouped(rng.binomial(m, rng.beta(0.4, 900.0, 400)))
+
+    def nll(log_a: float, log_b: float) -> float:
+        return -float(weights @ stats.betabinom.logpmf(values, m, np.exp(log_a), np.exp(log_b)))
+
+    fitted = _fit_shares(values, weights, m)
+    best = nll(*fitted)
+    grid = [nll(fitted[0] + da, fitted[1] + db) for da in np.linspace(-0.3, 0.3, 13) for db in np.linspace(-0.3, 0.3, 13)]
+    assert best <= min(grid) + 1e-6
+    assert abs(np.exp(fitted[0]) - 0.4) < 0.15  # and near the shares' own law
 
 
 def test_default_halves_are_disjoint_and_cover_the_columns():
