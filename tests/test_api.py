@@ -11,11 +11,14 @@ from fedsynth.common.data.cells import coerce
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table
 from fedsynth.common.errors import DataError, FedsynthError, SchemaError
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.synthesizer import FRAME_LABEL, Synthesizer, TrainingConfig
 from fedsynth.simulations.datasets import bundled_paths
 
-QUICK = {"training": TrainingConfig(epochs=0.5), "model_config": ModelConfig(hidden=16)}
+# small settings: these tests are about the API, the fine-tune's quality is test_marginal_fit.py's
+QUICK = {"training": TrainingConfig(epochs=0.5), "model_config": ModelConfig(hidden=16),
+         "marginal_fit": MarginalFitConfig(steps=50)}
 
 # An SDV single-table metadata dict, with the public bounds fedsynth needs on each column.
 SDV_METADATA = {"METADATA_SPEC_VERSION": "SINGLE_TABLE_V1", "primary_key": "id", "columns": {

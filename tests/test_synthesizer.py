@@ -9,9 +9,15 @@ from opacus.accountants import RDPAccountant
 from fedsynth.common.artifact import PrivacyRecord, write_model
 from fedsynth.common.calibration import POOL_FACTOR
 from fedsynth.common.errors import FedsynthError, PrivacyError
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import ModelConfig
 from fedsynth.common.lineage import provenance, read_lineage, write_synthetic
 from fedsynth.common.synthesizer import SAMPLE_CHUNK_ROWS, Synthesizer, TrainingConfig
+
+
+# the marginal releases as the defaults make them, a short fine-tune (post-processing, no privacy
+# effect): what the fine-tune does is test_marginal_fit.py's; `trained` keeps the default steps
+BRIEF_FINE_TUNE = MarginalFitConfig(steps=50)
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +116,8 @@ def test_refuses_second_fit(trained, adult):
 
 def test_gan_trains_and_samples(adult_schema, adult):
     df = adult.sample(1500, random_state=2).reset_index(drop=True)
-    s = Synthesizer(adult_schema, model="gan", epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=1)).fit(df)
+    s = Synthesizer(adult_schema, model="gan", epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=1),
+                    marginal_fit=BRIEF_FINE_TUNE).fit(df)
     out = s.sample(100, conditions={"sex": "Female"}, seed=1)
     assert len(out) == 100 and (out["sex"] == "Female").all()
     assert s.epsilon_spent <= 1.0
@@ -173,7 +180,7 @@ def test_small_budgets_scale_the_frequency_release_and_stay_within_epsilon(adult
     sigmas = []
     for eps in (1.0, 0.3, 0.1):
         s = Synthesizer(adult_schema, epsilon=eps, delta=1e-5, training=TrainingConfig(epochs=1),
-                        model_config=ModelConfig(hidden=16)).fit(adult_small)
+                        model_config=ModelConfig(hidden=16), marginal_fit=BRIEF_FINE_TUNE).fit(adult_small)
         sigma, q, steps = s.privacy.history[0]
         assert (q, steps) == (1.0, 1)  # the category-frequency release, accounted first
         assert s.epsilon_spent <= eps and _opacus_epsilon(s.privacy.history, 1e-5) <= eps
