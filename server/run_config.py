@@ -47,8 +47,8 @@ class ServerRunSettings:
     out_dir: str
     clients: int
     wait_timeout: int = 600
-    # torch threads for the coordinator's own fine-tune (the marginal fit); 0: torch's default.
-    # The simulation runs its institutions on the same cores, idle while the coordinator fits.
+    # torch threads for the coordinator's own fine-tune (the marginal fit); 0: as the ServerApp set
+    # them. The simulation runs its institutions on the same cores, idle while the coordinator fits.
     threads: int = 0
 
 

@@ -154,11 +154,11 @@ def _layout(model: TabularModel, segments: list[Segment]) -> tuple[torch.Tensor,
     entry, the conditioner's segment index owning it (-1 where the column is not conditionable),
     and, in the conditioner's one-hot order, where each condition entry sits."""
     off = _offsets(segments)
-    where = {s.start: i for i, s in enumerate(segments)}
+    position = {s.start: i for i, s in enumerate(segments)}
     owner = torch.full((int(off[-1]),), -1, dtype=torch.long)
     spans = []
     for j, seg in enumerate(model.conditioner.segments):  # the one-hot's order
-        i = where[seg.start]
+        i = position[seg.start]
         owner[off[i] : off[i + 1]] = j
         spans.append(np.arange(off[i], off[i + 1]))
     cols = np.concatenate([np.arange(s.start, s.end) for s in segments])
