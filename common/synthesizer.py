@@ -237,7 +237,8 @@ class Synthesizer:
         segments, measured = self._measure_marginals(x_np, plan, rows)
         before, after = fit_marginals(self.model, segments, measured, self.marginal_fit)
         return {"pairs": [[segments[a].column, segments[b].column] for a, b in measured],
-                "tvd_before": round(before, 4), "tvd_after": round(after, 4)}
+                "tvd_before": round(before, 4), "tvd_after": round(after, 4),
+                "steps": self.marginal_fit.steps if measured else 0}
 
     def _measure_marginals(self, x_np: np.ndarray, plan: Mapping[str, float], rows: float | None
                            ) -> tuple[list[Segment], dict[Pair, np.ndarray]]:

@@ -85,6 +85,7 @@ class SimulationConfig:
     # 2-way marginals the global model is fine-tuned to after the last round (FederationPlan.marginal_fit);
     # None: SHARED_PAIRS with shared noise, none with local noise (not measured there)
     pairs: int | None = None
+    fit_steps: int = MarginalFitConfig.steps  # Adam steps of the coordinator's fine-tune to them
     # torch threads for the coordinator's fine-tune to those marginals: the simulated institutions,
     # one core each, are idle then (1 here: tests run beside each other; `fedsynth simulate`: 2)
     threads: int = 1
@@ -249,7 +250,7 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
                           min_clients=2, local_epochs=cfg.local_epochs, model=model,
                           server_lr=cfg.server_lr, aggregation_weights=cfg.client_weighting,
                           weight_cap_rows=cfg.weight_cap_rows, schema_hash=schema.hash(), seed=cfg.seed,
-                          marginal_fit=MarginalFitConfig(pairs=planned_pairs_of(cfg)))
+                          marginal_fit=MarginalFitConfig(pairs=planned_pairs_of(cfg), steps=cfg.fit_steps))
     if shared:
         per_round = min(len(data.silos), cfg.clients_per_round or len(data.silos))
         k_min = cfg.min_contributors or per_round

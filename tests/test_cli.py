@@ -244,9 +244,11 @@ def test_fit_on_a_terminal_shows_a_bar_with_steps_and_the_time_left(tmp_path, sm
 def test_fit_with_a_small_epsilon_spends_within_it(tmp_path, small_csv, adult_paths):
     model = tmp_path / "model"
     r = fedsynth("fit", str(small_csv), "--schema", str(adult_paths[1]), "--epsilon", "0.3", "--epochs", "1",
-                 "--binning", "schema", "--out", str(model))
+                 "--binning", "schema", "--fit-steps", "100", "--out", str(model))
     assert r.returncode == 0, r.stderr
     meta = json.loads((model / "synthesizer.json").read_text())
+    fit = meta["info"]["marginal_fit"]
+    assert fit["steps"] == (100 if fit["pairs"] else 0)  # the marginal releases are made whatever the steps
     assert meta["model_config"].get("binning", "schema") == "schema"  # the frugal choice: equal-width bins
     privacy = meta["privacy"]
     assert 0.29 <= privacy["epsilon_spent"] <= 0.3
@@ -346,3 +348,15 @@ def test_every_command_takes_the_table_as_data_and_the_old_argument_still_works(
                  "--out", str(tmp_path / "m"))
     assert r.returncode == 2 and "given twice" in r.stderr
     assert not (tmp_path / "m").exists()
+
+
+def test_the_fine_tune_steps_default_to_the_librarys():
+    """`fit` and `simulate` state --fit-steps' default without importing torch: it must stay the library's."""
+    import inspect
+
+    from fedsynth.cli.simulate import simulate
+    from fedsynth.cli.synthesize import fit
+    from fedsynth.common.model.marginal_fit import MarginalFitConfig
+
+    for command in (fit, simulate):
+        assert inspect.signature(command).parameters["fit_steps"].default == MarginalFitConfig.steps, command

@@ -25,7 +25,7 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("sim") / "run"
     proc = fedsynth("simulate", "--data", "adult", "--clients", "3", "--partition", "dirichlet", "--alpha", "0.5",
                     "--label", "income", "--epsilon", "1", "--delta", "1e-5", "--rounds", "2", "--local-epochs", "0.5",
-                    "--rows", "2000", "--pairs", "5", "--out", str(out))
+                    "--rows", "2000", "--pairs", "5", "--fit-steps", "100", "--out", str(out))
     return out, proc.stdout + proc.stderr
 
 
@@ -56,6 +56,7 @@ def test_outputs_exist_and_are_consistent(run_dir):
     # the marginal fit after the last round (--pairs 5): said, and recorded in the model
     fit = json.loads((out / "synthesizer/synthesizer.json").read_text())["info"]["marginal_fit"]
     assert "marginal fit" in log and fit.get("contributors") == 3, log[-2000:]
+    assert card["plan"]["marginal_fit"]["steps"] == 100  # --fit-steps
 
 
 def test_each_ledger_is_the_accountant_over_its_history(run_dir):
@@ -152,7 +153,7 @@ def test_shared_noise_simulation_end_to_end(tmp_path):
     (on by default), both epsilons in the ledgers, the log and the model card, within each cap."""
     out = tmp_path / "shared"
     proc = fedsynth("simulate", "--clients", "3", "--rounds", "4", "--noise", "shared", "--rows", "300", "--no-report",
-                    "--out", str(out))
+                    "--fit-steps", "100", "--out", str(out))
     log = proc.stdout + proc.stderr
     assert "round 4/4 done" in log and "if all other parties colluded" in log
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]

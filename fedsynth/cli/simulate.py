@@ -37,6 +37,7 @@ def simulate(
     client_weighting: Annotated[ClientWeighting, typer.Option(help="With --noise local: how updates are combined: rows (weight each institution by its DP row-count estimate, capped at --weight-cap-rows) or equal.")] = ClientWeighting.ROWS,
     weight_cap_rows: Annotated[float, typer.Option(min=1.0, help="With --client-weighting rows: an institution counts as at most this many rows (public; also bounds what a lying client can claim).")] = 10_000.0,
     pairs: Annotated[Optional[int], typer.Option(min=0, help="After the last round, at most this many 2-way marginals are measured (summed through SecAgg+; each institution adds its share of the noise, or with --noise local its own full noise) and the global model is fine-tuned to them (default: 20 with --noise shared, as single-party, measured over the table suite; none with --noise local; 0 turns it off; docs/federated.md).")] = None,
+    fit_steps: Annotated[int, typer.Option(min=1, help="Adam steps of the generator's fine-tune to the measured marginals: post-processing, no privacy cost; wide tables may need more (docs/benchmarks.md).")] = 1000,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for the coordinator's fine-tune to the measured marginals (the simulated institutions, one core each, are idle then).")] = 2,
     model: Annotated[Model, typer.Option(help="Generator: a conditional VAE or GAN.")] = Model.VAE,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of rows held out from every client, for evaluation.")] = 0.2,
@@ -67,7 +68,8 @@ def simulate(
                            weight_cap_rows=weight_cap_rows, model=model.value, holdout=holdout, rows=rows,
                            seed=seed, report=report, secagg=secagg, overwrite=overwrite, noise=noise.value,
                            collusion_tolerance=collusion_tolerance, min_contributors=min_contributors,
-                           sample_rate=sample_rate, pairs=pairs, threads=threads)
+                           sample_rate=sample_rate, pairs=pairs, fit_steps=fit_steps,
+                           threads=threads)
     # On a terminal: a bar (round k/N, elapsed, time left, the last round's facts) with the other
     # lines above it. Otherwise (a pipe, CI, a log file): the driver's plain line a round, no ANSI codes.
     with progress("round", planned_rounds(cfg), plain_lines=0) as bar:

@@ -32,6 +32,7 @@ def fit(
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
     pairs: Annotated[int, typer.Option(min=0, help="At most this many 2-way marginals measured after DP-SGD "
                                                    "and fitted by the generator (0: none).")] = 20,
+    fit_steps: Annotated[int, typer.Option(min=1, help="Adam steps of the generator's fine-tune to the measured marginals: post-processing, no privacy cost; wide tables may need more (docs/benchmarks.md).")] = 1000,
     binning: Annotated[Binning, typer.Option(help="Numerical bins: measured (at equal masses of the released "
                                                   "histograms) or the schema's equal-width ones.")] = Binning.MEASURED,
     overwrite: OverwriteOption = False,
@@ -52,7 +53,7 @@ def fit(
     synth = Synthesizer(sch, model=model.value, epsilon=epsilon, delta=delta,
                         training=TrainingConfig(epochs=epochs, batch_size=batch_size, accountant=accountant.value),
                         model_config=ModelConfig(model=model.value, binning=binning.value),
-                        marginal_fit=MarginalFitConfig(pairs=pairs))
+                        marginal_fit=MarginalFitConfig(pairs=pairs, steps=fit_steps))
     plan = synth.plan(len(df))
     pair_note = (f"; at most {plan['marginal_pairs']} 2-way marginals: {plan['pair_noise']:.3g}, "
                  f"choosing them: {plan['score_noise']:.3g}" if plan["marginal_pairs"] else "")
