@@ -27,6 +27,8 @@ SchemaForDataOption = Annotated[Optional[Path], typer.Option(help="Schema JSON; 
 TableArgument = Annotated[Optional[Path], typer.Argument(help="The table (CSV or Parquet); same as --data.",
                                                         show_default=False)]
 TableOption = Annotated[Optional[Path], typer.Option("--data", help="The table (CSV or Parquet).", show_default=False)]
+# fit and simulate: the marginal fine-tune's steps (MarginalFitConfig.steps; stated here without importing torch)
+FitStepsOption = Annotated[int, typer.Option(min=1, help="Adam steps of the generator's fine-tune to the measured marginals: post-processing, no privacy cost; wide tables may need more (docs/benchmarks.md).")]
 
 
 def the_table(positional: Path | None, option: Path | None) -> Path:

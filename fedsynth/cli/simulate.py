@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from fedsynth.cli.choices import ClientWeighting, Model, Noise, Partition
-from fedsynth.cli.shared import DataOption, SchemaForDataOption, need_extras, out, progress
+from fedsynth.cli.shared import DataOption, FitStepsOption, SchemaForDataOption, need_extras, out, progress
 from fedsynth.common.errors import FedsynthError
 
 # lazy: each command imports what it runs (pandas, torch, Flower, cryptography) inside its function,
@@ -37,7 +37,7 @@ def simulate(
     client_weighting: Annotated[ClientWeighting, typer.Option(help="With --noise local: how updates are combined: rows (weight each institution by its DP row-count estimate, capped at --weight-cap-rows) or equal.")] = ClientWeighting.ROWS,
     weight_cap_rows: Annotated[float, typer.Option(min=1.0, help="With --client-weighting rows: an institution counts as at most this many rows (public; also bounds what a lying client can claim).")] = 10_000.0,
     pairs: Annotated[Optional[int], typer.Option(min=0, help="After the last round, at most this many 2-way marginals are measured (summed through SecAgg+; each institution adds its share of the noise, or with --noise local its own full noise) and the global model is fine-tuned to them (default: 20 with --noise shared, as single-party, measured over the table suite; none with --noise local; 0 turns it off; docs/federated.md).")] = None,
-    fit_steps: Annotated[int, typer.Option(min=1, help="Adam steps of the generator's fine-tune to the measured marginals: post-processing, no privacy cost; wide tables may need more (docs/benchmarks.md).")] = 1000,
+    fit_steps: FitStepsOption = 1000,
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for the coordinator's fine-tune to the measured marginals (the simulated institutions, one core each, are idle then).")] = 2,
     model: Annotated[Model, typer.Option(help="Generator: a conditional VAE or GAN.")] = Model.VAE,
     holdout: Annotated[float, typer.Option(min=0.05, max=0.5, help="Share of rows held out from every client, for evaluation.")] = 0.2,

@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from fedsynth.cli.choices import Accountant, Binning, Model
-from fedsynth.cli.shared import OverwriteOption, TableArgument, TableOption, err, load_schema, out, progress, the_table
+from fedsynth.cli.shared import (FitStepsOption, OverwriteOption, TableArgument, TableOption, err, load_schema, out,
+                                  progress, the_table)
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.outputs import MODEL_FOLDER, SYNTHETIC_TABLE, check_replace
 
@@ -32,7 +33,7 @@ def fit(
     threads: Annotated[int, typer.Option(min=1, help="CPU threads for torch.")] = 2,
     pairs: Annotated[int, typer.Option(min=0, help="At most this many 2-way marginals measured after DP-SGD "
                                                    "and fitted by the generator (0: none).")] = 20,
-    fit_steps: Annotated[int, typer.Option(min=1, help="Adam steps of the generator's fine-tune to the measured marginals: post-processing, no privacy cost; wide tables may need more (docs/benchmarks.md).")] = 1000,
+    fit_steps: FitStepsOption = 1000,
     binning: Annotated[Binning, typer.Option(help="Numerical bins: measured (at equal masses of the released "
                                                   "histograms) or the schema's equal-width ones.")] = Binning.MEASURED,
     overwrite: OverwriteOption = False,
