@@ -4,7 +4,8 @@ import pytest
 from opacus.accountants import PRVAccountant, RDPAccountant
 
 from fedsynth.common.errors import PrivacyError
-from fedsynth.common.dp.accounting import calibrate_noise, check_privacy_params, epsilon_spent, gaussian_counts_release
+from fedsynth.common.dp.accounting import (RDP_ORDERS, calibrate_noise, check_privacy_params, epsilon_spent,
+                                           gaussian_counts_release)
 
 
 def test_epsilon_is_opacus_rdp_over_all_steps():
@@ -14,6 +15,19 @@ def test_epsilon_is_opacus_rdp_over_all_steps():
         for _ in range(steps):
             acc.step(noise_multiplier=sigma, sample_rate=q)
     assert epsilon_spent(history, 1e-5) == pytest.approx(acc.get_epsilon(1e-5), rel=1e-9)
+
+
+def test_remembered_step_curves_give_opacus_rdp_exactly():
+    """A ledger's repeated rounds and a calibration's repeated prior are accounted from remembered
+    one-step curves (fedsynth.common.dp.gaussian_rdp): the epsilon of Opacus' accountant over the
+    whole history at fedsynth's orders, the first time and from memory."""
+    history = [(1.3, 0.05, 7)] * 40 + [gaussian_counts_release(10.0), (0.9, 0.2, 3)]
+    acc = RDPAccountant()
+    acc.history = list(history)
+    expected = acc.get_epsilon(1e-5, alphas=RDP_ORDERS)
+    assert epsilon_spent(history, 1e-5) == pytest.approx(expected, rel=1e-12)
+    assert epsilon_spent(history, 1e-5) == pytest.approx(expected, rel=1e-12)
+    assert epsilon_spent(history[:-1], 1e-5) < expected
 
 
 def test_prv_accountant_matches_opacus():

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from fedsynth.common.dp.gaussian_rdp import gaussian_rdp
 from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.dp.shared_noise import COALITION, SharedNoise, SharedNoiseRelease, is_shared, mixed_epsilon
 from fedsynth.common.errors import PrivacyError
@@ -63,10 +64,13 @@ def epsilon_spent(history: Sequence[Release | SharedNoiseRelease], delta: float,
     releases = [(float(s), float(q), int(n)) for s, q, n in history if int(n) > 0]  # type: ignore[misc]
     if not releases:
         return 0.0
+    if accountant == "rdp":  # Opacus' RDPAccountant.get_epsilon, with each step's curve remembered
+        from opacus.accountants.analysis.rdp import get_privacy_spent
+
+        rdp = sum([gaussian_rdp(s, q, n, RDP_ORDERS) for s, q, n in releases])
+        return float(get_privacy_spent(orders=RDP_ORDERS, rdp=rdp, delta=delta)[0])
     acc = _accountant(accountant)
     acc.history = releases
-    if accountant == "rdp":
-        return float(acc.get_epsilon(delta=delta, alphas=RDP_ORDERS))
     return float(acc.get_epsilon(delta=delta))
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedsynth.common.dp.gaussian_rdp import gaussian_rdp
 from fedsynth.common.dp.subsampling import poisson_subsampled_rdp
 
 # Integer orders only: the subsampling bounds hold at integers >= 2.
@@ -114,17 +115,17 @@ def _step_rdp(q: float, mu: float, l2: float, l1: float, max_order: int) -> np.n
 def composed_epsilon(gaussian: Sequence[tuple[float, float, int]], skellam: Sequence[SkellamRelease],
                      delta: float) -> float:
     """epsilon of the composition: Gaussian releases (noise_multiplier, sample_rate, steps) via Opacus'
-    compute_rdp at INTEGER_ORDERS, plus every Skellam release; converted with Opacus' get_privacy_spent
-    (opacus.accountants.analysis.rdp), the same conversion fedsynth's RDP accountant uses."""
+    compute_rdp at INTEGER_ORDERS (:mod:`~fedsynth.common.dp.gaussian_rdp`), plus every Skellam
+    release; converted with Opacus' get_privacy_spent (opacus.accountants.analysis.rdp), the same
+    conversion fedsynth's RDP accountant uses."""
     # lazy: importing opacus loads torch (~2 s); keeps this module as light to import as accounting.py
-    from opacus.accountants.analysis.rdp import compute_rdp, get_privacy_spent
+    from opacus.accountants.analysis.rdp import get_privacy_spent
 
     orders = list(INTEGER_ORDERS)
     total = np.zeros(len(orders))
     for sigma, q, steps in gaussian:
         if int(steps) > 0:
-            total += np.asarray(compute_rdp(q=float(q), noise_multiplier=float(sigma), steps=int(steps),
-                                            orders=orders))
+            total += gaussian_rdp(sigma, q, steps, orders)
     for release in skellam:
         if release.steps > 0:
             total += release_rdp(release, orders)
