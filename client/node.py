@@ -164,7 +164,7 @@ REFUSED = "Failed to activate SuperNode"
 CONNECTED = re.compile(r"SuperNode ID: (\d+)")  # logged once the coordinator has accepted this node
 # The node id of our SuperNode while it may count as connected at the coordinator; see sign_off.
 NODE_ID_FILE = "supernode-id"
-# After signing a node off: more than two of the ServerApp's 3 s polls for replies, so that it
+# After signing a node off: more than two of Flower's 3 s polls (the ServerApp's own: 0.5 s), so that it
 # sees the node go before the next SuperNode brings the same node id back.
 SIGN_OFF_PAUSE_S = 8.0
 TLS_FAILURES = ("CERTIFICATE_VERIFY_FAILED", "certificate verify failed")
