@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from fedsynth.common.deploy import processes as fp
@@ -41,6 +42,8 @@ from fedsynth.server.run_config import (
     write_flwr_config,
     write_run_config,
 )
+
+REGISTER_AT_ONCE = 8  # institutions' keys registered concurrently (see Coordinator.register_keys)
 
 
 class Coordinator:
@@ -86,8 +89,14 @@ class Coordinator:
         self.children.wait_listening(self.superlink, self.p.connect_host, self.p.superlink_port, timeout)
 
     def register_keys(self) -> None:
-        for pub, fingerprint in self.p.keys:
-            res = self.flwr.once_up("supernode", "register", str(pub), CONNECTION, every=1)
+        """One ``flwr supernode register`` a key, up to REGISTER_AT_ONCE at a time: each is a Python
+        start-up of several seconds, and one after another they held up every run's start."""
+        def register(pub: Path) -> dict:
+            return self.flwr.once_up("supernode", "register", str(pub), CONNECTION, every=1)
+
+        with ThreadPoolExecutor(max_workers=REGISTER_AT_ONCE) as pool:
+            answers = list(pool.map(register, [pub for pub, _ in self.p.keys]))
+        for (pub, fingerprint), res in zip(self.p.keys, answers):
             self.names[str(res.get("node-id"))] = pub.name.removesuffix(".pub")
             self.say(f"registered institution key {pub.name} ({fingerprint}) as node {res.get('node-id')}")
 
