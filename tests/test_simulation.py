@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -122,27 +123,36 @@ def test_clients_refuse_rounds_they_cannot_afford(tmp_path):
     assert card["rounds_completed"] == 6
 
 
-def test_a_finished_run_is_replaced_whole_only_with_overwrite(tmp_path):
-    out = tmp_path / "run"
-    args = ("simulate", "--clients", "2", "--rounds", "1", "--local-epochs", "0.3", "--rows", "200", "--no-report",
-            "--pairs", "0", "--out", str(out))
-    fedsynth(*args)
+@pytest.fixture(scope="module")
+def replaced_run(run_dir, tmp_path_factory):
+    """A copy of the module's finished run, replaced with --overwrite by a run of another table
+    (flights, split by its natural column): one simulation serves the overwrite test and the
+    natural partition's."""
+    parent = tmp_path_factory.mktemp("replaced")
+    out = parent / "run"
+    shutil.copytree(run_dir[0], out)
     first = json.loads((out / "model_card.json").read_text())["model_id"]
-    fedsynth(*args, "--seed", "1", "--overwrite")
+    proc = fedsynth("simulate", "--data", "flights", "--partition", "natural", "--rounds", "1",
+                    "--local-epochs", "0.2", "--rows", "200", "--no-report", "--pairs", "0", "--seed", "1",
+                    "--overwrite", "--out", str(out))
+    return out, first, proc.stdout + proc.stderr
+
+
+def test_a_finished_run_is_replaced_whole_only_with_overwrite(replaced_run):
+    out, first, _ = replaced_run
     assert json.loads((out / "model_card.json").read_text())["model_id"] != first
     assert json.loads((out / "summary.json").read_text())["config"]["seed"] == 1
-    for i in (1, 2):  # fresh institutions: the new run did not inherit the old run's spent budgets
+    for i in (1, 2, 3):  # fresh institutions: the new run did not inherit the old run's spent budgets (rounds 1, 2)
         ledger = Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5)
         assert [e["round"] for e in ledger.events if e["event"] == "round"] == [1]
-    assert [p.name for p in tmp_path.iterdir()] == ["run"]  # the old run is gone, nothing set aside
+    assert not (out / "report.html").exists()  # the old run's report went with it (--no-report)
+    assert [p.name for p in out.parent.iterdir()] == ["run"]  # the old run is gone, nothing set aside
 
 
-def test_natural_partition_makes_one_institution_per_value_without_clients(tmp_path):
+def test_natural_partition_makes_one_institution_per_value_without_clients(replaced_run):
     """flights' natural column (origin) has 3 airports: --clients is not needed, and not 5."""
-    out = tmp_path / "natural"
-    proc = fedsynth("simulate", "--data", "flights", "--partition", "natural", "--rounds", "1",
-                    "--local-epochs", "0.2", "--rows", "200", "--no-report", "--pairs", "0", "--out", str(out))
-    assert "split over 3 institutions (natural)" in proc.stdout + proc.stderr
+    out, _, log = replaced_run
+    assert "split over 3 institutions (natural)" in log
     assert json.loads((out / "model_card.json").read_text())["participating_clients"] == 3
 
 
