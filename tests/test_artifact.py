@@ -14,6 +14,7 @@ from fedsynth.common.artifact import (
 from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.dp.plan import TrainingConfig
 from fedsynth.common.errors import FedsynthError
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import build_model
 from fedsynth.common.protocol.federation import FederationPlan
 from fedsynth.common.protocol.messages import BudgetReply
@@ -84,8 +85,9 @@ def test_a_fitted_model_rebuilds_its_measured_bins_and_an_older_one_keeps_schema
     schema's equal-width bins and keeps its model id."""
     from fedsynth.common.model.tabular import ModelConfig
 
-    quick = TrainingConfig(epochs=0.2)
-    synth = Synthesizer(adult_schema, epsilon=1.0, training=quick, model_config=ModelConfig(hidden=16)).fit(adult_small)
+    quick, no_fit = TrainingConfig(epochs=0.2), MarginalFitConfig(pairs=0)  # the bins come before any fine-tune
+    synth = Synthesizer(adult_schema, epsilon=1.0, training=quick, model_config=ModelConfig(hidden=16),
+                        marginal_fit=no_fit).fit(adult_small)
     path = synth.save(tmp_path / "m")
     loaded = Synthesizer.load(path)
     assert loaded.encoder.binning == "measured"
@@ -93,7 +95,7 @@ def test_a_fitted_model_rebuilds_its_measured_bins_and_an_older_one_keeps_schema
         np.testing.assert_array_equal(loaded.encoder.bin_edges[col], edges)
         assert not np.allclose(edges, TableEncoder(synth.schema).bin_edges[col]), col
     plain = Synthesizer(adult_schema, epsilon=1.0, training=quick,
-                        model_config=ModelConfig(hidden=16, binning="schema")).fit(adult_small)
+                        model_config=ModelConfig(hidden=16, binning="schema"), marginal_fit=no_fit).fit(adult_small)
     old = plain.save(tmp_path / "old")
     written = json.loads((old / META_FILE).read_text())
     assert "binning" not in written["model_config"]

@@ -15,6 +15,7 @@ from fedsynth.common.data.encoding import TableEncoder
 from fedsynth.common.errors import PrivacyError, StorageError
 from fedsynth.common.protocol.federation import FederationPlan
 from fedsynth.common.protocol.messages import BudgetReply
+from fedsynth.common.model.marginal_fit import MarginalFitConfig
 from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.dp.accounting import epsilon_spent
 from fedsynth.common.data.tables import write_table
@@ -173,7 +174,8 @@ def test_synthesizer_save_on_a_full_disk_keeps_the_old_model(tmp_path, monkeypat
     from fedsynth.common.synthesizer import Synthesizer, TrainingConfig
 
     s = Synthesizer(adult_schema, epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=0.5),
-                    model_config=ModelConfig(hidden=16)).fit(adult.sample(400, random_state=1))
+                    model_config=ModelConfig(hidden=16),
+                    marginal_fit=MarginalFitConfig(pairs=0)).fit(adult.sample(400, random_state=1))  # a model to save
     s.save(tmp_path / "model")
     before = json.loads((tmp_path / "model" / "synthesizer.json").read_text())
     monkeypatch.setattr(type(tmp_path), "rename", lambda self, target: _enospc())

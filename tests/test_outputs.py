@@ -73,7 +73,8 @@ def test_fit_replaces_its_own_model_only_with_overwrite(tmp_path, train_csv, adu
     out = tmp_path / "model"
     shutil.copytree(tiny_model_dir, out)
     before = _snapshot(out)
-    args = ("fit", str(train_csv), "--schema", str(adult_paths[1]), "--epochs", "0.5", "--out", str(out))
+    args = ("fit", str(train_csv), "--schema", str(adult_paths[1]), "--epochs", "0.5", "--pairs", "0",  # no fine-tune
+            "--out", str(out))
     r = fedsynth(*args)
     _refused(r, out)
     assert "already holds a fedsynth model folder" in r.stderr and "--overwrite" in r.stderr
