@@ -37,11 +37,8 @@ RDP_ORDERS = [1 + x / 10.0 for x in range(1, 100)] + list(range(12, 64)) + [80, 
 
 
 def _accountant(kind: str):
+    """Opacus' accountant for ``kind`` other than "rdp" (epsilon_spent converts RDP curves itself)."""
     # lazy: importing opacus loads torch (~2 s); check_privacy_params is used by CLI argument checks
-    if kind == "rdp":
-        from opacus.accountants import RDPAccountant
-
-        return RDPAccountant()
     if kind == "prv":
         from opacus.accountants import PRVAccountant
 
