@@ -340,10 +340,15 @@ class Synthesizer:
         fixed = (self.model.conditioner.index(first[0]), first[1]) if first else None
         rng = np.random.default_rng(seed)
         kept: list[pd.DataFrame] = []
-        have = 0
+        have = drawn = 0
         rejected = Rejections.empty()
+        budget = max_tries * 4 * max(n, 64)  # rows drawn at most: a combination kept by under ~1 row in 200 fails
         for _ in range(max_tries):
-            batch = self._draw(max(n - have, 64) * 2, int(rng.integers(2**62)), fixed)
+            size = _batch_rows(n - have, have, drawn, budget - drawn)
+            if size == 0:
+                break
+            batch = self._draw(size, int(rng.integers(2**62)), fixed)
+            drawn += size
             # schema constraints (common/data/constraints.py): FixedCombinations repaired, rows breaking the rest redrawn
             batch = repair(self.schema.constraints, batch)
             mask = rejected.keep_valid(self.schema.constraints, batch)
@@ -355,7 +360,8 @@ class Synthesizer:
                 return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
         raise FedsynthError(
             f"could only generate {have} of {n} rows satisfying {dict(conditions or {})} and the schema's constraints "
-            f"in {max_tries} rounds of rejection sampling: the combination is too rare under the model{rejected.worst()}"
+            f"from {drawn:,} rows drawn by rejection sampling (at most {max_tries} rounds): the combination is too rare "
+            f"under the model{rejected.worst()}"
         )
 
     def _draw(self, n: int, seed: int | None, cond: tuple[int, int] | None = None) -> pd.DataFrame:
@@ -478,6 +484,22 @@ def _row_count(n: int | None, num_rows: int | None) -> int:
     if n is not None and num_rows is not None and n != num_rows:
         raise FedsynthError(f"sample(): n={n} and num_rows={num_rows} disagree; give one of them")
     return n if n is not None else num_rows  # type: ignore[return-value]
+
+
+def _batch_rows(missing: int, accepted: int, drawn: int, left: int) -> int:
+    """Rows to draw for ``missing`` more, sized by the share kept so far (at most ``left``).
+
+    A fixed batch (twice what is missing) needed dozens of rounds where a constraint keeps
+    few rows; sizing by the observed share (one pseudo-row each side, so a first round
+    that keeps nothing still gives a finite estimate) asks for about what is missing, plus
+    a fifth, in one or two rounds.
+    """
+    if drawn == 0:
+        want = 2 * max(missing, 64)
+    else:
+        share = (accepted + 1) / (drawn + 2)
+        want = int(np.ceil(1.2 * missing / share))
+    return int(min(max(want, 64), 2 * SAMPLE_CHUNK_ROWS, max(left, 0)))
 
 
 def _chunk_seed(seed: int | None, chunk: int) -> int | None:

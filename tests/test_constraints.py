@@ -240,6 +240,36 @@ def test_a_saved_model_keeps_its_constraints_and_enforces_them_after_loading(toy
     assert len(df) == 300 and _keeps("FixedCombinations", df).all() and _keeps("Range", df).all()
 
 
+def _loose_rows(n: int, seed: int | None) -> pd.DataFrame:
+    """Rows of BASE's columns drawn independently: Range holds in 1/6 of them, p <= -9 in 1/20."""
+    rng = np.random.default_rng(seed)
+    grade = rng.choice(["a", "b", "c"], n)
+    start = pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 360, n), unit="D")
+    return pd.DataFrame({"grade": grade, "level": rng.integers(1, 4, n).astype(float),
+                         "lo": rng.uniform(0, 100, n), "mid": rng.uniform(0, 100, n), "hi": rng.uniform(0, 100, n),
+                         "p": rng.uniform(-10, 10, n), "q": rng.uniform(-10, 10, n),
+                         "start": start, "end": start + pd.to_timedelta(rng.integers(-30, 30, n), unit="D")})
+
+
+def test_constraints_that_keep_one_row_in_120_are_met_in_a_few_rounds(toy_model, monkeypatch):
+    # a model that keeps the constraints rarely (CI once saw 2 % keep Range): a fixed batch of twice
+    # the missing rows ran out of rounds; batches sized by the share kept so far need few
+    synth = _constrained(toy_model, _c("Range"), _c("ScalarInequality", column_name="p", relation="<=", value=-9))
+    draws: list[int] = []
+
+    def draw(n: int, seed: int | None, cond=None) -> pd.DataFrame:
+        draws.append(n)
+        return _loose_rows(n, seed)
+
+    monkeypatch.setattr(synth, "_draw", draw)
+    df = synth.sample(300, seed=3)
+    assert len(df) == 300 and _keeps("Range", df).all() and (df["p"] <= -9).all()
+    assert len(draws) <= 4
+    with pytest.raises(FedsynthError, match=r"rows drawn by rejection sampling \(at most 2 rounds\)"):
+        synth.sample(300, seed=3, max_tries=2)  # the rows a round may draw are bounded by max_tries
+    assert sum(draws[-2:]) <= 2 * 4 * 300
+
+
 def test_constraints_no_row_can_keep_fail_clearly_naming_one(toy_model):
     synth = _constrained(toy_model, _c("Range"), _c("Inequality", low_column_name="hi", high_column_name="lo"))
     with pytest.raises(FedsynthError, match=r"rejecting most rows is (Range\(lo, mid, hi\)|Inequality\(hi, lo\))"):
