@@ -13,6 +13,7 @@ from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import epsilon_spent, gaussian_counts_release
 from fedsynth.common.dp.plan import TrainingConfig
 from fedsynth.common.model.marginal_fit import (
+    FIT_SCHEDULES,
     MarginalFitConfig,
     _Gram,
     all_pairs,
@@ -87,8 +88,8 @@ def test_the_gram_products_gradient_is_autograds():
     assert torch.allclose(_Gram.apply(a), a.T @ a)
 
 
-@pytest.mark.parametrize("loss", ["kl", "l1"])
-def test_the_fine_tune_moves_measured_pairs_to_their_target_and_keeps_the_rest(loss):
+@pytest.mark.parametrize("loss, schedule", [("kl", "constant"), ("l1", "constant"), ("kl", "cosine")])
+def test_the_fine_tune_moves_measured_pairs_to_their_target_and_keeps_the_rest(loss, schedule):
     df, schema = paired_table(300, 2)
     enc = TableEncoder(schema)
     torch.manual_seed(0)
@@ -97,7 +98,8 @@ def test_the_fine_tune_moves_measured_pairs_to_their_target_and_keeps_the_rest(l
     g = torch.Generator().manual_seed(3)
     start = model_joint(model, segs, 20_000, g).numpy()
     target = np.eye(4) / 4  # color and shape in a 1:1 relation
-    before, after = fit_marginals(model, segs, {(0, 1): target}, MarginalFitConfig(steps=300, lr=1e-2, loss=loss), seed=4)
+    before, after = fit_marginals(model, segs, {(0, 1): target}, MarginalFitConfig(steps=300, lr=1e-2, loss=loss, schedule=schedule),
+                                  seed=4)
     end = model_joint(model, segs, 20_000, g).numpy()
     assert before > 0.5 and after < 0.1
     assert 0.5 * np.abs(block(end, segs, (0, 1)) - target).sum() < 0.1
@@ -170,3 +172,29 @@ def test_marginal_fit_settings_are_checked():
         MarginalFitConfig(score_noise=0)
     with pytest.raises(ValueError):
         MarginalFitConfig(loss="l2")
+    with pytest.raises(ValueError):
+        MarginalFitConfig(schedule="linear")
+
+
+def test_a_cosine_schedule_takes_its_first_step_at_lr_and_its_last_near_zero(monkeypatch):
+    df, schema = paired_table(300, 2)
+    enc = TableEncoder(schema)
+    segs = column_segments(enc)
+    rates: list[float] = []
+    step = torch.optim.Adam.step
+
+    def recorded(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recorded)
+    seen = {}
+    for schedule in FIT_SCHEDULES:
+        rates.clear()
+        model = build_model(enc, ModelConfig(hidden=16), cond_probs=[np.full(4, 0.25), np.full(4, 0.25), np.full(3, 1 / 3)])
+        fit_marginals(model, segs, {(0, 1): np.eye(4) / 4}, MarginalFitConfig(steps=40, lr=1e-2, schedule=schedule), seed=4)
+        seen[schedule] = list(rates)
+    assert seen["constant"] == [1e-2] * 40
+    cosine = seen["cosine"]
+    assert len(cosine) == 40 and cosine[0] == 1e-2 and cosine[-1] < 1e-4
+    assert all(a > b for a, b in zip(cosine, cosine[1:]))

@@ -36,6 +36,8 @@ from fedsynth.common.model.tabular import TabularModel
 Pair = tuple[int, int]  # indices into column_segments()
 JOINT_DRAWS = 16_384  # latent draws behind the model's 2-way marginals when pairs are scored
 FIT_LOSSES = ("kl", "l1")
+#: the fine-tune's learning rate over its steps: held, or a half cosine from ``lr`` down to 0
+FIT_SCHEDULES = ("constant", "cosine")
 _LOG_FLOOR = 1e-6  # keeps log() finite where a table's cell is empty
 
 
@@ -52,6 +54,7 @@ class MarginalFitConfig:
     anchor: float = 0.1  # weight of keeping the unmeasured pairs where the model had them
     # "kl": KL(target || model) per 2-way table; "l1": absolute differences (before 2026-11-27)
     loss: str = "kl"
+    schedule: str = "constant"  # FIT_SCHEDULES
     # noise multipliers of the two releases, as multiples of the category-frequency release's
     # (fedsynth.common.dp.accounting.frequency_noise): the error vector only ranks pairs
     score_noise: float = 2.0
@@ -63,7 +66,7 @@ class MarginalFitConfig:
     def __post_init__(self) -> None:
         if (self.pairs < 0 or self.steps < 0 or self.batch < 1 or not self.lr > 0 or self.anchor < 0
                 or not self.score_noise > 0 or not self.pair_noise > 0 or self.projections < 1
-                or self.loss not in FIT_LOSSES):
+                or self.loss not in FIT_LOSSES or self.schedule not in FIT_SCHEDULES):
             raise ValueError(f"invalid marginal fit settings: {self}")
 
 
@@ -328,8 +331,10 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
 
     before = tvd()
     opt = torch.optim.Adam(params, lr=config.lr)
+    steps = config.steps if measured else 0
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if config.schedule == "cosine" and steps else None
     weight = mask + config.anchor * anchor
-    for _ in range(config.steps if measured else 0):
+    for _ in range(steps):
         # Every group of rows conditioned on one column (its category drawn from its released
         # frequencies) should show the whole table's marginals: fitting only their mixture let a
         # condition's own rows drift (a rare combination under a condition became unreachable).
@@ -338,6 +343,8 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if decay is not None:
+            decay.step()
     for m in model.modules():
         for p in m.parameters():
             p.grad = None
