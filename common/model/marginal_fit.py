@@ -49,7 +49,7 @@ class MarginalFitConfig:
 
     pairs: int = 20  # 2-way marginals measured; 0 = no marginal fit
     steps: int = 1000  # Adam steps of the fine-tune
-    lr: float = 3e-3
+    lr: float = 6e-3  # 3e-3 before 2026-11-28: paired over the suite, docs/benchmarks.md ("The fine-tune's rate")
     batch: int = 2048  # latent draws per step
     anchor: float = 0.1  # weight of keeping the unmeasured pairs where the model had them
     # "kl": KL(target || model) per 2-way table; "l1": absolute differences (before 2026-11-27)
