@@ -342,7 +342,8 @@ class Synthesizer:
         kept: list[pd.DataFrame] = []
         have = drawn = 0
         rejected = Rejections.empty()
-        budget = max_tries * 4 * max(n, 64)  # rows drawn at most: a combination kept by under ~1 row in 200 fails
+        # rows drawn at most: a combination kept by under ~1 row in 4 * max_tries (200 at the default) fails
+        budget = max_tries * 4 * max(n, 64)
         for _ in range(max_tries):
             size = _batch_rows(n - have, have, drawn, budget - drawn)
             if size == 0:
