@@ -104,12 +104,21 @@ def test_a_finished_run_is_not_overwritten(run_dir):
     assert proc.returncode == 2 and "already holds a finished run" in proc.stderr
 
 
-def test_clients_refuse_rounds_they_cannot_afford(tmp_path):
-    """4 institutions, 2 per round, 6 rounds: each plans 3 participations and must sit out after them."""
-    out = tmp_path / "pp"
-    fedsynth("simulate", "--noise", "local", "--clients", "4", "--clients-per-round", "2", "--rounds", "6",
-             "--local-epochs", "0.3",
-             "--rows", "500", "--no-report", "--out", str(out))
+@pytest.fixture(scope="module")
+def local_run(tmp_path_factory):
+    """Local noise, 4 institutions, 2 per round, 6 rounds, on a terminal: FORCE_COLOR and
+    TTY_INTERACTIVE make rich treat the captured stderr as one. One run serves the budget
+    refusals' test and the progress bar's."""
+    out = tmp_path_factory.mktemp("local") / "pp"
+    proc = fedsynth("simulate", "--noise", "local", "--clients", "4", "--clients-per-round", "2", "--rounds", "6",
+                    "--local-epochs", "0.3", "--rows", "500", "--no-report", "--out", str(out),
+                    env={"FORCE_COLOR": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "200"})
+    return out, proc
+
+
+def test_clients_refuse_rounds_they_cannot_afford(local_run):
+    """Each of the 4 institutions plans 3 participations of the 6 rounds and must sit out after them."""
+    out, _ = local_run
     events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
     checks = [e for e in events if e["event"] == "budget_check"]
     refusals = [r for e in checks for r in e["replies"].values() if not r["can_train"]]
@@ -121,6 +130,21 @@ def test_clients_refuse_rounds_they_cannot_afford(tmp_path):
         assert ledger.epsilon_spent <= 1.0
     card = json.loads((out / "model_card.json").read_text())
     assert card["rounds_completed"] == 6
+
+
+def test_simulate_on_a_terminal_shows_a_bar_with_round_k_of_n_and_the_time_left(local_run):
+    """A bar redrawn in place with round k/N, the time left and the last round's facts; the plain
+    per-round lines are not printed between them, and Flower's lines stay in OUT/flower.log."""
+    out, proc = local_run
+    assert "\x1b[" in proc.stderr
+    frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stderr).split("\r")  # what the terminal shows
+    bar = [f for f in frames if re.search(r"^round \d/6 ", f.strip(), re.M)]
+    assert any("round 2/6 " in f and re.search(r"about \d+(s| min) left", f) and "2 updates securely aggregated; "
+               "epsilon spent up to" in f for f in bar), frames
+    assert any("round 6/6 " in f and " done " in f for f in bar), frames
+    assert "round 1/6 done in" not in proc.stderr  # the facts are on the bar, not a line a round
+    assert "Secure aggregation" not in proc.stderr and (out / "flower.log").exists()
+    assert (out / "synthetic.csv").exists() and "done" in proc.stdout
 
 
 @pytest.fixture(scope="module")
@@ -185,22 +209,3 @@ def test_shared_noise_simulation_end_to_end(tmp_path):
         assert 0.99 <= ledger.epsilon_spent <= 1.0 < ledger.epsilon_alone
     assert sorted(c["epsilon_alone"] for c in card["clients"]) == sorted(
         round(Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5).epsilon_alone, 2) for i in (1, 2, 3))
-
-
-def test_simulate_on_a_terminal_shows_a_bar_with_round_k_of_n_and_the_time_left(tmp_path):
-    """FORCE_COLOR and TTY_INTERACTIVE make rich treat the captured stderr as a terminal: a bar
-    redrawn in place with round k/N, the time left and the last round's facts; the plain per-round
-    lines are not printed between them, and Flower's lines stay in OUT/flower.log."""
-    out = tmp_path / "bar"
-    proc = fedsynth("simulate", "--clients", "2", "--rounds", "3", "--rows", "200", "--no-report", "--pairs", "0",
-                    "--out", str(out),
-                    env={"FORCE_COLOR": "1", "TTY_INTERACTIVE": "1", "COLUMNS": "200"})
-    assert "\x1b[" in proc.stderr
-    frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", proc.stderr).split("\r")  # what the terminal shows
-    bar = [f for f in frames if re.search(r"^round \d/3 ", f.strip(), re.M)]
-    assert any("round 2/3 " in f and re.search(r"about \d+(s| min) left", f) and "2 updates securely aggregated; "
-               "epsilon spent up to" in f for f in bar), frames
-    assert any("round 3/3 " in f and " done " in f for f in bar), frames
-    assert "round 1/3 done in" not in proc.stderr  # the facts are on the bar, not a line a round
-    assert "Secure aggregation" not in proc.stderr and (out / "flower.log").exists()
-    assert (out / "synthetic.csv").exists() and "done" in proc.stdout
