@@ -72,7 +72,6 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
         model = "vae"
         [plan.marginal_fit]         # optional: the marginal fit, MarginalFitConfig fields (without the table:
         pairs = 20                  #   SHARED_PAIRS with shared noise, as simulate; none with local noise)
-        pairs = 20
         [plan.shared_noise]         # optional: noise shared under SecAgg+ (SharedNoiseRequest fields)
         sample_rate = 0.2
         epsilon = 1.0               # sigma is calibrated for it (or give noise_multiplier)
