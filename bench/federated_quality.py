@@ -102,7 +102,7 @@ def build_shared_plan(settings: list[str], schema: Schema, seed: int, pooled_row
     plan = FederationPlan(**plan_kw, model=ModelConfig(**model_kw), schema_hash=schema.hash(), seed=seed)
     given = dict(item.split("=", 1) for item in rates)
     rate = float(given["sample_rate"]) if "sample_rate" in given else \
-        default_sample_rate(pooled_rows) * float(given.get("batch_factor", BATCH_FACTOR)) / BATCH_FACTOR
+        default_sample_rate(pooled_rows, float(given.get("batch_factor", BATCH_FACTOR)))
     request = SharedNoiseRequest(rate, epsilon=epsilon, delta=delta,
                                  collusion_tolerance=1, min_contributors=clients)
     return request.resolve(plan, schema)

@@ -30,13 +30,13 @@ SHARED_PAIRS = 20
 BATCH_FACTOR = 1.875
 
 
-def default_sample_rate(pooled_rows: int) -> float:
-    """q for a pooled table of ``pooled_rows``: single-party's expected batch rule, times BATCH_FACTOR.
+def default_sample_rate(pooled_rows: int, factor: float = BATCH_FACTOR) -> float:
+    """q for a pooled table of ``pooled_rows``: single-party's expected batch rule, times ``factor``.
 
     Each round is one step and rounds are the cost: 160 steps at 1.875x single-party's batch
     (the same 24 epochs on Adult as the former 240 at 1.25x; single-party takes 30) measured level
-    with 240 over the table suite and take a third less of the rounds' time (docs/federated.md)."""
-    return min(1.0, BATCH_FACTOR * default_batch_size(pooled_rows) / max(1, pooled_rows))
+    with 240 over the table suite in two thirds of the rounds (docs/benchmarks.md)."""
+    return min(1.0, factor * default_batch_size(pooled_rows) / max(1, pooled_rows))
 
 
 @dataclass(frozen=True)
