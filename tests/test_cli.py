@@ -360,3 +360,19 @@ def test_the_fine_tune_steps_default_to_the_librarys():
 
     for command in (fit, simulate):
         assert inspect.signature(command).parameters["fit_steps"].default == MarginalFitConfig.steps, command
+
+
+def test_simulates_help_states_the_plans_own_defaults():
+    """`simulate --help` states the shared-noise schedule as literals (the CLI does not import the
+    server package, torch with it, to print help): they must stay the plan's."""
+    import typing
+
+    from fedsynth.cli.simulate import simulate
+    from fedsynth.server.shared_plan import BATCH_FACTOR, SHARED_ROUNDS
+    from fedsynth.simulations.driver import LOCAL_ROUNDS
+
+    hints = typing.get_type_hints(simulate, include_extras=True)
+    help_of = {name: " ".join(m.help for m in hints[name].__metadata__) for name in ("rounds", "sample_rate")}
+    assert f"default {SHARED_ROUNDS} with shared noise" in help_of["rounds"], help_of
+    assert f"{LOCAL_ROUNDS} with local noise" in help_of["rounds"], help_of
+    assert f"default: {BATCH_FACTOR:g} x single-party's batch rule" in help_of["sample_rate"], help_of
