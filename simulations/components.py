@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from flwr.app import Context
 from flwr.server import Grid, ServerApp
+from flwr.superlink.grid import InMemoryGrid
 
 from fedsynth.client.app import ClientSettings, make_client_app
 from fedsynth.common.atomic import atomic_write_text
@@ -27,6 +28,10 @@ from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.flower_app import quiet_logs
 from fedsynth.server.app import build_run
 
+PULL_INTERVAL_S = 0.02
+"""How often the simulation's ServerApp looks for replies; Flower's InMemoryGrid waits 0.1 s between
+looks. A shared-noise round is four SecAgg+ stages, each of which waited half that on average after its
+replies were in; a look is a read of the runtime's in-memory state, so looking more often costs little."""
 HARNESS_ENV = "FEDSYNTH_SIMULATION"  # the harness file's path, set for the simulation runtime's processes
 COMPONENTS = {"serverapp": "fedsynth.simulations.components:server_app",
               "clientapp": "fedsynth.simulations.components:client_app"}
@@ -82,6 +87,8 @@ def server_app_for(*, insecure_plain_aggregation: bool = False,
         # (a test worker's `fit`) oversubscribed two cores and each ran many times slower
         torch.set_num_threads(1)
         run = build_run(dict(context.run_config), insecure_plain_aggregation=insecure_plain_aggregation)
+        if isinstance(grid, InMemoryGrid):
+            grid.pull_interval = PULL_INTERVAL_S
         run(wrap_grid(grid, context) if wrap_grid else grid, context)
 
     return app
