@@ -13,13 +13,18 @@ gets it.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import platform
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from fedsynth.common.data.schema import Schema
 from fedsynth.evaluation.attacks import MembershipInference
@@ -28,13 +33,17 @@ from fedsynth.evaluation.fidelity import Fidelity, fidelity
 from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
 from fedsynth.evaluation.jsonable import JsonObject, to_jsonable
 from fedsynth.evaluation.overlap import holdout_overlap
-from fedsynth.evaluation.prepared import prepare
+from fedsynth.evaluation.prepared import PreparedTable, prepare
 from fedsynth.evaluation.privacy import Privacy, privacy
 from fedsynth.evaluation.report import write_report
 from fedsynth.evaluation.risks import Risks, risks
 from fedsynth.evaluation.utility import Utility, UtilitySkipped, utility
 
 FORMAT = "fedsynth-evaluation/1"
+PARALLEL_MIN_ROWS = 5_000
+"""From this many training rows, the risks section runs in a second process beside the others when the
+machine has two cores: it is the longest section and mostly Python (the GIL rules out a thread), and
+below this size starting a process costs more than it saves."""
 _LIBRARIES = ("fedsynth", "numpy", "pandas", "scipy", "scikit-learn", "matplotlib")
 
 
@@ -113,9 +122,51 @@ def _summary(fid: Fidelity, det: Detection, util: Utility | UtilitySkipped, priv
     )
 
 
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _timed_risks(args: tuple, one_thread: bool) -> tuple[Risks, float]:
+    """:func:`risks` and its seconds; on one thread beside the other sections, which have the other core."""
+    start = time.perf_counter()
+    with threadpool_limits(limits=1 if one_thread else None):
+        return risks(*args), time.perf_counter() - start
+
+
+class _RisksBeside:
+    """The risks section in a second (spawned) process, or here when ``enabled`` is false or that
+    process cannot be had; the same numbers either way, every attack being seeded by its arguments."""
+
+    def __init__(self, args: tuple, enabled: bool) -> None:
+        self._args = args
+        self._pool: ProcessPoolExecutor | None = None
+        self._future: Future | None = None
+        if enabled:
+            try:
+                self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+                self._future = self._pool.submit(_timed_risks, args, True)
+            except (OSError, BrokenProcessPool):
+                self.close()
+
+    def result(self) -> tuple[Risks, float]:
+        if self._future is not None:
+            try:
+                return self._future.result()  # an error of the attacks themselves is raised as it is
+            except BrokenProcessPool:  # the process died: the section runs here instead
+                pass
+            finally:
+                self.close()
+        return _timed_risks(self._args, False)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool, self._future = None, None
+
+
 def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame, schema: Schema,
              target: str | None = None, guarantee: dict | None = None, seed: int = 0,
-             sensitive: tuple[str, ...] | None = None) -> JsonObject:
+             sensitive: tuple[str, ...] | None = None, parallel: bool | None = None) -> JsonObject:
     """Compare ``synthetic`` with ``real`` (its training rows) and ``holdout`` (unseen real rows).
 
     Args:
@@ -129,6 +180,8 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         seed: seeds every subsample, bootstrap and model, so reruns give identical numbers.
         sensitive: the columns an attribute-inference attack tries to guess (default: the target,
             if any; ``()`` runs none).
+        parallel: run the risks section in a second process beside the others (default: from
+            ``PARALLEL_MIN_ROWS`` training rows on a machine with two or more cores); same result.
 
     Returns a JSON-serialisable dict with ``summary``, ``fidelity``, ``detection``, ``utility``,
     ``privacy``, ``risks`` (:mod:`~fedsynth.evaluation.risks`), ``guarantee`` and ``meta`` (``meta.holdout_overlap``: holdout rows also in ``real``, with a
@@ -152,32 +205,15 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     overlap.check()
     seconds: dict[str, float] = {"prepare": time.perf_counter() - start}
 
-    t = time.perf_counter()
-    no_relations = tables["real"].independent_columns(seed)
-    fid = fidelity(tables["real"], tables["synthetic"], schema, holdout=tables["holdout"], no_relations=no_relations)
-    seconds["fidelity"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    det = detection(tables["real"], tables["holdout"], tables["synthetic"], no_relations, schema, seed)
-    seconds["detection"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    if target is None:
-        util: Utility | UtilitySkipped = UtilitySkipped(skipped="no target column was given")
-    else:
-        util = utility(tables["real"], tables["holdout"], tables["synthetic"], schema, target, seed)
-    seconds["utility"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    priv = privacy(tables["real"], tables["holdout"], tables["synthetic"], schema, seed)
-    if guarantee_info is not None:
-        priv = replace(priv, compared_with_guarantee=compare_with_guarantee(priv.membership_inference, guarantee_info))
-    seconds["privacy"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    risk = risks(tables["real"], tables["holdout"], tables["synthetic"], schema, tuple(dict.fromkeys(sensitive)),
-                 target, seed)
-    seconds["risks"] = time.perf_counter() - t
+    if parallel is None:
+        parallel = len(real) >= PARALLEL_MIN_ROWS and _cores() >= 2
+    beside = _RisksBeside((tables["real"], tables["holdout"], tables["synthetic"], schema,
+                           tuple(dict.fromkeys(sensitive)), target, seed), enabled=parallel)
+    try:
+        fid, det, util, priv = _sections(tables, schema, target, seed, guarantee_info, seconds)
+        risk, seconds["risks"] = beside.result()
+    finally:
+        beside.close()
     seconds["total"] = time.perf_counter() - start
 
     result = {
@@ -203,6 +239,34 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
         },
     }
     return to_jsonable(result)
+
+
+def _sections(tables: dict[str, PreparedTable], schema: Schema, target: str | None, seed: int,
+              guarantee_info: JsonObject | None, seconds: dict[str, float]
+              ) -> tuple[Fidelity, Detection, Utility | UtilitySkipped, Privacy]:
+    """Fidelity, detection, utility and privacy, each timed into ``seconds``."""
+    t = time.perf_counter()
+    no_relations = tables["real"].independent_columns(seed)
+    fid = fidelity(tables["real"], tables["synthetic"], schema, holdout=tables["holdout"], no_relations=no_relations)
+    seconds["fidelity"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    det = detection(tables["real"], tables["holdout"], tables["synthetic"], no_relations, schema, seed)
+    seconds["detection"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if target is None:
+        util: Utility | UtilitySkipped = UtilitySkipped(skipped="no target column was given")
+    else:
+        util = utility(tables["real"], tables["holdout"], tables["synthetic"], schema, target, seed)
+    seconds["utility"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    priv = privacy(tables["real"], tables["holdout"], tables["synthetic"], schema, seed)
+    if guarantee_info is not None:
+        priv = replace(priv, compared_with_guarantee=compare_with_guarantee(priv.membership_inference, guarantee_info))
+    seconds["privacy"] = time.perf_counter() - t
+    return fid, det, util, priv
 
 
 __all__ = ["evaluate", "write_report"]
