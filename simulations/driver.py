@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -266,17 +267,52 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
                  f"multiplier {s.noise_multiplier:.3g}, split into shares so that it holds against the coordinator "
                  f"plus up to {s.collusion_tolerance} colluding institution(s) when at least {s.min_contributors} "
                  "contribute")
-    _run_flower(plan, cfg, out, len(data.silos), print_fn, on_round)
+    # the synthetic rows, quality summary and report are made while Flower shuts down (several
+    # seconds of status checks and stopping processes), from the coordinator's "finished" event on
+    products = _Background(lambda: outputs(out, data.train, data.holdout, schema, data.label, cfg, print_fn))
+    _run_flower(plan, cfg, out, len(data.silos), print_fn, on_round, on_model=products.start)
 
     if not (out / "synthesizer" / "synthesizer.json").exists():
         raise FedsynthError(f"the federated run ended without a model: see {out / FLOWER_LOG} and "
                             f"{out / 'events.jsonl'}")
-    return finish(out, data.train, data.holdout, schema, data.label, cfg, started, print_fn)
+    return write_summary(out, products.result(), started)
+
+
+class _Background:
+    """One call on a thread of its own from :meth:`start`; :meth:`result` waits for it (or makes the
+    call, if it was never started) and returns its value or raises its exception."""
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self._fn = fn
+        self._thread: threading.Thread | None = None
+        self._value: Any = None
+        self._error: BaseException | None = None
+
+    def start(self) -> None:
+        if self._thread is None:  # daemon: an interrupted run does not wait for it
+            self._thread = threading.Thread(target=self._run, name="fedsynth-outputs", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> Any:
+        if self._thread is None:
+            return self._fn()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_clients: int,
-                print_fn: Callable[[str], None], on_round: RoundProgress | None = None) -> None:
-    """The federation on Flower's simulation runtime (:mod:`fedsynth.simulations.runtime`)."""
+                print_fn: Callable[[str], None], on_round: RoundProgress | None = None,
+                on_model: Callable[[], None] | None = None) -> None:
+    """The federation on Flower's simulation runtime (:mod:`fedsynth.simulations.runtime`);
+    ``on_model()`` once the coordinator has written the global model, while Flower shuts down."""
     state_root = (out / "clients").resolve()
     for i in range(1, n_clients + 1):  # each simulated institution's explicit first start
         if not ledger_exists(state_root / f"client-{i}"):
@@ -287,14 +323,23 @@ def _run_flower(plan: FederationPlan, cfg: SimulationConfig, out: Path, n_client
                       schema=settings.schema, epsilon=cfg.epsilon, delta=cfg.delta)
     components = INSECURE_PLAIN_COMPONENTS if cfg.insecure_plain_aggregation else COMPONENTS
     job = SimulationJob(settings, harness, cfg.components or components, out / FLOWER_LOG)
-    run_simulation_job(job, _event_printer(print_fn, plan.rounds, on_round), print_fn)
+    printer = _event_printer(print_fn, plan.rounds, on_round)
+
+    def on_event(ev: dict[str, Any]) -> None:
+        printer(ev)
+        if ev["event"] == EventKind.FINISHED and on_model is not None:
+            on_model()
+
+    run_simulation_job(job, on_event, print_fn)
 
 
 FLOWER_LOG = "flower.log"
 
 
-def finish(out: Path, train, holdout, schema, label: str | None, cfg: SimulationConfig, started: float,
-           print_fn: Callable[[str], None]) -> dict[str, Any]:
+def outputs(out: Path, train, holdout, schema, label: str | None, cfg: SimulationConfig,
+            print_fn: Callable[[str], None]) -> dict[str, Any]:
+    """The synthetic rows, the quality summary and (``cfg.report``) the report from the global model;
+    the summary's fields but its time."""
     synth = Synthesizer.load(out / "synthesizer")
     n = cfg.rows or len(train)
     syn = synth.sample(n, seed=cfg.seed)
@@ -314,6 +359,11 @@ def finish(out: Path, train, holdout, schema, label: str | None, cfg: Simulation
             print_fn(f"warning: {result['meta']['holdout_overlap']['warning']}")
         write_report(result, out)
         print_fn(f"report: {out / 'report.html'}")
-    summary["seconds"] = round(time.time() - started, 1)  # the whole run, the quality summary and report included
+    return summary
+
+
+def write_summary(out: Path, summary: dict[str, Any], started: float) -> dict[str, Any]:
+    """``summary.json`` with the run's time: the whole run, the quality summary and report included."""
+    summary = dict(summary, seconds=round(time.time() - started, 1))
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2, default=str) + "\n")
     return summary

@@ -209,3 +209,20 @@ def test_shared_noise_simulation_end_to_end(tmp_path):
         assert 0.99 <= ledger.epsilon_spent <= 1.0 < ledger.epsilon_alone
     assert sorted(c["epsilon_alone"] for c in card["clients"]) == sorted(
         round(Ledger.open(out / "clients" / f"client-{i}", 1.0, 1e-5).epsilon_alone, 2) for i in (1, 2, 3))
+
+
+def test_outputs_made_while_flower_shuts_down_hand_over_their_result_or_error():
+    """simulate makes the synthetic rows and the report on a thread from the coordinator's "finished"
+    event on: their value, or their exception, must still reach the run, as when made after it."""
+    from fedsynth.simulations.driver import _Background
+
+    made = _Background(lambda: {"quality": 1})
+    made.start()
+    made.start()  # the event seen twice starts nothing more
+    assert made.result() == {"quality": 1}
+    failed = _Background(lambda: 1 / 0)
+    failed.start()
+    with pytest.raises(ZeroDivisionError):
+        failed.result()
+    never_started = _Background(lambda: "made here")  # no "finished" event: made after Flower ended
+    assert never_started.result() == "made here"
