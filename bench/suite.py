@@ -151,7 +151,7 @@ def flower_quality(name: str, noise: str, repeat: int, args: argparse.Namespace)
         out = root / f"{name}-{noise}-{args.clients}silos-eps{args.epsilon:g}-run{repeat}"
         cfg = SimulationConfig(out=str(out), data=name, clients=args.clients, partition="dirichlet",
                                alpha=args.alpha, epsilon=args.epsilon, delta=args.delta, noise=noise,
-                               seed=args.seed)
+                               seed=args.seed, threads=args.threads)
         summary = simulate(cfg, print_fn=lambda _line: None)
     card = summary["model_card"]
     spent = [c["epsilon_spent"] for c in card["clients"] if isinstance(c["epsilon_spent"], (int, float))]
@@ -173,13 +173,15 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
     silos = partition(train, "dirichlet", args.clients, label=label, alpha=args.alpha, seed=args.seed)
     engine = ", Flower" if args.engine == "flower" else ""
     federated = [Cell(name, f"federated, {noise} noise ({args.clients} silos{engine})") for noise in args.noise]
-    cells = [Cell(name, "single-party"), *federated]
+    single = [] if args.no_single_party else [Cell(name, "single-party")]
+    cells = [*single, *federated]
     cells += [Cell(name, f"anchor {a}") for a in args.anchors]
     for r in range(args.repeats):
         seed = args.seed + r
         t = time.time()
-        q = single_party_run(train, holdout, schema, args.epsilon, args.delta, seed, label)
-        cells[0].runs.append(as_run(q, time.time() - t))
+        if single:
+            q = single_party_run(train, holdout, schema, args.epsilon, args.delta, seed, label)
+            single[0].runs.append(as_run(q, time.time() - t))
         for noise, cell in zip(args.noise, federated):
             t = time.time()
             if args.engine == "flower":
@@ -188,7 +190,7 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
                 q = federated_run(train, holdout, schema, silos, plans[noise], args.epsilon, args.delta, None,
                                   args.threads, seed, label)
             cell.runs.append(as_run(q, time.time() - t))
-        for anchor, cell in zip(args.anchors, cells[1 + len(federated):]):
+        for anchor, cell in zip(args.anchors, cells[len(single) + len(federated):]):
             if cell.error:
                 continue
             t = time.time()
@@ -274,6 +276,8 @@ def main() -> None:
                     help="--engine flower: keep each run's folder under this directory (a new run name each)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each training")
     ap.add_argument("--anchors", nargs="*", default=[], choices=ANCHORS)
+    ap.add_argument("--no-single-party", action="store_true",
+                    help="skip the single-party runs (when only the federated or anchor columns are re-measured)")
     ap.add_argument("--bench-venv", type=Path, default=ROOT / ".bench-venv")
     ap.add_argument("--anchor-timeout", type=float, default=1800.0)
     ap.add_argument("--json", type=Path, default=None, help="write every run, the per-table and suite means here")
