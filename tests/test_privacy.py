@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 from opacus.accountants import PRVAccountant, RDPAccountant
@@ -44,6 +45,26 @@ def test_calibration_lands_on_target_from_below(target, q, steps):
     assert eps == pytest.approx(cal.epsilon)
     assert eps <= target
     assert target - eps <= 0.005 + 1e-9
+
+
+def test_calibration_probes_print_no_warning_and_keep_opacus_conversion():
+    """The probes of little noise put the best order at the smallest one, where Opacus warns; the
+    conversion is Opacus' own, without printing that to the user."""
+    from opacus.accountants.analysis.rdp import get_privacy_spent
+
+    from fedsynth.common.dp.gaussian_rdp import gaussian_rdp
+    from fedsynth.common.dp.rdp_epsilon import rdp_epsilon
+
+    rdp = gaussian_rdp(1.0, 1.0, 2000, RDP_ORDERS)  # the calibration's first probe: order 1.1 is the best
+    with warnings.catch_warnings(record=True) as opacus_said:
+        warnings.simplefilter("always")
+        opacus_eps = get_privacy_spent(orders=RDP_ORDERS, rdp=rdp, delta=1e-5)[0]
+    assert any("smallest alpha" in str(w.message) for w in opacus_said)
+    with warnings.catch_warnings(record=True) as we_said:
+        warnings.simplefilter("always")
+        assert rdp_epsilon(RDP_ORDERS, rdp, 1e-5) == opacus_eps
+        calibrate_noise(1.0, 1e-5, 1.0, 2000)  # probes sigma 1, 2, 4, ... from below
+    assert not [str(w.message) for w in we_said]
 
 
 def test_calibration_counts_prior_spend():

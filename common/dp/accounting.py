@@ -11,7 +11,6 @@ epsilon shown is always over *every* step the client ever took.
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from fedsynth.common.dp.gaussian_rdp import gaussian_rdp
+from fedsynth.common.dp.rdp_epsilon import rdp_epsilon
 from fedsynth.common.dp.rng import ChaChaStream
 from fedsynth.common.dp.shared_noise import COALITION, SharedNoise, SharedNoiseRelease, is_shared, mixed_epsilon
 from fedsynth.common.errors import PrivacyError
@@ -63,15 +63,7 @@ def epsilon_spent(history: Sequence[Release | SharedNoiseRelease], delta: float,
     if not releases:
         return 0.0
     if accountant == "rdp":  # Opacus' RDPAccountant.get_epsilon, with each step's curve remembered
-        from opacus.accountants.analysis.rdp import get_privacy_spent
-
-        rdp = sum([gaussian_rdp(s, q, n, RDP_ORDERS) for s, q, n in releases])
-        with warnings.catch_warnings():
-            # an optimum at the smallest order (1.1) is still an upper bound, if a loose one: the
-            # calibrations' first probes (little noise, epsilon far above any target) land there,
-            # and Opacus' warning about it was printed to every `simulate` user
-            warnings.filterwarnings("ignore", message="Optimal order is the smallest alpha", category=UserWarning)
-            return float(get_privacy_spent(orders=RDP_ORDERS, rdp=rdp, delta=delta)[0])
+        return rdp_epsilon(RDP_ORDERS, sum([gaussian_rdp(s, q, n, RDP_ORDERS) for s, q, n in releases]), delta)
     acc = _accountant(accountant)
     acc.history = releases
     return float(acc.get_epsilon(delta=delta))

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedsynth.common.dp.gaussian_rdp import gaussian_rdp
+from fedsynth.common.dp.rdp_epsilon import rdp_epsilon
 from fedsynth.common.dp.subsampling import poisson_subsampled_rdp
 
 # Integer orders only: the subsampling bounds hold at integers >= 2.
@@ -116,11 +117,8 @@ def composed_epsilon(gaussian: Sequence[tuple[float, float, int]], skellam: Sequ
                      delta: float) -> float:
     """epsilon of the composition: Gaussian releases (noise_multiplier, sample_rate, steps) via Opacus'
     compute_rdp at INTEGER_ORDERS (:mod:`~fedsynth.common.dp.gaussian_rdp`), plus every Skellam
-    release; converted with Opacus' get_privacy_spent (opacus.accountants.analysis.rdp), the same
-    conversion fedsynth's RDP accountant uses."""
-    # lazy: importing opacus loads torch (~2 s); keeps this module as light to import as accounting.py
-    from opacus.accountants.analysis.rdp import get_privacy_spent
-
+    release; converted with Opacus' get_privacy_spent (:mod:`~fedsynth.common.dp.rdp_epsilon`), the
+    same conversion fedsynth's RDP accountant uses."""
     orders = list(INTEGER_ORDERS)
     total = np.zeros(len(orders))
     for sigma, q, steps in gaussian:
@@ -131,5 +129,4 @@ def composed_epsilon(gaussian: Sequence[tuple[float, float, int]], skellam: Sequ
             total += release_rdp(release, orders)
     if not np.any(total):
         return 0.0
-    eps, _ = get_privacy_spent(orders=orders, rdp=total, delta=delta)
-    return float(eps)
+    return rdp_epsilon(orders, total, delta)
