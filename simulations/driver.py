@@ -280,7 +280,8 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
 
 class _Background:
     """One call on a thread of its own from :meth:`start`; :meth:`result` waits for it (or makes the
-    call, if it was never started) and returns its value or raises its exception."""
+    call, if it was never started) and returns its value or raises its exception. Not a
+    ThreadPoolExecutor: its threads are joined at exit, so an interrupted run would wait for the report."""
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self._fn = fn

@@ -1,9 +1,9 @@
 """An RDP curve as (epsilon, delta): Opacus' conversion, without its warning to the user.
 
 ``opacus.accountants.analysis.rdp.get_privacy_spent`` warns when the best order is the smallest
-one searched. The bound there is still an upper bound, if a loose one, and the noise
-calibrations' first probes (little noise, an epsilon far above any target) always land there:
-the warning was printed to every ``simulate`` user and said nothing about the plan they got.
+one searched. The bound there is still an upper bound, if a loose one, and a noise calibration's
+first probes (little noise for many steps, an epsilon far above any target) land there: the
+warning was printed in ``simulate`` runs and said nothing about the plan they got.
 """
 
 from __future__ import annotations
