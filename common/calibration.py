@@ -72,11 +72,14 @@ def weighted_draw(weights: np.ndarray, n: int, rng: np.random.Generator) -> np.n
 def calibrated_rows(generate: Callable[[int], np.ndarray], encoder: TableEncoder, category_freqs: Sequence[np.ndarray],
                     histograms: Sequence[np.ndarray], n: int, rng: np.random.Generator) -> pd.DataFrame:
     """``n`` decoded rows drawn from ``generate`` (encoded model rows) and calibrated to the released
-    ``category_freqs`` (one per conditionable column) and ``histograms`` (one per numerical or
-    datetime column, :attr:`TableEncoder.histograms`)."""
-    pool = generate(POOL_FACTOR * n)
-    codes = [pool[:, s.start : s.end].argmax(axis=1) for s in encoder.conditionable]
-    rows = pool[weighted_draw(raking_weights(codes, category_freqs), n, rng)]
+    ``category_freqs`` (one per conditionable column, if the table has any) and ``histograms`` (one
+    per numerical or datetime column, :attr:`TableEncoder.histograms`)."""
+    if encoder.conditionable:
+        pool = generate(POOL_FACTOR * n)
+        codes = [pool[:, s.start : s.end].argmax(axis=1) for s in encoder.conditionable]
+        rows = pool[weighted_draw(raking_weights(codes, category_freqs), n, rng)]
+    else:  # a table of numericals alone: nothing to rake, so no pool
+        rows = generate(n)
     df = encoder.decode(rows, seed=int(rng.integers(2**62)))
     for layout, freqs in zip(encoder.histograms, histograms):
         mapped = layout.quantile_map(layout.values(df[layout.column]), freqs, rng)

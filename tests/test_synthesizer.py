@@ -202,3 +202,24 @@ def test_a_loaded_model_states_the_model_id_it_was_saved_with(tiny_model_dir, tm
     state, _ = loaded.to_state()
     assert state["model_id"] == written["model_id"] and state["privacy"] == written["privacy"]
     assert provenance(state, 10)["model_id"] == written["model_id"]
+
+
+def test_a_table_of_numericals_alone_samples_every_row_asked_for():
+    """No categorical or boolean column: nothing to condition on or rake to. Sampling once
+    returned no rows at all for such a table (the raking weights were sized by its absent
+    categorical columns), so a new user's all-numeric CSV got an empty synthetic file."""
+    from fedsynth.common.data.schema import Schema
+    schema = Schema.from_json({"columns": [
+        {"name": "visits", "type": "numerical", "subtype": "int", "min": 0, "max": 80, "point_masses": [0]},
+        {"name": "cost", "type": "numerical", "subtype": "float", "min": 0.0, "max": 9.0},
+        {"name": "insured", "type": "numerical", "subtype": "int", "min": 0, "max": 1}]})
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"visits": np.where(rng.random(600) < 0.3, 0, rng.integers(1, 30, 600)),
+                       "cost": rng.uniform(0, 9, 600).round(3), "insured": rng.integers(0, 2, 600)})
+    s = Synthesizer(schema, epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=1),
+                    model_config=ModelConfig(hidden=16), marginal_fit=BRIEF_FINE_TUNE).fit(df)
+    out = s.sample(250, seed=0)
+    assert len(out) == 250 and out.notna().all().all()
+    assert out["visits"].between(0, 80).all() and out["cost"].between(0, 9).all() and out["insured"].isin([0, 1]).all()
+    assert (out["visits"] == 0).any() and (out["visits"] > 0).any()
+    assert sum(len(c) for c in s.iter_sample(250, seed=0, chunk_rows=100)) == 250
