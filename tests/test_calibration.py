@@ -71,7 +71,9 @@ def test_a_declared_grid_has_a_cell_per_value_and_the_map_lands_on_the_used_ones
     (spreading each of 256 bins evenly and snapping would put two thirds between them)."""
     col = numeric(min=-20, max=110, step=0.18, step_origin=32)
     h = NumericHistogram.for_column(col)
-    assert h.bins == 0 and h.atoms == tuple(col.grid.values()) and len(h.atoms) == 722 and h.spacing == 0.18
+    assert h.bins == 0 and h.atoms == tuple(col.grid.values()) and len(h.atoms) == 722
+    left, right = h.atom_extent()
+    assert np.allclose(right - left, 0.18) and np.allclose((left + right) / 2, h.atoms)
     rng = np.random.default_rng(0)
     real = pd.Series(np.round(32 + 1.8 * rng.integers(-15, 35, 20_000), 2))
     counts = h.counts(real)
@@ -82,6 +84,26 @@ def test_a_declared_grid_has_a_cell_per_value_and_the_map_lands_on_the_used_ones
     assert np.isin(col.grid.index(mapped), col.grid.index(real.to_numpy())).mean() > 0.9
     edges = h.bin_edges(freqs, col.bins)
     assert np.all(np.diff(edges) > 0) and edges[0] == -20 and edges[-1] == 110
+
+
+def test_declared_values_have_a_cell_each_and_the_map_and_bins_keep_to_them():
+    """Five codes on no grid: a cell per code, mapped values are codes in the released shares, and
+    each code stands for the stretch halfway to its neighbours when the encoder's bins are placed."""
+    col = numeric(min=0, max=5, values=(0.0, 3.258096, 3.931826, 4.564348, 4.61512))
+    h = NumericHistogram.for_column(col)
+    assert h.bins == 0 and h.atoms == col.values
+    left, right = h.atom_extent()
+    assert np.allclose(left[1:], right[:-1]) and left[2] == pytest.approx((3.258096 + 3.931826) / 2)
+    rng = np.random.default_rng(0)
+    real = pd.Series(rng.choice(col.values, 20_000, p=[0.55, 0.2, 0.07, 0.13, 0.05]))
+    counts = h.counts(real)
+    assert counts.tolist() == real.value_counts().reindex(col.values).tolist()
+    freqs = frequencies_from_counts(noisy_counts([counts], 1.0), ordered=[h.ordered])[0]
+    mapped = h.quantile_map(rng.uniform(0, 5, 5000), freqs, rng)
+    assert np.isin(mapped, col.values).all()
+    assert (mapped == 0).mean() == pytest.approx(0.55, abs=0.02) and (mapped == 3.931826).mean() == pytest.approx(0.07, abs=0.02)
+    edges = h.bin_edges(freqs, 4)
+    assert np.all(np.diff(edges) > 0) and edges[0] == 0 and edges[-1] == 5
 
 
 def test_noisy_counts_keep_a_sparse_tail_empty():

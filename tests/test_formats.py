@@ -191,6 +191,48 @@ def test_synthetic_values_lie_on_the_declared_grid(calibrate):
         assert np.isin(x, grid.values()).all()  # exactly the grid's values, not merely close to them
 
 
+LEVELS = Schema.from_json({"columns": [
+    {"name": "coins", "type": "numerical", "min": 0, "max": 5, "values": [0, 3.258096, 3.931826, 4.564348, 4.61512],
+     "decimals": 6},
+    {"name": "visits", "type": "numerical", "subtype": "int", "min": 0, "max": 1000, "values": [0, 3, 17, 250]},
+    {"name": "cost", "type": "numerical", "min": 0, "max": 100},
+]}, source="plan.schema.json")
+
+
+def _plans(rows: int = 800, seed: int = 0) -> pd.DataFrame:
+    """Log coinsurance rates (five codes on no grid), sparse integer codes and a continuous cost."""
+    rng = np.random.default_rng(seed)
+    coins = rng.choice(LEVELS.column("coins").values, rows, p=[0.55, 0.2, 0.07, 0.13, 0.05])
+    return pd.DataFrame({"coins": coins, "visits": rng.choice([0, 3, 17, 250], rows),
+                         "cost": np.round(coins * 10 + rng.uniform(0, 50, rows), 3)})
+
+
+def test_a_value_not_among_the_declared_values_names_file_column_row_value(tmp_path):
+    path = tmp_path / "p.csv"
+    _plans(5).to_csv(path, index=False)
+    assert load_table(path, LEVELS)["coins"].notna().all()
+    path.write_text(path.read_text() + "3.5,17,20.0\n")
+    with pytest.raises(DataError) as exc:
+        load_table(path, LEVELS)
+    msg = str(exc.value)
+    assert str(path) in msg and "column 'coins', row 6" in msg and "'3.5'" in msg and "not on the 5 values" in msg
+    assert len(exc.value.violations) == 1
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_synthetic_values_are_among_the_declared_values(calibrate, tmp_path):
+    real = _plans()
+    synth = Synthesizer(LEVELS, epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=1),
+                        model_config=ModelConfig(hidden=16)).fit(real)
+    synth.calibrate = calibrate  # uncalibrated: the decoder's values, snapped
+    df = synth.sample(500, seed=2)
+    assert set(df["coins"]) <= set(LEVELS.column("coins").values) and len(set(df["coins"])) >= 3
+    assert set(df["visits"]) <= {0, 3, 17, 250} and df["visits"].dtype == np.int64
+    assert df["cost"].nunique() > 100  # the undeclared column stays continuous
+    write_table(df, tmp_path / "s.csv", schema=LEVELS)
+    assert read_raw(tmp_path / "s.csv")["coins"].isin(["0.000000", "3.258096", "3.931826", "4.564348", "4.615120"]).all()
+
+
 def test_decoded_decimals_stay_inside_bounds_held_at_that_precision():
     schema = Schema.from_json({"columns": [
         {"name": "dose", "type": "numerical", "min": 1.1, "max": 2.29, "decimals": 2},

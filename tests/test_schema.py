@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 
 from fedsynth.common.errors import SchemaError
@@ -58,6 +59,15 @@ def test_roundtrip_json_keeps_hash(adult_schema, tmp_path):
      "point mass 3.0 is not on the grid"),
     ({"name": "x", "type": "numerical", "subtype": "int", "min": 0, "max": 9, "step": 1.5}, "whole numbers"),
     ({"name": "c", "type": "categorical", "categories": ["a"], "step": 1}, "numerical columns only"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "values": [1, 3, 2]}, "ascending and distinct"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "values": [1, 10]}, r"value 10 lies outside \[0, 9\]"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "values": [1]}, "from 2 to 2048 values, got 1"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "values": [1, "2"]}, "list of finite numbers"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "values": [1, 2], "step": 1}, "either 'step' or 'values'"),
+    ({"name": "x", "type": "numerical", "subtype": "int", "min": 0, "max": 9, "values": [1, 2.5]}, "whole numbers"),
+    ({"name": "x", "type": "numerical", "min": 0, "max": 9, "values": [1, 2], "point_masses": [0]},
+     "point mass 0 is not one of its 'values'"),
+    ({"name": "c", "type": "categorical", "categories": ["a"], "values": [1, 2]}, "numerical columns only"),
 ])
 def test_bad_schema_is_refused_with_the_column_named(col, message):
     with pytest.raises(SchemaError, match=message) as exc:
@@ -157,6 +167,19 @@ def test_a_grid_is_the_values_between_the_bounds_and_survives_save_and_load(tmp_
     plain = Schema.from_json({"columns": [{k: v for k, v in c.items() if not k.startswith("step")}
                                           for c in schema.to_json()["columns"]]})
     assert plain.hash() != schema.hash() and plain.column("temp").grid is None
+
+
+def test_declared_values_are_the_only_ones_and_survive_save_and_load(tmp_path):
+    schema = Schema.from_json({"columns": [
+        {"name": "rate", "type": "numerical", "min": 0, "max": 5, "values": [0, 3.258096, 3.931826, 4.61512]}]})
+    levels = schema.column("rate").grid
+    assert levels.values().tolist() == [0.0, 3.258096, 3.931826, 4.61512]
+    assert levels.snap(np.array([0.4, 3.5, 3.7, 5.0, np.nan]))[:4].tolist() == [0.0, 3.258096, 3.931826, 4.61512]
+    assert levels.off(np.array([3.258096, 3.2581, 3.3])).tolist() == [False, False, True]
+    schema.save(tmp_path / "s.json")
+    again = Schema.load(tmp_path / "s.json")
+    assert again == schema and again.hash() == schema.hash()
+    assert again.to_json()["columns"][0]["values"] == [0.0, 3.258096, 3.931826, 4.61512]
 
 
 def test_bundled_schema_hash_is_unchanged_by_the_format_fields(adult_schema):

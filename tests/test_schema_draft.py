@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from _cli import fedsynth
 from fedsynth.common.data.schema_draft import MONTHS, WEEKDAYS, Draft, draft_file
-from fedsynth.common.data.tables import load_table, read_raw, validate_file
+from fedsynth.common.data.tables import load_table, read_raw, validate_file, write_table
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.errors import FedsynthError, SchemaError
 
@@ -238,6 +238,40 @@ def test_booleans_are_drafted_with_the_files_own_tokens(tmp_path, true, false):
     assert_sound(draft, path)
 
 
+def test_zero_one_flags_are_drafted_as_booleans_written_back_as_1_and_0(tmp_path):
+    """A 0/1 flag (a diagnosis, a plan taken) is a condition the model can sample from and a class
+    TSTR can score; as an int column it was neither. A column of 0 alone stays a number."""
+    draft, path = draft_of(tmp_path, {"insured": [1, 0, 0, 1, 0] * 8, "count": [0, 1, 2, 1, 0] * 8,
+                                      "none": [0] * 40, "gaps": ["1", "", "0", "0", "1"] * 8})
+    col = draft.schema.column("insured")
+    assert (col.type, col.true_token, col.false_token) == ("boolean", "1", "0")
+    assert draft.schema.column("gaps").type == "boolean" and draft.schema.column("gaps").nullable
+    assert draft.schema.column("count").type == draft.schema.column("none").type == "numerical"
+    assert any("'insured': 0 and 1 only" in w for w in draft.warnings)
+    assert_sound(draft, path)
+    df = load_table(path, draft.schema)
+    assert df["insured"].tolist() == [True, False, False, True, False] * 8
+    write_table(df, tmp_path / "back.csv", schema=draft.schema)
+    assert (tmp_path / "back.csv").read_text() == path.read_text()
+
+
+def test_a_few_values_on_no_grid_are_drafted_as_the_columns_values(tmp_path):
+    """Log coinsurance rates (5 codes) and sparse integer codes come back as exactly those values;
+    a run of whole numbers, a continuous reading and a small table's few floats do not get a list."""
+    rng = np.random.default_rng(0)
+    coins = [0.0, 3.258096, 3.931826, 4.564348, 4.61512]
+    draft, path = draft_of(tmp_path, {"coins": rng.choice(coins, 400), "code": rng.choice([0, 3, 17, 250], 400),
+                                      "age": rng.integers(20, 90, 400), "cost": rng.uniform(0, 100, 400).round(6)})
+    assert draft.schema.column("coins").values == tuple(coins)
+    assert draft.schema.column("code").values == (0.0, 3.0, 17.0, 250.0)
+    assert draft.schema.column("age").values is None and draft.schema.column("cost").values is None
+    assert any("'coins': only 5 distinct values, on no regular grid" in w for w in draft.warnings)
+    assert_sound(draft, path)
+    small, small_path = draft_of(tmp_path, {"coins": coins * 3}, name="small.csv")  # 3 rows a value: too few
+    assert small.schema.column("coins").values is None
+    assert_sound(small, small_path)
+
+
 def test_floats_keep_the_decimal_places_they_are_written_with(tmp_path):
     draft, path = draft_of(tmp_path, {"price": ["12.50", "3.75", "100.00", "0.05"] * 10,
                                       "ratio": ["1e-3", "2.5", "3.1", "0.2"] * 10})
@@ -279,8 +313,8 @@ def test_dates_get_their_one_format_and_an_ambiguous_one_is_left_to_the_owner(tm
 
 # ------------------------------------------------------------------ SDV metadata
 def test_from_sdv_follows_sdvs_types_and_leaves_its_file_valid_for_sdv(tmp_path):
-    """Alone, the draft would read 1..5 codes and 0/1 flags as numbers and could not tell
-    01/02/2020 from 02/01/2020; with the SDV metadata each column takes SDV's type."""
+    """Alone, the draft would read 1..5 codes as numbers and could not tell 01/02/2020 from
+    02/01/2020; with the SDV metadata each column takes SDV's type."""
     n = 60
     rng = np.random.default_rng(0)
     path = tmp_path / "t.csv"
@@ -307,7 +341,7 @@ def test_from_sdv_follows_sdvs_types_and_leaves_its_file_valid_for_sdv(tmp_path)
     assert meta.read_bytes() == before  # SDV's file is read, never written
     schema = Schema.from_json(json.loads(res.stdout))
     alone = draft_file(path).schema
-    assert alone.column("grade").type == "numerical" and alone.column("smoker").type == "numerical"
+    assert alone.column("grade").type == "numerical"
     assert schema.column("grade").categories == ("1", "2", "3", "4", "5")
     assert schema.column("smoker").type == "boolean"
     assert schema.column("seen").datetime_format == "%d/%m/%Y"

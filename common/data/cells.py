@@ -210,7 +210,7 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
         grid = col.grid
         if grid is not None:
             report(finite & ~oob & grid.off(np.where(finite, arr, 0.0)),
-                   f"not on the grid of step {col.step} from {col.step_origin or 0} the schema declares")
+                   f"not on {grid.describe()} the schema declares")
         return pd.Series(arr, name=col.name), bad
 
     if col.type == "categorical":

@@ -1,4 +1,5 @@
-"""A numerical column's public grid: the only values it can hold, ``origin + k * step``.
+"""A numerical column's public grid: the only values it can hold, ``origin + k * step`` or a
+declared list of levels.
 
 Many measured columns are unit conversions of a coarser reading: wind reported in whole knots
 and written in mph (steps of 1.150779448), temperatures read in tenths of a degree Celsius and
@@ -7,6 +8,10 @@ synthetic value between two grid points is a value no real row holds, and a clas
 such rows apart at once. A schema that states the grid (``step``, ``step_origin``) gets one
 histogram cell per grid value (:mod:`fedsynth.common.data.histogram`), so calibrated sampling
 puts every value on the grid, and rows read off the grid are refused like any bad cell.
+
+Some columns hold a few values on no regular grid: codes (a coinsurance rate of 0, 25, 50 or 95 %
+stored as its logarithm), the answers a form offers, visibility read as 1/4, 1/2, 1, 2, ... miles.
+A schema lists them as ``values``: :class:`Levels`, with the same interface as :class:`Grid`.
 """
 
 from __future__ import annotations
@@ -65,3 +70,57 @@ class Grid:
         x = np.asarray(x, dtype=float)
         k = np.rint((x - self.origin) / self.step)
         return np.abs(x - (self.origin + k * self.step)) > TOLERANCE * self.step
+
+    def extent(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stretch of the line each grid value stands for: half a step either side."""
+        v = self.values()
+        return v - self.step / 2, v + self.step / 2
+
+    def describe(self) -> str:
+        return f"the grid of step {self.step:g}" + (f" from {self.origin:g}" if self.origin else "")
+
+
+@dataclass(frozen=True)
+class Levels:
+    """A declared, ascending list of the only values a column holds (at least two)."""
+
+    levels: tuple[float, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.levels)
+
+    def values(self) -> np.ndarray:
+        return np.asarray(self.levels, dtype=float)
+
+    def index(self, x: np.ndarray) -> np.ndarray:
+        """Each value's nearest level, as an index into :meth:`values` (NaN must be removed first)."""
+        v = self.values()
+        x = np.asarray(x, dtype=float)
+        right = np.clip(np.searchsorted(v, x), 1, len(v) - 1)
+        return np.where(np.abs(x - v[right - 1]) <= np.abs(v[right] - x), right - 1, right).astype(np.int64)
+
+    def snap(self, x: np.ndarray) -> np.ndarray:
+        """Values moved to their nearest level; NaN stays NaN."""
+        x = np.asarray(x, dtype=float)
+        out = x.copy()
+        present = ~np.isnan(x)
+        out[present] = self.values()[self.index(x[present])]
+        return out
+
+    def off(self, x: np.ndarray) -> np.ndarray:
+        """Which (finite) values lie further than the tolerance (a share of the smallest gap
+        between two levels) from every level."""
+        x = np.asarray(x, dtype=float)
+        v = self.values()
+        return np.abs(x - v[self.index(x)]) > TOLERANCE * float(np.diff(v).min())
+
+    def extent(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stretch of the line each level stands for: up to halfway to its neighbours (the
+        outer ones as far out as in)."""
+        v = self.values()
+        mid = (v[1:] + v[:-1]) / 2
+        return (np.concatenate([[2 * v[0] - mid[0]], mid]), np.concatenate([mid, [2 * v[-1] - mid[-1]]]))
+
+    def describe(self) -> str:
+        return f"the {self.size} values"

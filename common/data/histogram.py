@@ -13,7 +13,7 @@ marginal by the released one. The same release places the encoder's bins
 The layout is public, from the schema alone, so every party counts into the same cells:
 
 * an integer column with at most :data:`MAX_EXACT_VALUES` values, or a column with a declared
-  grid (:mod:`fedsynth.common.data.grid`): one cell per value;
+  grid or list of values (:mod:`fedsynth.common.data.grid`): one cell per value;
 * otherwise a cell per declared point mass plus :data:`FINE_BINS` equal bins on the column's
   scale (linear, or log as the encoder uses it), split at the point masses; a datetime
   column is counted in days between its bounds;
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.days import to_days
-from fedsynth.common.data.grid import MAX_GRID_VALUES, Grid
+from fedsynth.common.data.grid import MAX_GRID_VALUES, Grid, Levels
 from fedsynth.common.data.schema import Column, Schema
 
 MAX_EXACT_VALUES = MAX_GRID_VALUES  # ages, hours, minutes of delay, degrees: counted value by value
@@ -50,12 +50,15 @@ class NumericHistogram:
     integer: bool
     nullable: bool
     datetime: bool = False  # values are days (fedsynth.common.data.days)
-    grid: Grid | None = None  # the declared grid whose values are the atoms
+    grid: Grid | Levels | None = None  # the declared grid or values that are the atoms
 
-    @property
-    def spacing(self) -> float:
-        """The distance between neighbouring atoms of an atoms-only layout: a grid's step, else 1."""
-        return self.grid.step if self.grid is not None else 1.0
+    def atom_extent(self) -> tuple[np.ndarray, np.ndarray]:
+        """The stretch of the line each atom stands for: its grid's or levels' (:meth:`Grid.extent`),
+        else half a unit either side (an exact integer layout's values; a point mass)."""
+        if self.grid is not None:
+            return self.grid.extent()
+        atoms = np.asarray(self.atoms, dtype=float)
+        return atoms - 0.5, atoms + 0.5
 
     @classmethod
     def for_column(cls, col: Column) -> NumericHistogram:
@@ -154,7 +157,7 @@ class NumericHistogram:
         encoder's measured bins (:class:`fedsynth.common.data.encoding.TableEncoder`).
 
         Values in ``separate`` (the encoder's point masses, tokens of their own) are left out;
-        an atom of an exact integer or grid layout spreads over its :attr:`spacing`, a bin over its width.
+        an atom of an exact integer, grid or levels layout spreads over its :meth:`atom_extent`, a bin over its width.
         A :data:`UNIFORM_SHARE` of the mass is spread evenly over the range, so that edges never
         coincide and an empty stretch of the range still gets some resolution. Pure
         post-processing of the release: every party holding ``freqs`` derives the same edges."""
@@ -162,8 +165,7 @@ class NumericHistogram:
         atoms = np.asarray(self.atoms, dtype=float)
         mass = np.clip(np.asarray(freqs, dtype=float)[: len(atoms) + self.bins], 0.0, None).copy()
         mass[: len(atoms)][np.isin(atoms, np.asarray(separate, dtype=float))] = 0.0
-        a_left = _scale(np.clip(atoms - self.spacing / 2, self.lo, self.hi), self.lo, self.log)
-        a_right = _scale(np.clip(atoms + self.spacing / 2, self.lo, self.hi), self.lo, self.log)
+        a_left, a_right = (_scale(np.clip(a, self.lo, self.hi), self.lo, self.log) for a in self.atom_extent())
         t_edges = np.asarray(self.edges, dtype=float)
         left = np.concatenate([a_left, t_edges[:-1]])
         right = np.concatenate([a_right, t_edges[1:]])

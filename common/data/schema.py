@@ -33,7 +33,7 @@ from fedsynth.common.inputs import read_json
 
 if TYPE_CHECKING:
     from fedsynth.common.data.constraints import Constraint
-    from fedsynth.common.data.grid import Grid
+    from fedsynth.common.data.grid import Grid, Levels
 
 ColumnType = Literal["numerical", "categorical", "boolean", "datetime"]
 # Cell texts read as missing (case-insensitive) in every table; a declared token may not be one.
@@ -69,6 +69,9 @@ class Column:
             value lies on (wind in whole knots written in mph: ``step`` 1.150779448; tenths of a
             degree Celsius in Fahrenheit: ``step`` 0.18, ``step_origin`` 32). Values off it are
             refused on reading; synthetic values are grid values (:mod:`fedsynth.common.data.grid`).
+        values: for numericals, the only values the column holds when they lie on no regular
+            grid (codes, a form's answers, visibility in 1/4, 1/2, 1, 2 ... miles), ascending.
+            Values not among them are refused on reading; synthetic values are among them.
         datetime_format: for datetimes, the ``strftime`` format of the table's texts
             (SDV's ``datetime_format``, e.g. ``%d/%m/%Y``): reading accepts only it, writing
             uses it. Unset: any date pandas parses is read, and ISO is written.
@@ -94,6 +97,7 @@ class Column:
     datetime_format: str | None = None
     step: float | None = None
     step_origin: float | None = None
+    values: tuple[float, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type}
@@ -111,16 +115,20 @@ class Column:
             out["description"] = self.description
         for key in _OPTIONAL_KEYS:  # only when set: an existing schema's hash must not change
             if getattr(self, key) is not None:
-                out[key] = getattr(self, key)
+                out[key] = list(self.values) if key == "values" else getattr(self, key)  # type: ignore[arg-type]
         return out
 
     @property
-    def grid(self) -> Grid | None:
-        """The values a numerical with a ``step`` can hold, between its bounds (None without one)."""
-        if self.type != "numerical" or self.step is None:
+    def grid(self) -> Grid | Levels | None:
+        """The values a numerical with a ``step`` (between its bounds) or declared ``values`` can
+        hold (None without either)."""
+        if self.type != "numerical" or (self.step is None and self.values is None):
             return None
-        from fedsynth.common.data.grid import Grid  # lazy: numpy, which the CLI does not load at start
+        from fedsynth.common.data.grid import Grid, Levels  # lazy: numpy, which the CLI does not load at start
 
+        if self.values is not None:
+            return Levels(self.values)
+        assert self.step is not None
         return Grid.within(float(self.step), float(self.step_origin or 0.0), float(self.min), float(self.max))  # type: ignore[arg-type]
 
     @property
@@ -268,7 +276,7 @@ def _constraints(raw: Any, columns: tuple[Column, ...], source: str) -> tuple[Co
 
 
 # --------------------------------------------------------------------------- parsing
-_OPTIONAL_KEYS = ("true_token", "false_token", "decimals", "datetime_format", "step", "step_origin")
+_OPTIONAL_KEYS = ("true_token", "false_token", "decimals", "datetime_format", "step", "step_origin", "values")
 _KNOWN_KEYS = {"name", "type", "subtype", "min", "max", "categories", "nullable",
                "point_masses", "scale", "bins", "description", *_OPTIONAL_KEYS}
 
@@ -307,6 +315,12 @@ def _column_from_json(raw: Any, source: str, index: int) -> Column:
                                                for v in masses):
         raise SchemaError(f"{where}: 'point_masses' must be a list of numbers, got {masses!r}")
     kwargs["point_masses"] = tuple(float(v) for v in masses)
+    if kwargs.get("values") is not None:
+        levels = kwargs["values"]
+        if not isinstance(levels, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   and math.isfinite(v) for v in levels):
+            raise SchemaError(f"{where}: 'values' must be a list of finite numbers, got {levels!r}")
+        kwargs["values"] = tuple(float(v) for v in levels)
     if kwargs["type"] == "numerical" and kwargs.get("subtype") is None:
         kwargs["subtype"] = "float"
     return Column(**kwargs)
@@ -366,7 +380,10 @@ def _check_column(col: Column, source: str) -> None:
 
 def _check_grid(col: Column, where: str) -> None:
     """A declared grid: a positive step, at least two and at most MAX_GRID_VALUES values between
-    the bounds, every point mass on it."""
+    the bounds, every point mass on it. Declared values: the same, ascending, within the bounds."""
+    if col.values is not None:
+        _check_values(col, where)
+        return
     if col.step is None:
         if col.step_origin is not None:
             raise SchemaError(f"{where}: 'step_origin' needs a 'step'")
@@ -391,9 +408,29 @@ def _check_grid(col: Column, where: str) -> None:
                           f"from {col.step_origin or 0}")
 
 
+def _check_values(col: Column, where: str) -> None:
+    from fedsynth.common.data.grid import MAX_GRID_VALUES  # lazy, as in Column.grid
+
+    levels = col.values or ()
+    if col.step is not None:
+        raise SchemaError(f"{where}: declare either 'step' or 'values', not both")
+    if not 2 <= len(levels) <= MAX_GRID_VALUES:
+        raise SchemaError(f"{where}: 'values' needs from 2 to {MAX_GRID_VALUES} values, got {len(levels)}")
+    if any(b <= a for a, b in zip(levels, levels[1:])):
+        raise SchemaError(f"{where}: 'values' must be ascending and distinct")
+    outside = [v for v in levels if not col.min <= v <= col.max]  # type: ignore[operator]
+    if outside:
+        raise SchemaError(f"{where}: value {outside[0]:g} lies outside [{col.min}, {col.max}]")
+    if col.subtype == "int" and not all(float(v).is_integer() for v in levels):
+        raise SchemaError(f"{where}: an int column's 'values' must be whole numbers")
+    missing = [pm for pm in col.point_masses if pm not in levels]
+    if missing:
+        raise SchemaError(f"{where}: point mass {missing[0]:g} is not one of its 'values'")
+
+
 def _check_formats(col: Column, where: str) -> None:
     """The format fields: each only on its own type, and each one a table could really hold."""
-    for key in ("step", "step_origin"):
+    for key in ("step", "step_origin", "values"):
         if getattr(col, key) is not None and col.type != "numerical":
             raise SchemaError(f"{where}: '{key}' applies to numerical columns only, not {col.type}")
     for key, kind in (("true_token", "boolean"), ("false_token", "boolean"), ("datetime_format", "datetime")):

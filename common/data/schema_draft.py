@@ -39,6 +39,10 @@ MAX_CATEGORIES = 100
 POINT_MASS_SHARE = 0.2  # a single value holding this share of the rows is declared a point mass
 MAX_POINT_MASSES = 3
 MIN_GRID_VALUES = 5  # distinct values before a grid is drafted (fewer look like codes, not readings)
+# A numerical on no grid with at most this many distinct values, each seen this many times on
+# average, is drafted with them as its 'values': codes or levels, not readings of a continuum.
+MAX_DRAFT_LEVELS = 64
+ROWS_PER_LEVEL = 20
 MAX_EXACT_FLOAT_INT = 2**53  # larger integers lose precision in float64, the validator's and encoder's type
 # Public bins of a drafted numerical or datetime column: the relations the model learns between such a
 # column and the others are between its bins. Chosen by the suite's mean over drafted schemas
@@ -207,12 +211,16 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column | I
                      "on sampling and never learned from; if it is a real attribute, declare its type, or it is lost")
         return col
     low = present.str.lower()
-    if low.isin(TRUE_TOKENS | FALSE_TOKENS).all() and low.nunique() <= 2 and not low.isin({"0", "1"}).all():
-        return _boolean(cname, present, nullable, notes)
+    if low.isin(TRUE_TOKENS | FALSE_TOKENS).all() and low.nunique() <= 2:
+        if not low.isin({"0", "1"}).all():
+            return _boolean(cname, present, nullable, notes)
+        if low.nunique() == 2:  # a 0/1 flag: a condition for the model and a class for TSTR, not a number
+            notes.append("0 and 1 only: drafted as a boolean (if it is a count, declare it numerical)")
+            return _boolean(cname, present, nullable, notes)
     nums = pd.to_numeric(present, errors="coerce")
     if nums.notna().all() and np.isfinite(nums.to_numpy(dtype=float)).all():
         col = _with_decimals(_numerical(cname, nums.to_numpy(dtype=float), nullable, notes), present, notes)
-        return _with_grid(col, nums.to_numpy(dtype=float), notes)
+        return _with_levels(_with_grid(col, nums.to_numpy(dtype=float), notes), nums.to_numpy(dtype=float), notes)
     calendar = _calendar_categories(present)
     if calendar is not None:
         notes.append(f"calendar names, drafted as {len(calendar)} categories in calendar order")
@@ -249,7 +257,7 @@ def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: li
             if is_int and col.subtype != "int":
                 raise _Skip(f"SDV's computer_representation {rep!r} is an integer type, but the rows hold fractions")
             col = replace(col, subtype="int" if is_int else "float", decimals=None if is_int else col.decimals)
-        return _with_grid(col, nums.to_numpy(dtype=float), notes)
+        return _with_levels(_with_grid(col, nums.to_numpy(dtype=float), notes), nums.to_numpy(dtype=float), notes)
     if sdtype == "categorical":
         return _categorical(cname, present, nullable, notes)
     if sdtype == "boolean":
@@ -352,6 +360,22 @@ def _with_grid(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
     where = f"{_fmt(step)}" + (f" from {_fmt(origin)}" if origin else "")
     notes.append(f"every value lies on a grid of step {where} (read off the rows): confirm it is the column's "
                  "public reporting unit, or remove 'step'")
+    return drafted
+
+
+def _with_levels(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
+    """A numerical whose few values lie on no grid (codes, a form's answers, logs of a few rates)
+    with those values declared; else the column unchanged. Integers only when they are sparse in
+    their range: a run of whole numbers is exact already (and 'values' would add nothing)."""
+    values = np.unique(nums)
+    if (col.type != "numerical" or col.grid is not None or col.is_discrete_int
+            or not 2 <= len(values) <= MAX_DRAFT_LEVELS or len(nums) < ROWS_PER_LEVEL * len(values)):
+        return col
+    if col.subtype == "int" and len(values) > (values[-1] - values[0] + 1) / 2:
+        return col
+    drafted = replace(col, values=tuple(float(v) for v in values))
+    notes.append(f"only {len(values)} distinct values, on no regular grid: declared as its 'values' (read off the "
+                 "rows; confirm they are the column's public codes or levels, or remove 'values')")
     return drafted
 
 
