@@ -272,6 +272,22 @@ def test_a_few_values_on_no_grid_are_drafted_as_the_columns_values(tmp_path):
     assert_sound(small, small_path)
 
 
+def test_a_readings_repeated_values_are_drafted_as_point_masses(tmp_path):
+    """A deductible of 6.160541 in about 15 % of rows, 0 in 40 %: both point masses, so synthetic rows hold
+    those exact values (inside a fine histogram cell they were smeared). Integers and readings whose
+    values all repeat by design (on a grid) keep the 20 % rule."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    fmde = np.where(rng.random(n) < 0.4, 0.0, np.where(rng.random(n) < 0.25, 6.160541, rng.uniform(5, 9, n).round(6)))
+    hours = np.where(rng.random(n) < 0.1, 40, rng.integers(1, 99, n))
+    draft, path = draft_of(tmp_path, {"fmde": fmde, "hours": hours})
+    assert draft.schema.column("fmde").point_masses == (0.0, 6.160541)
+    assert draft.schema.column("hours").point_masses == ()
+    assert any("'fmde': declared point masses 6.160541 (" in w and "a continuous reading would not" in w
+               for w in draft.warnings)
+    assert_sound(draft, path)
+
+
 def test_floats_keep_the_decimal_places_they_are_written_with(tmp_path):
     draft, path = draft_of(tmp_path, {"price": ["12.50", "3.75", "100.00", "0.05"] * 10,
                                       "ratio": ["1e-3", "2.5", "3.1", "0.2"] * 10})

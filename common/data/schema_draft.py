@@ -38,6 +38,11 @@ from fedsynth.common.inputs import read_json_object
 MAX_CATEGORIES = 100
 POINT_MASS_SHARE = 0.2  # a single value holding this share of the rows is declared a point mass
 MAX_POINT_MASSES = 3
+# A continuous reading (floats on no grid) never repeats one value this often by chance: such a
+# value (a plan's deductible, a standard dose) is a point mass too, else its rows are smeared over a
+# fine histogram cell.
+READING_MASS_SHARE = 0.05
+MAX_READING_MASSES = 6
 MIN_GRID_VALUES = 5  # distinct values before a grid is drafted (fewer look like codes, not readings)
 # A numerical on no grid with at most this many distinct values, each seen this many times on
 # average, is drafted with them as its 'values': codes or levels, not readings of a continuum.
@@ -220,7 +225,8 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column | I
     nums = pd.to_numeric(present, errors="coerce")
     if nums.notna().all() and np.isfinite(nums.to_numpy(dtype=float)).all():
         col = _with_decimals(_numerical(cname, nums.to_numpy(dtype=float), nullable, notes), present, notes)
-        return _with_levels(_with_grid(col, nums.to_numpy(dtype=float), notes), nums.to_numpy(dtype=float), notes)
+        return _with_reading_masses(_with_levels(_with_grid(col, nums.to_numpy(dtype=float), notes),
+                                                 nums.to_numpy(dtype=float), notes), nums.to_numpy(dtype=float), notes)
     calendar = _calendar_categories(present)
     if calendar is not None:
         notes.append(f"calendar names, drafted as {len(calendar)} categories in calendar order")
@@ -257,7 +263,8 @@ def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: li
             if is_int and col.subtype != "int":
                 raise _Skip(f"SDV's computer_representation {rep!r} is an integer type, but the rows hold fractions")
             col = replace(col, subtype="int" if is_int else "float", decimals=None if is_int else col.decimals)
-        return _with_levels(_with_grid(col, nums.to_numpy(dtype=float), notes), nums.to_numpy(dtype=float), notes)
+        return _with_reading_masses(_with_levels(_with_grid(col, nums.to_numpy(dtype=float), notes),
+                                                 nums.to_numpy(dtype=float), notes), nums.to_numpy(dtype=float), notes)
     if sdtype == "categorical":
         return _categorical(cname, present, nullable, notes)
     if sdtype == "boolean":
@@ -377,6 +384,23 @@ def _with_levels(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
     notes.append(f"only {len(values)} distinct values, on no regular grid: declared as its 'values' (read off the "
                  "rows; confirm they are the column's public codes or levels, or remove 'values')")
     return drafted
+
+
+def _with_reading_masses(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
+    """A float column on no grid and with no declared values, with every value that holds at least
+    :data:`READING_MASS_SHARE` of its rows among its point masses (at most :data:`MAX_READING_MASSES`)."""
+    if col.type != "numerical" or col.subtype != "float" or col.grid is not None:
+        return col
+    values, counts = np.unique(nums, return_counts=True)
+    share = counts / len(nums)
+    heavy = [float(v) for v in values[np.argsort(-share, kind="stable")][:MAX_READING_MASSES]
+             if share[values == v][0] >= READING_MASS_SHARE and v not in col.point_masses]
+    if not heavy or len(values) <= 2:
+        return col
+    shown = ", ".join(f"{_fmt(v)} ({share[values == v][0]:.0%})" for v in sorted(heavy))
+    notes.append(f"declared point masses {shown}: values a continuous reading would not repeat so often; "
+                 "confirm these are public codes or common values")
+    return replace(col, point_masses=tuple(sorted({*col.point_masses, *heavy})))
 
 
 def _date_format(present: pd.Series, notes: list[str]) -> str | None:
