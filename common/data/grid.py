@@ -28,8 +28,26 @@ _FUZZ = 1e-9  # of a step: float rounding of (bound - origin) / step
 _DIGITS = 10  # grid values are written rounded here, so 32 + 0.18 * 39 is 39.02, not 39.019999999999996
 
 
+class _Snapping:
+    """What a grid and a list of levels share: moving values onto their nearest allowed value."""
+
+    def values(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def index(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def snap(self, x: np.ndarray) -> np.ndarray:
+        """Values moved to their nearest allowed value (within the bounds); NaN stays NaN."""
+        x = np.asarray(x, dtype=float)
+        out = x.copy()
+        present = ~np.isnan(x)
+        out[present] = self.values()[self.index(x[present])]
+        return out
+
+
 @dataclass(frozen=True)
-class Grid:
+class Grid(_Snapping):
     """The grid values ``origin + k * step`` for ``k`` from ``first`` to ``last`` (within the bounds)."""
 
     step: float
@@ -57,14 +75,6 @@ class Grid:
         k = np.rint((np.asarray(x, dtype=float) - self.origin) / self.step)
         return np.clip(k, self.first, self.last).astype(np.int64) - self.first
 
-    def snap(self, x: np.ndarray) -> np.ndarray:
-        """Values moved to their nearest grid value within the bounds; NaN stays NaN."""
-        x = np.asarray(x, dtype=float)
-        out = x.copy()
-        present = ~np.isnan(x)
-        out[present] = self.values()[self.index(x[present])]
-        return out
-
     def off(self, x: np.ndarray) -> np.ndarray:
         """Which (finite) values lie further than the tolerance from every grid value."""
         x = np.asarray(x, dtype=float)
@@ -81,7 +91,7 @@ class Grid:
 
 
 @dataclass(frozen=True)
-class Levels:
+class Levels(_Snapping):
     """A declared, ascending list of the only values a column holds (at least two)."""
 
     levels: tuple[float, ...]
@@ -99,14 +109,6 @@ class Levels:
         x = np.asarray(x, dtype=float)
         right = np.clip(np.searchsorted(v, x), 1, len(v) - 1)
         return np.where(np.abs(x - v[right - 1]) <= np.abs(v[right] - x), right - 1, right).astype(np.int64)
-
-    def snap(self, x: np.ndarray) -> np.ndarray:
-        """Values moved to their nearest level; NaN stays NaN."""
-        x = np.asarray(x, dtype=float)
-        out = x.copy()
-        present = ~np.isnan(x)
-        out[present] = self.values()[self.index(x[present])]
-        return out
 
     def off(self, x: np.ndarray) -> np.ndarray:
         """Which (finite) values lie further than the tolerance (a share of the smallest gap
