@@ -166,25 +166,34 @@ def _weather(rows: int = 800, seed: int = 0) -> pd.DataFrame:
                          "calm": knots == 0})
 
 
+def _refused_row(path, schema: Schema, line: str) -> str:
+    """The error of reading ``path`` with ``line`` appended: one violation, the message returned."""
+    path.write_text(path.read_text() + line)
+    with pytest.raises(DataError) as exc:
+        load_table(path, schema)
+    assert len(exc.value.violations) == 1
+    return str(exc.value)
+
+
+def _brief_sample(schema: Schema, real: pd.DataFrame, calibrate: bool) -> pd.DataFrame:
+    """500 rows of a one-epoch model; uncalibrated: the decoder's values, snapped."""
+    synth = Synthesizer(schema, epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=1),
+                        model_config=ModelConfig(hidden=16)).fit(real)
+    synth.calibrate = calibrate
+    return synth.sample(500, seed=2)
+
+
 def test_a_value_off_the_declared_grid_names_file_column_row_value(tmp_path):
     path = tmp_path / "w.csv"
     _weather(5).to_csv(path, index=False)
     assert load_table(path, GRID)["wind"].notna().all()  # 3-place texts of the grid are on it
-    path.write_text(path.read_text() + "14.2,39.02,False\n")
-    with pytest.raises(DataError) as exc:
-        load_table(path, GRID)
-    msg = str(exc.value)
+    msg = _refused_row(path, GRID, "14.2,39.02,False\n")
     assert str(path) in msg and "column 'wind', row 6" in msg and "'14.2'" in msg and "not on the grid" in msg
-    assert len(exc.value.violations) == 1
 
 
 @pytest.mark.parametrize("calibrate", [True, False])
 def test_synthetic_values_lie_on_the_declared_grid(calibrate):
-    real = _weather()
-    synth = Synthesizer(GRID, epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=1),
-                        model_config=ModelConfig(hidden=16)).fit(real)
-    synth.calibrate = calibrate  # uncalibrated: the decoder's values, snapped
-    df = synth.sample(500, seed=2)
+    df = _brief_sample(GRID, _weather(), calibrate)
     for name in ("wind", "temp"):
         grid = GRID.column(name).grid
         x = df[name].dropna().to_numpy()
@@ -211,21 +220,13 @@ def test_a_value_not_among_the_declared_values_names_file_column_row_value(tmp_p
     path = tmp_path / "p.csv"
     _plans(5).to_csv(path, index=False)
     assert load_table(path, LEVELS)["coins"].notna().all()
-    path.write_text(path.read_text() + "3.5,17,20.0\n")
-    with pytest.raises(DataError) as exc:
-        load_table(path, LEVELS)
-    msg = str(exc.value)
+    msg = _refused_row(path, LEVELS, "3.5,17,20.0\n")
     assert str(path) in msg and "column 'coins', row 6" in msg and "'3.5'" in msg and "not on the 5 values" in msg
-    assert len(exc.value.violations) == 1
 
 
 @pytest.mark.parametrize("calibrate", [True, False])
 def test_synthetic_values_are_among_the_declared_values(calibrate, tmp_path):
-    real = _plans()
-    synth = Synthesizer(LEVELS, epsilon=1.0, delta=1e-5, training=TrainingConfig(epochs=1),
-                        model_config=ModelConfig(hidden=16)).fit(real)
-    synth.calibrate = calibrate  # uncalibrated: the decoder's values, snapped
-    df = synth.sample(500, seed=2)
+    df = _brief_sample(LEVELS, _plans(), calibrate)
     assert set(df["coins"]) <= set(LEVELS.column("coins").values) and len(set(df["coins"])) >= 3
     assert set(df["visits"]) <= {0, 3, 17, 250} and df["visits"].dtype == np.int64
     assert df["cost"].nunique() > 100  # the undeclared column stays continuous

@@ -224,9 +224,8 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column | I
             return _boolean(cname, present, nullable, notes)
     nums = pd.to_numeric(present, errors="coerce")
     if nums.notna().all() and np.isfinite(nums.to_numpy(dtype=float)).all():
-        col = _with_decimals(_numerical(cname, nums.to_numpy(dtype=float), nullable, notes), present, notes)
-        return _with_reading_masses(_with_levels(_with_grid(col, nums.to_numpy(dtype=float), notes),
-                                                 nums.to_numpy(dtype=float), notes), nums.to_numpy(dtype=float), notes)
+        x = nums.to_numpy(dtype=float)
+        return _with_value_set(_with_decimals(_numerical(cname, x, nullable, notes), present, notes), x, notes)
     calendar = _calendar_categories(present)
     if calendar is not None:
         notes.append(f"calendar names, drafted as {len(calendar)} categories in calendar order")
@@ -263,8 +262,7 @@ def _draft_as_sdv(cname: str, series: pd.Series, spec: dict[str, Any], notes: li
             if is_int and col.subtype != "int":
                 raise _Skip(f"SDV's computer_representation {rep!r} is an integer type, but the rows hold fractions")
             col = replace(col, subtype="int" if is_int else "float", decimals=None if is_int else col.decimals)
-        return _with_reading_masses(_with_levels(_with_grid(col, nums.to_numpy(dtype=float), notes),
-                                                 nums.to_numpy(dtype=float), notes), nums.to_numpy(dtype=float), notes)
+        return _with_value_set(col, nums.to_numpy(dtype=float), notes)
     if sdtype == "categorical":
         return _categorical(cname, present, nullable, notes)
     if sdtype == "boolean":
@@ -321,6 +319,12 @@ def _with_decimals(col: Column, present: pd.Series, notes: list[str]) -> Column:
         return col
     notes.append(f"kept at {places} decimal place(s), as written")
     return replace(col, decimals=places)
+
+
+def _with_value_set(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
+    """A drafted numerical with what its rows show of the values it can hold: a grid, else a short
+    list of values, else (floats) the values a reading repeats too often to be chance."""
+    return _with_reading_masses(_with_levels(_with_grid(col, nums, notes), nums, notes), nums, notes)
 
 
 def _with_grid(col: Column, nums: np.ndarray, notes: list[str]) -> Column:
@@ -392,12 +396,12 @@ def _with_reading_masses(col: Column, nums: np.ndarray, notes: list[str]) -> Col
     if col.type != "numerical" or col.subtype != "float" or col.grid is not None:
         return col
     values, counts = np.unique(nums, return_counts=True)
-    share = counts / len(nums)
-    heavy = [float(v) for v in values[np.argsort(-share, kind="stable")][:MAX_READING_MASSES]
-             if share[values == v][0] >= READING_MASS_SHARE and v not in col.point_masses]
+    share = dict(zip(values.tolist(), (counts / len(nums)).tolist()))
+    heavy = [v for v in sorted(share, key=lambda v: -share[v])[:MAX_READING_MASSES]
+             if share[v] >= READING_MASS_SHARE and v not in col.point_masses]
     if not heavy or len(values) <= 2:
         return col
-    shown = ", ".join(f"{_fmt(v)} ({share[values == v][0]:.0%})" for v in sorted(heavy))
+    shown = ", ".join(f"{_fmt(v)} ({share[v]:.0%})" for v in sorted(heavy))
     notes.append(f"declared point masses {shown}: values a continuous reading would not repeat so often; "
                  "confirm these are public codes or common values")
     return replace(col, point_masses=tuple(sorted({*col.point_masses, *heavy})))
