@@ -234,6 +234,54 @@ def test_synthetic_values_are_among_the_declared_values(calibrate, tmp_path):
     assert read_raw(tmp_path / "s.csv")["coins"].isin(["0.000000", "3.258096", "3.931826", "4.564348", "4.615120"]).all()
 
 
+CLOCK = Schema.from_json({"columns": [
+    {"name": "dep", "type": "numerical", "subtype": "int", "min": 500, "max": 2359, "clock": "HHMM"},
+    {"name": "arr", "type": "numerical", "subtype": "int", "min": 0, "max": 2359, "clock": "HHMM", "nullable": True},
+    {"name": "late", "type": "boolean"},
+]})
+
+
+def _schedule(rows: int = 800, seed: int = 0) -> pd.DataFrame:
+    """Departures on the quarter hour from 05:00, arrivals 40 minutes to 6 hours later (past midnight: the next day's)."""
+    rng = np.random.default_rng(seed)
+    dep = 300 + 15 * rng.integers(0, 76, rows)  # minutes since midnight: 05:00 .. 23:45
+    arr = (dep + rng.integers(40, 360, rows)) % 1440
+    hhmm = lambda m: (m // 60) * 100 + m % 60  # noqa: E731
+    return pd.DataFrame({"dep": hhmm(dep), "arr": pd.array(np.where(rng.random(rows) < 0.05, np.nan, hhmm(arr)),
+                                                            dtype="Int64"), "late": rng.random(rows) < 0.3})
+
+
+def test_a_time_that_is_not_hhmm_names_file_column_row_value(tmp_path):
+    path = tmp_path / "s.csv"
+    _schedule(5).to_csv(path, index=False)
+    assert load_table(path, CLOCK)["dep"].notna().all()
+    msg = _refused_row(path, CLOCK, "1275,1300,False\n")
+    assert str(path) in msg and "column 'dep', row 6" in msg and "'1275'" in msg and "HHMM" in msg
+
+
+def test_the_encoder_counts_a_clock_column_in_minutes():
+    encoder = TableEncoder(CLOCK)
+    times = pd.DataFrame({"dep": [500, 1259, 1300, 2359], "arr": pd.array([0, 1259, None, 1300], dtype="Int64"),
+                          "late": [True, False, True, False]})
+    assert encoder.decode(encoder.encode(times))["dep"].tolist() == [500, 1259, 1300, 2359]
+    [dep] = [h for h in encoder.histograms if h.column == "dep"]
+    assert dep.size == 1440 - 300  # one cell per minute from 05:00 to 23:59
+    counts = dep.counts(times["dep"])
+    assert counts[[0, 12 * 60 + 59 - 300, 13 * 60 - 300, -1]].tolist() == [1, 1, 1, 1]  # 12:59 and 13:00 adjacent
+
+
+@pytest.mark.parametrize("calibrate", [True, False])
+def test_synthetic_clock_values_are_times_of_day(calibrate, tmp_path):
+    df = _brief_sample(CLOCK, _schedule(), calibrate)
+    for name in ("dep", "arr"):
+        present = df[name].dropna().to_numpy(dtype=float)
+        assert len(present) > 400 and np.all(present % 100 < 60), name  # 1275 is no time
+        assert df[name].dtype == ("Int64" if name == "arr" else np.int64)
+    assert df["dep"].min() >= 500 and df["dep"].nunique() > 20
+    write_table(df, tmp_path / "s.csv", schema=CLOCK)
+    assert load_table(tmp_path / "s.csv", CLOCK)["dep"].tolist() == df["dep"].tolist()
+
+
 def test_decoded_decimals_stay_inside_bounds_held_at_that_precision():
     schema = Schema.from_json({"columns": [
         {"name": "dose", "type": "numerical", "min": 1.1, "max": 2.29, "decimals": 2},

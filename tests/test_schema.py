@@ -68,6 +68,17 @@ def test_roundtrip_json_keeps_hash(adult_schema, tmp_path):
     ({"name": "x", "type": "numerical", "min": 0, "max": 9, "values": [1, 2], "point_masses": [0]},
      "point mass 0 is not one of its 'values'"),
     ({"name": "c", "type": "categorical", "categories": ["a"], "values": [1, 2]}, "numerical columns only"),
+    ({"name": "t", "type": "numerical", "subtype": "int", "min": 0, "max": 2359, "clock": "HH:MM"}, r"one of \['HHMM'\]"),
+    ({"name": "t", "type": "numerical", "min": 0, "max": 2359, "clock": "HHMM"}, "int numerical columns only"),
+    ({"name": "t", "type": "numerical", "subtype": "int", "min": 0, "max": 2400, "clock": "HHMM"},
+     "max 2400 is not a time of day written HHMM"),
+    ({"name": "t", "type": "numerical", "subtype": "int", "min": 0, "max": 2359, "clock": "HHMM", "point_masses": [570]},
+     "point mass 570.0 is not a time of day"),
+    ({"name": "t", "type": "numerical", "subtype": "int", "min": 0, "max": 2359, "clock": "HHMM", "scale": "log"},
+     "no 'step', 'values' or log scale"),
+    ({"name": "t", "type": "numerical", "subtype": "int", "min": 0, "max": 2359, "clock": 1}, "'clock' must be a str"),
+    ({"name": "d", "type": "datetime", "min": "2020-01-01", "max": "2021-01-01", "clock": "HHMM"},
+     "numerical columns only"),
 ])
 def test_bad_schema_is_refused_with_the_column_named(col, message):
     with pytest.raises(SchemaError, match=message) as exc:
@@ -180,6 +191,15 @@ def test_declared_values_are_the_only_ones_and_survive_save_and_load(tmp_path):
     again = Schema.load(tmp_path / "s.json")
     assert again == schema and again.hash() == schema.hash()
     assert again.to_json()["columns"][0]["values"] == [0.0, 3.258096, 3.931826, 4.61512]
+
+
+def test_a_clock_column_survives_save_and_load(tmp_path):
+    schema = Schema.from_json({"columns": [
+        {"name": "dep", "type": "numerical", "subtype": "int", "min": 0, "max": 2359, "clock": "HHMM"}]})
+    schema.save(tmp_path / "s.json")
+    again = Schema.load(tmp_path / "s.json")
+    assert again == schema and again.hash() == schema.hash() and again.column("dep").clock == "HHMM"
+    assert not again.column("dep").is_discrete_int
 
 
 def test_bundled_schema_hash_is_unchanged_by_the_format_fields(adult_schema):

@@ -255,6 +255,20 @@ def test_zero_one_flags_are_drafted_as_booleans_written_back_as_1_and_0(tmp_path
     assert (tmp_path / "back.csv").read_text() == path.read_text()
 
 
+def test_hhmm_times_of_day_are_drafted_as_a_clock_and_other_integers_are_not(tmp_path):
+    """Departures written HHMM get clock 'HHMM' over the whole day; years 2000-2023 (every value
+    below x60 too, but 24 values in one 'hour') and counts up to 1,200 stay plain integers."""
+    rng = np.random.default_rng(0)
+    minutes = rng.integers(5 * 60, 24 * 60, 400)
+    draft, path = draft_of(tmp_path, {"dep": (minutes // 60) * 100 + minutes % 60,
+                                      "year": rng.integers(2000, 2024, 400), "count": rng.integers(0, 1200, 400)})
+    dep = draft.schema.column("dep")
+    assert (dep.clock, dep.subtype, dep.min, dep.max, dep.step, dep.values) == ("HHMM", "int", 0, 2359, None, None)
+    assert draft.schema.column("year").clock is None and draft.schema.column("count").clock is None
+    assert any("'dep': every value reads as a time of day written HHMM" in w for w in draft.warnings)
+    assert_sound(draft, path)
+
+
 def test_a_few_values_on_no_grid_are_drafted_as_the_columns_values(tmp_path):
     """Log coinsurance rates (5 codes) and sparse integer codes come back as exactly those values;
     a run of whole numbers, a continuous reading and a small table's few floats do not get a list."""

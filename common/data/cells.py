@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from fedsynth.common.data.clock import is_hhmm
 from fedsynth.common.data.constraints import columns_of, describe
 from fedsynth.common.data.identifiers import IdColumn, id_values
 from fedsynth.common.data.schema import MISSING_TOKENS, Column, Schema
@@ -207,6 +208,9 @@ def _coerce_column(s: pd.Series, col: Column, file: str) -> tuple[pd.Series, lis
             # a text with more places parses to a float that rounding moves by far more than an ulp
             extra = finite & ~np.isclose(np.round(arr, col.decimals), arr, rtol=1e-12, atol=0.0)
             report(extra, f"more than {col.decimals} decimal places, but the schema says decimals={col.decimals}")
+        if col.clock:
+            report(finite & ~oob & ~is_hhmm(np.where(finite, arr, 0.0)),
+                   "not a time of day written HHMM (minutes below 60), but the schema says clock HHMM")
         grid = col.grid
         if grid is not None:
             report(finite & ~oob & grid.off(np.where(finite, arr, 0.0)),

@@ -10,7 +10,7 @@ exactly. This is the DP analogue of CTGAN's mode-specific normalisation:
 * categoricals and booleans: one-hot (plus a "missing" slot when the column is nullable);
 * small integer domains (``max - min < 32``, e.g. education-num): one-hot over every value,
   decoded exactly;
-* other numericals (and datetimes, as days): a *token* chosen among missing / declared
+* other numericals (datetimes as days, ``clock`` times of day as minutes since midnight): a *token* chosen among missing / declared
   point masses / ``bins`` bins on the column's scale (linear or log),
   plus a continuous offset in [-1, 1] locating the value inside its bin. Decoding maps the
   offset back inside the bin, so values look like real values (``capital-gain`` gets its
@@ -30,6 +30,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from fedsynth.common.data.clock import from_minutes, to_minutes
 from fedsynth.common.data.days import from_days, is_date_only, to_days
 from fedsynth.common.data.histogram import histograms_for
 from fedsynth.common.data.schema import Column, Schema
@@ -137,9 +138,9 @@ class _Binned(_ColumnCodec):
             self.hi = to_days(pd.Series([pd.Timestamp(column.max)]))[0]
             self.log = False
         else:
-            self.lo, self.hi = float(column.min), float(column.max)  # type: ignore[arg-type]
+            self.lo, self.hi = self._on_scale(np.array([column.min, column.max], dtype=float))
             self.log = column.scale == "log"
-        self.point_masses = [float(p) for p in column.point_masses]
+        self.point_masses = [float(p) for p in self._on_scale(np.array(column.point_masses, dtype=float))]
         self.k = column.bins
         t0, t1 = self._t(np.array([self.lo, self.hi]))
         self.edges = np.linspace(t0, t1, self.k + 1) if edges is None else _checked_edges(column, edges, t0, t1)
@@ -164,10 +165,14 @@ class _Binned(_ColumnCodec):
             Segment(self.column.name, "offset", start + n, start + n + 1, bins_from=self.bins_from),
         ]
 
+    def _on_scale(self, x: np.ndarray) -> np.ndarray:
+        """A numerical's values as the encoder counts them: minutes for a ``clock`` column."""
+        return to_minutes(x) if self.column.clock else x
+
     def _values(self, s: pd.Series) -> np.ndarray:
         if self.is_datetime:
             return to_days(s)
-        return s.to_numpy(dtype=float)
+        return self._on_scale(s.to_numpy(dtype=float))
 
     def encode(self, s: pd.Series) -> np.ndarray:
         x = self._values(s)
@@ -219,13 +224,15 @@ def _checked_edges(column: Column, edges: Sequence[float] | np.ndarray, t0: floa
 
 def as_declared(x: np.ndarray, column: Column) -> pd.Series:
     """Decoded numbers in the column's declared form: timestamps for datetimes (days since the
-    epoch; whole days when the format writes no time of day), values on a declared grid, an
-    integer dtype for ints, rounded decimals. Both the decoder and calibrated sampling's
-    quantile map end here."""
+    epoch; whole days when the format writes no time of day), HHMM times for a ``clock`` column
+    (minutes since midnight), values on a declared grid, an integer dtype for ints, rounded
+    decimals. Both the decoder and calibrated sampling's quantile map end here."""
     if column.type == "datetime":
         if is_date_only(column.datetime_format):  # as the table writes them
             x = np.floor(x)
         return pd.Series(from_days(x), name=column.name)
+    if column.clock:
+        x = from_minutes(x)
     if column.grid is not None:  # the uncalibrated decoder's values too (calibrated ones are on it)
         x = column.grid.snap(x)
     if column.subtype == "int":

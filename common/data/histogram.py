@@ -16,7 +16,8 @@ The layout is public, from the schema alone, so every party counts into the same
   grid or list of values (:mod:`fedsynth.common.data.grid`): one cell per value;
 * otherwise a cell per declared point mass plus :data:`FINE_BINS` equal bins on the column's
   scale (linear, or log as the encoder uses it), split at the point masses; a datetime
-  column is counted in days between its bounds;
+  column is counted in days between its bounds, a ``clock`` column in minutes since midnight
+  (:mod:`fedsynth.common.data.clock`; a day's 1,440 minutes are counted one by one);
 * a cell for missing values when the column is nullable (never mapped: the model's missing
   rate stands), so that every block counts each row once.
 """
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fedsynth.common.data.clock import to_minutes
 from fedsynth.common.data.days import to_days
 from fedsynth.common.data.grid import MAX_GRID_VALUES, Grid, Levels
 from fedsynth.common.data.schema import Column, Schema
@@ -50,6 +52,7 @@ class NumericHistogram:
     integer: bool
     nullable: bool
     datetime: bool = False  # values are days (fedsynth.common.data.days)
+    clock: bool = False  # values are minutes since midnight (fedsynth.common.data.clock)
     grid: Grid | Levels | None = None  # the declared grid or values that are the atoms
 
     def atom_extent(self) -> tuple[np.ndarray, np.ndarray]:
@@ -67,6 +70,9 @@ class NumericHistogram:
             edges = tuple(np.linspace(lo, hi, FINE_BINS + 1))
             return cls(col.name, (), edges, float(lo), float(hi), False, False, col.nullable, datetime=True)
         lo, hi = float(col.min), float(col.max)  # type: ignore[arg-type]
+        if col.clock:  # an int column on a linear scale (schema._check_clock): one cell per minute
+            lo, hi = (float(m) for m in to_minutes(np.array([lo, hi])))
+            return cls(col.name, tuple(np.arange(lo, hi + 1)), (), lo, hi, False, True, col.nullable, clock=True)
         integer, log = col.subtype == "int", col.scale == "log"
         if col.grid is not None:  # the schema bounds its size by MAX_GRID_VALUES
             return cls(col.name, tuple(col.grid.values()), (), lo, hi, log, integer, col.nullable, grid=col.grid)
@@ -96,8 +102,12 @@ class NumericHistogram:
         return slice(len(self.atoms), len(self.atoms) + self.bins)
 
     def values(self, column: pd.Series) -> np.ndarray:
-        """A typed column as the floats the cells are laid out on (days for datetimes; NaN = missing)."""
-        return to_days(column) if self.datetime else pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        """A typed column as the floats the cells are laid out on (days for datetimes, minutes for a
+        ``clock`` column; NaN = missing)."""
+        if self.datetime:
+            return to_days(column)
+        x = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+        return to_minutes(x) if self.clock else x
 
     def counts(self, values: pd.Series) -> np.ndarray:
         """Exact counts of ``values`` (typed, within bounds) in the layout's cells: atoms, bins, missing."""

@@ -72,6 +72,10 @@ class Column:
         values: for numericals, the only values the column holds when they lie on no regular
             grid (codes, a form's answers, visibility in 1/4, 1/2, 1, 2 ... miles), ascending.
             Values not among them are refused on reading; synthetic values are among them.
+        clock: for int numericals, ``"HHMM"`` when the values are times of day written hours * 100 +
+            minutes (517 = 05:17): bounds and point masses are HHMM times, values that are none
+            are refused on reading, and the encoder counts in minutes since midnight, so synthetic
+            values are real times (:mod:`fedsynth.common.data.clock`).
         datetime_format: for datetimes, the ``strftime`` format of the table's texts
             (SDV's ``datetime_format``, e.g. ``%d/%m/%Y``): reading accepts only it, writing
             uses it. Unset: any date pandas parses is read, and ISO is written.
@@ -98,6 +102,7 @@ class Column:
     step: float | None = None
     step_origin: float | None = None
     values: tuple[float, ...] | None = None
+    clock: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"name": self.name, "type": self.type}
@@ -140,6 +145,7 @@ class Column:
             and isinstance(self.min, (int, float))
             and isinstance(self.max, (int, float))
             and (self.max - self.min) < MAX_EXACT_INT_LEVELS
+            and self.clock is None
         )
 
 
@@ -276,7 +282,8 @@ def _constraints(raw: Any, columns: tuple[Column, ...], source: str) -> tuple[Co
 
 
 # --------------------------------------------------------------------------- parsing
-_OPTIONAL_KEYS = ("true_token", "false_token", "decimals", "datetime_format", "step", "step_origin", "values")
+_OPTIONAL_KEYS = ("true_token", "false_token", "decimals", "datetime_format", "step", "step_origin", "values",
+                  "clock")
 _KNOWN_KEYS = {"name", "type", "subtype", "min", "max", "categories", "nullable",
                "point_masses", "scale", "bins", "description", *_OPTIONAL_KEYS}
 
@@ -295,7 +302,8 @@ def _column_from_json(raw: Any, source: str, index: int) -> Column:
     where = f"{source}: column {raw['name']!r}"
     kwargs = dict(raw)
     for key, kinds in (("nullable", bool), ("bins", int), ("description", str), ("scale", str), ("subtype", str),
-                       ("true_token", str), ("false_token", str), ("decimals", int), ("datetime_format", str)):
+                       ("true_token", str), ("false_token", str), ("decimals", int), ("datetime_format", str),
+                       ("clock", str)):
         v = kwargs.get(key)
         if v is not None and (not isinstance(v, kinds) or (kinds is int and isinstance(v, bool))):
             raise SchemaError(f"{where}: '{key}' must be a {kinds.__name__}, got {v!r}")
@@ -349,6 +357,7 @@ def _check_column(col: Column, source: str) -> None:
             if not col.min <= pm <= col.max:  # type: ignore[operator]
                 raise SchemaError(f"{where}: point mass {pm} lies outside [{col.min}, {col.max}]")
         _check_grid(col, where)
+        _check_clock(col, where)
     if col.type == "datetime":
         import pandas as pd  # lazy: only datetime bounds need pandas; the CLI imports Schema at start
 
@@ -408,6 +417,23 @@ def _check_grid(col: Column, where: str) -> None:
                           f"from {col.step_origin or 0}")
 
 
+def _check_clock(col: Column, where: str) -> None:
+    """A ``clock`` column: an int with HHMM bounds and point masses, on no other grid or scale."""
+    if col.clock is None:
+        return
+    from fedsynth.common.data.clock import CLOCKS, is_hhmm  # lazy: numpy, which the CLI does not load at start
+
+    if col.clock not in CLOCKS:
+        raise SchemaError(f"{where}: 'clock' must be one of {list(CLOCKS)}, got {col.clock!r}")
+    if col.subtype != "int":
+        raise SchemaError(f"{where}: 'clock' applies to int numerical columns only")
+    if col.step is not None or col.values is not None or col.scale != "linear":
+        raise SchemaError(f"{where}: a 'clock' column counts minutes on a linear scale: no 'step', 'values' or log scale")
+    for what, v in (("min", col.min), ("max", col.max), *(("point mass", p) for p in col.point_masses)):
+        if not is_hhmm([v])[0]:
+            raise SchemaError(f"{where}: {what} {v} is not a time of day written HHMM (0 to 2359, minutes below 60)")
+
+
 def _check_values(col: Column, where: str) -> None:
     from fedsynth.common.data.grid import MAX_GRID_VALUES  # lazy, as in Column.grid
 
@@ -430,7 +456,7 @@ def _check_values(col: Column, where: str) -> None:
 
 def _check_formats(col: Column, where: str) -> None:
     """The format fields: each only on its own type, and each one a table could really hold."""
-    for key in ("step", "step_origin", "values"):
+    for key in ("step", "step_origin", "values", "clock"):
         if getattr(col, key) is not None and col.type != "numerical":
             raise SchemaError(f"{where}: '{key}' applies to numerical columns only, not {col.type}")
     for key, kind in (("true_token", "boolean"), ("false_token", "boolean"), ("datetime_format", "datetime")):

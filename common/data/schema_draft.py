@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.cells import FALSE_TOKENS, MAX_FIELD_CHARS, TRUE_TOKENS, as_text, check_id, coerce
+from fedsynth.common.data.clock import is_hhmm
 from fedsynth.common.data.constraint_draft import suggest_constraints
 from fedsynth.common.data.grid import MAX_GRID_VALUES
 from fedsynth.common.data.identifiers import IdColumn, infer_format
@@ -48,6 +49,11 @@ MIN_GRID_VALUES = 5  # distinct values before a grid is drafted (fewer look like
 # average, is drafted with them as its 'values': codes or levels, not readings of a continuum.
 MAX_DRAFT_LEVELS = 64
 ROWS_PER_LEVEL = 20
+# An integer column whose values all read as HHMM times of day (minutes below 60) is drafted as a
+# clock when it has at least this many distinct values over at least MIN_CLOCK_HOURS hours: a
+# column of other numbers that large keeps clear of x60..x99 with a chance of 0.6 ** 24 (about 5e-6).
+MIN_CLOCK_VALUES = 24
+MIN_CLOCK_HOURS = 4
 MAX_EXACT_FLOAT_INT = 2**53  # larger integers lose precision in float64, the validator's and encoder's type
 # Public bins of a drafted numerical or datetime column: the relations the model learns between such a
 # column and the others are between its bins. Chosen by the suite's mean over drafted schemas
@@ -225,6 +231,12 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column | I
     nums = pd.to_numeric(present, errors="coerce")
     if nums.notna().all() and np.isfinite(nums.to_numpy(dtype=float)).all():
         x = nums.to_numpy(dtype=float)
+        if _reads_as_clock(x):
+            notes.append("every value reads as a time of day written HHMM (517 = 05:17): drafted with clock "
+                         "'HHMM' over the whole day, so synthetic values are real times; if these are plain "
+                         "numbers, remove 'clock'")
+            return Column(cname, "numerical", subtype="int", min=0, max=2359, nullable=nullable, bins=DRAFT_BINS,
+                          clock="HHMM")
         return _with_value_set(_with_decimals(_numerical(cname, x, nullable, notes), present, notes), x, notes)
     calendar = _calendar_categories(present)
     if calendar is not None:
@@ -308,6 +320,13 @@ def _boolean(cname: str, present: pd.Series, nullable: bool, notes: list[str]) -
         return col
     notes.append(f"written as {true[0]!r} / {false[0]!r}; synthetic files use the same tokens")
     return replace(col, true_token=true[0], false_token=false[0])
+
+
+def _reads_as_clock(nums: np.ndarray) -> bool:
+    """Whether a numeric column looks like HHMM times of day (see :data:`MIN_CLOCK_VALUES`)."""
+    values = np.unique(nums)
+    return (len(values) >= MIN_CLOCK_VALUES and bool(is_hhmm(values).all())
+            and len(np.unique(values // 100)) >= MIN_CLOCK_HOURS)
 
 
 def _with_decimals(col: Column, present: pd.Series, notes: list[str]) -> Column:
