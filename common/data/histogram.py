@@ -17,7 +17,8 @@ The layout is public, from the schema alone, so every party counts into the same
 * otherwise a cell per declared point mass plus :data:`FINE_BINS` equal bins on the column's
   scale (linear, or log as the encoder uses it), split at the point masses; a datetime
   column is counted in days between its bounds, a ``clock`` column in minutes since midnight
-  (:mod:`fedsynth.common.data.clock`; a day's 1,440 minutes are counted one by one);
+  (:mod:`fedsynth.common.data.clock`; in bins, not minute by minute: a day's 1,440 cells would
+  release the mass of each stretch of the day with the noise of as many cells, docs/benchmarks.md);
 * a cell for missing values when the column is nullable (never mapped: the model's missing
   rate stands), so that every block counts each row once.
 """
@@ -70,19 +71,20 @@ class NumericHistogram:
             edges = tuple(np.linspace(lo, hi, FINE_BINS + 1))
             return cls(col.name, (), edges, float(lo), float(hi), False, False, col.nullable, datetime=True)
         lo, hi = float(col.min), float(col.max)  # type: ignore[arg-type]
-        if col.clock:  # an int column on a linear scale (schema._check_clock): one cell per minute
-            lo, hi = (float(m) for m in to_minutes(np.array([lo, hi])))
-            return cls(col.name, tuple(np.arange(lo, hi + 1)), (), lo, hi, False, True, col.nullable, clock=True)
         integer, log = col.subtype == "int", col.scale == "log"
-        if col.grid is not None:  # the schema bounds its size by MAX_GRID_VALUES
+        masses = np.array(col.point_masses, dtype=float)
+        if col.clock:  # an int column on a linear scale (schema._check_clock), in minutes
+            lo, hi = (float(m) for m in to_minutes(np.array([lo, hi])))
+            masses = to_minutes(masses)
+        elif col.grid is not None:  # the schema bounds its size by MAX_GRID_VALUES
             return cls(col.name, tuple(col.grid.values()), (), lo, hi, log, integer, col.nullable, grid=col.grid)
-        if integer and np.floor(hi) - np.ceil(lo) + 1 <= MAX_EXACT_VALUES:
+        elif integer and np.floor(hi) - np.ceil(lo) + 1 <= MAX_EXACT_VALUES:
             return cls(col.name, tuple(np.arange(np.ceil(lo), np.floor(hi) + 1)), (), lo, hi, log, integer,
                        col.nullable)
-        atoms = tuple(sorted({float(p) for p in col.point_masses if lo <= p <= hi}))
+        atoms = tuple(sorted({float(p) for p in masses if lo <= p <= hi}))
         t = _scale(np.array([lo, hi]), lo, log)
         edges = np.union1d(np.linspace(t[0], t[1], FINE_BINS + 1), _scale(np.array(atoms), lo, log))
-        return cls(col.name, atoms, tuple(edges), lo, hi, log, integer, col.nullable)
+        return cls(col.name, atoms, tuple(edges), lo, hi, log, integer, col.nullable, clock=bool(col.clock))
 
     @property
     def bins(self) -> int:
