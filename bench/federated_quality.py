@@ -54,8 +54,7 @@ from fedsynth.server.checkpoint import Checkpoint, write_global_model
 from fedsynth.server.marginal_rounds import (NO_PAIR_COUNTS, NO_PAIR_ERRORS, NO_PAIR_WORTH_IT, choose_pairs,
                                              fit_global_model, pooled_errors)
 from fedsynth.server.round import finish_round
-from fedsynth.server.shared_plan import (BATCH_FACTOR, SHARED_PAIRS, SharedNoiseRequest, budget_schedule,
-                                         default_sample_rate)
+from fedsynth.server.shared_plan import BATCH_FACTOR, SHARED_PAIRS, SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.shared_round import PooledCounts, ServerAdam, finish_shared_round, pooled_counts, run_bin_edges
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split, partition
@@ -92,19 +91,18 @@ def build_plan(settings: list[str], schema: Schema, seed: int) -> FederationPlan
 
 def build_shared_plan(settings: list[str], schema: Schema, seed: int, pooled_rows: int, clients: int,
                       epsilon: float, delta: float) -> FederationPlan:
-    """``simulate --noise shared``'s plan: single-party widths, the budget's rounds and batch factor
-    (budget_schedule) and SHARED_PAIRS unless ``rounds=`` / ``pairs=`` are given, q by the pooled rows
-    (or ``sample_rate=``, or the rows' rule at ``batch_factor=``; BATCH_FACTOR with ``rounds=``),
-    T = 1, K_min = every institution, sigma calibrated for ``epsilon``."""
+    """``simulate --noise shared``'s plan: single-party widths, SHARED_ROUNDS and SHARED_PAIRS unless
+    ``rounds=`` / ``pairs=`` are given, q by the pooled rows (or ``sample_rate=``, or the rows' rule at
+    ``batch_factor=`` instead of BATCH_FACTOR), T = 1, K_min = every institution, sigma
+    calibrated for ``epsilon``."""
     rates = [item for item in settings if item.startswith(("sample_rate=", "batch_factor="))]
     plan_kw, model_kw = parse_overrides([item for item in settings if item not in rates])
-    rounds, factor = budget_schedule(epsilon) if "rounds" not in plan_kw else (plan_kw["rounds"], BATCH_FACTOR)
-    plan_kw["rounds"] = rounds
+    plan_kw.setdefault("rounds", SHARED_ROUNDS)
     plan_kw.setdefault("marginal_fit", MarginalFitConfig(pairs=SHARED_PAIRS))
     plan = FederationPlan(**plan_kw, model=ModelConfig(**model_kw), schema_hash=schema.hash(), seed=seed)
     given = dict(item.split("=", 1) for item in rates)
     rate = float(given["sample_rate"]) if "sample_rate" in given else \
-        default_sample_rate(pooled_rows, float(given.get("batch_factor", factor)))
+        default_sample_rate(pooled_rows, float(given.get("batch_factor", BATCH_FACTOR)))
     request = SharedNoiseRequest(rate, epsilon=epsilon, delta=delta,
                                  collusion_tolerance=1, min_contributors=clients)
     return request.resolve(plan, schema)

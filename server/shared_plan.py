@@ -21,11 +21,8 @@ from fedsynth.common.model.marginal_fit import column_segments, shared_planned_r
 from fedsynth.common.errors import FedsynthError
 from fedsynth.common.protocol.federation import FederationPlan, model_arrays
 
-#: rounds (= pooled DP-SGD steps) of a shared-noise run when none are asked for, up to epsilon 1 ...
+#: rounds (= pooled DP-SGD steps) of a shared-noise run when none are asked for
 SHARED_ROUNDS = 160
-#: ... and from LOW_NOISE_EPSILON on (budget_schedule: on a straight line in between)
-LOW_NOISE_ROUNDS = 240
-LOW_NOISE_EPSILON = 3.0
 #: 2-way marginals a shared-noise simulation fits the global model to after its last round when
 #: none are asked for (single-party's default; measured over the table suite, docs/federated.md)
 SHARED_PAIRS = 20
@@ -40,19 +37,6 @@ def default_sample_rate(pooled_rows: int, factor: float = BATCH_FACTOR) -> float
     (the same 24 epochs on Adult as the former 240 at 1.25x; single-party takes 30) measured level
     with 240 over the table suite in two thirds of the rounds (docs/benchmarks.md)."""
     return min(1.0, factor * default_batch_size(pooled_rows) / max(1, pooled_rows))
-
-
-def budget_schedule(epsilon: float) -> tuple[int, float]:
-    """The rounds and batch factor (for :func:`default_sample_rate`) of a run that asks for neither.
-
-    Every budget gets the same expected passes over the pooled rows (``SHARED_ROUNDS x
-    BATCH_FACTOR`` single-party batches), cut into more, smaller steps as the budget grows:
-    ``SHARED_ROUNDS`` up to epsilon 1, ``LOW_NOISE_ROUNDS`` from ``LOW_NOISE_EPSILON``, on a straight
-    line between (to whole tens). With less noise in each step, more steps pay; at epsilon 1 the
-    two were level over the table suite, and fewer rounds take less time (docs/benchmarks.md)."""
-    share = min(max((epsilon - 1.0) / (LOW_NOISE_EPSILON - 1.0), 0.0), 1.0)
-    rounds = int(round((SHARED_ROUNDS + share * (LOW_NOISE_ROUNDS - SHARED_ROUNDS)) / 10.0)) * 10
-    return rounds, SHARED_ROUNDS * BATCH_FACTOR / rounds
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.evaluation import evaluate, write_report
 from fedsynth.evaluation.guarantee import guarantee_from_card
 from fedsynth.server.events import EventKind, aggregated, describe_event, round_progress
-from fedsynth.server.shared_plan import (BATCH_FACTOR, SHARED_PAIRS, SharedNoiseRequest, budget_schedule,
-                                         default_sample_rate)
+from fedsynth.server.shared_plan import SHARED_PAIRS, SHARED_ROUNDS, SharedNoiseRequest, default_sample_rate
 from fedsynth.server.run_config import ServerRunSettings
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.components import COMPONENTS, INSECURE_PLAIN_COMPONENTS, Harness
@@ -71,7 +70,7 @@ class SimulationConfig:
     column: str | None = None
     epsilon: float = 1.0
     delta: float = 1e-5
-    rounds: int | None = None  # None: LOCAL_ROUNDS, or server.shared_plan.budget_schedule's with shared noise
+    rounds: int | None = None  # None: LOCAL_ROUNDS, or SHARED_ROUNDS with shared noise
     local_epochs: float = 1.5
     server_lr: float | None = None
     clients_per_round: int | None = None
@@ -82,10 +81,7 @@ class SimulationConfig:
     noise: str = "shared"
     collusion_tolerance: int = 1  # shared noise: T
     min_contributors: int | None = None  # shared noise: K_min (None: every institution)
-    sample_rate: float | None = None  # shared noise: q (None: server.shared_plan.default_sample_rate at batch_factor)
-    # shared noise without sample_rate: q's multiple of single-party's batch rule (None: BATCH_FACTOR, or
-    # with the default rounds the budget's, server.shared_plan.budget_schedule)
-    batch_factor: float | None = None
+    sample_rate: float | None = None  # shared noise: q (None: server.shared_plan.default_sample_rate)
     weight_cap_rows: float = 10_000.0
     # 2-way marginals the global model is fine-tuned to after the last round (FederationPlan.marginal_fit);
     # None: SHARED_PAIRS with shared noise, none with local noise (not measured there)
@@ -163,10 +159,10 @@ def planned_pairs_of(cfg: SimulationConfig) -> int:
 
 
 def planned_rounds(cfg: SimulationConfig) -> int:
-    """The rounds the run asks for: ``cfg.rounds``, or the default of its noise mode (and budget)."""
+    """The rounds the run asks for: ``cfg.rounds``, or the default of its noise mode."""
     if cfg.rounds is not None:
         return cfg.rounds
-    return budget_schedule(cfg.epsilon)[0] if cfg.noise == "shared" else LOCAL_ROUNDS
+    return SHARED_ROUNDS if cfg.noise == "shared" else LOCAL_ROUNDS
 
 
 def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print,
@@ -184,10 +180,7 @@ def run(cfg: SimulationConfig, print_fn: Callable[[str], None] = print,
     check_privacy_params(cfg.epsilon, cfg.delta)
     if cfg.noise not in NOISE_MODES:
         raise FedsynthError(f"noise must be one of {NOISE_MODES}, not {cfg.noise!r}")
-    if cfg.rounds is None and cfg.noise == "shared":  # the budget's schedule: its rounds at its batch
-        rounds, factor = budget_schedule(cfg.epsilon)
-        cfg = dataclasses.replace(cfg, rounds=rounds, batch_factor=cfg.batch_factor or factor)
-    elif cfg.rounds is None:
+    if cfg.rounds is None:
         cfg = dataclasses.replace(cfg, rounds=planned_rounds(cfg))
     clients = cfg.clients if cfg.clients is not None else (None if cfg.partition == "natural" else DEFAULT_CLIENTS)
     if clients is not None and clients < 2:
@@ -265,7 +258,7 @@ def _federate(out: Path, data: _RunData, cfg: SimulationConfig, started: float,
         if k_min > per_round:
             raise FedsynthError(f"--min-contributors {k_min} is more than the {per_round} institutions of a round: "
                                 "no round could ever be unmasked")
-        request = SharedNoiseRequest(cfg.sample_rate or default_sample_rate(len(data.train), cfg.batch_factor or BATCH_FACTOR), epsilon=cfg.epsilon,
+        request = SharedNoiseRequest(cfg.sample_rate or default_sample_rate(len(data.train)), epsilon=cfg.epsilon,
                                      delta=cfg.delta, collusion_tolerance=cfg.collusion_tolerance,
                                      min_contributors=k_min)
         plan = request.resolve(plan, schema)

@@ -368,13 +368,11 @@ def test_simulates_help_states_the_plans_own_defaults():
     import typing
 
     from fedsynth.cli.simulate import simulate
-    from fedsynth.server.shared_plan import BATCH_FACTOR, LOW_NOISE_EPSILON, LOW_NOISE_ROUNDS, SHARED_ROUNDS, budget_schedule
+    from fedsynth.server.shared_plan import BATCH_FACTOR, SHARED_ROUNDS
     from fedsynth.simulations.driver import LOCAL_ROUNDS
 
     hints = typing.get_type_hints(simulate, include_extras=True)
     help_of = {name: " ".join(m.help for m in hints[name].__metadata__) for name in ("rounds", "sample_rate")}
-    assert f"{SHARED_ROUNDS} up to epsilon 1, {LOW_NOISE_ROUNDS} from epsilon {LOW_NOISE_EPSILON:g}" in help_of["rounds"]
+    assert f"default {SHARED_ROUNDS} with shared noise" in help_of["rounds"], help_of
     assert f"{LOCAL_ROUNDS} with local noise" in help_of["rounds"], help_of
     assert f"default: {BATCH_FACTOR:g} x single-party's batch rule" in help_of["sample_rate"], help_of
-    low_noise_factor = budget_schedule(LOW_NOISE_EPSILON)[1]
-    assert f"{BATCH_FACTOR:g} x at {SHARED_ROUNDS} rounds, {low_noise_factor:g} x at {LOW_NOISE_ROUNDS}" in help_of["sample_rate"]

@@ -19,9 +19,7 @@ from fedsynth.common.model.tabular import ModelConfig, build_model
 from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, model_arrays,
                                                  pack_shared_update, shared_grid, shared_threshold)
 from fedsynth.server.round import RoundRejected
-from fedsynth.server.shared_plan import BATCH_FACTOR, LOW_NOISE_ROUNDS, SHARED_ROUNDS, budget_schedule
 from fedsynth.server.shared_round import ServerAdam, finish_shared_round, unpack_shared_sum
-from fedsynth.simulations.driver import LOCAL_ROUNDS, SimulationConfig, planned_rounds
 
 SIGMA = 1.2
 
@@ -170,21 +168,6 @@ def test_calibration_lands_on_the_budget_from_below(adult_schema):
     assert 0.99 <= spent <= 1.0
     weaker = replace(shared, noise_multiplier=shared.noise_multiplier * 0.95)
     assert epsilon_spent([weaker.release(grid, 50)], 1e-5) > 1.0
-
-
-def test_the_default_schedule_cuts_the_same_passes_into_more_steps_as_the_budget_grows(tmp_path):
-    """160 steps at 1.875x single-party's batch up to epsilon 1, 240 at 1.25x from epsilon 3, and
-    every budget between on the way; `simulate` plans the same rounds, and a run that names its
-    rounds keeps the fixed batch factor."""
-    schedules = [budget_schedule(e) for e in (0.3, 1.0, 1.5, 2.0, 2.5, 3.0, 10.0)]
-    assert schedules[0] == schedules[1] == (SHARED_ROUNDS, BATCH_FACTOR)
-    assert schedules[-2] == schedules[-1] == (LOW_NOISE_ROUNDS, pytest.approx(1.25))
-    rounds = [r for r, _ in schedules]
-    assert rounds == sorted(rounds) and len(set(rounds)) == 5 and all(r % 10 == 0 for r in rounds)
-    assert {round(r * f, 9) for r, f in schedules} == {SHARED_ROUNDS * BATCH_FACTOR}
-    assert planned_rounds(SimulationConfig(out=str(tmp_path), epsilon=3.0)) == LOW_NOISE_ROUNDS
-    assert planned_rounds(SimulationConfig(out=str(tmp_path), epsilon=3.0, noise="local")) == LOCAL_ROUNDS
-    assert planned_rounds(SimulationConfig(out=str(tmp_path), epsilon=3.0, rounds=7)) == 7
 
 
 def test_t_must_leave_a_secret_share():
