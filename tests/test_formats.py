@@ -166,8 +166,11 @@ def _weather(rows: int = 800, seed: int = 0) -> pd.DataFrame:
                          "calm": knots == 0})
 
 
-def _refused_row(path, schema: Schema, line: str) -> str:
-    """The error of reading ``path`` with ``line`` appended: one violation, the message returned."""
+def _refused_row(path, rows: pd.DataFrame, schema: Schema, column: str, line: str) -> str:
+    """``rows`` written to ``path`` read with ``column`` complete; then, with ``line`` appended, one
+    violation: its message returned."""
+    rows.to_csv(path, index=False)
+    assert load_table(path, schema)[column].notna().all()
     path.write_text(path.read_text() + line)
     with pytest.raises(DataError) as exc:
         load_table(path, schema)
@@ -184,10 +187,8 @@ def _brief_sample(schema: Schema, real: pd.DataFrame, calibrate: bool) -> pd.Dat
 
 
 def test_a_value_off_the_declared_grid_names_file_column_row_value(tmp_path):
-    path = tmp_path / "w.csv"
-    _weather(5).to_csv(path, index=False)
-    assert load_table(path, GRID)["wind"].notna().all()  # 3-place texts of the grid are on it
-    msg = _refused_row(path, GRID, "14.2,39.02,False\n")
+    path = tmp_path / "w.csv"  # the 5 rows' 3-place texts of the grid are on it
+    msg = _refused_row(path, _weather(5), GRID, "wind", "14.2,39.02,False\n")
     assert str(path) in msg and "column 'wind', row 6" in msg and "'14.2'" in msg and "not on the grid" in msg
 
 
@@ -218,9 +219,7 @@ def _plans(rows: int = 800, seed: int = 0) -> pd.DataFrame:
 
 def test_a_value_not_among_the_declared_values_names_file_column_row_value(tmp_path):
     path = tmp_path / "p.csv"
-    _plans(5).to_csv(path, index=False)
-    assert load_table(path, LEVELS)["coins"].notna().all()
-    msg = _refused_row(path, LEVELS, "3.5,17,20.0\n")
+    msg = _refused_row(path, _plans(5), LEVELS, "coins", "3.5,17,20.0\n")
     assert str(path) in msg and "column 'coins', row 6" in msg and "'3.5'" in msg and "not on the 5 values" in msg
 
 
@@ -253,9 +252,7 @@ def _schedule(rows: int = 800, seed: int = 0) -> pd.DataFrame:
 
 def test_a_time_that_is_not_hhmm_names_file_column_row_value(tmp_path):
     path = tmp_path / "s.csv"
-    _schedule(5).to_csv(path, index=False)
-    assert load_table(path, CLOCK)["dep"].notna().all()
-    msg = _refused_row(path, CLOCK, "1275,1300,False\n")
+    msg = _refused_row(path, _schedule(5), CLOCK, "dep", "1275,1300,False\n")
     assert str(path) in msg and "column 'dep', row 6" in msg and "'1275'" in msg and "HHMM" in msg
 
 

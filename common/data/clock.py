@@ -12,7 +12,6 @@ import numpy as np
 
 #: the notations a numerical column's ``clock`` may declare
 CLOCKS: tuple[str, ...] = ("HHMM",)
-MINUTES_PER_DAY = 24 * 60
 
 
 def is_hhmm(x: np.ndarray) -> np.ndarray:
