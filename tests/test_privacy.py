@@ -5,7 +5,8 @@ import pytest
 from opacus.accountants import PRVAccountant, RDPAccountant
 
 from fedsynth.common.errors import PrivacyError
-from fedsynth.common.dp.accounting import (RDP_ORDERS, calibrate_noise, check_privacy_params, epsilon_spent,
+from fedsynth.common.dp.accounting import (FREQUENCY_SHARE, MIN_FREQUENCY_NOISE, RDP_ORDERS, calibrate_noise,
+                                           check_privacy_params, epsilon_spent, frequency_noise,
                                            gaussian_counts_release)
 
 
@@ -73,6 +74,20 @@ def test_calibration_counts_prior_spend():
     assert epsilon_spent(prior + [(cal.noise_multiplier, 0.05, 200)], 1e-5) <= 1.0
     alone = calibrate_noise(1.0, 1e-5, 0.05, 200)
     assert cal.noise_multiplier > alone.noise_multiplier
+
+
+@pytest.mark.parametrize("eps", [0.3, 0.5, 1.0, 2.0, 3.0, 8.0])
+def test_frequency_release_noise_follows_the_budget(eps):
+    """The one-off release never costs more than its share of the budget; its noise holds the floor
+    up to epsilon 1 and falls as 1/sqrt(epsilon) above it, so a larger budget buys better counts too."""
+    sigma = frequency_noise(eps, 1e-5)
+    assert epsilon_spent([gaussian_counts_release(sigma)], 1e-5) <= FREQUENCY_SHARE * eps + 1e-9
+    floor = MIN_FREQUENCY_NOISE / math.sqrt(max(1.0, eps))
+    assert sigma >= floor - 1e-12
+    share_rule = calibrate_noise(FREQUENCY_SHARE * eps, 1e-5, 1.0, 1).noise_multiplier
+    assert sigma == pytest.approx(max(floor, share_rule))
+    if eps > 1:
+        assert sigma < frequency_noise(1.0, 1e-5)
 
 
 def test_calibration_refuses_when_budget_gone():

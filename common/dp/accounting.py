@@ -27,7 +27,8 @@ Release = tuple[float, float, int]  # (noise_multiplier, sample_rate, steps)
 ACCOUNTANTS = ("rdp", "prv")
 _MAX_SIGMA = 1e4
 # The category-frequency release: at most this share of the budget on its own, and at least
-# this noise multiplier (the value measured on Adult at epsilon = 1), see frequency_noise.
+# this noise multiplier up to epsilon 1 (the value measured on Adult at epsilon = 1), falling
+# as 1 / sqrt(epsilon) above it (measured over the table suite at epsilon 3), see frequency_noise.
 FREQUENCY_SHARE = 0.4
 MIN_FREQUENCY_NOISE = 10.0
 # RDP orders searched for the conversion to (epsilon, delta): Opacus' defaults stop at 63,
@@ -172,18 +173,22 @@ def frequency_noise(epsilon: float, delta: float, accountant: str = "rdp", floor
 
     The release on its own may cost at most ``share`` of ``epsilon`` (by the same accountant;
     inside the composition it takes less, RDP composing sub-additively), and never gets less
-    noise than ``floor``. DP-SGD is then calibrated with the release as its prior, so the
-    composed total stays within ``epsilon``. A fixed noise would not scale: sigma 10 alone
-    costs 0.375 at delta 1e-5, more than a budget of 0.3. With the defaults, budgets from
-    about 0.94 up keep sigma 10; below that sigma grows about as 1/epsilon. Single-party
-    fits and every federated client use this rule.
+    noise than ``floor`` up to epsilon 1, or ``floor / sqrt(epsilon)`` above it. DP-SGD is then
+    calibrated with the release as its prior, so the composed total stays within ``epsilon``.
+    A fixed noise would not scale down: sigma 10 alone costs 0.375 at delta 1e-5, more than a
+    budget of 0.3; with the defaults, budgets below about 0.94 get sigma growing about as
+    1/epsilon. Nor up: at epsilon 3 a fixed sigma 10 left the releases (category counts,
+    histograms, the marginal fit's pairs) as noisy as at epsilon 1 and gave DP-SGD all the
+    rest, which the table suite measured worse (docs/benchmarks.md, "The releases' noise above epsilon 1"). The
+    marginal fit's releases are multiples of this noise. Single-party fits, every federated
+    client and the shared-noise plan use this rule.
     """
     try:
         cal = calibrate_noise(share * epsilon, delta, 1.0, 1, (), accountant)
     except PrivacyError:
         raise PrivacyError(f"epsilon={epsilon:g} is too small: even the category-frequency release alone "
                            f"(allowed {share:.0%} of it) would need a noise multiplier above {_MAX_SIGMA:g}") from None
-    return max(floor, cal.noise_multiplier)
+    return max(floor / math.sqrt(max(1.0, epsilon)), cal.noise_multiplier)
 
 
 def gaussian_counts_release(sigma: float) -> Release:
