@@ -19,6 +19,7 @@ repeat draws fresh DP noise. Settings are FederationPlan fields given as ``name=
     python bench/federated_quality.py --repeats 3 --dataset taxi      # another bundled table
     python bench/federated_quality.py --repeats 3 pairs=20            # with the marginal fit
     python bench/federated_quality.py --repeats 3 --shared pairs=20   # shared noise (simulate's default)
+    python bench/federated_quality.py --repeats 3 --shared --before-fit --epsilon 3   # and before the marginal fit
 
 bench/suite.py runs both over every bundled table.
 
@@ -109,7 +110,9 @@ def build_shared_plan(settings: list[str], schema: Schema, seed: int, pooled_row
 
 
 def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: float, delta: float,
-                  batch_size: int | None, threads: int, seed: int, label: str) -> dict:
+                  batch_size: int | None, threads: int, seed: int, label: str, before_fit: bool = False) -> dict:
+    """One federated run's quick quality; ``before_fit``: also the global model's before the
+    marginal fit (the same run, so the two are paired), under ``"before_fit"``."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         schema.save(root / "schema.json")
@@ -154,8 +157,11 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
             if outcome.server_lr is not None:
                 steps.append(outcome.server_lr)  # unrounded, as measured before (the record rounds to 4 places)
             history.append(outcome.record(rnd, reports))
-        fitted = None
+        fitted, unfitted = None, None
         if history and planned_pairs(plan.marginal_fit, column_segments(encoder)):
+            if before_fit:
+                unfitted = _model_quality(root / "before-fit", schema, plan, current, freqs, len(history), train,
+                                          holdout, label, seed)
             current, fitted = marginal_fit(institutions, plan, schema, current, freqs, len(history),
                                            pooled.rows if pooled else None, edges)
         spent = [inst.ledger().epsilon_spent for inst in institutions]
@@ -164,7 +170,17 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         syn = Synthesizer.load(root / "synthesizer").sample(len(train), seed=seed)
     return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent),
             "rounds_lost": plan.rounds - len(history),
-            "server_lr_mean": round(float(np.mean(steps)), 3) if steps else None, "marginal_fit": fitted}
+            "server_lr_mean": round(float(np.mean(steps)), 3) if steps else None, "marginal_fit": fitted,
+            **({"before_fit": unfitted} if unfitted else {})}
+
+
+def _model_quality(out: Path, schema, plan: FederationPlan, arrays, freqs, rounds: int, train, holdout, label: str,
+                   seed: int) -> dict:
+    """Quick quality of the global model ``arrays`` as it stands (written under ``out`` and sampled)."""
+    out.mkdir()
+    write_global_model(out, schema, plan, Checkpoint(rounds, arrays, freqs, [], plan.to_json(), ""), {}, {})
+    return quick_quality(train, holdout, Synthesizer.load(out / "synthesizer").sample(len(train), seed=seed), schema,
+                         label)
 
 
 def _stage_sum(institutions: list[Institution], fit: FitConfig, current: list[np.ndarray], length: int
@@ -236,6 +252,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each training (clients train in turn)")
     ap.add_argument("--single-party", action="store_true", help="pooled single-party baseline instead")
     ap.add_argument("--shared", action="store_true", help="shared noise, as simulate's default (--noise shared)")
+    ap.add_argument("--before-fit", action="store_true",
+                    help="also the global model's quality before the marginal fit, in the same run")
     ap.add_argument("--json", type=Path, default=None, help="append the runs and their mean here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -253,10 +271,15 @@ def main() -> None:
             q = single_party_run(train, holdout, schema, args.epsilon, args.delta, args.seed + r, label)
         else:
             q = federated_run(train, holdout, schema, silos, plan, args.epsilon, args.delta, args.batch_size,
-                              args.threads, args.seed + r, label)
+                              args.threads, args.seed + r, label, before_fit=args.before_fit)
         runs.append({k: q[k] for k in ("tstr_auc", "trtr_auc", "tvd_1way", "tvd_2way", "detection_auc",
                                        "epsilon_spent_max", "server_lr_mean", "strong_pairs", "strong_pairs_kept",
                                        "strong_pair_worst", "worst_column", "tvd_1way_max", "rounds_lost") if k in q})
+        if "before_fit" in q:
+            runs[-1]["before_fit"] = {k: q["before_fit"][k] for k in ("tstr_auc", "tvd_1way", "tvd_2way",
+                                                                       "detection_auc")}
+            print(f"[{name}] run {r} before the marginal fit: " + "  ".join(
+                f"{k} {v:.3f}" for k, v in runs[-1]["before_fit"].items()), flush=True)
         skipped = (q.get("marginal_fit") or {}).get("skipped")
         if skipped:
             runs[-1]["fit_skipped"] = skipped
