@@ -46,7 +46,8 @@ class TrainingConfig:
 
     epochs: float = 30.0
     batch_size: int | None = None  # expected Poisson batch; None = default_batch_size(n)
-    marginal_noise: float = MIN_FREQUENCY_NOISE  # least noise of the category-frequency release (see frequency_noise)
+    # least noise of the category-frequency release up to epsilon 1, divided by sqrt(epsilon) above (frequency_noise)
+    marginal_noise: float = MIN_FREQUENCY_NOISE
     accountant: str = "rdp"
 
     def __post_init__(self) -> None:

@@ -145,7 +145,8 @@ class FederationPlan:
     # L2 bound on a client's (unscaled) delta; each round's step is at most sqrt(K) x this
     # (server/aggregate_guard.py), which is all a client lying in its slots can get
     update_clip_norm: float = 50.0
-    marginal_noise: float = 10.0  # least noise of each client's category-frequency release (privacy.frequency_noise)
+    # least noise of each client's category-frequency release up to epsilon 1, divided by sqrt(epsilon) above
+    marginal_noise: float = 10.0  # (common.dp.accounting.frequency_noise)
     schema_hash: str = ""
     seed: int = 0  # public seed for the initial global weights
     # Step the global model by server_lr x (weighted mean client delta). None = chosen each
