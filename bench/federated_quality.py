@@ -160,25 +160,27 @@ def federated_run(train, holdout, schema, silos, plan: FederationPlan, epsilon: 
         fitted, unfitted = None, None
         if history and planned_pairs(plan.marginal_fit, column_segments(encoder)):
             if before_fit:
-                unfitted = _model_quality(root / "before-fit", schema, plan, current, freqs, len(history), train,
-                                          holdout, label, seed)
+                unfitted = _model_quality(root / "before-fit", schema, plan,
+                                          Checkpoint(len(history), current, freqs, [], plan.to_json(), ""), {},
+                                          train, holdout, label, seed)
             current, fitted = marginal_fit(institutions, plan, schema, current, freqs, len(history),
                                            pooled.rows if pooled else None, edges)
         spent = [inst.ledger().epsilon_spent for inst in institutions]
-        write_global_model(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(), "",
-                                                          marginal_fit=fitted), budget, {})
-        syn = Synthesizer.load(root / "synthesizer").sample(len(train), seed=seed)
-    return {**quick_quality(train, holdout, syn, schema, label), "epsilon_spent_max": max(spent),
+        quality = _model_quality(root, schema, plan, Checkpoint(len(history), current, freqs, history, plan.to_json(),
+                                                                "", marginal_fit=fitted), budget,
+                                 train, holdout, label, seed)
+    return {**quality, "epsilon_spent_max": max(spent),
             "rounds_lost": plan.rounds - len(history),
             "server_lr_mean": round(float(np.mean(steps)), 3) if steps else None, "marginal_fit": fitted,
             **({"before_fit": unfitted} if unfitted else {})}
 
 
-def _model_quality(out: Path, schema, plan: FederationPlan, arrays, freqs, rounds: int, train, holdout, label: str,
+def _model_quality(out: Path, schema, plan: FederationPlan, ckpt: Checkpoint, budget, train, holdout, label: str,
                    seed: int) -> dict:
-    """Quick quality of the global model ``arrays`` as it stands (written under ``out`` and sampled)."""
-    out.mkdir()
-    write_global_model(out, schema, plan, Checkpoint(rounds, arrays, freqs, [], plan.to_json(), ""), {}, {})
+    """Quick quality of the global model in ``ckpt``, written under ``out`` as the coordinator writes
+    it and sampled (the run's end, and ``--before-fit``'s model before the marginal fit)."""
+    out.mkdir(exist_ok=True)
+    write_global_model(out, schema, plan, ckpt, budget, {})
     return quick_quality(train, holdout, Synthesizer.load(out / "synthesizer").sample(len(train), seed=seed), schema,
                          label)
 
