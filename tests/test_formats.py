@@ -268,6 +268,29 @@ def test_the_encoder_counts_a_clock_column_in_minutes():
     assert counts[bins].tolist() == [1, 2, 2, 1] and counts.sum() == 4  # 12:59 and 13:00 share a bin
 
 
+def test_the_encoder_bins_on_the_line_its_histograms_count_on():
+    """The encoder's bins are placed at its histograms' released quantiles: both must count a
+    clock in minutes, a datetime in days and point masses in those units, or the bins land off."""
+    schema = Schema.from_json({"columns": [
+        *CLOCK.to_json()["columns"][:2],
+        {"name": "seen", "type": "datetime", "min": "2013-01-01", "max": "2013-12-31"},
+        {"name": "wait", "type": "numerical", "subtype": "int", "min": 0, "max": 2359, "clock": "HHMM",
+         "point_masses": [1200]},
+    ]})
+    encoder = TableEncoder(schema)
+    codecs = {c.column.name: c for c in encoder.codecs}
+    for h in encoder.histograms:
+        codec = codecs[h.column]
+        assert (codec.lo, codec.hi) == (h.lo, h.hi), h.column
+        assert codec.point_masses == list(h.atoms), h.column
+    [wait] = [h for h in encoder.histograms if h.column == "wait"]
+    assert wait.atoms == (720.0,) and wait.hi == 1439  # noon and 23:59, in minutes
+    [seen] = [h for h in encoder.histograms if h.column == "seen"]
+    assert seen.hi - seen.lo == 364  # days
+    values = pd.Series(pd.array([1200, None], dtype="Int64"))
+    assert np.array_equal(wait.values(values), [720.0, np.nan], equal_nan=True)
+
+
 @pytest.mark.parametrize("calibrate", [True, False])
 def test_synthetic_clock_values_are_times_of_day(calibrate, tmp_path):
     df = _brief_sample(CLOCK, _schedule(), calibrate)

@@ -30,10 +30,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.data.clock import from_minutes, to_minutes
-from fedsynth.common.data.days import from_days, is_date_only, to_days
+from fedsynth.common.data.clock import from_minutes
+from fedsynth.common.data.days import from_days, is_date_only
 from fedsynth.common.data.histogram import histograms_for
 from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.units import bounds_in_units, to_units
 
 MISSING = "__missing__"
 _EPS = 1e-9
@@ -132,15 +133,9 @@ class _Binned(_ColumnCodec):
 
     def __init__(self, column: Column, edges: Sequence[float] | np.ndarray | None = None) -> None:
         self.column = column
-        self.is_datetime = column.type == "datetime"
-        if self.is_datetime:
-            self.lo = to_days(pd.Series([pd.Timestamp(column.min)]))[0]
-            self.hi = to_days(pd.Series([pd.Timestamp(column.max)]))[0]
-            self.log = False
-        else:
-            self.lo, self.hi = self._on_scale(np.array([column.min, column.max], dtype=float))
-            self.log = column.scale == "log"
-        self.point_masses = [float(p) for p in self._on_scale(np.array(column.point_masses, dtype=float))]
+        self.lo, self.hi = bounds_in_units(column)
+        self.log = column.type != "datetime" and column.scale == "log"
+        self.point_masses = [float(p) for p in to_units(column, column.point_masses)]
         self.k = column.bins
         t0, t1 = self._t(np.array([self.lo, self.hi]))
         self.edges = np.linspace(t0, t1, self.k + 1) if edges is None else _checked_edges(column, edges, t0, t1)
@@ -165,17 +160,8 @@ class _Binned(_ColumnCodec):
             Segment(self.column.name, "offset", start + n, start + n + 1, bins_from=self.bins_from),
         ]
 
-    def _on_scale(self, x: np.ndarray) -> np.ndarray:
-        """A numerical's values as the encoder counts them: minutes for a ``clock`` column."""
-        return to_minutes(x) if self.column.clock else x
-
-    def _values(self, s: pd.Series) -> np.ndarray:
-        if self.is_datetime:
-            return to_days(s)
-        return self._on_scale(s.to_numpy(dtype=float))
-
     def encode(self, s: pd.Series) -> np.ndarray:
-        x = self._values(s)
+        x = to_units(self.column, s)
         n = len(x)
         out = np.zeros((n, self.width()), dtype=np.float32)
         token = np.full(n, -1, dtype=np.int64)

@@ -30,10 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from fedsynth.common.data.clock import to_minutes
-from fedsynth.common.data.days import to_days
 from fedsynth.common.data.grid import MAX_GRID_VALUES, Grid, Levels
 from fedsynth.common.data.schema import Column, Schema
+from fedsynth.common.data.units import bounds_in_units, in_units, to_units
 
 MAX_EXACT_VALUES = MAX_GRID_VALUES  # ages, hours, minutes of delay, degrees: counted value by value
 FINE_BINS = 256  # chosen by the table suite's mean (docs/benchmarks.md)
@@ -66,19 +65,16 @@ class NumericHistogram:
 
     @classmethod
     def for_column(cls, col: Column) -> NumericHistogram:
+        lo, hi = bounds_in_units(col)
         if col.type == "datetime":
-            lo, hi = to_days(pd.Series([col.min, col.max]))
             edges = tuple(np.linspace(lo, hi, FINE_BINS + 1))
-            return cls(col.name, (), edges, float(lo), float(hi), False, False, col.nullable, datetime=True)
-        lo, hi = float(col.min), float(col.max)  # type: ignore[arg-type]
+            return cls(col.name, (), edges, lo, hi, False, False, col.nullable, datetime=True)
         integer, log = col.subtype == "int", col.scale == "log"
-        masses = np.array(col.point_masses, dtype=float)
-        if col.clock:  # an int column on a linear scale (schema._check_clock), in minutes
-            lo, hi = (float(m) for m in to_minutes(np.array([lo, hi])))
-            masses = to_minutes(masses)
-        elif col.grid is not None:  # the schema bounds its size by MAX_GRID_VALUES
+        masses = to_units(col, col.point_masses)
+        if col.grid is not None:  # the schema bounds its size by MAX_GRID_VALUES
             return cls(col.name, tuple(col.grid.values()), (), lo, hi, log, integer, col.nullable, grid=col.grid)
-        elif integer and np.floor(hi) - np.ceil(lo) + 1 <= MAX_EXACT_VALUES:
+        if integer and not col.clock and np.floor(hi) - np.ceil(lo) + 1 <= MAX_EXACT_VALUES:
+            # (a clock, an int column in minutes, is binned: docs/benchmarks.md, "Times of day")
             return cls(col.name, tuple(np.arange(np.ceil(lo), np.floor(hi) + 1)), (), lo, hi, log, integer,
                        col.nullable)
         atoms = tuple(sorted({float(p) for p in masses if lo <= p <= hi}))
@@ -106,10 +102,7 @@ class NumericHistogram:
     def values(self, column: pd.Series) -> np.ndarray:
         """A typed column as the floats the cells are laid out on (days for datetimes, minutes for a
         ``clock`` column; NaN = missing)."""
-        if self.datetime:
-            return to_days(column)
-        x = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
-        return to_minutes(x) if self.clock else x
+        return in_units(column, datetime=self.datetime, clock=self.clock)
 
     def counts(self, values: pd.Series) -> np.ndarray:
         """Exact counts of ``values`` (typed, within bounds) in the layout's cells: atoms, bins, missing."""
