@@ -291,6 +291,19 @@ def test_the_encoder_bins_on_the_line_its_histograms_count_on():
     assert np.array_equal(wait.values(values), [720.0, np.nan], equal_nan=True)
 
 
+def test_datetime_bounds_written_in_two_forms_are_each_read():
+    """A draft bounds a column with times as '2017-01-01' .. '2018-12-31T23:59:59': pandas parses a
+    list of texts in the first one's format, which refused the second and so every fit."""
+    schema = Schema.from_json({"columns": [
+        {"name": "seen", "type": "datetime", "min": "2017-01-01", "max": "2018-12-31T23:59:59"},
+        {"name": "kind", "type": "categorical", "categories": ["a", "b"]}]})
+    encoder = TableEncoder(schema)
+    [seen] = encoder.histograms
+    assert seen.lo == (pd.Timestamp("2017-01-01") - pd.Timestamp("1970-01-01")).days
+    assert seen.hi - seen.lo == pytest.approx(730 - 1 / 86400)
+    assert (encoder.codecs[0].lo, encoder.codecs[0].hi) == (seen.lo, seen.hi)
+
+
 @pytest.mark.parametrize("calibrate", [True, False])
 def test_synthetic_clock_values_are_times_of_day(calibrate, tmp_path):
     df = _brief_sample(CLOCK, _schedule(), calibrate)

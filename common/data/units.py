@@ -37,6 +37,12 @@ def to_units(column: Column, values: pd.Series | np.ndarray | Sequence) -> np.nd
 
 
 def bounds_in_units(column: Column) -> tuple[float, float]:
-    """The column's public bounds (``min``, ``max``) in its units."""
-    lo, hi = to_units(column, [column.min, column.max])
+    """The column's public bounds (``min``, ``max``) in its units.
+
+    A datetime's bounds are parsed one by one: a draft writes ``2017-01-01`` and
+    ``2018-12-31T23:59:59``, and pandas parses a column of texts in the first one's format."""
+    bounds = [column.min, column.max]
+    if column.type == "datetime":
+        bounds = [pd.Timestamp(b) for b in bounds]
+    lo, hi = to_units(column, bounds)
     return float(lo), float(hi)
