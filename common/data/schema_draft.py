@@ -10,9 +10,10 @@ identifiers, values the validator would refuse) is listed under ``drop`` with a 
 why, and each drafted column is checked against the same rows with the validator, so the draft
 always passes ``fedsynth schema validate`` on the table it was drafted from.
 
-Identifier columns (SDV's ``sdtype: "id"``, or a column named like an id whose values are all
-distinct) are drafted as id columns: regenerated on sampling, never learned from. A guess is
-noted, since a real attribute taken for an id is lost from the synthetic data.
+Identifier columns (SDV's ``sdtype: "id"``, a column named like an id whose values are all
+distinct, or integers rising by one down the file, as an exported row index) are drafted as id
+columns: regenerated on sampling, never learned from. A guess is noted, since a real attribute
+taken for an id is lost from the synthetic data.
 """
 
 from __future__ import annotations
@@ -82,10 +83,15 @@ _DATE_RE = re.compile(
     r"|[A-Za-z]{3,9}\.?\s+\d{4}"                  # Jan 2020
 )
 # Date formats a draft may declare (SDV's ``datetime_format``); a column must fit exactly one.
-DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d",
-                "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y")
+# ISO 8601 in UTC (``2017-01-01T06:00:42Z``, as APIs and open-data portals export) reads as that
+# UTC time and is written back with its Z.
+DATE_FORMATS = ("%Y-%m-%d", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%d %H:%M",
+                "%Y/%m/%d", "%d/%m/%Y", "%m/%d/%Y", "%d.%m.%Y", "%d-%m-%Y", "%m-%d-%Y")
 _FIXED_POINT_RE = r"[+-]?(?:\d+\.?\d*|\.\d+)"
-_ID_NAME_RE = re.compile(r"(?i:(?:^|[_\s.-])id|^[ug]uid)$|[a-z]Id$")  # id, user_id, ID, userId, uuid; not mid, paid
+# id, user_id, ID, userId, uuid, idNum, id_no, ID-card; not mid, paid, idle, Idaho
+_ID_NAME_RE = re.compile(r"(?i:(?:^|[_\s.-])id|^[ug]uid)$|[a-z]Id$|^id(?=[A-Z_\s.-])|^ID(?=[_\s.-])")
+ROW_NUMBER_MIN_ROWS = 20  # fewer rows rising by one say little about a row index
+ROW_NUMBER_UNIT_STEPS = 0.9  # share of steps of exactly one (an index of a filtered table skips some)
 _UNITS_RE = re.compile(r"[$€£¥%\s,]")
 
 
@@ -231,6 +237,12 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column | I
     nums = pd.to_numeric(present, errors="coerce")
     if nums.notna().all() and np.isfinite(nums.to_numpy(dtype=float)).all():
         x = nums.to_numpy(dtype=float)
+        if not nullable and _is_row_number(x):
+            col = _draft_id(cname, present, None, notes)
+            notes.append("integers rising by one down the file, as a row number or an exported index (R's "
+                         "rownames, pandas' 'Unnamed: 0'): drafted as an id column, numbered 0, 1, ... in samples "
+                         "and never learned from; if it is a real attribute, declare it numerical")
+            return col
         if _reads_as_clock(x):
             notes.append("every value reads as a time of day written HHMM (517 = 05:17): drafted with clock "
                          "'HHMM' over the whole day, so synthetic values are real times; if these are plain "
@@ -243,12 +255,15 @@ def _draft_column(cname: str, series: pd.Series, notes: list[str]) -> Column | I
         notes.append(f"calendar names, drafted as {len(calendar)} categories in calendar order")
         return Column(cname, "categorical", categories=calendar, nullable=nullable)
     if present.map(lambda v: _DATE_RE.search(v) is not None).all():
-        try:
-            dates = pd.to_datetime(present, errors="coerce", format="mixed")
+        fmt = _date_format(present, notes)
+        try:  # in the one format they all fit, as the reader will parse them (a trailing Z: UTC, written back)
+            dates = pd.to_datetime(present, errors="coerce", format=fmt or "mixed")
         except ValueError:  # pandas refuses mixed UTC offsets in one column
             raise _Skip("dates with mixed time zones or offsets are not supported; convert them to one zone") from None
         if dates.notna().all():
-            return replace(_datetime(cname, dates, nullable, notes), datetime_format=_date_format(present, notes))
+            if fmt is not None and fmt.endswith("Z"):
+                notes.append("times written in UTC (a trailing 'Z'): modelled and written back as UTC times")
+            return replace(_datetime(cname, dates, nullable, notes), datetime_format=fmt)
     _note_near_numbers(present, nums, notes)
     return _categorical(cname, present, nullable, notes)
 
@@ -320,6 +335,14 @@ def _boolean(cname: str, present: pd.Series, nullable: bool, notes: list[str]) -
         return col
     notes.append(f"written as {true[0]!r} / {false[0]!r}; synthetic files use the same tokens")
     return replace(col, true_token=true[0], false_token=false[0])
+
+
+def _is_row_number(x: np.ndarray) -> bool:
+    """Whole numbers rising down the file, almost always by exactly one: a row index, not an attribute."""
+    if x.size < ROW_NUMBER_MIN_ROWS or not np.all(x == np.round(x)):
+        return False
+    steps = np.diff(x)
+    return bool(np.all(steps > 0) and np.mean(steps == 1) >= ROW_NUMBER_UNIT_STEPS)
 
 
 def _reads_as_clock(nums: np.ndarray) -> bool:
