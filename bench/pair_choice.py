@@ -47,7 +47,7 @@ RULES = {"shipped": worth_measuring, "former": former_rule}
 class UpToTheFit(Synthesizer):
     """A synthesizer that stops before its marginal fit and keeps what the fit starts from."""
 
-    def _fit_marginals(self, x_np, plan, rows):
+    def _fit_marginals(self, x_np, plan, rows, progress=None):
         self.before_fit = (copy.deepcopy(self.model), x_np, dict(plan), rows)
         return None
 

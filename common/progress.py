@@ -75,6 +75,11 @@ class StepProgress:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the bar (idempotent): rich draws one live bar at a time, so a job's next phase
+        closes this one before its own bar starts."""
         self._closed = True
         if self._bar is not None:
             self._bar.stop()

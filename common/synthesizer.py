@@ -175,16 +175,17 @@ class Synthesizer:
                 "marginal_pairs": pairs, "score_noise": score_noise, "pair_noise": pair_noise}
 
     def fit(self, data: pd.DataFrame, progress: Callable[[int, int], None] | None = None,
-            verbose: bool = False) -> Synthesizer:
+            verbose: bool = False, fit_progress: Callable[[int, int], None] | None = None) -> Synthesizer:
         """Train on a table: raw cells (text, as a CSV holds them) or the typed output of
         :func:`fedsynth.common.data.tables.load_table`.
 
         The frame is checked and typed against the schema exactly as a file is
         (:func:`fedsynth.common.data.cells.coerce`): a bad cell raises the DataError listing
         every violation that ``fedsynth schema validate`` reports for the same rows, before
-        any budget is spent. ``progress(done, total)`` is called after every DP step;
-        ``verbose`` shows progress on stderr: a bar with the steps done and the time left on a
-        terminal, a few plain lines elsewhere (:class:`fedsynth.common.progress.StepProgress`).
+        any budget is spent. ``progress(done, total)`` is called after every DP step,
+        ``fit_progress(done, total)`` after every step of the marginal fit that follows them;
+        ``verbose`` shows both on stderr, one after the other: a bar with the steps done and the time
+        left on a terminal, a few plain lines elsewhere (:class:`fedsynth.common.progress.StepProgress`).
         """
         if self.privacy.history:
             raise PrivacyError("this synthesizer has already spent its budget; create a new one")
@@ -221,7 +222,18 @@ class Synthesizer:
                     progress(done, steps)
 
             self.model.train_steps(x, steps, plan["sample_rate"], plan["noise_multiplier"], tick)
-        fitted = self._fit_marginals(x_np, plan, rows_from_counts(counts)) if plan["marginal_pairs"] else None
+        fitted = None
+        if plan["marginal_pairs"]:
+            fine = StepProgress("marginal fit: step", self.marginal_fit.steps) if verbose else None
+            with fine if fine is not None else nullcontext():
+
+                def fit_tick(done: int, total: int) -> None:
+                    if fine is not None:
+                        fine.update(done)
+                    if fit_progress:
+                        fit_progress(done, total)
+
+                fitted = self._fit_marginals(x_np, plan, rows_from_counts(counts), fit_tick)
         spent = self.epsilon_spent
         if spent > self.privacy.epsilon_target + 1e-9:  # cannot happen if calibration is right
             raise PrivacyError(f"internal error: spent epsilon {spent} exceeds target")
@@ -231,11 +243,12 @@ class Synthesizer:
             self.info["marginal_fit"] = fitted
         return self
 
-    def _fit_marginals(self, x_np: np.ndarray, plan: Mapping[str, float], rows: float | None) -> dict[str, Any]:
+    def _fit_marginals(self, x_np: np.ndarray, plan: Mapping[str, float], rows: float | None,
+                       progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
         """Release 2-way errors, then the worst pairs' 2-way counts, and fit the generator to them
         (module docstring, step 3). ``rows`` is the released row-count estimate."""
         segments, measured = self._measure_marginals(x_np, plan, rows)
-        before, after = fit_marginals(self.model, segments, measured, self.marginal_fit)
+        before, after = fit_marginals(self.model, segments, measured, self.marginal_fit, progress=progress)
         return {"pairs": [[segments[a].column, segments[b].column] for a, b in measured],
                 "tvd_before": round(before, 4), "tvd_after": round(after, 4),
                 "steps": self.marginal_fit.steps if measured else 0}

@@ -160,15 +160,27 @@ def test_a_schema_of_the_wrong_kind_is_refused():
 def test_verbose_fit_shows_progress(adult_small, adult_paths, capsys):
     synth = Synthesizer(adult_paths[1], **QUICK)
     steps = int(synth.plan(len(adult_small))["steps"])
-    calls = []
-    synth.fit(adult_small, progress=lambda done, total: calls.append((done, total)), verbose=True)
+    calls, fit_calls = [], []
+    synth.fit(adult_small, progress=lambda done, total: calls.append((done, total)), verbose=True,
+              fit_progress=lambda done, total: fit_calls.append((done, total)))
     err = capsys.readouterr().err
     assert "training" in err and f"{steps}/{steps}" in err
     # capsys is no terminal: a few plain lines (not one per step), no ANSI codes, no redraws
     assert "\x1b[" not in err and "\r" not in err
     lines = err.splitlines()
-    assert 1 <= len(lines) <= 10 and lines[-1].startswith(f"training: DP-SGD step {steps}/{steps}, "), err
+    dp = [line for line in lines if line.startswith("training: DP-SGD step")]
+    assert 1 <= len(dp) <= 10 and dp[-1].startswith(f"training: DP-SGD step {steps}/{steps}, "), err
     assert calls[-1] == (steps, steps)
+    # then the marginal fit's steps, in lines of their own (none when no pair was worth measuring)
+    fit_steps = synth.info["marginal_fit"]["steps"]
+    fine = [line for line in lines if line.startswith("marginal fit: step")]
+    assert len(dp) + len(fine) == len(lines), err
+    if fit_steps:
+        assert 1 <= len(fine) <= 10 and fine[-1].startswith(f"marginal fit: step {fit_steps}/{fit_steps}, "), err
+        assert lines.index(fine[0]) > lines.index(dp[-1])
+        assert fit_calls == [(k, fit_steps) for k in range(1, fit_steps + 1)]
+    else:
+        assert not fine and not fit_calls
 
 
 def test_quiet_fit_prints_nothing(adult_small, adult_paths, capsys):

@@ -249,6 +249,8 @@ def test_fit_with_a_small_epsilon_spends_within_it(tmp_path, small_csv, adult_pa
     meta = json.loads((model / "synthesizer.json").read_text())
     fit = meta["info"]["marginal_fit"]
     assert fit["steps"] == (100 if fit["pairs"] else 0)  # the marginal releases are made whatever the steps
+    fine = re.findall(r"^marginal fit step (\d+)/100, .* elapsed, ", r.stderr, re.M)  # its own lines, after DP-SGD's
+    assert (fine[-1] == "100" and len(fine) <= 10) if fit["pairs"] else not fine, r.stderr
     assert meta["model_config"].get("binning", "schema") == "schema"  # the frugal choice: equal-width bins
     privacy = meta["privacy"]
     assert 0.29 <= privacy["epsilon_spent"] <= 0.3

@@ -21,6 +21,7 @@ of accounted releases: no private row is read here.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -302,12 +303,14 @@ def _table_loss(joint: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
 
 
 def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[Pair, np.ndarray],
-                  config: MarginalFitConfig, seed: int | None = None) -> tuple[float, float]:
+                  config: MarginalFitConfig, seed: int | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[float, float]:
     """Fine-tune ``model``'s generator so its 2-way marginals match ``measured`` (pair ->
     frequency table summing to 1) and its other pairs stay where they were.
 
     Returns the measured pairs' mean total variation distance (model vs measurement) before and
-    after. The latent draws are the only randomness; ``seed`` fixes them."""
+    after. The latent draws are the only randomness; ``seed`` fixes them. ``progress(done, total)``
+    is called after every step (a wide table's steps take minutes: each is a D x D table)."""
     g = torch.Generator().manual_seed(seed) if seed is not None else csprng_torch_rng()
     params = model.generator_parameters()
     for p in params:
@@ -334,7 +337,7 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
     steps = config.steps if measured else 0
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if config.schedule == "cosine" and steps else None
     weight = mask + config.anchor * anchor
-    for _ in range(steps):
+    for step in range(steps):
         # Every group of rows conditioned on one column (its category drawn from its released
         # frequencies) should show the whole table's marginals: fitting only their mixture let a
         # condition's own rows drift (a rare combination under a condition became unreachable).
@@ -345,6 +348,8 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
         opt.step()
         if decay is not None:
             decay.step()
+        if progress is not None:
+            progress(step + 1, steps)
     for m in model.modules():
         for p in m.parameters():
             p.grad = None

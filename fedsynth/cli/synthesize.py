@@ -61,8 +61,13 @@ def fit(
     err.print(f"{len(df)} rows; {plan['steps']} DP-SGD steps at sample rate {plan['sample_rate']:.4f}, "
               f"noise multiplier {plan['noise_multiplier']:.3f} (category frequencies: {plan['frequency_noise']:.3g}"
               f"{pair_note})")
-    with progress("DP-SGD step", int(plan["steps"])) as bar:
-        synth.fit(df, progress=lambda done, total: bar.update(done))
+    with progress("DP-SGD step", int(plan["steps"])) as bar, progress("marginal fit step", fit_steps) as fine:
+
+        def fit_step(done: int, total: int) -> None:
+            bar.close()  # DP-SGD's steps are all done: one bar at a time
+            fine.update(done)
+
+        synth.fit(df, progress=lambda done, total: bar.update(done), fit_progress=fit_step)
     if "marginal_fit" in synth.info:
         fitted = synth.info["marginal_fit"]
         err.print(f"fitted {len(fitted['pairs'])} measured 2-way marginals (mean TVD to them "
