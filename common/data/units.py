@@ -4,8 +4,8 @@ The encoder's bins (:mod:`fedsynth.common.data.encoding`) and the released histo
 (:mod:`fedsynth.common.data.histogram`) lay a column out on the same line: days since 1970-01-01
 for a datetime (:mod:`fedsynth.common.data.days`), minutes since midnight for a ``clock`` column
 (:mod:`fedsynth.common.data.clock`), the values themselves otherwise. The encoder places its bins
-at the histogram's released quantiles, so the two must never disagree on that line; both call
-:func:`to_units`. The way back is :func:`fedsynth.common.data.encoding.as_declared`, which also
+at the histogram's released quantiles, so the two must never disagree on that line; both convert
+here. The way back is :func:`fedsynth.common.data.encoding.as_declared`, which also
 applies grids, integer types and decimals.
 """
 
