@@ -20,6 +20,7 @@ import numpy as np
 
 from fedsynth.common.data.days import from_days
 from fedsynth.common.data.encoding import TableEncoder, as_declared
+from fedsynth.common.data.units import join_part
 from fedsynth.common.dp.accounting import frequencies_from_counts, frequency_noise
 from fedsynth.evaluation.marginals import marginal_tvds
 from fedsynth.evaluation.prepared import prepare
@@ -36,8 +37,9 @@ def column_tvds(train, schema, encoder: TableEncoder, freqs: list[np.ndarray], r
         values = layout.values(train[layout.column])
         ranks = np.where(np.isnan(values), np.nan, rng.permutation(len(values)).astype(float))
         mapped = layout.quantile_map(ranks, f, rng)
-        if layout.datetime:
-            synthetic[layout.column] = from_days(mapped)
+        if layout.datetime:  # a timestamp's day or time of day put back into its other part
+            synthetic[layout.column] = from_days(join_part(schema.column(layout.column), synthetic[layout.column],
+                                                           layout.part, mapped))
         else:
             synthetic[layout.column] = as_declared(mapped, schema.column(layout.column))
     one, _ = marginal_tvds(prepare(train, schema, "real"), prepare(synthetic, schema, "synthetic"), schema)

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from fedsynth.common.data.encoding import TableEncoder, as_declared
+from fedsynth.common.data.units import join_part
 
 POOL_FACTOR = 4  # model rows per calibrated row
 RAKING_SWEEPS = 20
@@ -81,7 +82,8 @@ def calibrated_rows(generate: Callable[[int], np.ndarray], encoder: TableEncoder
     else:  # a table of numericals alone: nothing to rake, so no pool
         rows = generate(n)
     df = encoder.decode(rows, seed=int(rng.integers(2**62)))
-    for layout, freqs in zip(encoder.histograms, histograms):
+    for layout, freqs in zip(encoder.histograms, histograms):  # a timestamp's day, then its time of day
+        column = encoder.schema.column(layout.column)
         mapped = layout.quantile_map(layout.values(df[layout.column]), freqs, rng)
-        df[layout.column] = as_declared(mapped, encoder.schema.column(layout.column))
+        df[layout.column] = as_declared(join_part(column, df[layout.column], layout.part, mapped), column)
     return df

@@ -249,7 +249,7 @@ class Synthesizer:
         (module docstring, step 3). ``rows`` is the released row-count estimate."""
         segments, measured = self._measure_marginals(x_np, plan, rows)
         before, after = fit_marginals(self.model, segments, measured, self.marginal_fit, progress=progress)
-        return {"pairs": [[segments[a].column, segments[b].column] for a, b in measured],
+        return {"pairs": [[segments[a].label, segments[b].label] for a, b in measured],
                 "tvd_before": round(before, 4), "tvd_after": round(after, 4),
                 "steps": self.marginal_fit.steps if measured else 0}
 
@@ -444,6 +444,11 @@ class Synthesizer:
         if priv.per_client:
             obj.privacy.reported = priv.epsilon_spent
         obj.marginals = list(meta.marginals)
+        timestamps = [h.column for h in obj.encoder.histograms if h.part == "time"]
+        if obj.marginals and timestamps and len(obj.marginals) == len(obj.encoder.histograms) - len(timestamps):
+            raise FedsynthError(f"{path}: this model was saved by an earlier fedsynth, which laid out a timestamp "
+                                f"({', '.join(map(repr, timestamps))}) in days alone; today's lays out its day and its "
+                                "time of day apart: fit it again")
         if obj.marginals and [m.size for m in obj.marginals] != [h.size for h in obj.encoder.histograms]:
             raise FedsynthError(f"{path}: the saved marginals do not fit the schema's numerical and datetime columns "
                                 f"({[m.size for m in obj.marginals]} cells, expected "

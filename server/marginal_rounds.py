@@ -84,6 +84,6 @@ def fit_global_model(schema: Schema, plan: FederationPlan, arrays: list[np.ndarr
                                       plan.marginal_fit, seed=seed)
     finally:
         torch.set_num_threads(was)
-    return model.get_arrays(), {"pairs": [[segments[a].column, segments[b].column] for a, b in chosen],
+    return model.get_arrays(), {"pairs": [[segments[a].label, segments[b].label] for a, b in chosen],
                                 "tvd_before": round(before, 4), "tvd_after": round(after, 4),
                                 "contributors": counts.contributors}

@@ -14,7 +14,10 @@ exactly. This is the DP analogue of CTGAN's mode-specific normalisation:
   point masses / ``bins`` bins on the column's scale (linear or log),
   plus a continuous offset in [-1, 1] locating the value inside its bin. Decoding maps the
   offset back inside the bin, so values look like real values (``capital-gain`` gets its
-  exact zeros and a continuous, log-shaped tail), never bin midpoints.
+  exact zeros and a continuous, log-shaped tail), never bin midpoints;
+* timestamps (a datetime whose format writes a time of day): that layout twice, once for the
+  day and once for the time of day (:func:`fedsynth.common.data.units.parts_of`), so that the
+  model can learn the hours of the day and their relations to the other columns.
 
 Decoding always respects bounds, integer subtypes and category lists exactly, and returns
 the column's declared form in Python: integer columns as ``int64`` (``Int64`` when nullable,
@@ -34,7 +37,7 @@ from fedsynth.common.data.clock import from_minutes
 from fedsynth.common.data.days import from_days, is_date_only
 from fedsynth.common.data.histogram import histograms_for
 from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.data.units import bounds_in_units, to_units
+from fedsynth.common.data.units import MINUTES_PER_DAY, bounds_in_units, parts_of, to_units
 
 MISSING = "__missing__"
 _EPS = 1e-9
@@ -55,10 +58,16 @@ class Segment:
     end: int
     bins_from: int = 0  # for offset segments: first token index (in the parent) that is a bin
     conditionable: bool = False  # categorical/boolean softmax: usable as a sampling condition
+    part: str = ""  # a timestamp's "day" or "time" of day (fedsynth.common.data.units.PARTS)
 
     @property
     def size(self) -> int:
         return self.end - self.start
+
+    @property
+    def label(self) -> str:
+        """The column's name, with the part it lays out: ``stop (time of day)``."""
+        return f"{self.column} (time of day)" if self.part == "time" else self.column
 
 
 class _ColumnCodec:
@@ -129,18 +138,24 @@ class _OneHot(_ColumnCodec):
 
 
 class _Binned(_ColumnCodec):
-    """Continuous numericals and datetimes: token (missing / point mass / bin) + offset."""
+    """Continuous numericals and datetimes: token (missing / point mass / bin) + offset.
 
-    def __init__(self, column: Column, edges: Sequence[float] | np.ndarray | None = None) -> None:
-        self.column = column
-        self.lo, self.hi = bounds_in_units(column)
+    ``part``: a timestamp's day or time of day alone (:class:`_Timestamp`); its
+    :meth:`encode` and :meth:`decode_units` work on that part's values (whole days, minutes)."""
+
+    def __init__(self, column: Column, edges: Sequence[float] | np.ndarray | None = None, part: str = "") -> None:
+        self.column, self.part = column, part
+        self.lo, self.hi = bounds_in_units(column, part)
         self.log = column.type != "datetime" and column.scale == "log"
-        self.point_masses = [float(p) for p in to_units(column, column.point_masses)]
+        # a timestamp's declared point masses are days; its time of day has none, and no missing
+        # token either (the day's stands for the whole value)
+        self.point_masses = [] if part == "time" else [float(p) for p in to_units(column, column.point_masses, part)]
+        self.nullable = column.nullable and part != "time"
         self.k = column.bins
         t0, t1 = self._t(np.array([self.lo, self.hi]))
         self.edges = np.linspace(t0, t1, self.k + 1) if edges is None else _checked_edges(column, edges, t0, t1)
         self.widths = np.diff(self.edges)
-        self.tokens = ([MISSING] if column.nullable else []) + self.point_masses + [f"bin{i}" for i in range(self.k)]
+        self.tokens = ([MISSING] if self.nullable else []) + self.point_masses + [f"bin{i}" for i in range(self.k)]
         self.bins_from = len(self.tokens) - self.k
 
     # scale transform: log(x - lo + 1) keeps the lower bound at 0 and works for lo <= 0
@@ -156,19 +171,22 @@ class _Binned(_ColumnCodec):
     def segments(self, start: int) -> list[Segment]:
         n = len(self.tokens)
         return [
-            Segment(self.column.name, "softmax", start, start + n),
-            Segment(self.column.name, "offset", start + n, start + n + 1, bins_from=self.bins_from),
+            Segment(self.column.name, "softmax", start, start + n, part=self.part),
+            Segment(self.column.name, "offset", start + n, start + n + 1, bins_from=self.bins_from, part=self.part),
         ]
 
     def encode(self, s: pd.Series) -> np.ndarray:
-        x = to_units(self.column, s)
+        return self.encode_units(to_units(self.column, s, self.part))
+
+    def encode_units(self, x: np.ndarray) -> np.ndarray:
+        """Values in the column's (or part's) units, NaN = missing, -> this codec's block."""
         n = len(x)
         out = np.zeros((n, self.width()), dtype=np.float32)
         token = np.full(n, -1, dtype=np.int64)
         missing = np.isnan(x)
-        if self.column.nullable:
+        if self.nullable:
             token[missing] = 0
-        offset_base = 1 if self.column.nullable else 0
+        offset_base = 1 if self.nullable else 0
         for j, pm in enumerate(self.point_masses):
             hit = (token < 0) & ~missing & (np.abs(x - pm) < _EPS)
             token[hit] = offset_base + j
@@ -182,19 +200,65 @@ class _Binned(_ColumnCodec):
         return out
 
     def decode(self, block: np.ndarray, rng: np.random.Generator) -> pd.Series:
+        return as_declared(self.decode_units(block), self.column)
+
+    def decode_units(self, block: np.ndarray) -> np.ndarray:
+        """This codec's block -> values in the column's (or part's) units, NaN = missing."""
         token = block[:, :-1].argmax(axis=1)
         offset = np.clip(block[:, -1], -1.0, 1.0)
         b = np.clip(token - self.bins_from, 0, self.k - 1)
         t = self.edges[b] + (offset + 1.0) / 2.0 * self.widths[b]
         x = np.clip(self._t_inv(t), self.lo, self.hi)
-        offset_base = 1 if self.column.nullable else 0
+        offset_base = 1 if self.nullable else 0
         for j, pm in enumerate(self.point_masses):
             x = np.where(token == offset_base + j, pm, x)
-        if self.column.nullable:
+        if self.nullable:
             x = np.where(token == 0, np.nan, x)
         if self.column.subtype == "int":
             x = np.where(np.isnan(x), np.nan, np.clip(np.round(x), np.ceil(self.lo), np.floor(self.hi)))
-        return as_declared(x, self.column)
+        return x
+
+
+class _Timestamp(_ColumnCodec):
+    """A datetime that writes a time of day: its day and its time of day, each binned as a
+    :class:`_Binned` (the day's codec holds the missing token). Its bin edges travel as one
+    sequence, the day's then the time's, so that a mapping of column -> edges stays one entry
+    per column on the wire and on disk."""
+
+    def __init__(self, column: Column, edges: Sequence[float] | np.ndarray | None = None) -> None:
+        self.column = column
+        day_edges = time_edges = None
+        if edges is not None:
+            e = np.asarray(edges, dtype=float)
+            if e.shape != (2 * (column.bins + 1),):
+                raise ValueError(f"column {column.name!r}: a timestamp's bin edges are {column.bins + 1} for its days "
+                                 f"then {column.bins + 1} for its times of day, got {e.size} values")
+            day_edges, time_edges = e[: column.bins + 1], e[column.bins + 1 :]
+        self.parts = (_Binned(column, day_edges, "day"), _Binned(column, time_edges, "time"))
+        self.tokens = self.parts[0].tokens + self.parts[1].tokens
+
+    @property
+    def edges(self) -> np.ndarray:
+        return np.concatenate([p.edges for p in self.parts])
+
+    def width(self) -> int:
+        return sum(p.width() for p in self.parts)
+
+    def segments(self, start: int) -> list[Segment]:
+        day, time = self.parts
+        return day.segments(start) + time.segments(start + day.width())
+
+    def encode(self, s: pd.Series) -> np.ndarray:
+        day, time = (to_units(self.column, s, p.part) for p in self.parts)
+        # a missing value's time of day is never decoded (the day's token says missing): midnight
+        return np.concatenate([self.parts[0].encode_units(day),
+                               self.parts[1].encode_units(np.where(np.isnan(time), 0.0, time))], axis=1)
+
+    def decode(self, block: np.ndarray, rng: np.random.Generator) -> pd.Series:
+        w = self.parts[0].width()
+        day = np.round(self.parts[0].decode_units(block[:, :w]))  # whole days, up to the offset's float32
+        minutes = np.clip(self.parts[1].decode_units(block[:, w:]), 0.0, MINUTES_PER_DAY - 1.0 / 60.0)
+        return as_declared(np.clip(day + minutes / MINUTES_PER_DAY, *bounds_in_units(self.column)), self.column)
 
 
 def _checked_edges(column: Column, edges: Sequence[float] | np.ndarray, t0: float, t1: float) -> np.ndarray:
@@ -280,6 +344,8 @@ class TableEncoder:
         for col in schema.columns:
             if col.type in ("categorical", "boolean") or col.is_discrete_int:
                 self.codecs.append(_OneHot(col))
+            elif parts_of(col) != ("",):
+                self.codecs.append(_Timestamp(col, edges.pop(col.name, None)))
             else:
                 self.codecs.append(_Binned(col, edges.pop(col.name, None)))
         if edges:
@@ -301,17 +367,22 @@ class TableEncoder:
         a skewed column's tokens then each hold a similar share of rows instead of most rows
         sharing one or two equal-width bins. Post-processing of the counts release only."""
         plain = TableEncoder(schema)
-        binned = {c.column.name: c for c in plain.codecs if isinstance(c, _Binned)}
+        binned = {(b.column.name, b.part): b for c in plain.codecs
+                  for b in (c.parts if isinstance(c, _Timestamp) else (c,)) if isinstance(b, _Binned)}
         hists = plain.histograms
         if len(marginals) != len(hists):
             raise ValueError(f"{len(marginals)} released histograms for the schema's {len(hists)}")
-        return cls(schema, {h.column: h.bin_edges(f, binned[h.column].k, tuple(binned[h.column].point_masses))
-                            for h, f in zip(hists, marginals) if h.column in binned})
+        edges: dict[str, list[np.ndarray]] = {}
+        for h, f in zip(hists, marginals):  # a timestamp's day comes before its time of day
+            b = binned.get((h.column, h.part))
+            if b is not None:
+                edges.setdefault(h.column, []).append(h.bin_edges(f, b.k, tuple(b.point_masses)))
+        return cls(schema, {name: np.concatenate(e) for name, e in edges.items()})
 
     @property
     def bin_edges(self) -> dict[str, np.ndarray]:
-        """Each binned column's edges on its scale."""
-        return {c.column.name: c.edges.copy() for c in self.codecs if isinstance(c, _Binned)}
+        """Each binned column's edges on its scale (a timestamp's days', then its times of day's)."""
+        return {c.column.name: c.edges.copy() for c in self.codecs if isinstance(c, (_Binned, _Timestamp))}
 
     @property
     def conditionable(self) -> list[Segment]:

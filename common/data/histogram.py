@@ -16,7 +16,9 @@ The layout is public, from the schema alone, so every party counts into the same
   grid or list of values (:mod:`fedsynth.common.data.grid`): one cell per value;
 * otherwise a cell per declared point mass plus :data:`FINE_BINS` equal bins on the column's
   scale (linear, or log as the encoder uses it), split at the point masses; a datetime
-  column is counted in days between its bounds, a ``clock`` column in minutes since midnight
+  column is counted in days between its bounds (a timestamp in two histograms, one of its
+  days and one of its times of day: :func:`fedsynth.common.data.units.parts_of`), a ``clock``
+  column in minutes since midnight
   (:mod:`fedsynth.common.data.clock`; in bins, not minute by minute: a day's 1,440 cells would
   release the mass of each stretch of the day with the noise of as many cells, docs/benchmarks.md);
 * a cell for missing values when the column is nullable (never mapped: the model's missing
@@ -32,7 +34,7 @@ import pandas as pd
 
 from fedsynth.common.data.grid import MAX_GRID_VALUES, Grid, Levels
 from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.data.units import bounds_in_units, in_units, to_units
+from fedsynth.common.data.units import bounds_in_units, in_units, parts_of, to_units
 
 MAX_EXACT_VALUES = MAX_GRID_VALUES  # ages, hours, minutes of delay, degrees: counted value by value
 FINE_BINS = 256  # chosen by the table suite's mean (docs/benchmarks.md)
@@ -54,6 +56,7 @@ class NumericHistogram:
     datetime: bool = False  # values are days (fedsynth.common.data.days)
     clock: bool = False  # values are minutes since midnight (fedsynth.common.data.clock)
     grid: Grid | Levels | None = None  # the declared grid or values that are the atoms
+    part: str = ""  # a timestamp's "day" or "time" of day (fedsynth.common.data.units.PARTS); "": the value
 
     def atom_extent(self) -> tuple[np.ndarray, np.ndarray]:
         """The stretch of the line each atom stands for: its grid's or levels' (:meth:`Grid.extent`),
@@ -64,11 +67,13 @@ class NumericHistogram:
         return atoms - 0.5, atoms + 0.5
 
     @classmethod
-    def for_column(cls, col: Column) -> NumericHistogram:
-        lo, hi = bounds_in_units(col)
+    def for_column(cls, col: Column, part: str = "") -> NumericHistogram:
+        """The layout of ``col``'s histogram, or of its ``part``'s (a timestamp's, :func:`parts_of`)."""
+        lo, hi = bounds_in_units(col, part)
         if col.type == "datetime":
             edges = tuple(np.linspace(lo, hi, FINE_BINS + 1))
-            return cls(col.name, (), edges, lo, hi, False, False, col.nullable, datetime=True)
+            # a timestamp's days are whole: mapped into a bin, a day is rounded as an integer's value is
+            return cls(col.name, (), edges, lo, hi, False, part == "day", col.nullable, datetime=True, part=part)
         integer, log = col.subtype == "int", col.scale == "log"
         masses = to_units(col, col.point_masses)
         if col.grid is not None:  # the schema bounds its size by MAX_GRID_VALUES
@@ -100,9 +105,9 @@ class NumericHistogram:
         return slice(len(self.atoms), len(self.atoms) + self.bins)
 
     def values(self, column: pd.Series) -> np.ndarray:
-        """A typed column as the floats the cells are laid out on (days for datetimes, minutes for a
-        ``clock`` column; NaN = missing)."""
-        return in_units(column, datetime=self.datetime, clock=self.clock)
+        """A typed column as the floats the cells are laid out on (days for datetimes, whole days or
+        minutes since midnight for a timestamp's parts, minutes for a ``clock`` column; NaN = missing)."""
+        return in_units(column, datetime=self.datetime, clock=self.clock, part=self.part)
 
     def counts(self, values: pd.Series) -> np.ndarray:
         """Exact counts of ``values`` (typed, within bounds) in the layout's cells: atoms, bins, missing."""
@@ -196,5 +201,7 @@ def _unscale(t: np.ndarray, lo: float, log: bool) -> np.ndarray:
 
 
 def histograms_for(schema: Schema) -> list[NumericHistogram]:
-    """The released histogram of every numerical and datetime column, in schema order."""
-    return [NumericHistogram.for_column(c) for c in schema.columns if c.type in ("numerical", "datetime")]
+    """The released histograms of every numerical and datetime column, in schema order (a
+    timestamp's day, then its time of day)."""
+    return [NumericHistogram.for_column(c, part) for c in schema.columns if c.type in ("numerical", "datetime")
+            for part in parts_of(c)]

@@ -9,7 +9,8 @@ softmax outputs over a batch of latent draws, match the measured ones. That is p
 of accounted releases: no private row is read here.
 
 * Pairs are between the columns' first softmax segments in the encoder's public layout
-  (categories, small integers, a numerical's point masses and coarse bins), so every party
+  (categories, small integers, a numerical's point masses and coarse bins; a timestamp's
+  day and its time of day are two), so every party
   counts into the same cells. :func:`column_segments` lists them.
 * Which pairs: the caller measures the ones where the model is furthest from the data
   (:func:`pair_errors`, released with noise: AIM and MST select by the same kind of score).
@@ -108,10 +109,11 @@ def shared_planned_releases(config: MarginalFitConfig, counts_noise: float, segm
 
 
 def column_segments(encoder: TableEncoder) -> list[Segment]:
-    """Each column's first softmax segment, in schema order: the axes of the 2-way marginals."""
+    """Each column's first softmax segment (a timestamp's day's and its time of day's), in schema
+    order: the axes of the 2-way marginals."""
     out: list[Segment] = []
     for seg in encoder.segments:
-        if seg.kind == "softmax" and (not out or out[-1].column != seg.column):
+        if seg.kind == "softmax" and (not out or (out[-1].column, out[-1].part) != (seg.column, seg.part)):
             out.append(seg)
     return out
 
