@@ -33,7 +33,7 @@ from fedsynth.evaluation.fidelity import Fidelity, fidelity
 from fedsynth.evaluation.guarantee import compare_with_guarantee, describe_guarantee
 from fedsynth.evaluation.jsonable import JsonObject, to_jsonable
 from fedsynth.evaluation.overlap import holdout_overlap
-from fedsynth.evaluation.prepared import PreparedTable, prepare
+from fedsynth.evaluation.prepared import PreparedTable, measured_schema, prepare
 from fedsynth.evaluation.privacy import Privacy, privacy
 from fedsynth.evaluation.report import write_report
 from fedsynth.evaluation.risks import Risks, risks
@@ -199,7 +199,8 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
     if unknown:
         raise ValueError(f"sensitive column(s) {unknown} are not schema columns (columns: {schema.names})")
     guarantee_info = describe_guarantee(guarantee)
-    tables = {label: prepare(df, schema, label)
+    measured = measured_schema(schema)  # with each timestamp's time of day
+    tables = {label: prepare(df, measured, label)
               for label, df in (("real", real), ("holdout", holdout), ("synthetic", synthetic))}
     overlap = holdout_overlap(tables["real"], tables["holdout"])
     overlap.check()
@@ -207,10 +208,10 @@ def evaluate(real: pd.DataFrame, holdout: pd.DataFrame, synthetic: pd.DataFrame,
 
     if parallel is None:
         parallel = len(real) >= PARALLEL_MIN_ROWS and _cores() >= 2
-    beside = _RisksBeside((tables["real"], tables["holdout"], tables["synthetic"], schema,
+    beside = _RisksBeside((tables["real"], tables["holdout"], tables["synthetic"], measured,
                            tuple(dict.fromkeys(sensitive)), target, seed), enabled=parallel)
     try:
-        fid, det, util, priv = _sections(tables, schema, target, seed, guarantee_info, seconds)
+        fid, det, util, priv = _sections(tables, measured, target, seed, guarantee_info, seconds)
         risk, seconds["risks"] = beside.result()
     finally:
         beside.close()

@@ -14,10 +14,35 @@ import pandas as pd
 
 from fedsynth.common.data.schema import Column, Schema
 from fedsynth.common.data.cells import FALSE_TOKENS, TRUE_TOKENS
+from fedsynth.common.data.units import PARTS, parts_of
 
 MISSING_LABEL = "(missing)"
 OTHER_LABEL = "(not in schema)"
+TIME_OF_DAY = "{} (time of day)"  # a timestamp's time of day, as the metrics name it
 _EPOCH = pd.Timestamp("1970-01-01")
+
+
+def measured_schema(schema: Schema) -> Schema:
+    """The columns the metrics compare: the schema's, each timestamp (a datetime whose format writes
+    a time of day) followed by its time of day in hours since midnight, a numerical column of its
+    own. As days alone, a synthetic table whose stops all fall at noon would match the real one
+    (docs/benchmarks.md, "A timestamp's time of day"); :func:`prepare` derives the column."""
+    columns = []
+    for col in schema.columns:
+        columns.append(col.to_json())
+        name = TIME_OF_DAY.format(col.name)
+        if parts_of(col) == PARTS and name not in schema.names:
+            columns.append({"name": name, "type": "numerical", "min": 0, "max": 24, "nullable": col.nullable,
+                            "description": f"hours since midnight of {col.name!r} (derived for the metrics)"})
+    if len(columns) == len(schema.columns):
+        return schema
+    return Schema.from_json({**schema.to_json(), "columns": columns}, source=f"{schema.name} (as measured)")
+
+
+def _derived(schema: Schema) -> dict[str, str]:
+    """The measured schema's time-of-day columns -> the timestamp each is read from."""
+    return {TIME_OF_DAY.format(c.name): c.name for c in schema.columns
+            if parts_of(c) == PARTS and TIME_OF_DAY.format(c.name) in schema.names}
 
 
 def is_discrete(col: Column) -> bool:
@@ -83,20 +108,26 @@ class PreparedTable:
 
 
 def prepare(df: pd.DataFrame, schema: Schema, label: str) -> PreparedTable:
-    """Convert a typed frame (as from ``load_table``) into a :class:`PreparedTable`.
+    """Convert a typed frame (as from ``load_table``) into a :class:`PreparedTable`; given a
+    :func:`measured_schema`, with each timestamp's time of day.
 
     Raises ValueError naming the table when it is empty or lacks schema columns, because a
     metric silently computed on the wrong columns would be worse than no metric.
     """
     if not isinstance(df, pd.DataFrame):
         raise ValueError(f"the {label} table must be a pandas DataFrame, got {type(df).__name__}")  # noqa: TRY004 (documented)
-    absent = [c for c in schema.names if c not in df.columns]
+    derived = _derived(schema)
+    absent = [c for c in schema.names if c not in df.columns and c not in derived]
     if absent:
         raise ValueError(f"the {label} table lacks schema column(s) {absent}")
     if len(df) == 0:
         raise ValueError(f"the {label} table has no rows")
     out: dict[str, np.ndarray] = {}
     for col in schema.columns:
+        if col.name in derived and col.name not in df.columns:  # a timestamp's time of day, in hours
+            days = out[derived[col.name]]
+            out[col.name] = (days - np.floor(days)) * 24.0
+            continue
         series = df[col.name].reset_index(drop=True)
         out[col.name] = _discrete_codes(series, col) if is_discrete(col) else _continuous(series, col)
     return PreparedTable(out, len(df))

@@ -32,7 +32,7 @@ import pandas as pd
 from fedsynth.evaluation.associations import association_matrix, strong_pairs
 from fedsynth.evaluation.detection import detect
 from fedsynth.evaluation.marginals import marginal_tvds
-from fedsynth.evaluation.prepared import prepare
+from fedsynth.evaluation.prepared import measured_schema, prepare
 from fedsynth.evaluation.utility import tree_auc
 from fedsynth.common.data.schema import Schema
 
@@ -48,6 +48,7 @@ QUICK_DETECTION_ROWS = 2_000
 def quick_quality(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFrame, schema: Schema,
                   label: str | None, seed: int = 0, floor: bool = False) -> dict[str, Any]:
     """TVDs, detection AUC and (with ``label``) TSTR/TRTR ROC AUC of ``synth``; see the module docstring."""
+    schema = measured_schema(schema)  # with each timestamp's time of day
     real, hold, syn = prepare(train, schema, "real"), prepare(holdout, schema, "holdout"), prepare(synth, schema, "synthetic")
     one, two = marginal_tvds(real, syn, schema)
     out: dict[str, Any] = {"tvd_1way": float(np.mean(list(one.values()))), "tvd_2way": two,
