@@ -234,7 +234,7 @@ def test_a_table_with_timestamps_is_simulated_with_shared_noise(tmp_path):
     time-of-day histograms, every institution encodes with the edges the coordinator derived from
     them (one entry per column on the wire), and the synthetic times are written back as the input's."""
     rng = np.random.default_rng(0)
-    rows = 600
+    rows = 3000  # 2,400 training rows over the time of day's 256 released cells
     night = rng.random(rows) < 0.4
     minutes = np.where(night, (22 * 60 + rng.integers(0, 240, rows)) % 1440, 600 + rng.integers(0, 240, rows))
     when = pd.Timestamp("2017-01-01") + pd.to_timedelta(rng.integers(0, 729, rows) * 1440 + minutes, unit="min")
@@ -252,6 +252,7 @@ def test_a_table_with_timestamps_is_simulated_with_shared_noise(tmp_path):
     synthetic = pd.read_csv(out / "synthetic.csv", dtype=str)["stopped"]
     assert synthetic.str.fullmatch(r"201[78]-\d\d-\d\dT\d\d:\d\d:\d\dZ").all(), synthetic.head().tolist()
     hours = pd.to_datetime(synthetic).dt.hour
-    assert ((hours >= 22) | (hours < 2) | hours.between(10, 13)).mean() > 0.8  # the released hours (flat: 0.33)
+    in_windows = ((hours >= 22) | (hours < 2) | hours.between(10, 13)).mean()
+    assert in_windows > 0.7, in_windows  # the released hours (flat: 0.33; 0.84-0.96 in four runs)
     model = json.loads((out / "synthesizer" / "synthesizer.json").read_text())
     assert [len(m) for m in model["marginals"]] == [256, 256]  # the day's histogram, the time of day's
