@@ -49,6 +49,7 @@ from fedsynth.common.data.schema import Schema
 from fedsynth.common.protocol.federation import (FIELD_CLIPPING_RANGE, FederationPlan, SecAggSettings, federated_model_config, run_secagg,
                                                  shared_grid)
 from fedsynth.common.model.tabular import ModelConfig, build_model
+from fedsynth.common.dp.plan import TrainingConfig
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.common.data.tables import write_table
 from fedsynth.server.checkpoint import Checkpoint, write_global_model
@@ -233,8 +234,10 @@ def marginal_fit(institutions: list[Institution], plan: FederationPlan, schema: 
     return fit_global_model(schema, plan, current, freqs, chosen, counts)
 
 
-def single_party_run(train, holdout, schema, epsilon: float, delta: float, seed: int, label: str) -> dict:
-    s = Synthesizer(schema, epsilon=epsilon, delta=delta).fit(train)
+def single_party_run(train, holdout, schema, epsilon: float, delta: float, seed: int, label: str,
+                     training: TrainingConfig | None = None) -> dict:
+    """One single-party fit (the defaults, or ``training``'s plan) scored by ``quick_quality``."""
+    s = Synthesizer(schema, epsilon=epsilon, delta=delta, training=training).fit(train)
     return {**quick_quality(train, holdout, s.sample(len(train), seed=seed), schema, label),
             "epsilon_spent_max": s.epsilon_spent}
 

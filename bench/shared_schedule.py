@@ -21,12 +21,11 @@ import time
 import numpy as np
 import torch
 
+from federated_quality import single_party_run  # bench/ is on sys.path as the script's folder
 from fedsynth.common.dp.plan import TrainingConfig, default_batch_size
-from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.server.shared_plan import BATCH_FACTOR, SHARED_ROUNDS
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split
-from fedsynth.simulations.quality import quick_quality
 
 MEASURES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max")
 
@@ -43,6 +42,7 @@ def main() -> None:
     ap.add_argument("--table", default="taxi", choices=sorted(BUNDLED))
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--epsilon", type=float, default=1.0)
+    ap.add_argument("--delta", type=float, default=1e-5)
     ap.add_argument("--rounds", type=int, default=SHARED_ROUNDS, help="the shared-noise plan's rounds")
     ap.add_argument("--batch-factor", type=float, default=BATCH_FACTOR, help="its batch, times single-party's")
     ap.add_argument("--threads", type=int, default=2)
@@ -57,8 +57,7 @@ def main() -> None:
     for r in range(args.repeats):
         for name, training in schedules.items():
             t = time.time()
-            s = Synthesizer(schema, epsilon=args.epsilon, training=training).fit(train)
-            q = quick_quality(train, holdout, s.sample(len(train), seed=r), schema, bundled.label)
+            q = single_party_run(train, holdout, schema, args.epsilon, args.delta, r, bundled.label, training)
             runs[name].append({k: float(q[k]) for k in MEASURES})
             print(f"{name} run {r}: " + "  ".join(f"{k} {q[k]:.4f}" for k in MEASURES) + f"  {time.time() - t:.0f}s",
                   flush=True)

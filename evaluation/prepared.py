@@ -14,11 +14,10 @@ import pandas as pd
 
 from fedsynth.common.data.schema import Column, Schema
 from fedsynth.common.data.cells import FALSE_TOKENS, TRUE_TOKENS
-from fedsynth.common.data.units import PARTS, parts_of
+from fedsynth.common.data.units import PARTS, part_label, parts_of
 
 MISSING_LABEL = "(missing)"
 OTHER_LABEL = "(not in schema)"
-TIME_OF_DAY = "{} (time of day)"  # a timestamp's time of day, as the metrics name it
 _EPOCH = pd.Timestamp("1970-01-01")
 
 
@@ -30,7 +29,7 @@ def measured_schema(schema: Schema) -> Schema:
     columns = []
     for col in schema.columns:
         columns.append(col.to_json())
-        name = TIME_OF_DAY.format(col.name)
+        name = part_label(col.name, "time")  # as the marginal fit names it among its pairs
         if parts_of(col) == PARTS and name not in schema.names:
             columns.append({"name": name, "type": "numerical", "min": 0, "max": 24, "nullable": col.nullable,
                             "description": f"hours since midnight of {col.name!r} (derived for the metrics)"})
@@ -41,8 +40,8 @@ def measured_schema(schema: Schema) -> Schema:
 
 def _derived(schema: Schema) -> dict[str, str]:
     """The measured schema's time-of-day columns -> the timestamp each is read from."""
-    return {TIME_OF_DAY.format(c.name): c.name for c in schema.columns
-            if parts_of(c) == PARTS and TIME_OF_DAY.format(c.name) in schema.names}
+    return {part_label(c.name, "time"): c.name for c in schema.columns
+            if parts_of(c) == PARTS and part_label(c.name, "time") in schema.names}
 
 
 def is_discrete(col: Column) -> bool:

@@ -37,7 +37,7 @@ from fedsynth.common.data.clock import from_minutes
 from fedsynth.common.data.days import from_days, is_date_only
 from fedsynth.common.data.histogram import histograms_for
 from fedsynth.common.data.schema import Column, Schema
-from fedsynth.common.data.units import MINUTES_PER_DAY, bounds_in_units, parts_of, to_units
+from fedsynth.common.data.units import bounds_in_units, from_parts, part_label, parts_of, to_units
 
 MISSING = "__missing__"
 _EPS = 1e-9
@@ -67,7 +67,7 @@ class Segment:
     @property
     def label(self) -> str:
         """The column's name, with the part it lays out: ``stop (time of day)``."""
-        return f"{self.column} (time of day)" if self.part == "time" else self.column
+        return part_label(self.column, self.part)
 
 
 class _ColumnCodec:
@@ -157,6 +157,11 @@ class _Binned(_ColumnCodec):
         self.widths = np.diff(self.edges)
         self.tokens = ([MISSING] if self.nullable else []) + self.point_masses + [f"bin{i}" for i in range(self.k)]
         self.bins_from = len(self.tokens) - self.k
+
+    @property
+    def parts(self) -> tuple[_Binned, ...]:
+        """The binned parts of this column: itself (a :class:`_Timestamp` has two)."""
+        return (self,)
 
     # scale transform: log(x - lo + 1) keeps the lower bound at 0 and works for lo <= 0
     def _t(self, x: np.ndarray) -> np.ndarray:
@@ -256,9 +261,9 @@ class _Timestamp(_ColumnCodec):
 
     def decode(self, block: np.ndarray, rng: np.random.Generator) -> pd.Series:
         w = self.parts[0].width()
-        day = np.round(self.parts[0].decode_units(block[:, :w]))  # whole days, up to the offset's float32
-        minutes = np.clip(self.parts[1].decode_units(block[:, w:]), 0.0, MINUTES_PER_DAY - 1.0 / 60.0)
-        return as_declared(np.clip(day + minutes / MINUTES_PER_DAY, *bounds_in_units(self.column)), self.column)
+        # from_parts rounds the day: whole days, up to the offset's float32
+        days = from_parts(self.column, self.parts[0].decode_units(block[:, :w]), self.parts[1].decode_units(block[:, w:]))
+        return as_declared(days, self.column)
 
 
 def _checked_edges(column: Column, edges: Sequence[float] | np.ndarray, t0: float, t1: float) -> np.ndarray:
@@ -367,8 +372,8 @@ class TableEncoder:
         a skewed column's tokens then each hold a similar share of rows instead of most rows
         sharing one or two equal-width bins. Post-processing of the counts release only."""
         plain = TableEncoder(schema)
-        binned = {(b.column.name, b.part): b for c in plain.codecs
-                  for b in (c.parts if isinstance(c, _Timestamp) else (c,)) if isinstance(b, _Binned)}
+        binned = {(b.column.name, b.part): b for c in plain.codecs if isinstance(c, (_Binned, _Timestamp))
+                  for b in c.parts}
         hists = plain.histograms
         if len(marginals) != len(hists):
             raise ValueError(f"{len(marginals)} released histograms for the schema's {len(hists)}")

@@ -76,16 +76,27 @@ def bounds_in_units(column: Column, part: str = "") -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def part_label(column: str, part: str) -> str:
+    """How a part is named where it stands beside whole columns (the marginal fit's pairs, the
+    report's columns): ``stopped (time of day)``; the day, or a whole value, is the column."""
+    return f"{column} (time of day)" if part == "time" else column
+
+
+def from_parts(column: Column, day: np.ndarray, minutes: np.ndarray) -> np.ndarray:
+    """A timestamp's days from its parts: ``day`` rounded to a whole day, ``minutes`` kept inside
+    that day (up to 23:59:59), the sum inside the column's bounds; NaN where either is missing."""
+    minutes = np.clip(np.asarray(minutes, dtype=float), 0.0, MINUTES_PER_DAY - 1.0 / 60.0)
+    return np.clip(np.round(day) + minutes / MINUTES_PER_DAY, *bounds_in_units(column))
+
+
 def join_part(column: Column, values: pd.Series | np.ndarray | Sequence, part: str,
               part_values: np.ndarray) -> np.ndarray:
     """``values`` of ``column`` in its units with their ``part`` replaced by ``part_values``: a day
-    keeps its time of day, a time of day its day (NaN where either is missing), within the
-    column's bounds. ``""``: the part is the whole value."""
+    keeps its time of day, a time of day its day (:func:`from_parts`). ``""``: the part is the
+    whole value."""
     part_values = np.asarray(part_values, dtype=float)
     if part == "day":
-        days = np.round(part_values) + to_units(column, values, "time") / MINUTES_PER_DAY
-    elif part == "time":
-        days = to_units(column, values, "day") + part_values / MINUTES_PER_DAY
-    else:
-        return part_values
-    return np.clip(days, *bounds_in_units(column))
+        return from_parts(column, part_values, to_units(column, values, "time"))
+    if part == "time":
+        return from_parts(column, to_units(column, values, "day"), part_values)
+    return part_values
