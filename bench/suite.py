@@ -25,6 +25,7 @@ and the mean over the suite for each system; ``--json PATH`` writes every run.
     python bench/suite.py rounds=2 --repeats 1 --tables taxi   # a smoke run (settings before --tables)
     python bench/suite.py --repeats 3 --anchors mst aim        # with the centralized anchors
     python bench/suite.py --noise shared --engine flower --clients 10 --epsilon 3   # simulate's own runs
+    python bench/suite.py rounds=160 batch_factor=1.0 --noise shared --engine flower --tables taxi  # another plan
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from federated_quality import (  # bench/ is on sys.path as the script's folder
 )
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.data.tables import load_table, write_table
+from fedsynth.server.shared_plan import default_sample_rate
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.driver import SimulationConfig
 from fedsynth.simulations.driver import run as simulate
@@ -140,18 +142,43 @@ def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: fl
         return load_table(root / "synthetic.csv", schema)
 
 
-def flower_quality(name: str, noise: str, repeat: int, args: argparse.Namespace) -> dict:
+#: the settings ``--engine flower`` accepts: the shared-noise plan's public knobs, which
+#: ``simulate`` also takes (a model field would need a CLI option there first)
+FLOWER_SETTINGS = ("rounds", "batch_factor", "sample_rate")
+
+
+def flower_plan(settings: list[str], pooled_rows: int) -> dict:
+    """``SimulationConfig`` fields for ``rounds=`` / ``batch_factor=`` / ``sample_rate=`` settings.
+
+    ``batch_factor`` becomes the sample rate ``simulate`` would take by that rule on the pooled
+    rows (:func:`~fedsynth.server.shared_plan.default_sample_rate`), as the in-process plan does."""
+    given = dict(item.split("=", 1) for item in settings)
+    unknown = sorted(set(given) - set(FLOWER_SETTINGS))
+    if unknown:
+        raise SystemExit(f"--engine flower takes only {', '.join(FLOWER_SETTINGS)}; not {', '.join(unknown)}")
+    fields: dict = {}
+    if "rounds" in given:
+        fields["rounds"] = int(given["rounds"])
+    if "sample_rate" in given:
+        fields["sample_rate"] = float(given["sample_rate"])
+    elif "batch_factor" in given:
+        fields["sample_rate"] = default_sample_rate(pooled_rows, float(given["batch_factor"]))
+    return fields
+
+
+def flower_quality(name: str, noise: str, repeat: int, args: argparse.Namespace, plan: dict | None = None) -> dict:
     """One ``fedsynth simulate`` run (real Flower Simulation Engine, SecAgg+) on the suite's split.
 
     The driver splits with ``args.seed`` exactly as :func:`run_table` does, so its training rows
     and silos are the in-process runs'; only the DP noise (a CSPRNG's) differs between repeats.
-    With ``args.keep`` the run's folder (events, model card, summary, synthetic rows) stays there."""
+    ``plan``: :func:`flower_plan`'s fields. With ``args.keep`` the run's folder (events, model
+    card, summary, synthetic rows) stays there."""
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep if args.keep is not None else Path(tmp)
         out = root / f"{name}-{noise}-{args.clients}silos-eps{args.epsilon:g}-run{repeat}"
         cfg = SimulationConfig(out=str(out), data=name, clients=args.clients, partition="dirichlet",
                                alpha=args.alpha, epsilon=args.epsilon, delta=args.delta, noise=noise,
-                               seed=args.seed, threads=args.threads)
+                               seed=args.seed, threads=args.threads, **(plan or {}))
         summary = simulate(cfg, print_fn=lambda _line: None)
     card = summary["model_card"]
     spent = [c["epsilon_spent"] for c in card["clients"] if isinstance(c["epsilon_spent"], (int, float))]
@@ -167,9 +194,10 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
     floor = quick_quality(train, holdout, holdout, schema, None, floor=True)
     info = TableInfo(name, len(train), len(holdout), len(schema.columns), label, bundled.positive_share,
                      floor["tvd_1way_floor"], floor["tvd_2way_floor"], floor.get("detection_auc_floor"))
-    plans = {noise: (build_plan(args.settings, schema, args.seed) if noise == "local" else
-                     build_shared_plan(args.settings, schema, args.seed, len(train), args.clients, args.epsilon,
-                                       args.delta)) for noise in args.noise}
+    plans = {} if args.engine == "flower" else {
+        noise: (build_plan(args.settings, schema, args.seed) if noise == "local" else
+                build_shared_plan(args.settings, schema, args.seed, len(train), args.clients, args.epsilon, args.delta))
+        for noise in args.noise}
     silos = partition(train, "dirichlet", args.clients, label=label, alpha=args.alpha, seed=args.seed)
     engine = ", Flower" if args.engine == "flower" else ""
     federated = [Cell(name, f"federated, {noise} noise ({args.clients} silos{engine})") for noise in args.noise]
@@ -185,7 +213,7 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
         for noise, cell in zip(args.noise, federated):
             t = time.time()
             if args.engine == "flower":
-                q = flower_quality(name, noise, r, args)
+                q = flower_quality(name, noise, r, args, flower_plan(args.settings, len(train)))
             else:
                 q = federated_run(train, holdout, schema, silos, plans[noise], args.epsilon, args.delta, None,
                                   args.threads, seed, label)
@@ -271,7 +299,8 @@ def main() -> None:
                     help="federated runs to make: local noise, shared noise (simulate --noise), both, or none")
     ap.add_argument("--engine", choices=["in-process", "flower"], default="in-process",
                     help="federated runs: the round code in-process (about 2x faster), or simulate's real Flower "
-                         "Simulation Engine with SecAgg+ (its CLI defaults; no settings)")
+                         "Simulation Engine with SecAgg+ (its CLI defaults; of the settings, only "
+                         "rounds=, batch_factor=, sample_rate=)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="--engine flower: keep each run's folder under this directory (a new run name each)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads for each training")
@@ -282,8 +311,8 @@ def main() -> None:
     ap.add_argument("--anchor-timeout", type=float, default=1800.0)
     ap.add_argument("--json", type=Path, default=None, help="write every run, the per-table and suite means here")
     args = ap.parse_args()
-    if args.engine == "flower" and args.settings:
-        ap.error("--engine flower runs simulate's defaults: settings apply to in-process runs only")
+    if args.engine == "flower":
+        flower_plan(args.settings, 1)  # refuse what simulate cannot take before any run
     torch.set_num_threads(args.threads)
     infos, cells = [], []
     for name in args.tables:
