@@ -1,0 +1,98 @@
+"""Which pairs the marginal fit measures: single-party's rule against the federation's, paired.
+
+A single party ranks pairs by their noisy L1 errors against the trained model. A federation
+cannot add up errors (an institution's error also counts its own table's difference from the
+others'), so it sums random +-1 projections of each pair's residual under SecAgg+ and ranks
+pairs by the L2 norms they estimate (:func:`~fedsynth.common.model.marginal_fit.sketched_errors`);
+each summed value carries noise of std ``score * sqrt(pairs * projections)``, times
+sqrt(K / (K - T)) for the noise shares' excess at K institutions and T = 1. This program emulates
+that choice on one party's rows so that only the rule differs: each run trains one single-party
+synthesizer (epsilon 1, defaults, the README command's seed-0 split) up to its marginal fit, then
+for each rule in turn chooses pairs (fresh noise), measures them at the plan's pair noise and
+fits a copy of that generator. An emulation for the bench: nothing here is released.
+
+    python bench/federated_pair_choice.py --rules l1 sketch:16 sketch:4 --tables taxi --repeats 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+
+import numpy as np
+import torch
+
+from fedsynth.common.dp.accounting import noisy_counts
+from fedsynth.common.dp.dp_sgd import csprng_torch_rng
+from fedsynth.common.model.marginal_fit import (
+    JOINT_DRAWS, Pair, all_pairs, block, column_segments, fit_marginals, measured_frequencies, model_joint,
+    pair_errors, project_residuals, real_joint_counts, sketched_errors, worth_measuring, worth_measuring_l2)
+from fedsynth.simulations.datasets import load_dataset
+from fedsynth.simulations.partition import holdout_split
+from pair_choice import UpToTheFit  # bench/ is on sys.path as the script's folder
+from run_means import SCORES, add_run_options, cells, fmt, mean, scores
+
+
+def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segments, plan: dict, silos: int,
+           rng: np.random.Generator) -> list[Pair]:
+    """The pairs ``rule`` measures: ``l1`` (single-party's) or ``sketch:M`` (the federation's with
+    M projections and the noise of its sum at ``silos`` institutions, T = 1)."""
+    pairs, k = all_pairs(segments), int(plan["marginal_pairs"])
+    if rule == "l1":
+        errors = pair_errors(counts, joint, rows, segments, pairs)
+        errors = errors + rng.normal(0.0, plan["score_noise"] * np.sqrt(len(pairs)), errors.shape)
+        return worth_measuring(errors, segments, pairs, k, plan["pair_noise"])
+    m = int(rule.removeprefix("sketch:"))
+    excess = np.sqrt(silos / (silos - 1))
+    values = np.concatenate(project_residuals(counts, joint, rows, segments, pairs, m, int(rng.integers(2**31))))
+    std = plan["score_noise"] * excess * np.sqrt(len(pairs) * m)
+    norms = sketched_errors(values + rng.normal(0.0, std, values.shape), len(pairs), m, std)
+    return worth_measuring_l2(norms, segments, pairs, k, plan["pair_noise"] * excess)
+
+
+def one_run(table: str, rules: list[str], silos: int, seed: int) -> list[dict]:
+    df, schema, _ = load_dataset(table)
+    train, holdout = holdout_split(df, 0.2, 0)
+    synth = UpToTheFit(schema, epsilon=1.0).fit(train)
+    model, x_np, plan, rows = synth.before_fit
+    segments = column_segments(synth.encoder)
+    counts = real_joint_counts(x_np, segments)
+    joint = model_joint(model, segments, JOINT_DRAWS, csprng_torch_rng()).numpy()
+    rng = np.random.default_rng()
+    runs = []
+    for rule in rules:
+        chosen = choose(rule, counts, joint, rows or 0.0, segments, plan, silos, rng)
+        noisy = noisy_counts([block(counts, segments, p).ravel() for p in chosen], plan["pair_noise"])
+        synth.model = copy.deepcopy(model)
+        fit_marginals(synth.model, segments, measured_frequencies(segments, chosen, noisy), synth.marginal_fit)
+        runs.append({"table": table, "rule": rule, "seed": seed, "pairs": len(chosen),
+                     "chosen": [[segments[a].label, segments[b].label] for a, b in chosen],
+                     **scores(synth, train, holdout, schema, table, seed)})
+        print(json.dumps({k: v for k, v in runs[-1].items() if k != "chosen"}), flush=True)
+    return runs
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rules", nargs="+", default=["l1", "sketch:16"],
+                    help="l1 (single-party's) or sketch:M (the federation's, M projections); the first is the reference")
+    ap.add_argument("--silos", type=int, default=10, help="institutions K behind the sketch's noise (T = 1)")
+    add_run_options(ap, repeats=3)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    runs = [run for r in range(args.repeats) for table in args.tables for run in one_run(table, args.rules, args.silos, r)]
+    measures = (*SCORES, "kept", "pairs")
+    print(f"\n{'table':8} {'rule':>10} " + " ".join(f"{m[:6]:>6}" for m in measures) + "  paired difference (TSTR, 2-way)")
+    ref = {(r["table"], r["seed"]): r for r in runs if r["rule"] == args.rules[0]}
+    for table, rule, cell in cells(runs, args.tables, "rule", args.rules):
+        diff = [mean(None if r[m] is None else r[m] - ref[(r["table"], r["seed"])][m] for r in cell)
+                for m in ("tstr_auc", "tvd_2way")]
+        print(f"{table:8} {rule:>10} " + " ".join(fmt(mean(r[m] for r in cell)) for m in measures)
+              + "  " + " ".join(fmt(d) for d in diff))
+    if args.json:
+        args.json.write_text(json.dumps(runs, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
