@@ -27,7 +27,8 @@ from fedsynth.common.dp.accounting import noisy_counts
 from fedsynth.common.dp.dp_sgd import csprng_torch_rng
 from fedsynth.common.model.marginal_fit import (
     JOINT_DRAWS, Pair, all_pairs, block, column_segments, fit_marginals, measured_frequencies, model_joint,
-    pair_errors, project_residuals, real_joint_counts, sketched_errors, worth_measuring, worth_measuring_l2)
+    _largest_worth, pair_errors, project_residuals, real_joint_counts, sketched_errors, worth_measuring,
+    worth_measuring_l2)
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 from pair_choice import UpToTheFit  # bench/ is on sys.path as the script's folder
@@ -36,19 +37,29 @@ from run_means import SCORES, add_run_options, cells, fmt, mean, scores
 
 def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segments, plan: dict, silos: int,
            rng: np.random.Generator) -> list[Pair]:
-    """The pairs ``rule`` measures: ``l1`` (single-party's) or ``sketch:M`` (the federation's with
-    M projections and the noise of its sum at ``silos`` institutions, T = 1)."""
+    """The pairs ``rule`` measures: ``l1`` (single-party's), ``sketch:M`` (the federation's with
+    M projections and the noise of its sum at ``silos`` institutions, T = 1), ``l2`` (exact L2
+    norms without noise: the sketch's criterion alone, for diagnosis; not releasable), and either
+    L2 rule with ``:scaled`` (norms times sqrt(cells), which is the L1 error where a table's
+    residual is spread evenly, ranked against the L1 rule's threshold)."""
     pairs, k = all_pairs(segments), int(plan["marginal_pairs"])
     if rule == "l1":
         errors = pair_errors(counts, joint, rows, segments, pairs)
         errors = errors + rng.normal(0.0, plan["score_noise"] * np.sqrt(len(pairs)), errors.shape)
         return worth_measuring(errors, segments, pairs, k, plan["pair_noise"])
-    m = int(rule.removeprefix("sketch:"))
+    kind, scaled = rule.removesuffix(":scaled"), rule.endswith(":scaled")
     excess = np.sqrt(silos / (silos - 1))
-    values = np.concatenate(project_residuals(counts, joint, rows, segments, pairs, m, int(rng.integers(2**31))))
-    std = plan["score_noise"] * excess * np.sqrt(len(pairs) * m)
-    norms = sketched_errors(values + rng.normal(0.0, std, values.shape), len(pairs), m, std)
-    return worth_measuring_l2(norms, segments, pairs, k, plan["pair_noise"] * excess)
+    if kind == "l2":
+        norms = np.array([np.linalg.norm(block(counts, segments, p) - rows * block(joint, segments, p)) for p in pairs])
+    else:
+        m = int(kind.removeprefix("sketch:"))
+        values = np.concatenate(project_residuals(counts, joint, rows, segments, pairs, m, int(rng.integers(2**31))))
+        std = plan["score_noise"] * excess * np.sqrt(len(pairs) * m)
+        norms = sketched_errors(values + rng.normal(0.0, std, values.shape), len(pairs), m, std)
+    if not scaled:
+        return worth_measuring_l2(norms, segments, pairs, k, plan["pair_noise"] * excess)
+    cells = np.array([segments[a].size * segments[b].size for a, b in pairs], dtype=float)
+    return _largest_worth(norms * np.sqrt(cells), list(cells), plan["pair_noise"] * excess, pairs, k)
 
 
 def one_run(table: str, rules: list[str], silos: int, seed: int) -> list[dict]:
