@@ -38,17 +38,27 @@ from run_means import SCORES, add_run_options, cells, fmt, mean, scores
 def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segments, plan: dict, silos: int,
            rng: np.random.Generator) -> list[Pair]:
     """The pairs ``rule`` measures: ``l1`` (single-party's), ``sketch:M`` (the federation's with
-    M projections and the noise of its sum at ``silos`` institutions, T = 1), ``l2`` (exact L2
+    M projections and the noise of its sum at ``silos`` institutions, T = 1), ``tables`` (every
+    pair's pooled residual table at that noise, a sum SecAgg+ could make, ranked by its L1 less the
+    noise's expected part), ``l2`` (exact L2
     norms without noise: the sketch's criterion alone, for diagnosis; not releasable), and either
     L2 rule with ``:scaled`` (norms times sqrt(cells), which is the L1 error where a table's
     residual is spread evenly, ranked against the L1 rule's threshold)."""
     pairs, k = all_pairs(segments), int(plan["marginal_pairs"])
+    excess = np.sqrt(silos / (silos - 1))
     if rule == "l1":
         errors = pair_errors(counts, joint, rows, segments, pairs)
         errors = errors + rng.normal(0.0, plan["score_noise"] * np.sqrt(len(pairs)), errors.shape)
         return worth_measuring(errors, segments, pairs, k, plan["pair_noise"])
+    if rule == "tables":  # every pair's pooled residual table, each cell at the score release's noise
+        std = plan["score_noise"] * excess * np.sqrt(len(pairs))
+        errors = []
+        for p in pairs:
+            residual = block(counts, segments, p) - rows * block(joint, segments, p)
+            noisy = residual + rng.normal(0.0, std, residual.shape)
+            errors.append(np.abs(noisy).sum() - residual.size * std * np.sqrt(2 / np.pi))  # less noise's own L1
+        return worth_measuring(np.array(errors), segments, pairs, k, plan["pair_noise"] * excess)
     kind, scaled = rule.removesuffix(":scaled"), rule.endswith(":scaled")
-    excess = np.sqrt(silos / (silos - 1))
     if kind == "l2":
         norms = np.array([np.linalg.norm(block(counts, segments, p) - rows * block(joint, segments, p)) for p in pairs])
     else:
