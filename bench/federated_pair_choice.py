@@ -43,8 +43,10 @@ def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segmen
     noise's expected part), ``l2`` (exact L2
     norms without noise: the sketch's criterion alone, for diagnosis; not releasable), and either
     L2 rule with ``:scaled`` (norms times sqrt(cells), which is the L1 error where a table's
-    residual is spread evenly, ranked against the L1 rule's threshold)."""
-    pairs, k = all_pairs(segments), int(plan["marginal_pairs"])
+    residual is spread evenly, ranked against the L1 rule's threshold). ``@N`` after any rule: at
+    most N pairs instead of the plan's (the pair-count release's noise follows the number chosen)."""
+    rule, _, at = rule.partition("@")
+    pairs, k = all_pairs(segments), int(at or plan["marginal_pairs"])
     excess = np.sqrt(silos / (silos - 1))
     if rule == "l1":
         errors = pair_errors(counts, joint, rows, segments, pairs)
