@@ -11,7 +11,8 @@ synthesizer (epsilon 1, defaults, the README command's seed-0 split) up to its m
 for each rule in turn chooses pairs (fresh noise), measures them at the plan's pair noise and
 fits a copy of that generator. An emulation for the bench: nothing here is released.
 
-    python bench/federated_pair_choice.py --rules l1 sketch:16 sketch:4 --tables taxi --repeats 10
+    python bench/federated_pair_choice.py --rules l1 sketch:16 sketch:4 --tables taxi --repeats 12
+    python bench/federated_pair_choice.py --rules l1 sketch:16 l2 sketch:16@30 --tables adult --repeats 6
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from fedsynth.common.dp.accounting import noisy_counts
 from fedsynth.common.dp.dp_sgd import csprng_torch_rng
 from fedsynth.common.model.marginal_fit import (
     JOINT_DRAWS, Pair, all_pairs, block, column_segments, fit_marginals, measured_frequencies, model_joint,
-    _largest_worth, pair_errors, project_residuals, real_joint_counts, sketched_errors, worth_measuring,
+    pair_errors, project_residuals, real_joint_counts, sketched_errors, worth_measuring,
     worth_measuring_l2)
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
@@ -71,7 +72,8 @@ def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segmen
     if not scaled:
         return worth_measuring_l2(norms, segments, pairs, k, plan["pair_noise"] * excess)
     cells = np.array([segments[a].size * segments[b].size for a, b in pairs], dtype=float)
-    return _largest_worth(norms * np.sqrt(cells), list(cells), plan["pair_noise"] * excess, pairs, k)
+    # worth_measuring holds an L1 error to cells * std * sqrt(2/pi): the same factor on both sides
+    return worth_measuring(norms * np.sqrt(cells) * np.sqrt(2 / np.pi), segments, pairs, k, plan["pair_noise"] * excess)
 
 
 def one_run(table: str, rules: list[str], silos: int, seed: int) -> list[dict]:
@@ -99,14 +101,17 @@ def one_run(table: str, rules: list[str], silos: int, seed: int) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rules", nargs="+", default=["l1", "sketch:16"],
-                    help="l1 (single-party's) or sketch:M (the federation's, M projections); the first is the reference")
+                    help="l1 (single-party's), sketch:M (the federation's, M projections), l2, tables; sketch "
+                         "and l2 may end in :scaled, any rule in @N (see choose); the first is the reference")
     ap.add_argument("--silos", type=int, default=10, help="institutions K behind the sketch's noise (T = 1)")
     add_run_options(ap, repeats=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runs = [run for r in range(args.repeats) for table in args.tables for run in one_run(table, args.rules, args.silos, r)]
+    runs = [run for r in range(args.repeats) for table in args.tables
+            for run in one_run(table, args.rules, args.silos, r)]
     measures = (*SCORES, "kept", "pairs")
-    print(f"\n{'table':8} {'rule':>10} " + " ".join(f"{m[:6]:>6}" for m in measures) + "  paired difference (TSTR, 2-way)")
+    print(f"\n{'table':8} {'rule':>10} " + " ".join(f"{m[:6]:>6}" for m in measures)
+          + "  paired difference (TSTR, 2-way)")
     ref = {(r["table"], r["seed"]): r for r in runs if r["rule"] == args.rules[0]}
     for table, rule, cell in cells(runs, args.tables, "rule", args.rules):
         diff = [mean(None if r[m] is None else r[m] - ref[(r["table"], r["seed"])][m] for r in cell)
