@@ -33,7 +33,7 @@ from fedsynth.common.model.marginal_fit import (
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 from pair_choice import UpToTheFit  # bench/ is on sys.path as the script's folder
-from run_means import SCORES, add_run_options, cells, fmt, mean, scores
+from run_means import SCORES, add_run_options, cells, fmt, mean, paired_differences, scores
 
 
 def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segments, plan: dict, silos: int,
@@ -112,10 +112,8 @@ def main() -> None:
     measures = (*SCORES, "kept", "pairs")
     print(f"\n{'table':8} {'rule':>10} " + " ".join(f"{m[:6]:>6}" for m in measures)
           + "  paired difference (TSTR, 2-way)")
-    ref = {(r["table"], r["seed"]): r for r in runs if r["rule"] == args.rules[0]}
     for table, rule, cell in cells(runs, args.tables, "rule", args.rules):
-        diff = [mean(None if r[m] is None else r[m] - ref[(r["table"], r["seed"])][m] for r in cell)
-                for m in ("tstr_auc", "tvd_2way")]
+        diff = paired_differences(runs, "rule", args.rules[0], cell, ("tstr_auc", "tvd_2way"))
         print(f"{table:8} {rule:>10} " + " ".join(fmt(mean(r[m] for r in cell)) for m in measures)
               + "  " + " ".join(fmt(d) for d in diff))
     if args.json:

@@ -27,7 +27,7 @@ from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import quick_quality
-from run_means import add_run_options, cells, fmt, mean, parse_setting  # bench/ is on sys.path as the script's folder
+from run_means import add_run_options, cells, fmt, mean, paired_differences, parse_setting  # bench/ is on sys.path as the script's folder
 
 MEASURES = ("tstr", "tvd1", "tvd2", "det", "kept", "fit_s")
 
@@ -76,10 +76,8 @@ def main() -> None:
                 print(json.dumps(run), flush=True)
     print(f"\n{'table':8} {'setting':24} " + " ".join(f"{m:>6}" for m in MEASURES)
           + "   paired difference from the first setting (tstr tvd1 tvd2 det kept)")
-    ref = {(r["table"], r["seed"]): r for r in runs if r["setting"] == args.settings[0]}
     for table, setting, cell in cells(runs, args.tables, "setting", args.settings):
-        diffs = [mean(None if r[m] is None else r[m] - ref[(r["table"], r["seed"])][m] for r in cell)
-                 for m in MEASURES[:5]]
+        diffs = paired_differences(runs, "setting", args.settings[0], cell, MEASURES[:5])
         print(f"{table:8} {setting:24} " + " ".join(fmt(mean(r[m] for r in cell)) for m in MEASURES)
               + "   " + " ".join(fmt(d) for d in diffs))
     if args.json:

@@ -39,6 +39,14 @@ def cells(runs: list[dict], tables: list[str], key: str, settings: list) -> Iter
             yield table, setting, [r for r in runs if r[key] == setting and table in ("suite", r["table"])]
 
 
+def paired_differences(runs: list[dict], key: str, reference: object, cell: list[dict],
+                       measures: Sequence[str]) -> list[float | None]:
+    """Each measure's mean difference of ``cell``'s runs from the run of the ``reference`` setting
+    (``run[key]``) on the same table and seed: the paired comparison the settings benchmarks print."""
+    ref = {(r["table"], r["seed"]): r for r in runs if r[key] == reference}
+    return [mean(None if r[m] is None else r[m] - ref[(r["table"], r["seed"])][m] for r in cell) for m in measures]
+
+
 def parse_setting(text: str) -> dict[str, Any]:
     """``loss=kl,lr=0.01`` -> {"loss": "kl", "lr": 0.01}: numbers as numbers, the rest as text."""
     out: dict[str, Any] = {}

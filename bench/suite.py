@@ -198,6 +198,7 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
         noise: (build_plan(args.settings, schema, args.seed) if noise == "local" else
                 build_shared_plan(args.settings, schema, args.seed, len(train), args.clients, args.epsilon, args.delta))
         for noise in args.noise}
+    flower = flower_plan(args.settings, len(train)) if args.engine == "flower" else None
     silos = partition(train, "dirichlet", args.clients, label=label, alpha=args.alpha, seed=args.seed)
     engine = ", Flower" if args.engine == "flower" else ""
     federated = [Cell(name, f"federated, {noise} noise ({args.clients} silos{engine})") for noise in args.noise]
@@ -213,7 +214,7 @@ def run_table(name: str, args: argparse.Namespace) -> tuple[TableInfo, list[Cell
         for noise, cell in zip(args.noise, federated):
             t = time.time()
             if args.engine == "flower":
-                q = flower_quality(name, noise, r, args, flower_plan(args.settings, len(train)))
+                q = flower_quality(name, noise, r, args, flower)
             else:
                 q = federated_run(train, holdout, schema, silos, plans[noise], args.epsilon, args.delta, None,
                                   args.threads, seed, label)
