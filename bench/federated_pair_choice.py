@@ -13,6 +13,7 @@ fits a copy of that generator. An emulation for the bench: nothing here is relea
 
     python bench/federated_pair_choice.py --rules l1 sketch:16 sketch:4 --tables taxi --repeats 12
     python bench/federated_pair_choice.py --rules l1 sketch:16 l2 sketch:16@30 --tables adult --repeats 6
+    python bench/federated_pair_choice.py --rules sketch:16 sketch:16@30 --tables adult --detection-rows 10000
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ from fedsynth.common.model.marginal_fit import (
     JOINT_DRAWS, Pair, all_pairs, block, column_segments, fit_marginals, measured_frequencies, model_joint,
     pair_errors, project_residuals, real_joint_counts, sketched_errors, worth_measuring,
     worth_measuring_l2)
+from fedsynth.evaluation.detection import MAX_ROWS_PER_SIDE
 from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
+from fedsynth.simulations.quality import QUICK_DETECTION_ROWS
 from pair_choice import UpToTheFit  # bench/ is on sys.path as the script's folder
 from run_means import SCORES, add_run_options, cells, fmt, mean, paired_differences, scores
 
@@ -76,7 +79,7 @@ def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segmen
     return worth_measuring(norms * np.sqrt(cells) * np.sqrt(2 / np.pi), segments, pairs, k, plan["pair_noise"] * excess)
 
 
-def one_run(table: str, rules: list[str], silos: int, seed: int) -> list[dict]:
+def one_run(table: str, rules: list[str], silos: int, seed: int, detection_rows: int) -> list[dict]:
     df, schema, _ = load_dataset(table)
     train, holdout = holdout_split(df, 0.2, 0)
     synth = UpToTheFit(schema, epsilon=1.0).fit(train)
@@ -93,7 +96,7 @@ def one_run(table: str, rules: list[str], silos: int, seed: int) -> list[dict]:
         fit_marginals(synth.model, segments, measured_frequencies(segments, chosen, noisy), synth.marginal_fit)
         runs.append({"table": table, "rule": rule, "seed": seed, "pairs": len(chosen),
                      "chosen": [[segments[a].label, segments[b].label] for a, b in chosen],
-                     **scores(synth, train, holdout, schema, table, seed)})
+                     **scores(synth, train, holdout, schema, table, seed, detection_rows)})
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "chosen"}), flush=True)
     return runs
 
@@ -104,11 +107,14 @@ def main() -> None:
                     help="l1 (single-party's), sketch:M (the federation's, M projections), l2, tables; sketch "
                          "and l2 may end in :scaled, any rule in @N (see choose); the first is the reference")
     ap.add_argument("--silos", type=int, default=10, help="institutions K behind the sketch's noise (T = 1)")
+    ap.add_argument("--detection-rows", type=int, default=QUICK_DETECTION_ROWS,
+                    help=f"rows a side for the detection AUC (default {QUICK_DETECTION_ROWS:,}; the report's "
+                         f"classifier takes up to {MAX_ROWS_PER_SIDE:,})")
     add_run_options(ap, repeats=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     runs = [run for r in range(args.repeats) for table in args.tables
-            for run in one_run(table, args.rules, args.silos, r)]
+            for run in one_run(table, args.rules, args.silos, r, args.detection_rows)]
     measures = (*SCORES, "kept", "pairs")
     print(f"\n{'table':8} {'rule':>10} " + " ".join(f"{m[:6]:>6}" for m in measures)
           + "  paired difference (TSTR, 2-way)")

@@ -17,7 +17,7 @@ import pandas as pd
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.synthesizer import Synthesizer
 from fedsynth.simulations.datasets import BUNDLED
-from fedsynth.simulations.quality import quick_quality
+from fedsynth.simulations.quality import QUICK_DETECTION_ROWS, quick_quality
 
 SCORES = ("tstr_auc", "tvd_1way", "tvd_2way", "detection_auc", "tvd_1way_max")  # scores() keys, then kept
 
@@ -60,10 +60,11 @@ def parse_setting(text: str) -> dict[str, Any]:
 
 
 def scores(synth: Synthesizer, train: pd.DataFrame, holdout: pd.DataFrame, schema: Schema, table: str,
-           seed: int) -> dict:
+           seed: int, detection_rows: int = QUICK_DETECTION_ROWS) -> dict:
     """A fitted synthesizer's :data:`SCORES` on as many rows as ``train``, the share of strong real
-    pairs it keeps (None without any) and its worst column."""
-    q = quick_quality(train, holdout, synth.sample(len(train), seed=seed), schema, BUNDLED[table].label, seed)
+    pairs it keeps (None without any) and its worst column; detection on ``detection_rows`` a side."""
+    q = quick_quality(train, holdout, synth.sample(len(train), seed=seed), schema, BUNDLED[table].label, seed,
+                      detection_rows=detection_rows)
     kept = q["strong_pairs_kept"] / q["strong_pairs"] if q.get("strong_pairs") else None
     return {**{m: q.get(m) for m in SCORES}, "kept": kept, "worst_column": q.get("worst_column")}
 

@@ -144,11 +144,11 @@ def anchor_synthetic(name: str, train: pd.DataFrame, schema: Schema, epsilon: fl
 
 #: the settings ``--engine flower`` accepts: the shared-noise plan's public knobs, which
 #: ``simulate`` also takes (a model field would need a CLI option there first)
-FLOWER_SETTINGS = ("rounds", "batch_factor", "sample_rate")
+FLOWER_SETTINGS = ("rounds", "batch_factor", "sample_rate", "pairs")
 
 
 def flower_plan(settings: list[str], pooled_rows: int) -> dict:
-    """``SimulationConfig`` fields for ``rounds=`` / ``batch_factor=`` / ``sample_rate=`` settings.
+    """``SimulationConfig`` fields for ``rounds=`` / ``batch_factor=`` / ``sample_rate=`` / ``pairs=`` settings.
 
     ``batch_factor`` becomes the sample rate ``simulate`` would take by that rule on the pooled
     rows (:func:`~fedsynth.server.shared_plan.default_sample_rate`), as the in-process plan does."""
@@ -157,8 +157,9 @@ def flower_plan(settings: list[str], pooled_rows: int) -> dict:
     if unknown:
         raise SystemExit(f"--engine flower takes only {', '.join(FLOWER_SETTINGS)}; not {', '.join(unknown)}")
     fields: dict = {}
-    if "rounds" in given:
-        fields["rounds"] = int(given["rounds"])
+    for name in ("rounds", "pairs"):
+        if name in given:
+            fields[name] = int(given[name])
     if "sample_rate" in given:
         fields["sample_rate"] = float(given["sample_rate"])
     elif "batch_factor" in given:

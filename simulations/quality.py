@@ -46,14 +46,17 @@ QUICK_DETECTION_ROWS = 2_000
 
 
 def quick_quality(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFrame, schema: Schema,
-                  label: str | None, seed: int = 0, floor: bool = False) -> dict[str, Any]:
-    """TVDs, detection AUC and (with ``label``) TSTR/TRTR ROC AUC of ``synth``; see the module docstring."""
+                  label: str | None, seed: int = 0, floor: bool = False,
+                  detection_rows: int = QUICK_DETECTION_ROWS) -> dict[str, Any]:
+    """TVDs, detection AUC and (with ``label``) TSTR/TRTR ROC AUC of ``synth``; see the module docstring.
+    ``detection_rows``: rows a side for detection (the report's classifier takes up to
+    :data:`~fedsynth.evaluation.detection.MAX_ROWS_PER_SIDE`, and a larger sample sees more)."""
     schema = measured_schema(schema)  # with each timestamp's time of day
     real, hold, syn = prepare(train, schema, "real"), prepare(holdout, schema, "holdout"), prepare(synth, schema, "synthetic")
     one, two = marginal_tvds(real, syn, schema)
     out: dict[str, Any] = {"tvd_1way": float(np.mean(list(one.values()))), "tvd_2way": two,
                            "tvd_1way_per_column": one,
-                           "detection_auc": detect(real, syn, schema, seed, QUICK_DETECTION_ROWS).auc}
+                           "detection_auc": detect(real, syn, schema, seed, detection_rows).auc}
     if one:  # the column furthest off, which a mean hides (issue 16: none above 0.08)
         out["worst_column"] = max(one, key=one.get)
         out["tvd_1way_max"] = one[out["worst_column"]]
@@ -67,7 +70,7 @@ def quick_quality(train: pd.DataFrame, holdout: pd.DataFrame, synth: pd.DataFram
     if floor:
         one_h, two_h = marginal_tvds(real, hold, schema)
         out["tvd_1way_floor"], out["tvd_2way_floor"] = float(np.mean(list(one_h.values()))), two_h
-        out["detection_auc_floor"] = detect(real, hold, schema, seed, QUICK_DETECTION_ROWS).auc
+        out["detection_auc_floor"] = detect(real, hold, schema, seed, detection_rows).auc
     if label:
         trtr = tree_auc(real, hold, schema, label, seed)
         if trtr is not None:  # None: not a classification target, or a single class in the real rows
