@@ -71,7 +71,7 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
         [plan.model]                # ModelConfig fields
         model = "vae"
         [plan.marginal_fit]         # optional: the marginal fit, MarginalFitConfig fields (without the table:
-        pairs = 20                  #   SHARED_PAIRS with shared noise, as simulate; none with local noise)
+        pairs = 30                  #   SHARED_PAIRS with shared noise, as simulate; none with local noise)
         [plan.shared_noise]         # optional: noise shared under SecAgg+ (SharedNoiseRequest fields)
         sample_rate = 0.2
         epsilon = 1.0               # sigma is calibrated for it (or give noise_multiplier)
@@ -104,8 +104,10 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     try:
         # pooled noise: the single-party widths; local noise: the narrower federated ones
         model = ModelConfig(**model_raw) if shared_raw is not None else federated_model_config(**model_raw)
-        if marginal_raw is not None:  # a table asks for the fit: MarginalFitConfig's defaults (20 pairs) fill it in
-            plan_raw["marginal_fit"] = MarginalFitConfig(**marginal_raw)
+        if marginal_raw is not None:  # a table asks for the fit: MarginalFitConfig's defaults fill it in,
+            # with SHARED_PAIRS under shared noise unless it names its pairs
+            default_pairs = {"pairs": SHARED_PAIRS} if shared_raw is not None else {}
+            plan_raw["marginal_fit"] = MarginalFitConfig(**{**default_pairs, **marginal_raw})
         elif shared_raw is not None:  # shared noise fits by default, as simulate does (measured there)
             plan_raw["marginal_fit"] = MarginalFitConfig(pairs=SHARED_PAIRS)
         plan = FederationPlan(**plan_raw, model=model)

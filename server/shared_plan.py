@@ -24,8 +24,10 @@ from fedsynth.common.protocol.federation import FederationPlan, model_arrays
 #: rounds (= pooled DP-SGD steps) of a shared-noise run when none are asked for
 SHARED_ROUNDS = 160
 #: 2-way marginals a shared-noise simulation fits the global model to after its last round when
-#: none are asked for (single-party's default; measured over the table suite, docs/federated.md)
-SHARED_PAIRS = 20
+#: none are asked for. More than single-party's 20: the federation ranks pairs by L2 norms, which
+#: put small tables first, and ten more let the wide ones in (measured over the table suite on
+#: Flower, docs/benchmarks.md, "Thirty pairs for the federation")
+SHARED_PAIRS = 30
 #: q is single-party's expected-batch rule times this (see default_sample_rate)
 BATCH_FACTOR = 1.875
 

@@ -214,8 +214,10 @@ def test_federated_runs_default_to_a_narrower_vae_and_config_can_override_it(tmp
 def test_a_coordinator_config_fits_marginals_by_default_with_shared_noise_only(tmp_path):
     """Without [plan.marginal_fit] a local-noise plan runs no fit (institutions keep no budget for
     it) and a shared-noise plan fits SHARED_PAIRS, as simulate does; the table turns it on with
-    MarginalFitConfig's defaults for what it leaves out, or off with pairs = 0; a misspelt key is named."""
+    MarginalFitConfig's defaults for what it leaves out (SHARED_PAIRS under shared noise), or off with
+    pairs = 0; a misspelt key is named."""
     from fedsynth.common.errors import FedsynthError
+    from fedsynth.common.model.marginal_fit import MarginalFitConfig
     from fedsynth.server.deployment_config import load_deployment_config
     from fedsynth.server.shared_plan import SHARED_PAIRS
 
@@ -231,7 +233,13 @@ def test_a_coordinator_config_fits_marginals_by_default_with_shared_noise_only(t
     asked = tmp_path / "asked.toml"
     asked.write_text("[plan]\nrounds = 2\n[plan.marginal_fit]\nsteps = 200\n")
     fit = load_deployment_config(asked).plan.marginal_fit
-    assert (fit.pairs, fit.steps) == (20, 200)
+    assert (fit.pairs, fit.steps) == (MarginalFitConfig().pairs, 200)
+    # with shared noise a table that leaves the pairs out gets the federation's count, as simulate does
+    asked.write_text("[plan]\nrounds = 2\n[plan.marginal_fit]\nsteps = 200\n[plan.shared_noise]\nsample_rate = 0.2\n"
+                     "noise_multiplier = 1.0\n")
+    fit = load_deployment_config(asked).plan.marginal_fit
+    assert (fit.pairs, fit.steps) == (SHARED_PAIRS, 200)
+    assert SHARED_PAIRS != MarginalFitConfig().pairs  # else the line above could not tell the two apart
     typo = tmp_path / "typo.toml"
     typo.write_text("[plan]\nrounds = 2\n[plan.marginal_fit]\nstepz = 200\n")
     with pytest.raises(FedsynthError, match=r"typo.toml.*stepz.*\[plan.marginal_fit\]"):
