@@ -14,6 +14,7 @@ fits a copy of that generator. An emulation for the bench: nothing here is relea
     python bench/federated_pair_choice.py --rules l1 sketch:16 sketch:4 --tables taxi --repeats 12
     python bench/federated_pair_choice.py --rules l1 sketch:16 l2 sketch:16@30 --tables adult --repeats 6
     python bench/federated_pair_choice.py --rules sketch:16 sketch:16@30 --tables adult --detection-rows 10000
+    python bench/federated_pair_choice.py --rules sketch:16 sketch:16@30 l1 --tables flights --choices 300
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from fedsynth.common.model.marginal_fit import (
     pair_errors, project_residuals, real_joint_counts, sketched_errors, worth_measuring,
     worth_measuring_l2)
 from fedsynth.evaluation.detection import MAX_ROWS_PER_SIDE
-from fedsynth.simulations.datasets import load_dataset
+from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split
 from fedsynth.simulations.quality import QUICK_DETECTION_ROWS
 from pair_choice import UpToTheFit  # bench/ is on sys.path as the script's folder
@@ -79,7 +80,9 @@ def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segmen
     return worth_measuring(norms * np.sqrt(cells) * np.sqrt(2 / np.pi), segments, pairs, k, plan["pair_noise"] * excess)
 
 
-def one_run(table: str, rules: list[str], silos: int, seed: int, detection_rows: int) -> list[dict]:
+def up_to_the_fit(table: str):
+    """One single-party model trained on ``table``'s seed-0 split up to its marginal fit, with the
+    exact 2-way counts of its training rows and the model's expected 2-way marginals."""
     df, schema, _ = load_dataset(table)
     train, holdout = holdout_split(df, 0.2, 0)
     synth = UpToTheFit(schema, epsilon=1.0).fit(train)
@@ -87,6 +90,11 @@ def one_run(table: str, rules: list[str], silos: int, seed: int, detection_rows:
     segments = column_segments(synth.encoder)
     counts = real_joint_counts(x_np, segments)
     joint = model_joint(model, segments, JOINT_DRAWS, csprng_torch_rng()).numpy()
+    return schema, train, holdout, synth, model, segments, counts, joint, plan, rows
+
+
+def one_run(table: str, rules: list[str], silos: int, seed: int, detection_rows: int) -> list[dict]:
+    schema, train, holdout, synth, model, segments, counts, joint, plan, rows = up_to_the_fit(table)
     rng = np.random.default_rng()
     runs = []
     for rule in rules:
@@ -101,6 +109,27 @@ def one_run(table: str, rules: list[str], silos: int, seed: int, detection_rows:
     return runs
 
 
+def label_pair_shares(table: str, rules: list[str], silos: int, draws: int) -> list[dict]:
+    """For one model, each rule's choice made ``draws`` times with fresh noise (no fit): the share of
+    draws that measure each pair with the table's label. A rare miss of the label's strongest pair
+    costs a run its TSTR, which a few fitted runs would not show."""
+    _, _, _, _, _, segments, counts, joint, plan, rows = up_to_the_fit(table)
+    label = BUNDLED[table].label
+    rng = np.random.default_rng()
+    out = []
+    for rule in rules:
+        times: dict[str, int] = {}
+        for _ in range(draws):
+            for a, b in choose(rule, counts, joint, rows or 0.0, segments, plan, silos, rng):
+                if label in (segments[a].column, segments[b].column):
+                    name = f"{segments[a].label} x {segments[b].label}"
+                    times[name] = times.get(name, 0) + 1
+        shares = {name: n / draws for name, n in sorted(times.items(), key=lambda kv: -kv[1])}
+        out.append({"table": table, "rule": rule, "draws": draws, "label_pairs": shares})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rules", nargs="+", default=["l1", "sketch:16"],
@@ -110,9 +139,18 @@ def main() -> None:
     ap.add_argument("--detection-rows", type=int, default=QUICK_DETECTION_ROWS,
                     help=f"rows a side for the detection AUC (default {QUICK_DETECTION_ROWS:,}; the report's "
                          f"classifier takes up to {MAX_ROWS_PER_SIDE:,})")
+    ap.add_argument("--choices", type=int, default=0, metavar="N",
+                    help="no fit: per model, each rule's choice N times, and how often it measures each pair "
+                         "with the table's label")
     add_run_options(ap, repeats=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.choices:
+        shares = [s for r in range(args.repeats) for table in args.tables
+                  for s in label_pair_shares(table, args.rules, args.silos, args.choices)]
+        if args.json:
+            args.json.write_text(json.dumps(shares, indent=1) + "\n")
+        return
     runs = [run for r in range(args.repeats) for table in args.tables
             for run in one_run(table, args.rules, args.silos, r, args.detection_rows)]
     measures = (*SCORES, "kept", "pairs")
