@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 UNKNOWN = "time left unknown"
-REDRAW_SECONDS = 0.1  # an update redraws the bar at once if its status changed or this long has passed
+REDRAW_SECONDS = 0.1  # an update redraws the bar at once if a step completed, its status changed or this long has passed
 
 
 def duration(seconds: float) -> str:
@@ -110,7 +110,9 @@ class StepProgress:
         if self._first is None:
             self._first = (time.monotonic(), int(done))
         status = self.status if status is None else status
-        changed = status != self.status
+        # a step completed or new facts: drawn at once, so that every step's line reaches the
+        # terminal even when updates come in a burst (a poller catching up under load)
+        changed = status != self.status or min(int(done), self.total) != self.done
         self.done, self.status = min(int(done), self.total), status
         if self.live and self._bar is None and not self._closed:
             self._start_bar()

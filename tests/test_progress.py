@@ -50,6 +50,21 @@ def test_a_terminal_gets_a_bar_with_round_k_of_n_its_time_left_and_the_latest_fa
     assert buf.getvalue().startswith("3 institutions\n")  # a line, and the bar only from the first update
 
 
+def test_every_completed_step_is_drawn_even_in_a_burst_with_the_same_facts(clock):
+    """A poller that falls behind (a loaded machine) feeds several rounds at once, with the same
+    facts and no time between them: each round's line still reaches the terminal."""
+    c, buf = console(terminal=True)
+    facts = "2 updates securely aggregated; epsilon spent up to 1"
+    with StepProgress("round", 4, c, plain_lines=0) as bar:
+        bar.update(0)
+        clock.t = 30
+        for done in (1, 2, 3):
+            bar.update(done, facts)
+        frames = buf.getvalue().split("\r")
+        for done in (1, 2, 3):
+            assert any(f"round {done}/4" in f and facts in f and "left" in f for f in frames), (done, frames)
+
+
 def test_elsewhere_a_few_plain_lines_without_ansi_codes_or_redraws(clock):
     c, buf = console(terminal=False)
     with StepProgress("DP-SGD step", 100, c, plain_lines=5) as bar:
