@@ -110,10 +110,11 @@ class StepProgress:
         if self._first is None:
             self._first = (time.monotonic(), int(done))
         status = self.status if status is None else status
+        done = min(int(done), self.total)
         # a step completed or new facts: drawn at once, so that every step's line reaches the
         # terminal even when updates come in a burst (a poller catching up under load)
-        changed = status != self.status or min(int(done), self.total) != self.done
-        self.done, self.status = min(int(done), self.total), status
+        changed = status != self.status or done != self.done
+        self.done, self.status = done, status
         if self.live and self._bar is None and not self._closed:
             self._start_bar()
         if self._bar is not None:

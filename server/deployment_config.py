@@ -104,12 +104,11 @@ def load_deployment_config(path: Path) -> DeploymentConfig:
     try:
         # pooled noise: the single-party widths; local noise: the narrower federated ones
         model = ModelConfig(**model_raw) if shared_raw is not None else federated_model_config(**model_raw)
-        if marginal_raw is not None:  # a table asks for the fit: MarginalFitConfig's defaults fill it in,
-            # with SHARED_PAIRS under shared noise unless it names its pairs
-            default_pairs = {"pairs": SHARED_PAIRS} if shared_raw is not None else {}
-            plan_raw["marginal_fit"] = MarginalFitConfig(**{**default_pairs, **marginal_raw})
-        elif shared_raw is not None:  # shared noise fits by default, as simulate does (measured there)
-            plan_raw["marginal_fit"] = MarginalFitConfig(pairs=SHARED_PAIRS)
+        # shared noise fits SHARED_PAIRS by default, as simulate does (measured there), unless the
+        # table names its pairs; a table under local noise gets MarginalFitConfig's defaults
+        default_pairs = {"pairs": SHARED_PAIRS} if shared_raw is not None else {}
+        if marginal_raw is not None or shared_raw is not None:
+            plan_raw["marginal_fit"] = MarginalFitConfig(**{**default_pairs, **(marginal_raw or {})})
         plan = FederationPlan(**plan_raw, model=model)
         secagg = SecAggSettings(**secagg_raw)
         shared = SharedNoiseRequest(**shared_raw) if shared_raw is not None else None
