@@ -22,16 +22,22 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 
+from fedsynth.common.data.encoding import Segment
+from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import noisy_counts
 from fedsynth.common.dp.dp_sgd import csprng_torch_rng
 from fedsynth.common.model.marginal_fit import (
     JOINT_DRAWS, Pair, all_pairs, block, column_segments, fit_marginals, measured_frequencies, model_joint,
     pair_errors, project_residuals, real_joint_counts, sketched_errors, worth_measuring,
     worth_measuring_l2)
+from fedsynth.common.model.tabular import TabularModel
 from fedsynth.evaluation.detection import MAX_ROWS_PER_SIDE
 from fedsynth.simulations.datasets import BUNDLED, load_dataset
 from fedsynth.simulations.partition import holdout_split
@@ -80,9 +86,24 @@ def choose(rule: str, counts: np.ndarray, joint: np.ndarray, rows: float, segmen
     return worth_measuring(norms * np.sqrt(cells) * np.sqrt(2 / np.pi), segments, pairs, k, plan["pair_noise"] * excess)
 
 
-def up_to_the_fit(table: str):
-    """One single-party model trained on ``table``'s seed-0 split up to its marginal fit, with the
+@dataclass
+class BeforeFit:
+    """One single-party model trained on a table's seed-0 split up to its marginal fit, with the
     exact 2-way counts of its training rows and the model's expected 2-way marginals."""
+
+    schema: Schema
+    train: pd.DataFrame
+    holdout: pd.DataFrame
+    synth: UpToTheFit
+    model: TabularModel
+    segments: list[Segment]
+    counts: np.ndarray
+    joint: np.ndarray
+    plan: dict
+    rows: float
+
+
+def up_to_the_fit(table: str) -> BeforeFit:
     df, schema, _ = load_dataset(table)
     train, holdout = holdout_split(df, 0.2, 0)
     synth = UpToTheFit(schema, epsilon=1.0).fit(train)
@@ -90,21 +111,22 @@ def up_to_the_fit(table: str):
     segments = column_segments(synth.encoder)
     counts = real_joint_counts(x_np, segments)
     joint = model_joint(model, segments, JOINT_DRAWS, csprng_torch_rng()).numpy()
-    return schema, train, holdout, synth, model, segments, counts, joint, plan, rows
+    return BeforeFit(schema, train, holdout, synth, model, segments, counts, joint, plan, rows or 0.0)
 
 
 def one_run(table: str, rules: list[str], silos: int, seed: int, detection_rows: int) -> list[dict]:
-    schema, train, holdout, synth, model, segments, counts, joint, plan, rows = up_to_the_fit(table)
+    t = up_to_the_fit(table)
+    seg, synth = t.segments, t.synth
     rng = np.random.default_rng()
     runs = []
     for rule in rules:
-        chosen = choose(rule, counts, joint, rows or 0.0, segments, plan, silos, rng)
-        noisy = noisy_counts([block(counts, segments, p).ravel() for p in chosen], plan["pair_noise"])
-        synth.model = copy.deepcopy(model)
-        fit_marginals(synth.model, segments, measured_frequencies(segments, chosen, noisy), synth.marginal_fit)
+        chosen = choose(rule, t.counts, t.joint, t.rows, seg, t.plan, silos, rng)
+        noisy = noisy_counts([block(t.counts, seg, p).ravel() for p in chosen], t.plan["pair_noise"])
+        synth.model = copy.deepcopy(t.model)
+        fit_marginals(synth.model, seg, measured_frequencies(seg, chosen, noisy), synth.marginal_fit)
         runs.append({"table": table, "rule": rule, "seed": seed, "pairs": len(chosen),
-                     "chosen": [[segments[a].label, segments[b].label] for a, b in chosen],
-                     **scores(synth, train, holdout, schema, table, seed, detection_rows)})
+                     "chosen": [[seg[a].label, seg[b].label] for a, b in chosen],
+                     **scores(synth, t.train, t.holdout, t.schema, table, seed, detection_rows)})
         print(json.dumps({k: v for k, v in runs[-1].items() if k != "chosen"}), flush=True)
     return runs
 
@@ -113,18 +135,15 @@ def label_pair_shares(table: str, rules: list[str], silos: int, draws: int) -> l
     """For one model, each rule's choice made ``draws`` times with fresh noise (no fit): the share of
     draws that measure each pair with the table's label. A rare miss of the label's strongest pair
     costs a run its TSTR, which a few fitted runs would not show."""
-    _, _, _, _, _, segments, counts, joint, plan, rows = up_to_the_fit(table)
-    label = BUNDLED[table].label
+    t = up_to_the_fit(table)
+    label, seg = BUNDLED[table].label, t.segments
     rng = np.random.default_rng()
     out = []
     for rule in rules:
-        times: dict[str, int] = {}
-        for _ in range(draws):
-            for a, b in choose(rule, counts, joint, rows or 0.0, segments, plan, silos, rng):
-                if label in (segments[a].column, segments[b].column):
-                    name = f"{segments[a].label} x {segments[b].label}"
-                    times[name] = times.get(name, 0) + 1
-        shares = {name: n / draws for name, n in sorted(times.items(), key=lambda kv: -kv[1])}
+        times = Counter(f"{seg[i].label} x {seg[j].label}" for _ in range(draws)
+                        for i, j in choose(rule, t.counts, t.joint, t.rows, seg, t.plan, silos, rng)
+                        if label in (seg[i].column, seg[j].column))
+        shares = {name: n / draws for name, n in times.most_common()}
         out.append({"table": table, "rule": rule, "draws": draws, "label_pairs": shares})
         print(json.dumps(out[-1]), flush=True)
     return out
