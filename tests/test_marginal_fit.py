@@ -15,6 +15,7 @@ from fedsynth.common.dp.plan import TrainingConfig
 from fedsynth.common.model.marginal_fit import (
     FIT_SCHEDULES,
     MarginalFitConfig,
+    _ColumnDraw,
     _Gram,
     all_pairs,
     block,
@@ -176,6 +177,8 @@ def test_marginal_fit_settings_are_checked():
         MarginalFitConfig(loss="l2")
     with pytest.raises(ValueError):
         MarginalFitConfig(schedule="linear")
+    with pytest.raises(ValueError):
+        MarginalFitConfig(step_width=-1)
 
 
 def test_a_cosine_schedule_takes_its_first_step_at_lr_and_its_last_near_zero(monkeypatch):
@@ -200,3 +203,82 @@ def test_a_cosine_schedule_takes_its_first_step_at_lr_and_its_last_near_zero(mon
     cosine = seen["cosine"]
     assert len(cosine) == 40 and cosine[0] == 1e-2 and cosine[-1] < 1e-4
     assert all(a > b for a, b in zip(cosine, cosine[1:]))
+
+
+def wide_table(n: int, seed: int, extra: int = 6) -> tuple[pd.DataFrame, Schema]:
+    """:func:`paired_table` with ``extra`` more independent columns of five categories each."""
+    df, schema = paired_table(n, seed)
+    rng = np.random.default_rng(seed + 100)
+    columns = list(schema.to_json()["columns"])
+    for i in range(extra):
+        df[f"c{i}"] = rng.integers(0, 5, n).astype(str)
+        columns.append({"name": f"c{i}", "type": "categorical", "categories": [str(k) for k in range(5)]})
+    return df, Schema.from_json({"columns": columns})
+
+
+def wide_model(schema: Schema, seed: int = 0):
+    enc = TableEncoder(schema)
+    torch.manual_seed(seed)
+    return build_model(enc, ModelConfig(hidden=32)), column_segments(enc)
+
+
+def test_model_joint_over_some_columns_is_the_same_block_of_the_joint_over_all():
+    """A wide table's fit step forms the tables of a subset of columns only: with the same latent
+    draws they are exactly the full joint's blocks, in every condition's group of rows, also when
+    the subset leaves a conditionable column out."""
+    _, schema = wide_table(50, 0)
+    model, segs = wide_model(schema)
+    assert model.conditioner.segments  # some columns are conditionable
+    sub = [0, 2, 3, 5]  # leaves out shape (conditionable) and most of the extra columns
+    full = model_joint(model, segs, 3000, torch.Generator().manual_seed(7), by_condition=True)
+    part = model_joint(model, [segs[i] for i in sub], 3000, torch.Generator().manual_seed(7), by_condition=True)
+    off = np.cumsum([0] + [s.size for s in segs])
+    cells = torch.as_tensor(np.concatenate([np.arange(off[i], off[i + 1]) for i in sub]))
+    assert part.shape[1] == len(cells) < full.shape[1]
+    assert torch.allclose(part, full[:, cells][:, :, cells], atol=1e-6)
+
+
+def test_a_step_draws_each_pair_as_often_as_its_weight_assumes():
+    _, schema = wide_table(50, 0)
+    _, segs = wide_model(schema)
+    measured = {(0, 1): None}
+    assert _ColumnDraw.plan(segs, measured, 0) is None  # 0: every column, every step
+    assert _ColumnDraw.plan(segs, measured, sum(s.size for s in segs)) is None  # the table fits
+    draw = _ColumnDraw.plan(segs, measured, 20)
+    assert draw is not None and draw.fixed == {0, 1} and 2 <= draw.extra < len(draw.rest)
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    seen = [set(draw.draw(g)) for _ in range(n)]
+    assert all({0, 1} <= cols and len(cols) == 2 + draw.extra for cols in seen)
+    for a, b in [(0, 1), (0, 4), (1, 7), (3, 4), (5, 9)]:
+        p = draw.chance(a, b)
+        share = sum({a, b} <= cols for cols in seen) / n
+        assert abs(share - p) <= 4 * np.sqrt(p * (1 - p) / n) + 1e-12, (a, b, p, share)
+
+
+def test_a_wide_tables_fit_on_drawn_columns_moves_the_measured_pair_and_keeps_the_rest():
+    _, schema = wide_table(50, 0)
+    model, segs = wide_model(schema)
+    g = torch.Generator().manual_seed(3)
+    start = model_joint(model, segs, 20_000, g).numpy()
+    target = np.eye(4) / 4
+    config = MarginalFitConfig(steps=300, lr=1e-2, step_width=20)
+    assert _ColumnDraw.plan(segs, {(0, 1): target}, config.step_width) is not None
+    before, after = fit_marginals(model, segs, {(0, 1): target}, config, seed=4)
+    end = model_joint(model, segs, 20_000, g).numpy()
+    assert before > 0.5 and after < 0.1
+    moved = [0.5 * np.abs(block(end, segs, p) - block(start, segs, p)).sum() for p in all_pairs(segs) if p != (0, 1)]
+    assert max(moved) < 0.15, moved
+
+
+def test_a_table_within_the_step_width_is_fitted_exactly_as_without_one():
+    _, schema = wide_table(50, 0)
+    fitted = []
+    for width in (0, 10_000):
+        model, segs = wide_model(schema)
+        fit_marginals(model, segs, {(0, 1): np.eye(4) / 4}, MarginalFitConfig(steps=20, step_width=width), seed=4)
+        fitted.append(torch.cat([p.detach().ravel() for p in model.generator_parameters()]))
+    assert torch.equal(fitted[0], fitted[1])
+    model, segs = wide_model(schema)  # and a step width below the table's does change the fit
+    fit_marginals(model, segs, {(0, 1): np.eye(4) / 4}, MarginalFitConfig(steps=20, step_width=20), seed=4)
+    assert not torch.equal(fitted[0], torch.cat([p.detach().ravel() for p in model.generator_parameters()]))

@@ -18,11 +18,14 @@ of accounted releases: no private row is read here.
   the measured relations does not erase what DP-SGD learned about the others.
 * The rows conditioned on each column are fitted as a group of their own: fitting only the
   mixture let one condition's rows drift, and conditional sampling then missed rare combinations.
+* A step over every column costs D squared for D encoded cells a side; a table wider than
+  ``MarginalFitConfig.step_width`` fits each step on the measured pairs' columns and a random
+  few of the others (:class:`_ColumnDraw`), an unbiased estimate of the whole step's loss.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import combinations
 
@@ -64,9 +67,14 @@ class MarginalFitConfig:
     # federated only: random +-1 projections of each pair's residual an institution releases in
     # place of its error, so that their sum estimates the *pooled* error (see project_residuals)
     projections: int = 16
+    # a step's tables span at most this many encoded cells a side (0: always every column): a
+    # wider table fits a random subset of its columns each step (see _ColumnDraw), since a step
+    # over all D columns costs D squared and wide tables (D ~ 1,000) took seconds a step
+    step_width: int = 512
 
     def __post_init__(self) -> None:
         if (self.pairs < 0 or self.steps < 0 or self.batch < 1 or not self.lr > 0 or self.anchor < 0
+                or self.step_width < 0
                 or not self.score_noise > 0 or not self.pair_noise > 0 or self.projections < 1
                 or self.loss not in FIT_LOSSES or self.schedule not in FIT_SCHEDULES):
             raise ValueError(f"invalid marginal fit settings: {self}")
@@ -155,21 +163,27 @@ class _Gram(torch.autograd.Function):
         return a @ (grad + grad.T)
 
 
-def _layout(model: TabularModel, segments: list[Segment]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _layout(model: TabularModel, segments: list[Segment]
+            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """For the (D)-wide row of the segments' probabilities: the generator output column of each
     entry, the conditioner's segment index owning it (-1 where the column is not conditionable),
-    and, in the conditioner's one-hot order, where each condition entry sits."""
+    where the condition's entries sit in that row, and which entries of the condition's one-hot
+    they are (all of them unless ``segments`` leaves a conditionable column out)."""
     off = _offsets(segments)
     position = {s.start: i for i, s in enumerate(segments)}
     owner = torch.full((int(off[-1]),), -1, dtype=torch.long)
-    spans = []
+    spans, picked, start = [], [], 0
     for j, seg in enumerate(model.conditioner.segments):  # the one-hot's order
-        i = position[seg.start]
-        owner[off[i] : off[i + 1]] = j
-        spans.append(np.arange(off[i], off[i + 1]))
+        i = position.get(seg.start)
+        if i is not None:
+            owner[off[i] : off[i + 1]] = j
+            spans.append(np.arange(off[i], off[i + 1]))
+            picked.append(np.arange(start, start + seg.size))
+        start += seg.size
     cols = np.concatenate([np.arange(s.start, s.end) for s in segments])
     at = np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
-    return torch.as_tensor(cols), owner, torch.as_tensor(at)
+    taken = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+    return torch.as_tensor(cols), owner, torch.as_tensor(at), torch.as_tensor(taken)
 
 
 def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.Generator,
@@ -182,7 +196,7 @@ def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.G
     (D x D) per conditionable column, over the rows conditioned on it (G x D x D)."""
     cnd = model.conditioner
     cond, col, _ = cnd.sample(n, g)
-    cols, owner, cond_at = _layout(model, segments)
+    cols, owner, cond_at, cond_taken = _layout(model, segments)
     with torch.set_grad_enabled(grad):
         raw = model.logits(cond, g)
         # one gather and a split: slicing each segment out of ``raw`` would zero-fill a
@@ -191,7 +205,7 @@ def model_joint(model: TabularModel, segments: list[Segment], n: int, g: torch.G
         p = torch.cat([torch.softmax(part, dim=1) for part in parts], dim=1)
         if cnd.segments:
             onehot = torch.zeros_like(p)
-            onehot[:, cond_at] = cond
+            onehot[:, cond_at] = cond[:, cond_taken]
             p = torch.where(owner.unsqueeze(0) == col.unsqueeze(1), onehot, p)
         if not by_condition or not cnd.segments:
             return _Gram.apply(p) / n
@@ -304,6 +318,41 @@ def _table_loss(joint: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
     return (weight * target * log_ratio).sum()
 
 
+@dataclass(frozen=True)
+class _ColumnDraw:
+    """The columns one step of a wide table's fit sees: every measured pair's columns and
+    ``extra`` of the others drawn at random, so that a step costs about ``step_width`` squared
+    instead of D squared. An anchored pair is in a step's tables with probability
+    :meth:`chance`; its term is weighted by the inverse, which keeps every step's expected loss
+    the loss over all pairs."""
+
+    fixed: frozenset[int]
+    rest: tuple[int, ...]
+    extra: int
+
+    @classmethod
+    def plan(cls, segments: list[Segment], measured: Iterable[Pair], width: int) -> _ColumnDraw | None:
+        """None where every column fits within ``width`` cells, or would be drawn anyway."""
+        sizes = [s.size for s in segments]
+        if not width or sum(sizes) <= width:
+            return None
+        fixed = frozenset(c for pair in measured for c in pair)
+        rest = tuple(i for i in range(len(segments)) if i not in fixed)
+        room = width - sum(sizes[i] for i in fixed)
+        extra = max(2, int(room * len(rest) // max(1, sum(sizes[i] for i in rest))))
+        return None if extra >= len(rest) else cls(fixed, rest, extra)
+
+    def chance(self, a: int, b: int) -> float:
+        """The probability that a step's columns hold both ``a`` and ``b``."""
+        drawn, r, n = (a not in self.fixed) + (b not in self.fixed), self.extra, len(self.rest)
+        return 1.0 if drawn == 0 else r / n if drawn == 1 else r * (r - 1) / (n * (n - 1))
+
+    def draw(self, g: torch.Generator) -> list[int]:
+        """One step's columns, in the segments' order."""
+        pick = torch.randperm(len(self.rest), generator=g)[: self.extra].tolist()
+        return sorted([*self.fixed, *(self.rest[i] for i in pick)])
+
+
 def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[Pair, np.ndarray],
                   config: MarginalFitConfig, seed: int | None = None,
                   progress: Callable[[int, int], None] | None = None) -> tuple[float, float]:
@@ -312,7 +361,7 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
 
     Returns the measured pairs' mean total variation distance (model vs measurement) before and
     after. The latent draws are the only randomness; ``seed`` fixes them. ``progress(done, total)``
-    is called after every step (a wide table's steps take minutes: each is a D x D table)."""
+    is called after every step (a wide table's fit takes minutes even with ``step_width``)."""
     g = torch.Generator().manual_seed(seed) if seed is not None else csprng_torch_rng()
     params = model.generator_parameters()
     for p in params:
@@ -323,11 +372,12 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
     for (a, b), table in measured.items():
         mask[off[a] : off[a + 1], off[b] : off[b + 1]] = 1.0
         target[off[a] : off[a + 1], off[b] : off[b + 1]] = torch.as_tensor(table, dtype=torch.float32)
+    wide = _ColumnDraw.plan(segments, measured, config.step_width)
     anchor = torch.zeros_like(mask)
     for a, b in all_pairs(segments):
         if (a, b) not in measured:
-            anchor[off[a] : off[a + 1], off[b] : off[b + 1]] = 1.0
-    target = target + anchor * model_joint(model, segments, 8 * config.batch, g)
+            anchor[off[a] : off[a + 1], off[b] : off[b + 1]] = 1.0 / (wide.chance(a, b) if wide else 1.0)
+    target = target + (anchor > 0) * model_joint(model, segments, 8 * config.batch, g)
 
     def tvd() -> float:
         with torch.no_grad():
@@ -340,11 +390,17 @@ def fit_marginals(model: TabularModel, segments: list[Segment], measured: dict[P
     decay = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if config.schedule == "cosine" and steps else None
     weight = mask + config.anchor * anchor
     for step in range(steps):
+        cols, part, wanted = segments, target, weight
+        if wide is not None:
+            drawn = wide.draw(g)
+            cols = [segments[i] for i in drawn]
+            cells = torch.as_tensor(np.concatenate([np.arange(off[i], off[i + 1]) for i in drawn]))
+            part, wanted = target[cells][:, cells], weight[cells][:, cells]
         # Every group of rows conditioned on one column (its category drawn from its released
         # frequencies) should show the whole table's marginals: fitting only their mixture let a
         # condition's own rows drift (a rare combination under a condition became unreachable).
-        joint = model_joint(model, segments, config.batch, g, grad=True, by_condition=True)
-        loss = _table_loss(joint, target, weight, config.loss) / (joint.shape[0] if joint.dim() == 3 else 1)
+        joint = model_joint(model, cols, config.batch, g, grad=True, by_condition=True)
+        loss = _table_loss(joint, part, wanted, config.loss) / (joint.shape[0] if joint.dim() == 3 else 1)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
