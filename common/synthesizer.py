@@ -44,9 +44,9 @@ from fedsynth.common.artifact import (
     read_model,
     write_model,
 )
-from fedsynth.common.calibration import POOL_FACTOR, calibrated_rows
+from fedsynth.common.calibration import POOL_FACTOR, calibrated_rows, rebalanced
 from fedsynth.common.data.cells import coerce, with_ids
-from fedsynth.common.data.constraints import FixedCombinations, Rejections, repair
+from fedsynth.common.data.constraints import FixedCombinations, Rejections, columns_of, repair
 from fedsynth.common.data.encoding import Segment, TableEncoder
 from fedsynth.common.data.schema import Schema
 from fedsynth.common.dp.accounting import (
@@ -357,21 +357,34 @@ class Synthesizer:
         rejected = Rejections.empty()
         # rows drawn at most: a combination kept by under ~1 row in 4 * max_tries (200 at the default) fails
         budget = max_tries * 4 * max(n, 64)
+        # an unconditional calibrated sample keeps a pool of valid rows and rakes it back to the
+        # draws' marginals, which rejection would otherwise skew (calibration.rebalanced)
+        rebalance = not conditions and self.calibrate
+        wanted = POOL_FACTOR * n if rebalance else n
+        reference: pd.DataFrame | None = None
         for _ in range(max_tries):
-            size = _batch_rows(n - have, have, drawn, budget - drawn)
+            size = _batch_rows(wanted - have, have, drawn, budget - drawn)
             if size == 0:
                 break
             batch = self._draw(size, int(rng.integers(2**62)), fixed)
             drawn += size
             # schema constraints (common/data/constraints.py): FixedCombinations repaired, rows breaking the rest redrawn
             batch = repair(self.schema.constraints, batch)
+            reference = batch if reference is None else reference
             mask = rejected.keep_valid(self.schema.constraints, batch)
             for col, value in (conditions or {}).items():
                 mask &= batch[col].astype(str).str.lower().to_numpy() == str(value).lower()
             kept.append(batch[mask])
             have += int(mask.sum())
-            if have >= n:
-                return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+            if have >= wanted:
+                break
+        if have >= n and rebalance and reference is not None:
+            selected = {col for c in self.schema.constraints if not isinstance(c, FixedCombinations)
+                        for col in columns_of(c)}
+            return rebalanced(pd.concat(kept, ignore_index=True), reference, n, rng,
+                              [col for col in reference.columns if col in selected])
+        if have >= n:
+            return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
         raise FedsynthError(
             f"could only generate {have} of {n} rows satisfying {dict(conditions or {})} and the schema's constraints "
             f"from {drawn:,} rows drawn by rejection sampling (at most {max_tries} rounds): the combination is too rare "

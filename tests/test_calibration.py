@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from fedsynth.common.artifact import META_FILE
-from fedsynth.common.calibration import raking_weights, weighted_draw
+from fedsynth.common.calibration import raking_weights, rebalanced, weighted_draw
 from fedsynth.common.data.encoding import CountsLayout, TableEncoder
 from fedsynth.common.data.histogram import FINE_BINS, NumericHistogram
 from fedsynth.common.data.schema import Column
@@ -264,3 +264,30 @@ def test_calibrated_dates_in_a_date_only_format_are_whole_days():
     out = calibrated_rows(generate, enc, [np.array([0.5, 0.5])], hist, 300, rng)["d"]
     assert len(out) == 300 and out.between(pd.Timestamp("2013-01-01"), pd.Timestamp("2013-12-31")).all()
     assert (out == out.dt.floor("D")).all()
+
+
+def test_kept_rows_are_raked_back_to_the_draws_marginals_for_every_kind_of_column():
+    rng = np.random.default_rng(0)
+    n = 20_000
+    x = rng.uniform(0, 100, n)
+    reference = pd.DataFrame({
+        "x": x,
+        "when": pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 365, n), unit="D"),
+        "kind": pd.Series(rng.choice(["a", "b", None], n, p=[0.5, 0.3, 0.2]), dtype=object),
+        "row": [f"id-{i}" for i in range(n)],  # distinct texts: not raked on
+    })
+    # a selection like a constraint's: it keeps large x, late dates and kind "a" far more often
+    keep = rng.random(n) < (0.1 + 0.8 * (x / 100)) * np.where(reference["kind"] == "a", 1.0, 0.4)
+    keep &= rng.random(n) < np.where(reference["when"].dt.month > 6, 1.0, 0.5)
+    rows = reference[keep].reset_index(drop=True)
+    out = rebalanced(rows, reference, 2000, np.random.default_rng(1), ["x", "when", "kind", "row"])
+    assert len(out) == 2000 and out["row"].is_unique and set(out["row"]) <= set(rows["row"])
+
+    def gap(df: pd.DataFrame) -> list[float]:
+        return [abs(df["x"].mean() - reference["x"].mean()),
+                abs((df["when"].dt.month > 6).mean() - (reference["when"].dt.month > 6).mean()),
+                abs((df["kind"] == "a").mean() - (reference["kind"] == "a").mean()),
+                abs(df["kind"].isna().mean() - reference["kind"].isna().mean())]
+
+    before, after = gap(rows), gap(out)
+    assert all(a < 0.3 * b for a, b in zip(after, before)), (before, after)
