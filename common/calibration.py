@@ -98,8 +98,8 @@ def rebalanced(rows: pd.DataFrame, reference: pd.DataFrame, n: int, rng: np.rand
     draws before rejection).
 
     Rejection selects: with many inequalities (a drafted schema can hold dozens) the rows that
-    keep them all have far larger high columns than the model draws, which moved a 55-column
-    table's 1-way TVD from 0.06 to 0.10 (docs/benchmarks.md). Raking the kept rows back to the
+    keep them all have far larger high columns than the model draws (docs/benchmarks.md, "Many
+    inequalities"). Raking the kept rows back to the
     calibrated draw's marginals (numericals and datetimes in ``bins`` quantile cells, the rest
     by value, missing a cell of its own) undoes that as far as the kept rows reach, and every
     drawn row still keeps the constraints."""

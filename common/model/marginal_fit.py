@@ -69,7 +69,7 @@ class MarginalFitConfig:
     projections: int = 16
     # a step's tables span at most this many encoded cells a side (0: always every column): a
     # wider table fits a random subset of its columns each step (see _ColumnDraw), since a step
-    # over all D columns costs D squared and wide tables (D ~ 1,000) took seconds a step
+    # over all D cells costs D squared (docs/benchmarks.md, "A wide table's fine-tune")
     step_width: int = 512
 
     def __post_init__(self) -> None:
