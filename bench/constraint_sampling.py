@@ -22,10 +22,9 @@ import torch
 
 import fedsynth.common.synthesizer as synthesizer_module
 from fedsynth.common.synthesizer import Synthesizer
-from fedsynth.simulations.datasets import BUNDLED, load_dataset
+from fedsynth.simulations.datasets import load_dataset
 from fedsynth.simulations.partition import holdout_split
-from fedsynth.simulations.quality import quick_quality
-from run_means import SCORES, add_run_options, cells, fmt, mean, paired_differences  # bench/ is on sys.path
+from run_means import SCORES, add_run_options, cells, fmt, mean, paired_differences, scores  # bench/ is on sys.path
 
 WAYS = ("first kept", "raked")
 
@@ -44,14 +43,11 @@ def one_run(table: str, seed: int) -> list[dict]:
         raked = synthesizer_module.rebalanced
         if way == "first kept":
             synthesizer_module.rebalanced = first_kept
-        try:
-            rows = synth.sample(len(train), seed=seed)
+        try:  # scores() samples as many rows as train with this seed
+            measured = scores(synth, train, holdout, schema, table, seed)
         finally:
             synthesizer_module.rebalanced = raked
-        q = quick_quality(train, holdout, rows, schema, BUNDLED[table].label, seed)
-        kept = q["strong_pairs_kept"] / q["strong_pairs"] if q.get("strong_pairs") else None
-        runs.append({"table": table, "way": way, "seed": seed, **{m: q.get(m) for m in SCORES}, "kept": kept,
-                     "worst_column": q.get("worst_column")})
+        runs.append({"table": table, "way": way, "seed": seed, **measured})
         print(json.dumps(runs[-1]), flush=True)
     return runs
 

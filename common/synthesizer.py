@@ -378,13 +378,13 @@ class Synthesizer:
             have += int(mask.sum())
             if have >= wanted:
                 break
-        if have >= n and rebalance and reference is not None:
+        if have >= n:  # n > 0 here, so the first batch is the reference
+            rows = pd.concat(kept, ignore_index=True)
+            if not rebalance:
+                return rows.iloc[:n].reset_index(drop=True)
             selected = {col for c in self.schema.constraints if not isinstance(c, FixedCombinations)
                         for col in columns_of(c)}
-            return rebalanced(pd.concat(kept, ignore_index=True), reference, n, rng,
-                              [col for col in reference.columns if col in selected])
-        if have >= n:
-            return pd.concat(kept, ignore_index=True).iloc[:n].reset_index(drop=True)
+            return rebalanced(rows, reference, n, rng, [col for col in reference.columns if col in selected])
         raise FedsynthError(
             f"could only generate {have} of {n} rows satisfying {dict(conditions or {})} and the schema's constraints "
             f"from {drawn:,} rows drawn by rejection sampling (at most {max_tries} rounds): the combination is too rare "
